@@ -50,7 +50,10 @@ pub use reactor::Readiness;
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use sched::Scheduler;
 pub use signal::{Signal, Subscription};
-pub use task::{current, is_cancelled, spawn, spawn_with_stack, try_spawn, yield_now, JoinError, JoinHandle};
+pub use task::{
+    current, is_cancelled, spawn, spawn_detached, spawn_with_stack, try_spawn, yield_now, JoinError,
+    JoinHandle,
+};
 pub use time::{now_ns, sleep, sleep_until};
 pub use wait::{wait_fd, wait_until, Wait, WaitError};
 pub use waker::TaskKey;

@@ -18,28 +18,14 @@ use std::cell::Cell;
 use std::mem::MaybeUninit;
 use std::sync::Once;
 
-use crate::sched::OverflowInfo;
+use crate::sched::running_overflow_info;
 
 thread_local! {
-    static RUNNING: Cell<*const OverflowInfo> = const { Cell::new(std::ptr::null()) };
     static ALT_STACK: Cell<bool> = const { Cell::new(false) };
 }
 
 static INSTALL: Once = Once::new();
 static mut PREVIOUS: MaybeUninit<libc::sigaction> = MaybeUninit::uninit();
-
-/// Records the coroutine about to run on this thread: one store. `info`
-/// must stay valid until [`leave`] is called.
-#[inline]
-pub(crate) fn enter(info: *const OverflowInfo) {
-    RUNNING.with(|r| r.set(info));
-}
-
-/// This thread is back on its own stack.
-#[inline]
-pub(crate) fn leave() {
-    RUNNING.with(|r| r.set(std::ptr::null()));
-}
 
 /// Installs the process-wide handler (once) and an alternate signal stack for
 /// the calling thread (once per thread, unless it already has one).
@@ -123,7 +109,7 @@ fn write_all(parts: &[&[u8]]) {
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
     let addr = unsafe { (*info).si_addr() } as usize;
-    let p = RUNNING.with(|r| r.get());
+    let p = running_overflow_info();
     // SAFETY: a non-null pointer names the running task's overflow record,
     // which lives in the scheduler's never-moved task slab.
     let run = unsafe { p.as_ref() };

@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::io;
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use corosensei::stack::{Stack, StackPointer};
 
@@ -28,14 +29,18 @@ pub const DEFAULT_STACK_SIZE: usize = 64 * 1024;
 /// At most this many idle stacks are kept per thread.
 pub const POOL_MAX: usize = 4096;
 
-/// The system page size.
+/// The system page size (read once; it is on the spawn path).
 pub fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n > 0 {
-        n as usize
-    } else {
-        4096
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    match PAGE.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: sysconf has no preconditions.
+            let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            let n = if n > 0 { n as usize } else { 4096 };
+            PAGE.store(n, Ordering::Relaxed);
+            n
+        }
+        n => n,
     }
 }
 
@@ -134,58 +139,97 @@ impl UserStack {
     }
 }
 
-/// The stack a coroutine runs on.
-#[derive(Debug)]
-pub enum CoroStack {
+enum Owner {
     /// One of ours; goes back to the pool.
     Mmap(MmapStack),
     /// The caller's memory; handed back to nobody (the caller owns it).
-    User(UserStack),
+    User,
+}
+
+/// The stack a coroutine runs on: one of ours (pooled) or the caller's.
+/// Its bounds are plain fields, since corosensei reads them on every resume.
+pub struct CoroStack {
+    low: StackPointer,
+    high: StackPointer,
+    owner: Owner,
+}
+
+impl std::fmt::Debug for CoroStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoroStack")
+            .field("low", &format_args!("{:#x}", self.low))
+            .field("high", &format_args!("{:#x}", self.high))
+            .field("user", &matches!(self.owner, Owner::User))
+            .finish()
+    }
+}
+
+impl From<MmapStack> for CoroStack {
+    fn from(s: MmapStack) -> CoroStack {
+        let low = s.low.as_ptr() as usize;
+        CoroStack {
+            low: NonZeroUsize::new(low).expect("mmap never returns 0"),
+            high: NonZeroUsize::new(low + s.len).expect("mmap never returns 0"),
+            owner: Owner::Mmap(s),
+        }
+    }
+}
+
+impl From<UserStack> for CoroStack {
+    fn from(u: UserStack) -> CoroStack {
+        CoroStack {
+            low: NonZeroUsize::new(u.low).expect("checked non-null"),
+            high: NonZeroUsize::new(u.high).expect("checked non-null"),
+            owner: Owner::User,
+        }
+    }
 }
 
 impl CoroStack {
     /// `(low, high)` addresses of the guard page, for the overflow handler.
     pub fn guard_range(&self) -> (usize, usize) {
-        let page = page_size();
-        match self {
-            CoroStack::Mmap(s) => (s.low.as_ptr() as usize, s.low.as_ptr() as usize + page),
-            CoroStack::User(u) => (u.low, u.low + page),
-        }
+        (self.low.get(), self.low.get() + page_size())
     }
 
     /// Usable bytes above the guard page.
     pub fn usable_size(&self) -> usize {
-        let page = page_size();
-        match self {
-            CoroStack::Mmap(s) => s.usable_size(),
-            CoroStack::User(u) => u.high - u.low - page,
-        }
+        self.high.get() - self.low.get() - page_size()
+    }
+
+    /// Whether the memory is the caller's.
+    pub fn is_user(&self) -> bool {
+        matches!(self.owner, Owner::User)
     }
 }
 
-// SAFETY: both variants have a guard page at the low end and at least
+// SAFETY: both kinds have a guard page at the low end and at least
 // MIN_STACK_SIZE usable bytes above it (checked at construction); base and
-// limit are 16-byte aligned (page-aligned for Mmap, masked for User).
+// limit are 16-byte aligned (page-aligned for ours, masked for the user's).
 unsafe impl Stack for CoroStack {
+    #[inline]
     fn base(&self) -> StackPointer {
-        let high = match self {
-            CoroStack::Mmap(s) => s.low.as_ptr() as usize + s.len,
-            CoroStack::User(u) => u.high,
-        };
-        NonZeroUsize::new(high).expect("stack top is never 0")
+        self.high
     }
 
+    #[inline]
     fn limit(&self) -> StackPointer {
-        let low = match self {
-            CoroStack::Mmap(s) => s.low.as_ptr() as usize,
-            CoroStack::User(u) => u.low,
-        };
-        NonZeroUsize::new(low).expect("stack bottom is never 0")
+        self.low
     }
 }
 
 thread_local! {
     static POOL: RefCell<Vec<MmapStack>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The usable size a request for `size` bytes gets (page multiple, at least
+/// [`MIN_STACK_SIZE`]).
+pub fn rounded_size(size: usize) -> usize {
+    round_up(size.max(MIN_STACK_SIZE), page_size())
+}
+
+/// Maps a fresh guarded stack of `size` usable bytes (no pool).
+pub(crate) fn map(size: usize) -> io::Result<CoroStack> {
+    MmapStack::new(size).map(CoroStack::from)
 }
 
 /// Takes a stack of exactly `size` usable bytes (rounded to pages) from this
@@ -203,15 +247,15 @@ pub fn take(size: usize) -> io::Result<CoroStack> {
         }
     });
     match hit {
-        Some(s) => Ok(CoroStack::Mmap(s)),
-        None => MmapStack::new(want).map(CoroStack::Mmap),
+        Some(s) => Ok(s.into()),
+        None => MmapStack::new(want).map(CoroStack::from),
     }
 }
 
 /// Returns a stack to this thread's pool (user stacks are simply dropped:
 /// their memory belongs to the caller).
 pub fn give_back(stack: CoroStack) {
-    if let CoroStack::Mmap(s) = stack {
+    if let Owner::Mmap(s) = stack.owner {
         POOL.with(|p| {
             let mut p = p.borrow_mut();
             if p.len() < POOL_MAX {
@@ -255,6 +299,7 @@ mod tests {
     fn sizes_are_rounded_and_guarded() {
         let s = take(10_000).unwrap();
         assert_eq!(s.usable_size(), MIN_STACK_SIZE);
+        assert!(!s.is_user());
         let (lo, hi) = s.guard_range();
         assert_eq!(hi - lo, page_size());
         assert_eq!(s.limit().get(), lo);

@@ -257,6 +257,23 @@ pub fn try_spawn<T: 'static>(
     spawn_in(sched, name.into(), None, f)
 }
 
+/// Spawns a coroutine nobody will join (a connection handler, say): no join
+/// state is allocated, so this is the cheapest way to start one. A panic is
+/// reported on stderr with the coroutine's name. It cannot be cancelled
+/// through a handle; give it a [`crate::Signal`] to subscribe to instead.
+pub fn spawn_detached(name: impl Into<Cow<'static, str>>, f: impl FnOnce() + 'static) -> io::Result<TaskKey> {
+    let sched = Scheduler::current().ok_or_else(no_worker)?;
+    sched.spawn_raw(name.into(), None, std::ptr::null(), move || {
+        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(f)) {
+            let name = current_name().unwrap_or_default();
+            eprintln!(
+                "accel-coro: detached coroutine {name} panicked: {}",
+                panic_message(p)
+            );
+        }
+    })
+}
+
 /// Spawns on memory the caller supplies (libwire's rule).
 pub fn spawn_with_stack<T: 'static>(
     name: impl Into<Cow<'static, str>>,
@@ -385,6 +402,24 @@ mod tests {
         assert!(!h.is_finished());
         drop(w);
         assert!(matches!(h.join(), Err(JoinError::Abandoned)));
+    }
+
+    #[test]
+    fn detached_coroutines_run_to_their_end() {
+        let hits = Rc::new(std::cell::Cell::new(0));
+        let h2 = hits.clone();
+        block_on(move || {
+            for _ in 0..10 {
+                let h = h2.clone();
+                spawn_detached("d", move || h.set(h.get() + 1)).unwrap();
+            }
+            spawn_detached("panics", || panic!("reported, not propagated")).unwrap();
+            let s = crate::Scheduler::current().unwrap();
+            while s.live_tasks() > 1 {
+                yield_now();
+            }
+        });
+        assert_eq!(hits.get(), 10);
     }
 
     #[test]

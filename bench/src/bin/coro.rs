@@ -4,7 +4,10 @@
 //! - `bare_switch_ns`: corosensei resume + suspend round trip, no scheduler.
 //! - `yield_ns`: one `yield_now` through our scheduler with two coroutines
 //!   taking turns (coroutine → scheduler → the other coroutine).
-//! - `spawn_ns`: spawn a coroutine and run it to its end on a pooled stack.
+//! - `bare_alternating_ns`: two coroutines resumed in turn from one plain
+//!   loop, no scheduler: the floor for `yield_ns`.
+//! - `spawn_ns`: spawn a (detached) coroutine and run it to its end on a
+//!   pooled stack; `spawn_join_ns` the same with a join handle.
 //! - `channel_pingpong_ns`: one round trip through two rendezvous channels
 //!   between two coroutines of one worker.
 //! - `cross_thread_wake_us`: one-way wake latency between an OS thread and a
@@ -17,7 +20,7 @@ use std::time::Instant;
 
 use accel_bench::{ensure_map_count, ns_per_iter, report, rss_kib};
 use accel_coro::sync::{rendezvous, WaitQueue};
-use accel_coro::{block_on, spawn, stack, yield_now, Runtime, Wait};
+use accel_coro::{block_on, spawn, spawn_detached, stack, yield_now, Runtime, Wait};
 use corosensei::{Coroutine, CoroutineResult};
 
 fn bare_switch_ns() -> f64 {
@@ -40,6 +43,33 @@ fn bare_switch_ns() -> f64 {
     ns
 }
 
+/// Two coroutines resumed alternately from one plain loop: the floor for
+/// any scheduler that switches through a central loop (the CPU predicts the
+/// switch worse when its target alternates).
+fn bare_alternating_ns() -> f64 {
+    let mk = || {
+        let st = stack::take(stack::DEFAULT_STACK_SIZE).expect("map a stack");
+        Coroutine::with_stack(st, |y: &corosensei::Yielder<bool, ()>, mut go: bool| {
+            while go {
+                go = y.suspend(());
+            }
+        })
+    };
+    let mut cs = [mk(), mk()];
+    let ns = ns_per_iter(200, 5, |n| {
+        for i in 0..n {
+            let c = std::hint::black_box(&mut cs[(i & 1) as usize]);
+            if let CoroutineResult::Return(()) = c.resume(true) {
+                unreachable!()
+            }
+        }
+    });
+    for c in &mut cs {
+        assert!(matches!(c.resume(false), CoroutineResult::Return(())));
+    }
+    ns
+}
+
 fn yield_ns() -> f64 {
     block_on(|| {
         ns_per_iter(200, 5, |n| {
@@ -50,20 +80,33 @@ fn yield_ns() -> f64 {
     })
 }
 
+/// Spawns `n` coroutines in batches of 32 and lets each batch run to its
+/// end (their stacks go back to the pool) before the next.
+fn spawn_batches(n: u64, spawn_one: &dyn Fn()) {
+    let mut left = n;
+    while left > 0 {
+        let batch = left.min(32);
+        (0..batch).for_each(|_| spawn_one());
+        yield_now();
+        left -= batch;
+    }
+}
+
 fn spawn_ns() -> f64 {
     block_on(|| {
         stack::prefill(64, stack::DEFAULT_STACK_SIZE).unwrap();
         ns_per_iter(200, 5, |n| {
-            let mut left = n;
-            while left > 0 {
-                let batch = left.min(32);
-                for _ in 0..batch {
-                    drop(spawn("child", || ()));
-                }
-                yield_now(); // the children run to their end, stacks go back
-                left -= batch;
-            }
+            spawn_batches(n, &|| {
+                spawn_detached("child", || ()).unwrap();
+            })
         })
+    })
+}
+
+fn spawn_join_ns() -> f64 {
+    block_on(|| {
+        stack::prefill(64, stack::DEFAULT_STACK_SIZE).unwrap();
+        ns_per_iter(200, 5, |n| spawn_batches(n, &|| drop(spawn("child", || ()))))
     })
 }
 
@@ -163,7 +206,11 @@ fn main() {
     let y = yield_ns();
     report("yield_ns", y, "ns");
     report("yield_over_bare", y / bare, "x");
+    let alt = bare_alternating_ns();
+    report("bare_alternating_ns", alt, "ns");
+    report("yield_over_alternating", y / alt, "x");
     report("spawn_ns", spawn_ns(), "ns");
+    report("spawn_join_ns", spawn_join_ns(), "ns");
     report("channel_pingpong_ns", channel_pingpong_ns(), "ns");
     report("cross_thread_wake_us", cross_thread_wake_us(), "us");
     if let Some(kib) = parked_rss_kib() {
