@@ -17,12 +17,30 @@
 //!   coroutines.
 //! - [`capi`]: the C API (`include/accel_coro.h`).
 //!
+//! Coroutines never leave the thread that spawned them. What owns them is
+//! `!Send`, so the compiler refuses to move it:
+//!
 //! ```compile_fail
-//! // A join handle's task is bound to its worker; a coroutine's
-//! // subscription to a signal cannot leave its thread:
-//! fn assert_send<T: Send>(_: T) {}
+//! // A worker (its scheduler and every coroutine on it) stays on its thread.
+//! let w = accel_coro::Worker::new(accel_coro::Config::default()).unwrap();
+//! std::thread::spawn(move || drop(w));
+//! ```
+//!
+//! ```compile_fail
+//! // A coroutine's subscription to a signal belongs to that coroutine.
 //! let s = accel_coro::Signal::new();
-//! accel_coro::block_on(move || assert_send(s.subscribe()));
+//! accel_coro::block_on(move || {
+//!     let sub = s.subscribe();
+//!     std::thread::spawn(move || drop(sub));
+//! });
+//! ```
+//!
+//! while `spawn` happily runs a coroutine that owns `!Send` data:
+//!
+//! ```
+//! let rc = std::rc::Rc::new(5);
+//! let v = accel_coro::block_on(move || accel_coro::spawn("rc", move || *rc).join().unwrap());
+//! assert_eq!(v, 5);
 //! ```
 
 pub mod capi;

@@ -296,6 +296,24 @@ pub fn yield_now() {
     }
 }
 
+/// Suspends the running coroutine until someone resumes it with
+/// [`resume`] (libwire's `wire_suspend`). Like every wait it may also
+/// return early on an unrelated wake-up, so call it in a loop over the
+/// condition you are waiting for. Outside a coroutine it returns at once.
+pub fn suspend() {
+    if let Some(s) = Scheduler::current() {
+        if s.in_coroutine() {
+            s.suspend(crate::sched::Suspend::Park);
+        }
+    }
+}
+
+/// Makes a coroutine suspended with [`suspend`] (or parked in any wait)
+/// runnable again; callable from any thread (libwire's `wire_resume`).
+pub fn resume(key: TaskKey) {
+    key.wake();
+}
+
 /// The running coroutine's key, if the caller runs inside one.
 pub fn current() -> Option<TaskKey> {
     Scheduler::current()?.current_task().map(|(_, k)| k)
@@ -402,6 +420,31 @@ mod tests {
         assert!(!h.is_finished());
         drop(w);
         assert!(matches!(h.join(), Err(JoinError::Abandoned)));
+    }
+
+    #[test]
+    fn suspend_waits_for_resume() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let l = log.clone();
+        block_on(move || {
+            let flag = Rc::new(std::cell::Cell::new(false));
+            let (f2, l2) = (flag.clone(), l.clone());
+            let h = spawn("sleeper", move || {
+                l2.borrow_mut().push("suspended");
+                while !f2.get() {
+                    suspend();
+                }
+                l2.borrow_mut().push("resumed");
+            });
+            for _ in 0..5 {
+                yield_now(); // nobody resumes it: it stays suspended
+            }
+            l.borrow_mut().push("resuming");
+            flag.set(true);
+            resume(h.key().unwrap());
+            h.join().unwrap();
+        });
+        assert_eq!(*log.borrow(), vec!["suspended", "resuming", "resumed"]);
     }
 
     #[test]
