@@ -1,0 +1,237 @@
+//! The ARP cache (RFC 826) with a queue of packets waiting for resolution.
+//!
+//! Entries expire after `ttl`; an unresolved address gets a request every
+//! `retry` up to `retries` times, after which its waiting packets are
+//! dropped (and counted by the caller). At most `pending_max` packets wait
+//! per address; the table holds at most `max_entries` addresses (the
+//! oldest goes first). All time comes from the caller.
+
+use core::net::Ipv4Addr;
+use core::time::Duration;
+use std::collections::{HashMap, VecDeque};
+
+use super::hash::KeyedHash;
+use crate::time::Instant;
+use crate::wire::EthernetAddress;
+
+/// ARP settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArpConfig {
+    /// How long a learned address stays valid.
+    pub ttl: Duration,
+    /// Time between requests for an unresolved address.
+    pub retry: Duration,
+    /// Requests before giving up on an address.
+    pub retries: u32,
+    /// Packets that may wait for one address.
+    pub pending_max: usize,
+    /// Addresses the cache holds.
+    pub max_entries: usize,
+}
+
+impl Default for ArpConfig {
+    fn default() -> Self {
+        ArpConfig {
+            ttl: Duration::from_secs(60),
+            retry: Duration::from_secs(1),
+            retries: 3,
+            pending_max: 16,
+            max_entries: 1024,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Pending {
+    packets: VecDeque<Vec<u8>>,
+    requests: u32,
+    next_request: Instant,
+}
+
+/// Learned addresses and packets waiting for an address.
+#[derive(Debug)]
+pub struct ArpCache {
+    cfg: ArpConfig,
+    entries: HashMap<Ipv4Addr, (EthernetAddress, Instant), KeyedHash>,
+    pending: HashMap<Ipv4Addr, Pending, KeyedHash>,
+}
+
+/// Something the cache wants done.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ArpAction {
+    /// Send a request for this address.
+    Request(Ipv4Addr),
+    /// Give up on this address; this many packets were dropped.
+    GiveUp(Ipv4Addr, usize),
+}
+
+impl ArpCache {
+    /// An empty cache.
+    pub fn new(cfg: ArpConfig, key: KeyedHash) -> ArpCache {
+        ArpCache {
+            cfg,
+            entries: HashMap::with_hasher(key),
+            pending: HashMap::with_hasher(key),
+        }
+    }
+
+    /// The hardware address of `ip`, if known and fresh.
+    pub fn lookup(&self, ip: Ipv4Addr, now: Instant) -> Option<EthernetAddress> {
+        match self.entries.get(&ip) {
+            Some(&(mac, expires)) if expires > now => Some(mac),
+            _ => None,
+        }
+    }
+
+    /// Learns (or refreshes) `ip`'s address; returns the packets that were
+    /// waiting for it.
+    pub fn learn(&mut self, ip: Ipv4Addr, mac: EthernetAddress, now: Instant) -> Vec<Vec<u8>> {
+        if !mac.is_unicast() {
+            return Vec::new();
+        }
+        if self.entries.len() >= self.cfg.max_entries && !self.entries.contains_key(&ip) {
+            let oldest = self.entries.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.entries.remove(&k);
+            }
+        }
+        self.entries.insert(ip, (mac, now + self.cfg.ttl));
+        self.pending
+            .remove(&ip)
+            .map(|p| p.packets.into())
+            .unwrap_or_default()
+    }
+
+    /// Whether `ip` is in the cache (fresh or not): a reply from it is
+    /// worth learning even if we did not ask.
+    pub fn knows(&self, ip: Ipv4Addr) -> bool {
+        self.entries.contains_key(&ip) || self.pending.contains_key(&ip)
+    }
+
+    /// Queues an IP packet until `ip` is resolved. Returns whether a request
+    /// should go out now (the first packet for this address), or `Err` with
+    /// the packet if the queue for the address is full.
+    pub fn queue(&mut self, ip: Ipv4Addr, packet: Vec<u8>, now: Instant) -> Result<bool, Vec<u8>> {
+        let cfg = self.cfg;
+        let fresh = !self.pending.contains_key(&ip);
+        let p = self.pending.entry(ip).or_insert_with(|| Pending {
+            packets: VecDeque::new(),
+            requests: 0,
+            next_request: now,
+        });
+        if p.packets.len() >= cfg.pending_max {
+            return Err(packet);
+        }
+        p.packets.push_back(packet);
+        if fresh {
+            p.requests = 1;
+            p.next_request = now + cfg.retry;
+        }
+        Ok(fresh)
+    }
+
+    /// Requests to repeat and addresses to give up on, as of `now`.
+    pub fn poll(&mut self, now: Instant, out: &mut Vec<ArpAction>) {
+        let cfg = self.cfg;
+        let mut give_up = Vec::new();
+        for (ip, p) in self.pending.iter_mut() {
+            if p.next_request > now {
+                continue;
+            }
+            if p.requests >= cfg.retries {
+                give_up.push(*ip);
+            } else {
+                p.requests += 1;
+                p.next_request = now + cfg.retry;
+                out.push(ArpAction::Request(*ip));
+            }
+        }
+        for ip in give_up {
+            let n = self.pending.remove(&ip).map_or(0, |p| p.packets.len());
+            out.push(ArpAction::GiveUp(ip, n));
+        }
+        self.entries.retain(|_, (_, expires)| *expires > now);
+    }
+
+    /// The next time [`Self::poll`] has work.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.pending.values().map(|p| p.next_request).min()
+    }
+
+    /// Learned addresses.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is learned.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Addresses being resolved.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache() -> ArpCache {
+        ArpCache::new(ArpConfig::default(), KeyedHash::new([7; 16]))
+    }
+
+    const IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
+
+    #[test]
+    fn learn_lookup_expire() {
+        let mut c = cache();
+        let t = Instant::from_millis(1);
+        assert_eq!(c.lookup(IP, t), None);
+        c.learn(IP, MAC, t);
+        assert_eq!(c.lookup(IP, t), Some(MAC));
+        assert_eq!(c.lookup(IP, t + Duration::from_secs(61)), None);
+        let mut out = Vec::new();
+        c.poll(t + Duration::from_secs(61), &mut out);
+        assert!(c.is_empty());
+        assert!(c.learn(IP, EthernetAddress::BROADCAST, t).is_empty());
+        assert!(c.lookup(IP, t).is_none(), "broadcast is never learned");
+    }
+
+    #[test]
+    fn pending_packets_flush_on_learn_and_are_bounded() {
+        let mut c = cache();
+        let t = Instant::ZERO;
+        assert_eq!(c.queue(IP, vec![1], t), Ok(true));
+        assert_eq!(c.queue(IP, vec![2], t), Ok(false));
+        for i in 2..16 {
+            c.queue(IP, vec![i], t).unwrap();
+        }
+        assert_eq!(c.queue(IP, vec![99], t), Err(vec![99]));
+        let flushed = c.learn(IP, MAC, t);
+        assert_eq!(flushed.len(), 16);
+        assert_eq!(flushed[0], vec![1]);
+        assert_eq!(c.pending(), 0);
+    }
+
+    #[test]
+    fn retries_then_gives_up() {
+        let mut c = cache();
+        let t = Instant::ZERO;
+        c.queue(IP, vec![1, 2], t).unwrap();
+        let mut out = Vec::new();
+        c.poll(t, &mut out);
+        assert!(out.is_empty(), "the first request went out with the packet");
+        c.poll(t + Duration::from_secs(1), &mut out);
+        assert_eq!(out, vec![ArpAction::Request(IP)]);
+        out.clear();
+        c.poll(t + Duration::from_secs(2), &mut out);
+        assert_eq!(out, vec![ArpAction::Request(IP)]);
+        out.clear();
+        c.poll(t + Duration::from_secs(3), &mut out);
+        assert_eq!(out, vec![ArpAction::GiveUp(IP, 1)]);
+        assert_eq!(c.pending(), 0);
+    }
+}

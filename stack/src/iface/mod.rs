@@ -1,0 +1,647 @@
+//! One IPv4 interface: frames in, frames out, sockets in between.
+//!
+//! [`Stack::poll`] does a bounded amount of work: it receives up to
+//! `rx_budget` frames and handles each (ARP, ICMP echo, TCP, UDP; a RST for
+//! a closed TCP port, a port unreachable for a closed UDP port, a counted
+//! drop for anything malformed or unsupported, fragments included), runs
+//! the timers that are due, lets sockets send, and hands the frames to the
+//! device in batches. It returns when the next timer is due, so the caller
+//! knows how long it may sleep.
+//!
+//! The interface never reads a clock and never blocks; the socket
+//! operations ([`Interface::tcp`], [`Interface::udp_send_to`], ...) are
+//! non-blocking and report kernel errnos.
+
+pub mod arp;
+pub mod hash;
+pub mod net;
+pub mod tcp_table;
+
+use core::net::{Ipv4Addr, SocketAddrV4};
+use std::collections::HashMap;
+
+pub use net::{IfaceConfig, IfaceStats, Io, Net};
+pub use tcp_table::{TcpHandle, TcpTable};
+
+use crate::error::{Errno, Result};
+use crate::phy::Device;
+use crate::tcp::{Input, TcpConfig};
+use crate::time::Instant;
+use crate::udp::UdpSocket;
+use crate::wire::{
+    EtherType, EthernetFrame, Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet,
+    Ipv4Repr, TcpControl, TcpPacket, TcpRepr, UdpPacket, UdpRepr,
+};
+
+/// A UDP socket's handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UdpHandle(u32, u32);
+
+/// Addresses, ARP, sockets, counters: everything but the device.
+pub struct Interface {
+    /// Addresses, ARP cache, counters.
+    pub net: Net,
+    /// TCP sockets.
+    pub tcp: TcpTable,
+    udp: Vec<(u32, Option<UdpSocket>)>,
+    udp_free: Vec<u32>,
+    udp_ports: HashMap<u16, UdpHandle, hash::KeyedHash>,
+    udp_tx: Vec<UdpHandle>,
+}
+
+/// An interface bound to its device, with the batches a poll fills.
+pub struct Stack<D: Device> {
+    /// The interface.
+    pub iface: Interface,
+    /// The device.
+    pub device: D,
+    rx: Vec<D::RxBuf>,
+    tx: Vec<D::TxBuf>,
+}
+
+/// What a poll did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PollResult {
+    /// Frames received and handled.
+    pub rx: usize,
+    /// Whether anything happened (frames in or out, timers, socket changes).
+    pub progress: bool,
+    /// When the next timer is due.
+    pub next: Option<Instant>,
+}
+
+impl<D: Device> Stack<D> {
+    /// An interface on `device`, with the TCP defaults given.
+    pub fn new(cfg: IfaceConfig, tcp: TcpConfig, device: D) -> Stack<D> {
+        let caps = device.capabilities();
+        let mut tcp = tcp;
+        tcp.mss = tcp.mss.min(caps.mtu.saturating_sub(40).max(64) as u16);
+        let burst = caps.max_burst.max(1);
+        Stack {
+            iface: Interface::new(cfg, tcp, caps),
+            device,
+            rx: Vec::with_capacity(burst),
+            tx: Vec::with_capacity(burst),
+        }
+    }
+
+    /// One round of work at time `now` (see the module docs).
+    pub fn poll(&mut self, now: Instant) -> PollResult {
+        let mut io = Io {
+            dev: &mut self.device,
+            batch: &mut self.tx,
+            now,
+        };
+        self.iface.poll(&mut io, &mut self.rx)
+    }
+}
+
+impl Interface {
+    fn new(cfg: IfaceConfig, tcp: TcpConfig, caps: crate::phy::Capabilities) -> Interface {
+        let tw_max = cfg.time_wait_max;
+        let net = Net::new(cfg, caps);
+        let mut table = TcpTable::new(net.key, tcp);
+        table.set_tw_max(tw_max);
+        Interface {
+            udp_ports: HashMap::with_hasher(net.key),
+            net,
+            tcp: table,
+            udp: Vec::new(),
+            udp_free: Vec::new(),
+            udp_tx: Vec::new(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> IfaceStats {
+        self.net.stats
+    }
+
+    /// Our address.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.net.ip()
+    }
+
+    /// Starts a TCP connection from our address to `remote`.
+    pub fn tcp_connect(&mut self, h: TcpHandle, remote: SocketAddrV4, now: Instant) -> Result<()> {
+        if remote.ip().is_unspecified() || remote.port() == 0 {
+            return Err(Errno::EINVAL);
+        }
+        self.tcp.connect(h, self.net.ip(), remote, now)
+    }
+
+    /// Binds a TCP socket: the address must be ours or the wildcard.
+    pub fn tcp_bind(&mut self, h: TcpHandle, addr: SocketAddrV4) -> Result<SocketAddrV4> {
+        if !addr.ip().is_unspecified() && *addr.ip() != self.net.ip() {
+            return Err(Errno::EADDRNOTAVAIL);
+        }
+        self.tcp.bind(h, addr)
+    }
+
+    fn poll<D: Device>(&mut self, io: &mut Io<'_, D>, rx: &mut Vec<D::RxBuf>) -> PollResult {
+        let now = io.now;
+        let mut res = PollResult::default();
+        let budget = self.net.cfg.rx_budget;
+        while res.rx < budget {
+            rx.clear();
+            let want = (budget - res.rx).min(self.net.caps.max_burst.max(1));
+            let n = io.dev.receive(now, rx, want);
+            if n == 0 {
+                break;
+            }
+            res.rx += n;
+            for frame in rx.drain(..) {
+                self.ingress(io, frame.as_ref());
+            }
+        }
+        res.progress = res.rx > 0;
+        self.net.arp_poll(io);
+        self.tcp.expire_time_wait(now);
+        res.progress |= self.run_timers(now);
+        res.progress |= self.tcp_output(io);
+        res.progress |= self.udp_output(io);
+        io.flush(&mut self.net.stats);
+        res.next = self.poll_at();
+        res
+    }
+
+    /// The next time a poll has timer work.
+    pub fn poll_at(&self) -> Option<Instant> {
+        let tcp = self.tcp.timers.peek().map(|r| r.0 .0);
+        let tw = self.tcp.time_wait.values().map(|t| t.expires).min();
+        [tcp, tw, self.net.arp.poll_at()].into_iter().flatten().min()
+    }
+
+    fn run_timers(&mut self, now: Instant) -> bool {
+        let mut progress = false;
+        while let Some(core::cmp::Reverse((t, idx, gen))) = self.tcp.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.tcp.timers.pop();
+            let Some(h) = self.tcp.take_timer(t, idx, gen) else {
+                continue; // a stale entry
+            };
+            let Some(sock) = self.tcp.sock_mut(h) else {
+                continue;
+            };
+            if sock.poll_at().is_none_or(|due| due > now) {
+                // The deadline moved later (or went away): re-arm.
+                self.tcp.push_timer(h);
+                continue;
+            }
+            let ev = sock.on_timers(now);
+            progress = true;
+            self.tcp.schedule(h);
+            if let Some(p) = self.tcp.on_event(h, ev, now) {
+                self.tcp.schedule(p);
+            }
+        }
+        progress
+    }
+
+    fn tcp_output<D: Device>(&mut self, io: &mut Io<'_, D>) -> bool {
+        let now = io.now;
+        let mut progress = false;
+        let n = self.tcp.ready.len();
+        let mut rest = Vec::new();
+        for _ in 0..n {
+            let Some(h) = self.tcp.ready.pop_front() else {
+                break;
+            };
+            let net = &mut self.net;
+            let Some(sock) = self.tcp.sock_mut(h) else {
+                continue;
+            };
+            if !sock.wants_to_send() {
+                continue;
+            }
+            let (src, dst) = (sock.local, sock.remote);
+            let mut device_full = false;
+            let ev = sock.dispatch(now, &mut |repr, a, b| {
+                let ok = send_tcp(net, io, src, dst, repr, a, b);
+                device_full |= !ok;
+                ok
+            });
+            progress = true;
+            if device_full {
+                rest.push(h);
+            }
+            self.tcp.push_timer(h);
+            if let Some(p) = self.tcp.on_event(h, ev, now) {
+                self.tcp.schedule(p);
+            }
+        }
+        self.tcp.ready.extend(rest);
+        progress
+    }
+
+    fn udp_output<D: Device>(&mut self, io: &mut Io<'_, D>) -> bool {
+        let mut progress = false;
+        let pending = std::mem::take(&mut self.udp_tx);
+        for h in pending {
+            let src = self.udp_local(h);
+            let slot = self.udp.get_mut(h.0 as usize).filter(|s| s.0 == h.1);
+            let Some(sock) = slot.and_then(|s| s.1.as_mut()) else {
+                continue;
+            };
+            let Some(src) = src else { continue };
+            let mut put_back = None;
+            let mut budget = 64;
+            while let Some((dst, data)) = sock.next_tx() {
+                let repr = UdpRepr {
+                    src_port: src.port(),
+                    dst_port: dst.port(),
+                    payload_len: data.len(),
+                };
+                let net = &mut self.net;
+                let (sip, dip) = (net.ip().into(), (*dst.ip()).into());
+                let ok = net.send_ip(io, *dst.ip(), IpProtocol::Udp, repr.buffer_len(), |buf, caps| {
+                    buf[8..8 + data.len()].copy_from_slice(&data);
+                    repr.emit(&mut UdpPacket::new_unchecked(buf), sip, dip, caps);
+                });
+                progress = true;
+                if !ok {
+                    put_back = Some((dst, data));
+                    break;
+                }
+                budget -= 1;
+                if budget == 0 {
+                    break;
+                }
+            }
+            let Some(sock) = self.udp_mut(h) else { continue };
+            if let Some(d) = put_back {
+                sock.unsend(d);
+            }
+            if sock.has_tx() {
+                self.udp_tx.push(h);
+            }
+        }
+        progress
+    }
+
+    fn ingress<D: Device>(&mut self, io: &mut Io<'_, D>, frame: &[u8]) {
+        let stats = &mut self.net.stats;
+        stats.rx_frames += 1;
+        stats.rx_bytes += frame.len() as u64;
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            stats.drop_eth_malformed += 1;
+            return;
+        };
+        let dst = eth.dst_addr();
+        if dst != self.net.cfg.mac && !dst.is_broadcast() {
+            stats.drop_eth_not_ours += 1;
+            return;
+        }
+        match eth.ethertype() {
+            EtherType::Arp => self.net.arp_input(io, eth.payload()),
+            EtherType::Ipv4 => self.ipv4_input(io, eth.payload()),
+            _ => stats.drop_eth_unsupported += 1,
+        }
+    }
+
+    fn ipv4_input<D: Device>(&mut self, io: &mut Io<'_, D>, packet: &[u8]) {
+        let caps = self.net.checksum();
+        let pkt = match Ipv4Packet::new_checked(packet) {
+            Ok(p) => p,
+            Err(_) => {
+                self.net.stats.drop_ip_malformed += 1;
+                return;
+            }
+        };
+        let ip = match Ipv4Repr::parse(&pkt, &caps) {
+            Ok(r) => r,
+            Err(crate::wire::Error::Checksum) => {
+                self.net.stats.drop_ip_checksum += 1;
+                return;
+            }
+            Err(_) => {
+                self.net.stats.drop_ip_malformed += 1;
+                return;
+            }
+        };
+        if ip.dst_addr != self.net.ip()
+            && !ip.dst_addr.is_broadcast()
+            && ip.dst_addr != self.net.cfg.broadcast()
+        {
+            self.net.stats.drop_ip_not_ours += 1;
+            return;
+        }
+        if ip.is_fragment() {
+            self.net.stats.drop_ip_fragment += 1;
+            return;
+        }
+        let payload = &pkt.payload()[..ip.payload_len];
+        match ip.protocol {
+            IpProtocol::Tcp => self.tcp_input(io, &ip, payload),
+            IpProtocol::Udp => self.udp_input(io, &ip, packet, payload),
+            IpProtocol::Icmp => self.icmp_input(io, &ip, payload),
+            _ => self.net.stats.drop_ip_unsupported += 1,
+        }
+    }
+
+    fn icmp_input<D: Device>(&mut self, io: &mut Io<'_, D>, ip: &Ipv4Repr, payload: &[u8]) {
+        let caps = self.net.checksum();
+        let repr = match Icmpv4Packet::new_checked(payload).and_then(|p| Icmpv4Repr::parse(&p, &caps)) {
+            Ok(r) => r,
+            Err(_) => {
+                self.net.stats.drop_icmp += 1;
+                return;
+            }
+        };
+        match repr {
+            Icmpv4Repr::EchoRequest { ident, seq_no, data } => {
+                if ip.dst_addr != self.net.ip() {
+                    return; // no answers to broadcast pings
+                }
+                let reply = Icmpv4Repr::EchoReply { ident, seq_no, data };
+                self.net.stats.icmp_echo_replies += 1;
+                self.net.send_icmp(io, ip.src_addr, &reply);
+            }
+            // Port unreachable for one of our UDP sockets.
+            Icmpv4Repr::DstUnreachable { reason, header, data }
+                if reason == Icmpv4DstUnreachable::PortUnreachable
+                    && header.protocol == IpProtocol::Udp
+                    && data.len() >= 4 =>
+            {
+                let sport = u16::from_be_bytes([data[0], data[1]]);
+                let dport = u16::from_be_bytes([data[2], data[3]]);
+                let peer = SocketAddrV4::new(header.dst_addr, dport);
+                if let Some(&h) = self.udp_ports.get(&sport) {
+                    if let Some(s) = self.udp_mut(h) {
+                        s.icmp_error(peer, Errno::ECONNREFUSED);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn tcp_input<D: Device>(&mut self, io: &mut Io<'_, D>, ip: &Ipv4Repr, payload: &[u8]) {
+        let now = io.now;
+        let caps = self.net.checksum();
+        let (src, dst) = (ip.src_addr.into(), ip.dst_addr.into());
+        let seg = match TcpPacket::new_checked(payload).and_then(|p| TcpRepr::parse(&p, src, dst, &caps)) {
+            Ok(r) => r,
+            Err(crate::wire::Error::Checksum) => {
+                self.net.stats.drop_tcp_checksum += 1;
+                return;
+            }
+            Err(_) => {
+                self.net.stats.drop_tcp_malformed += 1;
+                return;
+            }
+        };
+        if ip.dst_addr != self.net.ip() {
+            return; // TCP is never broadcast
+        }
+        let data = &payload[payload.len() - seg.payload_len..];
+        let local = SocketAddrV4::new(ip.dst_addr, seg.dst_port);
+        let remote = SocketAddrV4::new(ip.src_addr, seg.src_port);
+        if let Some(&h) = self.tcp.conns.get(&(local, remote)) {
+            if let Some(sock) = self.tcp.sock_mut(h) {
+                match sock.input(now, &seg, data) {
+                    Input::Reset => {
+                        self.send_rst(io, local, remote, &seg);
+                    }
+                    Input::Done(ev) => {
+                        if let Some(p) = self.tcp.on_event(h, ev, now) {
+                            self.tcp.schedule(p);
+                        }
+                    }
+                }
+                self.tcp.schedule(h);
+                return;
+            }
+        }
+        if let Some(tw) = self.tcp.time_wait.get(&(local, remote)).copied() {
+            match seg.control {
+                TcpControl::Rst => {
+                    self.tcp.time_wait.remove(&(local, remote));
+                    return;
+                }
+                // A new connection may reuse the pair: its SYN is beyond the
+                // old sequence space (RFC 9293 §3.6.1) or carries a newer
+                // timestamp (RFC 6191).
+                TcpControl::Syn
+                    if seg.ack_number.is_none()
+                        && (seg.seq_number.distance(tw.rcv_nxt) > 0
+                            || matches!((tw.ts_recent, seg.timestamp),
+                                (Some(r), Some(ts)) if (ts.tsval.wrapping_sub(r) as i32) > 0)) =>
+                {
+                    self.tcp.time_wait.remove(&(local, remote));
+                }
+                _ => {
+                    // Re-acknowledge (a retransmitted FIN, say).
+                    let ack = TcpRepr {
+                        src_port: local.port(),
+                        dst_port: remote.port(),
+                        seq_number: tw.snd_nxt,
+                        ack_number: Some(tw.rcv_nxt),
+                        window_len: 0,
+                        ..TcpRepr::default()
+                    };
+                    send_tcp(&mut self.net, io, local, remote, &ack, &[], &[]);
+                    return;
+                }
+            }
+        }
+        if seg.control == TcpControl::Syn && seg.ack_number.is_none() {
+            match self.tcp.on_syn(local, remote, &seg, now) {
+                Ok(_) => return,
+                Err(true) => {
+                    self.net.stats.drop_syn_backlog += 1;
+                    return;
+                }
+                Err(false) => {}
+            }
+        }
+        self.net.stats.drop_tcp_no_socket += 1;
+        self.send_rst(io, local, remote, &seg);
+    }
+
+    /// RFC 9293 §3.10.7.1: a reset for a segment nobody wants.
+    fn send_rst<D: Device>(
+        &mut self,
+        io: &mut Io<'_, D>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &TcpRepr,
+    ) {
+        if seg.control == TcpControl::Rst {
+            return;
+        }
+        let rst = match seg.ack_number {
+            Some(ack) => TcpRepr {
+                src_port: local.port(),
+                dst_port: remote.port(),
+                control: TcpControl::Rst,
+                seq_number: ack,
+                ..TcpRepr::default()
+            },
+            None => TcpRepr {
+                src_port: local.port(),
+                dst_port: remote.port(),
+                control: TcpControl::Rst,
+                seq_number: crate::wire::SeqNumber(0),
+                ack_number: Some(seg.seq_number + seg.segment_len()),
+                ..TcpRepr::default()
+            },
+        };
+        send_tcp(&mut self.net, io, local, remote, &rst, &[], &[]);
+    }
+
+    fn udp_input<D: Device>(&mut self, io: &mut Io<'_, D>, ip: &Ipv4Repr, packet: &[u8], payload: &[u8]) {
+        let caps = self.net.checksum();
+        let (src, dst) = (ip.src_addr.into(), ip.dst_addr.into());
+        let repr = match UdpPacket::new_checked(payload).and_then(|p| UdpRepr::parse(&p, src, dst, &caps)) {
+            Ok(r) => r,
+            Err(crate::wire::Error::Checksum) => {
+                self.net.stats.drop_udp_checksum += 1;
+                return;
+            }
+            Err(_) => {
+                self.net.stats.drop_udp_malformed += 1;
+                return;
+            }
+        };
+        let data = &payload[8..8 + repr.payload_len];
+        let from = SocketAddrV4::new(ip.src_addr, repr.src_port);
+        if let Some(&h) = self.udp_ports.get(&repr.dst_port) {
+            let bound_ip = self.udp_local(h).map(|a| *a.ip());
+            let matches = bound_ip.is_some_and(|b| b.is_unspecified() || b == ip.dst_addr);
+            if let (true, Some(s)) = (matches, self.udp_mut(h)) {
+                if !s.deliver(from, data) {
+                    self.net.stats.drop_udp_queue_full += 1;
+                }
+                return;
+            }
+        }
+        self.net.stats.drop_udp_no_socket += 1;
+        if ip.dst_addr == self.net.ip() && self.net.icmp_allowed(io.now) {
+            // Port unreachable, quoting the IP header and 8 bytes.
+            let header_len = Ipv4Packet::new_unchecked(packet).header_len() as usize;
+            let quoted = &packet[header_len..(header_len + 8).min(packet.len())];
+            let reply = Icmpv4Repr::DstUnreachable {
+                reason: Icmpv4DstUnreachable::PortUnreachable,
+                header: *ip,
+                data: quoted,
+            };
+            self.net.send_icmp(io, ip.src_addr, &reply);
+        }
+    }
+
+    // ----- UDP sockets ---------------------------------------------------
+
+    /// A new UDP socket with 212,992-byte queues (Linux's default).
+    pub fn udp_socket(&mut self) -> UdpHandle {
+        let sock = UdpSocket::new(212_992, 212_992);
+        if let Some(i) = self.udp_free.pop() {
+            let slot = &mut self.udp[i as usize];
+            slot.1 = Some(sock);
+            return UdpHandle(i, slot.0);
+        }
+        self.udp.push((0, Some(sock)));
+        UdpHandle(self.udp.len() as u32 - 1, 0)
+    }
+
+    /// The UDP socket behind `h`.
+    pub fn udp(&self, h: UdpHandle) -> Option<&UdpSocket> {
+        self.udp.get(h.0 as usize).filter(|s| s.0 == h.1)?.1.as_ref()
+    }
+
+    /// The UDP socket behind `h`, mutably.
+    pub fn udp_mut(&mut self, h: UdpHandle) -> Option<&mut UdpSocket> {
+        self.udp.get_mut(h.0 as usize).filter(|s| s.0 == h.1)?.1.as_mut()
+    }
+
+    fn udp_local(&self, h: UdpHandle) -> Option<SocketAddrV4> {
+        self.udp(h)?.local
+    }
+
+    /// Binds a UDP socket (port 0: an ephemeral port).
+    pub fn udp_bind(&mut self, h: UdpHandle, addr: SocketAddrV4) -> Result<SocketAddrV4> {
+        if !addr.ip().is_unspecified() && *addr.ip() != self.net.ip() {
+            return Err(Errno::EADDRNOTAVAIL);
+        }
+        if self.udp(h).ok_or(Errno::EBADF)?.local.is_some() {
+            return Err(Errno::EINVAL);
+        }
+        let port = if addr.port() == 0 {
+            let start = 32768 + (self.net.key.hash_one_keyed((h.0, h.1)) % 28000) as u16;
+            (0..28232u16)
+                .map(|i| 32768 + (start - 32768 + i) % 28232)
+                .find(|p| !self.udp_ports.contains_key(p))
+                .ok_or(Errno::EADDRNOTAVAIL)?
+        } else if self.udp_ports.contains_key(&addr.port()) {
+            return Err(Errno::EADDRINUSE);
+        } else {
+            addr.port()
+        };
+        let bound = SocketAddrV4::new(*addr.ip(), port);
+        self.udp_ports.insert(port, h);
+        self.udp_mut(h).expect("checked").local = Some(bound);
+        Ok(bound)
+    }
+
+    /// Connects a UDP socket (binding it first if needed).
+    pub fn udp_connect(&mut self, h: UdpHandle, remote: SocketAddrV4) -> Result<()> {
+        if self.udp(h).ok_or(Errno::EBADF)?.local.is_none() {
+            self.udp_bind(h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
+        }
+        self.udp_mut(h).expect("checked").remote = Some(remote);
+        Ok(())
+    }
+
+    /// Queues a datagram (binding an ephemeral port first if needed).
+    pub fn udp_send_to(&mut self, h: UdpHandle, data: &[u8], dst: Option<SocketAddrV4>) -> Result<usize> {
+        if self.udp(h).ok_or(Errno::EBADF)?.local.is_none() {
+            self.udp_bind(h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
+        }
+        let mtu = self.net.caps.mtu;
+        if data.len() + 28 > mtu {
+            return Err(Errno::EMSGSIZE);
+        }
+        let n = self.udp_mut(h).expect("checked").send_to(data, dst)?;
+        if !self.udp_tx.contains(&h) {
+            self.udp_tx.push(h);
+        }
+        Ok(n)
+    }
+
+    /// Closes a UDP socket.
+    pub fn udp_close(&mut self, h: UdpHandle) -> Result<()> {
+        let local = self.udp(h).ok_or(Errno::EBADF)?.local;
+        if let Some(l) = local {
+            if self.udp_ports.get(&l.port()) == Some(&h) {
+                self.udp_ports.remove(&l.port());
+            }
+        }
+        let slot = &mut self.udp[h.0 as usize];
+        slot.1 = None;
+        slot.0 = slot.0.wrapping_add(1);
+        self.udp_free.push(h.0);
+        self.udp_tx.retain(|x| *x != h);
+        Ok(())
+    }
+}
+
+/// Writes one TCP segment (header from `repr`, payload from `a` then `b`).
+fn send_tcp<D: Device>(
+    net: &mut Net,
+    io: &mut Io<'_, D>,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    repr: &TcpRepr,
+    a: &[u8],
+    b: &[u8],
+) -> bool {
+    let (sip, dip) = ((*src.ip()).into(), (*dst.ip()).into());
+    net.send_ip(io, *dst.ip(), IpProtocol::Tcp, repr.buffer_len(), |buf, caps| {
+        let h = repr.header_len();
+        buf[h..h + a.len()].copy_from_slice(a);
+        buf[h + a.len()..h + a.len() + b.len()].copy_from_slice(b);
+        repr.emit(&mut TcpPacket::new_unchecked(buf), sip, dip, caps);
+    })
+}

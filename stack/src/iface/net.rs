@@ -1,0 +1,433 @@
+//! The interface's own state — addresses, ARP cache, counters — and the
+//! building of outgoing frames: Ethernet and IPv4 headers written straight
+//! into device buffers, ARP requests and replies, ICMP replies and errors.
+//!
+//! A packet for an address not yet resolved is built into an owned buffer
+//! and parked in the ARP cache (bounded), and a request goes out; when the
+//! reply arrives the parked packets are sent in order.
+
+use core::net::Ipv4Addr;
+use core::time::Duration;
+
+use super::arp::{ArpCache, ArpConfig};
+use super::hash::KeyedHash;
+use crate::phy::{Capabilities, Device};
+use crate::time::Instant;
+use crate::wire::{
+    ArpOperation, ArpPacket, ArpRepr, ChecksumCaps, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
+    Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr,
+};
+
+/// How the interface is addressed and tuned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IfaceConfig {
+    /// Our hardware address.
+    pub mac: EthernetAddress,
+    /// Our IPv4 address.
+    pub ip: Ipv4Addr,
+    /// Prefix length of the on-link subnet.
+    pub prefix_len: u8,
+    /// Router for everything off-link.
+    pub gateway: Option<Ipv4Addr>,
+    /// Key for hashing and initial sequence numbers: give it 16 random bytes.
+    pub secret: [u8; 16],
+    /// ARP timing and bounds.
+    pub arp: ArpConfig,
+    /// Frames handled per poll (bounded work: a flood cannot starve the caller).
+    pub rx_budget: usize,
+    /// TIME-WAIT entries kept at most (Linux's `tcp_max_tw_buckets`).
+    pub time_wait_max: usize,
+    /// ICMP errors sent per second at most (Linux's `icmp_ratelimit`).
+    pub icmp_rate: u32,
+}
+
+impl IfaceConfig {
+    /// A configuration with defaults for everything but the addresses.
+    pub fn new(mac: EthernetAddress, ip: Ipv4Addr, prefix_len: u8) -> IfaceConfig {
+        IfaceConfig {
+            mac,
+            ip,
+            prefix_len,
+            gateway: None,
+            secret: [0x5a; 16],
+            arp: ArpConfig::default(),
+            rx_budget: 256,
+            time_wait_max: 16384,
+            icmp_rate: 1000,
+        }
+    }
+
+    /// Whether `ip` is on our link.
+    pub fn on_link(&self, ip: Ipv4Addr) -> bool {
+        let mask = if self.prefix_len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix_len.min(32))
+        };
+        u32::from(ip) & mask == u32::from(self.ip) & mask
+    }
+
+    /// The subnet's broadcast address.
+    pub fn broadcast(&self) -> Ipv4Addr {
+        let host = if self.prefix_len >= 32 {
+            0
+        } else {
+            u32::MAX >> self.prefix_len
+        };
+        Ipv4Addr::from(u32::from(self.ip) | host)
+    }
+}
+
+/// Interface counters: traffic, and every drop by its reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceStats {
+    /// Frames received.
+    pub rx_frames: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames transmitted (accepted by the device).
+    pub tx_frames: u64,
+    /// Bytes transmitted.
+    pub tx_bytes: u64,
+    /// Ethernet frames too short or malformed.
+    pub drop_eth_malformed: u64,
+    /// Frames for another hardware address.
+    pub drop_eth_not_ours: u64,
+    /// Frames of an EtherType we do not handle (IPv6 included, for now).
+    pub drop_eth_unsupported: u64,
+    /// ARP packets malformed or not Ethernet/IPv4.
+    pub drop_arp_malformed: u64,
+    /// IPv4 packets malformed.
+    pub drop_ip_malformed: u64,
+    /// IPv4 header checksum errors.
+    pub drop_ip_checksum: u64,
+    /// IPv4 packets for another address.
+    pub drop_ip_not_ours: u64,
+    /// IPv4 fragments (not reassembled).
+    pub drop_ip_fragment: u64,
+    /// IPv4 packets of a protocol we do not handle.
+    pub drop_ip_unsupported: u64,
+    /// ICMP messages malformed or of an unsupported type.
+    pub drop_icmp: u64,
+    /// TCP segments malformed.
+    pub drop_tcp_malformed: u64,
+    /// TCP checksum errors.
+    pub drop_tcp_checksum: u64,
+    /// TCP segments for no socket (answered with RST).
+    pub drop_tcp_no_socket: u64,
+    /// SYNs dropped because the listener's SYN backlog was full.
+    pub drop_syn_backlog: u64,
+    /// Connections dropped because the listener's accept queue was full.
+    pub drop_accept_queue: u64,
+    /// UDP datagrams malformed.
+    pub drop_udp_malformed: u64,
+    /// UDP checksum errors.
+    pub drop_udp_checksum: u64,
+    /// UDP datagrams for no socket (answered with port unreachable).
+    pub drop_udp_no_socket: u64,
+    /// UDP datagrams dropped because the socket's queue was full.
+    pub drop_udp_queue_full: u64,
+    /// Packets dropped waiting for ARP (queue full or no answer).
+    pub drop_arp_unresolved: u64,
+    /// Frames not sent because the device had no buffer.
+    pub drop_tx_no_buffer: u64,
+    /// Packets for which we have no route.
+    pub drop_no_route: u64,
+    /// TIME-WAIT entries evicted because the table was full.
+    pub time_wait_evicted: u64,
+    /// ICMP errors not sent because of the rate limit.
+    pub icmp_rate_limited: u64,
+    /// ICMP echo requests answered.
+    pub icmp_echo_replies: u64,
+}
+
+/// The transmit side of one poll: the device and its pending batch.
+pub struct Io<'a, D: Device> {
+    /// The device.
+    pub dev: &'a mut D,
+    /// Frames built and not yet handed to the device.
+    pub batch: &'a mut Vec<D::TxBuf>,
+    /// The poll's time.
+    pub now: Instant,
+}
+
+impl<D: Device> Io<'_, D> {
+    /// Hands the batch to the device.
+    pub fn flush(&mut self, stats: &mut IfaceStats) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let bytes: usize = self.batch.iter().map(|b| b.as_ref().len()).sum();
+        let n = self.batch.len();
+        let sent = self.dev.transmit(self.now, self.batch);
+        stats.tx_frames += sent as u64;
+        if sent == n {
+            stats.tx_bytes += bytes as u64;
+        }
+        self.batch.clear();
+    }
+
+    fn push(&mut self, frame: D::TxBuf, stats: &mut IfaceStats, burst: usize) {
+        self.batch.push(frame);
+        if self.batch.len() >= burst {
+            self.flush(stats);
+        }
+    }
+}
+
+/// Addresses, ARP, counters.
+pub struct Net {
+    pub(crate) cfg: IfaceConfig,
+    pub(crate) caps: Capabilities,
+    pub(crate) key: KeyedHash,
+    pub(crate) arp: ArpCache,
+    pub(crate) stats: IfaceStats,
+    ident: u16,
+    icmp_tokens: u32,
+    icmp_refill: Instant,
+}
+
+const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
+const IP: usize = 20;
+
+impl Net {
+    pub(crate) fn new(cfg: IfaceConfig, caps: Capabilities) -> Net {
+        let key = KeyedHash::new(cfg.secret);
+        Net {
+            arp: ArpCache::new(cfg.arp, key),
+            key,
+            caps,
+            stats: IfaceStats::default(),
+            ident: 1,
+            icmp_tokens: cfg.icmp_rate,
+            icmp_refill: Instant::ZERO,
+            cfg,
+        }
+    }
+
+    /// Our address.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.cfg.ip
+    }
+
+    /// Checksum duties of the software.
+    pub fn checksum(&self) -> ChecksumCaps {
+        self.caps.checksum
+    }
+
+    fn next_hop(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        if dst.is_broadcast() || dst == self.cfg.broadcast() || self.cfg.on_link(dst) {
+            Some(dst)
+        } else {
+            self.cfg.gateway
+        }
+    }
+
+    fn next_ident(&mut self) -> u16 {
+        self.ident = self.ident.wrapping_add(1);
+        self.ident
+    }
+
+    /// Sends an IPv4 packet to `dst` whose `payload_len`-byte payload
+    /// `fill` writes (given the payload area and the checksum duties).
+    /// Returns false only when the device had no buffer (the caller may
+    /// retry later); an unresolved address parks the packet.
+    pub(crate) fn send_ip<D: Device>(
+        &mut self,
+        io: &mut Io<'_, D>,
+        dst: Ipv4Addr,
+        protocol: IpProtocol,
+        payload_len: usize,
+        fill: impl FnOnce(&mut [u8], &ChecksumCaps),
+    ) -> bool {
+        let Some(hop) = self.next_hop(dst) else {
+            self.stats.drop_no_route += 1;
+            return true;
+        };
+        let ip = Ipv4Repr {
+            src_addr: self.cfg.ip,
+            dst_addr: dst,
+            protocol,
+            payload_len,
+            ttl: 64,
+            dscp: 0,
+            ecn: 0,
+            ident: self.next_ident(),
+            dont_frag: protocol == IpProtocol::Tcp,
+            more_frags: false,
+            frag_offset: 0,
+        };
+        let caps = self.caps.checksum;
+        let mac = if dst.is_broadcast() || dst == self.cfg.broadcast() {
+            Some(EthernetAddress::BROADCAST)
+        } else {
+            self.arp.lookup(hop, io.now)
+        };
+        let Some(mac) = mac else {
+            let mut pkt = vec![0u8; IP + payload_len];
+            let mut p = Ipv4Packet::new_unchecked(&mut pkt[..]);
+            // The header first: payload_mut() reads its length fields.
+            ip.emit(&mut p, &caps);
+            fill(&mut p.payload_mut()[..payload_len], &caps);
+            match self.arp.queue(hop, pkt, io.now) {
+                Ok(true) => {
+                    self.send_arp_request(io, hop);
+                }
+                Ok(false) => {}
+                Err(_) => self.stats.drop_arp_unresolved += 1,
+            }
+            return true;
+        };
+        let Some(mut buf) = io.dev.alloc_tx(ETH + IP + payload_len) else {
+            self.stats.drop_tx_no_buffer += 1;
+            return false;
+        };
+        {
+            let frame = buf.as_mut();
+            self.write_eth(frame, mac, EtherType::Ipv4);
+            let mut p = Ipv4Packet::new_unchecked(&mut frame[ETH..]);
+            ip.emit(&mut p, &caps);
+            fill(&mut p.payload_mut()[..payload_len], &caps);
+        }
+        io.push(buf, &mut self.stats, self.caps.max_burst);
+        true
+    }
+
+    fn write_eth(&self, frame: &mut [u8], dst: EthernetAddress, ethertype: EtherType) {
+        let eth = EthernetRepr {
+            src_addr: self.cfg.mac,
+            dst_addr: dst,
+            ethertype,
+        };
+        eth.emit(&mut EthernetFrame::new_unchecked(frame));
+    }
+
+    /// Sends IP packets that were waiting for `mac`.
+    pub(crate) fn send_parked<D: Device>(
+        &mut self,
+        io: &mut Io<'_, D>,
+        mac: EthernetAddress,
+        packets: Vec<Vec<u8>>,
+    ) {
+        for pkt in packets {
+            let Some(mut buf) = io.dev.alloc_tx(ETH + pkt.len()) else {
+                self.stats.drop_tx_no_buffer += 1;
+                continue;
+            };
+            self.write_eth(buf.as_mut(), mac, EtherType::Ipv4);
+            buf.as_mut()[ETH..].copy_from_slice(&pkt);
+            io.push(buf, &mut self.stats, self.caps.max_burst);
+        }
+    }
+
+    fn send_arp<D: Device>(&mut self, io: &mut Io<'_, D>, repr: ArpRepr, dst: EthernetAddress) {
+        let Some(mut buf) = io.dev.alloc_tx(ETH + repr.buffer_len()) else {
+            self.stats.drop_tx_no_buffer += 1;
+            return;
+        };
+        self.write_eth(buf.as_mut(), dst, EtherType::Arp);
+        repr.emit(&mut ArpPacket::new_unchecked(&mut buf.as_mut()[ETH..]));
+        io.push(buf, &mut self.stats, self.caps.max_burst);
+    }
+
+    /// Broadcasts "who has `ip`?".
+    pub(crate) fn send_arp_request<D: Device>(&mut self, io: &mut Io<'_, D>, ip: Ipv4Addr) {
+        let repr = ArpRepr {
+            operation: ArpOperation::Request,
+            source_hardware_addr: self.cfg.mac,
+            source_protocol_addr: self.cfg.ip,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: ip,
+        };
+        self.send_arp(io, repr, EthernetAddress::BROADCAST);
+    }
+
+    /// Handles an ARP packet: learns the sender when it concerns us,
+    /// answers requests for our address, flushes parked packets.
+    pub(crate) fn arp_input<D: Device>(&mut self, io: &mut Io<'_, D>, payload: &[u8]) {
+        let repr = match ArpPacket::new_checked(payload).and_then(|p| ArpRepr::parse(&p)) {
+            Ok(r) => r,
+            Err(_) => {
+                self.stats.drop_arp_malformed += 1;
+                return;
+            }
+        };
+        let for_us = repr.target_protocol_addr == self.cfg.ip;
+        if for_us || self.arp.knows(repr.source_protocol_addr) {
+            let parked = self
+                .arp
+                .learn(repr.source_protocol_addr, repr.source_hardware_addr, io.now);
+            if !parked.is_empty() {
+                self.send_parked(io, repr.source_hardware_addr, parked);
+            }
+        }
+        if for_us && repr.operation == ArpOperation::Request {
+            let reply = ArpRepr {
+                operation: ArpOperation::Reply,
+                source_hardware_addr: self.cfg.mac,
+                source_protocol_addr: self.cfg.ip,
+                target_hardware_addr: repr.source_hardware_addr,
+                target_protocol_addr: repr.source_protocol_addr,
+            };
+            self.send_arp(io, reply, repr.source_hardware_addr);
+        }
+    }
+
+    /// Runs ARP retries and give-ups.
+    pub(crate) fn arp_poll<D: Device>(&mut self, io: &mut Io<'_, D>) {
+        if self.arp.poll_at().is_none_or(|t| t > io.now) {
+            return;
+        }
+        let mut actions = Vec::new();
+        self.arp.poll(io.now, &mut actions);
+        for a in actions {
+            match a {
+                super::arp::ArpAction::Request(ip) => self.send_arp_request(io, ip),
+                super::arp::ArpAction::GiveUp(_, n) => self.stats.drop_arp_unresolved += n as u64,
+            }
+        }
+    }
+
+    /// Whether an ICMP error may go out now (token bucket, `icmp_rate`/s).
+    pub(crate) fn icmp_allowed(&mut self, now: Instant) -> bool {
+        if now.saturating_since(self.icmp_refill) >= Duration::from_secs(1) {
+            self.icmp_tokens = self.cfg.icmp_rate;
+            self.icmp_refill = now;
+        }
+        if self.icmp_tokens == 0 {
+            self.stats.icmp_rate_limited += 1;
+            return false;
+        }
+        self.icmp_tokens -= 1;
+        true
+    }
+
+    /// Sends an ICMP message to `dst`.
+    pub(crate) fn send_icmp<D: Device>(&mut self, io: &mut Io<'_, D>, dst: Ipv4Addr, repr: &Icmpv4Repr<'_>) {
+        let len = repr.buffer_len();
+        self.send_ip(io, dst, IpProtocol::Icmp, len, |buf, caps| {
+            repr.emit(&mut Icmpv4Packet::new_unchecked(buf), caps)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_link_and_broadcast() {
+        let c = IfaceConfig::new(
+            EthernetAddress([2, 0, 0, 0, 0, 2]),
+            Ipv4Addr::new(198, 18, 0, 2),
+            24,
+        );
+        assert!(c.on_link(Ipv4Addr::new(198, 18, 0, 200)));
+        assert!(!c.on_link(Ipv4Addr::new(198, 18, 1, 1)));
+        assert_eq!(c.broadcast(), Ipv4Addr::new(198, 18, 0, 255));
+        let all = IfaceConfig::new(c.mac, c.ip, 0);
+        assert!(all.on_link(Ipv4Addr::new(8, 8, 8, 8)));
+        let host = IfaceConfig::new(c.mac, c.ip, 32);
+        assert_eq!(host.broadcast(), c.ip);
+    }
+}

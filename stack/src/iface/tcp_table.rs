@@ -1,0 +1,727 @@
+//! TCP's tables: every socket (connections and listeners) behind stable
+//! handles, the 4-tuple demultiplexer, the listeners with their bounded SYN
+//! backlog and accept queue, the bounded TIME-WAIT table, local ports, and
+//! the socket operations programs call.
+//!
+//! Guarantees: a handle names one socket until the program closes it (a
+//! generation detects reuse); a closed connection finishes on its own
+//! (FIN, TIME-WAIT) and is freed when done; once TIME-WAIT expires and
+//! every handle is closed, every table is empty.
+
+use core::net::{Ipv4Addr, SocketAddrV4};
+use core::task::Waker;
+use std::collections::{HashMap, VecDeque};
+
+use super::hash::{initial_seq, KeyedHash};
+use crate::error::{Errno, Result};
+use crate::tcp::{Event, Readiness, State, TcpConfig, TcpSocket};
+use crate::time::Instant;
+use crate::wire::SeqNumber;
+
+/// A TCP socket's handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TcpHandle {
+    idx: u32,
+    gen: u32,
+}
+
+type Tuple = (SocketAddrV4, SocketAddrV4); // (local, remote)
+
+/// A listening socket.
+#[derive(Debug)]
+pub struct Listener {
+    pub(crate) local: SocketAddrV4,
+    backlog: usize,
+    /// Connections in SYN-RECEIVED.
+    pub(crate) embryonic: usize,
+    pub(crate) accept_queue: VecDeque<TcpHandle>,
+    pub(crate) template: TcpConfig,
+    tick: u64,
+    waker: Option<Waker>,
+}
+
+pub(crate) enum Entry {
+    /// Created, possibly bound, not yet listening or connecting.
+    Fresh {
+        cfg: TcpConfig,
+        bound: Option<SocketAddrV4>,
+    },
+    Listener(Listener),
+    Conn {
+        sock: Box<TcpSocket>,
+        parent: Option<TcpHandle>,
+    },
+}
+
+struct Slot {
+    gen: u32,
+    entry: Option<Entry>,
+    reuse_addr: bool,
+    /// The deadline this socket has in the timer heap (one live entry per
+    /// socket: others are stale and discarded when popped).
+    timer_at: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TimeWait {
+    pub rcv_nxt: SeqNumber,
+    pub snd_nxt: SeqNumber,
+    pub expires: Instant,
+    pub ts_recent: Option<u32>,
+}
+
+/// The TCP side of an interface.
+pub struct TcpTable {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    pub(crate) conns: HashMap<Tuple, TcpHandle, KeyedHash>,
+    pub(crate) listeners: HashMap<SocketAddrV4, TcpHandle, KeyedHash>,
+    /// Local ports in use by bound sockets: port → number of users.
+    ports: HashMap<u16, usize, KeyedHash>,
+    pub(crate) time_wait: HashMap<Tuple, TimeWait, KeyedHash>,
+    tw_order: VecDeque<(Instant, Tuple)>,
+    pub(crate) defaults: TcpConfig,
+    /// Sockets that may have something to send.
+    pub(crate) ready: VecDeque<TcpHandle>,
+    /// Sockets with timers, by deadline (stale entries are skipped).
+    pub(crate) timers: std::collections::BinaryHeap<core::cmp::Reverse<(Instant, u32, u32)>>,
+    key: KeyedHash,
+    next_port: u16,
+    tw_max: usize,
+}
+
+const EPHEMERAL: core::ops::RangeInclusive<u16> = 32768..=60999;
+
+impl TcpTable {
+    pub(crate) fn new(key: KeyedHash, defaults: TcpConfig) -> TcpTable {
+        TcpTable {
+            slots: Vec::new(),
+            free: Vec::new(),
+            conns: HashMap::with_hasher(key),
+            listeners: HashMap::with_hasher(key),
+            ports: HashMap::with_hasher(key),
+            time_wait: HashMap::with_hasher(key),
+            tw_order: VecDeque::new(),
+            defaults,
+            ready: VecDeque::new(),
+            timers: Default::default(),
+            key,
+            next_port: *EPHEMERAL.start() + (key.hash_one_keyed(0u8) % 28000) as u16,
+            tw_max: 16384,
+        }
+    }
+
+    fn alloc(&mut self, entry: Entry) -> TcpHandle {
+        if let Some(i) = self.free.pop() {
+            let s = &mut self.slots[i as usize];
+            s.entry = Some(entry);
+            s.reuse_addr = false;
+            s.timer_at = None;
+            return TcpHandle { idx: i, gen: s.gen };
+        }
+        self.slots.push(Slot {
+            gen: 0,
+            entry: Some(entry),
+            reuse_addr: false,
+            timer_at: None,
+        });
+        TcpHandle {
+            idx: self.slots.len() as u32 - 1,
+            gen: 0,
+        }
+    }
+
+    pub(crate) fn get(&self, h: TcpHandle) -> Option<&Entry> {
+        let s = self.slots.get(h.idx as usize)?;
+        if s.gen != h.gen {
+            return None;
+        }
+        s.entry.as_ref()
+    }
+
+    pub(crate) fn get_mut(&mut self, h: TcpHandle) -> Option<&mut Entry> {
+        let s = self.slots.get_mut(h.idx as usize)?;
+        if s.gen != h.gen {
+            return None;
+        }
+        s.entry.as_mut()
+    }
+
+    fn release(&mut self, h: TcpHandle) {
+        if let Some(s) = self.slots.get_mut(h.idx as usize) {
+            if s.gen == h.gen && s.entry.is_some() {
+                s.entry = None;
+                s.gen = s.gen.wrapping_add(1);
+                self.free.push(h.idx);
+            }
+        }
+    }
+
+    /// Sockets allocated (connections, listeners, fresh ones).
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// Whether no socket exists.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Connections in TIME-WAIT.
+    pub fn time_wait_len(&self) -> usize {
+        self.time_wait.len()
+    }
+
+    /// Entries in the 4-tuple table.
+    pub fn conns_len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Local ports held.
+    pub fn ports_len(&self) -> usize {
+        self.ports.len()
+    }
+
+    pub(crate) fn sock_mut(&mut self, h: TcpHandle) -> Option<&mut TcpSocket> {
+        match self.get_mut(h)? {
+            Entry::Conn { sock, .. } => Some(sock),
+            _ => None,
+        }
+    }
+
+    /// The connection behind `h`.
+    pub fn socket(&self, h: TcpHandle) -> Option<&TcpSocket> {
+        match self.get(h)? {
+            Entry::Conn { sock, .. } => Some(sock),
+            _ => None,
+        }
+    }
+
+    /// Records `h`'s next timer deadline, unless the heap already holds
+    /// one for it at or before that time (that entry will re-arm it).
+    pub(crate) fn push_timer(&mut self, h: TcpHandle) {
+        let Some(t) = self.sock_mut(h).and_then(|s| s.poll_at()) else {
+            return;
+        };
+        let slot = &mut self.slots[h.idx as usize];
+        if slot.timer_at.is_some_and(|cur| cur <= t) {
+            return;
+        }
+        slot.timer_at = Some(t);
+        self.timers.push(core::cmp::Reverse((t, h.idx, h.gen)));
+    }
+
+    /// Takes the timer entry `(t, idx, gen)` just popped from the heap: the
+    /// socket's handle if the entry is its live one.
+    pub(crate) fn take_timer(&mut self, t: Instant, idx: u32, gen: u32) -> Option<TcpHandle> {
+        let slot = self.slots.get_mut(idx as usize)?;
+        if slot.gen != gen || slot.timer_at != Some(t) {
+            return None;
+        }
+        slot.timer_at = None;
+        Some(TcpHandle { idx, gen })
+    }
+
+    /// Notes that `h` may have work (output or a new timer).
+    pub(crate) fn schedule(&mut self, h: TcpHandle) {
+        let Some(sock) = self.sock_mut(h) else { return };
+        if sock.wants_to_send() {
+            self.ready.push_back(h);
+        }
+        self.push_timer(h);
+    }
+
+    // ----- the program's operations -------------------------------------
+
+    /// A new socket with the interface's defaults.
+    pub fn socket_new(&mut self) -> TcpHandle {
+        self.alloc(Entry::Fresh {
+            cfg: self.defaults,
+            bound: None,
+        })
+    }
+
+    /// The settings of a socket, for `setsockopt`. Buffer sizes and window
+    /// scaling only take effect before the socket connects or listens;
+    /// the rest (`TCP_NODELAY`, keepalive, timeouts) apply at once.
+    pub fn config_mut(&mut self, h: TcpHandle) -> Result<&mut TcpConfig> {
+        match self.get_mut(h).ok_or(Errno::EBADF)? {
+            Entry::Fresh { cfg, .. } => Ok(cfg),
+            Entry::Listener(l) => Ok(&mut l.template),
+            Entry::Conn { sock, .. } => Ok(&mut sock.cfg),
+        }
+    }
+
+    /// The current settings.
+    pub fn config(&self, h: TcpHandle) -> Result<TcpConfig> {
+        Ok(match self.get(h).ok_or(Errno::EBADF)? {
+            Entry::Fresh { cfg, .. } => *cfg,
+            Entry::Listener(l) => l.template,
+            Entry::Conn { sock, .. } => sock.cfg,
+        })
+    }
+
+    /// `SO_REUSEADDR`.
+    pub fn set_reuse_addr(&mut self, h: TcpHandle, on: bool) -> Result<()> {
+        let s = self
+            .slots
+            .get_mut(h.idx as usize)
+            .filter(|s| s.gen == h.gen && s.entry.is_some());
+        s.ok_or(Errno::EBADF)?.reuse_addr = on;
+        Ok(())
+    }
+
+    fn reuse_addr(&self, h: TcpHandle) -> bool {
+        self.slots.get(h.idx as usize).is_some_and(|s| s.reuse_addr)
+    }
+
+    fn port_free(&self, ip: Ipv4Addr, port: u16, reuse: bool) -> bool {
+        let listening = self
+            .listeners
+            .keys()
+            .any(|l| l.port() == port && (l.ip().is_unspecified() || ip.is_unspecified() || *l.ip() == ip));
+        if listening {
+            return false;
+        }
+        if reuse {
+            return true;
+        }
+        !self.ports.contains_key(&port) && !self.time_wait.keys().any(|(l, _)| l.port() == port)
+    }
+
+    /// `bind`: `ip` must be ours or the wildcard (checked by the caller);
+    /// port 0 picks an ephemeral port. `EADDRINUSE` if taken, `EINVAL` if
+    /// already bound.
+    pub fn bind(&mut self, h: TcpHandle, addr: SocketAddrV4) -> Result<SocketAddrV4> {
+        let reuse = self.reuse_addr(h);
+        match self.get(h).ok_or(Errno::EBADF)? {
+            Entry::Fresh { bound: None, .. } => {}
+            _ => return Err(Errno::EINVAL),
+        }
+        let port = if addr.port() == 0 {
+            self.ephemeral(|t, p| t.port_free(*addr.ip(), p, false))?
+        } else if self.port_free(*addr.ip(), addr.port(), reuse) {
+            addr.port()
+        } else {
+            return Err(Errno::EADDRINUSE);
+        };
+        let bound_addr = SocketAddrV4::new(*addr.ip(), port);
+        *self.ports.entry(port).or_insert(0) += 1;
+        if let Some(Entry::Fresh { bound, .. }) = self.get_mut(h) {
+            *bound = Some(bound_addr);
+        }
+        Ok(bound_addr)
+    }
+
+    fn unbind_port(&mut self, port: u16) {
+        if let Some(n) = self.ports.get_mut(&port) {
+            *n -= 1;
+            if *n == 0 {
+                self.ports.remove(&port);
+            }
+        }
+    }
+
+    fn ephemeral(&mut self, mut ok: impl FnMut(&TcpTable, u16) -> bool) -> Result<u16> {
+        let span = (*EPHEMERAL.end() - *EPHEMERAL.start()) as u32 + 1;
+        for _ in 0..span {
+            let p = self.next_port;
+            self.next_port = if p >= *EPHEMERAL.end() {
+                *EPHEMERAL.start()
+            } else {
+                p + 1
+            };
+            if ok(self, p) {
+                return Ok(p);
+            }
+        }
+        Err(Errno::EADDRNOTAVAIL)
+    }
+
+    /// `listen`: `EINVAL` unless bound (Linux binds an ephemeral port; the
+    /// caller does that first), `EADDRINUSE` if another listener has it.
+    pub fn listen(&mut self, h: TcpHandle, backlog: usize) -> Result<()> {
+        let (cfg, local) = match self.get(h).ok_or(Errno::EBADF)? {
+            Entry::Fresh { cfg, bound: Some(b) } => (*cfg, *b),
+            Entry::Fresh { bound: None, .. } => return Err(Errno::EINVAL),
+            Entry::Listener(_) => {
+                if let Some(Entry::Listener(l)) = self.get_mut(h) {
+                    l.backlog = backlog.max(1);
+                }
+                return Ok(());
+            }
+            Entry::Conn { .. } => return Err(Errno::EINVAL),
+        };
+        let clash = self.listeners.keys().any(|l| {
+            l.port() == local.port()
+                && (l.ip().is_unspecified() || local.ip().is_unspecified() || l.ip() == local.ip())
+        });
+        if clash {
+            return Err(Errno::EADDRINUSE);
+        }
+        self.listeners.insert(local, h);
+        *self.get_mut(h).expect("checked") = Entry::Listener(Listener {
+            local,
+            backlog: backlog.clamp(1, 65535),
+            embryonic: 0,
+            accept_queue: VecDeque::new(),
+            template: cfg,
+            tick: 0,
+            waker: None,
+        });
+        Ok(())
+    }
+
+    /// `accept`: the next established connection, or `EAGAIN`; `EINVAL` if
+    /// `h` is not listening.
+    pub fn accept(&mut self, h: TcpHandle) -> Result<(TcpHandle, SocketAddrV4)> {
+        let Entry::Listener(l) = self.get_mut(h).ok_or(Errno::EBADF)? else {
+            return Err(Errno::EINVAL);
+        };
+        let Some(c) = l.accept_queue.pop_front() else {
+            return Err(Errno::EAGAIN);
+        };
+        l.tick += 1;
+        let remote = match self.get_mut(c) {
+            Some(Entry::Conn { sock, parent }) => {
+                *parent = None;
+                sock.remote
+            }
+            _ => return Err(Errno::ECONNABORTED),
+        };
+        Ok((c, remote))
+    }
+
+    /// `connect`: starts the handshake from `local_ip` (ours). `EISCONN`,
+    /// `EALREADY`, `EINVAL` on a listener.
+    pub fn connect(
+        &mut self,
+        h: TcpHandle,
+        local_ip: Ipv4Addr,
+        remote: SocketAddrV4,
+        now: Instant,
+    ) -> Result<()> {
+        let (cfg, bound) = match self.get(h).ok_or(Errno::EBADF)? {
+            Entry::Fresh { cfg, bound } => (*cfg, *bound),
+            Entry::Listener(_) => return Err(Errno::EINVAL),
+            Entry::Conn { sock, .. } => {
+                return Err(match sock.state {
+                    State::SynSent | State::SynReceived => Errno::EALREADY,
+                    State::Closed => sock.error.unwrap_or(Errno::EISCONN),
+                    _ => Errno::EISCONN,
+                });
+            }
+        };
+        let local = match bound {
+            Some(b) => {
+                let ip = if b.ip().is_unspecified() {
+                    local_ip
+                } else {
+                    *b.ip()
+                };
+                let l = SocketAddrV4::new(ip, b.port());
+                if self.conns.contains_key(&(l, remote)) || self.time_wait.contains_key(&(l, remote)) {
+                    return Err(Errno::EADDRNOTAVAIL);
+                }
+                l
+            }
+            None => {
+                let port = self.ephemeral(|t, p| {
+                    let l = SocketAddrV4::new(local_ip, p);
+                    !t.ports.contains_key(&p)
+                        && !t.conns.contains_key(&(l, remote))
+                        && !t.time_wait.contains_key(&(l, remote))
+                })?;
+                *self.ports.entry(port).or_insert(0) += 1;
+                SocketAddrV4::new(local_ip, port)
+            }
+        };
+        let iss = initial_seq(&self.key, local, remote, now);
+        let mut sock = Box::new(TcpSocket::new(cfg));
+        sock.connect(local, remote, iss, now);
+        self.conns.insert((local, remote), h);
+        *self.get_mut(h).expect("checked") = Entry::Conn { sock, parent: None };
+        self.schedule(h);
+        Ok(())
+    }
+
+    /// Runs `f` on the connection, then schedules its output.
+    pub fn with_conn<R>(&mut self, h: TcpHandle, f: impl FnOnce(&mut TcpSocket) -> Result<R>) -> Result<R> {
+        let r = match self.get_mut(h).ok_or(Errno::EBADF)? {
+            Entry::Conn { sock, .. } => f(sock),
+            Entry::Fresh { .. } | Entry::Listener(_) => Err(Errno::ENOTCONN),
+        };
+        self.schedule(h);
+        r
+    }
+
+    /// `send`.
+    pub fn send(&mut self, h: TcpHandle, data: &[u8]) -> Result<usize> {
+        match self.get(h).ok_or(Errno::EBADF)? {
+            Entry::Conn { .. } => self.with_conn(h, |s| s.send(data)),
+            _ => Err(Errno::EPIPE),
+        }
+    }
+
+    /// `recv`.
+    pub fn recv(&mut self, h: TcpHandle, buf: &mut [u8]) -> Result<usize> {
+        self.with_conn(h, |s| s.recv(buf))
+    }
+
+    /// `shutdown`.
+    pub fn shutdown(&mut self, h: TcpHandle, read: bool, write: bool) -> Result<()> {
+        self.with_conn(h, |s| {
+            if read {
+                s.shutdown_read()?;
+            }
+            if write {
+                s.shutdown_write()?;
+            }
+            Ok(())
+        })
+    }
+
+    /// What `h` is ready for (a listener: readable with connections to accept).
+    pub fn readiness(&self, h: TcpHandle) -> Result<Readiness> {
+        Ok(match self.get(h).ok_or(Errno::EBADF)? {
+            Entry::Conn { sock, .. } => sock.readiness(),
+            Entry::Listener(l) => Readiness {
+                readable: !l.accept_queue.is_empty(),
+                tick: l.tick,
+                ..Readiness::default()
+            },
+            // A fresh socket: writable and hung up, as Linux reports it.
+            Entry::Fresh { .. } => Readiness {
+                writable: true,
+                hangup: true,
+                ..Readiness::default()
+            },
+        })
+    }
+
+    /// Wakes `w` when `h` becomes readable (or, for a listener, has a
+    /// connection to accept).
+    pub fn register_recv_waker(&mut self, h: TcpHandle, w: &Waker) -> Result<()> {
+        match self.get_mut(h).ok_or(Errno::EBADF)? {
+            Entry::Conn { sock, .. } => sock.register_recv_waker(w),
+            Entry::Listener(l) => l.waker = Some(w.clone()),
+            Entry::Fresh { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Wakes `w` when `h` becomes writable.
+    pub fn register_send_waker(&mut self, h: TcpHandle, w: &Waker) -> Result<()> {
+        if let Entry::Conn { sock, .. } = self.get_mut(h).ok_or(Errno::EBADF)? {
+            sock.register_send_waker(w);
+        }
+        Ok(())
+    }
+
+    /// The local address (`getsockname`).
+    pub fn local_addr(&self, h: TcpHandle) -> Result<Option<SocketAddrV4>> {
+        Ok(match self.get(h).ok_or(Errno::EBADF)? {
+            Entry::Fresh { bound, .. } => *bound,
+            Entry::Listener(l) => Some(l.local),
+            Entry::Conn { sock, .. } => Some(sock.local),
+        })
+    }
+
+    /// The peer (`getpeername`): `ENOTCONN` unless connected.
+    pub fn peer_addr(&self, h: TcpHandle) -> Result<SocketAddrV4> {
+        match self.get(h).ok_or(Errno::EBADF)? {
+            Entry::Conn { sock, .. } if sock.state.synchronized() || sock.state == State::SynSent => {
+                Ok(sock.remote)
+            }
+            _ => Err(Errno::ENOTCONN),
+        }
+    }
+
+    /// `close`: the handle is gone; a connection finishes by itself.
+    pub fn close(&mut self, h: TcpHandle, now: Instant) -> Result<()> {
+        let entry = self.get_mut(h).ok_or(Errno::EBADF)?;
+        match entry {
+            Entry::Fresh { bound, .. } => {
+                let port = bound.map(|b| b.port());
+                self.release(h);
+                if let Some(p) = port {
+                    self.unbind_port(p);
+                }
+            }
+            Entry::Listener(l) => {
+                let local = l.local;
+                let pending: Vec<TcpHandle> = l.accept_queue.drain(..).collect();
+                self.listeners.remove(&local);
+                self.release(h);
+                self.unbind_port(local.port());
+                for c in pending {
+                    if let Some(s) = self.sock_mut(c) {
+                        s.abort();
+                        s.orphan = true;
+                    }
+                    self.schedule(c);
+                }
+                // Embryonic children find their parent gone and reset.
+            }
+            Entry::Conn { sock, .. } => {
+                let free_now = sock.close();
+                if free_now || sock.state == State::Closed {
+                    self.finish(h, now);
+                } else {
+                    self.schedule(h);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Frees a finished connection (moving it to TIME-WAIT if it is there).
+    pub(crate) fn finish(&mut self, h: TcpHandle, now: Instant) {
+        let Some(Entry::Conn { sock, parent }) = self.get(h) else {
+            return;
+        };
+        let key = (sock.local, sock.remote);
+        let tw = (sock.state == State::TimeWait).then(|| TimeWait {
+            rcv_nxt: sock.rcv_nxt,
+            snd_nxt: sock.snd_nxt,
+            expires: sock.timewait_at.unwrap_or(now),
+            ts_recent: sock.ts_recent,
+        });
+        if let Some(p) = *parent {
+            if let Some(Entry::Listener(l)) = self.get_mut(p) {
+                l.embryonic = l.embryonic.saturating_sub(1);
+            }
+        }
+        if self.conns.get(&key) == Some(&h) {
+            self.conns.remove(&key);
+        }
+        self.release(h);
+        self.unbind_port(key.0.port());
+        if let Some(tw) = tw {
+            if tw.expires > now {
+                self.add_time_wait(key, tw);
+            }
+        }
+    }
+
+    fn add_time_wait(&mut self, key: Tuple, tw: TimeWait) {
+        while self.time_wait.len() >= self.max_time_wait() {
+            let Some((_, old)) = self.tw_order.pop_front() else {
+                break;
+            };
+            self.time_wait.remove(&old);
+        }
+        self.time_wait.insert(key, tw);
+        self.tw_order.push_back((tw.expires, key));
+    }
+
+    fn max_time_wait(&self) -> usize {
+        self.tw_max
+    }
+
+    /// Expires TIME-WAIT entries.
+    pub(crate) fn expire_time_wait(&mut self, now: Instant) {
+        while let Some(&(t, key)) = self.tw_order.front() {
+            if t > now {
+                break;
+            }
+            self.tw_order.pop_front();
+            if self.time_wait.get(&key).is_some_and(|e| e.expires <= now) {
+                self.time_wait.remove(&key);
+            }
+        }
+    }
+
+    // ----- events from the connection machinery -------------------------
+
+    /// Handles a socket's event after input, output or a timer.
+    pub(crate) fn on_event(&mut self, h: TcpHandle, ev: Event, now: Instant) -> Option<TcpHandle> {
+        match ev {
+            Event::None => None,
+            Event::Established => {
+                let Some(Entry::Conn { parent: Some(p), .. }) = self.get(h) else {
+                    return None;
+                };
+                let p = *p;
+                let queued = match self.get_mut(p) {
+                    Some(Entry::Listener(l)) if l.accept_queue.len() < l.backlog => {
+                        l.embryonic = l.embryonic.saturating_sub(1);
+                        l.accept_queue.push_back(h);
+                        l.tick += 1;
+                        if let Some(w) = l.waker.take() {
+                            w.wake();
+                        }
+                        true
+                    }
+                    _ => false,
+                };
+                if !queued {
+                    // The listener is gone or its queue is full: reset.
+                    if let Some(Entry::Conn { sock, parent }) = self.get_mut(h) {
+                        sock.abort();
+                        sock.orphan = true;
+                        *parent = None;
+                    }
+                    if let Some(Entry::Listener(l)) = self.get_mut(p) {
+                        l.embryonic = l.embryonic.saturating_sub(1);
+                    }
+                    return Some(p);
+                }
+                None
+            }
+            Event::Closed | Event::TimeWait => {
+                let orphan = match self.get(h) {
+                    Some(Entry::Conn { sock, parent }) => sock.orphan || parent.is_some(),
+                    _ => false,
+                };
+                if orphan {
+                    self.finish(h, now);
+                }
+                None
+            }
+        }
+    }
+
+    pub(crate) fn set_tw_max(&mut self, n: usize) {
+        self.tw_max = n.max(1);
+    }
+
+    /// A SYN for a listener: creates the embryonic connection if the
+    /// backlogs allow. Returns its handle, or `Err(true)` when a backlog
+    /// was full (dropped), `Err(false)` when no listener matches.
+    pub(crate) fn on_syn(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        syn: &crate::wire::TcpRepr,
+        now: Instant,
+    ) -> core::result::Result<TcpHandle, bool> {
+        let lh = self
+            .listeners
+            .get(&local)
+            .or_else(|| {
+                self.listeners
+                    .get(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local.port()))
+            })
+            .copied()
+            .ok_or(false)?;
+        let Some(Entry::Listener(l)) = self.get_mut(lh) else {
+            return Err(false);
+        };
+        if l.embryonic >= l.backlog || l.accept_queue.len() >= l.backlog {
+            return Err(true);
+        }
+        l.embryonic += 1;
+        let cfg = l.template;
+        let iss = initial_seq(&self.key, local, remote, now);
+        let sock = Box::new(TcpSocket::accept_syn(cfg, local, remote, syn, iss, now));
+        let h = self.alloc(Entry::Conn {
+            sock,
+            parent: Some(lh),
+        });
+        *self.ports.entry(local.port()).or_insert(0) += 1;
+        self.conns.insert((local, remote), h);
+        self.schedule(h);
+        Ok(h)
+    }
+}

@@ -1,0 +1,19 @@
+//! TCP (RFC 9293), split by phase: sequence-space buffers ([`buffer`]),
+//! round-trip estimation ([`rtt`]), congestion control ([`congestion`]:
+//! NewReno and CUBIC), the SACK scoreboard ([`scoreboard`]), and the socket
+//! ([`socket`]: state and the program's operations; [`input`]: segment
+//! arrival; [`output`]: segment generation and timers).
+
+pub mod buffer;
+pub mod config;
+pub mod congestion;
+pub mod input;
+pub mod output;
+pub mod rtt;
+pub mod scoreboard;
+pub mod socket;
+
+pub use config::{Keepalive, TcpConfig};
+pub use congestion::Algorithm;
+pub use input::Input;
+pub use socket::{Event, Readiness, State, TcpSocket, TcpStats};

@@ -1,0 +1,445 @@
+//! Segment generation and timers.
+//!
+//! `TcpSocket::dispatch` decides, in order of priority, what the socket
+//! owes the network — a RST, a SYN or SYN-ACK, retransmissions (fast
+//! retransmit, SACK holes, go-back-N after a timeout), new data within the
+//! peer's and the congestion window (with Nagle and sender-side silly
+//! window avoidance), a FIN, a probe, an ACK — and hands each segment to
+//! the interface, which writes it into a device buffer. State advances only
+//! for segments the device accepted, so a full device loses nothing.
+//!
+//! `TcpSocket::on_timers` runs the retransmission (RFC 6298, with back-off
+//! and connection timeouts), delayed-ACK, persist (zero-window probes),
+//! keepalive, TIME-WAIT and FIN-WAIT-2 timers.
+
+use core::time::Duration;
+
+use super::socket::{Event, State, TcpSocket};
+use crate::error::Errno;
+use crate::time::Instant;
+use crate::wire::{SeqNumber, TcpControl, TcpRepr, TcpTimestamp};
+
+/// Writes one segment: its header and its payload (in up to two pieces,
+/// from the send ring); false when the device has no room.
+pub type Emit<'a> = dyn FnMut(&TcpRepr, &[u8], &[u8]) -> bool + 'a;
+
+/// Most segments one socket sends per poll (bounded work).
+pub const SEGMENTS_PER_POLL: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Syn,
+    SynAck,
+    Data,
+    Ack,
+    Probe,
+    Rst,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    kind: Kind,
+    seq: SeqNumber,
+    len: usize,
+    fin: bool,
+    push: bool,
+}
+
+impl TcpSocket {
+    /// Runs the timers that are due.
+    pub(crate) fn on_timers(&mut self, now: Instant) -> Event {
+        let mut event = Event::None;
+        if self.ack_due.is_some_and(|t| t <= now) {
+            self.ack_due = None;
+            self.ack_now = true;
+        }
+        if self.timewait_at.is_some_and(|t| t <= now) || self.finwait2_at.is_some_and(|t| t <= now) {
+            self.timewait_at = None;
+            self.finwait2_at = None;
+            self.state = State::Closed;
+            self.touch();
+            return Event::Closed;
+        }
+        if self.rto_at.is_some_and(|t| t <= now) {
+            event = self.on_rto(now);
+            if event == Event::Closed {
+                return event;
+            }
+        }
+        if self.persist_at.is_some_and(|t| t <= now) {
+            self.probe_pending = true;
+            self.persist_backoff = (self.persist_backoff + 1).min(16);
+            self.persist_at = Some(now + self.persist_interval());
+        }
+        if let (Some(t), Some(k)) = (self.keepalive_at, self.cfg.keepalive) {
+            if t <= now && self.state.synchronized() {
+                if self.keepalive_sent >= k.count {
+                    self.fail(Errno::ETIMEDOUT);
+                    return Event::Closed;
+                }
+                self.keepalive_sent += 1;
+                self.probe_pending = true;
+                self.keepalive_at = Some(now + k.interval);
+            }
+        }
+        event
+    }
+
+    fn persist_interval(&self) -> Duration {
+        (self.rtt.rto() * (1 << self.persist_backoff.min(10)))
+            .clamp(self.cfg.rto_min, Duration::from_secs(60))
+    }
+
+    fn on_rto(&mut self, now: Instant) -> Event {
+        let limit = match self.state {
+            State::SynSent | State::SynReceived => self.cfg.syn_retries,
+            _ => self.cfg.max_retries,
+        };
+        let user_timeout = match (self.cfg.user_timeout, self.unacked_since) {
+            (Some(t), Some(since)) => now - since >= t,
+            _ => false,
+        };
+        if self.retries >= limit || user_timeout {
+            if self.state == State::SynReceived {
+                self.state = State::Closed;
+                self.touch();
+            } else {
+                self.fail(Errno::ETIMEDOUT);
+            }
+            return Event::Closed;
+        }
+        self.retries += 1;
+        self.stats.timeouts += 1;
+        self.rtt.on_timeout();
+        self.rtt_timer.on_retransmit();
+        if self.state.synchronized() {
+            let flight = self.snd_max.distance(self.snd_una).max(0) as usize;
+            self.cc.on_rto(now, flight);
+            self.recovery = None;
+            self.dup_acks = 0;
+            self.scoreboard.clear();
+        }
+        // Go back to the first unacknowledged byte (or the SYN).
+        self.snd_nxt = self.snd_una;
+        self.high_rxt = self.snd_una;
+        self.rto_at = Some(now + self.rtt.rto());
+        Event::None
+    }
+
+    /// Sends what the socket owes, through `emit(segment, payload_a,
+    /// payload_b)`, which writes one segment and returns false when the
+    /// device has no room (the rest waits for the next poll).
+    pub(crate) fn dispatch(&mut self, now: Instant, emit: &mut Emit<'_>) -> Event {
+        let mut event = Event::None;
+        for _ in 0..SEGMENTS_PER_POLL {
+            let Some(plan) = self.plan(now) else { break };
+            let repr = self.repr(now, &plan);
+            let ok = if plan.len > 0 {
+                let off = self.data_offset(plan.seq);
+                let (a, b) = self.tx.peek(off, plan.len);
+                emit(&repr, a, b)
+            } else {
+                emit(&repr, &[], &[])
+            };
+            if !ok {
+                break;
+            }
+            if let Some(e) = self.commit(now, &plan, &repr) {
+                event = e;
+                break;
+            }
+        }
+        self.arm_persist(now);
+        event
+    }
+
+    /// Decides the next segment, if any.
+    fn plan(&mut self, now: Instant) -> Option<Plan> {
+        let seg = |kind, seq, len, fin, push| {
+            Some(Plan {
+                kind,
+                seq,
+                len,
+                fin,
+                push,
+            })
+        };
+        // Pure ACKs and RSTs carry the highest sequence number sent, not a
+        // rewound snd_nxt: after a timeout snd_nxt goes back to snd_una, and
+        // a segment behind the peer's rcv_nxt would be unacceptable to it,
+        // its ACK discarded with it (both sides doing that deadlocks).
+        if self.rst_pending {
+            return seg(Kind::Rst, self.snd_max, 0, false, false);
+        }
+        match self.state {
+            State::Closed | State::Listen => return None,
+            State::SynSent if self.snd_nxt == self.iss => return seg(Kind::Syn, self.iss, 0, false, false),
+            State::SynReceived if self.snd_nxt == self.iss => {
+                return seg(Kind::SynAck, self.iss, 0, false, false);
+            }
+            State::SynSent | State::SynReceived => return None,
+            _ => {}
+        }
+        if let Some(p) = self.plan_retransmit() {
+            return Some(p);
+        }
+        if let Some(p) = self.plan_data(now) {
+            return Some(p);
+        }
+        if self.probe_pending {
+            return seg(Kind::Probe, self.snd_una - 1, 0, false, false);
+        }
+        if self.ack_now {
+            return seg(Kind::Ack, self.snd_max, 0, false, false);
+        }
+        None
+    }
+
+    /// Fast retransmit, partial-ACK and SACK-hole retransmissions.
+    fn plan_retransmit(&mut self) -> Option<Plan> {
+        if self.rtx_una {
+            let len = self.retransmit_len(self.snd_una);
+            if len > 0 || self.fin_at(self.snd_una) {
+                return Some(self.data_plan(self.snd_una, len));
+            }
+            self.rtx_una = false;
+        }
+        if self.recovery.is_none() || !self.sack_ok || self.send_window_left() == 0 {
+            return None;
+        }
+        let from = if self.high_rxt.distance(self.snd_una) > 0 {
+            self.high_rxt
+        } else {
+            self.snd_una
+        };
+        let (start, end) = self.scoreboard.next_hole(from, self.snd_una, self.snd_max)?;
+        if !self.scoreboard.is_lost(start, self.mss) {
+            return None;
+        }
+        let len = (end.distance(start).max(0) as usize)
+            .min(self.mss)
+            .min(self.retransmit_len(start));
+        (len > 0).then(|| self.data_plan(start, len))
+    }
+
+    /// Payload bytes a retransmission from `seq` carries (up to an MSS of
+    /// data that was already sent).
+    fn retransmit_len(&self, seq: SeqNumber) -> usize {
+        let sent_end = self.data_offset(self.snd_max).min(self.tx.len());
+        sent_end.saturating_sub(self.data_offset(seq)).min(self.mss)
+    }
+
+    /// Whether our FIN sits at `seq`.
+    fn fin_at(&self, seq: SeqNumber) -> bool {
+        self.fin_queued && seq == self.fin_seq() && self.snd_max.distance(seq) > 0
+    }
+
+    fn data_plan(&self, seq: SeqNumber, len: usize) -> Plan {
+        let end_of_data = self.data_offset(seq) + len == self.tx.len();
+        let fin = self.fin_queued && end_of_data && self.fin_allowed();
+        Plan {
+            kind: Kind::Data,
+            seq,
+            len,
+            fin,
+            push: end_of_data && len > 0,
+        }
+    }
+
+    fn fin_allowed(&self) -> bool {
+        matches!(
+            self.state,
+            State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck
+        )
+    }
+
+    /// New data (and the FIN) at `snd_nxt`, within the windows.
+    fn plan_data(&mut self, _now: Instant) -> Option<Plan> {
+        let off = self.data_offset(self.snd_nxt);
+        let unsent = self.tx.len().saturating_sub(off);
+        if unsent == 0 {
+            return self.fin_to_send().then(|| self.data_plan(self.snd_nxt, 0));
+        }
+        let room = self.send_window_left();
+        let len = unsent.min(room).min(self.mss);
+        if len == 0 {
+            return None;
+        }
+        let in_flight = self.snd_nxt != self.snd_una;
+        let all_of_it = len == unsent;
+        if len < self.mss {
+            // Nagle (RFC 896): a small segment waits while data is in flight.
+            let nagle_holds = !self.cfg.nodelay && in_flight;
+            // Sender silly-window avoidance (RFC 9293 §3.8.6.2.1): send a
+            // partial segment only if it is all we have or half the peer's
+            // largest window.
+            let sws_holds = !all_of_it && len < self.max_snd_wnd / 2;
+            if (nagle_holds && !(all_of_it && self.fin_queued)) || sws_holds {
+                return None;
+            }
+        }
+        Some(self.data_plan(self.snd_nxt, len))
+    }
+
+    /// The window field we advertise, never shrinking the right edge.
+    fn window_field(&self, syn: bool) -> (u16, SeqNumber) {
+        let wnd = self.rx.window();
+        let edge = self.rcv_nxt + wnd;
+        let edge = if edge.distance(self.rcv_adv) < 0 {
+            self.rcv_adv
+        } else {
+            edge
+        };
+        let adv = edge.distance(self.rcv_nxt).max(0) as usize;
+        let field = if syn { adv } else { adv >> self.rcv_scale };
+        let field = field.min(u16::MAX as usize) as u16;
+        let advertised_edge = self.rcv_nxt + ((field as usize) << if syn { 0 } else { self.rcv_scale });
+        (field, advertised_edge)
+    }
+
+    fn repr(&self, now: Instant, p: &Plan) -> TcpRepr {
+        let syn = matches!(p.kind, Kind::Syn | Kind::SynAck);
+        let (window_len, _) = self.window_field(syn);
+        let mut r = TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            control: TcpControl::None,
+            seq_number: p.seq,
+            ack_number: Some(self.rcv_nxt),
+            window_len,
+            payload_len: p.len,
+            ..TcpRepr::default()
+        };
+        match p.kind {
+            Kind::Syn => {
+                r.control = TcpControl::Syn;
+                r.ack_number = None;
+                r.max_seg_size = Some(self.cfg.mss);
+                r.window_scale = self.cfg.window_scaling.then(|| self.cfg.rcv_scale());
+                r.sack_permitted = self.cfg.sack;
+                r.timestamp = self.cfg.timestamps.then(|| TcpTimestamp {
+                    tsval: self.ts_now(now),
+                    tsecr: 0,
+                });
+                return r;
+            }
+            Kind::SynAck => {
+                r.control = TcpControl::Syn;
+                r.max_seg_size = Some(self.cfg.mss);
+                r.window_scale = self.ws_ok.then_some(self.rcv_scale);
+                r.sack_permitted = self.sack_ok;
+            }
+            Kind::Rst => {
+                r.control = TcpControl::Rst;
+                r.window_len = 0;
+            }
+            Kind::Data if p.fin => r.control = TcpControl::Fin,
+            Kind::Data if p.push => r.control = TcpControl::Psh,
+            _ => {}
+        }
+        if let Some(recent) = self.ts_recent {
+            r.timestamp = Some(TcpTimestamp {
+                tsval: self.ts_now(now),
+                tsecr: recent,
+            });
+        }
+        if self.sack_ok && self.rx.has_ooo() && !matches!(p.kind, Kind::Rst) {
+            // RFC 2018 §4: the most recently changed block first.
+            let last = self.rx.last_ooo_range();
+            let ranges = last
+                .into_iter()
+                .chain(self.rx.ooo_ranges().filter(|r| Some(*r) != last));
+            for (i, (start, end)) in ranges.take(3).enumerate() {
+                r.sack_ranges[i] = Some(((self.rcv_nxt + start).0, (self.rcv_nxt + end).0));
+            }
+        }
+        r
+    }
+
+    /// Advances state for a segment the device accepted.
+    fn commit(&mut self, now: Instant, p: &Plan, r: &TcpRepr) -> Option<Event> {
+        self.stats.segs_out += 1;
+        if r.ack_number.is_some() {
+            self.ack_now = false;
+            self.ack_due = None;
+            self.segs_unacked = 0;
+            self.last_ack_sent = self.rcv_nxt;
+            let (_, edge) = self.window_field(r.control == TcpControl::Syn);
+            if edge.distance(self.rcv_adv) > 0 {
+                self.rcv_adv = edge;
+            }
+        }
+        match p.kind {
+            Kind::Rst => {
+                self.rst_pending = false;
+                self.state = State::Closed;
+                self.reset = true;
+                self.rto_at = None;
+                self.touch();
+                return Some(Event::Closed);
+            }
+            Kind::Probe => {
+                self.probe_pending = false;
+                self.stats.window_probes += 1;
+                return None;
+            }
+            Kind::Ack => return None,
+            Kind::Syn | Kind::SynAck | Kind::Data => {}
+        }
+        let end =
+            p.seq + (p.len + usize::from(p.fin) + usize::from(matches!(p.kind, Kind::Syn | Kind::SynAck)));
+        let retransmission = p.seq.distance(self.snd_max) < 0;
+        if retransmission {
+            self.stats.retransmits += 1;
+            self.rtt_timer.on_retransmit();
+        } else if end != p.seq {
+            self.rtt_timer.start(end, now);
+        }
+        if p.seq == self.snd_una && self.rtx_una {
+            self.rtx_una = false;
+        }
+        if self.recovery.is_some() && retransmission && end.distance(self.high_rxt) > 0 {
+            self.high_rxt = end;
+        }
+        if p.seq == self.snd_nxt || self.snd_nxt.distance(end) < 0 && p.seq.distance(self.snd_nxt) <= 0 {
+            self.snd_nxt = end;
+        }
+        if self.snd_max.distance(self.snd_nxt) < 0 {
+            self.snd_max = self.snd_nxt;
+        }
+        self.stats.bytes_sent += p.len as u64;
+        if end != p.seq {
+            self.rto_at.get_or_insert(now + self.rtt.rto());
+            self.unacked_since.get_or_insert(now);
+        }
+        if p.fin {
+            self.fin_sent.get_or_insert(p.seq + p.len);
+            match self.state {
+                State::Established => self.state = State::FinWait1,
+                State::CloseWait => self.state = State::LastAck,
+                _ => {}
+            }
+            self.touch();
+        }
+        None
+    }
+
+    /// Starts the persist timer when the peer's window is closed with data
+    /// waiting and nothing in flight to bring an ACK back.
+    fn arm_persist(&mut self, now: Instant) {
+        let unsent = self.tx.len().saturating_sub(self.data_offset(self.snd_nxt));
+        let stuck = self.state.synchronized()
+            && self.snd_wnd == 0
+            && unsent > 0
+            && self.snd_nxt == self.snd_una
+            && self.snd_max == self.snd_una;
+        if stuck {
+            if self.persist_at.is_none() {
+                self.persist_at = Some(now + self.persist_interval());
+            }
+        } else if self.snd_wnd > 0 {
+            self.persist_at = None;
+            self.persist_backoff = 0;
+        }
+    }
+}
