@@ -25,7 +25,7 @@ pub use tcp_table::{TcpHandle, TcpTable};
 
 use crate::error::{Errno, Result};
 use crate::phy::Device;
-use crate::tcp::{Input, TcpConfig};
+use crate::tcp::{Event, Input, TcpConfig};
 use crate::time::Instant;
 use crate::udp::UdpSocket;
 use crate::wire::{
@@ -203,12 +203,10 @@ impl Interface {
     fn tcp_output<D: Device>(&mut self, io: &mut Io<'_, D>) -> bool {
         let now = io.now;
         let mut progress = false;
-        let n = self.tcp.ready.len();
         let mut rest = Vec::new();
-        for _ in 0..n {
-            let Some(h) = self.tcp.ready.pop_front() else {
-                break;
-            };
+        // Only the sockets queued now: one re-queued meanwhile waits a poll.
+        for _ in 0..self.tcp.ready_len() {
+            let Some(h) = self.tcp.pop_ready() else { break };
             let net = &mut self.net;
             let Some(sock) = self.tcp.sock_mut(h) else {
                 continue;
@@ -217,22 +215,19 @@ impl Interface {
                 continue;
             }
             let (src, dst) = (sock.local, sock.remote);
-            let mut device_full = false;
-            let ev = sock.dispatch(now, &mut |repr, a, b| {
-                let ok = send_tcp(net, io, src, dst, repr, a, b);
-                device_full |= !ok;
-                ok
-            });
-            progress = true;
-            if device_full {
+            let d = sock.dispatch(now, &mut |repr, a, b| send_tcp(net, io, src, dst, repr, a, b));
+            progress |= d.sent > 0 || d.event != Event::None;
+            if d.more {
+                // The device was full, or the socket used its per-poll
+                // budget: it goes again next poll.
                 rest.push(h);
             }
             self.tcp.push_timer(h);
-            if let Some(p) = self.tcp.on_event(h, ev, now) {
+            if let Some(p) = self.tcp.on_event(h, d.event, now) {
                 self.tcp.schedule(p);
             }
         }
-        self.tcp.ready.extend(rest);
+        self.tcp.requeue(rest);
         progress
     }
 

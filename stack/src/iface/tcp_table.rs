@@ -60,6 +60,8 @@ struct Slot {
     /// The deadline this socket has in the timer heap (one live entry per
     /// socket: others are stale and discarded when popped).
     timer_at: Option<Instant>,
+    /// Whether the socket is in the ready queue (at most once).
+    queued: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -82,7 +84,7 @@ pub struct TcpTable {
     tw_order: VecDeque<(Instant, Tuple)>,
     pub(crate) defaults: TcpConfig,
     /// Sockets that may have something to send.
-    pub(crate) ready: VecDeque<TcpHandle>,
+    ready: VecDeque<TcpHandle>,
     /// Sockets with timers, by deadline (stale entries are skipped).
     pub(crate) timers: std::collections::BinaryHeap<core::cmp::Reverse<(Instant, u32, u32)>>,
     key: KeyedHash,
@@ -117,6 +119,7 @@ impl TcpTable {
             s.entry = Some(entry);
             s.reuse_addr = false;
             s.timer_at = None;
+            s.queued = false;
             return TcpHandle { idx: i, gen: s.gen };
         }
         self.slots.push(Slot {
@@ -124,6 +127,7 @@ impl TcpTable {
             entry: Some(entry),
             reuse_addr: false,
             timer_at: None,
+            queued: false,
         });
         TcpHandle {
             idx: self.slots.len() as u32 - 1,
@@ -211,6 +215,32 @@ impl TcpTable {
         self.timers.push(core::cmp::Reverse((t, h.idx, h.gen)));
     }
 
+    /// Sockets in the ready queue.
+    pub(crate) fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Takes the next socket from the ready queue.
+    pub(crate) fn pop_ready(&mut self) -> Option<TcpHandle> {
+        let h = self.ready.pop_front()?;
+        if let Some(slot) = self.slots.get_mut(h.idx as usize) {
+            slot.queued = false;
+        }
+        Some(h)
+    }
+
+    /// Puts sockets back in the ready queue (the device was full).
+    pub(crate) fn requeue(&mut self, hs: Vec<TcpHandle>) {
+        for h in hs {
+            if let Some(slot) = self.slots.get_mut(h.idx as usize) {
+                if slot.gen == h.gen && !slot.queued {
+                    slot.queued = true;
+                    self.ready.push_back(h);
+                }
+            }
+        }
+    }
+
     /// Takes the timer entry `(t, idx, gen)` just popped from the heap: the
     /// socket's handle if the entry is its live one.
     pub(crate) fn take_timer(&mut self, t: Instant, idx: u32, gen: u32) -> Option<TcpHandle> {
@@ -226,7 +256,11 @@ impl TcpTable {
     pub(crate) fn schedule(&mut self, h: TcpHandle) {
         let Some(sock) = self.sock_mut(h) else { return };
         if sock.wants_to_send() {
-            self.ready.push_back(h);
+            let slot = &mut self.slots[h.idx as usize];
+            if !slot.queued {
+                slot.queued = true;
+                self.ready.push_back(h);
+            }
         }
         self.push_timer(h);
     }

@@ -26,6 +26,17 @@ pub type Emit<'a> = dyn FnMut(&TcpRepr, &[u8], &[u8]) -> bool + 'a;
 /// Most segments one socket sends per poll (bounded work).
 pub const SEGMENTS_PER_POLL: usize = 64;
 
+/// What one call to `dispatch` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dispatch {
+    /// A state change for the interface to act on.
+    pub event: Event,
+    /// Segments handed to the device.
+    pub sent: usize,
+    /// Stopped early (budget used up, or the device full) with more to send.
+    pub more: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Syn,
@@ -129,10 +140,16 @@ impl TcpSocket {
     /// Sends what the socket owes, through `emit(segment, payload_a,
     /// payload_b)`, which writes one segment and returns false when the
     /// device has no room (the rest waits for the next poll).
-    pub(crate) fn dispatch(&mut self, now: Instant, emit: &mut Emit<'_>) -> Event {
+    pub(crate) fn dispatch(&mut self, now: Instant, emit: &mut Emit<'_>) -> Dispatch {
         let mut event = Event::None;
-        for _ in 0..SEGMENTS_PER_POLL {
+        let mut sent = 0;
+        let mut more = false;
+        for i in 0..=SEGMENTS_PER_POLL {
             let Some(plan) = self.plan(now) else { break };
+            if i == SEGMENTS_PER_POLL {
+                more = true; // budget used up with more to send
+                break;
+            }
             let repr = self.repr(now, &plan);
             let ok = if plan.len > 0 {
                 let off = self.data_offset(plan.seq);
@@ -142,15 +159,17 @@ impl TcpSocket {
                 emit(&repr, &[], &[])
             };
             if !ok {
+                more = true;
                 break;
             }
+            sent += 1;
             if let Some(e) = self.commit(now, &plan, &repr) {
                 event = e;
                 break;
             }
         }
         self.arm_persist(now);
-        event
+        Dispatch { event, sent, more }
     }
 
     /// Decides the next segment, if any.
