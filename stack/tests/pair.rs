@@ -171,3 +171,22 @@ fn byte_exact_through_loss_reordering_and_duplication() {
         n.now
     );
 }
+
+#[test]
+fn the_last_ack_goes_out_at_once_when_both_sides_closed() {
+    // With the clock frozen, the whole close must complete: the side that
+    // closed first must ACK the peer's FIN as it enters TIME-WAIT, not leave
+    // the peer in LAST-ACK until a retransmission timer fires.
+    let mut n = net();
+    let (ca, cb) = n.connect(8081);
+    n.a.iface.tcp.close(ca, n.now).unwrap();
+    n.step(false);
+    n.b.iface.tcp.close(cb, n.now).unwrap();
+    n.step(false);
+    assert!(
+        n.b.iface.tcp.is_empty(),
+        "B is still waiting for its FIN to be acknowledged"
+    );
+    assert!(n.a.iface.tcp.is_empty());
+    assert_eq!(n.a.iface.tcp.time_wait_len(), 1);
+}

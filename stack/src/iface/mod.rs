@@ -114,7 +114,9 @@ impl Interface {
 
     /// Counters.
     pub fn stats(&self) -> IfaceStats {
-        self.net.stats
+        let mut s = self.net.stats;
+        s.time_wait_evicted = self.tcp.tw_evicted;
+        s
     }
 
     /// Our address.
@@ -168,7 +170,7 @@ impl Interface {
     /// The next time a poll has timer work.
     pub fn poll_at(&self) -> Option<Instant> {
         let tcp = self.tcp.timers.peek().map(|r| r.0 .0);
-        let tw = self.tcp.time_wait.values().map(|t| t.expires).min();
+        let tw = self.tcp.time_wait_next();
         [tcp, tw, self.net.arp.poll_at()].into_iter().flatten().min()
     }
 
@@ -226,6 +228,7 @@ impl Interface {
             if let Some(p) = self.tcp.on_event(h, d.event, now) {
                 self.tcp.schedule(p);
             }
+            self.tcp.finish_if_done(h, now);
         }
         self.tcp.requeue(rest);
         progress

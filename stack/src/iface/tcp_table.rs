@@ -90,6 +90,8 @@ pub struct TcpTable {
     key: KeyedHash,
     next_port: u16,
     tw_max: usize,
+    /// TIME-WAIT entries evicted because the table was full.
+    pub(crate) tw_evicted: u64,
 }
 
 const EPHEMERAL: core::ops::RangeInclusive<u16> = 32768..=60999;
@@ -110,6 +112,7 @@ impl TcpTable {
             key,
             next_port: *EPHEMERAL.start() + (key.hash_one_keyed(0u8) % 28000) as u16,
             tw_max: 16384,
+            tw_evicted: 0,
         }
     }
 
@@ -638,12 +641,29 @@ impl TcpTable {
         }
     }
 
+    /// Frees an orphan that reached TIME-WAIT once it has nothing left to send.
+    pub(crate) fn finish_if_done(&mut self, h: TcpHandle, now: Instant) {
+        let done = matches!(self.get(h), Some(Entry::Conn { sock, .. })
+            if sock.orphan && sock.state == State::TimeWait && !sock.wants_to_send());
+        if done {
+            self.finish(h, now);
+        }
+    }
+
+    /// The earliest TIME-WAIT expiry, as a lower bound (the table is in
+    /// expiry order: every entry lives the same time).
+    pub(crate) fn time_wait_next(&self) -> Option<Instant> {
+        self.tw_order.front().map(|(t, _)| *t)
+    }
+
     fn add_time_wait(&mut self, key: Tuple, tw: TimeWait) {
         while self.time_wait.len() >= self.max_time_wait() {
             let Some((_, old)) = self.tw_order.pop_front() else {
                 break;
             };
-            self.time_wait.remove(&old);
+            if self.time_wait.remove(&old).is_some() {
+                self.tw_evicted += 1;
+            }
         }
         self.time_wait.insert(key, tw);
         self.tw_order.push_back((tw.expires, key));
@@ -704,11 +724,16 @@ impl TcpTable {
                 None
             }
             Event::Closed | Event::TimeWait => {
-                let orphan = match self.get(h) {
-                    Some(Entry::Conn { sock, parent }) => sock.orphan || parent.is_some(),
-                    _ => false,
+                let (orphan, owes) = match self.get(h) {
+                    Some(Entry::Conn { sock, parent }) => {
+                        (sock.orphan || parent.is_some(), sock.wants_to_send())
+                    }
+                    _ => (false, false),
                 };
-                if orphan {
+                // An orphan entering TIME-WAIT still owes the ACK of the
+                // peer's FIN: it is freed by the output pass once that is
+                // sent (see `finish_if_done`), not here.
+                if orphan && !(ev == Event::TimeWait && owes) {
                     self.finish(h, now);
                 }
                 None

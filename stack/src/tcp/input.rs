@@ -158,7 +158,7 @@ impl TcpSocket {
         self.snd_wl1 = seg.seq_number;
         self.snd_wl2 = ack;
         self.sample_rtt(now, seg, ack);
-        self.retries = 0;
+        self.after_handshake();
         self.rto_at = None;
         self.state = State::Established;
         self.ack_now = true;
@@ -192,9 +192,14 @@ impl TcpSocket {
             (_, 0) => false,
             (_, _) => in_window(seq, self.rcv_nxt, wnd) || in_window(seq + (len - 1), self.rcv_nxt, wnd),
         };
-        // A zero-window peer still takes a bare ACK or FIN at rcv_nxt.
-        if !acceptable && wnd == 0 && seq == self.rcv_nxt && seg.payload_len == 0 {
+        // With our window closed, a segment at rcv_nxt is still acceptable
+        // for its ACK, RST and SYN checks (RFC 9293 §3.10.7.4: "valid ACKs,
+        // URGs and RSTs" are processed); its payload is trimmed to the zero
+        // window, i.e. dropped and acknowledged.
+        let mut drop_payload = false;
+        if !acceptable && wnd == 0 && seq == self.rcv_nxt {
             acceptable = true;
+            drop_payload = seg.payload_len > 0;
         }
         // RFC 7323 §5.3: PAWS.
         if let (Some(recent), Some(ts)) = (self.ts_recent, seg.timestamp) {
@@ -220,6 +225,12 @@ impl TcpSocket {
                 return Input::Done(Event::None);
             }
             return Input::Done(match self.state {
+                // RFC 9293: from an active open (a simultaneous open), the
+                // connection was refused; from a passive one, it just ends.
+                State::SynReceived if self.active_open => {
+                    self.fail(Errno::ECONNREFUSED);
+                    Event::Closed
+                }
                 State::SynReceived => {
                     self.state = State::Closed;
                     Event::Closed
@@ -260,6 +271,7 @@ impl TcpSocket {
                 return Input::Reset;
             }
             self.state = State::Established;
+            self.after_handshake();
             self.snd_wnd = (seg.window_len as usize) << self.snd_scale;
             self.max_snd_wnd = self.snd_wnd;
             self.snd_wl1 = seq;
@@ -321,7 +333,9 @@ impl TcpSocket {
         }
 
         // Seventh: the data.
-        if seg.payload_len > 0 {
+        if drop_payload {
+            self.ack_now = true;
+        } else if seg.payload_len > 0 {
             if self.state.can_receive() {
                 self.take_data(now, seq, payload);
             } else {
@@ -345,6 +359,17 @@ impl TcpSocket {
             }
         }
         Input::Done(event)
+    }
+
+    /// RFC 6298 §5.7: if the SYN or SYN-ACK was retransmitted and no RTT
+    /// sample came of it, the RTO restarts from 3 s once the handshake is
+    /// done (not from the backed-off value).
+    fn after_handshake(&mut self) {
+        if self.retries > 0 && self.rtt.srtt().is_none() {
+            let initial = self.cfg.rto_initial.max(core::time::Duration::from_secs(3));
+            self.rtt = super::rtt::RttEstimator::new(initial, self.cfg.rto_min, self.cfg.rto_max);
+        }
+        self.retries = 0;
     }
 
     fn challenge_ack(&mut self) {

@@ -17,3 +17,6 @@ pub use config::{Keepalive, TcpConfig};
 pub use congestion::Algorithm;
 pub use input::Input;
 pub use socket::{Event, Readiness, State, TcpSocket, TcpStats};
+
+#[cfg(test)]
+mod tests;

@@ -78,7 +78,12 @@ impl TcpSocket {
             }
         }
         if self.persist_at.is_some_and(|t| t <= now) {
-            self.probe_pending = true;
+            if self.snd_wnd > 0 {
+                // Data held by silly-window avoidance: send it anyway.
+                self.sws_override = true;
+            } else {
+                self.probe_pending = true;
+            }
             self.persist_backoff = (self.persist_backoff + 1).min(16);
             self.persist_at = Some(now + self.persist_interval());
         }
@@ -293,27 +298,35 @@ impl TcpSocket {
             // partial segment only if it is all we have or half the peer's
             // largest window.
             let sws_holds = !all_of_it && len < self.max_snd_wnd / 2;
-            if (nagle_holds && !(all_of_it && self.fin_queued)) || sws_holds {
+            let held = (nagle_holds && !(all_of_it && self.fin_queued)) || sws_holds;
+            if held && !self.sws_override {
                 return None;
             }
         }
         Some(self.data_plan(self.snd_nxt, len))
     }
 
-    /// The window field we advertise, never shrinking the right edge.
+    /// The window field we advertise and the right edge it means.
+    ///
+    /// The edge never moves left (RFC 9293 §3.8.6.2.2), and while less than
+    /// half the buffer is free it moves right only by at least min(half the
+    /// buffer, one MSS): receiver-side silly-window avoidance (MUST-39). A scaled field is rounded up, not
+    /// down, when rounding down would pull the edge left (as Linux aligns
+    /// it).
     fn window_field(&self, syn: bool) -> (u16, SeqNumber) {
         let wnd = self.rx.window();
-        let edge = self.rcv_nxt + wnd;
-        let edge = if edge.distance(self.rcv_adv) < 0 {
-            self.rcv_adv
-        } else {
-            edge
-        };
-        let adv = edge.distance(self.rcv_nxt).max(0) as usize;
-        let field = if syn { adv } else { adv >> self.rcv_scale };
-        let field = field.min(u16::MAX as usize) as u16;
-        let advertised_edge = self.rcv_nxt + ((field as usize) << if syn { 0 } else { self.rcv_scale });
-        (field, advertised_edge)
+        let current = self.rcv_adv.distance(self.rcv_nxt).max(0) as usize;
+        let step = (self.rx.capacity() / 2).min(self.mss).max(1);
+        // As Linux: a window of half the buffer or more is never silly.
+        let opens = syn || wnd >= current + step || wnd >= self.rx.capacity() / 2;
+        let adv = if opens { wnd.max(current) } else { current };
+        let shift = if syn { 0 } else { self.rcv_scale };
+        let mut field = adv >> shift;
+        if (field << shift) < current {
+            field = current.div_ceil(1 << shift);
+        }
+        let field = field.min(u16::MAX as usize);
+        (field as u16, self.rcv_nxt + (field << shift))
     }
 
     fn repr(&self, now: Instant, p: &Plan) -> TcpRepr {
@@ -427,6 +440,9 @@ impl TcpSocket {
             self.snd_max = self.snd_nxt;
         }
         self.stats.bytes_sent += p.len as u64;
+        if p.len > 0 {
+            self.sws_override = false;
+        }
         if end != p.seq {
             self.rto_at.get_or_insert(now + self.rtt.rto());
             self.unacked_since.get_or_insert(now);
@@ -447,16 +463,20 @@ impl TcpSocket {
     /// waiting and nothing in flight to bring an ACK back.
     fn arm_persist(&mut self, now: Instant) {
         let unsent = self.tx.len().saturating_sub(self.data_offset(self.snd_nxt));
+        // Stuck: data waits, nothing is in flight to bring an ACK back, and
+        // the peer's window is closed (probe it) or too small for what
+        // silly-window avoidance lets us send (override it, RFC 9293
+        // §3.8.6.2.1). Either way the persist timer gets things moving.
         let stuck = self.state.synchronized()
-            && self.snd_wnd == 0
             && unsent > 0
             && self.snd_nxt == self.snd_una
-            && self.snd_max == self.snd_una;
+            && self.snd_max == self.snd_una
+            && self.send_window_left() < unsent.min(self.mss);
         if stuck {
             if self.persist_at.is_none() {
                 self.persist_at = Some(now + self.persist_interval());
             }
-        } else if self.snd_wnd > 0 {
+        } else {
             self.persist_at = None;
             self.persist_backoff = 0;
         }

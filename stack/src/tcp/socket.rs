@@ -200,6 +200,11 @@ pub struct TcpSocket {
     pub(crate) rd_shut: bool,
     /// The connection was reset or timed out: both directions are shut.
     pub(crate) reset: bool,
+    /// The connection was opened by `connect` (not accepted).
+    pub(crate) active_open: bool,
+    /// The persist timer found the peer's window too small for the held
+    /// data: send a partial segment anyway (RFC 9293 §3.8.6.2.1 override).
+    pub(crate) sws_override: bool,
     /// The peer offered window scaling (we answer in kind).
     pub(crate) ws_ok: bool,
     /// Retransmit one segment from `snd_una` (fast retransmit, partial ACK).
@@ -307,6 +312,8 @@ impl TcpSocket {
             remote_fin: None,
             rd_shut: false,
             reset: false,
+            active_open: false,
+            sws_override: false,
             ws_ok: false,
             rtx_una: false,
             ts_recent: None,
@@ -411,6 +418,7 @@ impl TcpSocket {
         self.remote = remote;
         self.set_iss(iss);
         self.rcv_scale = self.cfg.rcv_scale();
+        self.active_open = true;
         self.state = State::SynSent;
         self.rto_at = Some(now + self.rtt.rto());
         self.touch();
@@ -481,7 +489,7 @@ impl TcpSocket {
         if let Some(e) = self.take_error() {
             return Err(e);
         }
-        if self.fin_received || self.rd_shut {
+        if self.rcv_shutdown() {
             return Ok(0);
         }
         match self.state {
