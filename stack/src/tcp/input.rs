@@ -106,6 +106,9 @@ impl TcpSocket {
             State::SynSent => self.input_syn_sent(now, seg),
             _ => self.input_synchronized(now, seg, payload),
         };
+        // An ACK that closes the peer's window may leave nothing to send:
+        // the persist timer must start here, not only after a dispatch.
+        self.arm_persist(now);
         self.touch();
         r
     }

@@ -241,7 +241,7 @@ impl TcpSocket {
             return None;
         }
         let len = (end.distance(start).max(0) as usize)
-            .min(self.mss)
+            .min(self.payload_max())
             .min(self.retransmit_len(start));
         (len > 0).then(|| self.data_plan(start, len))
     }
@@ -250,7 +250,9 @@ impl TcpSocket {
     /// data that was already sent).
     fn retransmit_len(&self, seq: SeqNumber) -> usize {
         let sent_end = self.data_offset(self.snd_max).min(self.tx.len());
-        sent_end.saturating_sub(self.data_offset(seq)).min(self.mss)
+        sent_end
+            .saturating_sub(self.data_offset(seq))
+            .min(self.payload_max())
     }
 
     /// Whether our FIN sits at `seq`.
@@ -285,13 +287,14 @@ impl TcpSocket {
             return self.fin_to_send().then(|| self.data_plan(self.snd_nxt, 0));
         }
         let room = self.send_window_left();
-        let len = unsent.min(room).min(self.mss);
+        let full = self.payload_max();
+        let len = unsent.min(room).min(full);
         if len == 0 {
             return None;
         }
         let in_flight = self.snd_nxt != self.snd_una;
         let all_of_it = len == unsent;
-        if len < self.mss {
+        if len < full {
             // Nagle (RFC 896): a small segment waits while data is in flight.
             let nagle_holds = !self.cfg.nodelay && in_flight;
             // Sender silly-window avoidance (RFC 9293 §3.8.6.2.1): send a
@@ -459,9 +462,23 @@ impl TcpSocket {
         None
     }
 
+    /// Payload bytes a full-sized segment carries: the MSS less the options
+    /// every segment carries now (timestamps, SACK blocks), so a full
+    /// segment fits the MTU (RFC 9293 §3.7.1: the MSS counts no options).
+    pub(crate) fn payload_max(&self) -> usize {
+        let mut options = 0;
+        if self.ts_recent.is_some() {
+            options += 12;
+        }
+        if self.sack_ok && self.rx.has_ooo() {
+            options += 4 + 8 * self.rx.ooo_ranges().count().min(3);
+        }
+        self.mss.saturating_sub(options).max(1)
+    }
+
     /// Starts the persist timer when the peer's window is closed with data
     /// waiting and nothing in flight to bring an ACK back.
-    fn arm_persist(&mut self, now: Instant) {
+    pub(crate) fn arm_persist(&mut self, now: Instant) {
         let unsent = self.tx.len().saturating_sub(self.data_offset(self.snd_nxt));
         // Stuck: data waits, nothing is in flight to bring an ACK back, and
         // the peer's window is closed (probe it) or too small for what
@@ -471,7 +488,7 @@ impl TcpSocket {
             && unsent > 0
             && self.snd_nxt == self.snd_una
             && self.snd_max == self.snd_una
-            && self.send_window_left() < unsent.min(self.mss);
+            && self.send_window_left() < unsent.min(self.payload_max());
         if stuck {
             if self.persist_at.is_none() {
                 self.persist_at = Some(now + self.persist_interval());
