@@ -4,10 +4,13 @@
 //! its place in sequence space (RFC 9293 §3.10.7.4, with the receiver side
 //! of RFC 2018 SACK).
 //!
-//! Both are fixed-capacity rings allocated once, at creation (or on an
-//! explicit [`SendBuffer::set_capacity`]); no method allocates afterwards,
-//! and every operation is O(1) plus the bytes copied, except that placing
-//! out-of-order data is O(number of holes), which is bounded by
+//! Both are rings of a fixed *capacity* (`SO_SNDBUF`/`SO_RCVBUF`: what the
+//! windows and back-pressure are computed from) whose *storage* grows on
+//! demand, doubling from 4 KiB up to the capacity and never beyond: an idle
+//! connection costs no buffer memory, one that moved a little data a
+//! little, and only a busy one its full size. Growing copies the bytes
+//! held once; otherwise every operation is O(1) plus the bytes copied,
+//! except that placing out-of-order data is O(number of holes), bounded by
 //! [`MAX_OOO_RANGES`]. Data is handed out as at most two slices, since a
 //! ring may wrap.
 //!
@@ -53,12 +56,33 @@ fn ring_slices(ring: &[u8], at: usize, len: usize) -> (&[u8], &[u8]) {
     (&ring[at..at + first], &ring[..len - first])
 }
 
+/// Smallest storage a ring grows to.
+const MIN_STORAGE: usize = 4096;
+
+/// Makes `storage` (a ring whose first byte is at `*head`) at least `need`
+/// bytes long, at most `capacity`: the next power of two, re-laid from
+/// index 0 so every byte keeps its offset from the head.
+fn grow(storage: &mut Box<[u8]>, head: &mut usize, need: usize, capacity: usize) {
+    if need <= storage.len() {
+        return;
+    }
+    let size = need.max(MIN_STORAGE).next_power_of_two().min(capacity).max(need);
+    let mut bigger = vec![0u8; size].into_boxed_slice();
+    let old = storage.len();
+    bigger[..old - *head].copy_from_slice(&storage[*head..]);
+    bigger[old - *head..old].copy_from_slice(&storage[..*head]);
+    *storage = bigger;
+    *head = 0;
+}
+
 /// Send buffer: a byte ring of fixed capacity holding the bytes from
 /// `snd_una` onward. Bytes are appended by [`write`](Self::write), read at
 /// any offset for (re)transmission by [`peek`](Self::peek), and dropped
 /// from the front by [`consume`](Self::consume) when acknowledged.
 pub struct SendBuffer {
+    /// The ring; grows on demand up to `capacity`.
     storage: Box<[u8]>,
+    capacity: usize,
     /// Ring index of the first byte (`snd_una`).
     head: usize,
     /// Bytes held.
@@ -66,13 +90,19 @@ pub struct SendBuffer {
 }
 
 impl SendBuffer {
-    /// An empty buffer of `capacity` bytes (allocated now, once).
+    /// An empty buffer of `capacity` bytes (no memory until data comes).
     pub fn new(capacity: usize) -> SendBuffer {
         SendBuffer {
-            storage: vec![0; capacity].into_boxed_slice(),
+            storage: Box::default(),
+            capacity,
             head: 0,
             len: 0,
         }
+    }
+
+    /// Bytes of memory the ring holds now (at most the capacity).
+    pub fn allocated(&self) -> usize {
+        self.storage.len()
     }
 
     /// Bytes held (unacknowledged plus unsent).
@@ -90,7 +120,7 @@ impl SendBuffer {
     /// Total size in bytes.
     #[inline]
     pub fn capacity(&self) -> usize {
-        self.storage.len()
+        self.capacity
     }
 
     /// Room left for [`write`](Self::write).
@@ -99,20 +129,21 @@ impl SendBuffer {
         self.capacity() - self.len
     }
 
-    /// Changes the capacity (`SO_SNDBUF`), reallocating. Succeeds whenever
-    /// the bytes held still fit: always when the buffer is empty or the
-    /// buffer grows. Returns `false`, changing nothing, if `capacity` is
-    /// below [`len`](Self::len). The bytes held are kept, in order.
+    /// Changes the capacity (`SO_SNDBUF`). Succeeds whenever the bytes held
+    /// still fit: always when the buffer is empty or the buffer grows.
+    /// Returns `false`, changing nothing, if `capacity` is below
+    /// [`len`](Self::len). The bytes held are kept, in order.
     pub fn set_capacity(&mut self, capacity: usize) -> bool {
         if capacity < self.len {
             return false;
         }
-        if capacity != self.capacity() {
-            let mut storage = vec![0; capacity].into_boxed_slice();
+        if capacity < self.storage.len() {
+            let mut storage = vec![0; capacity.max(self.len)].into_boxed_slice();
             self.copy_out(0, &mut storage[..self.len]);
             self.storage = storage;
             self.head = 0;
         }
+        self.capacity = capacity;
         true
     }
 
@@ -120,7 +151,8 @@ impl SendBuffer {
     pub fn write(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.free());
         if n > 0 {
-            let cap = self.capacity();
+            grow(&mut self.storage, &mut self.head, self.len + n, self.capacity);
+            let cap = self.storage.len();
             let tail = wrap_add(self.head, self.len, cap);
             ring_write(&mut self.storage, tail, &data[..n]);
             self.len += n;
@@ -136,7 +168,7 @@ impl SendBuffer {
             return (&[], &[]);
         }
         let n = max.min(self.len - offset);
-        let at = wrap_add(self.head, offset, self.capacity());
+        let at = wrap_add(self.head, offset, self.storage.len());
         ring_slices(&self.storage, at, n)
     }
 
@@ -152,7 +184,7 @@ impl SendBuffer {
     /// Drops `n` acknowledged bytes from the front (at most `len()`).
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.len);
-        self.head = wrap_add(self.head, n, self.capacity());
+        self.head = wrap_add(self.head, n, self.storage.len());
         self.len -= n;
         if self.len == 0 {
             // Restart at the beginning so the next writes are contiguous.
@@ -295,7 +327,9 @@ impl Assembler {
 /// for out-of-order data, which is written at its offset and tracked by an
 /// [`Assembler`]. What may be advertised is [`window`](Self::window).
 pub struct RecvBuffer {
+    /// The ring; grows on demand up to `capacity`.
     storage: Box<[u8]>,
+    capacity: usize,
     /// Ring index of the first readable byte.
     head: usize,
     /// Readable contiguous bytes.
@@ -304,10 +338,11 @@ pub struct RecvBuffer {
 }
 
 impl RecvBuffer {
-    /// An empty buffer of `capacity` bytes (allocated now, once).
+    /// An empty buffer of `capacity` bytes (no memory until data comes).
     pub fn new(capacity: usize) -> RecvBuffer {
         RecvBuffer {
-            storage: vec![0; capacity].into_boxed_slice(),
+            storage: Box::default(),
+            capacity,
             head: 0,
             len: 0,
             assembler: Assembler::new(),
@@ -317,6 +352,11 @@ impl RecvBuffer {
     /// Total size in bytes.
     #[inline]
     pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Bytes of memory the ring holds now (at most the capacity).
+    pub fn allocated(&self) -> usize {
         self.storage.len()
     }
 
@@ -355,7 +395,8 @@ impl RecvBuffer {
             return 0;
         }
         let end = offset + data.len().min(window - offset);
-        let cap = self.capacity();
+        grow(&mut self.storage, &mut self.head, self.len + end, self.capacity);
+        let cap = self.storage.len();
         let base = wrap_add(self.head, self.len, cap);
         // Copy only into the gaps between ranges already held. (If the
         // assembler then refuses the range, those bytes lie in free space
@@ -408,7 +449,7 @@ impl RecvBuffer {
     /// Drops `n` readable bytes (at most `len()`) from the front.
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.len);
-        self.head = wrap_add(self.head, n, self.capacity());
+        self.head = wrap_add(self.head, n, self.storage.len());
         self.len -= n;
         if self.len == 0 && self.assembler.is_empty() {
             self.head = 0;
@@ -495,6 +536,38 @@ mod tests {
         assert_eq!(b.free(), 6);
         assert!(b.set_capacity(4), "shrinking to what is held is allowed");
         assert_eq!(collect(b.peek(0, 10)), b"defg");
+    }
+
+    #[test]
+    fn storage_grows_on_demand_and_keeps_bytes_across_the_wrap() {
+        let mut b = SendBuffer::new(1 << 20);
+        assert_eq!(b.allocated(), 0, "no memory before data");
+        assert_eq!(b.write(&[1; 3000]), 3000);
+        assert_eq!(b.allocated(), MIN_STORAGE);
+        b.consume(2500); // the head moves near the end of the 4 KiB ring
+        let tail: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        assert_eq!(b.write(&tail), 3000); // wraps, then needs more room
+        assert_eq!(b.allocated(), 4096);
+        assert_eq!(b.write(&tail), 3000); // 6500 held: grows to 8 KiB
+        assert_eq!(b.allocated(), 8192);
+        let mut all = vec![0u8; b.len()];
+        assert_eq!(b.copy_out(0, &mut all), 6500);
+        assert_eq!(&all[..500], &[1; 500][..]);
+        assert_eq!(&all[500..3500], &tail[..]);
+        assert_eq!(&all[3500..], &tail[..]);
+        let mut small = SendBuffer::new(5000);
+        small.write(&[7; 5000]);
+        assert_eq!(small.allocated(), 5000, "never beyond the capacity");
+        assert_eq!(small.write(&[7]), 0);
+
+        let mut r = RecvBuffer::new(1 << 20);
+        assert_eq!(r.allocated(), 0);
+        assert_eq!(r.write_at(10_000, &[9; 100]), 0, "out of order, held");
+        assert_eq!(r.allocated(), 16384);
+        assert_eq!(r.write_at(0, &[8; 10_000]), 10_100);
+        let mut got = vec![0u8; 10_100];
+        assert_eq!(r.read(&mut got), 10_100);
+        assert!(got[..10_000].iter().all(|&x| x == 8) && got[10_000..].iter().all(|&x| x == 9));
     }
 
     #[test]
