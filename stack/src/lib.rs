@@ -12,7 +12,8 @@
 //! clock, starts no thread and calls no libc, and the work of one poll is
 //! bounded by a budget. The crate knows nothing of `accel-coro` or the shim;
 //! readiness is reported through `core::task::Waker`s. `unsafe` appears
-//! only in [`phy::tap`], at the system-call edge.
+//! only in [`phy::tap`], at the system-call edge, and in `phy::dpdk` (cargo
+//! feature `dpdk`), at the DPDK edge.
 #![deny(unsafe_code)]
 
 pub mod error;

@@ -16,6 +16,8 @@
 use crate::time::Instant;
 use crate::wire::ChecksumCaps;
 
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod fault;
 pub mod pair;
 pub mod pcap;

@@ -1,0 +1,539 @@
+//! DPDK ports as devices (cargo feature `dpdk`): the stack reads and
+//! writes mbuf memory directly, with no copy on either path.
+//!
+//! [`Eal::init`] starts DPDK once per process; [`DpdkDevice::open`]
+//! configures a port (by name, `"net_tap0"`, or id, `"0"`) and returns its
+//! queue pair 0; [`DpdkDevice::queue_pair`] claims the others, one handle
+//! per queue pair, each for one thread at a time. On open the port gets a
+//! mempool sized from its queues' depths, the MTU asked for (checked
+//! against the port's range), the IPv4, TCP and UDP checksum offloads it
+//! has (reported in [`Capabilities::checksum`] and [`Offloads`]), RSS over
+//! its receive queues when there are several and it hashes, Rx interrupts
+//! when the driver takes them, and is started. Any failure is a
+//! [`DpdkError`] carrying DPDK's reason, never a crash, and leaves the port
+//! closed or untouched.
+//!
+//! Offloaded checksums are never skipped: a received frame the port marks
+//! bad is dropped, one it did not check is verified in software, and each
+//! outgoing IPv4 frame gets its offload request and pseudo-header sum.
+//!
+//! Buffers are [`Mbuf`]s (`RxBuf = TxBuf`): `alloc_tx` takes an mbuf from
+//! the pool and appends exactly the frame's length; `transmit` hands whole
+//! batches to `rte_eth_tx_burst`, retrying while the port takes more, and
+//! frees and counts (in [`DeviceStats::tx_dropped`]) whatever it refuses;
+//! `receive` drops and counts (in [`DpdkCounters`]) frames that are
+//! multi-segment, shared, or that failed an offloaded checksum.
+//!
+//! The port is stopped and closed when its last handle is dropped; DPDK
+//! then releases it, so a port is opened once per process. Its
+//! mempool is freed then if every mbuf came back; if the user still holds
+//! some, the pool and DPDK's memory are kept until the process exits
+//! ([`Eal`] skips `rte_eal_cleanup`), so a late-dropped mbuf is never freed
+//! into unmapped memory.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, CString};
+use std::fmt;
+use std::os::fd::RawFd;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use accel_dpdk_sys as sys;
+
+use super::{Capabilities, Device, DeviceStats};
+use crate::time::Instant;
+use crate::wire::EthernetAddress;
+
+mod eal;
+mod mbuf;
+mod offload;
+mod port;
+
+pub use eal::{DpdkError, Eal};
+pub use mbuf::Mbuf;
+pub use port::{LinkStatus, PortStats};
+
+pub use offload::Offloads;
+use port::Port;
+
+/// Most frames one `rte_eth_rx_burst`/`rte_eth_tx_burst` call handles.
+pub const MAX_BURST: usize = 256;
+
+/// How to set a port up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DpdkConfig {
+    /// Receive queues (RSS spreads flows over them when there are several).
+    pub rx_queues: u16,
+    /// Transmit queues.
+    pub tx_queues: u16,
+    /// Descriptors per receive queue (the driver may round it).
+    pub rx_desc: u16,
+    /// Descriptors per transmit queue (the driver may round it).
+    pub tx_desc: u16,
+    /// Largest IP packet, without the Ethernet header.
+    pub mtu: u16,
+    /// Frames per burst, at most [`MAX_BURST`]; also
+    /// [`Capabilities::max_burst`].
+    pub burst: u16,
+    /// Mbufs for the stack to hold beyond what the rings need (frames being
+    /// processed or built, received data not yet read).
+    pub extra_mbufs: u32,
+    /// Use the port's checksum offloads where it has them.
+    pub checksum_offload: bool,
+    /// Ask for Rx interrupts (for [`DpdkDevice::rx_interrupt_fd`]); a port
+    /// that cannot have them is started without.
+    pub rx_interrupts: bool,
+    /// Receive frames for every destination address.
+    pub promiscuous: bool,
+}
+
+impl Default for DpdkConfig {
+    fn default() -> Self {
+        DpdkConfig {
+            rx_queues: 1,
+            tx_queues: 1,
+            rx_desc: 1024,
+            tx_desc: 1024,
+            mtu: 1500,
+            burst: 32,
+            extra_mbufs: 4096,
+            checksum_offload: true,
+            rx_interrupts: true,
+            promiscuous: false,
+        }
+    }
+}
+
+/// Frames a [`DpdkDevice`] dropped that [`DeviceStats`] has no field for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DpdkCounters {
+    /// Received frames whose offloaded checksum was wrong.
+    pub rx_checksum_dropped: u64,
+    /// Received frames in several segments or shared mbufs (the port is
+    /// set up so that neither should happen).
+    pub rx_unusable_dropped: u64,
+    /// Frames `rte_eth_tx_prepare` refused (also in `tx_dropped`).
+    pub tx_prepare_dropped: u64,
+}
+
+/// One queue pair of a DPDK port; see the module documentation.
+///
+/// `Send`, so a worker thread may own it. Receiving and transmitting take
+/// `&mut self`, so one thread drives a queue pair at a time, as DPDK
+/// requires; the `&self` methods (link, counters) are serialised per port.
+pub struct DpdkDevice {
+    port: Arc<Port>,
+    queue: u16,
+    burst: usize,
+    stats: DeviceStats,
+    counters: DpdkCounters,
+}
+
+impl DpdkDevice {
+    /// Configures and starts the port `port` (a name such as `"net_tap0"`,
+    /// or a port id such as `"0"`) and returns its queue pair 0.
+    ///
+    /// Fails, with DPDK's reason, when there is no such port, the port is
+    /// already open, the configuration is outside what the port supports
+    /// (queues, MTU), memory for the mempool is short, or the driver
+    /// refuses to configure or start.
+    pub fn open(eal: &Eal, port: &str, config: DpdkConfig) -> Result<DpdkDevice, DpdkError> {
+        if config.burst == 0 || usize::from(config.burst) > MAX_BURST {
+            return Err(DpdkError::new("DpdkDevice::open", libc::EINVAL)
+                .with(format_args!("burst {} is outside 1..={MAX_BURST}", config.burst)));
+        }
+        let port = Arc::new(Port::open(eal, port, &config)?);
+        port.claim(0)?;
+        Ok(DpdkDevice::new(port, 0, usize::from(config.burst)))
+    }
+
+    fn new(port: Arc<Port>, queue: u16, burst: usize) -> DpdkDevice {
+        DpdkDevice {
+            port,
+            queue,
+            burst,
+            stats: DeviceStats::default(),
+            counters: DpdkCounters::default(),
+        }
+    }
+
+    /// A handle on queue pair `queue` of the same port, for another thread.
+    /// Fails with `EINVAL` past the last pair (there are as many pairs as
+    /// the smaller of the receive and transmit queue counts) and `EBUSY`
+    /// for a pair that already has a handle.
+    pub fn queue_pair(&self, queue: u16) -> Result<DpdkDevice, DpdkError> {
+        self.port.claim(queue)?;
+        Ok(DpdkDevice::new(Arc::clone(&self.port), queue, self.burst))
+    }
+
+    /// The port id.
+    pub fn port_id(&self) -> u16 {
+        self.port.id
+    }
+
+    /// The port's name (`"net_tap0"`).
+    pub fn name(&self) -> &str {
+        &self.port.name
+    }
+
+    /// This handle's queue pair.
+    pub fn queue(&self) -> u16 {
+        self.queue
+    }
+
+    /// The port's MAC address.
+    pub fn mac(&self) -> EthernetAddress {
+        self.port.mac
+    }
+
+    /// The port's checksum offloads.
+    pub fn offloads(&self) -> Offloads {
+        self.port.offloads
+    }
+
+    /// Receive and transmit queues the port was configured with.
+    pub fn queue_counts(&self) -> (u16, u16) {
+        (self.port.rx_queues, self.port.tx_queues)
+    }
+
+    /// Whether RSS spreads received flows over the receive queues.
+    pub fn rss(&self) -> bool {
+        self.port.rss
+    }
+
+    /// Drops this device has counted beyond [`DeviceStats`].
+    pub fn counters(&self) -> DpdkCounters {
+        self.counters
+    }
+
+    /// Mbufs in the port's pool, and how many are free now (in the pool,
+    /// not in rings or in the hands of the stack).
+    pub fn mempool_free(&self) -> (u32, u32) {
+        (self.port.pool_size, self.port.pool_available())
+    }
+
+    /// The link's state, without waiting.
+    pub fn link(&self) -> Result<LinkStatus, DpdkError> {
+        self.port.link()
+    }
+
+    /// The port's hardware counters (all queues).
+    pub fn port_stats(&self) -> Result<PortStats, DpdkError> {
+        self.port.stats()
+    }
+
+    /// Every extended statistic of the port, by name.
+    pub fn xstats(&self) -> Result<Vec<(String, u64)>, DpdkError> {
+        self.port.xstats()
+    }
+
+    /// One extended statistic by name (`"rx_good_packets"`); `None` if the
+    /// port has none of that name.
+    pub fn xstat(&self, name: &str) -> Result<Option<u64>, DpdkError> {
+        self.port.xstat(name)
+    }
+
+    /// The descriptor that becomes readable when this queue has received
+    /// frames, for an event loop to sleep on; `None` when the driver has no
+    /// Rx interrupts (memif, af_packet and af_xdp in DPDK 22.11) or the
+    /// port was started without them.
+    ///
+    /// Never read from it: for net_tap it is the TAP descriptor itself,
+    /// and reading would consume frames. Poll it, then call
+    /// [`receive`](Device::receive). Arm it with
+    /// [`arm_rx_interrupt`](Self::arm_rx_interrupt) before sleeping.
+    pub fn rx_interrupt_fd(&self) -> Option<RawFd> {
+        if !self.port.rx_interrupts {
+            return None;
+        }
+        // SAFETY: the port is started and `queue` is one of its queues.
+        let fd = unsafe { sys::rte_eth_dev_rx_intr_ctl_q_get_fd(self.port.id, self.queue) };
+        (fd >= 0).then_some(fd)
+    }
+
+    /// Asks the driver to signal [`rx_interrupt_fd`](Self::rx_interrupt_fd)
+    /// on the next frame. Drivers that always signal (net_tap) accept this
+    /// as a no-op; fails with `ENOTSUP` when the port has no Rx interrupts.
+    pub fn arm_rx_interrupt(&mut self) -> Result<(), DpdkError> {
+        if !self.port.rx_interrupts {
+            return Err(DpdkError::new("rte_eth_dev_rx_intr_enable", libc::ENOTSUP)
+                .with("the port was started without Rx interrupts"));
+        }
+        // SAFETY: the port is started and `queue` is one of its queues,
+        // driven by this handle alone.
+        let rc = unsafe { sys::rte_eth_dev_rx_intr_enable(self.port.id, self.queue) };
+        match rc {
+            0 => Ok(()),
+            rc if rc == -libc::ENOTSUP => Ok(()),
+            rc => Err(DpdkError::new("rte_eth_dev_rx_intr_enable", rc)),
+        }
+    }
+
+    /// Requests the transmit offloads `buf` needs (per the port's
+    /// offloads), seeding the pseudo-header checksum.
+    fn prepare_offload(&self, buf: &mut Mbuf) {
+        if let Some((flags, l2, l3)) = offload::prepare_tx(&self.port.offloads, buf.as_mut()) {
+            // SAFETY: we own the mbuf; the call only sets its offload fields.
+            unsafe { sys::accel_mbuf_set_tx_offload(buf.as_ptr(), flags, l2, l3) };
+        }
+    }
+
+    /// Runs `rte_eth_tx_prepare` over `pkts`, freeing the frames it refuses
+    /// and closing the gaps; returns how many remain.
+    fn tx_prepare(&mut self, pkts: &mut [*mut sys::rte_mbuf], lens: &mut [u32]) -> usize {
+        let mut n = pkts.len();
+        let mut done = 0;
+        while done < n {
+            let count = (n - done) as u16;
+            // SAFETY: pkts[done..n] are valid mbufs we own, bound for our
+            // queue, which this handle alone drives.
+            let ok = unsafe {
+                sys::rte_eth_tx_prepare(self.port.id, self.queue, pkts[done..].as_mut_ptr(), count)
+            };
+            done += usize::from(ok);
+            if done < n {
+                // SAFETY: pkts[done] is ours and is not used again.
+                unsafe { sys::rte_pktmbuf_free(pkts[done]) };
+                pkts.copy_within(done + 1..n, done);
+                lens.copy_within(done + 1..n, done);
+                n -= 1;
+                self.counters.tx_prepare_dropped += 1;
+                self.stats.tx_dropped += 1;
+            }
+        }
+        n
+    }
+}
+
+impl fmt::Debug for DpdkDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DpdkDevice")
+            .field("port", &self.port.id)
+            .field("name", &self.port.name)
+            .field("queue", &self.queue)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for DpdkDevice {
+    fn drop(&mut self) {
+        self.port.release(self.queue);
+    }
+}
+
+impl Device for DpdkDevice {
+    type RxBuf = Mbuf;
+    type TxBuf = Mbuf;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            mtu: usize::from(self.port.mtu),
+            checksum: self.port.offloads.caps(),
+            tso_max: 0,
+            max_burst: self.burst,
+        }
+    }
+
+    fn receive(&mut self, _now: Instant, out: &mut Vec<Mbuf>, max: usize) -> usize {
+        let check = self.port.offloads.any_rx();
+        let mut taken = 0;
+        let mut received = 0;
+        let mut pkts = [ptr::null_mut::<sys::rte_mbuf>(); MAX_BURST];
+        while taken < max {
+            let want = (max - taken).min(self.burst);
+            // SAFETY: `pkts` has room for `want` (≤ MAX_BURST) pointers; the
+            // queue is driven by this handle alone.
+            let n =
+                unsafe { sys::rte_eth_rx_burst(self.port.id, self.queue, pkts.as_mut_ptr(), want as u16) };
+            let n = usize::from(n);
+            taken += n;
+            for &m in &pkts[..n] {
+                let Some(m) = NonNull::new(m) else { continue };
+                // SAFETY: rx_burst handed us `m`: a fresh mbuf we now own.
+                let buf = unsafe { Mbuf::from_raw(m) };
+                if buf.segments() != 1 || !buf.is_exclusive() {
+                    self.counters.rx_unusable_dropped += 1;
+                    continue;
+                }
+                if check && !offload::rx_ok(&self.port.offloads, buf.ol_flags(), buf.as_ref()) {
+                    self.counters.rx_checksum_dropped += 1;
+                    continue;
+                }
+                self.stats.rx_frames += 1;
+                self.stats.rx_bytes += buf.as_ref().len() as u64;
+                out.push(buf);
+                received += 1;
+            }
+            if n < want {
+                break;
+            }
+        }
+        received
+    }
+
+    /// `None` (counted in `tx_alloc_failed`) when the pool is empty or
+    /// `len` does not fit one mbuf.
+    fn alloc_tx(&mut self, len: usize) -> Option<Mbuf> {
+        let Ok(len) = u16::try_from(len) else {
+            self.stats.tx_alloc_failed += 1;
+            return None;
+        };
+        // SAFETY: the pool is alive while the port is.
+        let m = unsafe { sys::rte_pktmbuf_alloc(self.port.pool.as_ptr()) };
+        let Some(m) = NonNull::new(m) else {
+            self.stats.tx_alloc_failed += 1;
+            return None;
+        };
+        // SAFETY: `m` is a fresh mbuf we own, empty; append grows its data
+        // by `len` bytes or returns NULL if they do not fit.
+        if unsafe { sys::rte_pktmbuf_append(m.as_ptr(), len) }.is_null() {
+            // SAFETY: ours, unused.
+            unsafe { sys::rte_pktmbuf_free(m.as_ptr()) };
+            self.stats.tx_alloc_failed += 1;
+            return None;
+        }
+        // SAFETY: fresh from the pool, ours alone, `len` bytes of data.
+        Some(unsafe { Mbuf::from_raw(m) })
+    }
+
+    fn transmit(&mut self, _now: Instant, batch: &mut Vec<Mbuf>) -> usize {
+        let offload = self.port.offloads.any_tx();
+        let mut accepted = 0;
+        let mut frames = batch.drain(..);
+        let mut pkts = [ptr::null_mut::<sys::rte_mbuf>(); MAX_BURST];
+        let mut lens = [0u32; MAX_BURST];
+        loop {
+            let mut n = 0;
+            for mut buf in frames.by_ref().take(MAX_BURST) {
+                if offload {
+                    self.prepare_offload(&mut buf);
+                }
+                lens[n] = buf.pkt_len();
+                pkts[n] = buf.into_raw();
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            if offload {
+                n = self.tx_prepare(&mut pkts[..n], &mut lens[..n]);
+            }
+            let mut sent = 0;
+            while sent < n {
+                // SAFETY: pkts[sent..n] are valid mbufs we own; the queue is
+                // driven by this handle alone. The port takes ownership of
+                // the first `k`.
+                let k = unsafe {
+                    sys::rte_eth_tx_burst(
+                        self.port.id,
+                        self.queue,
+                        pkts[sent..].as_mut_ptr(),
+                        (n - sent) as u16,
+                    )
+                };
+                if k == 0 {
+                    break;
+                }
+                sent += usize::from(k);
+            }
+            self.stats.tx_frames += sent as u64;
+            self.stats.tx_bytes += lens[..sent].iter().map(|&l| u64::from(l)).sum::<u64>();
+            if sent < n {
+                // SAFETY: the port refused pkts[sent..n]: still ours, unused.
+                unsafe { sys::rte_pktmbuf_free_bulk(pkts[sent..].as_mut_ptr(), (n - sent) as u32) };
+                self.stats.tx_dropped += (n - sent) as u64;
+            }
+            accepted += sent;
+        }
+        accepted
+    }
+
+    fn stats(&self) -> DeviceStats {
+        self.stats
+    }
+}
+
+/// A C string from `buf` (NUL-terminated within it), lossily decoded.
+fn c_text(buf: &[c_char]) -> String {
+    let bytes: Vec<u8> = buf.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A name for a new mempool, unique in this process.
+fn pool_name() -> CString {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    CString::new(format!("accel_mp_{n}")).unwrap_or_default()
+}
+
+/// Claim flags for `n` queue pairs.
+fn claims(n: u16) -> Vec<AtomicBool> {
+    (0..n).map(|_| AtomicBool::new(false)).collect()
+}
+
+/// Ports open in this process (a port may be open once).
+static OPEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
+/// Marks port `id` open; false if it already was.
+fn mark_open(id: u16) -> bool {
+    let mut open = OPEN.lock().unwrap_or_else(PoisonError::into_inner);
+    if open.contains(&id) {
+        return false;
+    }
+    open.push(id);
+    true
+}
+
+/// Marks port `id` closed.
+fn mark_closed(id: u16) {
+    OPEN.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|&p| p != id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn c_text_stops_at_the_nul() {
+        let raw: Vec<c_char> = b"rx_good_packets\0junk".iter().map(|&b| b as c_char).collect();
+        assert_eq!(c_text(&raw), "rx_good_packets");
+        let full: Vec<c_char> = b"abc".iter().map(|&b| b as c_char).collect();
+        assert_eq!(c_text(&full), "abc");
+    }
+
+    #[test]
+    fn pool_names_are_unique_and_fit_dpdk() {
+        let a = pool_name();
+        let b = pool_name();
+        assert_ne!(a, b);
+        assert!(a.as_bytes().len() < sys::RTE_MEMPOOL_NAMESIZE as usize);
+    }
+
+    #[test]
+    fn a_port_opens_once() {
+        assert!(mark_open(31));
+        assert!(!mark_open(31));
+        mark_closed(31);
+        assert!(mark_open(31));
+        mark_closed(31);
+        assert_eq!(claims(3).len(), 3);
+    }
+
+    #[test]
+    fn devices_and_buffers_may_move_between_threads() {
+        fn send<T: Send>() {}
+        send::<DpdkDevice>();
+        send::<Mbuf>();
+        send::<Eal>();
+    }
+
+    #[test]
+    fn defaults_are_sane() {
+        let c = DpdkConfig::default();
+        assert!(c.burst as usize <= MAX_BURST && c.rx_queues == 1 && c.mtu == 1500);
+    }
+}
