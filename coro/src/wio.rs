@@ -447,6 +447,20 @@ mod tests {
     use std::rc::Rc;
     use std::time::Duration;
 
+    /// The pool is process-wide and tests run in parallel: a test that
+    /// fills every pool thread on purpose takes this exclusively, the
+    /// others that use the pool share it, so none waits behind another's
+    /// deliberately blocked calls.
+    static POOL: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+    fn shared_pool() -> std::sync::RwLockReadGuard<'static, ()> {
+        POOL.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn exclusive_pool() -> std::sync::RwLockWriteGuard<'static, ()> {
+        POOL.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn pipe() -> (RawFd, RawFd) {
         let mut fds = [0; 2];
         // SAFETY: fds has room for two descriptors.
@@ -474,6 +488,7 @@ mod tests {
 
     #[test]
     fn a_worker_keeps_running_while_a_pool_thread_blocks() {
+        let _pool = shared_pool();
         // A read on a pipe that is filled 50 ms later, from a thread.
         let (r, w) = pipe();
         let filler = std::thread::spawn(move || {
@@ -509,6 +524,7 @@ mod tests {
 
     #[test]
     fn file_calls_round_trip_through_the_pool() {
+        let _pool = shared_pool();
         let dir = std::env::temp_dir().join(format!("accel-wio-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = std::ffi::CString::new(dir.join("f").to_str().unwrap()).unwrap();
@@ -541,6 +557,7 @@ mod tests {
 
     #[test]
     fn getaddrinfo_resolves_localhost() {
+        let _pool = shared_pool();
         let addrs = block_on(|| {
             getaddrinfo(Some(c"127.0.0.1"), Some(c"80"), None)
                 .unwrap()
@@ -553,6 +570,7 @@ mod tests {
 
     #[test]
     fn a_signal_abandons_a_call_still_queued_never_one_running() {
+        let _pool = exclusive_pool();
         // Fill every pool thread with a slow read, then queue one more and
         // interrupt it: it must come back EINTR without ever running.
         let n = threads();
@@ -574,7 +592,12 @@ mod tests {
             for _ in 0..n {
                 yield_now();
             }
+            let give_up = time::now_ns() + 10_000_000_000;
             while queued() > 0 {
+                assert!(
+                    time::now_ns() < give_up,
+                    "the slow reads never reached the pool threads"
+                );
                 time::sleep(Duration::from_millis(1)).unwrap();
             }
             let sig = Signal::new();

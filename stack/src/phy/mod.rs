@@ -7,8 +7,9 @@
 //! buffers the device allocates, so frames pass through without copies.
 //!
 //! Implementations: [`pair`] (two stacks in one process, for tests and
-//! benchmarks), [`tap`] (a Linux TAP interface, the kernel as peer) and, in
-//! `stack/dpdk-sys`, DPDK ports. Wrappers compose over any device:
+//! benchmarks), [`tap`] (a Linux TAP interface, the kernel as peer) and,
+//! with the `dpdk` feature, `dpdk` (DPDK ports, over the bindings in
+//! `stack/dpdk-sys`). Wrappers compose over any device:
 //! [`fault::FaultInjector`] (loss, duplication, reordering, delay,
 //! corruption, seeded), [`tracer::Tracer`] (a line per frame to a sink) and
 //! [`pcap::PcapWriter`] (a capture Wireshark and tshark read).
