@@ -1,0 +1,457 @@
+//! Configuration from `ACCEL_*` environment variables.
+//!
+//! | variable | meaning | default |
+//! | --- | --- | --- |
+//! | `ACCEL_DPDK_ARGS` | DPDK EAL arguments, space-separated | none |
+//! | `ACCEL_IP` | the accelerated interface's address, CIDR (`198.18.0.2/24`) | none: nothing is accelerated |
+//! | `ACCEL_GW` | IPv4 gateway | none |
+//! | `ACCEL_MAC` | the interface's MAC (`02:00:00:00:00:01`) | the device's own |
+//! | `ACCEL_SPIN_US` | how long a waiting thread polls the device before sleeping, µs | 50 |
+//! | `ACCEL_KEEPER_US` | a worker nobody drove for this long is driven by the keeper thread, µs | 1000 |
+//! | `ACCEL_LOG` | `error`, `warn`, `info` or `debug` | `warn` |
+//! | `ACCEL_LOG_FILE` | append the log to this file instead of stderr | stderr |
+//! | `ACCEL_FALLBACK` | when the stack cannot start: `kernel` (run on kernel sockets) or `fail` (exit) | `kernel` |
+//!
+//! Parsing is pure ([`Config::parse`] takes a lookup function) and never
+//! allocates: text values are kept in fixed buffers, so the start-up can
+//! read its configuration before anything else is set up. An empty variable
+//! counts as unset. A bad value is reported once, through the caller's
+//! `report` function, with the variable, the value, what was expected and
+//! the default used instead; the default is then used.
+
+use crate::logging::Level;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// A text value kept in a fixed buffer (environment values are bytes, not
+/// necessarily UTF-8).
+#[derive(Clone, Copy)]
+pub struct Text<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Text<N> {
+    /// The empty text.
+    pub const fn empty() -> Self {
+        Text { buf: [0; N], len: 0 }
+    }
+
+    /// `bytes`, or `None` if they do not fit (one byte is kept for a NUL).
+    pub fn new(bytes: &[u8]) -> Option<Self> {
+        let mut text = Self::empty();
+        text.buf
+            .get_mut(..bytes.len())
+            .filter(|_| bytes.len() < N)?
+            .copy_from_slice(bytes);
+        text.len = bytes.len();
+        Some(text)
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+
+    /// The bytes followed by a NUL, for a C call.
+    pub fn as_bytes_with_nul(&self) -> &[u8] {
+        self.buf.get(..self.len + 1).unwrap_or_default()
+    }
+
+    /// Whether the text is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl<const N: usize> fmt::Display for Text<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.as_bytes().utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_str("\u{fffd}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<const N: usize> fmt::Debug for Text<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+impl<const N: usize> PartialEq for Text<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+/// An IPv4 address and prefix length: `198.18.0.2/24`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    /// The interface's own address.
+    pub addr: Ipv4Addr,
+    /// The network's prefix length, 0 to 32.
+    pub prefix_len: u8,
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// What to do when the stack cannot start (`ACCEL_FALLBACK`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    /// Run on kernel sockets, after one line saying why.
+    Kernel,
+    /// Exit with that line.
+    Fail,
+}
+
+/// The shim's configuration.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Config {
+    /// `ACCEL_DPDK_ARGS`: the DPDK EAL arguments, space-separated.
+    pub dpdk_args: Text<1024>,
+    /// `ACCEL_IP`: the accelerated interface's address; `None`: the stack
+    /// never starts and every socket stays in the kernel.
+    pub ip: Option<Cidr>,
+    /// `ACCEL_GW`: the default gateway.
+    pub gateway: Option<Ipv4Addr>,
+    /// `ACCEL_MAC`: the interface's MAC; `None`: the device's own.
+    pub mac: Option<[u8; 6]>,
+    /// `ACCEL_SPIN_US`: microseconds a waiting thread polls the device.
+    pub spin_us: u32,
+    /// `ACCEL_KEEPER_US`: microseconds after which the keeper drives an
+    /// undriven worker.
+    pub keeper_us: u32,
+    /// `ACCEL_LOG`: the most verbose level logged.
+    pub log_level: Level,
+    /// `ACCEL_LOG_FILE`: the log's file; empty: stderr.
+    pub log_file: Text<4096>,
+    /// `ACCEL_FALLBACK`.
+    pub fallback: Fallback,
+}
+
+/// One bad value, as passed to the `report` function of [`Config::parse`].
+#[derive(Clone, Copy, Debug)]
+pub struct BadValue<'a> {
+    /// The variable, e.g. `ACCEL_SPIN_US`.
+    pub var: &'static str,
+    /// Its value as found.
+    pub value: &'a [u8],
+    /// What a good value looks like.
+    pub expected: &'static str,
+    /// The default used instead, as text.
+    pub default: &'static str,
+}
+
+impl fmt::Display for BadValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = Text::<256>::new(self.value.get(..200).unwrap_or(self.value)).unwrap_or(Text::empty());
+        write!(
+            f,
+            "{}={:?}: expected {}; using {}",
+            self.var, value, self.expected, self.default
+        )
+    }
+}
+
+impl Config {
+    /// The configuration with every variable unset.
+    pub const DEFAULT: Config = Config {
+        dpdk_args: Text::empty(),
+        ip: None,
+        gateway: None,
+        mac: None,
+        spin_us: 50,
+        keeper_us: 1000,
+        log_level: Level::Warn,
+        log_file: Text::empty(),
+        fallback: Fallback::Kernel,
+    };
+
+    /// Reads the configuration through `lookup` (a variable's value, or
+    /// `None` if unset), calling `report` once for each bad value.
+    pub fn parse<'e>(lookup: impl Fn(&str) -> Option<&'e [u8]>, report: impl FnMut(BadValue<'_>)) -> Config {
+        let mut env = Reader { lookup, report };
+        let mut c = Config::DEFAULT;
+        if let Some(v) = env.read("ACCEL_LOG", "error, warn, info or debug", "warn", parse_level) {
+            c.log_level = v;
+        }
+        if let Some(v) = env.read(
+            "ACCEL_LOG_FILE",
+            "a path shorter than 4096 bytes",
+            "stderr",
+            Text::new,
+        ) {
+            c.log_file = v;
+        }
+        let expected = "arguments shorter than 1024 bytes";
+        if let Some(v) = env.read("ACCEL_DPDK_ARGS", expected, "none", Text::new) {
+            c.dpdk_args = v;
+        }
+        let expected = "an IPv4 address and prefix length, like 198.18.0.2/24";
+        c.ip = env.read("ACCEL_IP", expected, "none", parse_cidr);
+        c.gateway = env.read("ACCEL_GW", "an IPv4 address, like 198.18.0.1", "none", parse_ipv4);
+        let expected = "a unicast MAC address, like 02:00:00:00:00:01";
+        c.mac = env.read("ACCEL_MAC", expected, "the device's", parse_mac);
+        if let Some(v) = env.read("ACCEL_SPIN_US", "a whole number of microseconds", "50", parse_u32) {
+            c.spin_us = v;
+        }
+        let expected = "a whole number of microseconds above 0";
+        if let Some(v) = env.read("ACCEL_KEEPER_US", expected, "1000", |v| {
+            parse_u32(v).filter(|&us| us > 0)
+        }) {
+            c.keeper_us = v;
+        }
+        if let Some(v) = env.read("ACCEL_FALLBACK", "kernel or fail", "kernel", parse_fallback) {
+            c.fallback = v;
+        }
+        c
+    }
+}
+
+/// The lookup and report functions of one [`Config::parse`].
+struct Reader<L, R> {
+    lookup: L,
+    report: R,
+}
+
+impl<'e, L: Fn(&str) -> Option<&'e [u8]>, R: FnMut(BadValue<'_>)> Reader<L, R> {
+    /// The parsed value of `var`; `None` if unset, empty or bad (reported).
+    fn read<T>(
+        &mut self,
+        var: &'static str,
+        expected: &'static str,
+        default: &'static str,
+        parse: impl Fn(&[u8]) -> Option<T>,
+    ) -> Option<T> {
+        let value = (self.lookup)(var).filter(|v| !v.is_empty())?;
+        let parsed = parse(value);
+        if parsed.is_none() {
+            (self.report)(BadValue {
+                var,
+                value,
+                expected,
+                default,
+            });
+        }
+        parsed
+    }
+}
+
+/// `error`, `warn`, `info`, `debug` (any case).
+pub fn parse_level(v: &[u8]) -> Option<Level> {
+    [Level::Error, Level::Warn, Level::Info, Level::Debug]
+        .into_iter()
+        .find(|l| v.eq_ignore_ascii_case(l.name().as_bytes()))
+}
+
+/// `kernel` or `fail` (any case).
+pub fn parse_fallback(v: &[u8]) -> Option<Fallback> {
+    if v.eq_ignore_ascii_case(b"kernel") {
+        Some(Fallback::Kernel)
+    } else if v.eq_ignore_ascii_case(b"fail") {
+        Some(Fallback::Fail)
+    } else {
+        None
+    }
+}
+
+/// A decimal number that fits in a `u32`: digits only.
+pub fn parse_u32(v: &[u8]) -> Option<u32> {
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// A dotted-quad IPv4 address.
+pub fn parse_ipv4(v: &[u8]) -> Option<Ipv4Addr> {
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// `a.b.c.d/len` with `len` from 0 to 32.
+pub fn parse_cidr(v: &[u8]) -> Option<Cidr> {
+    let slash = v.iter().position(|&b| b == b'/')?;
+    let addr = parse_ipv4(v.get(..slash)?)?;
+    let len = parse_u32(v.get(slash + 1..)?)?;
+    let prefix_len = u8::try_from(len).ok().filter(|&l| l <= 32)?;
+    Some(Cidr { addr, prefix_len })
+}
+
+/// Six two-digit hex bytes separated by `:`; the group bit must be clear
+/// (an interface's own address is unicast).
+pub fn parse_mac(v: &[u8]) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = v.split(|&b| b == b':');
+    for byte in &mut mac {
+        let part = parts.next().filter(|p| p.len() == 2)?;
+        *byte = u8::from_str_radix(std::str::from_utf8(part).ok()?, 16).ok()?;
+    }
+    let unicast = mac[0] & 1 == 0;
+    (parts.next().is_none() && unicast).then_some(mac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `vars` and returns the configuration and the reports, as text.
+    fn parse(vars: &[(&str, &str)]) -> (Config, Vec<String>) {
+        let mut reports = Vec::new();
+        let lookup = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_bytes());
+        let config = Config::parse(lookup, |bad| reports.push(bad.to_string()));
+        (config, reports)
+    }
+
+    #[test]
+    fn nothing_set_gives_the_defaults() {
+        let (config, reports) = parse(&[]);
+        assert_eq!(config, Config::DEFAULT);
+        assert!(reports.is_empty());
+        assert_eq!(config.spin_us, 50);
+        assert_eq!(config.keeper_us, 1000);
+        assert_eq!(config.log_level, Level::Warn);
+        assert_eq!(config.fallback, Fallback::Kernel);
+        assert!(config.ip.is_none() && config.log_file.is_empty());
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let (config, reports) = parse(&[
+            ("ACCEL_DPDK_ARGS", "--no-huge --in-memory --vdev=net_tap0"),
+            ("ACCEL_IP", "198.18.0.2/24"),
+            ("ACCEL_GW", "198.18.0.1"),
+            ("ACCEL_MAC", "02:00:00:AB:cd:01"),
+            ("ACCEL_SPIN_US", "0"),
+            ("ACCEL_KEEPER_US", "250"),
+            ("ACCEL_LOG", "DEBUG"),
+            ("ACCEL_LOG_FILE", "/tmp/accel.log"),
+            ("ACCEL_FALLBACK", "fail"),
+        ]);
+        assert!(reports.is_empty(), "{reports:?}");
+        assert_eq!(
+            config.dpdk_args.as_bytes(),
+            b"--no-huge --in-memory --vdev=net_tap0"
+        );
+        assert_eq!(
+            config.ip,
+            Some(Cidr {
+                addr: Ipv4Addr::new(198, 18, 0, 2),
+                prefix_len: 24
+            })
+        );
+        assert_eq!(config.gateway, Some(Ipv4Addr::new(198, 18, 0, 1)));
+        assert_eq!(config.mac, Some([2, 0, 0, 0xab, 0xcd, 1]));
+        assert_eq!((config.spin_us, config.keeper_us), (0, 250));
+        assert_eq!(config.log_level, Level::Debug);
+        assert_eq!(config.log_file.as_bytes_with_nul(), b"/tmp/accel.log\0");
+        assert_eq!(config.fallback, Fallback::Fail);
+    }
+
+    #[test]
+    fn bad_values_are_reported_once_each_and_defaulted() {
+        let (config, reports) = parse(&[
+            ("ACCEL_IP", "198.18.0.2"),
+            ("ACCEL_GW", "198.18.0.256"),
+            ("ACCEL_MAC", "01:00:5e:00:00:01"),
+            ("ACCEL_SPIN_US", "-5"),
+            ("ACCEL_KEEPER_US", "0"),
+            ("ACCEL_LOG", "verbose"),
+            ("ACCEL_FALLBACK", "panic"),
+        ]);
+        assert_eq!(config, Config::DEFAULT);
+        assert_eq!(reports.len(), 7, "{reports:?}");
+        assert_eq!(
+            reports[0],
+            "ACCEL_LOG=\"verbose\": expected error, warn, info or debug; using warn"
+        );
+        assert!(reports
+            .iter()
+            .any(|r| r.starts_with("ACCEL_IP=\"198.18.0.2\": expected an IPv4 address and prefix")));
+        assert!(reports
+            .iter()
+            .any(|r| r.starts_with("ACCEL_MAC=") && r.contains("unicast")));
+        assert!(reports
+            .iter()
+            .any(|r| r == "ACCEL_SPIN_US=\"-5\": expected a whole number of microseconds; using 50"));
+        assert!(reports
+            .iter()
+            .any(|r| r.starts_with("ACCEL_FALLBACK=\"panic\"") && r.ends_with("using kernel")));
+    }
+
+    #[test]
+    fn empty_counts_as_unset() {
+        let (config, reports) = parse(&[("ACCEL_IP", ""), ("ACCEL_LOG", "")]);
+        assert_eq!(config, Config::DEFAULT);
+        assert!(reports.is_empty());
+    }
+
+    #[test]
+    fn too_long_text_is_reported() {
+        let long = "a".repeat(5000);
+        let (config, reports) = parse(&[("ACCEL_LOG_FILE", &long)]);
+        assert!(config.log_file.is_empty());
+        assert_eq!(reports.len(), 1);
+        assert!(reports[0].starts_with("ACCEL_LOG_FILE=\"aaaa"));
+        assert!(reports[0].ends_with("using stderr"));
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_u32(b"4294967295"), Some(u32::MAX));
+        assert_eq!(parse_u32(b"4294967296"), None);
+        assert_eq!(parse_u32(b"+1"), None);
+        assert_eq!(parse_u32(b" 1"), None);
+        assert_eq!(parse_u32(b""), None);
+    }
+
+    #[test]
+    fn cidrs() {
+        assert_eq!(parse_cidr(b"10.0.0.1/32").map(|c| c.prefix_len), Some(32));
+        assert_eq!(parse_cidr(b"10.0.0.1/0").map(|c| c.prefix_len), Some(0));
+        assert_eq!(parse_cidr(b"10.0.0.1/33"), None);
+        assert_eq!(parse_cidr(b"10.0.0.1/"), None);
+        assert_eq!(parse_cidr(b"10.0.0/8"), None);
+        assert_eq!(parse_cidr(b"/8"), None);
+        assert_eq!(
+            parse_cidr(b"10.0.0.1/24").map(|c| c.to_string()).as_deref(),
+            Some("10.0.0.1/24")
+        );
+    }
+
+    #[test]
+    fn macs() {
+        assert_eq!(parse_mac(b"02:00:00:00:00:01"), Some([2, 0, 0, 0, 0, 1]));
+        assert_eq!(parse_mac(b"02:00:00:00:00"), None);
+        assert_eq!(parse_mac(b"02:00:00:00:00:01:02"), None);
+        assert_eq!(parse_mac(b"02-00-00-00-00-01"), None);
+        assert_eq!(parse_mac(b"2:00:00:00:00:01"), None);
+        assert_eq!(
+            parse_mac(b"ff:ff:ff:ff:ff:ff"),
+            None,
+            "broadcast is not an interface address"
+        );
+    }
+
+    #[test]
+    fn non_utf8_values_are_reported_readably() {
+        let value: &[u8] = b"\xffinfo";
+        let mut reports = Vec::new();
+        let config = Config::parse(
+            |name| (name == "ACCEL_LOG").then_some(value),
+            |bad| reports.push(bad.to_string()),
+        );
+        assert_eq!(config.log_level, Level::Warn);
+        assert_eq!(
+            reports,
+            ["ACCEL_LOG=\"\u{fffd}info\": expected error, warn, info or debug; using warn"]
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! The intercepts that change which fd numbers exist: `close`, `dup`,
+//! `dup2`, `dup3`, `fcntl(F_DUPFD)`, `close_range`, `closefrom`. Each runs
+//! the common skeleton and keeps the fd table in step with the kernel
+//! around it.
+//!
+//! The rules, whoever answers the call (libc or the shim's operations):
+//! - `close(fd)`: the entry is cleared *before* the kernel frees the number,
+//!   so a socket created by another thread that gets the number at once is
+//!   never mistaken for the old one. Linux frees the number even when
+//!   `close` fails, so the entry is cleared either way.
+//! - `dup`, `dup2`, `dup3`, `F_DUPFD`, `F_DUPFD_CLOEXEC`: after success, the
+//!   new number gets the old one's state and handle at its own next
+//!   generation, and whatever the new number held is released (`dup2` onto
+//!   an fd the table knows clears it).
+//! - `close_range`, `closefrom`: after success, every entry in the range is
+//!   cleared (`CLOSE_RANGE_CLOEXEC` closes nothing, and clears nothing).
+//!
+//! A released entry goes to [`ops::fd_dropped`] (today: the log file's fd
+//! was taken from the shim, so the log returns to stderr).
+//!
+//! Cost for plain kernel fds: one table load per fd argument, as for every
+//! other intercept.
+
+use crate::fdtable::{Entry, FDS};
+use crate::interpose::{call_real, real, Call, Ops};
+use crate::ops::{self, ACTIVE};
+use crate::skeleton;
+use libc::{c_int, c_uint, c_ulong};
+
+pub(crate) use crate::exec::{execv, execve, execvp, execvpe, posix_spawn, posix_spawnp};
+
+/// Clears `fd`'s entry and releases what it held.
+fn forget(fd: c_int) {
+    if let Some(old) = FDS.clear(fd) {
+        ops::fd_dropped(fd, old);
+    }
+}
+
+/// After a successful duplication of an fd whose entry was `src` onto
+/// `new_fd` whose entry was `dst`.
+fn duplicated(src: Entry, dst: Entry, new_fd: c_int) {
+    if src.is_kernel() && dst.is_kernel() {
+        return;
+    }
+    if let Some(old) = FDS.duplicate(src, new_fd) {
+        ops::fd_dropped(new_fd, old);
+    }
+}
+
+/// `close(2)`.
+///
+/// # Safety
+///
+/// None beyond `close`'s: the argument is a number.
+pub(crate) unsafe fn close(fd: c_int) -> c_int {
+    let entry = FDS.get(fd);
+    if !entry.is_kernel() {
+        forget(fd);
+    }
+    skeleton::on_entry(
+        Call::close,
+        entry,
+        // SAFETY: the program's argument, passed on.
+        |e| unsafe { ACTIVE.close(e, fd) },
+        call_real!(close [fd] []),
+    )
+}
+
+/// `dup(2)`.
+///
+/// # Safety
+///
+/// None beyond `dup`'s: the argument is a number.
+pub(crate) unsafe fn dup(oldfd: c_int) -> c_int {
+    let src = FDS.get(oldfd);
+    // SAFETY: the program's argument, passed on.
+    let r = skeleton::on_entry(
+        Call::dup,
+        src,
+        |e| unsafe { ACTIVE.dup(e, oldfd) },
+        call_real!(dup [oldfd] []),
+    );
+    if r >= 0 {
+        duplicated(src, Entry::KERNEL, r);
+    }
+    r
+}
+
+/// `dup2(2)`.
+///
+/// # Safety
+///
+/// None beyond `dup2`'s: the arguments are numbers.
+pub(crate) unsafe fn dup2(oldfd: c_int, newfd: c_int) -> c_int {
+    let (src, dst) = (FDS.get(oldfd), FDS.get(newfd));
+    let r = skeleton::on_entry(
+        Call::dup2,
+        src,
+        // SAFETY: the program's arguments, passed on.
+        |e| unsafe { ACTIVE.dup2(e, oldfd, newfd) },
+        call_real!(dup2 [oldfd, newfd] []),
+    );
+    // dup2(fd, fd) changes nothing.
+    if r >= 0 && oldfd != newfd {
+        duplicated(src, dst, newfd);
+    }
+    r
+}
+
+/// `dup3(2)`.
+///
+/// # Safety
+///
+/// None beyond `dup3`'s: the arguments are numbers.
+pub(crate) unsafe fn dup3(oldfd: c_int, newfd: c_int, flags: c_int) -> c_int {
+    let (src, dst) = (FDS.get(oldfd), FDS.get(newfd));
+    let r = skeleton::on_entry(
+        Call::dup3,
+        src,
+        // SAFETY: the program's arguments, passed on.
+        |e| unsafe { ACTIVE.dup3(e, oldfd, newfd, flags) },
+        call_real!(dup3 [oldfd, newfd, flags] []),
+    );
+    if r >= 0 {
+        duplicated(src, dst, newfd);
+    }
+    r
+}
+
+/// Whether an `fcntl` command makes a new fd.
+fn duplicates(cmd: c_int) -> bool {
+    cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC
+}
+
+/// `fcntl(2)`; `arg` is the optional third argument (see `interpose`).
+///
+/// # Safety
+///
+/// `fcntl`'s: `arg` is a valid pointer where `cmd` takes one.
+pub(crate) unsafe fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    let entry = FDS.get(fd);
+    let r = skeleton::on_entry(
+        Call::fcntl,
+        entry,
+        // SAFETY: the program's arguments, passed on.
+        |e| unsafe { ACTIVE.fcntl(e, fd, cmd, arg) },
+        call_real!(fcntl [fd, cmd] [arg]),
+    );
+    if r >= 0 && duplicates(cmd) {
+        duplicated(entry, Entry::KERNEL, r);
+    }
+    r
+}
+
+/// `fcntl64`: [`fcntl`] under its large-file name.
+///
+/// # Safety
+///
+/// As for [`fcntl`].
+pub(crate) unsafe fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    let entry = FDS.get(fd);
+    let r = skeleton::on_entry(
+        Call::fcntl64,
+        entry,
+        // SAFETY: the program's arguments, passed on.
+        |e| unsafe { ACTIVE.fcntl64(e, fd, cmd, arg) },
+        call_real!(fcntl64 [fd, cmd] [arg]),
+    );
+    if r >= 0 && duplicates(cmd) {
+        duplicated(entry, Entry::KERNEL, r);
+    }
+    r
+}
+
+/// `close_range(2)`.
+///
+/// # Safety
+///
+/// None beyond `close_range`'s: the arguments are numbers.
+pub(crate) unsafe fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    let r = skeleton::any(
+        Call::close_range,
+        // SAFETY: the program's arguments, passed on.
+        || unsafe { ACTIVE.close_range(first, last, flags) },
+        call_real!(close_range [first, last, flags] []),
+    );
+    if r == 0 && flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
+        FDS.clear_range(first, last, ops::fd_dropped);
+    }
+    r
+}
+
+/// `closefrom(3)`.
+///
+/// # Safety
+///
+/// None beyond `closefrom`'s: the argument is a number.
+pub(crate) unsafe fn closefrom(lowfd: c_int) {
+    skeleton::any(
+        Call::closefrom,
+        // SAFETY: the program's argument, passed on.
+        || unsafe { ACTIVE.closefrom(lowfd) },
+        call_real!(closefrom [lowfd] []),
+    );
+    FDS.clear_range(lowfd.max(0) as u32, u32::MAX, ops::fd_dropped);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fdtable::State;
+    use std::sync::Mutex;
+
+    /// These tests give real fds entries in the process's table: one at a
+    /// time, so that one test's closed number reused by another's pipe is
+    /// never misread.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    fn pipe() -> (c_int, c_int) {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two fds.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        (fds[0], fds[1])
+    }
+
+    #[test]
+    fn close_clears_an_entry_and_bumps_its_generation() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let (r, w) = pipe();
+        let e = FDS.install(w, State::Udp, 5).unwrap();
+        // SAFETY: closing fds this test owns.
+        assert_eq!(unsafe { close(w) }, 0);
+        assert!(FDS.get(w).is_kernel());
+        assert!(FDS.get(w).generation() > e.generation());
+        // SAFETY: as above.
+        assert_eq!(unsafe { close(r) }, 0);
+    }
+
+    #[test]
+    fn dup2_onto_a_known_fd_clears_it_and_dup_copies_ours() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let (r, w) = pipe();
+        let (r2, w2) = pipe();
+        FDS.install(w2, State::Tcp, 9).unwrap();
+        // SAFETY: fds this test owns.
+        assert_eq!(unsafe { dup2(r, w2) }, w2);
+        assert!(FDS.get(w2).is_kernel(), "w2 is now a copy of a kernel fd");
+        // dup of an fd of ours: the copy shares the handle.
+        FDS.install(r2, State::Udp, 11).unwrap();
+        // SAFETY: as above.
+        let copy = unsafe { fcntl(r2, libc::F_DUPFD_CLOEXEC, 0) };
+        assert!(copy > r2);
+        assert_eq!((FDS.get(copy).state(), FDS.get(copy).handle()), (State::Udp, 11));
+        // SAFETY: as above.
+        let copy2 = unsafe { dup(r2) };
+        assert_eq!(FDS.get(copy2).handle(), 11);
+        // SAFETY: as above.
+        let r3 = unsafe { close_range(copy.min(copy2) as c_uint, copy.max(copy2) as c_uint, 0) };
+        assert_eq!(r3, 0);
+        assert!(FDS.get(copy).is_kernel() && FDS.get(copy2).is_kernel());
+        for fd in [r, w, r2, w2] {
+            // SAFETY: as above.
+            unsafe { close(fd) };
+        }
+        assert!(FDS.get(r2).is_kernel());
+    }
+
+    #[test]
+    fn a_failed_dup2_changes_nothing() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let (r, w) = pipe();
+        let e = FDS.install(w, State::Tcp, 3).unwrap();
+        // SAFETY: -1 is not an fd: dup2 fails with EBADF and closes nothing.
+        assert_eq!(unsafe { dup2(-1, w) }, -1);
+        assert_eq!(crate::sys::errno(), libc::EBADF);
+        assert_eq!(FDS.get(w), e);
+        FDS.clear(w);
+        // SAFETY: fds this test owns.
+        unsafe {
+            close(r);
+            close(w);
+        }
+    }
+}
