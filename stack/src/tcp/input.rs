@@ -480,6 +480,17 @@ impl TcpSocket {
     }
 
     fn on_new_ack(&mut self, now: Instant, seg: &TcpRepr, ack: SeqNumber) {
+        // Grow the window only if it was what limited us (Linux's
+        // tcp_is_cwnd_limited, after RFC 7661): a connection held back by
+        // the peer's window or by the application must not build up a
+        // congestion window it never tested, to burst with later.
+        let flight = self.snd_max.distance(self.snd_una).max(0) as usize;
+        let cwnd = self.cc.cwnd();
+        let cwnd_limited = if self.cc.in_slow_start() {
+            2 * flight >= cwnd
+        } else {
+            flight + self.mss >= cwnd
+        };
         let data_acked = self.data_offset(ack).min(self.tx.len());
         self.tx.consume(data_acked);
         self.snd_una = ack;
@@ -512,7 +523,8 @@ impl TcpSocket {
                 self.rtx_una = true;
                 self.stats.fast_retransmits += 1;
             }
-            None => self.cc.on_ack(now, data_acked, self.rtt.srtt()),
+            None if cwnd_limited => self.cc.on_ack(now, data_acked, self.rtt.srtt()),
+            None => {}
         }
         if self.snd_una == self.snd_max {
             self.rto_at = None;

@@ -499,3 +499,37 @@ fn established_no_keepalive_unless_configured() {
     assert_eq!(s.keepalive_at, None);
     assert_eq!(s.poll_at(), None);
 }
+
+#[test]
+fn established_cwnd_grows_only_when_it_limits_the_flight() {
+    // Linux's tcp_is_cwnd_limited, after RFC 7661: an application that
+    // sends two segments per round trip never tests a ten-segment window,
+    // so the window must not grow on its ACKs (else it could later burst).
+    let mut s = socket_established_with(
+        TcpConfig {
+            nodelay: true,
+            ..cfg()
+        },
+        &peer_syn(),
+    );
+    let cwnd0 = s.cwnd();
+    let mut acked = 0;
+    for round in 0..50u64 {
+        assert_eq!(s.send(&data(2 * MSS)), Ok(2 * MSS));
+        let out = recv(&mut s, at(100 + 2 * round));
+        acked += out.iter().map(|(_, p)| p.len()).sum::<usize>();
+        send(&mut s, at(101 + 2 * round), from_peer(0, acked), b"");
+    }
+    assert_eq!(acked, 50 * 2 * MSS, "every round's data went out");
+    assert_eq!(s.cwnd(), cwnd0, "an application-limited flow must not grow cwnd");
+
+    // A flow that fills the window does grow it (slow start).
+    let mut s = socket_established();
+    let cwnd0 = s.cwnd();
+    assert_eq!(s.send(&data(cwnd0)), Ok(cwnd0));
+    let out = recv(&mut s, at(100));
+    let sent: usize = out.iter().map(|(_, p)| p.len()).sum();
+    assert_eq!(sent, cwnd0);
+    send(&mut s, at(110), from_peer(0, sent), b"");
+    assert!(s.cwnd() > cwnd0, "a cwnd-limited flight grows the window");
+}
