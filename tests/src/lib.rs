@@ -3,8 +3,10 @@
 //! clients.
 //!
 //! This library holds what the tests share: finding `libaccel.so`, running
-//! a program with and without it, scratch directories. All test traffic
-//! stays on 127.0.0.1.
+//! a program with and without it, scratch directories, and ([`net`]) the
+//! network namespaces, veth pairs and `scripts/accel` placements of the
+//! tests that talk over the accelerated interface. Test traffic stays on
+//! 127.0.0.1 or inside namespaces the tests make (198.18.0.0/15).
 //!
 //! Where the library comes from: `accel-tests` has `accel-shim` as a
 //! dev-dependency, so building the tests builds the shim's `cdylib` in the
@@ -14,6 +16,9 @@
 //! on its own, with `cargo build -p accel-shim`; that copy may be stale, so
 //! it is only the second choice.) The tests never link the shim's rlib: it
 //! would interpose the test binary's own libc calls.
+
+pub mod clients;
+pub mod net;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
