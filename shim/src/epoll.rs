@@ -176,10 +176,10 @@ pub unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, entry: Entry, ev: *mut epol
     if epfd == fd {
         return fail(libc::EINVAL);
     }
-    // SAFETY: checked non-null for ADD and MOD; the caller's contract.
     let want = if ev.is_null() {
         epoll_event { events: 0, u64: 0 }
     } else {
+        // SAFETY: non-null; valid by the caller's contract.
         unsafe { ev.read_unaligned() }
     };
     if op == libc::EPOLL_CTL_MOD && want.events & EXCLUSIVE != 0 {
@@ -273,10 +273,10 @@ fn pending_ctl(
     if r < 0 {
         return fail(sys::errno());
     }
-    // SAFETY: the kernel accepted `ev` (valid for ADD and MOD).
     let want = if ev.is_null() {
         None
     } else {
+        // SAFETY: non-null, and the kernel accepted it.
         Some(unsafe { ev.read_unaligned() })
     };
     if let Ok(Sock {
@@ -467,7 +467,11 @@ mod tests {
         );
         // Closed: the members go.
         FDS.clear(a);
-        assert_eq!(set.collect(&mut moved, &mut out), 0, "b saw this tick, c is disabled");
+        assert_eq!(
+            set.collect(&mut moved, &mut out),
+            0,
+            "b saw this tick, c is disabled"
+        );
         assert_eq!(set.members.len(), 2);
         for fd in [b, c] {
             FDS.clear(fd);

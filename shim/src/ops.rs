@@ -306,10 +306,10 @@ impl Ops for Accel {
         if iov.is_null() && iovcnt > 0 {
             return fail(libc::EFAULT);
         }
-        // SAFETY: the program's iovec array.
         let v = if iovcnt == 0 {
             &[][..]
         } else {
+            // SAFETY: the program's iovec array of `iovcnt` entries.
             unsafe { std::slice::from_raw_parts(iov, iovcnt as usize) }
         };
         // SAFETY: as above.
@@ -330,10 +330,10 @@ impl Ops for Accel {
         if iov.is_null() && iovcnt > 0 {
             return fail(libc::EFAULT);
         }
-        // SAFETY: the program's iovec array.
         let v = if iovcnt == 0 {
             &[][..]
         } else {
+            // SAFETY: the program's iovec array of `iovcnt` entries.
             unsafe { std::slice::from_raw_parts(iov, iovcnt as usize) }
         };
         // SAFETY: as above.
