@@ -135,6 +135,13 @@ pub struct Config {
     pub log_file: Text<4096>,
     /// `ACCEL_FALLBACK`.
     pub fallback: Fallback,
+    /// `ACCEL_TAP_NETNS`: the network namespace the kernel side of a
+    /// net_tap port is moved into once DPDK has made it; empty: left where
+    /// DPDK made it.
+    pub tap_netns: Text<256>,
+    /// `ACCEL_TAP_PEER`: the kernel side's address there; `None`: the
+    /// first host address of `ACCEL_IP`'s network.
+    pub tap_peer: Option<Cidr>,
 }
 
 /// One bad value, as passed to the `report` function of [`Config::parse`].
@@ -173,6 +180,8 @@ impl Config {
         log_level: Level::Warn,
         log_file: Text::empty(),
         fallback: Fallback::Kernel,
+        tap_netns: Text::empty(),
+        tap_peer: None,
     };
 
     /// Reads the configuration through `lookup` (a variable's value, or
@@ -212,6 +221,17 @@ impl Config {
         if let Some(v) = env.read("ACCEL_FALLBACK", "kernel or fail", "kernel", parse_fallback) {
             c.fallback = v;
         }
+        let expected = "a network namespace name shorter than 256 bytes";
+        if let Some(v) = env.read("ACCEL_TAP_NETNS", expected, "none", Text::new) {
+            c.tap_netns = v;
+        }
+        let expected = "an IPv4 address and prefix length, like 198.18.0.1/24";
+        c.tap_peer = env.read(
+            "ACCEL_TAP_PEER",
+            expected,
+            "the network's first address",
+            parse_cidr,
+        );
         c
     }
 }
@@ -334,8 +354,15 @@ mod tests {
             ("ACCEL_LOG", "DEBUG"),
             ("ACCEL_LOG_FILE", "/tmp/accel.log"),
             ("ACCEL_FALLBACK", "fail"),
+            ("ACCEL_TAP_NETNS", "accel-t1"),
+            ("ACCEL_TAP_PEER", "198.18.0.1/24"),
         ]);
         assert!(reports.is_empty(), "{reports:?}");
+        assert_eq!(config.tap_netns.as_bytes(), b"accel-t1");
+        assert_eq!(
+            config.tap_peer.map(|c| c.to_string()),
+            Some("198.18.0.1/24".into())
+        );
         assert_eq!(
             config.dpdk_args.as_bytes(),
             b"--no-huge --in-memory --vdev=net_tap0"

@@ -156,6 +156,84 @@ impl fmt::Display for Snapshot {
     }
 }
 
+/// Why a socket stayed in the kernel (the acceleration counts each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Stay {
+    /// Bound to an address that is not the accelerated interface's.
+    OtherAddress = 0,
+    /// Connected (or sent) to an address the stack does not route.
+    NotRouted = 1,
+    /// The stack is not running (it could not start, or this is a forked
+    /// child of a process whose stack ran).
+    StackDown = 2,
+    /// The stack refused the address (a listener's port was taken there).
+    Refused = 3,
+}
+
+impl Stay {
+    /// Every reason, in counter order.
+    pub const ALL: [Stay; 4] = [
+        Stay::OtherAddress,
+        Stay::NotRouted,
+        Stay::StackDown,
+        Stay::Refused,
+    ];
+
+    /// The reason in words, as the log says it.
+    pub fn text(self) -> &'static str {
+        match self {
+            Stay::OtherAddress => "bound to an address that is not accelerated",
+            Stay::NotRouted => "its peer is not on a network the stack routes",
+            Stay::StackDown => "the stack is not running",
+            Stay::Refused => "the stack refused its address",
+        }
+    }
+
+    /// A short key for the counter line.
+    pub fn key(self) -> &'static str {
+        match self {
+            Stay::OtherAddress => "other_address",
+            Stay::NotRouted => "not_routed",
+            Stay::StackDown => "stack_down",
+            Stay::Refused => "refused",
+        }
+    }
+}
+
+static STAYED: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+static ACCELERATED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts a socket that stayed in the kernel.
+pub fn stayed(why: Stay) {
+    if let Some(c) = STAYED.get(why as usize) {
+        c.fetch_add(1, Relaxed);
+    }
+}
+
+/// Counts a socket that moved to the stack.
+pub fn accelerated() {
+    ACCELERATED.fetch_add(1, Relaxed);
+}
+
+/// How many sockets stayed in the kernel for `why`.
+pub fn stayed_count(why: Stay) -> u64 {
+    STAYED.get(why as usize).map_or(0, |c| c.load(Relaxed))
+}
+
+/// `sockets: accelerated=N kernel: other_address=N ...`, for the exit line.
+pub struct Sockets;
+
+impl fmt::Display for Sockets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sockets: accelerated={} kernel:", ACCELERATED.load(Relaxed))?;
+        for why in Stay::ALL {
+            write!(f, " {}={}", why.key(), stayed_count(why))?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,6 +45,9 @@ fn duplicated(src: Entry, dst: Entry, new_fd: c_int) {
     if let Some(old) = FDS.duplicate(src, new_fd) {
         ops::fd_dropped(new_fd, old);
     }
+    if !src.is_kernel() {
+        ops::fd_duplicated(src);
+    }
 }
 
 /// `close(2)`.

@@ -1,9 +1,9 @@
 //! accel-shim, built as `libaccel.so`: the `LD_PRELOAD` interposer that
 //! runs unmodified Linux network programs on accel's stack.
 //!
-//! Today it is the foundation: every intercepted call goes through the one
-//! skeleton and on to libc, so a program behaves exactly as without the
-//! library; the acceleration plugs into [`ops`].
+//! Every intercepted call goes through the one skeleton; calls on plain
+//! kernel fds go on to libc after one table load, and calls on the
+//! shim's sockets go to [`ops`], which runs them on the stack.
 //!
 //! | module | holds |
 //! | --- | --- |
@@ -11,7 +11,13 @@
 //! | [`skeleton`] | the body every intercept shares: fd lookup, re-entry guard, errno at the boundary |
 //! | `hooks`, `exec` | the intercepts that move fd numbers (`close`, `dup2`, ...) or start programs (`execve`, ...) |
 //! | [`fdtable`] | what the shim knows about each fd number, with generations |
-//! | [`ops`] | the shim's own operations (none yet) |
+//! | [`ops`] | the shim's own operations: each C call mapped onto the modules below |
+//! | [`socket`] | a socket's life and the stack-or-kernel decisions |
+//! | [`io`] | data and control on accelerated sockets |
+//! | [`udp`] | UDP on the stack |
+//! | [`epoll`], [`pollsel`] | readiness over mixed fds |
+//! | [`worker`] | the stack, the lock, lazy start, waiting, the keeper |
+//! | [`sock`], [`sockaddr`], [`netns`] | socket objects, C addresses, moving a tap into a namespace |
 //! | [`startup`] | staged, recursion-safe start-up and the exit summary |
 //! | [`config`] | `ACCEL_*` environment variables |
 //! | [`logging`] | the allocation-free log |
@@ -44,12 +50,21 @@
 
 pub mod config;
 pub mod counters;
+pub mod epoll;
 mod exec;
 pub mod fdtable;
 mod hooks;
 pub mod interpose;
+pub mod io;
 pub mod logging;
+pub mod netns;
 pub mod ops;
+pub mod pollsel;
 pub mod skeleton;
+pub mod sock;
+pub mod sockaddr;
+pub mod socket;
 pub mod startup;
 pub mod sys;
+pub mod udp;
+pub mod worker;

@@ -1,24 +1,35 @@
 //! The shim's own operations: the [`Ops`] implementation the interposer
-//! calls for fds that are ours, and what happens to an fd's entry when the
-//! kernel frees its number.
+//! calls for fds that are not plain kernel fds (and for the `any` calls),
+//! and what happens to an fd's entry when the kernel frees its number.
 //!
-//! Today nothing is accelerated: [`PassThrough`] keeps every default ("not
-//! ours"), so every call reaches libc. The acceleration step replaces it
-//! with an implementation that answers for `Tcp`, `Udp`, `Epoll`, `Pending`
-//! and `Inert` entries.
+//! Each method maps one C call onto the modules that implement it:
+//! [`socket`](crate::socket) (life and decisions), [`io`](crate::io) (data
+//! and control), [`udp`](crate::udp), [`epoll`](crate::epoll),
+//! [`pollsel`](crate::pollsel). An fd inherited across `fork` from a
+//! process whose stack ran is `Inert`: `close` works, every other call
+//! fails with `EBADF` and a log line. A method that returns
+//! [`Dispatch::NotOurs`] sends the call on to libc: that is how pending
+//! sockets (still the kernel's placeholders) answer most calls.
 
+use crate::epoll;
 use crate::fdtable::{Entry, State};
 use crate::interpose::Ops;
+use crate::io::{self, one};
 use crate::logging;
-use libc::c_int;
+use crate::pollsel;
+use crate::skeleton::{Dispatch, Errno};
+use crate::socket::{self, fail, ok};
+use crate::udp;
+use libc::{
+    c_int, c_uint, c_ulong, c_void, epoll_event, fd_set, iovec, mmsghdr, msghdr, nfds_t, off64_t, off_t,
+    pollfd, sigset_t, size_t, sockaddr, socklen_t, ssize_t, timespec, timeval,
+};
 
-/// The operations that answer nothing: every call goes to libc.
-pub struct PassThrough;
-
-impl Ops for PassThrough {}
+/// The accelerating operations.
+pub struct Accel;
 
 /// The operations in use.
-pub static ACTIVE: PassThrough = PassThrough;
+pub static ACTIVE: Accel = Accel;
 
 /// The kernel freed (or replaced, by `dup2`) fd number `fd`, whose entry
 /// was `entry`: release what the entry held.
@@ -26,12 +37,736 @@ pub static ACTIVE: PassThrough = PassThrough;
 /// This is the one place an entry is released, whichever call freed the
 /// number (`close`, `dup2`/`dup3` onto it, `close_range`, `closefrom`) and
 /// even when the call was a re-entry: the table is cleared first, then the
-/// call runs. [`Ops::close`] still sees the old entry, but must not release
-/// it again (the socket's reference count drops here: the acceleration
-/// step closes a socket, sending its FIN, when its last fd goes).
+/// call runs. A socket loses one reference; the last one closes it on the
+/// stack (a TCP connection sends its FIN).
 pub fn fd_dropped(fd: c_int, entry: Entry) {
-    if entry.state() == State::Internal {
-        // The program closed the log file's fd, or dup2'd over it.
-        logging::fd_lost(fd);
+    match entry.state() {
+        State::Internal => logging::fd_lost(fd),
+        State::Pending | State::Tcp | State::Udp | State::Epoll => socket::dropped(fd, entry),
+        _ => {}
+    }
+}
+
+/// A `dup` made another fd number refer to the object of `entry`.
+pub fn fd_duplicated(entry: Entry) {
+    socket::duplicated(entry);
+}
+
+/// `EBADF` and a log line for an fd of the parent's stack.
+macro_rules! inert {
+    ($entry:expr, $fd:expr, $what:literal) => {
+        if $entry.state() == State::Inert {
+            return match io::inert($fd, $what) {
+                Dispatch::Done(Err(e)) => Dispatch::Done(Err(e)),
+                _ => fail(libc::EBADF),
+            };
+        }
+    };
+}
+
+/// The iovecs of a `msghdr`, as a slice.
+///
+/// # Safety
+///
+/// `msg` valid; its iovec array valid for `msg_iovlen` entries.
+unsafe fn msg_iov<'a>(msg: *const msghdr) -> Result<&'a [iovec], Errno> {
+    if msg.is_null() {
+        return Err(Errno(libc::EFAULT));
+    }
+    // SAFETY: the caller's contract.
+    let m = unsafe { &*msg };
+    if m.msg_iovlen > 1024 {
+        return Err(Errno(libc::EMSGSIZE));
+    }
+    if m.msg_iov.is_null() || m.msg_iovlen == 0 {
+        return Ok(&[]);
+    }
+    // SAFETY: the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts(m.msg_iov, m.msg_iovlen) })
+}
+
+/// `recvmsg` on a socket of ours.
+///
+/// # Safety
+///
+/// As for `recvmsg`.
+unsafe fn recvmsg_ours(entry: Entry, msg: *mut msghdr, flags: c_int) -> Dispatch<ssize_t> {
+    // SAFETY: the caller's contract.
+    let iov = match unsafe { msg_iov(msg) } {
+        Ok(v) => v,
+        Err(e) => return Dispatch::Done(Err(e)),
+    };
+    // SAFETY: `msg` is valid (checked by msg_iov).
+    let m = unsafe { &mut *msg };
+    let r = if entry.state() == State::Udp {
+        let mut alen = m.msg_namelen;
+        let name = m.msg_name.cast::<sockaddr>();
+        // SAFETY: the caller's contract.
+        let r = unsafe {
+            udp::recv(
+                entry,
+                iov,
+                flags,
+                name,
+                if name.is_null() {
+                    std::ptr::null_mut()
+                } else {
+                    &mut alen
+                },
+            )
+        };
+        if !name.is_null() {
+            m.msg_namelen = alen;
+        }
+        r
+    } else {
+        // SAFETY: the caller's contract.
+        let r = unsafe { io::recv(entry, iov, flags) };
+        m.msg_namelen = 0;
+        r
+    };
+    if matches!(r, Dispatch::Done(Ok(_))) {
+        m.msg_controllen = 0;
+        m.msg_flags = 0;
+    }
+    r
+}
+
+/// `sendmsg` on a socket of ours.
+///
+/// # Safety
+///
+/// As for `sendmsg`.
+unsafe fn sendmsg_ours(entry: Entry, fd: c_int, msg: *const msghdr, flags: c_int) -> Dispatch<ssize_t> {
+    // SAFETY: the caller's contract.
+    let iov = match unsafe { msg_iov(msg) } {
+        Ok(v) => v,
+        Err(e) => return Dispatch::Done(Err(e)),
+    };
+    // SAFETY: valid (checked by msg_iov).
+    let m = unsafe { &*msg };
+    if entry.state() == State::Udp && !m.msg_name.is_null() {
+        // SAFETY: the caller's contract.
+        let dst = match unsafe { crate::sockaddr::read_in(m.msg_name.cast(), m.msg_namelen) } {
+            Ok(crate::sockaddr::Addr::V4(a)) => a,
+            Ok(_) => return fail(libc::EAFNOSUPPORT),
+            Err(e) => return Dispatch::Done(Err(e)),
+        };
+        if !socket::routed(*dst.ip()) {
+            let _ = fd;
+            return Dispatch::NotOurs; // through the kernel placeholder
+        }
+        // SAFETY: the caller's contract.
+        return unsafe { udp::send(entry, iov, flags, Some(dst)) };
+    }
+    // SAFETY: the caller's contract.
+    unsafe { io::send(entry, iov, flags) }
+}
+
+/// glibc's answer to a fortified call whose buffer is too small.
+fn chk_fail() -> ! {
+    crate::logging::log!(error, "buffer overflow detected by a fortified call: aborting");
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}
+
+impl Ops for Accel {
+    unsafe fn socket(&self, domain: c_int, ty: c_int, protocol: c_int) -> Dispatch<c_int> {
+        socket::socket(domain, ty, protocol)
+    }
+
+    unsafe fn bind(&self, entry: Entry, fd: c_int, addr: *const sockaddr, len: socklen_t) -> Dispatch<c_int> {
+        inert!(entry, fd, "bind");
+        // SAFETY: the program's arguments.
+        unsafe { socket::bind(entry, fd, addr, len) }
+    }
+
+    unsafe fn listen(&self, entry: Entry, fd: c_int, backlog: c_int) -> Dispatch<c_int> {
+        inert!(entry, fd, "listen");
+        if !matches!(entry.state(), State::Pending | State::Tcp) {
+            return Dispatch::NotOurs;
+        }
+        socket::listen(entry, fd, backlog)
+    }
+
+    unsafe fn accept(
+        &self,
+        entry: Entry,
+        fd: c_int,
+        addr: *mut sockaddr,
+        len: *mut socklen_t,
+    ) -> Dispatch<c_int> {
+        inert!(entry, fd, "accept");
+        // SAFETY: the program's arguments.
+        unsafe { socket::accept(entry, fd, addr, len, 0) }
+    }
+
+    unsafe fn accept4(
+        &self,
+        entry: Entry,
+        fd: c_int,
+        addr: *mut sockaddr,
+        len: *mut socklen_t,
+        flags: c_int,
+    ) -> Dispatch<c_int> {
+        inert!(entry, fd, "accept4");
+        // SAFETY: the program's arguments.
+        unsafe { socket::accept(entry, fd, addr, len, flags) }
+    }
+
+    unsafe fn connect(
+        &self,
+        entry: Entry,
+        fd: c_int,
+        addr: *const sockaddr,
+        len: socklen_t,
+    ) -> Dispatch<c_int> {
+        inert!(entry, fd, "connect");
+        if !matches!(entry.state(), State::Pending | State::Tcp | State::Udp) {
+            return Dispatch::NotOurs;
+        }
+        // SAFETY: the program's arguments.
+        unsafe { socket::connect(entry, fd, addr, len) }
+    }
+
+    unsafe fn shutdown(&self, entry: Entry, fd: c_int, how: c_int) -> Dispatch<c_int> {
+        inert!(entry, fd, "shutdown");
+        io::shutdown(entry, how)
+    }
+
+    unsafe fn getsockopt(
+        &self,
+        entry: Entry,
+        fd: c_int,
+        level: c_int,
+        name: c_int,
+        val: *mut c_void,
+        len: *mut socklen_t,
+    ) -> Dispatch<c_int> {
+        inert!(entry, fd, "getsockopt");
+        if !matches!(entry.state(), State::Pending | State::Tcp | State::Udp) {
+            return Dispatch::NotOurs;
+        }
+        // SAFETY: the program's arguments.
+        unsafe { io::getsockopt(entry, level, name, val, len) }
+    }
+
+    unsafe fn setsockopt(
+        &self,
+        entry: Entry,
+        fd: c_int,
+        level: c_int,
+        name: c_int,
+        val: *const c_void,
+        len: socklen_t,
+    ) -> Dispatch<c_int> {
+        inert!(entry, fd, "setsockopt");
+        if !matches!(entry.state(), State::Pending | State::Tcp | State::Udp) {
+            return Dispatch::NotOurs;
+        }
+        // SAFETY: the program's arguments.
+        unsafe { io::setsockopt(entry, fd, level, name, val, len) }
+    }
+
+    unsafe fn getsockname(
+        &self,
+        entry: Entry,
+        fd: c_int,
+        addr: *mut sockaddr,
+        len: *mut socklen_t,
+    ) -> Dispatch<c_int> {
+        inert!(entry, fd, "getsockname");
+        // SAFETY: the program's arguments.
+        unsafe { io::name(entry, false, addr, len) }
+    }
+
+    unsafe fn getpeername(
+        &self,
+        entry: Entry,
+        fd: c_int,
+        addr: *mut sockaddr,
+        len: *mut socklen_t,
+    ) -> Dispatch<c_int> {
+        inert!(entry, fd, "getpeername");
+        // SAFETY: the program's arguments.
+        unsafe { io::name(entry, true, addr, len) }
+    }
+
+    unsafe fn read(&self, entry: Entry, fd: c_int, buf: *mut c_void, count: size_t) -> Dispatch<ssize_t> {
+        inert!(entry, fd, "read");
+        // SAFETY: the program's buffer.
+        unsafe { io::recv(entry, &[one(buf, count)], 0) }
+    }
+
+    unsafe fn readv(&self, entry: Entry, fd: c_int, iov: *const iovec, iovcnt: c_int) -> Dispatch<ssize_t> {
+        inert!(entry, fd, "readv");
+        if !(0..=1024).contains(&iovcnt) {
+            return fail(libc::EINVAL);
+        }
+        if iov.is_null() && iovcnt > 0 {
+            return fail(libc::EFAULT);
+        }
+        let v = if iovcnt == 0 {
+            &[][..]
+        } else {
+            // SAFETY: the program's iovec array of `iovcnt` entries.
+            unsafe { std::slice::from_raw_parts(iov, iovcnt as usize) }
+        };
+        // SAFETY: as above.
+        unsafe { io::recv(entry, v, 0) }
+    }
+
+    unsafe fn write(&self, entry: Entry, fd: c_int, buf: *const c_void, count: size_t) -> Dispatch<ssize_t> {
+        inert!(entry, fd, "write");
+        // SAFETY: the program's buffer.
+        unsafe { io::send(entry, &[one(buf, count)], 0) }
+    }
+
+    unsafe fn writev(&self, entry: Entry, fd: c_int, iov: *const iovec, iovcnt: c_int) -> Dispatch<ssize_t> {
+        inert!(entry, fd, "writev");
+        if !(0..=1024).contains(&iovcnt) {
+            return fail(libc::EINVAL);
+        }
+        if iov.is_null() && iovcnt > 0 {
+            return fail(libc::EFAULT);
+        }
+        let v = if iovcnt == 0 {
+            &[][..]
+        } else {
+            // SAFETY: the program's iovec array of `iovcnt` entries.
+            unsafe { std::slice::from_raw_parts(iov, iovcnt as usize) }
+        };
+        // SAFETY: as above.
+        unsafe { io::send(entry, v, 0) }
+    }
+
+    unsafe fn recv(
+        &self,
+        entry: Entry,
+        fd: c_int,
+        buf: *mut c_void,
+        len: size_t,
+        flags: c_int,
+    ) -> Dispatch<ssize_t> {
+        inert!(entry, fd, "recv");
+        // SAFETY: the program's buffer.
+        unsafe { io::recv(entry, &[one(buf, len)], flags) }
+    }
+
+    unsafe fn recvfrom(
+        &self,
+        entry: Entry,
+        fd: c_int,
+        buf: *mut c_void,
+        len: size_t,
+        flags: c_int,
+        addr: *mut sockaddr,
+        alen: *mut socklen_t,
+    ) -> Dispatch<ssize_t> {
+        inert!(entry, fd, "recvfrom");
+        if entry.state() == State::Udp {
+            // SAFETY: the program's buffers.
+            return unsafe { udp::recv(entry, &[one(buf, len)], flags, addr, alen) };
+        }
+        // SAFETY: the program's buffer.
+        let r = unsafe { io::recv(entry, &[one(buf, len)], flags) };
+        if matches!(r, Dispatch::Done(Ok(_))) && !addr.is_null() && !alen.is_null() {
+            // A stream socket reports no address, as the kernel's.
+            // SAFETY: the program's length pointer.
+            unsafe { alen.write_unaligned(0) };
+        }
+        r
+    }
+
+    unsafe fn recvmsg(&self, entry: Entry, fd: c_int, msg: *mut msghdr, flags: c_int) -> Dispatch<ssize_t> {
+        inert!(entry, fd, "recvmsg");
+        if !matches!(entry.state(), State::Tcp | State::Udp) {
+            return Dispatch::NotOurs;
+        }
+        // SAFETY: the program's message.
+        unsafe { recvmsg_ours(entry, msg, flags) }
+    }
+
+    unsafe fn recvmmsg(
+        &self,
+        entry: Entry,
+        fd: c_int,
+        msgs: *mut mmsghdr,
+        vlen: c_uint,
+        flags: c_int,
+        timeout: *mut timespec,
+    ) -> Dispatch<c_int> {
+        inert!(entry, fd, "recvmmsg");
+        if !matches!(entry.state(), State::Tcp | State::Udp) {
+            return Dispatch::NotOurs;
+        }
+        let _ = timeout;
+        if msgs.is_null() {
+            return fail(libc::EFAULT);
+        }
+        let mut n = 0;
+        for i in 0..vlen.min(1024) as usize {
+            // Only the first may block (MSG_WAITFORONE is what Linux does
+            // once one message is in).
+            let f = if n > 0 {
+                flags | libc::MSG_DONTWAIT
+            } else {
+                flags & !libc::MSG_WAITFORONE
+            };
+            // SAFETY: the program's array of `vlen` messages.
+            let m = unsafe { &mut *msgs.add(i) };
+            // SAFETY: as above.
+            match unsafe { recvmsg_ours(entry, &mut m.msg_hdr, f) } {
+                Dispatch::Done(Ok(k)) => {
+                    m.msg_len = k as c_uint;
+                    n += 1;
+                }
+                Dispatch::Done(Err(e)) if n == 0 => return Dispatch::Done(Err(e)),
+                _ => break,
+            }
+        }
+        ok(n)
+    }
+
+    unsafe fn send(
+        &self,
+        entry: Entry,
+        fd: c_int,
+        buf: *const c_void,
+        len: size_t,
+        flags: c_int,
+    ) -> Dispatch<ssize_t> {
+        inert!(entry, fd, "send");
+        // SAFETY: the program's buffer.
+        unsafe { io::send(entry, &[one(buf, len)], flags) }
+    }
+
+    unsafe fn sendto(
+        &self,
+        entry: Entry,
+        fd: c_int,
+        buf: *const c_void,
+        len: size_t,
+        flags: c_int,
+        addr: *const sockaddr,
+        alen: socklen_t,
+    ) -> Dispatch<ssize_t> {
+        inert!(entry, fd, "sendto");
+        if !addr.is_null() && matches!(entry.state(), State::Udp | State::Pending) {
+            // SAFETY: the program's buffers.
+            return unsafe { udp::sendto(entry, fd, buf, len, flags, addr, alen) };
+        }
+        // A stream socket ignores the address, as Linux's TCP does.
+        // SAFETY: the program's buffer.
+        unsafe { io::send(entry, &[one(buf, len)], flags) }
+    }
+
+    unsafe fn sendmsg(&self, entry: Entry, fd: c_int, msg: *const msghdr, flags: c_int) -> Dispatch<ssize_t> {
+        inert!(entry, fd, "sendmsg");
+        if !matches!(entry.state(), State::Tcp | State::Udp) {
+            return Dispatch::NotOurs;
+        }
+        // SAFETY: the program's message.
+        unsafe { sendmsg_ours(entry, fd, msg, flags) }
+    }
+
+    unsafe fn sendmmsg(
+        &self,
+        entry: Entry,
+        fd: c_int,
+        msgs: *mut mmsghdr,
+        vlen: c_uint,
+        flags: c_int,
+    ) -> Dispatch<c_int> {
+        inert!(entry, fd, "sendmmsg");
+        if !matches!(entry.state(), State::Tcp | State::Udp) {
+            return Dispatch::NotOurs;
+        }
+        if msgs.is_null() {
+            return fail(libc::EFAULT);
+        }
+        let mut n = 0;
+        for i in 0..vlen.min(1024) as usize {
+            // SAFETY: the program's array of `vlen` messages.
+            let m = unsafe { &mut *msgs.add(i) };
+            // SAFETY: as above.
+            match unsafe { sendmsg_ours(entry, fd, &m.msg_hdr, flags) } {
+                Dispatch::Done(Ok(k)) => {
+                    m.msg_len = k as c_uint;
+                    n += 1;
+                }
+                Dispatch::Done(Err(e)) if n == 0 => return Dispatch::Done(Err(e)),
+                _ => break,
+            }
+        }
+        ok(n)
+    }
+
+    unsafe fn sendfile(
+        &self,
+        entry: Entry,
+        out_fd: c_int,
+        in_fd: c_int,
+        offset: *mut off_t,
+        count: size_t,
+    ) -> Dispatch<ssize_t> {
+        inert!(entry, out_fd, "sendfile");
+        // SAFETY: the program's offset pointer (off_t is 64-bit here).
+        unsafe { io::sendfile(entry, in_fd, offset.cast(), count) }
+    }
+
+    unsafe fn sendfile64(
+        &self,
+        entry: Entry,
+        out_fd: c_int,
+        in_fd: c_int,
+        offset: *mut off64_t,
+        count: size_t,
+    ) -> Dispatch<ssize_t> {
+        inert!(entry, out_fd, "sendfile64");
+        // SAFETY: the program's offset pointer.
+        unsafe { io::sendfile(entry, in_fd, offset, count) }
+    }
+
+    unsafe fn __read_chk(
+        &self,
+        entry: Entry,
+        fd: c_int,
+        buf: *mut c_void,
+        count: size_t,
+        buflen: size_t,
+    ) -> Dispatch<ssize_t> {
+        if count > buflen {
+            chk_fail();
+        }
+        // SAFETY: the program's buffer.
+        unsafe { self.read(entry, fd, buf, count) }
+    }
+
+    unsafe fn __recv_chk(
+        &self,
+        entry: Entry,
+        fd: c_int,
+        buf: *mut c_void,
+        len: size_t,
+        buflen: size_t,
+        flags: c_int,
+    ) -> Dispatch<ssize_t> {
+        if len > buflen {
+            chk_fail();
+        }
+        // SAFETY: the program's buffer.
+        unsafe { self.recv(entry, fd, buf, len, flags) }
+    }
+
+    unsafe fn __recvfrom_chk(
+        &self,
+        entry: Entry,
+        fd: c_int,
+        buf: *mut c_void,
+        len: size_t,
+        buflen: size_t,
+        flags: c_int,
+        addr: *mut sockaddr,
+        alen: *mut socklen_t,
+    ) -> Dispatch<ssize_t> {
+        if len > buflen {
+            chk_fail();
+        }
+        // SAFETY: the program's buffers.
+        unsafe { self.recvfrom(entry, fd, buf, len, flags, addr, alen) }
+    }
+
+    unsafe fn __poll_chk(
+        &self,
+        fds: *mut pollfd,
+        nfds: nfds_t,
+        timeout: c_int,
+        fdslen: size_t,
+    ) -> Dispatch<c_int> {
+        if fdslen / size_of::<pollfd>() < nfds as usize {
+            chk_fail();
+        }
+        // SAFETY: the program's array.
+        unsafe { pollsel::poll(fds, nfds, pollsel::ms(timeout), std::ptr::null()) }
+    }
+
+    unsafe fn __ppoll_chk(
+        &self,
+        fds: *mut pollfd,
+        nfds: nfds_t,
+        timeout: *const timespec,
+        sigmask: *const sigset_t,
+        fdslen: size_t,
+    ) -> Dispatch<c_int> {
+        if fdslen / size_of::<pollfd>() < nfds as usize {
+            chk_fail();
+        }
+        // SAFETY: the program's arguments.
+        unsafe { self.ppoll(fds, nfds, timeout, sigmask) }
+    }
+
+    unsafe fn fcntl(&self, entry: Entry, fd: c_int, cmd: c_int, arg: c_ulong) -> Dispatch<c_int> {
+        inert!(entry, fd, "fcntl");
+        io::fcntl(entry, fd, cmd, arg)
+    }
+
+    unsafe fn fcntl64(&self, entry: Entry, fd: c_int, cmd: c_int, arg: c_ulong) -> Dispatch<c_int> {
+        inert!(entry, fd, "fcntl64");
+        io::fcntl(entry, fd, cmd, arg)
+    }
+
+    unsafe fn ioctl(&self, entry: Entry, fd: c_int, request: c_ulong, arg: c_ulong) -> Dispatch<c_int> {
+        inert!(entry, fd, "ioctl");
+        if !matches!(entry.state(), State::Pending | State::Tcp | State::Udp) {
+            return Dispatch::NotOurs;
+        }
+        // SAFETY: the program's argument.
+        unsafe { io::ioctl(entry, request, arg) }
+    }
+
+    unsafe fn epoll_ctl(
+        &self,
+        entry: Entry,
+        epfd: c_int,
+        op: c_int,
+        fd: c_int,
+        event: *mut epoll_event,
+    ) -> Dispatch<c_int> {
+        inert!(entry, fd, "epoll_ctl");
+        // SAFETY: the program's event.
+        unsafe { epoll::ctl(epfd, op, fd, entry, event) }
+    }
+
+    unsafe fn epoll_wait(
+        &self,
+        entry: Entry,
+        epfd: c_int,
+        events: *mut epoll_event,
+        maxevents: c_int,
+        timeout: c_int,
+    ) -> Dispatch<c_int> {
+        // SAFETY: the program's arguments.
+        unsafe {
+            epoll::wait(
+                epfd,
+                entry,
+                events,
+                maxevents,
+                epoll::ms(timeout),
+                std::ptr::null(),
+            )
+        }
+    }
+
+    unsafe fn epoll_pwait(
+        &self,
+        entry: Entry,
+        epfd: c_int,
+        events: *mut epoll_event,
+        maxevents: c_int,
+        timeout: c_int,
+        sigmask: *const sigset_t,
+    ) -> Dispatch<c_int> {
+        // SAFETY: the program's arguments.
+        unsafe { epoll::wait(epfd, entry, events, maxevents, epoll::ms(timeout), sigmask) }
+    }
+
+    unsafe fn epoll_pwait2(
+        &self,
+        entry: Entry,
+        epfd: c_int,
+        events: *mut epoll_event,
+        maxevents: c_int,
+        timeout: *const timespec,
+        sigmask: *const sigset_t,
+    ) -> Dispatch<c_int> {
+        // SAFETY: the program's timeout.
+        let t = match unsafe { pollsel::ts(timeout) } {
+            Ok(t) => t,
+            Err(e) => return Dispatch::Done(Err(e)),
+        };
+        // SAFETY: the program's arguments.
+        unsafe { epoll::wait(epfd, entry, events, maxevents, t, sigmask) }
+    }
+
+    unsafe fn poll(&self, fds: *mut pollfd, nfds: nfds_t, timeout: c_int) -> Dispatch<c_int> {
+        // SAFETY: the program's array.
+        unsafe { pollsel::poll(fds, nfds, pollsel::ms(timeout), std::ptr::null()) }
+    }
+
+    unsafe fn ppoll(
+        &self,
+        fds: *mut pollfd,
+        nfds: nfds_t,
+        timeout: *const timespec,
+        sigmask: *const sigset_t,
+    ) -> Dispatch<c_int> {
+        // SAFETY: the program's timeout.
+        let t = match unsafe { pollsel::ts(timeout) } {
+            Ok(t) => t,
+            Err(_) => return Dispatch::NotOurs, // the kernel says EINVAL
+        };
+        // SAFETY: the program's arguments.
+        unsafe { pollsel::poll(fds, nfds, t, sigmask) }
+    }
+
+    unsafe fn select(
+        &self,
+        nfds: c_int,
+        r: *mut fd_set,
+        w: *mut fd_set,
+        e: *mut fd_set,
+        timeout: *mut timeval,
+    ) -> Dispatch<c_int> {
+        // SAFETY: the program's timeout.
+        let t = match unsafe { pollsel::tv(timeout) } {
+            Ok(t) => t,
+            Err(_) => return Dispatch::NotOurs,
+        };
+        // SAFETY: the program's sets.
+        let (answer, left) = unsafe { pollsel::select(nfds, r, w, e, t, std::ptr::null()) };
+        if let (Some(left), false) = (left, timeout.is_null()) {
+            if !matches!(answer, Dispatch::NotOurs) {
+                let tv = timeval {
+                    tv_sec: left.as_secs() as libc::time_t,
+                    tv_usec: left.subsec_micros() as libc::suseconds_t,
+                };
+                // SAFETY: the program's timeval, non-null.
+                unsafe { timeout.write_unaligned(tv) };
+            }
+        }
+        answer
+    }
+
+    unsafe fn pselect(
+        &self,
+        nfds: c_int,
+        r: *mut fd_set,
+        w: *mut fd_set,
+        e: *mut fd_set,
+        timeout: *const timespec,
+        sigmask: *const sigset_t,
+    ) -> Dispatch<c_int> {
+        // SAFETY: the program's timeout.
+        let t = match unsafe { pollsel::ts(timeout) } {
+            Ok(t) => t,
+            Err(_) => return Dispatch::NotOurs,
+        };
+        // SAFETY: the program's sets.
+        unsafe { pollsel::select(nfds, r, w, e, t, sigmask).0 }
+    }
+
+    unsafe fn pread(
+        &self,
+        entry: Entry,
+        fd: c_int,
+        buf: *mut c_void,
+        count: size_t,
+        offset: off_t,
+    ) -> Dispatch<ssize_t> {
+        let _ = (buf, count, offset);
+        inert!(entry, fd, "pread");
+        Dispatch::NotOurs
     }
 }

@@ -141,6 +141,7 @@ fn open_log(path: &Text<4096>) {
 
 /// The `fork` child handler: the child's accelerated sockets are inert.
 extern "C" fn after_fork_in_child() {
+    crate::worker::after_fork_in_child();
     let n = FDS.mark_inert_after_fork();
     if n > 0 {
         log!(
@@ -155,7 +156,7 @@ extern "C" fn after_fork_in_child() {
 extern "C" fn at_exit() {
     if logging::enabled(Level::Info) {
         let snap = COUNTERS.snapshot();
-        log!(info, "exit: calls: {snap}");
+        log!(info, "exit: calls: {snap}; {}", crate::counters::Sockets);
         if logging::enabled(Level::Debug) {
             log!(debug, "exit: calls by function: {}", ByCall(&snap));
         }

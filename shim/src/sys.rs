@@ -112,3 +112,128 @@ pub unsafe fn unmap(addr: *mut u8, len: usize) {
         unsafe { libc::syscall(libc::SYS_munmap, addr as *mut c_void, len) };
     })
 }
+
+/// `ppoll(2)` on `fds` for at most `timeout` (`None`: no limit) with signal
+/// mask `sigmask` (null: the thread's own): how many fds have events, or
+/// the errno (`EINTR` when a signal handler ran).
+///
+/// # Safety
+///
+/// `sigmask` is null or points to a valid signal set.
+pub unsafe fn ppoll(
+    fds: &mut [libc::pollfd],
+    timeout: Option<std::time::Duration>,
+    sigmask: *const libc::sigset_t,
+) -> Result<usize, c_int> {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(t.subsec_nanos() as i32),
+    });
+    let tsp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    keep_errno(|| {
+        // SAFETY: `fds` is a live, writable array of `fds.len()` pollfds;
+        // `tsp` is null or a live timespec; `sigmask` is null or the
+        // program's valid mask (the caller's contract), 8 bytes for the
+        // kernel.
+        let ret =
+            unsafe { libc::syscall(libc::SYS_ppoll, fds.as_mut_ptr(), fds.len(), tsp, sigmask, 8usize) };
+        check(ret).map(|n| n as usize)
+    })
+}
+
+/// A non-blocking, close-on-exec eventfd.
+pub fn eventfd() -> Result<c_int, c_int> {
+    keep_errno(|| {
+        // SAFETY: eventfd2 has no memory arguments.
+        let ret = unsafe { libc::syscall(libc::SYS_eventfd2, 0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        check(ret).map(|fd| fd as c_int)
+    })
+}
+
+/// Empties an eventfd made by [`eventfd`].
+pub fn drain(fd: c_int) {
+    let mut v = [0u8; 8];
+    keep_errno(|| {
+        // SAFETY: `v` is 8 writable bytes, what an eventfd read takes.
+        unsafe { libc::syscall(libc::SYS_read, fd, v.as_mut_ptr(), 8usize) };
+    });
+}
+
+/// 16 random bytes from the kernel (zeros if it has none to give).
+pub fn random16() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    keep_errno(|| {
+        // SAFETY: `b` is 16 writable bytes.
+        unsafe { libc::syscall(libc::SYS_getrandom, b.as_mut_ptr(), 16usize, 0) };
+    });
+    b
+}
+
+/// `fcntl(fd, F_GETFL)` / `F_SETFL`, raw.
+pub fn set_nonblocking(fd: c_int, on: bool) -> Result<(), c_int> {
+    keep_errno(|| {
+        // SAFETY: F_GETFL and F_SETFL take no pointers.
+        let fl = check(unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_GETFL) })? as c_int;
+        let want = if on {
+            fl | libc::O_NONBLOCK
+        } else {
+            fl & !libc::O_NONBLOCK
+        };
+        if want != fl {
+            // SAFETY: as above.
+            check(unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_SETFL, want) })?;
+        }
+        Ok(())
+    })
+}
+
+/// `pread(2)`, raw.
+pub fn pread(fd: c_int, buf: &mut [u8], offset: i64) -> Result<usize, c_int> {
+    keep_errno(|| {
+        // SAFETY: `buf` is writable for its length.
+        let ret = unsafe { libc::syscall(libc::SYS_pread64, fd, buf.as_mut_ptr(), buf.len(), offset) };
+        check(ret).map(|n| n as usize)
+    })
+}
+
+/// `lseek(2)`, raw.
+pub fn lseek(fd: c_int, offset: i64, whence: c_int) -> Result<i64, c_int> {
+    keep_errno(|| {
+        // SAFETY: lseek takes no pointers.
+        let ret = unsafe { libc::syscall(libc::SYS_lseek, fd, offset, whence) };
+        check(ret)
+    })
+}
+
+/// Whether a signal handler is installed without `SA_RESTART`: then an
+/// interrupted blocking call must fail with `EINTR`, else it restarts (as
+/// the kernel does; we cannot tell which signal ran, so any handler
+/// without `SA_RESTART` counts).
+pub fn some_handler_interrupts() -> bool {
+    keep_errno(|| {
+        for sig in 1..=64 {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            let mut old = [0u64; 4];
+            // SAFETY: `old` is a writable kernel sigaction (handler, flags,
+            // restorer, mask: 32 bytes); a null new action only reads.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    std::ptr::null::<u8>(),
+                    old.as_mut_ptr(),
+                    8usize,
+                )
+            };
+            let [handler, flags, ..] = old;
+            if r == 0 && handler > 1 && flags & libc::SA_RESTART as u64 == 0 {
+                return true;
+            }
+        }
+        false
+    })
+}

@@ -1,0 +1,509 @@
+//! epoll over any mix of accelerated and kernel fds, with the kernel's
+//! semantics.
+//!
+//! The program's epoll fd stays a real kernel epoll fd holding its kernel
+//! members. Accelerated members live in an [`EpollSet`] of the shim's,
+//! found through the epoll fd's table entry (`State::Epoll`, made at the
+//! first accelerated `EPOLL_CTL_ADD`). A member is `(fd, generation)`: when
+//! the fd is closed and its number reused, the generation differs and the
+//! member is dropped, as the kernel drops a closed file.
+//!
+//! - Level-triggered: reported while ready.
+//! - `EPOLLET`: reported when the socket's readiness tick has moved since
+//!   the last report (new data, new room, a state change) and it is ready.
+//! - `EPOLLONESHOT`: disabled after one report until `EPOLL_CTL_MOD`.
+//! - `EPOLLRDHUP`, `EPOLLHUP`, `EPOLLERR` as Linux's `tcp_poll` computes
+//!   them; `EPOLLHUP`/`EPOLLERR` are reported whether asked for or not.
+//! - `EPOLLEXCLUSIVE` is accepted on `ADD` (refused on `MOD`, as the
+//!   kernel does); with one worker per process it wakes the one waiter.
+//! - A wildcard listener is a member on both sides: the shim reports the
+//!   stack's connections, the kernel its own.
+//! - A socket still `Pending` is a kernel member (its placeholder); if it
+//!   moves to the stack, its registrations move with it
+//!   ([`moved_to_shim`]).
+//!
+//! `epoll_wait` polls the stack, collects ready members (round-robin when
+//! more are ready than `maxevents`), adds the kernel's ready events with a
+//! zero-timeout `epoll_wait`, and if nothing is ready drives the worker and
+//! sleeps with the epoll fd among the fds it sleeps on.
+
+use crate::fdtable::{Entry, State, FDS};
+use crate::interpose::real;
+use crate::skeleton::{Dispatch, Errno};
+use crate::sock::{Kind, Sock};
+use crate::socket::{self, activate, fail, ok, Answer};
+use crate::sys;
+use crate::worker::{self, block, Core, WaitEnd};
+use libc::{c_int, epoll_event};
+use std::time::Duration;
+
+/// One accelerated member of an epoll set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Member {
+    fd: c_int,
+    generation: u32,
+    events: u32,
+    data: u64,
+    /// The readiness tick last reported (edge-triggered).
+    tick: Option<u64>,
+    /// `EPOLLONESHOT` fired: silent until `MOD`.
+    disabled: bool,
+}
+
+/// The shim's half of one epoll set.
+#[derive(Debug, Default)]
+pub struct EpollSet {
+    members: Vec<Member>,
+    /// Where the next scan starts (fairness).
+    cursor: usize,
+}
+
+const ALWAYS: u32 = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
+const ET: u32 = libc::EPOLLET as u32;
+const ONESHOT: u32 = libc::EPOLLONESHOT as u32;
+const EXCLUSIVE: u32 = libc::EPOLLEXCLUSIVE as u32;
+
+impl EpollSet {
+    /// Collects up to `out.len()` ready events.
+    fn collect(
+        &mut self,
+        core_ready: &mut impl FnMut(Entry) -> Option<(u32, u64)>,
+        out: &mut [epoll_event],
+    ) -> usize {
+        // Drop members whose fd was closed (or no longer ours).
+        self.members.retain(|m| {
+            let e = FDS.get(m.fd);
+            e.generation() == m.generation && matches!(e.state(), State::Tcp | State::Udp)
+        });
+        let n = self.members.len();
+        if n == 0 {
+            return 0;
+        }
+        let start = self.cursor % n;
+        let mut got = 0;
+        for i in 0..n {
+            if got >= out.len() {
+                self.cursor = (start + i) % n;
+                return got;
+            }
+            let Some(m) = self.members.get_mut((start + i) % n) else {
+                continue;
+            };
+            if m.disabled {
+                continue;
+            }
+            let Some((mask, tick)) = core_ready(FDS.get(m.fd)) else {
+                continue;
+            };
+            let hit = mask & (m.events | ALWAYS);
+            if hit == 0 {
+                continue;
+            }
+            if m.events & ET != 0 {
+                if m.tick == Some(tick) {
+                    continue;
+                }
+                m.tick = Some(tick);
+            }
+            if m.events & ONESHOT != 0 {
+                m.disabled = true;
+            }
+            if let Some(slot) = out.get_mut(got) {
+                *slot = epoll_event {
+                    events: hit,
+                    u64: m.data,
+                };
+                got += 1;
+            }
+        }
+        self.cursor = start + 1;
+        got
+    }
+}
+
+/// The epoll set of `epfd`, made if need be; `Err` if `epfd` is not an
+/// epoll fd the kernel knows (its errno), checked with a harmless
+/// `EPOLL_CTL_MOD` of the placeholder `fd`, which the kernel refuses with
+/// `ENOENT` for a real epoll fd that does not hold it.
+fn set_of(core: &mut Core, epfd: c_int, fd: c_int, ev: *mut epoll_event) -> Result<(u32, bool), Errno> {
+    let Some(ctl) = real::epoll_ctl.get() else {
+        return Err(Errno(libc::ENOSYS));
+    };
+    let mut dummy = epoll_event { events: 0, u64: 0 };
+    let probe = if ev.is_null() { &raw mut dummy } else { ev };
+    // SAFETY: `probe` points to a live epoll_event.
+    let r = unsafe { ctl(epfd, libc::EPOLL_CTL_MOD, fd, probe) };
+    let in_kernel = match r {
+        0 => true,
+        _ if sys::errno() == libc::ENOENT => false,
+        _ => return Err(Errno(sys::errno())),
+    };
+    let e = FDS.get(epfd);
+    if e.state() == State::Epoll && core.epolls.get(e.handle()).is_some() {
+        return Ok((e.handle(), in_kernel));
+    }
+    let h = core.epolls.insert(EpollSet::default());
+    if FDS.install(epfd, State::Epoll, h).is_err() {
+        core.epolls.remove(h);
+        return Err(Errno(libc::EINVAL));
+    }
+    Ok((h, in_kernel))
+}
+
+/// `epoll_ctl(2)` for a member fd that is not a plain kernel fd.
+///
+/// # Safety
+///
+/// `ev` is null or valid.
+pub unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, entry: Entry, ev: *mut epoll_event) -> Answer<c_int> {
+    if !matches!(
+        op,
+        libc::EPOLL_CTL_ADD | libc::EPOLL_CTL_MOD | libc::EPOLL_CTL_DEL
+    ) {
+        return fail(libc::EINVAL);
+    }
+    let mut core = worker::lock();
+    // A deferred listener becomes a stack listener when it is watched.
+    let entry = activate(&mut core, fd, entry);
+    match entry.state() {
+        State::Pending => return pending_ctl(&mut core, epfd, op, fd, entry, ev),
+        State::Tcp | State::Udp => {}
+        _ => return Dispatch::NotOurs,
+    }
+    if op != libc::EPOLL_CTL_DEL && ev.is_null() {
+        return fail(libc::EFAULT);
+    }
+    if epfd == fd {
+        return fail(libc::EINVAL);
+    }
+    let want = if ev.is_null() {
+        epoll_event { events: 0, u64: 0 }
+    } else {
+        // SAFETY: non-null; valid by the caller's contract.
+        unsafe { ev.read_unaligned() }
+    };
+    if op == libc::EPOLL_CTL_MOD && want.events & EXCLUSIVE != 0 {
+        return fail(libc::EINVAL);
+    }
+    let (h, in_kernel) = match set_of(&mut core, epfd, fd, ev) {
+        Ok(x) => x,
+        Err(e) => return Dispatch::Done(Err(e)),
+    };
+    let kernel_side = matches!(
+        core.socks.get(entry.handle()),
+        Some(Sock {
+            kind: Kind::Listener { kernel: true, .. },
+            ..
+        })
+    );
+    let Some(set) = core.epolls.get_mut(h) else {
+        return fail(libc::EBADF);
+    };
+    set.members.retain(|m| {
+        let e = FDS.get(m.fd);
+        e.generation() == m.generation && !e.is_kernel()
+    });
+    let pos = set
+        .members
+        .iter()
+        .position(|m| m.fd == fd && m.generation == entry.generation());
+    let member = Member {
+        fd,
+        generation: entry.generation(),
+        events: want.events,
+        data: want.u64,
+        tick: None,
+        disabled: false,
+    };
+    let r = match (op, pos) {
+        (libc::EPOLL_CTL_ADD, Some(_)) => Err(Errno(libc::EEXIST)),
+        (libc::EPOLL_CTL_ADD, None) => {
+            set.members.push(member);
+            Ok(0)
+        }
+        (libc::EPOLL_CTL_MOD, Some(i)) => {
+            if let Some(m) = set.members.get_mut(i) {
+                *m = member;
+            }
+            Ok(0)
+        }
+        (libc::EPOLL_CTL_DEL, Some(i)) => {
+            set.members.remove(i);
+            Ok(0)
+        }
+        _ => Err(Errno(libc::ENOENT)),
+    };
+    if r.is_ok() && kernel_side {
+        // The kernel half of a wildcard listener follows.
+        if let Some(kctl) = real::epoll_ctl.get() {
+            let kop = match (op, in_kernel) {
+                (libc::EPOLL_CTL_DEL, true) => Some(libc::EPOLL_CTL_DEL),
+                (libc::EPOLL_CTL_DEL, false) => None,
+                (_, true) => Some(libc::EPOLL_CTL_MOD),
+                (_, false) => Some(libc::EPOLL_CTL_ADD),
+            };
+            let mut kev = epoll_event {
+                events: want.events & !EXCLUSIVE,
+                u64: want.u64,
+            };
+            if let Some(kop) = kop {
+                // SAFETY: `kev` is a live epoll_event.
+                unsafe { kctl(epfd, kop, fd, &raw mut kev) };
+            }
+        }
+    }
+    Dispatch::Done(r)
+}
+
+/// `epoll_ctl` of a pending socket: the kernel holds it (its placeholder),
+/// and the registration is remembered in case it moves to the stack.
+fn pending_ctl(
+    core: &mut Core,
+    epfd: c_int,
+    op: c_int,
+    fd: c_int,
+    entry: Entry,
+    ev: *mut epoll_event,
+) -> Answer<c_int> {
+    let Some(kctl) = real::epoll_ctl.get() else {
+        return Dispatch::NotOurs;
+    };
+    // SAFETY: the caller's arguments, passed on.
+    let r = unsafe { kctl(epfd, op, fd, ev) };
+    if r < 0 {
+        return fail(sys::errno());
+    }
+    let want = if ev.is_null() {
+        None
+    } else {
+        // SAFETY: non-null, and the kernel accepted it.
+        Some(unsafe { ev.read_unaligned() })
+    };
+    if let Ok(Sock {
+        kind: Kind::Pending { epolls, .. },
+        ..
+    }) = socket::sock_mut(core, entry)
+    {
+        epolls.retain(|(e, _, _)| *e != epfd);
+        if let (Some(w), true) = (want, op != libc::EPOLL_CTL_DEL) {
+            epolls.push((epfd, w.events, w.u64));
+        }
+    }
+    ok(0)
+}
+
+/// A pending socket moved to the stack: its kernel registrations move to
+/// the shim's sets.
+pub fn moved_to_shim(core: &mut Core, fd: c_int, entry: Entry, regs: &[(c_int, u32, u64)]) {
+    for &(epfd, events, data) in regs {
+        if let Some(kctl) = real::epoll_ctl.get() {
+            // SAFETY: DEL ignores the event pointer.
+            unsafe { kctl(epfd, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
+        }
+        let e = FDS.get(epfd);
+        let h = if e.state() == State::Epoll && core.epolls.get(e.handle()).is_some() {
+            e.handle()
+        } else {
+            let h = core.epolls.insert(EpollSet::default());
+            if FDS.install(epfd, State::Epoll, h).is_err() {
+                core.epolls.remove(h);
+                continue;
+            }
+            h
+        };
+        if let Some(set) = core.epolls.get_mut(h) {
+            set.members.push(Member {
+                fd,
+                generation: entry.generation(),
+                events,
+                data,
+                tick: None,
+                disabled: false,
+            });
+        }
+    }
+}
+
+/// Collects ready events of the set `h` into `out`, then the kernel's.
+fn gather(core: &mut Core, h: u32, epfd: c_int, out: &mut [epoll_event]) -> Result<usize, Errno> {
+    let Some(mut set) = core.epolls.remove(h) else {
+        return Err(Errno(libc::EBADF));
+    };
+    let n = set.collect(&mut |e| socket::readiness(core, e), out);
+    // Put it back under the same handle (remove freed it; insert reuses
+    // the most recently freed slot).
+    let back = core.epolls.insert(set);
+    debug_assert_eq!(back, h);
+    let rest = out.get_mut(n..).unwrap_or_default();
+    if rest.is_empty() {
+        return Ok(n);
+    }
+    let Some(kwait) = real::epoll_wait.get() else {
+        return Ok(n);
+    };
+    // SAFETY: `rest` is a live, writable array of its length.
+    let k = unsafe { kwait(epfd, rest.as_mut_ptr(), rest.len() as c_int, 0) };
+    if k < 0 {
+        let e = sys::errno();
+        return if n > 0 || e == libc::EINTR {
+            Ok(n)
+        } else {
+            Err(Errno(e))
+        };
+    }
+    Ok(n + k as usize)
+}
+
+/// `epoll_wait`/`epoll_pwait`/`epoll_pwait2` on an epoll fd with
+/// accelerated members.
+///
+/// # Safety
+///
+/// `events` is valid for `maxevents` entries; `sigmask` null or valid.
+pub unsafe fn wait(
+    epfd: c_int,
+    entry: Entry,
+    events: *mut epoll_event,
+    maxevents: c_int,
+    timeout: Option<Duration>,
+    sigmask: *const libc::sigset_t,
+) -> Answer<c_int> {
+    if entry.state() != State::Epoll {
+        return Dispatch::NotOurs;
+    }
+    if maxevents <= 0 || maxevents as usize > (i32::MAX as usize) / size_of::<epoll_event>() {
+        return fail(libc::EINVAL);
+    }
+    if events.is_null() {
+        return fail(libc::EFAULT);
+    }
+    // SAFETY: the caller's contract.
+    let out = unsafe { std::slice::from_raw_parts_mut(events, maxevents as usize) };
+    let h = entry.handle();
+    {
+        let mut core = worker::lock();
+        core.drive();
+        match gather(&mut core, h, epfd, out) {
+            Ok(0) => {}
+            r => return Dispatch::Done(r.map(|n| n as c_int)),
+        }
+    }
+    if timeout.is_some_and(|t| t.is_zero()) {
+        return ok(0);
+    }
+    let dl = socket::deadline(timeout);
+    let mut extra = [libc::pollfd {
+        fd: epfd,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    let mut f = |core: &mut Core| match gather(core, h, epfd, out) {
+        Ok(0) => None,
+        r => Some(r),
+    };
+    // SAFETY: the caller's contract: null or a valid mask.
+    let mask = unsafe { sigmask.as_ref() };
+    match block(dl, &mut extra, mask, &mut f) {
+        Ok(r) => Dispatch::Done(r.map(|n| n as c_int)),
+        Err(WaitEnd::TimedOut) => ok(0),
+        Err(WaitEnd::Interrupted) => fail(libc::EINTR),
+    }
+}
+
+/// An epoll timeout in milliseconds as a duration (`None`: forever).
+pub fn ms(timeout: c_int) -> Option<Duration> {
+    (timeout >= 0).then(|| Duration::from_millis(timeout as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(fd: c_int, events: u32) -> Member {
+        Member {
+            fd,
+            generation: FDS.get(fd).generation(),
+            events,
+            data: fd as u64,
+            tick: None,
+            disabled: false,
+        }
+    }
+
+    #[test]
+    fn level_edge_and_oneshot() {
+        let (a, b, c) = (50_001, 50_002, 50_003);
+        for fd in [a, b, c] {
+            FDS.install(fd, State::Tcp, 0).unwrap();
+        }
+        let mut set = EpollSet {
+            members: vec![
+                member(a, libc::EPOLLIN as u32),
+                member(b, libc::EPOLLIN as u32 | ET),
+                member(c, libc::EPOLLIN as u32 | ONESHOT),
+            ],
+            cursor: 0,
+        };
+        let mut tick = 1;
+        let mut out = [epoll_event { events: 0, u64: 0 }; 8];
+        let mut ready = |_: Entry| Some((libc::EPOLLIN as u32 | libc::EPOLLOUT as u32, 1));
+        assert_eq!(set.collect(&mut ready, &mut out), 3, "all three the first time");
+        assert!(
+            out.iter().take(3).all(|e| { e.events } == libc::EPOLLIN as u32),
+            "only what was asked"
+        );
+        assert_eq!(
+            set.collect(&mut ready, &mut out),
+            1,
+            "level only: same tick, oneshot fired"
+        );
+        assert_eq!({ out[0].u64 }, a as u64);
+        tick += 1;
+        let mut moved = |_: Entry| Some((libc::EPOLLIN as u32, tick));
+        assert_eq!(
+            set.collect(&mut moved, &mut out),
+            2,
+            "the edge fires again on a new tick"
+        );
+        // Closed: the members go.
+        FDS.clear(a);
+        assert_eq!(
+            set.collect(&mut moved, &mut out),
+            0,
+            "b saw this tick, c is disabled"
+        );
+        assert_eq!(set.members.len(), 2);
+        for fd in [b, c] {
+            FDS.clear(fd);
+        }
+    }
+
+    #[test]
+    fn hangup_is_always_reported_and_scans_are_fair() {
+        let fds = [50_011, 50_012, 50_013];
+        for fd in fds {
+            FDS.install(fd, State::Tcp, 0).unwrap();
+        }
+        let mut set = EpollSet {
+            members: fds.iter().map(|&fd| member(fd, libc::EPOLLOUT as u32)).collect(),
+            cursor: 0,
+        };
+        let mut out = [epoll_event { events: 0, u64: 0 }; 1];
+        let mut hup = |_: Entry| Some((libc::EPOLLHUP as u32 | libc::EPOLLIN as u32, 1));
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            assert_eq!(set.collect(&mut hup, &mut out), 1);
+            assert_eq!({ out[0].events }, libc::EPOLLHUP as u32);
+            seen.push(out[0].u64);
+        }
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            fds.iter().map(|&f| f as u64).collect::<Vec<_>>(),
+            "each in turn"
+        );
+        for fd in fds {
+            FDS.clear(fd);
+        }
+    }
+}

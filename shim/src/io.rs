@@ -1,0 +1,784 @@
+//! Data and control on accelerated sockets: the `read`/`recv` family, the
+//! `write`/`send` family, `sendfile`, `shutdown`, socket options, `fcntl`
+//! and `ioctl`, and the address queries.
+//!
+//! Blocking follows the program's view of the socket (`O_NONBLOCK`,
+//! `MSG_DONTWAIT`): a call that would block drives the worker until it can
+//! go on (see `worker::block`), up to `SO_RCVTIMEO`/`SO_SNDTIMEO`
+//! (`EAGAIN` then, as from the kernel). A blocking send returns when all
+//! of it is queued; a receive as soon as there is data (all of it with
+//! `MSG_WAITALL`). `EPIPE` raises `SIGPIPE` unless `MSG_NOSIGNAL`. A signal
+//! ends the wait with `EINTR` unless every handler has `SA_RESTART`.
+//!
+//! Every receive polls the stack first, so data that arrived is seen;
+//! every send polls after, so queued data leaves at once.
+
+use crate::fdtable::{Entry, State};
+use crate::logging::log;
+use crate::skeleton::{Dispatch, Errno};
+use crate::sock::{Kind, Sock};
+use crate::sockaddr as sa;
+use crate::socket::{conn_of, deadline, fail, interrupts, ok, se, sock_mut, Answer};
+use crate::sys;
+use crate::worker::{self, block, Core, WaitEnd};
+use core::net::SocketAddrV4;
+use libc::{c_int, c_void, iovec, sockaddr, socklen_t};
+use std::time::Duration;
+
+/// The program's buffers, as iovecs (unchecked).
+pub type Iov<'a> = &'a [iovec];
+
+/// `len` bytes at `base` as a slice (empty for a zero length).
+///
+/// # Safety
+///
+/// `base` is valid for reading and writing `len` bytes, or `len` is 0.
+unsafe fn buf<'a>(base: *mut c_void, len: usize) -> &'a mut [u8] {
+    if len == 0 || base.is_null() {
+        return &mut [];
+    }
+    // SAFETY: the caller's contract.
+    unsafe { std::slice::from_raw_parts_mut(base.cast(), len) }
+}
+
+/// One try at reading a TCP connection into `iov`.
+///
+/// # Safety
+///
+/// `iov` describes buffers valid for writing.
+unsafe fn tcp_read(core: &mut Core, entry: Entry, iov: Iov<'_>, peek: bool) -> Result<usize, Errno> {
+    let h = conn_of(core, entry)?;
+    let stack = core.stack().ok_or(Errno(libc::EBADF))?;
+    let mut total = 0;
+    for v in iov {
+        // SAFETY: the caller's contract.
+        let b = unsafe { buf(v.iov_base, v.iov_len) };
+        if b.is_empty() {
+            continue;
+        }
+        let want = b.len();
+        let r = if peek {
+            stack.iface.tcp.with_conn(h, |s| s.peek(b))
+        } else {
+            stack.iface.tcp.recv(h, b)
+        };
+        match r {
+            Ok(n) => {
+                total += n;
+                if n < want || peek {
+                    break;
+                }
+            }
+            Err(_) if total > 0 => break,
+            Err(e) => return Err(se(e)),
+        }
+    }
+    if total == 0 && iov.iter().all(|v| v.iov_len == 0) {
+        // A zero-length read: 0, or the pending error.
+        return stack.iface.tcp.recv(h, &mut []).map_err(se);
+    }
+    Ok(total)
+}
+
+/// One try at queueing `iov` (from byte `skip` on) on a TCP connection.
+///
+/// # Safety
+///
+/// `iov` describes buffers valid for reading.
+unsafe fn tcp_write(core: &mut Core, entry: Entry, iov: Iov<'_>, mut skip: usize) -> Result<usize, Errno> {
+    let h = conn_of(core, entry).map_err(|e| {
+        if e.0 == libc::ENOTCONN {
+            Errno(libc::EPIPE)
+        } else {
+            e
+        }
+    })?;
+    let stack = core.stack().ok_or(Errno(libc::EBADF))?;
+    let mut total = 0;
+    let mut any = false;
+    for v in iov {
+        // SAFETY: the caller's contract.
+        let b = unsafe { buf(v.iov_base, v.iov_len) };
+        if skip >= b.len() {
+            skip -= b.len();
+            continue;
+        }
+        let b = b.get(skip..).unwrap_or_default();
+        skip = 0;
+        any = true;
+        match stack.iface.tcp.send(h, b) {
+            Ok(n) => {
+                total += n;
+                if n < b.len() {
+                    break;
+                }
+            }
+            Err(_) if total > 0 => break,
+            Err(e) => return Err(se(e)),
+        }
+    }
+    if !any {
+        // Nothing to send: 0, or the error a send would report.
+        return stack.iface.tcp.send(h, &[]).map_err(se);
+    }
+    Ok(total)
+}
+
+/// Total length of `iov`.
+fn iov_len(iov: Iov<'_>) -> usize {
+    iov.iter().map(|v| v.iov_len).fold(0usize, usize::saturating_add)
+}
+
+/// The socket's blocking view and timeouts.
+fn mode(core: &mut Core, entry: Entry) -> Result<(bool, Option<Duration>, Option<Duration>), Errno> {
+    let s = sock_mut(core, entry)?;
+    Ok((s.nonblock, s.opts.rcvtimeo, s.opts.sndtimeo))
+}
+
+/// Whether the entry is one the data calls answer (not pending, not
+/// inert): `None` means "not ours" (the kernel answers).
+fn answers(entry: Entry) -> bool {
+    matches!(entry.state(), State::Tcp | State::Udp)
+}
+
+/// The `read`/`recv` family on a TCP socket (UDP goes to `udp`).
+///
+/// # Safety
+///
+/// `iov` describes buffers valid for writing.
+pub unsafe fn recv(entry: Entry, iov: Iov<'_>, flags: c_int) -> Answer<isize> {
+    if !answers(entry) {
+        return Dispatch::NotOurs;
+    }
+    if entry.state() == State::Udp {
+        // SAFETY: the caller's contract.
+        return unsafe { crate::udp::recv(entry, iov, flags, std::ptr::null_mut(), std::ptr::null_mut()) };
+    }
+    let peek = flags & libc::MSG_PEEK != 0;
+    let waitall = flags & libc::MSG_WAITALL != 0 && !peek;
+    let want = iov_len(iov);
+    let (nonblock, timeout) = {
+        let mut core = worker::lock();
+        core.drive();
+        let (nb, rt, _) = match mode(&mut core, entry) {
+            Ok(m) => m,
+            Err(e) => return Dispatch::Done(Err(e)),
+        };
+        let nonblock = nb || flags & libc::MSG_DONTWAIT != 0;
+        // SAFETY: the caller's contract.
+        match unsafe { tcp_read(&mut core, entry, iov, peek) } {
+            Ok(n) if n > 0 && (!waitall || n == want || nonblock) => {
+                core.drive();
+                return ok(n as isize);
+            }
+            Ok(0) => return ok(0),
+            Ok(n) => {
+                // MSG_WAITALL, partly filled: wait for the rest.
+                drop(core);
+                // SAFETY: the caller's contract.
+                return unsafe { recv_rest(entry, iov, n, rt) };
+            }
+            Err(e) if e.0 != libc::EAGAIN || nonblock => return Dispatch::Done(Err(e)),
+            Err(_) => (nonblock, rt),
+        }
+    };
+    let _ = nonblock;
+    let dl = deadline(timeout);
+    let mut f = |core: &mut Core| {
+        // SAFETY: the caller's contract.
+        match unsafe { tcp_read(core, entry, iov, peek) } {
+            Err(Errno(libc::EAGAIN)) => None,
+            r => Some(r),
+        }
+    };
+    loop {
+        match block(dl, &mut [], None, &mut f) {
+            Ok(Ok(n)) if waitall && n > 0 && n < want => {
+                // SAFETY: the caller's contract.
+                return unsafe { recv_rest(entry, iov, n, timeout) };
+            }
+            Ok(r) => {
+                worker::lock().drive();
+                return Dispatch::Done(r.map(|n| n as isize));
+            }
+            Err(WaitEnd::TimedOut) => return fail(libc::EAGAIN),
+            Err(WaitEnd::Interrupted) if interrupts() => return fail(libc::EINTR),
+            Err(WaitEnd::Interrupted) => {}
+        }
+    }
+}
+
+/// `MSG_WAITALL` after `got` bytes: read until `iov` is full, the stream
+/// ends, an error or the timeout (what was read is returned then).
+///
+/// # Safety
+///
+/// As for [`recv`].
+unsafe fn recv_rest(entry: Entry, iov: Iov<'_>, mut got: usize, timeout: Option<Duration>) -> Answer<isize> {
+    let want = iov_len(iov);
+    let dl = deadline(timeout);
+    while got < want {
+        // The iovecs that remain after `got` bytes.
+        let rest = trimmed(iov, got);
+        let mut f = |core: &mut Core| {
+            // SAFETY: the caller's contract; `rest` points into `iov`.
+            match unsafe { tcp_read(core, entry, &rest, false) } {
+                Err(Errno(libc::EAGAIN)) => None,
+                r => Some(r),
+            }
+        };
+        match block(dl, &mut [], None, &mut f) {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got += n,
+            Err(WaitEnd::Interrupted) if !interrupts() => {}
+            Err(_) => break,
+        }
+    }
+    worker::lock().drive();
+    ok(got as isize)
+}
+
+/// `iov` without its first `skip` bytes.
+fn trimmed(iov: Iov<'_>, mut skip: usize) -> Vec<iovec> {
+    let mut out = Vec::with_capacity(iov.len());
+    for v in iov {
+        if skip >= v.iov_len {
+            skip -= v.iov_len;
+            continue;
+        }
+        out.push(iovec {
+            iov_base: v.iov_base.cast::<u8>().wrapping_add(skip).cast(),
+            iov_len: v.iov_len - skip,
+        });
+        skip = 0;
+    }
+    out
+}
+
+/// Raises `SIGPIPE` in the calling thread, as the kernel does for a send
+/// on a shut socket.
+fn sigpipe() {
+    // SAFETY: gettid/tgkill take no pointers.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid);
+        libc::syscall(libc::SYS_tgkill, sys::getpid(), tid, libc::SIGPIPE);
+    }
+}
+
+/// The `write`/`send` family on a TCP socket (UDP goes to `udp`).
+///
+/// # Safety
+///
+/// `iov` describes buffers valid for reading.
+pub unsafe fn send(entry: Entry, iov: Iov<'_>, flags: c_int) -> Answer<isize> {
+    if !answers(entry) {
+        return Dispatch::NotOurs;
+    }
+    if entry.state() == State::Udp {
+        // SAFETY: the caller's contract.
+        return unsafe { crate::udp::send(entry, iov, flags, None) };
+    }
+    let total = iov_len(iov);
+    let (nonblock, timeout, first) = {
+        let mut core = worker::lock();
+        let (nb, _, st) = match mode(&mut core, entry) {
+            Ok(m) => m,
+            Err(e) => return Dispatch::Done(Err(e)),
+        };
+        // SAFETY: the caller's contract.
+        let r = unsafe { tcp_write(&mut core, entry, iov, 0) };
+        core.drive();
+        (nb || flags & libc::MSG_DONTWAIT != 0, st, r)
+    };
+    let mut done = match first {
+        Ok(n) if n == total || nonblock => return ok(n as isize),
+        Ok(n) => n,
+        Err(Errno(libc::EAGAIN)) if !nonblock => 0,
+        Err(e) => {
+            if e.0 == libc::EPIPE && flags & libc::MSG_NOSIGNAL == 0 {
+                sigpipe();
+            }
+            return Dispatch::Done(Err(e));
+        }
+    };
+    let dl = deadline(timeout);
+    while done < total {
+        let mut f = |core: &mut Core| {
+            // SAFETY: the caller's contract.
+            let r = unsafe { tcp_write(core, entry, iov, done) };
+            core.drive();
+            match r {
+                Err(Errno(libc::EAGAIN)) => None,
+                r => Some(r),
+            }
+        };
+        match block(dl, &mut [], None, &mut f) {
+            Ok(Ok(n)) => done += n,
+            Ok(Err(e)) if done == 0 => {
+                if e.0 == libc::EPIPE && flags & libc::MSG_NOSIGNAL == 0 {
+                    sigpipe();
+                }
+                return Dispatch::Done(Err(e));
+            }
+            Ok(Err(_)) => break,
+            Err(WaitEnd::Interrupted) if !interrupts() => {}
+            Err(WaitEnd::TimedOut) if done == 0 => return fail(libc::EAGAIN),
+            Err(WaitEnd::Interrupted) if done == 0 => return fail(libc::EINTR),
+            Err(_) => break,
+        }
+    }
+    ok(done as isize)
+}
+
+/// One iovec for a plain buffer.
+pub fn one(base: *const c_void, len: usize) -> iovec {
+    iovec {
+        iov_base: base.cast_mut(),
+        iov_len: len,
+    }
+}
+
+/// `sendfile(out_fd = ours, in_fd, offset, count)`: the file read with raw
+/// `pread` and queued on the connection; `*offset` (or the file position,
+/// when `offset` is null) advances by what was queued.
+///
+/// # Safety
+///
+/// `offset` is null or valid.
+pub unsafe fn sendfile(entry: Entry, in_fd: c_int, offset: *mut i64, count: usize) -> Answer<isize> {
+    if entry.state() != State::Tcp {
+        return if answers(entry) {
+            fail(libc::EINVAL)
+        } else {
+            Dispatch::NotOurs
+        };
+    }
+    let mut pos = if offset.is_null() {
+        match sys::lseek(in_fd, 0, libc::SEEK_CUR) {
+            Ok(p) => p,
+            Err(e) => return fail(e),
+        }
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { offset.read_unaligned() }
+    };
+    let (nonblock, timeout) = {
+        let mut core = worker::lock();
+        match mode(&mut core, entry) {
+            Ok((nb, _, st)) => (nb, st),
+            Err(e) => return Dispatch::Done(Err(e)),
+        }
+    };
+    let mut chunk = vec![0u8; 128 * 1024];
+    let mut sent = 0usize;
+    let dl = deadline(timeout);
+    let mut result: Result<(), Errno> = Ok(());
+    'outer: while sent < count {
+        let want = (count - sent).min(chunk.len());
+        let Some(b) = chunk.get_mut(..want) else { break };
+        let n = match sys::pread(in_fd, b, pos) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                result = Err(Errno(e));
+                break;
+            }
+        };
+        let data = b.get(..n).unwrap_or_default();
+        let mut off = 0;
+        while off < n {
+            let v = [one(data.as_ptr().wrapping_add(off).cast(), n - off)];
+            let r = {
+                let mut core = worker::lock();
+                // SAFETY: `v` points into `chunk`.
+                let r = unsafe { tcp_write(&mut core, entry, &v, 0) };
+                core.drive();
+                r
+            };
+            match r {
+                Ok(k) => off += k,
+                Err(Errno(libc::EAGAIN)) if nonblock => {
+                    if sent + off == 0 {
+                        result = Err(Errno(libc::EAGAIN));
+                    }
+                    sent += off;
+                    pos += off as i64;
+                    break 'outer;
+                }
+                Err(Errno(libc::EAGAIN)) => {
+                    let mut f = |core: &mut Core| {
+                        let h = conn_of(core, entry).ok()?;
+                        let r = core.stack()?.iface.tcp.readiness(h).ok()?;
+                        (r.writable || r.hangup || r.error).then_some(())
+                    };
+                    match block(dl, &mut [], None, &mut f) {
+                        Ok(()) => {}
+                        Err(WaitEnd::Interrupted) if !interrupts() => {}
+                        Err(e) => {
+                            if sent + off == 0 {
+                                result = Err(Errno(if e == WaitEnd::TimedOut {
+                                    libc::EAGAIN
+                                } else {
+                                    libc::EINTR
+                                }));
+                            }
+                            sent += off;
+                            pos += off as i64;
+                            break 'outer;
+                        }
+                    }
+                }
+                Err(e) => {
+                    if sent + off == 0 {
+                        if e.0 == libc::EPIPE {
+                            sigpipe();
+                        }
+                        result = Err(e);
+                    }
+                    sent += off;
+                    pos += off as i64;
+                    break 'outer;
+                }
+            }
+        }
+        sent += n;
+        pos += n as i64;
+    }
+    if offset.is_null() {
+        let _ = sys::lseek(in_fd, pos, libc::SEEK_SET);
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { offset.write_unaligned(pos) };
+    }
+    match result {
+        Err(e) if sent == 0 => Dispatch::Done(Err(e)),
+        _ => ok(sent as isize),
+    }
+}
+
+/// `shutdown(2)`.
+pub fn shutdown(entry: Entry, how: c_int) -> Answer<c_int> {
+    if !answers(entry) {
+        return Dispatch::NotOurs;
+    }
+    let (rd, wr) = match how {
+        libc::SHUT_RD => (true, false),
+        libc::SHUT_WR => (false, true),
+        libc::SHUT_RDWR => (true, true),
+        _ => return fail(libc::EINVAL),
+    };
+    let mut core = worker::lock();
+    let h = match conn_of(&core, entry) {
+        Ok(h) => h,
+        Err(e) => return Dispatch::Done(Err(e)),
+    };
+    let r = match core.stack() {
+        Some(s) => s.iface.tcp.shutdown(h, rd, wr).map_err(se),
+        None => Err(Errno(libc::ENOTCONN)),
+    };
+    core.drive();
+    Dispatch::Done(r.map(|()| 0))
+}
+
+/// `getsockname(2)` / `getpeername(2)`.
+///
+/// # Safety
+///
+/// `addr`/`len` as for those calls.
+pub unsafe fn name(entry: Entry, peer: bool, addr: *mut sockaddr, len: *mut socklen_t) -> Answer<c_int> {
+    let mut core = worker::lock();
+    let kind = match core.socks.get(entry.handle()) {
+        Some(s) => s.kind.clone(),
+        None => return Dispatch::NotOurs,
+    };
+    let a: Result<SocketAddrV4, Errno> = match (&kind, peer) {
+        (Kind::Pending { bound: Some(b), .. }, false) => Ok(*b),
+        (Kind::Pending { .. }, _) => return Dispatch::NotOurs,
+        (Kind::Listener { local, .. }, false) => Ok(*local),
+        (Kind::Listener { .. }, true) => Err(Errno(libc::ENOTCONN)),
+        (Kind::Tcp(h), _) => match core.stack() {
+            Some(s) if peer => s.iface.tcp.peer_addr(*h).map_err(se),
+            Some(s) => s
+                .iface
+                .tcp
+                .local_addr(*h)
+                .map_err(se)
+                .map(|a| a.unwrap_or(SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0))),
+            None => Err(Errno(libc::EBADF)),
+        },
+        (Kind::Udp(h), _) => match core.stack().and_then(|s| s.iface.udp(*h)) {
+            Some(u) if peer => u.remote().ok_or(Errno(libc::ENOTCONN)),
+            Some(u) => Ok(u
+                .local()
+                .unwrap_or(SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0))),
+            None => Err(Errno(libc::EBADF)),
+        },
+    };
+    drop(core);
+    // SAFETY: the caller's contract.
+    Dispatch::Done(a.and_then(|a| unsafe { sa::write(a, addr, len) }).map(|()| 0))
+}
+
+/// Reads an int option value.
+///
+/// # Safety
+///
+/// `val` is valid for `len` bytes.
+unsafe fn int_val(val: *const c_void, len: socklen_t) -> Option<c_int> {
+    if val.is_null() || (len as usize) < size_of::<c_int>() {
+        return None;
+    }
+    // SAFETY: checked size; the caller's contract.
+    Some(unsafe { val.cast::<c_int>().read_unaligned() })
+}
+
+/// A timeval option value as a timeout (`None`: no timeout).
+///
+/// # Safety
+///
+/// `val` is valid for `len` bytes.
+unsafe fn time_val(val: *const c_void, len: socklen_t) -> Option<Option<Duration>> {
+    if val.is_null() || (len as usize) < size_of::<libc::timeval>() {
+        return None;
+    }
+    // SAFETY: checked size; the caller's contract.
+    let tv = unsafe { val.cast::<libc::timeval>().read_unaligned() };
+    let d = Duration::from_secs(tv.tv_sec.max(0) as u64) + Duration::from_micros(tv.tv_usec.max(0) as u64);
+    Some((!d.is_zero()).then_some(d))
+}
+
+/// `setsockopt(2)`: the placeholder takes every option first (so errors
+/// are the kernel's); the ones the stack needs are recorded and applied.
+///
+/// # Safety
+///
+/// `val` is valid for `len` bytes.
+pub unsafe fn setsockopt(
+    entry: Entry,
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *const c_void,
+    len: socklen_t,
+) -> Answer<c_int> {
+    let Some(f) = crate::interpose::real::setsockopt.get() else {
+        return Dispatch::NotOurs;
+    };
+    // SAFETY: the caller's arguments, passed on.
+    let r = unsafe { f(fd, level, name, val, len) };
+    if r < 0 {
+        return fail(sys::errno());
+    }
+    let mut core = worker::lock();
+    let Ok(s) = sock_mut(&mut core, entry) else {
+        return ok(0);
+    };
+    // SAFETY: the caller's contract (the kernel accepted the sizes).
+    unsafe {
+        match (level, name) {
+            (libc::SOL_SOCKET, libc::SO_REUSEADDR) => s.opts.reuse_addr = int_val(val, len).unwrap_or(0) != 0,
+            (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => s.opts.keepalive = int_val(val, len).unwrap_or(0) != 0,
+            (libc::SOL_SOCKET, libc::SO_RCVBUF) => {
+                s.opts.rcvbuf = int_val(val, len).map(|v| v.max(0) as usize * 2)
+            }
+            (libc::SOL_SOCKET, libc::SO_SNDBUF) => {
+                s.opts.sndbuf = int_val(val, len).map(|v| v.max(0) as usize * 2)
+            }
+            (libc::SOL_SOCKET, libc::SO_RCVTIMEO) => s.opts.rcvtimeo = time_val(val, len).flatten(),
+            (libc::SOL_SOCKET, libc::SO_SNDTIMEO) => s.opts.sndtimeo = time_val(val, len).flatten(),
+            (libc::SOL_SOCKET, libc::SO_LINGER) if (len as usize) >= size_of::<libc::linger>() => {
+                let l = val.cast::<libc::linger>().read_unaligned();
+                s.opts.linger_zero = l.l_onoff != 0 && l.l_linger == 0;
+            }
+            (libc::IPPROTO_TCP, libc::TCP_NODELAY) => s.opts.nodelay = int_val(val, len).unwrap_or(0) != 0,
+            _ => return ok(0),
+        }
+    }
+    let (kind, opts) = (s.kind.clone(), s.opts);
+    if let (Kind::Tcp(h) | Kind::Listener { tcp: Some(h), .. }, Some(stack)) = (kind, core.stack()) {
+        crate::socket::apply_opts(&mut stack.iface.tcp, h, &opts);
+    }
+    ok(0)
+}
+
+/// Writes an int option value the way the kernel does (truncated to
+/// `*len`, `*len` set to what was written).
+///
+/// # Safety
+///
+/// `val`/`len` valid as for `getsockopt`.
+unsafe fn put_int(val: *mut c_void, len: *mut socklen_t, v: c_int) -> Result<c_int, Errno> {
+    if len.is_null() || val.is_null() {
+        return Err(Errno(libc::EFAULT));
+    }
+    // SAFETY: the caller's contract.
+    let room = unsafe { len.read_unaligned() };
+    if (room as c_int) < 0 {
+        return Err(Errno(libc::EINVAL));
+    }
+    let n = (room as usize).min(size_of::<c_int>());
+    let bytes = v.to_ne_bytes();
+    // SAFETY: `val` has `room >= n` bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), val.cast::<u8>(), n);
+        len.write_unaligned(n as socklen_t);
+    }
+    Ok(0)
+}
+
+/// `getsockopt(2)`: what the stack knows; the rest from the placeholder.
+///
+/// # Safety
+///
+/// `val`/`len` valid as for `getsockopt`.
+pub unsafe fn getsockopt(
+    entry: Entry,
+    level: c_int,
+    name: c_int,
+    val: *mut c_void,
+    len: *mut socklen_t,
+) -> Answer<c_int> {
+    let mut core = worker::lock();
+    let Some(Sock { kind, opts, .. }) = core.socks.get(entry.handle()).cloned() else {
+        return Dispatch::NotOurs;
+    };
+    let tcp = match kind {
+        Kind::Tcp(h) | Kind::Listener { tcp: Some(h), .. } => Some(h),
+        _ => None,
+    };
+    let v: c_int = match (level, name) {
+        (libc::SOL_SOCKET, libc::SO_ERROR) => match (tcp, &kind, core.stack()) {
+            (Some(h), Kind::Tcp(_), Some(s)) => s
+                .iface
+                .tcp
+                .with_conn(h, |c| Ok(c.take_error()))
+                .ok()
+                .flatten()
+                .map_or(0, |e| e.0),
+            _ => return Dispatch::NotOurs,
+        },
+        (libc::SOL_SOCKET, libc::SO_ACCEPTCONN) => c_int::from(matches!(kind, Kind::Listener { .. })),
+        (libc::SOL_SOCKET, libc::SO_REUSEADDR) => c_int::from(opts.reuse_addr),
+        (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => c_int::from(opts.keepalive),
+        (libc::IPPROTO_TCP, libc::TCP_NODELAY) => c_int::from(opts.nodelay),
+        (libc::SOL_SOCKET, libc::SO_RCVBUF | libc::SO_SNDBUF) => match (tcp, core.stack()) {
+            (Some(h), Some(s)) => match s.iface.tcp.config(h) {
+                Ok(c) if name == libc::SO_RCVBUF => c.recv_buffer as c_int,
+                Ok(c) => c.send_buffer as c_int,
+                Err(_) => return Dispatch::NotOurs,
+            },
+            _ => return Dispatch::NotOurs,
+        },
+        (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => match (tcp, core.stack()) {
+            (Some(h), Some(s)) => s.iface.tcp.socket(h).map_or(536, |c| c.mss() as c_int),
+            _ => return Dispatch::NotOurs,
+        },
+        _ => return Dispatch::NotOurs,
+    };
+    drop(core);
+    // SAFETY: the caller's contract.
+    Dispatch::Done(unsafe { put_int(val, len, v) })
+}
+
+/// `fcntl(2)`: `O_NONBLOCK` is the program's view; everything else is the
+/// placeholder's.
+pub fn fcntl(entry: Entry, fd: c_int, cmd: c_int, arg: libc::c_ulong) -> Answer<c_int> {
+    if !matches!(entry.state(), State::Pending | State::Tcp | State::Udp)
+        || !matches!(cmd, libc::F_GETFL | libc::F_SETFL)
+    {
+        return Dispatch::NotOurs;
+    }
+    let mut core = worker::lock();
+    let Ok(s) = sock_mut(&mut core, entry) else {
+        return Dispatch::NotOurs;
+    };
+    let listener_in_kernel = matches!(s.kind, Kind::Listener { kernel: true, .. });
+    let Some(real) = crate::interpose::real::fcntl.get() else {
+        return Dispatch::NotOurs;
+    };
+    if cmd == libc::F_GETFL {
+        // SAFETY: F_GETFL takes no argument.
+        let fl = unsafe { real(fd, libc::F_GETFL) };
+        if fl < 0 {
+            return fail(sys::errno());
+        }
+        let fl = if s.nonblock {
+            fl | libc::O_NONBLOCK
+        } else {
+            fl & !libc::O_NONBLOCK
+        };
+        return ok(fl);
+    }
+    let want = arg as c_int;
+    s.nonblock = want & libc::O_NONBLOCK != 0;
+    // A listening placeholder stays non-blocking: `accept` takes from it.
+    let placeholder = if listener_in_kernel {
+        want | libc::O_NONBLOCK
+    } else {
+        want
+    };
+    // SAFETY: F_SETFL takes an int.
+    let r = unsafe { real(fd, libc::F_SETFL, placeholder) };
+    if r < 0 {
+        return fail(sys::errno());
+    }
+    ok(0)
+}
+
+/// `ioctl(2)`: `FIONBIO`, `FIONREAD`, `SIOCOUTQ`; the rest to the kernel.
+///
+/// # Safety
+///
+/// `arg` is what the request takes.
+pub unsafe fn ioctl(entry: Entry, request: libc::c_ulong, arg: libc::c_ulong) -> Answer<c_int> {
+    let mut core = worker::lock();
+    let Ok(s) = sock_mut(&mut core, entry) else {
+        return Dispatch::NotOurs;
+    };
+    let p = arg as *mut c_int;
+    match request {
+        libc::FIONBIO => {
+            if p.is_null() {
+                return fail(libc::EFAULT);
+            }
+            // SAFETY: FIONBIO takes an int pointer.
+            s.nonblock = unsafe { p.read_unaligned() } != 0;
+            if entry.state() == State::Pending {
+                return Dispatch::NotOurs; // the placeholder follows
+            }
+            ok(0)
+        }
+        libc::FIONREAD | libc::TIOCOUTQ => {
+            let kind = s.kind.clone();
+            let n = match (kind, core.stack()) {
+                (Kind::Tcp(h), Some(st)) => match st.iface.tcp.socket(h) {
+                    Some(c) if request == libc::FIONREAD => c.recv_queue(),
+                    Some(c) => c.send_queue(),
+                    None => 0,
+                },
+                (Kind::Udp(h), Some(st)) if request == libc::FIONREAD => {
+                    st.iface.udp(h).map_or(0, |u| u.next_len())
+                }
+                (Kind::Listener { .. }, _) => return fail(libc::EINVAL),
+                (Kind::Pending { .. }, _) => return Dispatch::NotOurs,
+                _ => 0,
+            };
+            if p.is_null() {
+                return fail(libc::EFAULT);
+            }
+            // SAFETY: these requests take an int pointer.
+            unsafe { p.write_unaligned(n.min(c_int::MAX as usize) as c_int) };
+            ok(0)
+        }
+        _ => Dispatch::NotOurs,
+    }
+}
+
+/// Any call on an fd of the parent's stack (after `fork`): fails.
+pub fn inert(fd: c_int, what: &str) -> Answer<isize> {
+    log!(
+        warn,
+        "{what} on fd {fd}: an accelerated socket of the parent process, unusable after fork (close it)"
+    );
+    fail(libc::EBADF)
+}

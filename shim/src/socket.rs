@@ -1,0 +1,820 @@
+//! A socket's life in the shim: `socket`, `bind`, `listen`, `accept`,
+//! `connect`, the last `close`, and the decisions between stack and
+//! kernel (DESIGN.md, "File descriptors").
+//!
+//! - `socket(AF_INET, SOCK_STREAM|SOCK_DGRAM)` makes the kernel socket (the
+//!   placeholder) and marks its fd `Pending`.
+//! - `bind` to the accelerated address or the wildcard records the address
+//!   (a wildcard bind also binds the placeholder, so loopback clients still
+//!   reach it); any other address binds in the kernel and the socket is
+//!   the kernel's from then on.
+//! - `listen` on a recorded address makes a *deferred* listener: the stack
+//!   listener is made when the stack runs in this process, at the first
+//!   `accept`, `epoll_ctl` or `poll` on it (so an nginx master that listens
+//!   and forks leaves it to the worker that accepts). A wildcard listener
+//!   listens in the kernel as well, and `accept` takes from both.
+//! - `connect` to an address the stack routes (on its network, or anywhere
+//!   but loopback when `ACCEL_GW` is set) starts the stack and connects
+//!   there; anything else goes to the kernel.
+//! - If the stack cannot start, every deciding call leaves the socket in
+//!   the kernel.
+//!
+//! Errors are the kernel's errnos, from the stack or from the placeholder.
+
+use crate::counters::{self, Stay};
+use crate::epoll;
+use crate::fdtable::{Entry, State, FDS};
+use crate::interpose::real;
+use crate::logging::log;
+use crate::skeleton::{Dispatch, Errno};
+use crate::sock::{Kind, Opts, Sock};
+use crate::sockaddr::{self as sa, Addr};
+use crate::startup;
+use crate::sys;
+use crate::worker::{self, block, ensure_started, now, Core, WaitEnd};
+use accel_stack::iface::TcpHandle;
+use accel_stack::tcp::Keepalive;
+use core::net::{Ipv4Addr, SocketAddrV4};
+use libc::{c_int, sockaddr, socklen_t};
+use std::time::Duration;
+
+/// Result of a shim operation that may also leave the call to libc.
+pub type Answer<T> = Dispatch<T>;
+
+/// `Done(Err(e))`.
+pub fn fail<T>(e: c_int) -> Answer<T> {
+    Dispatch::Done(Err(Errno(e)))
+}
+
+/// `Done(Ok(v))`.
+pub fn ok<T>(v: T) -> Answer<T> {
+    Dispatch::Done(Ok(v))
+}
+
+/// A stack errno as the shim's.
+pub fn se(e: accel_stack::Errno) -> Errno {
+    Errno(e.0)
+}
+
+/// The accelerated address, if any.
+pub fn our_ip() -> Option<Ipv4Addr> {
+    startup::config().ip.map(|c| c.addr)
+}
+
+/// Whether the stack routes `ip`: on its network, or anywhere but
+/// loopback and our own address when a gateway is set.
+pub fn routed(ip: Ipv4Addr) -> bool {
+    let cfg = startup::config();
+    let Some(c) = cfg.ip else { return false };
+    if ip.is_loopback() || ip.is_unspecified() || ip == c.addr || ip.is_multicast() {
+        return false;
+    }
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(c.prefix_len.min(32)))
+        .unwrap_or(0);
+    u32::from(ip) & mask == u32::from(c.addr) & mask || cfg.gateway.is_some()
+}
+
+/// The placeholder's errno of a real call that returned `r`.
+fn real_result(r: c_int) -> Result<c_int, Errno> {
+    if r < 0 {
+        Err(Errno(sys::errno()))
+    } else {
+        Ok(r)
+    }
+}
+
+/// The socket behind `entry`.
+pub fn sock_mut(core: &mut Core, entry: Entry) -> Result<&mut Sock, Errno> {
+    core.socks.get_mut(entry.handle()).ok_or(Errno(libc::EBADF))
+}
+
+/// The socket of an fd becomes the kernel's for good: its entry becomes a
+/// kernel entry, its `Sock` goes.
+pub fn to_kernel(core: &mut Core, fd: c_int, entry: Entry, why: Stay) {
+    if FDS.transition(fd, entry, State::Kernel).is_ok() {
+        core.socks.remove(entry.handle());
+    }
+    counters::stayed(why);
+    log!(info, "fd {fd}: stays in the kernel: {}", why.text());
+}
+
+/// `socket(2)`: AF_INET TCP and UDP sockets get a `Pending` entry.
+pub fn socket(domain: c_int, ty: c_int, protocol: c_int) -> Answer<c_int> {
+    if domain != libc::AF_INET || our_ip().is_none() {
+        return Dispatch::NotOurs;
+    }
+    if matches!(worker::status(), worker::Status::Failed | worker::Status::Forked) {
+        return Dispatch::NotOurs;
+    }
+    let base = ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
+    let dgram = match (base, protocol) {
+        (libc::SOCK_STREAM, 0 | libc::IPPROTO_TCP) => false,
+        (libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP) => true,
+        _ => return Dispatch::NotOurs,
+    };
+    let Some(real_socket) = real::socket.get() else {
+        return Dispatch::NotOurs;
+    };
+    // SAFETY: socket takes no pointers.
+    let fd = unsafe { real_socket(domain, ty, protocol) };
+    if fd < 0 {
+        return Dispatch::Done(Err(Errno(sys::errno())));
+    }
+    let mut core = worker::lock();
+    let h = core
+        .socks
+        .insert(Sock::pending(dgram, ty & libc::SOCK_NONBLOCK != 0));
+    if FDS.install(fd, State::Pending, h).is_err() {
+        // A stale entry (a number the program closed behind our back):
+        // take it over.
+        FDS.clear(fd);
+        if FDS.install(fd, State::Pending, h).is_err() {
+            core.socks.remove(h);
+        }
+    }
+    ok(fd)
+}
+
+/// `bind(2)`.
+///
+/// # Safety
+///
+/// `addr` is valid for `len` bytes or null.
+pub unsafe fn bind(entry: Entry, fd: c_int, addr: *const sockaddr, len: socklen_t) -> Answer<c_int> {
+    if entry.state() != State::Pending {
+        return match entry.state() {
+            State::Tcp | State::Udp => fail(libc::EINVAL),
+            _ => Dispatch::NotOurs,
+        };
+    }
+    // SAFETY: the caller's contract.
+    let Ok(Addr::V4(a)) = (unsafe { sa::read_in(addr, len) }) else {
+        return Dispatch::NotOurs; // the kernel reports what is wrong
+    };
+    let mut core = worker::lock();
+    let ours = our_ip() == Some(*a.ip());
+    if !ours && !a.ip().is_unspecified() {
+        let Some(real_bind) = real::bind.get() else {
+            return Dispatch::NotOurs;
+        };
+        // SAFETY: the caller's address, passed on.
+        let r = unsafe { real_bind(fd, addr, len) };
+        if r == 0 {
+            to_kernel(&mut core, fd, entry, Stay::OtherAddress);
+        }
+        return Dispatch::Done(real_result(r));
+    }
+    let reuse = core.socks.get(entry.handle()).is_some_and(|s| s.opts.reuse_addr);
+    match core.socks.get(entry.handle()).map(|s| &s.kind) {
+        Some(Kind::Pending {
+            bound: None,
+            kernel_bound: false,
+            ..
+        }) => {}
+        Some(_) => return fail(libc::EINVAL),
+        None => return fail(libc::EBADF),
+    }
+    let mut local = a;
+    let mut kernel_bound = false;
+    if a.ip().is_unspecified() {
+        let Some(real_bind) = real::bind.get() else {
+            return Dispatch::NotOurs;
+        };
+        // SAFETY: as above.
+        let r = unsafe { real_bind(fd, addr, len) };
+        if r < 0 {
+            return Dispatch::Done(real_result(r));
+        }
+        kernel_bound = true;
+        if a.port() == 0 {
+            local = SocketAddrV4::new(*a.ip(), kernel_port(fd).unwrap_or(0));
+        }
+    } else {
+        let dgram = matches!(
+            core.socks.get(entry.handle()).map(|s| &s.kind),
+            Some(Kind::Pending { dgram: true, .. })
+        );
+        if a.port() == 0 {
+            match free_port(&mut core, *a.ip(), dgram) {
+                Some(p) => local = SocketAddrV4::new(*a.ip(), p),
+                None => return fail(libc::EADDRINUSE),
+            }
+        } else if port_taken(&core, local, dgram, reuse, entry.handle()) {
+            return fail(libc::EADDRINUSE);
+        }
+    }
+    let mut is_dgram = false;
+    if let Some(Sock {
+        kind:
+            Kind::Pending {
+                bound,
+                kernel_bound: kb,
+                dgram,
+                ..
+            },
+        ..
+    }) = core.socks.get_mut(entry.handle())
+    {
+        *bound = Some(local);
+        *kb = kernel_bound;
+        is_dgram = *dgram;
+    }
+    if is_dgram {
+        // UDP sockets need no deferral: they move to the stack now.
+        return match crate::udp::activate_for(&mut core, fd, entry, Some(local)) {
+            Ok(_) => ok(0),
+            Err(e) => Dispatch::Done(Err(e)),
+        };
+    }
+    ok(0)
+}
+
+/// The port the kernel gave the placeholder.
+fn kernel_port(fd: c_int) -> Option<u16> {
+    let mut sin: libc::sockaddr_in = sa::to_c(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+    let mut len = size_of::<libc::sockaddr_in>() as socklen_t;
+    let f = real::getsockname.get()?;
+    // SAFETY: `sin` and `len` are live and writable.
+    let r = unsafe { f(fd, (&raw mut sin).cast(), &mut len) };
+    (r == 0).then(|| u16::from_be(sin.sin_port))
+}
+
+/// Whether another socket of ours holds `local` (Linux's bind conflict
+/// rules, simplified: both must have `SO_REUSEADDR` and neither listen).
+fn port_taken(core: &Core, local: SocketAddrV4, dgram: bool, reuse: bool, except: u32) -> bool {
+    core.socks.iter().any(|(h, s)| {
+        if h == except {
+            return false;
+        }
+        let (addr, listening, is_dgram) = match &s.kind {
+            Kind::Pending {
+                bound: Some(b),
+                dgram,
+                ..
+            } => (*b, false, *dgram),
+            Kind::Listener { local, .. } => (*local, true, false),
+            _ => return false,
+        };
+        is_dgram == dgram
+            && addr.port() == local.port()
+            && (addr.ip() == local.ip() || addr.ip().is_unspecified() || local.ip().is_unspecified())
+            && !(reuse && s.opts.reuse_addr && !listening)
+    })
+}
+
+/// A port for a `bind` to port 0 before the stack runs.
+fn free_port(core: &mut Core, ip: Ipv4Addr, dgram: bool) -> Option<u16> {
+    for _ in 0..20000 {
+        let p = core.next_port;
+        core.next_port = if p >= 59999 { 40000 } else { p + 1 };
+        if !port_taken(core, SocketAddrV4::new(ip, p), dgram, false, u32::MAX) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+/// `listen(2)`.
+pub fn listen(entry: Entry, fd: c_int, backlog: c_int) -> Answer<c_int> {
+    let mut core = worker::lock();
+    let Ok(sock) = sock_mut(&mut core, entry) else {
+        return Dispatch::NotOurs;
+    };
+    let backlog = backlog.clamp(1, 65535);
+    match &mut sock.kind {
+        Kind::Pending { dgram: true, .. } => Dispatch::NotOurs,
+        Kind::Listener {
+            backlog: b,
+            kernel,
+            tcp,
+            ..
+        } => {
+            *b = backlog;
+            let (kernel, tcp) = (*kernel, *tcp);
+            if let (Some(h), Some(stack)) = (tcp, core.stack()) {
+                let _ = stack.iface.tcp.listen(h, backlog as usize);
+            }
+            if kernel {
+                if let Some(f) = real::listen.get() {
+                    // SAFETY: listen takes no pointers.
+                    unsafe { f(fd, backlog) };
+                }
+            }
+            ok(0)
+        }
+        Kind::Pending {
+            bound, kernel_bound, ..
+        } => {
+            let (mut local, mut kernel) = (*bound, *kernel_bound);
+            if local.is_none() {
+                // Linux binds an unbound listener to the wildcard.
+                kernel = true;
+            }
+            if kernel {
+                let Some(f) = real::listen.get() else {
+                    return Dispatch::NotOurs;
+                };
+                // SAFETY: listen takes no pointers.
+                let r = unsafe { f(fd, backlog) };
+                if r < 0 {
+                    return Dispatch::Done(real_result(r));
+                }
+                if local.is_none() {
+                    local = Some(SocketAddrV4::new(
+                        Ipv4Addr::UNSPECIFIED,
+                        kernel_port(fd).unwrap_or(0),
+                    ));
+                }
+                // `accept` takes from the kernel without blocking in it.
+                let _ = sys::set_nonblocking(fd, true);
+            }
+            let local = local.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+            sock.kind = Kind::Listener {
+                local,
+                backlog,
+                tcp: None,
+                kernel,
+            };
+            if worker::status() == worker::Status::Up {
+                activate(&mut core, fd, entry);
+            }
+            ok(0)
+        }
+        Kind::Tcp(_) | Kind::Udp(_) => fail(libc::EINVAL),
+    }
+}
+
+/// Makes sure the socket of `fd` is where it will live: a deferred
+/// listener gets its stack listener (starting the stack if need be), or
+/// falls back to the kernel. Returns the entry to use from now on (a
+/// kernel entry if the socket ended up there).
+pub fn activate(core: &mut Core, fd: c_int, entry: Entry) -> Entry {
+    let Some(Sock {
+        kind:
+            Kind::Listener {
+                local,
+                backlog,
+                tcp: None,
+                kernel,
+            },
+        opts,
+        nonblock,
+        ..
+    }) = core.socks.get(entry.handle()).cloned()
+    else {
+        return entry;
+    };
+    let fallback = |core: &mut Core, why: Stay| {
+        if kernel {
+            if !nonblock {
+                let _ = sys::set_nonblocking(fd, false);
+            }
+            to_kernel(core, fd, entry, why);
+        } else {
+            log!(
+                error,
+                "fd {fd}: listening on {local} failed ({}); the socket accepts nothing",
+                why.text()
+            );
+        }
+        FDS.get(fd)
+    };
+    if !ensure_started(core) {
+        return fallback(core, Stay::StackDown);
+    }
+    let Some(stack) = core.stack() else {
+        return fallback(core, Stay::StackDown);
+    };
+    let tcp = &mut stack.iface.tcp;
+    let h = tcp.socket_new();
+    apply_opts(tcp, h, &opts);
+    let r = stack
+        .iface
+        .tcp_bind(h, local)
+        .and_then(|_| stack.iface.tcp.listen(h, backlog as usize));
+    if let Err(e) = r {
+        let _ = stack.iface.tcp.close(h, now());
+        log!(warn, "fd {fd}: the stack cannot listen on {local}: {e}");
+        return fallback(core, Stay::Refused);
+    }
+    if let Some(Sock {
+        kind: Kind::Listener { tcp, .. },
+        ..
+    }) = core.socks.get_mut(entry.handle())
+    {
+        *tcp = Some(h);
+    }
+    match FDS.transition(fd, entry, State::Tcp) {
+        Ok(e) => {
+            counters::accelerated();
+            log!(
+                info,
+                "fd {fd}: listening on {local} on the stack{}",
+                if kernel { " and in the kernel" } else { "" }
+            );
+            e
+        }
+        Err(e) => e,
+    }
+}
+
+/// Applies recorded options to a stack socket.
+pub fn apply_opts(tcp: &mut accel_stack::iface::TcpTable, h: TcpHandle, o: &Opts) {
+    let _ = tcp.set_reuse_addr(h, o.reuse_addr);
+    if let Ok(cfg) = tcp.config_mut(h) {
+        cfg.nodelay = o.nodelay;
+        cfg.linger_zero = o.linger_zero;
+        if o.keepalive {
+            cfg.keepalive.get_or_insert_with(Keepalive::default);
+        } else {
+            cfg.keepalive = None;
+        }
+        if let Some(b) = o.rcvbuf {
+            cfg.recv_buffer = b.max(2048);
+        }
+        if let Some(b) = o.sndbuf {
+            cfg.send_buffer = b.max(2048);
+        }
+    }
+}
+
+/// Whether an interrupted blocking call fails with `EINTR` (else it
+/// restarts, as with `SA_RESTART`).
+pub fn interrupts() -> bool {
+    sys::some_handler_interrupts()
+}
+
+/// The deadline of a blocking call with timeout `t`.
+pub fn deadline(t: Option<Duration>) -> Option<accel_stack::Instant> {
+    t.map(|d| accel_stack::Instant::from_nanos(now().nanos().saturating_add(d.as_nanos() as u64)))
+}
+
+/// `accept4(2)` (and `accept`, with no flags).
+///
+/// # Safety
+///
+/// `addr`/`len` are null or valid as for `accept`.
+pub unsafe fn accept(
+    entry: Entry,
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> Answer<c_int> {
+    if flags & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) != 0 {
+        return fail(libc::EINVAL);
+    }
+    let (entry, timeout, nonblock, kernel) = {
+        let mut core = worker::lock();
+        let entry = activate(&mut core, fd, entry);
+        match core.socks.get(entry.handle()) {
+            Some(Sock {
+                kind: Kind::Listener {
+                    tcp: Some(_), kernel, ..
+                },
+                opts,
+                nonblock,
+                ..
+            }) if entry.state() == State::Tcp => (entry, opts.rcvtimeo, *nonblock, *kernel),
+            _ if entry.state() == State::Tcp => return fail(libc::EINVAL),
+            _ => return Dispatch::NotOurs,
+        }
+    };
+    let mut extra = [libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    let extra: &mut [libc::pollfd] = if kernel { &mut extra } else { &mut [] };
+    let try_accept = |core: &mut Core| -> Option<Result<c_int, Errno>> {
+        // SAFETY: the caller's contract.
+        match unsafe { accept_once(core, entry, fd, addr, len, flags, kernel) } {
+            Err(Errno(libc::EAGAIN)) => None,
+            r => Some(r),
+        }
+    };
+    if nonblock {
+        let mut core = worker::lock();
+        core.drive();
+        let f = try_accept;
+        return Dispatch::Done(f(&mut core).unwrap_or(Err(Errno(libc::EAGAIN))));
+    }
+    let deadline = deadline(timeout);
+    let mut f = try_accept;
+    loop {
+        match block(deadline, extra, None, &mut f) {
+            Ok(r) => return Dispatch::Done(r),
+            Err(WaitEnd::TimedOut) => return fail(libc::EAGAIN),
+            Err(WaitEnd::Interrupted) if interrupts() => return fail(libc::EINTR),
+            Err(WaitEnd::Interrupted) => {}
+        }
+    }
+}
+
+/// One try at accepting: a stack connection first, then a kernel one.
+///
+/// # Safety
+///
+/// As for [`accept`].
+unsafe fn accept_once(
+    core: &mut Core,
+    entry: Entry,
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+    kernel: bool,
+) -> Result<c_int, Errno> {
+    let Some(Sock {
+        kind: Kind::Listener { tcp: Some(lh), .. },
+        opts,
+        ..
+    }) = core.socks.get(entry.handle()).cloned()
+    else {
+        return Err(Errno(libc::EINVAL));
+    };
+    if FDS.get(fd) != entry {
+        return Err(Errno(libc::EBADF)); // closed while we waited
+    }
+    let Some(stack) = core.stack() else {
+        return Err(Errno(libc::EINVAL));
+    };
+    match stack.iface.tcp.accept(lh) {
+        Ok((h, remote)) => {
+            let Some(real_socket) = real::socket.get() else {
+                return Err(Errno(libc::ENOSYS));
+            };
+            // SAFETY: socket takes no pointers.
+            let nfd =
+                unsafe { real_socket(libc::AF_INET, libc::SOCK_STREAM | (flags & libc::SOCK_CLOEXEC), 0) };
+            if nfd < 0 {
+                let e = sys::errno();
+                let _ = stack.iface.tcp.close(h, now());
+                return Err(Errno(e));
+            }
+            let mut sock = Sock::pending(false, flags & libc::SOCK_NONBLOCK != 0);
+            sock.kind = Kind::Tcp(h);
+            sock.opts = Opts {
+                rcvtimeo: None,
+                sndtimeo: None,
+                ..opts
+            };
+            let sh = core.socks.insert(sock);
+            if FDS.install(nfd, State::Tcp, sh).is_err() {
+                FDS.clear(nfd);
+                let _ = FDS.install(nfd, State::Tcp, sh);
+            }
+            // SAFETY: the caller's contract.
+            unsafe { sa::write(remote, addr, len) }?;
+            Ok(nfd)
+        }
+        Err(e) if e.0 != libc::EAGAIN => Err(se(e)),
+        Err(_) if kernel => {
+            let Some(f) = real::accept4.get() else {
+                return Err(Errno(libc::EAGAIN));
+            };
+            // SAFETY: the caller's buffers, passed on.
+            let r = unsafe { f(fd, addr, len, flags) };
+            if r >= 0 {
+                Ok(r)
+            } else {
+                Err(Errno(sys::errno()))
+            }
+        }
+        Err(_) => Err(Errno(libc::EAGAIN)),
+    }
+}
+
+/// `connect(2)`.
+///
+/// # Safety
+///
+/// `addr` is valid for `len` bytes or null.
+pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: socklen_t) -> Answer<c_int> {
+    // SAFETY: the caller's contract.
+    let parsed = unsafe { sa::read_in(addr, len) };
+    let mut core = worker::lock();
+    let Ok(sock) = sock_mut(&mut core, entry) else {
+        return Dispatch::NotOurs;
+    };
+    let (opts, nonblock) = (sock.opts, sock.nonblock);
+    let remote = match (&sock.kind, parsed) {
+        (Kind::Udp(_), Ok(a)) => return crate::udp::connect(&mut core, entry, a),
+        (_, Err(e)) => return Dispatch::Done(Err(e)),
+        (Kind::Pending { dgram, bound, .. }, Ok(Addr::V4(a))) => {
+            let (dgram, bound) = (*dgram, *bound);
+            if !routed(*a.ip())
+                || bound.is_some_and(|b| !b.ip().is_unspecified() && Some(*b.ip()) != our_ip())
+            {
+                to_kernel(&mut core, fd, entry, Stay::NotRouted);
+                return Dispatch::NotOurs;
+            }
+            if !ensure_started(&mut core) {
+                to_kernel(&mut core, fd, entry, Stay::StackDown);
+                return Dispatch::NotOurs;
+            }
+            if dgram {
+                let r = crate::udp::activate_for(&mut core, fd, entry, bound);
+                return match r {
+                    Ok(e) => crate::udp::connect(&mut core, e, Addr::V4(a)),
+                    Err(e) => Dispatch::Done(Err(e)),
+                };
+            }
+            let epolls = match &sock_mut(&mut core, entry).map(|s| s.kind.clone()) {
+                Ok(Kind::Pending { epolls, .. }) => epolls.clone(),
+                _ => Vec::new(),
+            };
+            let Some(stack) = core.stack() else {
+                return fail(libc::ENETDOWN);
+            };
+            let h = stack.iface.tcp.socket_new();
+            apply_opts(&mut stack.iface.tcp, h, &opts);
+            let mut r = Ok(());
+            if let Some(b) = bound {
+                r = stack.iface.tcp_bind(h, b).map(|_| ());
+            }
+            let r = r.and_then(|()| stack.iface.tcp_connect(h, a, now()));
+            if let Err(e) = r {
+                let _ = stack.iface.tcp.close(h, now());
+                return Dispatch::Done(Err(se(e)));
+            }
+            if let Ok(s) = sock_mut(&mut core, entry) {
+                s.kind = Kind::Tcp(h);
+            }
+            let entry = match FDS.transition(fd, entry, State::Tcp) {
+                Ok(e) => e,
+                Err(e) => e,
+            };
+            counters::accelerated();
+            epoll::moved_to_shim(&mut core, fd, entry, &epolls);
+            core.drive();
+            a
+        }
+        (Kind::Pending { .. }, Ok(_)) => return Dispatch::NotOurs,
+        (Kind::Listener { .. }, _) => return fail(libc::EISCONN),
+        (Kind::Tcp(h), Ok(Addr::V4(a))) => {
+            let h = *h;
+            let Some(stack) = core.stack() else {
+                return fail(libc::EBADF);
+            };
+            let r = stack.iface.tcp_connect(h, a, now());
+            return match r {
+                Err(e) if e.0 == libc::EALREADY || e.0 == libc::EISCONN => {
+                    // A second connect: EISCONN once established, EALREADY
+                    // while opening; the pending error after a failure.
+                    let st = stack.iface.tcp.socket(h).map(|s| s.state());
+                    match st {
+                        Some(s) if s.synchronized() => fail(libc::EISCONN),
+                        _ => fail(e.0),
+                    }
+                }
+                Err(e) => Dispatch::Done(Err(se(e))),
+                Ok(()) => ok(0),
+            };
+        }
+        (Kind::Tcp(_), Ok(_)) => return fail(libc::EAFNOSUPPORT),
+    };
+    drop(core);
+    let _ = remote;
+    if nonblock {
+        return fail(libc::EINPROGRESS);
+    }
+    let deadline = deadline(opts.sndtimeo);
+    let mut f = |core: &mut Core| connected(core, entry);
+    // A timed-out connect reports EINPROGRESS and goes on, as Linux's;
+    // an interrupted one EINTR (it goes on too).
+    match block(deadline, &mut [], None, &mut f) {
+        Ok(r) => Dispatch::Done(r.map(|()| 0)),
+        Err(WaitEnd::TimedOut) => fail(libc::EINPROGRESS),
+        Err(WaitEnd::Interrupted) => fail(libc::EINTR),
+    }
+}
+
+/// `Some` once the connection of `entry` is open or has failed.
+fn connected(core: &mut Core, entry: Entry) -> Option<Result<(), Errno>> {
+    let Some(Sock {
+        kind: Kind::Tcp(h), ..
+    }) = core.socks.get(entry.handle())
+    else {
+        return Some(Err(Errno(libc::EBADF)));
+    };
+    let h = *h;
+    let stack = core.stack()?;
+    let sock = stack.iface.tcp.socket(h)?;
+    let state = sock.state();
+    if state.synchronized() {
+        return Some(Ok(()));
+    }
+    if matches!(
+        state,
+        accel_stack::tcp::State::SynSent | accel_stack::tcp::State::SynReceived
+    ) {
+        return None;
+    }
+    let e = stack
+        .iface
+        .tcp
+        .with_conn(h, |s| Ok(s.take_error()))
+        .ok()
+        .flatten();
+    Some(Err(e.map(se).unwrap_or(Errno(libc::ECONNREFUSED))))
+}
+
+/// The kernel freed fd number `fd` whose entry was `entry`: the socket
+/// loses a reference, and goes when it has none (a TCP connection then
+/// closes gracefully on the stack).
+pub fn dropped(fd: c_int, entry: Entry) {
+    let mut core = worker::lock();
+    match entry.state() {
+        State::Epoll => {
+            core.epolls.remove(entry.handle());
+        }
+        State::Pending | State::Tcp | State::Udp => {
+            let Some(sock) = core.socks.get_mut(entry.handle()) else {
+                return;
+            };
+            sock.refs = sock.refs.saturating_sub(1);
+            if sock.refs > 0 {
+                return;
+            }
+            let kind = sock.kind.clone();
+            core.socks.remove(entry.handle());
+            let t = now();
+            if let Some(stack) = core.stack() {
+                match kind {
+                    Kind::Tcp(h) | Kind::Listener { tcp: Some(h), .. } => {
+                        let _ = stack.iface.tcp.close(h, t);
+                    }
+                    Kind::Udp(h) => {
+                        let _ = stack.iface.udp_close(h);
+                    }
+                    _ => {}
+                }
+            }
+            core.drive();
+            log!(debug, "fd {fd}: closed");
+        }
+        _ => {}
+    }
+}
+
+/// A `dup` made another fd refer to the socket of `entry`.
+pub fn duplicated(entry: Entry) {
+    if matches!(entry.state(), State::Pending | State::Tcp | State::Udp) {
+        if let Some(s) = worker::lock().socks.get_mut(entry.handle()) {
+            s.refs += 1;
+        }
+    }
+}
+
+/// The TCP connection of `entry`, or the errno for what it is instead.
+pub fn conn_of(core: &Core, entry: Entry) -> Result<TcpHandle, Errno> {
+    match core.socks.get(entry.handle()).map(|s| &s.kind) {
+        Some(Kind::Tcp(h)) => Ok(*h),
+        Some(Kind::Listener { .. } | Kind::Pending { .. }) => Err(Errno(libc::ENOTCONN)),
+        Some(Kind::Udp(_)) => Err(Errno(libc::EOPNOTSUPP)),
+        None => Err(Errno(libc::EBADF)),
+    }
+}
+
+/// What the socket of `entry` is ready for, as epoll bits, with its tick;
+/// `None` if it is not a socket on the stack.
+pub fn readiness(core: &mut Core, entry: Entry) -> Option<(u32, u64)> {
+    let kind = core.socks.get(entry.handle())?.kind.clone();
+    let stack = core.stack()?;
+    let r = match kind {
+        Kind::Tcp(h) | Kind::Listener { tcp: Some(h), .. } => stack.iface.tcp.readiness(h).ok()?,
+        Kind::Udp(h) => stack.iface.udp(h)?.readiness(),
+        _ => return None,
+    };
+    let mut m = 0u32;
+    if r.readable {
+        m |= libc::EPOLLIN as u32 | libc::EPOLLRDNORM as u32;
+    }
+    if r.writable {
+        m |= libc::EPOLLOUT as u32 | libc::EPOLLWRNORM as u32;
+    }
+    if r.read_closed {
+        m |= libc::EPOLLRDHUP as u32;
+    }
+    if r.hangup {
+        m |= libc::EPOLLHUP as u32;
+    }
+    if r.error {
+        m |= libc::EPOLLERR as u32;
+    }
+    Some((m, r.tick))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_is_routed_without_an_address() {
+        // The unit tests run without ACCEL_IP: the stack routes nothing.
+        assert!(!routed(Ipv4Addr::new(198, 18, 0, 1)));
+        assert!(!routed(Ipv4Addr::LOCALHOST));
+    }
+}

@@ -1,0 +1,287 @@
+//! UDP sockets on the stack: bound to the accelerated address or the
+//! wildcard, or connected (or sent) to an address the stack routes.
+//!
+//! A UDP socket moves to the stack at `bind` (no deferral: datagram
+//! servers do not fork listeners) or at its first `connect`/`sendto` to a
+//! routed address. Datagrams to addresses the stack does not route
+//! (loopback) leave through the kernel placeholder, which a wildcard bind
+//! also bound; datagrams arriving there (from loopback) are received too,
+//! after the stack's. Receives copy at most the buffer and report
+//! `MSG_TRUNC` as the kernel does; a blocking receive drives the worker.
+
+use crate::counters::{self, Stay};
+use crate::fdtable::{Entry, State, FDS};
+use crate::interpose::real;
+use crate::io::Iov;
+use crate::skeleton::{Dispatch, Errno};
+use crate::sock::{Kind, Sock};
+use crate::sockaddr::{self as sa, Addr};
+use crate::socket::{deadline, fail, interrupts, ok, routed, se, sock_mut, to_kernel, Answer};
+use crate::sys;
+use crate::worker::{self, block, ensure_started, Core, WaitEnd};
+use core::net::{Ipv4Addr, SocketAddrV4};
+use libc::{c_int, sockaddr, socklen_t};
+
+/// Puts the pending UDP socket of `fd` on the stack, bound to `bound` (or
+/// an ephemeral port); returns its entry. If the stack cannot run, the
+/// socket stays in the kernel (`Err(EAGAIN)` is never returned: the
+/// caller gets `Ok` with a kernel entry).
+pub fn activate_for(
+    core: &mut Core,
+    fd: c_int,
+    entry: Entry,
+    bound: Option<SocketAddrV4>,
+) -> Result<Entry, Errno> {
+    if !ensure_started(core) {
+        if bound.is_some_and(|b| !b.ip().is_unspecified()) {
+            log_down(fd);
+        }
+        to_kernel(core, fd, entry, Stay::StackDown);
+        return Ok(FDS.get(fd));
+    }
+    let Some(stack) = core.stack() else {
+        return Err(Errno(libc::ENETDOWN));
+    };
+    let h = stack.iface.udp_socket();
+    let addr = bound.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+    if let Err(e) = stack.iface.udp_bind(h, addr) {
+        let _ = stack.iface.udp_close(h);
+        return Err(se(e));
+    }
+    if let Ok(s) = sock_mut(core, entry) {
+        s.kind = Kind::Udp(h);
+    }
+    counters::accelerated();
+    Ok(FDS.transition(fd, entry, State::Udp).unwrap_or_else(|e| e))
+}
+
+fn log_down(fd: c_int) {
+    crate::logging::log!(
+        warn,
+        "fd {fd}: a UDP socket bound to the accelerated address stays in the kernel, where that address does not exist"
+    );
+}
+
+/// `connect` on a UDP socket of the stack.
+pub fn connect(core: &mut Core, entry: Entry, a: Addr) -> Answer<c_int> {
+    let Some(Sock {
+        kind: Kind::Udp(h), ..
+    }) = core.socks.get(entry.handle()).cloned()
+    else {
+        return Dispatch::NotOurs; // it went to the kernel
+    };
+    let Some(stack) = core.stack() else {
+        return fail(libc::EBADF);
+    };
+    match a {
+        Addr::V4(r) => Dispatch::Done(stack.iface.udp_connect(h, r).map(|()| 0).map_err(se)),
+        Addr::Unspec => {
+            if let Some(u) = stack.iface.udp_mut(h) {
+                // SAFETY-free: dissolving the association is clearing it.
+                let _ = u;
+            }
+            ok(0)
+        }
+        Addr::Other => fail(libc::EAFNOSUPPORT),
+    }
+}
+
+/// One try at receiving a datagram into `iov`: `(copied, sender, full)`.
+///
+/// # Safety
+///
+/// `iov` describes writable buffers.
+unsafe fn recv_once(
+    core: &mut Core,
+    entry: Entry,
+    iov: Iov<'_>,
+    peek: bool,
+) -> Result<(usize, SocketAddrV4, usize), Errno> {
+    let Some(Sock {
+        kind: Kind::Udp(h), ..
+    }) = core.socks.get(entry.handle())
+    else {
+        return Err(Errno(libc::EBADF));
+    };
+    let h = *h;
+    let stack = core.stack().ok_or(Errno(libc::EBADF))?;
+    let u = stack.iface.udp_mut(h).ok_or(Errno(libc::EBADF))?;
+    let mut tmp = vec![0u8; u.next_len()];
+    let (n, from, full) = if peek {
+        u.peek_from(&mut tmp)
+    } else {
+        u.recv_from(&mut tmp)
+    }
+    .map_err(se)?;
+    let data = tmp.get(..n).unwrap_or_default();
+    let mut off = 0;
+    for v in iov {
+        if off >= data.len() {
+            break;
+        }
+        let take = v.iov_len.min(data.len() - off);
+        if take > 0 && !v.iov_base.is_null() {
+            // SAFETY: the caller's buffer holds `iov_len >= take` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr().add(off), v.iov_base.cast::<u8>(), take) };
+        }
+        off += take;
+    }
+    Ok((off, from, full))
+}
+
+/// `recvfrom`/`recvmsg` on a UDP socket of the stack; the sender is
+/// written to `addr`/`alen` when given.
+///
+/// # Safety
+///
+/// `iov` describes writable buffers; `addr`/`alen` null or valid.
+pub unsafe fn recv(
+    entry: Entry,
+    iov: Iov<'_>,
+    flags: c_int,
+    addr: *mut sockaddr,
+    alen: *mut socklen_t,
+) -> Answer<isize> {
+    let peek = flags & libc::MSG_PEEK != 0;
+    let (nonblock, timeout) = {
+        let mut core = worker::lock();
+        core.drive();
+        match sock_mut(&mut core, entry) {
+            Ok(s) => (s.nonblock || flags & libc::MSG_DONTWAIT != 0, s.opts.rcvtimeo),
+            Err(e) => return Dispatch::Done(Err(e)),
+        }
+    };
+    let fd_hint = -1;
+    let _ = fd_hint;
+    let mut f = |core: &mut Core| {
+        // SAFETY: the caller's contract.
+        match unsafe { recv_once(core, entry, iov, peek) } {
+            Err(Errno(libc::EAGAIN)) => None,
+            r => Some(r),
+        }
+    };
+    let r = if nonblock {
+        let mut core = worker::lock();
+        f(&mut core).unwrap_or(Err(Errno(libc::EAGAIN)))
+    } else {
+        let dl = deadline(timeout);
+        loop {
+            match block(dl, &mut [], None, &mut f) {
+                Ok(r) => break r,
+                Err(WaitEnd::TimedOut) => break Err(Errno(libc::EAGAIN)),
+                Err(WaitEnd::Interrupted) if interrupts() => break Err(Errno(libc::EINTR)),
+                Err(WaitEnd::Interrupted) => {}
+            }
+        }
+    };
+    match r {
+        Ok((n, from, full)) => {
+            // SAFETY: the caller's contract.
+            if let Err(e) = unsafe { sa::write(from, addr, alen) } {
+                return Dispatch::Done(Err(e));
+            }
+            let n = if flags & libc::MSG_TRUNC != 0 { full } else { n };
+            ok(n as isize)
+        }
+        Err(e) => Dispatch::Done(Err(e)),
+    }
+}
+
+/// `sendto`/`sendmsg`/`write` on a UDP socket of the stack. A destination
+/// the stack does not route leaves through the kernel placeholder.
+///
+/// # Safety
+///
+/// `iov` describes readable buffers.
+pub unsafe fn send(entry: Entry, iov: Iov<'_>, flags: c_int, dst: Option<SocketAddrV4>) -> Answer<isize> {
+    let _ = flags;
+    let mut data = Vec::with_capacity(iov.iter().map(|v| v.iov_len).sum());
+    for v in iov {
+        if v.iov_len > 0 && !v.iov_base.is_null() {
+            // SAFETY: the caller's buffers.
+            data.extend_from_slice(unsafe { std::slice::from_raw_parts(v.iov_base.cast::<u8>(), v.iov_len) });
+        }
+    }
+    let mut core = worker::lock();
+    let Some(Sock {
+        kind: Kind::Udp(h), ..
+    }) = core.socks.get(entry.handle()).cloned()
+    else {
+        return fail(libc::EBADF);
+    };
+    let Some(stack) = core.stack() else {
+        return fail(libc::EBADF);
+    };
+    let r = stack
+        .iface
+        .udp_send_to(h, &data, dst)
+        .map(|n| n as isize)
+        .map_err(se);
+    core.drive();
+    Dispatch::Done(r)
+}
+
+/// `sendto` with an explicit destination on a socket of ours: a pending
+/// socket moves to the stack for a routed destination (and to the kernel
+/// for any other); a stack socket sends a non-routed destination through
+/// the kernel placeholder.
+///
+/// # Safety
+///
+/// `buf` readable for `len`; `addr` valid for `alen` or null.
+pub unsafe fn sendto(
+    entry: Entry,
+    fd: c_int,
+    buf: *const libc::c_void,
+    len: usize,
+    flags: c_int,
+    addr: *const sockaddr,
+    alen: socklen_t,
+) -> Answer<isize> {
+    // SAFETY: the caller's contract.
+    let dst = match unsafe { sa::read_in(addr, alen) } {
+        Ok(Addr::V4(a)) => a,
+        _ => return Dispatch::NotOurs,
+    };
+    let iov = [crate::io::one(buf, len)];
+    let mut entry = entry;
+    if entry.state() == State::Pending {
+        let mut core = worker::lock();
+        let dgram = matches!(
+            core.socks.get(entry.handle()),
+            Some(Sock {
+                kind: Kind::Pending {
+                    dgram: true,
+                    bound: None,
+                    ..
+                },
+                ..
+            })
+        );
+        if !dgram {
+            return Dispatch::NotOurs;
+        }
+        if !routed(*dst.ip()) {
+            to_kernel(&mut core, fd, entry, Stay::NotRouted);
+            return Dispatch::NotOurs;
+        }
+        match activate_for(&mut core, fd, entry, None) {
+            Ok(e) if e.state() == State::Udp => entry = e,
+            Ok(_) => return Dispatch::NotOurs,
+            Err(e) => return Dispatch::Done(Err(e)),
+        }
+    }
+    if entry.state() != State::Udp {
+        return Dispatch::NotOurs;
+    }
+    if !routed(*dst.ip()) {
+        let Some(f) = real::sendto.get() else {
+            return Dispatch::NotOurs;
+        };
+        // SAFETY: the caller's arguments, passed on.
+        let r = unsafe { f(fd, buf, len, flags, addr, alen) };
+        return if r < 0 { fail(sys::errno()) } else { ok(r) };
+    }
+    // SAFETY: the caller's contract.
+    unsafe { send(entry, &iov, flags, Some(dst)) }
+}

@@ -1,0 +1,485 @@
+//! The process's worker: one stack on one DPDK queue pair, the shim's
+//! socket and epoll objects, and the loop that drives them whenever the
+//! program waits.
+//!
+//! Everything lives in one [`Core`] behind one lock ([`lock`]); a thread
+//! holds it only for a bounded piece of work (one poll of the stack, one
+//! socket operation), never while it sleeps. Each shim operation polls the
+//! stack once before it looks at a socket, and once after it queued data,
+//! so frames move without a thread of their own.
+//!
+//! Start is lazy ([`ensure_started`]): DPDK starts at the first socket call
+//! that needs the stack, never at load. If it cannot start, the program
+//! goes on with kernel sockets after one clear line (`ACCEL_FALLBACK=kernel`)
+//! or exits with that line (`fail`).
+//!
+//! Waiting ([`block`]): a thread that must wait (a blocking call, or
+//! `epoll_wait`/`poll`/`select` with nothing ready) polls for up to
+//! `ACCEL_SPIN_US`, then sleeps in `ppoll` on the port's Rx interrupt fd
+//! (where the driver has one), the worker's doorbell eventfd and the
+//! program's own kernel fds, never past the stack's next timer or the
+//! caller's deadline; without an interrupt fd it sleeps in a back-off of
+//! 50 µs doubling to 1 ms. A thread whose poll received frames rings the
+//! doorbell if others sleep, since those frames may be theirs. A signal
+//! ends the sleep as `Interrupted`.
+//!
+//! The keeper thread drives the stack when no thread has for
+//! `ACCEL_KEEPER_US` and none is waiting (the program is computing), so
+//! ACKs, retransmissions and ARP go on.
+
+use crate::epoll::EpollSet;
+use crate::logging::log;
+use crate::sock::{Slab, Sock};
+use crate::startup;
+use crate::{config::Fallback, netns, sys};
+use accel_stack::iface::{IfaceConfig, PollResult, Stack};
+use accel_stack::phy::dpdk::{DpdkConfig, DpdkDevice, Eal};
+use accel_stack::tcp::TcpConfig;
+use accel_stack::wire::EthernetAddress;
+use accel_stack::Instant;
+use libc::{pollfd, sigset_t};
+use parking_lot::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
+use std::time::Duration;
+
+/// The stack's type in the shim.
+pub type ShimStack = Stack<DpdkDevice>;
+
+/// Everything the worker's lock guards.
+pub struct Core {
+    /// The stack, once started.
+    pub stack: Option<ShimStack>,
+    /// The shim's sockets, by fd-table handle.
+    pub socks: Slab<Sock>,
+    /// The shim's epoll interest sets, by fd-table handle.
+    pub epolls: Slab<EpollSet>,
+    /// The next port tried for a `bind` to port 0 before the stack runs.
+    pub next_port: u16,
+    eal: Option<Eal>,
+}
+
+/// Where the worker is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    /// Not started (yet).
+    Off = 0,
+    /// Running.
+    Up = 1,
+    /// Could not start: every socket stays in the kernel.
+    Failed = 2,
+    /// In a child of `fork` of a process whose stack ran: the stack is the
+    /// parent's, unusable here.
+    Forked = 3,
+}
+
+struct Worker {
+    core: Mutex<Core>,
+    status: AtomicU8,
+    /// The eventfd that wakes sleeping waiters; -1 before start.
+    doorbell: AtomicI32,
+    /// The port's Rx interrupt fd; -1 if none.
+    rx_fd: AtomicI32,
+    /// Threads asleep in [`block`].
+    sleepers: AtomicU32,
+    /// Threads inside [`block`] (driving the stack themselves).
+    waiters: AtomicU32,
+    /// When the stack was last polled (ns of the monotonic clock).
+    last_drive: AtomicU64,
+}
+
+static W: Worker = Worker {
+    core: Mutex::new(Core {
+        stack: None,
+        socks: Slab::new(),
+        epolls: Slab::new(),
+        next_port: 40000,
+        eal: None,
+    }),
+    status: AtomicU8::new(Status::Off as u8),
+    doorbell: AtomicI32::new(-1),
+    rx_fd: AtomicI32::new(-1),
+    sleepers: AtomicU32::new(0),
+    waiters: AtomicU32::new(0),
+    last_drive: AtomicU64::new(0),
+};
+
+/// The worker's state, locked.
+pub fn lock() -> MutexGuard<'static, Core> {
+    W.core.lock()
+}
+
+/// Where the worker is.
+pub fn status() -> Status {
+    match W.status.load(Acquire) {
+        1 => Status::Up,
+        2 => Status::Failed,
+        3 => Status::Forked,
+        _ => Status::Off,
+    }
+}
+
+/// The monotonic clock, as the stack's time.
+pub fn now() -> Instant {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is writable; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    Instant::from_nanos(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+impl Core {
+    /// Polls the stack once (if it runs); rings the doorbell if frames came
+    /// in while other threads sleep.
+    pub fn drive(&mut self) -> PollResult {
+        let Some(stack) = self.stack.as_mut() else {
+            return PollResult::default();
+        };
+        let t = now();
+        let r = stack.poll(t);
+        W.last_drive.store(t.nanos(), Relaxed);
+        if r.rx > 0 && W.sleepers.load(Relaxed) > 0 {
+            ring();
+        }
+        r
+    }
+
+    /// The stack, if it runs.
+    pub fn stack(&mut self) -> Option<&mut ShimStack> {
+        self.stack.as_mut()
+    }
+}
+
+/// Wakes the threads asleep in [`block`].
+pub fn ring() {
+    let fd = W.doorbell.load(Relaxed);
+    if fd >= 0 {
+        let one: u64 = 1;
+        let _ = sys::write_all(fd, &one.to_ne_bytes());
+    }
+}
+
+/// Starts the stack if it is not running; `true` if it runs now. Called
+/// with the lock held. A failure is logged once and, with
+/// `ACCEL_FALLBACK=fail`, ends the process.
+pub fn ensure_started(core: &mut Core) -> bool {
+    match status() {
+        Status::Up => return true,
+        Status::Failed | Status::Forked => return false,
+        Status::Off => {}
+    }
+    let t0 = now();
+    match start(core) {
+        Ok(what) => {
+            W.status.store(Status::Up as u8, Release);
+            let ms = now().saturating_since(t0).as_millis();
+            log!(info, "stack up in {ms} ms: {what}");
+            spawn_keeper();
+            true
+        }
+        Err(why) => {
+            W.status.store(Status::Failed as u8, Release);
+            if startup::config().fallback == Fallback::Fail {
+                log!(
+                    error,
+                    "cannot start the stack: {why}; exiting (ACCEL_FALLBACK=fail)"
+                );
+                // SAFETY: ending the process is always allowed.
+                unsafe { libc::_exit(1) };
+            }
+            log!(
+                error,
+                "cannot start the stack: {why}; every socket stays in the kernel (ACCEL_FALLBACK=kernel)"
+            );
+            false
+        }
+    }
+}
+
+/// The EAL arguments and the port name from `ACCEL_DPDK_ARGS`.
+pub fn eal_args(line: &str) -> (Vec<String>, String) {
+    let mut args: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+    if args.is_empty() {
+        args = Eal::default_args(&["net_tap0"]);
+    }
+    let mut vdev = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if let Some(v) = a.strip_prefix("--vdev=") {
+            vdev = Some(v.to_owned());
+            break;
+        }
+        if a == "--vdev" {
+            vdev = it.next().cloned();
+            break;
+        }
+    }
+    let port = vdev
+        .as_deref()
+        .map(|v| v.split(',').next().unwrap_or(v).to_owned())
+        .unwrap_or_else(|| "0".to_owned());
+    (args, vdev.unwrap_or_default() + "\0" + &port)
+}
+
+fn start(core: &mut Core) -> Result<String, String> {
+    let cfg = startup::config();
+    let ip = cfg.ip.ok_or("ACCEL_IP is not set")?;
+    let line = String::from_utf8_lossy(cfg.dpdk_args.as_bytes()).into_owned();
+    let (args, vdev_port) = eal_args(&line);
+    let (vdev, port) = vdev_port.split_once('\0').unwrap_or(("", "0"));
+    let eal = Eal::init(&args).map_err(|e| format!("DPDK did not start ({}): {e}", args.join(" ")))?;
+    let dpdk = DpdkConfig::default();
+    let mut dev = DpdkDevice::open(&eal, port, dpdk).map_err(|e| format!("port {port}: {e}"))?;
+    let ns = String::from_utf8_lossy(cfg.tap_netns.as_bytes()).into_owned();
+    let mut moved = String::new();
+    if !ns.is_empty() {
+        let iface = netns::tap_iface(vdev).ok_or_else(|| {
+            format!("ACCEL_TAP_NETNS={ns} needs a net_tap vdev with iface=NAME (have {vdev:?})")
+        })?;
+        let peer = cfg.tap_peer.unwrap_or(crate::config::Cidr {
+            addr: first_host(ip.addr, ip.prefix_len),
+            prefix_len: ip.prefix_len,
+        });
+        netns::move_tap(iface, &ns, peer)?;
+        moved = format!("; {iface} moved into namespace {ns} as {peer}");
+    }
+    let mac = cfg.mac.map(EthernetAddress).unwrap_or_else(|| dev.mac());
+    let mut ic = IfaceConfig::new(mac, ip.addr, ip.prefix_len);
+    ic.gateway = cfg.gateway;
+    ic.secret = sys::random16();
+    if let Some(fd) = dev.rx_interrupt_fd() {
+        if dev.arm_rx_interrupt().is_ok() {
+            W.rx_fd.store(fd, Relaxed);
+        }
+    }
+    let bell = sys::eventfd().map_err(|e| format!("eventfd: {}", std::io::Error::from_raw_os_error(e)))?;
+    W.doorbell.store(bell, Relaxed);
+    let name = dev.name().to_owned();
+    let wait = if W.rx_fd.load(Relaxed) >= 0 {
+        "sleeps on its Rx interrupt"
+    } else {
+        "no Rx interrupt: backs off"
+    };
+    core.stack = Some(Stack::new(ic, TcpConfig::default(), dev));
+    core.eal = Some(eal);
+    Ok(format!("{name} at {ip}, mac {mac}, {wait}{moved}"))
+}
+
+/// The first host address of `ip`'s network (`198.18.0.1` for
+/// `198.18.0.2/24`).
+fn first_host(ip: core::net::Ipv4Addr, prefix_len: u8) -> core::net::Ipv4Addr {
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(prefix_len.min(32)))
+        .unwrap_or(0);
+    let first = (u32::from(ip) & mask) | 1;
+    core::net::Ipv4Addr::from(if first == u32::from(ip) { first + 1 } else { first })
+}
+
+/// How a wait ended without its condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitEnd {
+    /// The deadline passed.
+    TimedOut,
+    /// A signal handler ran.
+    Interrupted,
+}
+
+/// Drives the worker until `attempt` returns a result, the `deadline`
+/// passes or a signal arrives (see the module documentation). `attempt`
+/// runs with the lock held, right after a poll of the stack; `extra` are
+/// kernel fds to sleep on as well (their `revents` are overwritten);
+/// `sigmask` is the mask to sleep with (`ppoll`'s).
+pub fn block<R>(
+    deadline: Option<Instant>,
+    extra: &mut [pollfd],
+    sigmask: Option<&sigset_t>,
+    mut attempt: impl FnMut(&mut Core) -> Option<R>,
+) -> Result<R, WaitEnd> {
+    W.waiters.fetch_add(1, Relaxed);
+    let r = block_inner(deadline, extra, sigmask, &mut attempt);
+    W.waiters.fetch_sub(1, Relaxed);
+    r
+}
+
+fn block_inner<R>(
+    deadline: Option<Instant>,
+    extra: &mut [pollfd],
+    sigmask: Option<&sigset_t>,
+    attempt: &mut impl FnMut(&mut Core) -> Option<R>,
+) -> Result<R, WaitEnd> {
+    let spin = Duration::from_micros(u64::from(startup::config().spin_us));
+    let mut idle_since: Option<Instant> = None;
+    let mut backoff = Duration::from_micros(50);
+    let mut fds: Vec<pollfd> = Vec::with_capacity(extra.len() + 2);
+    loop {
+        let (progress, next) = {
+            let mut core = lock();
+            let res = core.drive();
+            if let Some(r) = attempt(&mut core) {
+                return Ok(r);
+            }
+            (res.progress, res.next)
+        };
+        let t = now();
+        if deadline.is_some_and(|d| t >= d) {
+            return Err(WaitEnd::TimedOut);
+        }
+        if progress {
+            idle_since = None;
+            backoff = Duration::from_micros(50);
+            continue;
+        }
+        let since = *idle_since.get_or_insert(t);
+        if t.saturating_since(since) < spin {
+            std::hint::spin_loop();
+            continue;
+        }
+        // Sleep.
+        let rx = W.rx_fd.load(Relaxed);
+        let mut wait = if rx >= 0 || W.status.load(Relaxed) != Status::Up as u8 {
+            Duration::from_millis(100)
+        } else {
+            let w = backoff;
+            backoff = (backoff * 2).min(Duration::from_millis(1));
+            w
+        };
+        if let Some(n) = next {
+            wait = wait.min(n.saturating_since(t));
+        }
+        if let Some(d) = deadline {
+            wait = wait.min(d.saturating_since(t));
+        }
+        fds.clear();
+        let bell = W.doorbell.load(Relaxed);
+        if bell >= 0 {
+            fds.push(pollfd {
+                fd: bell,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if rx >= 0 {
+            if let Some(s) = lock().stack() {
+                let _ = s.device.arm_rx_interrupt();
+            }
+            fds.push(pollfd {
+                fd: rx,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        let own = fds.len();
+        fds.extend(extra.iter().map(|p| pollfd { revents: 0, ..*p }));
+        W.sleepers.fetch_add(1, Relaxed);
+        let mask = sigmask.map_or(std::ptr::null(), |m| m as *const sigset_t);
+        // SAFETY: `mask` is null or a live signal set.
+        let r = unsafe { sys::ppoll(&mut fds, Some(wait), mask) };
+        W.sleepers.fetch_sub(1, Relaxed);
+        for (dst, src) in extra.iter_mut().zip(fds.iter().skip(own)) {
+            dst.revents = src.revents;
+        }
+        if bell >= 0 && fds.first().is_some_and(|p| p.revents & libc::POLLIN != 0) {
+            sys::drain(bell);
+        }
+        if r == Err(libc::EINTR) {
+            return Err(WaitEnd::Interrupted);
+        }
+    }
+}
+
+/// Starts the keeper thread (once per process that starts the stack).
+fn spawn_keeper() {
+    let period = Duration::from_micros(u64::from(startup::config().keeper_us.max(1)));
+    let spawned = std::thread::Builder::new()
+        .name("accel-keeper".into())
+        .spawn(move || keeper(period));
+    if let Err(e) = spawned {
+        log!(
+            warn,
+            "cannot start the keeper thread ({e}): the stack moves only while the program is in a socket call"
+        );
+    }
+}
+
+fn keeper(period: Duration) {
+    loop {
+        std::thread::sleep(period);
+        if status() != Status::Up {
+            return;
+        }
+        if W.waiters.load(Relaxed) > 0 {
+            continue;
+        }
+        let last = W.last_drive.load(Relaxed);
+        if now().nanos().saturating_sub(last) < period.as_nanos() as u64 {
+            continue;
+        }
+        if let Some(mut core) = W.core.try_lock() {
+            core.drive();
+        }
+    }
+}
+
+/// In the child of `fork` (from the `pthread_atfork` handler): a stack the
+/// parent ran is the parent's; a stack not yet started may start here.
+///
+/// The lock may have been held by a parent thread that does not exist in
+/// the child: it is released. The parent's stack is never dropped here
+/// (that would stop the parent's port): it is forgotten.
+pub fn after_fork_in_child() {
+    if W.core.is_locked() {
+        // SAFETY: the thread that held the lock is not in this process
+        // (only the forking thread is), so nothing else can be using it.
+        unsafe { W.core.force_unlock() };
+    }
+    if status() == Status::Up {
+        W.status.store(Status::Forked as u8, Release);
+        W.rx_fd.store(-1, Relaxed);
+        W.doorbell.store(-1, Relaxed);
+        let mut core = lock();
+        if let Some(stack) = core.stack.take() {
+            std::mem::forget(stack);
+        }
+        if let Some(eal) = core.eal.take() {
+            std::mem::forget(eal);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eal_arguments_name_their_port() {
+        let (args, vp) = eal_args("--no-huge -m 256 --vdev=net_memif0,role=server,socket=/tmp/m");
+        assert_eq!(args.len(), 4);
+        assert_eq!(vp, "net_memif0,role=server,socket=/tmp/m\0net_memif0");
+        let (_, vp) = eal_args("--no-pci --vdev net_tap1,iface=x");
+        assert_eq!(vp, "net_tap1,iface=x\0net_tap1");
+        let (args, vp) = eal_args("");
+        assert!(args.iter().any(|a| a == "--no-huge"));
+        assert_eq!(vp, "net_tap0\0net_tap0");
+        let (_, vp) = eal_args("-a 0000:01:00.0");
+        assert_eq!(vp, "\u{0}0");
+    }
+
+    #[test]
+    fn the_peer_defaults_to_the_first_host() {
+        use core::net::Ipv4Addr;
+        assert_eq!(
+            first_host(Ipv4Addr::new(198, 18, 0, 2), 24),
+            Ipv4Addr::new(198, 18, 0, 1)
+        );
+        assert_eq!(
+            first_host(Ipv4Addr::new(198, 18, 0, 1), 24),
+            Ipv4Addr::new(198, 18, 0, 2)
+        );
+        assert_eq!(
+            first_host(Ipv4Addr::new(10, 1, 2, 3), 8),
+            Ipv4Addr::new(10, 0, 0, 1)
+        );
+    }
+}
