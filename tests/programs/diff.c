@@ -1,0 +1,1832 @@
+/*
+ * diff.c: the differential harness. The same sequence of socket calls,
+ * run once on the kernel and once under libaccel.so; every call prints
+ *
+ *     case NAME step K: ret=R errno=E  # the call
+ *
+ * (errno only when R < 0; `ret=fd` for a new descriptor, whose number
+ * the shim's own fds may shift; an ephemeral port prints as `ephemeral`),
+ * and values read back print as
+ * `case NAME step K: what=value`. tests/tests/differential.rs runs both
+ * and diffs the outputs line by line: any difference is the shim behaving
+ * otherwise than the kernel.
+ *
+ * Topology (the same addresses in both runs): this program is 198.18.0.2;
+ * tests/programs/peer.py serves at 198.18.0.1 (echo 7001 tcp+udp, a
+ * listener that never accepts 7002, closed 7003, hello-and-close 7004,
+ * reset 7005, a dialer 7006 that connects back to us). 198.18.0.3 never
+ * answers. Sockets on the wildcard or 198.18.0.2, and connections to
+ * 198.18.0.1, are the accelerated ones; loopback cases stay in the kernel.
+ *
+ * Nothing printed depends on timing: every wait is for a state (poll for
+ * readiness, FIONREAD for a byte count) with a bound of 5 s, and what a
+ * wait observed is printed only once the state is reached. Ports: case i
+ * uses BASE + 8 i .. BASE + 8 i + 7 (BASE is argv[1]). Each case runs
+ * under alarm(20) with a SIGSEGV/SIGALRM handler, so a crash or a hang in
+ * one case is printed and the next case runs.
+ *
+ *     diff BASE [CASE...]     run every case, or only those named
+ *
+ * The table of cases is at the end of the file.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/select.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/sockios.h>
+
+/* ---- output -------------------------------------------------------- */
+
+static const char *cur;
+static int stepno, case_index, base;
+
+static const char *en(int e)
+{
+	static char buf[16];
+	switch (e) {
+#define X(n) case n: return #n;
+	X(EPERM) X(ENOENT) X(EINTR) X(EBADF) X(EAGAIN) X(ENOMEM) X(EFAULT) X(EEXIST)
+	X(EINVAL) X(ENFILE) X(EMFILE) X(ENOTTY) X(EPIPE) X(ENOSYS) X(ENOTSOCK)
+	X(EDESTADDRREQ) X(EMSGSIZE) X(EPROTOTYPE) X(ENOPROTOOPT) X(EPROTONOSUPPORT)
+	X(ESOCKTNOSUPPORT) X(EOPNOTSUPP) X(EAFNOSUPPORT) X(EADDRINUSE) X(EADDRNOTAVAIL)
+	X(ENETDOWN) X(ENETUNREACH) X(ECONNABORTED) X(ECONNRESET) X(ENOBUFS) X(EISCONN)
+	X(ENOTCONN) X(ETIMEDOUT) X(ECONNREFUSED) X(EHOSTUNREACH) X(EALREADY)
+	X(EINPROGRESS) X(EIO) X(ENXIO) X(ESPIPE)
+#undef X
+	}
+	snprintf(buf, sizeof buf, "E%d", e);
+	return buf;
+}
+
+static void line(const char *what, long r, int e, int is_fd)
+{
+	++stepno;
+	if (r < 0)
+		printf("case %s step %d: ret=%ld errno=%s  # %s\n", cur, stepno, r, en(e), what);
+	else if (is_fd)
+		printf("case %s step %d: ret=fd  # %s\n", cur, stepno, what);
+	else
+		printf("case %s step %d: ret=%ld  # %s\n", cur, stepno, r, what);
+	fflush(stdout);
+}
+
+/* S(call): print the result of a call; F(call): of a call returning an fd. */
+#define S(x) ({ errno = 0; long r_ = (long)(x); int e_ = errno; line(#x, r_, e_, 0); errno = e_; r_; })
+#define F(x) ({ errno = 0; long r_ = (long)(x); int e_ = errno; line(#x, r_, e_, 1); errno = e_; (int)r_; })
+
+/* V(what, fmt, ...): print a value read back. */
+static void V(const char *what, const char *fmt, ...)
+{
+	va_list ap;
+	printf("case %s step %d: %s=", cur, ++stepno, what);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+}
+
+/* ---- addresses and helpers (these print nothing) ---------------------- */
+
+static struct sockaddr_in in4(const char *ip, int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	inet_pton(AF_INET, ip, &a.sin_addr);
+	return a;
+}
+#define PEER(p) in4("198.18.0.1", p)
+#define ME(p) in4("198.18.0.2", p)
+#define ANY(p) in4("0.0.0.0", p)
+#define LO(p) in4("127.0.0.1", p)
+#define SA(a) ((struct sockaddr *)&(a))
+#define L ((socklen_t)sizeof(struct sockaddr_in))
+
+/* Port k of this case. */
+static int P(int k) { return base + 8 * case_index + k; }
+
+static const char *show(const struct sockaddr_in *a)
+{
+	static char buf[4][40];
+	static int i;
+	char ip[INET_ADDRSTRLEN];
+	i = (i + 1) % 4;
+	inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+	/* An ephemeral port (32768 and up here) differs from run to run. */
+	if (ntohs(a->sin_port) >= 32768)
+		snprintf(buf[i], sizeof buf[i], "%s:ephemeral", ip);
+	else
+		snprintf(buf[i], sizeof buf[i], "%s:%d", ip, ntohs(a->sin_port));
+	return buf[i];
+}
+
+static const char *show_ip(const struct sockaddr_in *a)
+{
+	static char ip[INET_ADDRSTRLEN];
+	inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+	return ip;
+}
+
+static const char *evs(uint32_t e)
+{
+	static char buf[8][128];
+	static int i;
+	static const struct { uint32_t bit; const char *name; } names[] = {
+		{ EPOLLIN, "IN" }, { EPOLLPRI, "PRI" }, { EPOLLOUT, "OUT" }, { EPOLLERR, "ERR" },
+		{ EPOLLHUP, "HUP" }, { POLLNVAL, "NVAL" }, { EPOLLRDNORM, "RDNORM" },
+		{ EPOLLRDBAND, "RDBAND" }, { EPOLLWRNORM, "WRNORM" }, { EPOLLWRBAND, "WRBAND" },
+		{ EPOLLMSG, "MSG" }, { EPOLLRDHUP, "RDHUP" },
+	};
+	i = (i + 1) % 8;
+	buf[i][0] = 0;
+	for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+		if (e & names[k].bit) {
+			if (buf[i][0])
+				strcat(buf[i], "|");
+			strcat(buf[i], names[k].name);
+			e &= ~names[k].bit;
+		}
+	if (e)
+		sprintf(buf[i] + strlen(buf[i]), "%s0x%x", buf[i][0] ? "|" : "", e);
+	if (!buf[i][0])
+		strcpy(buf[i], "0");
+	return buf[i];
+}
+
+static int tcp(void) { return socket(AF_INET, SOCK_STREAM, 0); }
+static int udp(void) { return socket(AF_INET, SOCK_DGRAM, 0); }
+
+static void timeouts(int fd)
+{
+	struct timeval tv = { 5, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+static void nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+static int geti(int fd, int level, int name)
+{
+	int v = -12345;
+	socklen_t len = sizeof v;
+	if (getsockopt(fd, level, name, &v, &len) < 0)
+		return -errno;
+	return v;
+}
+static void seti(int fd, int level, int name, int v) { setsockopt(fd, level, name, &v, sizeof v); }
+
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* A blocking TCP connection to the peer's port, -1 if it failed. */
+static int conn(int port)
+{
+	int s = tcp();
+	struct sockaddr_in a = PEER(port);
+	timeouts(s);
+	if (connect(s, SA(a), L) < 0) {
+		int e = errno;
+		close(s);
+		errno = e;
+		return -1;
+	}
+	return s;
+}
+
+/* A listener on the wildcard, port p (SO_REUSEADDR), -1 if it failed. */
+static int listener(int p)
+{
+	int s = tcp();
+	struct sockaddr_in a = ANY(p);
+	seti(s, SOL_SOCKET, SO_REUSEADDR, 1);
+	timeouts(s);
+	if (bind(s, SA(a), L) < 0 || listen(s, 16) < 0) {
+		close(s);
+		return -1;
+	}
+	return s;
+}
+
+/* poll one fd; the revents, 0 on timeout, -1 on error. */
+static int poll1(int fd, short ev, int ms)
+{
+	struct pollfd p = { fd, ev, 0 };
+	int r = poll(&p, 1, ms);
+	return r > 0 ? p.revents : r;
+}
+
+/* Waits until poll on fd reports any of `want` (5 s); the last revents. */
+static int wait_ev(int fd, short ev, short want)
+{
+	struct timespec t0;
+	int r = 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (ms_since(&t0) < 5000) {
+		r = poll1(fd, ev, 100);
+		if (r > 0 && (r & want))
+			return r;
+		if (r > 0)
+			usleep(10000);
+	}
+	return r;
+}
+
+/* Waits until at least n bytes are readable (5 s); the count seen. */
+static int wait_inq(int fd, int n)
+{
+	struct timespec t0;
+	int q = 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (ms_since(&t0) < 5000) {
+		if (ioctl(fd, FIONREAD, &q) < 0)
+			return -errno;
+		if (q >= n)
+			return q;
+		poll1(fd, POLLIN, 50);
+		usleep(2000);
+	}
+	return q;
+}
+
+/* Reads exactly n bytes (5 s); how many it got. */
+static long read_exact(int fd, void *buf, size_t n)
+{
+	struct timespec t0;
+	size_t got = 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (got < n && ms_since(&t0) < 5000) {
+		if (poll1(fd, POLLIN, 100) <= 0)
+			continue;
+		ssize_t r = recv(fd, (char *)buf + got, n - got, MSG_DONTWAIT);
+		if (r == 0 || (r < 0 && errno != EAGAIN))
+			break;
+		if (r > 0)
+			got += r;
+	}
+	return got;
+}
+
+/* Asks the peer's dialer to connect to our port p in `mode`; the control
+ * connection (close it to end a `hold` or `send` connection), -1 if the
+ * dialer could not connect. */
+static int dial(int p, const char *mode)
+{
+	char msg[64], reply[8] = { 0 };
+	int c = conn(7006);
+	if (c < 0)
+		return -1;
+	int n = snprintf(msg, sizeof msg, "%d %s\n", p, mode);
+	if (write(c, msg, n) != n || read_exact(c, reply, 3) != 3 || strcmp(reply, "ok\n") != 0) {
+		close(c);
+		return -1;
+	}
+	return c;
+}
+
+/* epoll_wait on ep for up to ms, printing the events sorted by tag. */
+static int ep_show(int ep, int ms)
+{
+	struct epoll_event e[16];
+	char buf[512] = "";
+	int n = epoll_wait(ep, e, 16, ms), err = errno;
+	if (n < 0) {
+		V("epoll_wait", "-1 errno=%s", en(err));
+		return n;
+	}
+	for (int i = 0; i < n; i++)
+		for (int j = i + 1; j < n; j++)
+			if (e[j].data.u64 < e[i].data.u64) {
+				struct epoll_event t = e[i];
+				e[i] = e[j];
+				e[j] = t;
+			}
+	for (int i = 0; i < n; i++)
+		sprintf(buf + strlen(buf), " [%llu:%s]", (unsigned long long)e[i].data.u64, evs(e[i].events));
+	V("epoll_wait", "%d%s", n, buf);
+	return n;
+}
+
+static int ep_add(int ep, int fd, uint32_t events, uint64_t tag)
+{
+	struct epoll_event e = { .events = events, .data.u64 = tag };
+	return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
+}
+
+static int ep_mod(int ep, int fd, uint32_t events, uint64_t tag)
+{
+	struct epoll_event e = { .events = events, .data.u64 = tag };
+	return epoll_ctl(ep, EPOLL_CTL_MOD, fd, &e);
+}
+
+static void names(int fd)
+{
+	struct sockaddr_in a;
+	socklen_t len = L;
+	memset(&a, 0, sizeof a);
+	if (getsockname(fd, SA(a), &len) == 0)
+		V("sockname", "%s", show(&a));
+	else
+		V("sockname", "errno=%s", en(errno));
+	len = L;
+	memset(&a, 0, sizeof a);
+	if (getpeername(fd, SA(a), &len) == 0)
+		V("peername", "%s", show(&a));
+	else
+		V("peername", "errno=%s", en(errno));
+}
+
+/* The local address without its (ephemeral) port. */
+static void sockname_ip(int fd)
+{
+	struct sockaddr_in a;
+	socklen_t len = L;
+	memset(&a, 0, sizeof a);
+	if (getsockname(fd, SA(a), &len) == 0)
+		V("sockname_ip", "%s port_nonzero=%d", show_ip(&a), a.sin_port != 0);
+	else
+		V("sockname_ip", "errno=%s", en(errno));
+}
+
+static void echo_check(int s, const char *msg)
+{
+	char buf[256] = { 0 };
+	size_t n = strlen(msg);
+	S(send(s, msg, n, MSG_NOSIGNAL));
+	V("echoed", "%ld %.*s", read_exact(s, buf, n), (int)n, buf);
+}
+
+/* Bad arguments the compiler must not see through. */
+static void *volatile nullp;
+static volatile int minus1 = -1;
+
+static int pipefd[2];
+static char buf[1 << 16];
+
+/* ---- socket ------------------------------------------------------------ */
+
+static void socket_errors(void)
+{
+	S(socket(12345, SOCK_STREAM, 0));
+	S(socket(AF_INET, 77, 0));
+	S(socket(AF_INET, SOCK_STREAM, IPPROTO_UDP));
+	S(socket(AF_INET, SOCK_STREAM | 0x40000000, 0));
+}
+
+static void socket_flags(void)
+{
+	int s = F(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+	struct sockaddr_in a = ANY(P(0));
+	S(fcntl(s, F_GETFL) & (O_NONBLOCK | O_ACCMODE));
+	S(fcntl(s, F_GETFD));
+	S(bind(s, SA(a), L));
+	S(listen(s, 4));
+	S(fcntl(s, F_GETFL) & (O_NONBLOCK | O_ACCMODE));
+	S(accept(s, NULL, NULL));
+	S(close(s));
+}
+
+static void socketpair_calls(void)
+{
+	int sv[2], sv2[2];
+	S(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+	S(write(sv[0], "ab", 2));
+	S(read(sv[1], buf, 2));
+	S(socketpair(AF_INET, SOCK_STREAM, 0, sv2));
+	S(socketpair(AF_UNIX, SOCK_STREAM, 0, NULL));
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* ---- bind ---------------------------------------------------------------- */
+
+static void bind_wildcard(void)
+{
+	int s = tcp();
+	struct sockaddr_in a = ANY(P(0));
+	S(bind(s, SA(a), L));
+	names(s);
+	S(listen(s, 4));
+	names(s);
+	close(s);
+}
+
+static void bind_stack_address(void)
+{
+	int s = tcp(), c, a;
+	struct sockaddr_in me = ME(P(0));
+	seti(s, SOL_SOCKET, SO_REUSEADDR, 1);
+	S(bind(s, SA(me), L));
+	S(listen(s, 4));
+	names(s);
+	S((c = dial(P(0), "send")) >= 0);
+	V("listener_ready", "%s", evs(wait_ev(s, POLLIN, POLLIN)));
+	a = F(accept(s, NULL, NULL));
+	names(a);
+	V("read", "%ld", read_exact(a, buf, 7));
+	close(c);
+	close(a);
+	close(s);
+}
+
+static void bind_port_zero(void)
+{
+	int s = tcp();
+	struct sockaddr_in a = ANY(0);
+	S(bind(s, SA(a), L));
+	sockname_ip(s);
+	close(s);
+}
+
+static void bind_twice(void)
+{
+	int s = tcp();
+	struct sockaddr_in a = ANY(P(0)), b = ANY(P(1));
+	S(bind(s, SA(a), L));
+	S(bind(s, SA(b), L));
+	S(bind(s, SA(a), L));
+	close(s);
+}
+
+static void bind_in_use(void)
+{
+	int a = tcp(), b = tcp(), c = tcp();
+	struct sockaddr_in any = ANY(P(0)), me = ME(P(0));
+	S(bind(a, SA(any), L));
+	S(listen(a, 4));
+	S(bind(b, SA(any), L));
+	S(bind(c, SA(me), L));
+	close(a);
+	close(b);
+	close(c);
+}
+
+static void bind_reuseaddr_listening(void)
+{
+	int a = tcp(), b = tcp();
+	struct sockaddr_in any = ANY(P(0));
+	seti(a, SOL_SOCKET, SO_REUSEADDR, 1);
+	seti(b, SOL_SOCKET, SO_REUSEADDR, 1);
+	S(bind(a, SA(any), L));
+	S(listen(a, 4));
+	S(bind(b, SA(any), L));
+	close(a);
+	close(b);
+}
+
+static void bind_reuseaddr_bound(void)
+{
+	int a = tcp(), b = tcp();
+	struct sockaddr_in any = ANY(P(0));
+	seti(a, SOL_SOCKET, SO_REUSEADDR, 1);
+	seti(b, SOL_SOCKET, SO_REUSEADDR, 1);
+	S(bind(a, SA(any), L));
+	S(bind(b, SA(any), L));
+	S(listen(a, 4));
+	S(listen(b, 4));
+	close(a);
+	close(b);
+}
+
+static void bind_errors(void)
+{
+	int s = tcp();
+	struct sockaddr_in a = ANY(P(0)), foreign = in4("198.18.0.77", P(0));
+	struct sockaddr_in6 six = { .sin6_family = AF_INET6, .sin6_port = htons(P(0)) };
+	S(bind(s, SA(a), 3));
+	S(bind(s, (struct sockaddr *)&six, L));
+	S(bind(s, SA(foreign), L));
+	S(bind(-1, SA(a), L));
+	S(bind(999, SA(a), L));
+	S(bind(pipefd[0], SA(a), L));
+	S(bind(s, NULL, L));
+	close(s);
+}
+
+/* ---- listen --------------------------------------------------------------- */
+
+static void listen_unbound(void)
+{
+	int s = tcp();
+	S(listen(s, 8));
+	sockname_ip(s);
+	S(geti(s, SOL_SOCKET, SO_ACCEPTCONN));
+	close(s);
+}
+
+static void listen_twice(void)
+{
+	int s = tcp();
+	struct sockaddr_in a = ANY(P(0));
+	S(bind(s, SA(a), L));
+	S(geti(s, SOL_SOCKET, SO_ACCEPTCONN));
+	S(listen(s, 8));
+	S(listen(s, 64));
+	S(geti(s, SOL_SOCKET, SO_ACCEPTCONN));
+	close(s);
+}
+
+static void listen_errors(void)
+{
+	int u = udp(), c;
+	S(listen(u, 4));
+	S(listen(-1, 4));
+	S(listen(pipefd[0], 4));
+	S((c = conn(7001)) >= 0);
+	S(listen(c, 4));
+	close(u);
+	close(c);
+}
+
+/* ---- accept --------------------------------------------------------------- */
+
+static void accept_empty_nonblocking(void)
+{
+	int l = listener(P(0));
+	nonblock(l);
+	S(accept(l, NULL, NULL));
+	S(accept4(l, NULL, NULL, SOCK_CLOEXEC));
+	close(l);
+}
+
+static void accept_not_listening(void)
+{
+	int s = tcp(), u = tcp();
+	struct sockaddr_in a = ANY(P(0));
+	S(bind(s, SA(a), L));
+	S(accept(s, NULL, NULL));
+	S(accept(u, NULL, NULL));
+	close(s);
+	close(u);
+}
+
+static void accept_dialed(void)
+{
+	int l = listener(P(0)), c, a;
+	struct sockaddr_in from;
+	socklen_t len = L;
+	S((c = dial(P(0), "send")) >= 0);
+	V("listener", "%s", evs(wait_ev(l, POLLIN | POLLOUT, POLLIN)));
+	a = F(accept(l, SA(from), &len));
+	V("addrlen", "%d", len);
+	V("from", "%s", show_ip(&from));
+	names(a);
+	memset(buf, 0, 8);
+	V("read", "%ld %.6s", read_exact(a, buf, 7), buf);
+	close(c);
+	V("after_close", "%s", evs(wait_ev(a, POLLIN | POLLRDHUP, POLLRDHUP)));
+	S(read(a, buf, 10));
+	close(a);
+	close(l);
+}
+
+static void accept4_flags(void)
+{
+	int l = listener(P(0)), c, a;
+	S((c = dial(P(0), "hold")) >= 0);
+	wait_ev(l, POLLIN, POLLIN);
+	a = F(accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC));
+	S(fcntl(a, F_GETFL) & (O_NONBLOCK | O_ACCMODE));
+	S(fcntl(a, F_GETFD));
+	S(read(a, buf, 10));
+	close(c);
+	close(a);
+	close(l);
+}
+
+static void accept_does_not_inherit_nonblock(void)
+{
+	int l = listener(P(0)), c, a;
+	nonblock(l);
+	S((c = dial(P(0), "hold")) >= 0);
+	wait_ev(l, POLLIN, POLLIN);
+	a = F(accept(l, NULL, NULL));
+	S(fcntl(a, F_GETFL) & (O_NONBLOCK | O_ACCMODE));
+	S(fcntl(a, F_GETFD));
+	close(c);
+	close(a);
+	close(l);
+}
+
+static void accept_small_addrlen(void)
+{
+	int l = listener(P(0)), c, a;
+	struct sockaddr_in from = { 0 };
+	socklen_t len = 4;
+	S((c = dial(P(0), "hold")) >= 0);
+	wait_ev(l, POLLIN, POLLIN);
+	a = F(accept(l, SA(from), &len));
+	V("addrlen", "%d family=%d", len, from.sin_family);
+	close(c);
+	close(a);
+	close(l);
+}
+
+static void accept_errors(void)
+{
+	int l = listener(P(0)), u = udp();
+	S(accept4(l, NULL, NULL, 0x1234));
+	S(accept(-1, NULL, NULL));
+	S(accept(pipefd[0], NULL, NULL));
+	S(accept(u, NULL, NULL));
+	close(l);
+	close(u);
+}
+
+static void accept_timeout(void)
+{
+	int l = listener(P(0));
+	struct timeval tv = { 0, 100000 };
+	struct timespec t0;
+	S(setsockopt(l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	S(accept(l, NULL, NULL));
+	V("waited_at_least_90ms", "%d", ms_since(&t0) >= 90);
+	close(l);
+}
+
+static void accept_after_peer_closed(void)
+{
+	int l = listener(P(0)), c, a;
+	S((c = dial(P(0), "close")) >= 0);
+	wait_ev(l, POLLIN, POLLIN);
+	a = F(accept(l, NULL, NULL));
+	V("accepted", "%s", evs(wait_ev(a, POLLIN | POLLRDHUP, POLLRDHUP)));
+	S(read(a, buf, 10));
+	close(c);
+	close(a);
+	close(l);
+}
+
+/* ---- connect ------------------------------------------------------------- */
+
+static void connect_blocking(void)
+{
+	int s = tcp();
+	struct sockaddr_in a = PEER(7001);
+	timeouts(s);
+	S(connect(s, SA(a), L));
+	sockname_ip(s);
+	names(s);
+	echo_check(s, "hello");
+	close(s);
+}
+
+static void connect_refused(void)
+{
+	int s = tcp();
+	struct sockaddr_in closed = PEER(7003), echo = PEER(7001);
+	timeouts(s);
+	S(connect(s, SA(closed), L));
+	S(geti(s, SOL_SOCKET, SO_ERROR));
+	S(send(s, "x", 1, MSG_NOSIGNAL));
+	S(connect(s, SA(echo), L));
+	echo_check(s, "again");
+	close(s);
+}
+
+static void connect_refused_nonblocking(void)
+{
+	int s = tcp();
+	struct sockaddr_in closed = PEER(7003);
+	nonblock(s);
+	S(connect(s, SA(closed), L));
+	V("revents", "%s", evs(wait_ev(s, POLLOUT, POLLOUT | POLLERR | POLLHUP)));
+	S(geti(s, SOL_SOCKET, SO_ERROR));
+	S(geti(s, SOL_SOCKET, SO_ERROR));
+	S(recv(s, buf, 1, 0));
+	close(s);
+}
+
+static void connect_nonblocking(void)
+{
+	int s = tcp();
+	struct sockaddr_in echo = PEER(7001);
+	nonblock(s);
+	S(connect(s, SA(echo), L));
+	V("revents", "%s", evs(wait_ev(s, POLLOUT, POLLOUT)));
+	S(geti(s, SOL_SOCKET, SO_ERROR));
+	S(connect(s, SA(echo), L));
+	echo_check(s, "nb");
+	close(s);
+}
+
+static void connect_twice(void)
+{
+	int s = tcp();
+	struct sockaddr_in echo = PEER(7001), other = PEER(7004);
+	timeouts(s);
+	S(connect(s, SA(echo), L));
+	S(connect(s, SA(echo), L));
+	S(connect(s, SA(other), L));
+	close(s);
+}
+
+static void connect_in_progress(void)
+{
+	int s = tcp();
+	struct sockaddr_in nobody = in4("198.18.0.3", 80);
+	nonblock(s);
+	S(connect(s, SA(nobody), L));
+	S(connect(s, SA(nobody), L));
+	S(connect(s, SA(nobody), L));
+	S(poll1(s, POLLOUT, 0));
+	S(geti(s, SOL_SOCKET, SO_ERROR));
+	S(getpeername(s, SA(nobody), &(socklen_t){ L }));
+	close(s);
+}
+
+static void connect_sndtimeo(void)
+{
+	int s = tcp();
+	struct sockaddr_in nobody = in4("198.18.0.3", 80);
+	struct timeval tv = { 0, 200000 };
+	S(setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv));
+	S(connect(s, SA(nobody), L));
+	S(connect(s, SA(nobody), L));
+	close(s);
+}
+
+static void connect_errors(void)
+{
+	int s = tcp();
+	struct sockaddr_in a = PEER(7001);
+	struct sockaddr_in6 six = { .sin6_family = AF_INET6, .sin6_port = htons(7001) };
+	S(connect(s, SA(a), 3));
+	S(connect(s, (struct sockaddr *)&six, L));
+	S(connect(s, NULL, L));
+	S(connect(-1, SA(a), L));
+	S(connect(pipefd[0], SA(a), L));
+	S(connect(s, SA(a), L));
+	close(s);
+}
+
+static void connect_listening(void)
+{
+	int l = listener(P(0));
+	struct sockaddr_in a = PEER(7001);
+	S(connect(l, SA(a), L));
+	close(l);
+}
+
+static void connect_unspec(void)
+{
+	int s = conn(7001);
+	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+	struct sockaddr_in a = PEER(7001);
+	S(s >= 0);
+	S(connect(s, &unspec, sizeof unspec));
+	S(getpeername(s, SA(a), &(socklen_t){ L }));
+	a = PEER(7001);
+	S(connect(s, SA(a), L));
+	echo_check(s, "back");
+	close(s);
+}
+
+/* ---- data ------------------------------------------------------------------ */
+
+static void write_read(void)
+{
+	int s = conn(7001);
+	S(s >= 0);
+	S(write(s, "hello", 5));
+	S(wait_inq(s, 5));
+	memset(buf, 0, 8);
+	S(read(s, buf, sizeof buf));
+	V("data", "%s", buf);
+	close(s);
+}
+
+static void readv_writev(void)
+{
+	int s = conn(7001);
+	char a[2], b[10] = { 0 };
+	struct iovec out[3] = { { "ab", 2 }, { "cde", 3 }, { "f", 1 } };
+	struct iovec in[2] = { { a, 2 }, { b, 10 } };
+	S(writev(s, out, 3));
+	S(wait_inq(s, 6));
+	S(readv(s, in, 2));
+	V("data", "%.2s|%s", a, b);
+	S(writev(s, out, 0));
+	S(writev(s, out, minus1));
+	close(s);
+}
+
+static void send_recv_flags(void)
+{
+	int s = conn(7001);
+	memset(buf, 0, 16);
+	S(send(s, "peekaboo", 8, 0));
+	S(wait_inq(s, 8));
+	S(recv(s, buf, 4, MSG_PEEK));
+	V("peeked", "%.4s", buf);
+	S(recv(s, buf, 8, 0));
+	V("data", "%.8s", buf);
+	S(recv(s, buf, 8, MSG_DONTWAIT));
+	S(send(s, "wait", 4, 0));
+	S(recv(s, buf, 4, MSG_WAITALL));
+	V("data", "%.4s", buf);
+	close(s);
+}
+
+static void recv_nonblocking_empty(void)
+{
+	int s = conn(7001);
+	struct iovec iov = { buf, 10 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	nonblock(s);
+	S(recv(s, buf, 10, 0));
+	S(read(s, buf, 10));
+	S(readv(s, &iov, 1));
+	S(recvmsg(s, &m, 0));
+	S(recvfrom(s, buf, 10, 0, NULL, NULL));
+	close(s);
+}
+
+static void recvfrom_tcp_addr(void)
+{
+	int s = conn(7001);
+	struct sockaddr_in from;
+	socklen_t len = L;
+	memset(&from, 0xab, sizeof from);
+	S(send(s, "abc", 3, 0));
+	S(wait_inq(s, 3));
+	S(recvfrom(s, buf, 10, 0, SA(from), &len));
+	V("addrlen", "%d", len);
+	close(s);
+}
+
+static void sendto_tcp(void)
+{
+	int s = conn(7001), u = tcp();
+	struct sockaddr_in other = PEER(9999), b = ANY(P(0));
+	S(sendto(s, "abc", 3, 0, SA(other), L));
+	V("read", "%ld", read_exact(s, buf, 3));
+	S(bind(u, SA(b), L));
+	S(sendto(u, "abc", 3, MSG_NOSIGNAL, SA(other), L));
+	close(s);
+	close(u);
+}
+
+static void send_unconnected(void)
+{
+	int s = tcp();
+	struct sockaddr_in a = ANY(P(0));
+	S(bind(s, SA(a), L));
+	S(send(s, "x", 1, MSG_NOSIGNAL));
+	S(write(s, "x", 1));
+	S(recv(s, buf, 1, 0));
+	S(read(s, buf, 1));
+	S(getpeername(s, SA(a), &(socklen_t){ L }));
+	close(s);
+}
+
+static void sendmsg_recvmsg(void)
+{
+	int s = conn(7001);
+	char in[32] = { 0 };
+	struct iovec out[2] = { { "send", 4 }, { "msg", 3 } };
+	struct iovec iov = { in, sizeof in };
+	struct sockaddr_in name;
+	struct msghdr mo = { .msg_iov = out, .msg_iovlen = 2 };
+	struct msghdr mi = { .msg_name = &name, .msg_namelen = L, .msg_iov = &iov, .msg_iovlen = 1 };
+	S(sendmsg(s, &mo, 0));
+	S(wait_inq(s, 7));
+	S(recvmsg(s, &mi, 0));
+	V("data", "%s flags=%d namelen=%d", in, mi.msg_flags, mi.msg_namelen);
+	close(s);
+}
+
+static void sendmmsg_recvmmsg_tcp(void)
+{
+	int s = conn(7001);
+	char in[2][16];
+	struct iovec o[2] = { { "aa", 2 }, { "bb", 2 } }, i[2] = { { in[0], 16 }, { in[1], 16 } };
+	struct mmsghdr mo[2] = { { .msg_hdr = { .msg_iov = &o[0], .msg_iovlen = 1 } },
+				 { .msg_hdr = { .msg_iov = &o[1], .msg_iovlen = 1 } } };
+	struct mmsghdr mi[2] = { { .msg_hdr = { .msg_iov = &i[0], .msg_iovlen = 1 } },
+				 { .msg_hdr = { .msg_iov = &i[1], .msg_iovlen = 1 } } };
+	S(sendmmsg(s, mo, 2, 0));
+	V("sent", "%u %u", mo[0].msg_len, mo[1].msg_len);
+	S(wait_inq(s, 4));
+	S(recvmmsg(s, mi, 2, MSG_DONTWAIT, NULL));
+	V("got", "%u %.4s", mi[0].msg_len, in[0]);
+	close(s);
+}
+
+static void msg_trunc_tcp(void)
+{
+	int s = conn(7001);
+	memset(buf, 0, 16);
+	S(send(s, "abcdef", 6, 0));
+	S(wait_inq(s, 6));
+	S(recv(s, NULL, 3, MSG_TRUNC));
+	S(recv(s, buf, 10, 0));
+	V("rest", "%s", buf);
+	close(s);
+}
+
+static void shutdown_wr(void)
+{
+	int s = conn(7001);
+	S(write(s, "bye", 3));
+	S(shutdown(s, SHUT_WR));
+	V("read", "%ld", read_exact(s, buf, 3));
+	V("eof", "%s", evs(wait_ev(s, POLLIN | POLLRDHUP, POLLRDHUP)));
+	S(read(s, buf, 10));
+	S(write(s, "x", 1));
+	S(send(s, "x", 1, MSG_NOSIGNAL));
+	S(shutdown(s, SHUT_WR));
+	close(s);
+}
+
+static void shutdown_rd(void)
+{
+	int s = conn(7001);
+	S(shutdown(s, SHUT_RD));
+	S(recv(s, buf, 10, 0));
+	S(write(s, "x", 1));
+	close(s);
+}
+
+static void shutdown_errors(void)
+{
+	int s = tcp(), c = conn(7001);
+	S(shutdown(s, SHUT_RDWR));
+	S(shutdown(c, 7));
+	S(shutdown(-1, SHUT_WR));
+	S(shutdown(pipefd[0], SHUT_WR));
+	close(s);
+	close(c);
+}
+
+static void shutdown_listener(void)
+{
+	int l = listener(P(0));
+	S(shutdown(l, SHUT_RDWR));
+	S(geti(l, SOL_SOCKET, SO_ACCEPTCONN));
+	S(accept4(l, NULL, NULL, SOCK_NONBLOCK));
+	close(l);
+}
+
+static void peer_reset(void)
+{
+	int s = conn(7005);
+	S(s >= 0);
+	V("revents", "%s", evs(wait_ev(s, POLLIN, POLLERR | POLLHUP)));
+	S(recv(s, buf, 10, 0));
+	S(recv(s, buf, 10, 0));
+	S(send(s, "x", 1, MSG_NOSIGNAL));
+	S(geti(s, SOL_SOCKET, SO_ERROR));
+	close(s);
+}
+
+static void peer_closed_epipe(void)
+{
+	int s = conn(7004);
+	memset(buf, 0, 8);
+	V("read", "%ld %s", read_exact(s, buf, 6), buf);
+	V("eof", "%s", evs(wait_ev(s, POLLIN | POLLRDHUP, POLLRDHUP)));
+	S(read(s, buf, 10));
+	S(write(s, "x", 1));
+	V("after_reset", "%s", evs(wait_ev(s, POLLIN | POLLOUT, POLLERR | POLLHUP)));
+	S(write(s, "x", 1));
+	S(write(s, "x", 1));
+	close(s);
+}
+
+static void write_until_eagain(void)
+{
+	int s = conn(7002), eagain = 0, i;
+	nonblock(s);
+	memset(buf, 'x', sizeof buf);
+	for (i = 0; i < 10000; i++) {
+		ssize_t r = send(s, buf, sizeof buf, MSG_NOSIGNAL);
+		if (r < 0) {
+			eagain = errno == EAGAIN;
+			break;
+		}
+	}
+	V("stopped_with_eagain", "%d", eagain);
+	S(send(s, buf, sizeof buf, MSG_NOSIGNAL));
+	close(s);
+}
+
+static void fionread_siocoutq(void)
+{
+	int s = conn(7001), l = listener(P(0)), n = -1;
+	S(ioctl(s, FIONREAD, &n));
+	V("fionread", "%d", n);
+	S(write(s, "12345", 5));
+	S(wait_inq(s, 5));
+	S(ioctl(s, FIONREAD, &n));
+	V("fionread", "%d", n);
+	S(ioctl(s, SIOCOUTQ, &n));
+	V("siocoutq", "%d", n);
+	S(ioctl(l, FIONREAD, &n));
+	S(ioctl(s, 0x89ff1234, &n));
+	close(s);
+	close(l);
+}
+
+static void fionbio(void)
+{
+	int s = conn(7001), on = 1, off = 0;
+	S(ioctl(s, FIONBIO, &on));
+	S(recv(s, buf, 1, 0));
+	S(fcntl(s, F_GETFL) & O_NONBLOCK);
+	S(ioctl(s, FIONBIO, &off));
+	S(fcntl(s, F_GETFL) & O_NONBLOCK);
+	close(s);
+}
+
+static void fcntl_ops(void)
+{
+	int s = conn(7001), d, e;
+	S(fcntl(s, F_SETFL, O_NONBLOCK));
+	S(fcntl(s, F_GETFL) & (O_NONBLOCK | O_ACCMODE));
+	S(recv(s, buf, 1, 0));
+	S(fcntl(s, F_SETFD, FD_CLOEXEC));
+	S(fcntl(s, F_GETFD));
+	d = fcntl(s, F_DUPFD, 100);
+	V("dupfd_at_least_100", "%d", d >= 100);
+	S(fcntl(d, F_GETFD));
+	S(fcntl(d, F_GETFL) & O_NONBLOCK);
+	e = fcntl(s, F_DUPFD_CLOEXEC, 0);
+	S(fcntl(e, F_GETFD));
+	echo_check(d, "dup");
+	S(fcntl(s, 9999));
+	S(fcntl(-1, F_GETFL));
+	close(s);
+	close(d);
+	close(e);
+}
+
+/* ---- options and names -------------------------------------------------- */
+
+static void sockopt_ints(void)
+{
+	int s = tcp();
+	struct sockaddr_in a = ANY(P(0));
+	S(geti(s, SOL_SOCKET, SO_TYPE));
+	S(geti(s, SOL_SOCKET, SO_DOMAIN));
+	S(geti(s, SOL_SOCKET, SO_PROTOCOL));
+	S(geti(s, SOL_SOCKET, SO_REUSEADDR));
+	seti(s, SOL_SOCKET, SO_REUSEADDR, 1);
+	S(geti(s, SOL_SOCKET, SO_REUSEADDR));
+	S(bind(s, SA(a), L));
+	S(listen(s, 4));
+	S(geti(s, SOL_SOCKET, SO_ACCEPTCONN));
+	S(geti(s, SOL_SOCKET, SO_TYPE));
+	S(geti(s, SOL_SOCKET, SO_ERROR));
+	close(s);
+	s = conn(7001);
+	S(geti(s, IPPROTO_TCP, TCP_NODELAY));
+	S(setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int)));
+	S(geti(s, IPPROTO_TCP, TCP_NODELAY));
+	S(geti(s, SOL_SOCKET, SO_KEEPALIVE));
+	S(setsockopt(s, SOL_SOCKET, SO_KEEPALIVE, &(int){ 1 }, sizeof(int)));
+	S(geti(s, SOL_SOCKET, SO_KEEPALIVE));
+	S(geti(s, SOL_SOCKET, SO_ACCEPTCONN));
+	S(geti(s, SOL_SOCKET, SO_ERROR));
+	close(s);
+}
+
+static void sockopt_buffers(void)
+{
+	int s = conn(7001);
+	S(setsockopt(s, SOL_SOCKET, SO_SNDBUF, &(int){ 65536 }, sizeof(int)));
+	S(geti(s, SOL_SOCKET, SO_SNDBUF));
+	S(setsockopt(s, SOL_SOCKET, SO_RCVBUF, &(int){ 65536 }, sizeof(int)));
+	S(geti(s, SOL_SOCKET, SO_RCVBUF));
+	echo_check(s, "buffers");
+	close(s);
+}
+
+static void sockopt_timeouts_linger(void)
+{
+	int s = conn(7001);
+	struct timeval tv = { 0, 250000 }, got = { 0 };
+	struct linger lg = { 1, 5 }, lgot = { 0 };
+	socklen_t len = sizeof got;
+	S(setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
+	S(getsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &got, &len));
+	V("rcvtimeo", "%ld.%06ld len=%d", (long)got.tv_sec, (long)got.tv_usec, len);
+	S(recv(s, buf, 1, 0));
+	S(setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof lg));
+	len = sizeof lgot;
+	S(getsockopt(s, SOL_SOCKET, SO_LINGER, &lgot, &len));
+	V("linger", "%d %d", lgot.l_onoff, lgot.l_linger);
+	close(s);
+}
+
+static void sockopt_errors(void)
+{
+	int s = conn(7001), v = 0;
+	socklen_t len = sizeof v;
+	S(getsockopt(s, 9999, 1, &v, &len));
+	S(getsockopt(s, SOL_SOCKET, 9999, &v, &len));
+	S(setsockopt(s, SOL_SOCKET, SO_KEEPALIVE, &v, 1));
+	S(getsockopt(s, SOL_SOCKET, SO_TYPE, &v, NULL));
+	S(getsockopt(s, SOL_SOCKET, SO_TYPE, NULL, &len));
+	S(setsockopt(s, SOL_SOCKET, SO_KEEPALIVE, NULL, sizeof v));
+	S(getsockopt(-1, SOL_SOCKET, SO_TYPE, &v, &len));
+	S(getsockopt(pipefd[0], SOL_SOCKET, SO_TYPE, &v, &len));
+	S(setsockopt(pipefd[0], SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v));
+	close(s);
+}
+
+static void sock_names(void)
+{
+	int s = tcp(), c = conn(7001);
+	struct sockaddr_in a = { 0 };
+	socklen_t len = 4;
+	names(s);
+	sockname_ip(c);
+	names(c);
+	memset(&a, 0, sizeof a);
+	S(getpeername(c, SA(a), &len));
+	V("truncated", "len=%d family=%d", len, a.sin_family);
+	len = L;
+	S(getsockname(c, NULL, &len));
+	S(getsockname(-1, SA(a), &len));
+	S(getpeername(pipefd[0], SA(a), &len));
+	close(s);
+	close(c);
+}
+
+/* ---- dup and close -------------------------------------------------------- */
+
+static void dup_accelerated(void)
+{
+	int s = conn(7001), d;
+	d = F(dup(s));
+	S(write(d, "via-dup", 7));
+	V("read", "%ld", read_exact(s, buf, 7));
+	S(close(s));
+	echo_check(d, "after-close");
+	names(d);
+	S(close(d));
+	S(close(d));
+}
+
+static void dup2_dup3(void)
+{
+	int s = conn(7001), t = conn(7004), u = tcp();
+	S(dup2(s, s) == s);
+	S(dup2(-1, s));
+	S(dup3(s, s, 0));
+	S(dup3(s, u, 0x1234));
+	S(dup2(t, s) == s);
+	memset(buf, 0, 8);
+	V("read_through_old_number", "%ld %s", read_exact(s, buf, 6), buf);
+	names(s);
+	S(dup3(pipefd[1], u, O_CLOEXEC) == u);
+	S(fcntl(u, F_GETFD));
+	S(getsockname(u, SA((struct sockaddr_in){ 0 }), &(socklen_t){ L }));
+	close(s);
+	close(t);
+	close(u);
+}
+
+static void close_errors(void)
+{
+	int s = conn(7001);
+	S(close(-1));
+	S(close(s));
+	S(close(s));
+	S(close(12345));
+}
+
+/* ---- epoll ----------------------------------------------------------------- */
+
+static void epoll_create_errors(void)
+{
+	int ep;
+	S(epoll_create(0));
+	S(epoll_create(-1));
+	S(epoll_create1(0x1234));
+	ep = F(epoll_create1(EPOLL_CLOEXEC));
+	S(fcntl(ep, F_GETFD));
+	close(ep);
+}
+
+static void epoll_ctl_errors(void)
+{
+	int ep = epoll_create1(0), s = conn(7001), f = open("/proc/self/cmdline", O_RDONLY), t = tcp();
+	struct epoll_event e = { .events = EPOLLIN };
+	S(ep_add(ep, s, EPOLLIN, 1));
+	S(ep_add(ep, s, EPOLLIN, 1));
+	S(ep_mod(ep, t, EPOLLIN, 2));
+	S(epoll_ctl(ep, EPOLL_CTL_DEL, t, &e));
+	S(ep_add(ep, ep, EPOLLIN, 3));
+	S(ep_add(ep, f, EPOLLIN, 4));
+	S(ep_add(pipefd[0], s, EPOLLIN, 5));
+	S(epoll_ctl(ep, 99, s, &e));
+	S(ep_add(ep, -1, EPOLLIN, 6));
+	S(ep_add(-1, s, EPOLLIN, 7));
+	S(epoll_ctl(ep, EPOLL_CTL_ADD, t, NULL));
+	S(ep_mod(ep, s, EPOLLIN | EPOLLEXCLUSIVE, 1));
+	S(epoll_ctl(ep, EPOLL_CTL_DEL, s, NULL));
+	S(epoll_ctl(ep, EPOLL_CTL_DEL, s, NULL));
+	close(ep);
+	close(s);
+	close(f);
+	close(t);
+}
+
+static void epoll_wait_errors(void)
+{
+	int ep = epoll_create1(0), efd = eventfd(1, 0);
+	struct epoll_event e[1];
+	S(ep_add(ep, efd, EPOLLIN, 1));
+	S(epoll_wait(ep, e, 0, 0));
+	S(epoll_wait(ep, e, minus1, 0));
+	S(epoll_wait(pipefd[0], e, 1, 0));
+	S(epoll_wait(-1, e, 1, 0));
+	S(epoll_wait(ep, nullp, 1, 0));
+	close(ep);
+	close(efd);
+}
+
+static void epoll_level(void)
+{
+	int ep = epoll_create1(0), s = conn(7001);
+	S(ep_add(ep, s, EPOLLIN, 1));
+	ep_show(ep, 0);
+	S(write(s, "ab", 2));
+	S(wait_inq(s, 2));
+	ep_show(ep, 0);
+	ep_show(ep, 0);
+	S(read(s, buf, 1));
+	ep_show(ep, 0);
+	S(read(s, buf, 1));
+	ep_show(ep, 0);
+	close(s);
+	close(ep);
+}
+
+static void epoll_edge(void)
+{
+	int ep = epoll_create1(0), s = conn(7001);
+	S(ep_add(ep, s, EPOLLIN | EPOLLET, 1));
+	ep_show(ep, 0);
+	S(write(s, "a", 1));
+	ep_show(ep, 5000);
+	ep_show(ep, 0);
+	S(read(s, buf, 10));
+	S(write(s, "b", 1));
+	ep_show(ep, 5000);
+	ep_show(ep, 0);
+	S(write(s, "c", 1));
+	S(wait_inq(s, 2));
+	ep_show(ep, 0);
+	close(s);
+	close(ep);
+}
+
+static void epoll_edge_out(void)
+{
+	int ep = epoll_create1(0), s = conn(7001);
+	S(ep_add(ep, s, EPOLLOUT | EPOLLET, 1));
+	ep_show(ep, 0);
+	ep_show(ep, 0);
+	S(ep_mod(ep, s, EPOLLOUT | EPOLLET, 2));
+	ep_show(ep, 0);
+	ep_show(ep, 0);
+	close(s);
+	close(ep);
+}
+
+static void epoll_oneshot_mod(void)
+{
+	int ep = epoll_create1(0), s = conn(7001);
+	S(ep_add(ep, s, EPOLLIN | EPOLLONESHOT, 1));
+	S(write(s, "a", 1));
+	ep_show(ep, 5000);
+	S(write(s, "b", 1));
+	S(wait_inq(s, 2));
+	ep_show(ep, 0);
+	S(ep_add(ep, s, EPOLLIN, 1));
+	S(ep_mod(ep, s, EPOLLIN | EPOLLONESHOT, 2));
+	ep_show(ep, 0);
+	ep_show(ep, 0);
+	S(ep_mod(ep, s, EPOLLIN, 3));
+	ep_show(ep, 0);
+	ep_show(ep, 0);
+	close(s);
+	close(ep);
+}
+
+static void epoll_rdhup(void)
+{
+	int ep = epoll_create1(0), s = conn(7004);
+	S(ep_add(ep, s, EPOLLIN | EPOLLRDHUP, 1));
+	V("eof", "%s", evs(wait_ev(s, POLLIN | POLLRDHUP, POLLRDHUP)));
+	ep_show(ep, 0);
+	S(read(s, buf, 6));
+	ep_show(ep, 0);
+	S(read(s, buf, 6));
+	S(ep_mod(ep, s, EPOLLIN | EPOLLOUT | EPOLLRDHUP, 2));
+	ep_show(ep, 0);
+	close(s);
+	close(ep);
+}
+
+static void epoll_refused(void)
+{
+	int ep = epoll_create1(0), s = tcp();
+	struct sockaddr_in closed = PEER(7003);
+	nonblock(s);
+	S(ep_add(ep, s, EPOLLIN | EPOLLOUT | EPOLLRDHUP, 1));
+	S(connect(s, SA(closed), L));
+	V("revents", "%s", evs(wait_ev(s, POLLOUT, POLLERR | POLLHUP)));
+	ep_show(ep, 0);
+	S(geti(s, SOL_SOCKET, SO_ERROR));
+	ep_show(ep, 0);
+	close(s);
+	close(ep);
+}
+
+static void epoll_two_sets(void)
+{
+	int e1 = epoll_create1(0), e2 = epoll_create1(0), s = conn(7001);
+	S(ep_add(e1, s, EPOLLIN, 1));
+	S(ep_add(e2, s, EPOLLIN | EPOLLET, 2));
+	S(write(s, "x", 1));
+	S(wait_inq(s, 1));
+	ep_show(e1, 0);
+	ep_show(e2, 0);
+	ep_show(e1, 0);
+	ep_show(e2, 0);
+	S(epoll_ctl(e1, EPOLL_CTL_DEL, s, NULL));
+	ep_show(e1, 0);
+	S(write(s, "y", 1));
+	S(wait_inq(s, 2));
+	ep_show(e2, 0);
+	close(s);
+	close(e1);
+	close(e2);
+}
+
+static void epoll_close_reuse(void)
+{
+	int ep = epoll_create1(0), s = conn(7001), n, t;
+	S(ep_add(ep, s, EPOLLIN, 1));
+	S(write(s, "a", 1));
+	S(wait_inq(s, 1));
+	ep_show(ep, 0);
+	n = s;
+	S(close(s));
+	ep_show(ep, 0);
+	t = conn(7001);
+	S(dup2(t, n) == n);
+	S(close(t));
+	ep_show(ep, 0);
+	S(ep_mod(ep, n, EPOLLIN, 2));
+	S(ep_add(ep, n, EPOLLIN, 2));
+	S(write(n, "b", 1));
+	ep_show(ep, 5000);
+	close(n);
+	close(ep);
+}
+
+static void epoll_dup_then_close(void)
+{
+	int ep = epoll_create1(0), s = conn(7001), d;
+	S(ep_add(ep, s, EPOLLIN, 1));
+	d = F(dup(s));
+	S(close(s));
+	S(write(d, "a", 1));
+	S(wait_inq(d, 1));
+	ep_show(ep, 0);
+	S(epoll_ctl(ep, EPOLL_CTL_DEL, s, NULL));
+	S(close(d));
+	ep_show(ep, 0);
+	close(ep);
+}
+
+static void epoll_listener(void)
+{
+	int ep = epoll_create1(0), l = listener(P(0)), c, a;
+	S(ep_add(ep, l, EPOLLIN, 1));
+	ep_show(ep, 0);
+	S((c = dial(P(0), "hold")) >= 0);
+	ep_show(ep, 5000);
+	a = F(accept(l, NULL, NULL));
+	ep_show(ep, 0);
+	S(ep_add(ep, a, EPOLLIN | EPOLLRDHUP, 2));
+	ep_show(ep, 0);
+	close(c);
+	V("eof", "%s", evs(wait_ev(a, POLLIN | POLLRDHUP, POLLRDHUP)));
+	ep_show(ep, 0);
+	close(a);
+	close(l);
+	close(ep);
+}
+
+static void epoll_mixed_waits(void)
+{
+	int ep = epoll_create1(0), efd = eventfd(0, EFD_NONBLOCK), s = conn(7001);
+	struct epoll_event e[4];
+	struct timespec zero = { 0, 0 };
+	sigset_t mask;
+	sigemptyset(&mask);
+	S(ep_add(ep, efd, EPOLLIN, 1));
+	S(ep_add(ep, s, EPOLLIN, 2));
+	S(epoll_pwait(ep, e, 4, 0, &mask));
+	S(eventfd_write(efd, 1));
+	S(epoll_pwait(ep, e, 4, 0, &mask));
+	S(write(s, "z", 1));
+	S(wait_inq(s, 1));
+	S(epoll_pwait2(ep, e, 4, &zero, NULL));
+	S(epoll_pwait2(ep, e, 4, NULL, &mask));
+	close(s);
+	close(efd);
+	close(ep);
+}
+
+static void epoll_exclusive(void)
+{
+	int ep = epoll_create1(0), s = conn(7001);
+	S(ep_add(ep, s, EPOLLIN | EPOLLEXCLUSIVE, 1));
+	S(ep_mod(ep, s, EPOLLIN, 1));
+	S(write(s, "x", 1));
+	ep_show(ep, 5000);
+	close(s);
+	close(ep);
+}
+
+static void epoll_wait_timeout(void)
+{
+	int ep = epoll_create1(0), s = conn(7001);
+	struct timespec t0;
+	S(ep_add(ep, s, EPOLLIN, 1));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ep_show(ep, 100);
+	V("waited_at_least_90ms", "%d", ms_since(&t0) >= 90);
+	close(s);
+	close(ep);
+}
+
+/* ---- poll and select ------------------------------------------------------ */
+
+static void poll_mixed(void)
+{
+	int s = conn(7001), dead = tcp();
+	close(dead);
+	struct pollfd p[4] = { { s, POLLIN | POLLOUT, 0 }, { pipefd[0], POLLIN, 0 }, { -1, POLLIN, 0 }, { dead, POLLIN, 0 } };
+	S(poll(p, 4, 0));
+	V("revents", "%s %s %s %s", evs(p[0].revents), evs(p[1].revents), evs(p[2].revents), evs(p[3].revents));
+	S(write(s, "q", 1));
+	S(wait_inq(s, 1));
+	S(poll(p, 2, 0));
+	V("revents", "%s %s", evs(p[0].revents), evs(p[1].revents));
+	close(s);
+}
+
+static void ppoll_timeout(void)
+{
+	int s = conn(7001);
+	struct pollfd p = { s, POLLIN, 0 };
+	struct timespec ts = { 0, 100000000 }, t0;
+	sigset_t mask;
+	sigemptyset(&mask);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	S(ppoll(&p, 1, &ts, &mask));
+	V("waited_at_least_90ms", "%d", ms_since(&t0) >= 90);
+	S(write(s, "q", 1));
+	S(wait_inq(s, 1));
+	S(ppoll(&p, 1, &ts, NULL));
+	V("revents", "%s", evs(p.revents));
+	close(s);
+}
+
+static void select_calls(void)
+{
+	int s = conn(7001);
+	fd_set r, w;
+	struct timeval tv = { 0, 0 };
+	FD_ZERO(&r);
+	FD_ZERO(&w);
+	FD_SET(s, &r);
+	FD_SET(s, &w);
+	S(select(s + 1, &r, &w, NULL, &tv));
+	V("set", "r=%d w=%d", FD_ISSET(s, &r), FD_ISSET(s, &w));
+	S(write(s, "q", 1));
+	S(wait_inq(s, 1));
+	FD_ZERO(&r);
+	FD_SET(s, &r);
+	tv.tv_sec = 1;
+	S(select(s + 1, &r, NULL, NULL, &tv));
+	V("set", "r=%d", FD_ISSET(s, &r));
+	S(select(-1, &r, NULL, NULL, &tv));
+	FD_ZERO(&r);
+	FD_SET(1000, &r);
+	tv = (struct timeval){ 0, 0 };
+	S(select(1001, &r, NULL, NULL, &tv));
+	close(s);
+}
+
+static void select_timeout(void)
+{
+	int s = conn(7001);
+	fd_set r;
+	struct timeval tv = { 0, 100000 };
+	struct timespec ts = { 0, 50000000 };
+	FD_ZERO(&r);
+	FD_SET(s, &r);
+	S(select(s + 1, &r, NULL, NULL, &tv));
+	V("left", "%ld.%06ld r=%d", (long)tv.tv_sec, (long)tv.tv_usec, FD_ISSET(s, &r));
+	FD_SET(s, &r);
+	S(pselect(s + 1, &r, NULL, NULL, &ts, NULL));
+	V("left", "%ld.%09ld", (long)ts.tv_sec, ts.tv_nsec);
+	close(s);
+}
+
+/* ---- sendfile and fork ------------------------------------------------ */
+
+static void sendfile_socket(void)
+{
+	char path[] = "/tmp/accel-diff-XXXXXX";
+	int f = mkstemp(path), s = conn(7001);
+	static char data[65536], back[65536];
+	off_t off = 1000;
+	for (size_t i = 0; i < sizeof data; i++)
+		data[i] = (char)(i * 7 + i / 256);
+	unlink(path);
+	S(write(f, data, sizeof data) == sizeof data);
+	S(sendfile(s, f, &off, 30000));
+	V("offset", "%ld", (long)off);
+	V("echoed", "%ld", read_exact(s, back, 30000));
+	V("same", "%d", memcmp(back, data + 1000, 30000) == 0);
+	S(lseek(f, 0, SEEK_SET));
+	S(sendfile(s, f, NULL, 100));
+	S(lseek(f, 0, SEEK_CUR));
+	V("echoed", "%ld", read_exact(s, back, 100));
+	S(sendfile(f, s, NULL, 10));
+	S(sendfile(-1, f, NULL, 10));
+	close(f);
+	close(s);
+}
+
+static void fork_child_closes(void)
+{
+	int s = conn(7001), status = -1;
+	pid_t pid;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0)
+		_exit(close(s) == 0 ? 7 : 1);
+	S(pid > 0);
+	S(waitpid(pid, &status, 0) == pid);
+	V("child", "exit=%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	echo_check(s, "parent");
+	close(s);
+}
+
+/* ---- udp -------------------------------------------------------------------- */
+
+static void udp_echo(void)
+{
+	int u = udp();
+	struct sockaddr_in me = ANY(P(0)), peer = PEER(7001), from;
+	socklen_t len = L;
+	timeouts(u);
+	S(bind(u, SA(me), L));
+	names(u);
+	S(sendto(u, "ping", 4, 0, SA(peer), L));
+	V("revents", "%s", evs(wait_ev(u, POLLIN, POLLIN)));
+	memset(buf, 0, 8);
+	S(recvfrom(u, buf, sizeof buf, 0, SA(from), &len));
+	V("from", "%s len=%d data=%s", show(&from), len, buf);
+	close(u);
+}
+
+static void udp_connected(void)
+{
+	int u = udp();
+	struct sockaddr_in peer = PEER(7001);
+	timeouts(u);
+	S(connect(u, SA(peer), L));
+	sockname_ip(u);
+	names(u);
+	S(send(u, "pong", 4, 0));
+	memset(buf, 0, 8);
+	S(recv(u, buf, sizeof buf, 0));
+	V("data", "%s", buf);
+	S(sendto(u, "to", 2, 0, SA(peer), L));
+	S(recv(u, buf, sizeof buf, 0));
+	close(u);
+}
+
+static void udp_refused(void)
+{
+	int u = udp();
+	struct sockaddr_in closed = PEER(7003);
+	timeouts(u);
+	S(connect(u, SA(closed), L));
+	S(send(u, "anyone", 6, 0));
+	V("revents", "%s", evs(wait_ev(u, POLLIN, POLLERR)));
+	S(recv(u, buf, sizeof buf, 0));
+	S(geti(u, SOL_SOCKET, SO_ERROR));
+	close(u);
+}
+
+static void udp_nonblocking_empty(void)
+{
+	int u = udp();
+	struct sockaddr_in me = ANY(P(0)), again = ANY(P(0));
+	S(bind(u, SA(me), L));
+	S(recv(u, buf, 10, MSG_DONTWAIT));
+	nonblock(u);
+	S(recvfrom(u, buf, 10, 0, NULL, NULL));
+	S(bind(udp(), SA(again), L));
+	close(u);
+}
+
+static void udp_mmsg(void)
+{
+	int u = udp();
+	struct sockaddr_in peer = PEER(7001);
+	char in[3][16] = { { 0 } };
+	struct iovec o[3] = { { "one", 3 }, { "two", 3 }, { "three", 5 } };
+	struct iovec i[3] = { { in[0], 16 }, { in[1], 16 }, { in[2], 16 } };
+	struct mmsghdr mo[3], mi[3];
+	memset(mo, 0, sizeof mo);
+	memset(mi, 0, sizeof mi);
+	for (int k = 0; k < 3; k++) {
+		mo[k].msg_hdr.msg_iov = &o[k];
+		mo[k].msg_hdr.msg_iovlen = 1;
+		mi[k].msg_hdr.msg_iov = &i[k];
+		mi[k].msg_hdr.msg_iovlen = 1;
+	}
+	timeouts(u);
+	S(connect(u, SA(peer), L));
+	S(sendmmsg(u, mo, 3, 0));
+	S(recvmmsg(u, mi, 3, 0, NULL));
+	V("got", "%u:%s %u:%s %u:%s", mi[0].msg_len, in[0], mi[1].msg_len, in[1], mi[2].msg_len, in[2]);
+	close(u);
+}
+
+static void udp_trunc(void)
+{
+	int u = udp();
+	struct sockaddr_in peer = PEER(7001);
+	char small[4];
+	struct iovec iov = { small, sizeof small };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	timeouts(u);
+	S(connect(u, SA(peer), L));
+	S(send(u, "0123456789", 10, 0));
+	S(recv(u, small, sizeof small, MSG_TRUNC));
+	S(send(u, "0123456789", 10, 0));
+	S(recvmsg(u, &m, 0));
+	V("flags", "trunc=%d", !!(m.msg_flags & MSG_TRUNC));
+	close(u);
+}
+
+/* ---- loopback: stays in the kernel ---------------------------------------- */
+
+static void loopback_kernel(void)
+{
+	int l = tcp(), c = tcp(), a;
+	struct sockaddr_in lo = LO(0);
+	socklen_t len = L;
+	S(bind(l, SA(lo), L));
+	S(listen(l, 4));
+	S(getsockname(l, SA(lo), &len));
+	S(connect(c, SA(lo), L));
+	a = F(accept(l, NULL, NULL));
+	S(write(c, "lo", 2));
+	S(read_exact(a, buf, 2));
+	sockname_ip(a);
+	close(a);
+	close(c);
+	close(l);
+}
+
+static void wildcard_accepts_loopback_and_remote(void)
+{
+	int l = listener(P(0)), ep = epoll_create1(0), c = tcp(), d, a, b;
+	struct sockaddr_in lo = LO(P(0));
+	S(l >= 0);
+	S(ep_add(ep, l, EPOLLIN, 1));
+	S(connect(c, SA(lo), L));
+	ep_show(ep, 5000);
+	a = F(accept(l, NULL, NULL));
+	names(a);
+	ep_show(ep, 0);
+	S((d = dial(P(0), "send")) >= 0);
+	ep_show(ep, 5000);
+	b = F(accept(l, NULL, NULL));
+	sockname_ip(b);
+	V("read", "%ld", read_exact(b, buf, 7));
+	S(write(c, "kern", 4));
+	V("read", "%ld", read_exact(a, buf, 4));
+	close(a);
+	close(b);
+	close(c);
+	close(d);
+	close(l);
+	close(ep);
+}
+
+/* ---- the table ---------------------------------------------------------- */
+
+static const struct {
+	const char *name;
+	void (*run)(void);
+} cases[] = {
+#define C(f) { #f, f }
+	C(socket_errors), C(socket_flags), C(socketpair_calls),
+	C(bind_wildcard), C(bind_stack_address), C(bind_port_zero), C(bind_twice), C(bind_in_use),
+	C(bind_reuseaddr_listening), C(bind_reuseaddr_bound), C(bind_errors),
+	C(listen_unbound), C(listen_twice), C(listen_errors),
+	C(accept_empty_nonblocking), C(accept_not_listening), C(accept_dialed), C(accept4_flags),
+	C(accept_does_not_inherit_nonblock), C(accept_small_addrlen), C(accept_errors),
+	C(accept_timeout), C(accept_after_peer_closed),
+	C(connect_blocking), C(connect_refused), C(connect_refused_nonblocking), C(connect_nonblocking),
+	C(connect_twice), C(connect_in_progress), C(connect_sndtimeo), C(connect_errors),
+	C(connect_listening), C(connect_unspec),
+	C(write_read), C(readv_writev), C(send_recv_flags), C(recv_nonblocking_empty),
+	C(recvfrom_tcp_addr), C(sendto_tcp), C(send_unconnected), C(sendmsg_recvmsg),
+	C(sendmmsg_recvmmsg_tcp), C(msg_trunc_tcp), C(shutdown_wr), C(shutdown_rd), C(shutdown_errors),
+	C(shutdown_listener), C(peer_reset), C(peer_closed_epipe), C(write_until_eagain),
+	C(fionread_siocoutq), C(fionbio), C(fcntl_ops),
+	C(sockopt_ints), C(sockopt_buffers), C(sockopt_timeouts_linger), C(sockopt_errors), C(sock_names),
+	C(dup_accelerated), C(dup2_dup3), C(close_errors),
+	C(epoll_create_errors), C(epoll_ctl_errors), C(epoll_wait_errors), C(epoll_level), C(epoll_edge),
+	C(epoll_edge_out), C(epoll_oneshot_mod), C(epoll_rdhup), C(epoll_refused), C(epoll_two_sets),
+	C(epoll_close_reuse), C(epoll_dup_then_close), C(epoll_listener), C(epoll_mixed_waits),
+	C(epoll_exclusive), C(epoll_wait_timeout),
+	C(poll_mixed), C(ppoll_timeout), C(select_calls), C(select_timeout),
+	C(sendfile_socket), C(fork_child_closes),
+	C(udp_echo), C(udp_connected), C(udp_refused), C(udp_nonblocking_empty), C(udp_mmsg), C(udp_trunc),
+	C(loopback_kernel), C(wildcard_accepts_loopback_and_remote),
+#undef C
+};
+
+static sigjmp_buf escape;
+
+static void on_signal(int sig)
+{
+	printf("case %s step %d: %s\n", cur, stepno + 1, sig == SIGALRM ? "timed out (20 s)" : strsignal(sig));
+	fflush(stdout);
+	siglongjmp(escape, 1);
+}
+
+int main(int argc, char **argv)
+{
+	size_t n = sizeof cases / sizeof cases[0], ran = 0;
+	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_NODEFER };
+	if (argc < 2 || (base = atoi(argv[1])) <= 0) {
+		fprintf(stderr, "usage: %s BASE_PORT [CASE...]\n", argv[0]);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGALRM, &sa, NULL);
+	if (pipe(pipefd) < 0)
+		return 1;
+	for (size_t i = 0; i < n; i++) {
+		int wanted = argc == 2;
+		for (int a = 2; a < argc; a++)
+			wanted |= strcmp(argv[a], cases[i].name) == 0;
+		if (!wanted)
+			continue;
+		cur = cases[i].name;
+		stepno = 0;
+		case_index = (int)i;
+		if (sigsetjmp(escape, 1) == 0) {
+			alarm(20);
+			cases[i].run();
+		}
+		alarm(0);
+		ran++;
+	}
+	printf("done: %zu cases\n", ran);
+	return 0;
+}
