@@ -28,12 +28,12 @@
 //! ACKs, retransmissions and ARP go on.
 
 use crate::epoll::EpollSet;
-use crate::logging::log;
+use crate::logging::{log, Level};
 use crate::sock::{Slab, Sock};
 use crate::startup;
 use crate::{config::Fallback, netns, sys};
 use accel_stack::iface::{IfaceConfig, PollResult, Stack};
-use accel_stack::phy::dpdk::{DpdkConfig, DpdkDevice, Eal};
+use accel_stack::phy::dpdk::{set_log_echo, DpdkConfig, DpdkDevice, Eal};
 use accel_stack::tcp::TcpConfig;
 use accel_stack::wire::EthernetAddress;
 use accel_stack::Instant;
@@ -229,6 +229,13 @@ fn start(core: &mut Core) -> Result<String, String> {
     let line = String::from_utf8_lossy(cfg.dpdk_args.as_bytes()).into_owned();
     let (args, vdev_port) = eal_args(&line);
     let (vdev, port) = vdev_port.split_once('\0').unwrap_or(("", "0"));
+    // DPDK's own lines only at ACCEL_LOG=info (its warnings) or debug (all):
+    // a failure is reported in one line of ours, with DPDK's reason in it.
+    set_log_echo(match cfg.log_level {
+        Level::Debug => u32::MAX,
+        Level::Info => 5,
+        _ => 0,
+    });
     let eal = Eal::init(&args).map_err(|e| format!("DPDK did not start ({}): {e}", args.join(" ")))?;
     let dpdk = DpdkConfig::default();
     let mut dev = DpdkDevice::open(&eal, port, dpdk).map_err(|e| format!("port {port}: {e}"))?;
