@@ -497,6 +497,16 @@ pub unsafe fn name(entry: Entry, peer: bool, addr: *mut sockaddr, len: *mut sock
         (Kind::Listener { local, .. }, false) => Ok(*local),
         (Kind::Listener { .. }, true) => Err(Errno(libc::ENOTCONN)),
         (Kind::Tcp(h), _) => match core.stack() {
+            // Linux has no peer while the handshake is under way.
+            Some(s)
+                if peer
+                    && s.iface
+                        .tcp
+                        .socket(*h)
+                        .is_some_and(|c| c.state() == accel_stack::tcp::State::SynSent) =>
+            {
+                Err(Errno(libc::ENOTCONN))
+            }
             Some(s) if peer => s.iface.tcp.peer_addr(*h).map_err(se),
             Some(s) => s
                 .iface

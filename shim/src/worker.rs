@@ -25,7 +25,9 @@
 //!
 //! The keeper thread drives the stack when no thread has for
 //! `ACCEL_KEEPER_US` and none is waiting (the program is computing), so
-//! ACKs, retransmissions and ARP go on.
+//! ACKs, retransmissions and ARP go on. While a thread waits in the shim
+//! (and so drives the worker itself) the keeper sleeps on a futex until the
+//! last waiter leaves, so an idle server costs no keeper wake-ups.
 
 use crate::epoll::EpollSet;
 use crate::logging::{log, Level};
@@ -39,7 +41,7 @@ use accel_stack::wire::EthernetAddress;
 use accel_stack::Instant;
 use libc::{pollfd, sigset_t};
 use parking_lot::{Mutex, MutexGuard};
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 use std::time::Duration;
 
 /// The stack's type in the shim.
@@ -82,8 +84,11 @@ struct Worker {
     rx_fd: AtomicI32,
     /// Threads asleep in [`block`].
     sleepers: AtomicU32,
-    /// Threads inside [`block`] (driving the stack themselves).
+    /// Threads inside [`block`] (driving the stack themselves); the keeper
+    /// sleeps on this word (a futex) while it is not zero.
     waiters: AtomicU32,
+    /// The keeper sleeps until `waiters` drops to zero.
+    keeper_parked: AtomicBool,
     /// When the stack was last polled (ns of the monotonic clock).
     last_drive: AtomicU64,
 }
@@ -101,6 +106,7 @@ static W: Worker = Worker {
     rx_fd: AtomicI32::new(-1),
     sleepers: AtomicU32::new(0),
     waiters: AtomicU32::new(0),
+    keeper_parked: AtomicBool::new(false),
     last_drive: AtomicU64::new(0),
 };
 
@@ -306,7 +312,10 @@ pub fn block<R>(
 ) -> Result<R, WaitEnd> {
     W.waiters.fetch_add(1, Relaxed);
     let r = block_inner(deadline, extra, sigmask, &mut attempt);
-    W.waiters.fetch_sub(1, Relaxed);
+    if W.waiters.fetch_sub(1, Release) == 1 && W.keeper_parked.load(Acquire) {
+        // Nobody drives the worker now: the keeper takes over.
+        sys::futex_wake(&W.waiters);
+    }
     r
 }
 
@@ -416,7 +425,14 @@ fn keeper(period: Duration) {
         if status() != Status::Up {
             return;
         }
-        if W.waiters.load(Relaxed) > 0 {
+        let w = W.waiters.load(Acquire);
+        if w > 0 {
+            // A thread waiting in the shim drives the worker: sleep until
+            // none does (or a second has passed), without waking each
+            // period.
+            W.keeper_parked.store(true, Release);
+            sys::futex_wait(&W.waiters, w, Duration::from_secs(1));
+            W.keeper_parked.store(false, Release);
             continue;
         }
         let last = W.last_drive.load(Relaxed);
