@@ -408,7 +408,7 @@ pub unsafe fn wait(
     match block(dl, &mut extra, mask, &mut f) {
         Ok(r) => Dispatch::Done(r.map(|n| n as c_int)),
         Err(WaitEnd::TimedOut) => ok(0),
-        Err(WaitEnd::Interrupted) => fail(libc::EINTR),
+        Err(WaitEnd::Interrupted { .. }) => fail(libc::EINTR),
     }
 }
 

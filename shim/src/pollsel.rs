@@ -149,7 +149,7 @@ fn poll_fds(
     match block(dl, &mut sleep_on, sigmask, &mut f) {
         Ok(r) => r,
         Err(WaitEnd::TimedOut) => Ok(0),
-        Err(WaitEnd::Interrupted) => Err(Errno(libc::EINTR)),
+        Err(WaitEnd::Interrupted { .. }) => Err(Errno(libc::EINTR)),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::io::Iov;
 use crate::skeleton::{Dispatch, Errno};
 use crate::sock::{Kind, Sock};
 use crate::sockaddr::{self as sa, Addr};
-use crate::socket::{deadline, fail, interrupts, ok, routed, se, sock_mut, to_kernel, Answer};
+use crate::socket::{deadline, fail, ok, routed, se, sock_mut, to_kernel, Answer};
 use crate::sys;
 use crate::worker::{self, block, ensure_started, Core, WaitEnd};
 use core::net::{Ipv4Addr, SocketAddrV4};
@@ -169,8 +169,8 @@ pub unsafe fn recv(
             match block(dl, &mut [], None, &mut f) {
                 Ok(r) => break r,
                 Err(WaitEnd::TimedOut) => break Err(Errno(libc::EAGAIN)),
-                Err(WaitEnd::Interrupted) if interrupts() => break Err(Errno(libc::EINTR)),
-                Err(WaitEnd::Interrupted) => {}
+                Err(WaitEnd::Interrupted { restart: false }) => break Err(Errno(libc::EINTR)),
+                Err(WaitEnd::Interrupted { .. }) => {}
             }
         }
     };

@@ -32,8 +32,8 @@
 use crate::epoll::EpollSet;
 use crate::logging::{log, Level};
 use crate::sock::{Slab, Sock};
-use crate::startup;
 use crate::{config::Fallback, netns, sys};
+use crate::{signals, startup};
 use accel_stack::iface::{IfaceConfig, PollResult, Stack};
 use accel_stack::phy::dpdk::{set_log_echo, DpdkConfig, DpdkDevice, Eal};
 use accel_stack::tcp::TcpConfig;
@@ -295,8 +295,13 @@ fn first_host(ip: core::net::Ipv4Addr, prefix_len: u8) -> core::net::Ipv4Addr {
 pub enum WaitEnd {
     /// The deadline passed.
     TimedOut,
-    /// A signal handler ran.
-    Interrupted,
+    /// A signal handler ran; `restart`: the kernel would restart the call
+    /// (every handler that ran had `SA_RESTART`, and the call has no
+    /// timeout).
+    Interrupted {
+        /// Whether to go on waiting rather than fail with `EINTR`.
+        restart: bool,
+    },
 }
 
 /// Drives the worker until `attempt` returns a result, the `deadline`
@@ -329,6 +334,19 @@ fn block_inner<R>(
     let mut idle_since: Option<Instant> = None;
     let mut backoff = Duration::from_micros(50);
     let mut fds: Vec<pollfd> = Vec::with_capacity(extra.len() + 2);
+    let start = signals::epoch();
+    // A call with a timeout is never restarted (signal(7)).
+    let interrupted = |known: bool| {
+        let e = signals::epoch();
+        let restart = if e.0 != start.0 {
+            e.1 == start.1
+        } else {
+            known && !sys::some_handler_interrupts()
+        };
+        WaitEnd::Interrupted {
+            restart: restart && deadline.is_none(),
+        }
+    };
     loop {
         let (progress, next) = {
             let mut core = lock();
@@ -338,6 +356,11 @@ fn block_inner<R>(
             }
             (res.progress, res.next)
         };
+        if signals::epoch().0 != start.0 {
+            // A handler ran while we polled: the kernel's call would have
+            // been interrupted in its sleep.
+            return Err(interrupted(false));
+        }
         let t = now();
         if deadline.is_some_and(|d| t >= d) {
             return Err(WaitEnd::TimedOut);
@@ -400,7 +423,7 @@ fn block_inner<R>(
             sys::drain(bell);
         }
         if r == Err(libc::EINTR) {
-            return Err(WaitEnd::Interrupted);
+            return Err(interrupted(true));
         }
     }
 }
