@@ -226,11 +226,9 @@ mod tests {
         // The program sees its own handler, not the trampoline.
         // SAFETY: a query with a writable old action.
         let mut q: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        assert_eq!(
-            unsafe { sigaction(real(), libc::SIGUSR2, std::ptr::null(), &mut q) },
-            0
-        );
+        // SAFETY: a query: no new action, a writable old one.
+        let r = unsafe { sigaction(real(), libc::SIGUSR2, std::ptr::null(), &mut q) };
+        assert_eq!(r, 0);
         assert_eq!(q.sa_sigaction, handler);
         assert_eq!(q.sa_flags & libc::SA_SIGINFO, 0, "the program's flags");
         // Back to the default.
@@ -238,10 +236,8 @@ mod tests {
         let prev = unsafe { signal(real(), libc::SIGUSR2, libc::SIG_DFL) };
         assert_eq!(prev, handler);
         // SAFETY: a query, as above.
-        assert_eq!(
-            unsafe { sigaction(real(), libc::SIGUSR2, std::ptr::null(), &mut q) },
-            0
-        );
+        let r = unsafe { sigaction(real(), libc::SIGUSR2, std::ptr::null(), &mut q) };
+        assert_eq!(r, 0);
         assert_eq!(q.sa_sigaction, libc::SIG_DFL);
     }
 
