@@ -189,13 +189,7 @@ pub unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, entry: Entry, ev: *mut epol
         Ok(x) => x,
         Err(e) => return Dispatch::Done(Err(e)),
     };
-    let kernel_side = matches!(
-        core.socks.get(entry.handle()),
-        Some(Sock {
-            kind: Kind::Listener { kernel: true, .. },
-            ..
-        })
-    );
+    let kernel_side = socket::kernel_side(&core, entry);
     let Some(set) = core.epolls.get_mut(h) else {
         return fail(libc::EBADF);
     };

@@ -146,13 +146,15 @@ fn answers(entry: Entry) -> bool {
 /// # Safety
 ///
 /// `iov` describes buffers valid for writing.
-pub unsafe fn recv(entry: Entry, iov: Iov<'_>, flags: c_int) -> Answer<isize> {
+pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answer<isize> {
     if !answers(entry) {
         return Dispatch::NotOurs;
     }
     if entry.state() == State::Udp {
         // SAFETY: the caller's contract.
-        return unsafe { crate::udp::recv(entry, iov, flags, std::ptr::null_mut(), std::ptr::null_mut()) };
+        return unsafe {
+            crate::udp::recv(entry, fd, iov, flags, std::ptr::null_mut(), std::ptr::null_mut())
+        };
     }
     let peek = flags & libc::MSG_PEEK != 0;
     let waitall = flags & libc::MSG_WAITALL != 0 && !peek;

@@ -762,6 +762,24 @@ pub fn duplicated(entry: Entry) {
     }
 }
 
+/// Whether the socket of `entry` also lives in the kernel: a wildcard
+/// listener (loopback clients) or a wildcard UDP socket (loopback
+/// senders), whose placeholder then belongs in epoll and poll sets too.
+pub fn kernel_side(core: &Core, entry: Entry) -> bool {
+    match core.socks.get(entry.handle()) {
+        Some(Sock {
+            kind: Kind::Listener { kernel, .. },
+            ..
+        }) => *kernel,
+        Some(Sock {
+            kind: Kind::Udp(_),
+            kernel_bound,
+            ..
+        }) => *kernel_bound,
+        _ => false,
+    }
+}
+
 /// The TCP connection of `entry`, or the errno for what it is instead.
 pub fn conn_of(core: &Core, entry: Entry) -> Result<TcpHandle, Errno> {
     match core.socks.get(entry.handle()).map(|s| &s.kind) {
