@@ -189,13 +189,7 @@ pub unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, entry: Entry, ev: *mut epol
         Ok(x) => x,
         Err(e) => return Dispatch::Done(Err(e)),
     };
-    let kernel_side = matches!(
-        core.socks.get(entry.handle()),
-        Some(Sock {
-            kind: Kind::Listener { kernel: true, .. },
-            ..
-        })
-    );
+    let kernel_side = socket::kernel_side(&core, entry);
     let Some(set) = core.epolls.get_mut(h) else {
         return fail(libc::EBADF);
     };
@@ -326,14 +320,16 @@ pub fn moved_to_shim(core: &mut Core, fd: c_int, entry: Entry, regs: &[(c_int, u
 
 /// Collects ready events of the set `h` into `out`, then the kernel's.
 fn gather(core: &mut Core, h: u32, epfd: c_int, out: &mut [epoll_event]) -> Result<usize, Errno> {
-    let Some(mut set) = core.epolls.remove(h) else {
+    // The set is taken out while its members' readiness is read from the
+    // rest of the core, then put back in its slot.
+    let Some(slot) = core.epolls.get_mut(h) else {
         return Err(Errno(libc::EBADF));
     };
+    let mut set = std::mem::take(slot);
     let n = set.collect(&mut |e| socket::readiness(core, e), out);
-    // Put it back under the same handle (remove freed it; insert reuses
-    // the most recently freed slot).
-    let back = core.epolls.insert(set);
-    debug_assert_eq!(back, h);
+    if let Some(slot) = core.epolls.get_mut(h) {
+        *slot = set;
+    }
     let rest = out.get_mut(n..).unwrap_or_default();
     if rest.is_empty() {
         return Ok(n);
@@ -406,7 +402,7 @@ pub unsafe fn wait(
     match block(dl, &mut extra, mask, &mut f) {
         Ok(r) => Dispatch::Done(r.map(|n| n as c_int)),
         Err(WaitEnd::TimedOut) => ok(0),
-        Err(WaitEnd::Interrupted) => fail(libc::EINTR),
+        Err(WaitEnd::Interrupted { .. }) => fail(libc::EINTR),
     }
 }
 

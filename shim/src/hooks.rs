@@ -29,6 +29,35 @@ use libc::{c_int, c_uint, c_ulong};
 
 pub(crate) use crate::exec::{execv, execve, execvp, execvpe, posix_spawn, posix_spawnp};
 
+/// `sigaction(2)`, through the shim's handler table (see `signals`).
+///
+/// # Safety
+///
+/// `sigaction`'s: `act` and `old` are null or valid.
+pub(crate) unsafe fn sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int {
+    skeleton::pass(Call::sigaction, || match real::sigaction.get() {
+        // SAFETY: the program's arguments, with libc's sigaction.
+        Some(f) => unsafe { crate::signals::sigaction(f, sig, act, old) },
+        None => skeleton::missing(Call::sigaction),
+    })
+}
+
+/// `signal(3)`, through the shim's handler table (see `signals`).
+///
+/// # Safety
+///
+/// None beyond `signal`'s.
+pub(crate) unsafe fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
+    skeleton::pass(Call::signal, || match real::sigaction.get() {
+        // SAFETY: the program's arguments, with libc's sigaction.
+        Some(f) => unsafe { crate::signals::signal(f, sig, handler) },
+        None => {
+            crate::sys::set_errno(libc::ENOSYS);
+            libc::SIG_ERR
+        }
+    })
+}
+
 /// Clears `fd`'s entry and releases what it held.
 fn forget(fd: c_int) {
     if let Some(old) = FDS.clear(fd) {

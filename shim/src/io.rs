@@ -18,7 +18,7 @@ use crate::logging::log;
 use crate::skeleton::{Dispatch, Errno};
 use crate::sock::{Kind, Sock};
 use crate::sockaddr as sa;
-use crate::socket::{conn_of, deadline, fail, interrupts, ok, se, sock_mut, Answer};
+use crate::socket::{conn_of, deadline, fail, ok, se, sock_mut, Answer};
 use crate::sys;
 use crate::worker::{self, block, Core, WaitEnd};
 use core::net::SocketAddrV4;
@@ -146,13 +146,15 @@ fn answers(entry: Entry) -> bool {
 /// # Safety
 ///
 /// `iov` describes buffers valid for writing.
-pub unsafe fn recv(entry: Entry, iov: Iov<'_>, flags: c_int) -> Answer<isize> {
+pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answer<isize> {
     if !answers(entry) {
         return Dispatch::NotOurs;
     }
     if entry.state() == State::Udp {
         // SAFETY: the caller's contract.
-        return unsafe { crate::udp::recv(entry, iov, flags, std::ptr::null_mut(), std::ptr::null_mut()) };
+        return unsafe {
+            crate::udp::recv(entry, fd, iov, flags, std::ptr::null_mut(), std::ptr::null_mut())
+        };
     }
     let peek = flags & libc::MSG_PEEK != 0;
     let waitall = flags & libc::MSG_WAITALL != 0 && !peek;
@@ -202,8 +204,8 @@ pub unsafe fn recv(entry: Entry, iov: Iov<'_>, flags: c_int) -> Answer<isize> {
                 return Dispatch::Done(r.map(|n| n as isize));
             }
             Err(WaitEnd::TimedOut) => return fail(libc::EAGAIN),
-            Err(WaitEnd::Interrupted) if interrupts() => return fail(libc::EINTR),
-            Err(WaitEnd::Interrupted) => {}
+            Err(WaitEnd::Interrupted { restart: false }) => return fail(libc::EINTR),
+            Err(WaitEnd::Interrupted { .. }) => {}
         }
     }
 }
@@ -230,7 +232,7 @@ unsafe fn recv_rest(entry: Entry, iov: Iov<'_>, mut got: usize, timeout: Option<
         match block(dl, &mut [], None, &mut f) {
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => got += n,
-            Err(WaitEnd::Interrupted) if !interrupts() => {}
+            Err(WaitEnd::Interrupted { restart: true }) => {}
             Err(_) => break,
         }
     }
@@ -321,9 +323,9 @@ pub unsafe fn send(entry: Entry, iov: Iov<'_>, flags: c_int) -> Answer<isize> {
                 return Dispatch::Done(Err(e));
             }
             Ok(Err(_)) => break,
-            Err(WaitEnd::Interrupted) if !interrupts() => {}
+            Err(WaitEnd::Interrupted { restart: true }) => {}
             Err(WaitEnd::TimedOut) if done == 0 => return fail(libc::EAGAIN),
-            Err(WaitEnd::Interrupted) if done == 0 => return fail(libc::EINTR),
+            Err(WaitEnd::Interrupted { .. }) if done == 0 => return fail(libc::EINTR),
             Err(_) => break,
         }
     }
@@ -413,7 +415,7 @@ pub unsafe fn sendfile(entry: Entry, in_fd: c_int, offset: *mut i64, count: usiz
                     };
                     match block(dl, &mut [], None, &mut f) {
                         Ok(()) => {}
-                        Err(WaitEnd::Interrupted) if !interrupts() => {}
+                        Err(WaitEnd::Interrupted { restart: true }) => {}
                         Err(e) => {
                             if sent + off == 0 {
                                 result = Err(Errno(if e == WaitEnd::TimedOut {
@@ -497,6 +499,16 @@ pub unsafe fn name(entry: Entry, peer: bool, addr: *mut sockaddr, len: *mut sock
         (Kind::Listener { local, .. }, false) => Ok(*local),
         (Kind::Listener { .. }, true) => Err(Errno(libc::ENOTCONN)),
         (Kind::Tcp(h), _) => match core.stack() {
+            // Linux has no peer while the handshake is under way.
+            Some(s)
+                if peer
+                    && s.iface
+                        .tcp
+                        .socket(*h)
+                        .is_some_and(|c| c.state() == accel_stack::tcp::State::SynSent) =>
+            {
+                Err(Errno(libc::ENOTCONN))
+            }
             Some(s) if peer => s.iface.tcp.peer_addr(*h).map_err(se),
             Some(s) => s
                 .iface

@@ -90,7 +90,7 @@ unsafe fn msg_iov<'a>(msg: *const msghdr) -> Result<&'a [iovec], Errno> {
 /// # Safety
 ///
 /// As for `recvmsg`.
-unsafe fn recvmsg_ours(entry: Entry, msg: *mut msghdr, flags: c_int) -> Dispatch<ssize_t> {
+unsafe fn recvmsg_ours(entry: Entry, fd: c_int, msg: *mut msghdr, flags: c_int) -> Dispatch<ssize_t> {
     // SAFETY: the caller's contract.
     let iov = match unsafe { msg_iov(msg) } {
         Ok(v) => v,
@@ -105,6 +105,7 @@ unsafe fn recvmsg_ours(entry: Entry, msg: *mut msghdr, flags: c_int) -> Dispatch
         let r = unsafe {
             udp::recv(
                 entry,
+                fd,
                 iov,
                 flags,
                 name,
@@ -121,7 +122,7 @@ unsafe fn recvmsg_ours(entry: Entry, msg: *mut msghdr, flags: c_int) -> Dispatch
         r
     } else {
         // SAFETY: the caller's contract.
-        let r = unsafe { io::recv(entry, iov, flags) };
+        let r = unsafe { io::recv(entry, fd, iov, flags) };
         m.msg_namelen = 0;
         r
     };
@@ -295,7 +296,7 @@ impl Ops for Accel {
     unsafe fn read(&self, entry: Entry, fd: c_int, buf: *mut c_void, count: size_t) -> Dispatch<ssize_t> {
         inert!(entry, fd, "read");
         // SAFETY: the program's buffer.
-        unsafe { io::recv(entry, &[one(buf, count)], 0) }
+        unsafe { io::recv(entry, fd, &[one(buf, count)], 0) }
     }
 
     unsafe fn readv(&self, entry: Entry, fd: c_int, iov: *const iovec, iovcnt: c_int) -> Dispatch<ssize_t> {
@@ -313,7 +314,7 @@ impl Ops for Accel {
             unsafe { std::slice::from_raw_parts(iov, iovcnt as usize) }
         };
         // SAFETY: as above.
-        unsafe { io::recv(entry, v, 0) }
+        unsafe { io::recv(entry, fd, v, 0) }
     }
 
     unsafe fn write(&self, entry: Entry, fd: c_int, buf: *const c_void, count: size_t) -> Dispatch<ssize_t> {
@@ -350,7 +351,7 @@ impl Ops for Accel {
     ) -> Dispatch<ssize_t> {
         inert!(entry, fd, "recv");
         // SAFETY: the program's buffer.
-        unsafe { io::recv(entry, &[one(buf, len)], flags) }
+        unsafe { io::recv(entry, fd, &[one(buf, len)], flags) }
     }
 
     unsafe fn recvfrom(
@@ -366,10 +367,10 @@ impl Ops for Accel {
         inert!(entry, fd, "recvfrom");
         if entry.state() == State::Udp {
             // SAFETY: the program's buffers.
-            return unsafe { udp::recv(entry, &[one(buf, len)], flags, addr, alen) };
+            return unsafe { udp::recv(entry, fd, &[one(buf, len)], flags, addr, alen) };
         }
         // SAFETY: the program's buffer.
-        let r = unsafe { io::recv(entry, &[one(buf, len)], flags) };
+        let r = unsafe { io::recv(entry, fd, &[one(buf, len)], flags) };
         if matches!(r, Dispatch::Done(Ok(_))) && !addr.is_null() && !alen.is_null() {
             // A stream socket reports no address, as the kernel's.
             // SAFETY: the program's length pointer.
@@ -384,7 +385,7 @@ impl Ops for Accel {
             return Dispatch::NotOurs;
         }
         // SAFETY: the program's message.
-        unsafe { recvmsg_ours(entry, msg, flags) }
+        unsafe { recvmsg_ours(entry, fd, msg, flags) }
     }
 
     unsafe fn recvmmsg(
@@ -416,7 +417,7 @@ impl Ops for Accel {
             // SAFETY: the program's array of `vlen` messages.
             let m = unsafe { &mut *msgs.add(i) };
             // SAFETY: as above.
-            match unsafe { recvmsg_ours(entry, &mut m.msg_hdr, f) } {
+            match unsafe { recvmsg_ours(entry, fd, &mut m.msg_hdr, f) } {
                 Dispatch::Done(Ok(k)) => {
                     m.msg_len = k as c_uint;
                     n += 1;

@@ -14,7 +14,6 @@
 
 use crate::fdtable::{State, FDS};
 use crate::skeleton::{Dispatch, Errno};
-use crate::sock::{Kind, Sock};
 use crate::socket::{self, activate, fail, ok, Answer};
 use crate::sys;
 use crate::worker::{self, block, Core, WaitEnd};
@@ -77,13 +76,7 @@ fn poll_fds(
                 continue;
             }
             let e = activate(&mut core, p.fd, FDS.get(p.fd));
-            let both = matches!(
-                core.socks.get(e.handle()),
-                Some(Sock {
-                    kind: Kind::Listener { kernel: true, .. },
-                    ..
-                })
-            );
+            let both = socket::kernel_side(&core, e);
             let side = match e.state() {
                 State::Tcp | State::Udp if both => Side::Both(kernel.len()),
                 State::Tcp | State::Udp => Side::Stack,
@@ -149,7 +142,7 @@ fn poll_fds(
     match block(dl, &mut sleep_on, sigmask, &mut f) {
         Ok(r) => r,
         Err(WaitEnd::TimedOut) => Ok(0),
-        Err(WaitEnd::Interrupted) => Err(Errno(libc::EINTR)),
+        Err(WaitEnd::Interrupted { .. }) => Err(Errno(libc::EINTR)),
     }
 }
 

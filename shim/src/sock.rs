@@ -83,6 +83,9 @@ pub struct Sock {
     pub opts: Opts,
     /// fds referring to it (1, plus one per `dup`).
     pub refs: u32,
+    /// The placeholder is bound in the kernel too (a wildcard bind): a UDP
+    /// socket also receives the kernel's (loopback) datagrams through it.
+    pub kernel_bound: bool,
 }
 
 impl Sock {
@@ -98,6 +101,7 @@ impl Sock {
             nonblock,
             opts: Opts::default(),
             refs: 1,
+            kernel_bound: false,
         }
     }
 }

@@ -439,12 +439,6 @@ pub fn apply_opts(tcp: &mut accel_stack::iface::TcpTable, h: TcpHandle, o: &Opts
     }
 }
 
-/// Whether an interrupted blocking call fails with `EINTR` (else it
-/// restarts, as with `SA_RESTART`).
-pub fn interrupts() -> bool {
-    sys::some_handler_interrupts()
-}
-
 /// The deadline of a blocking call with timeout `t`.
 pub fn deadline(t: Option<Duration>) -> Option<accel_stack::Instant> {
     t.map(|d| accel_stack::Instant::from_nanos(now().nanos().saturating_add(d.as_nanos() as u64)))
@@ -506,8 +500,8 @@ pub unsafe fn accept(
         match block(deadline, extra, None, &mut f) {
             Ok(r) => return Dispatch::Done(r),
             Err(WaitEnd::TimedOut) => return fail(libc::EAGAIN),
-            Err(WaitEnd::Interrupted) if interrupts() => return fail(libc::EINTR),
-            Err(WaitEnd::Interrupted) => {}
+            Err(WaitEnd::Interrupted { restart: false }) => return fail(libc::EINTR),
+            Err(WaitEnd::Interrupted { .. }) => {}
         }
     }
 }
@@ -687,7 +681,7 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
     match block(deadline, &mut [], None, &mut f) {
         Ok(r) => Dispatch::Done(r.map(|()| 0)),
         Err(WaitEnd::TimedOut) => fail(libc::EINPROGRESS),
-        Err(WaitEnd::Interrupted) => fail(libc::EINTR),
+        Err(WaitEnd::Interrupted { .. }) => fail(libc::EINTR),
     }
 }
 
@@ -765,6 +759,24 @@ pub fn duplicated(entry: Entry) {
         if let Some(s) = worker::lock().socks.get_mut(entry.handle()) {
             s.refs += 1;
         }
+    }
+}
+
+/// Whether the socket of `entry` also lives in the kernel: a wildcard
+/// listener (loopback clients) or a wildcard UDP socket (loopback
+/// senders), whose placeholder then belongs in epoll and poll sets too.
+pub fn kernel_side(core: &Core, entry: Entry) -> bool {
+    match core.socks.get(entry.handle()) {
+        Some(Sock {
+            kind: Kind::Listener { kernel, .. },
+            ..
+        }) => *kernel,
+        Some(Sock {
+            kind: Kind::Udp(_),
+            kernel_bound,
+            ..
+        }) => *kernel_bound,
+        _ => false,
     }
 }
 

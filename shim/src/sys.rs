@@ -237,3 +237,40 @@ pub fn some_handler_interrupts() -> bool {
         false
     })
 }
+
+/// Sleeps while `word` holds `expected`, for at most `timeout` (a futex
+/// wait; returns at once if the value already differs).
+pub fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32, timeout: std::time::Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    keep_errno(|| {
+        // SAFETY: `word` is a live, aligned 32-bit atomic; `ts` a live
+        // timespec; FUTEX_WAIT reads the word and sleeps.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                expected,
+                &ts as *const libc::timespec,
+            )
+        };
+    });
+}
+
+/// Wakes one thread sleeping in [`futex_wait`] on `word`.
+pub fn futex_wake(word: &std::sync::atomic::AtomicU32) {
+    keep_errno(|| {
+        // SAFETY: `word` is a live, aligned 32-bit atomic.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                1,
+            )
+        };
+    });
+}

@@ -16,7 +16,7 @@ use crate::io::Iov;
 use crate::skeleton::{Dispatch, Errno};
 use crate::sock::{Kind, Sock};
 use crate::sockaddr::{self as sa, Addr};
-use crate::socket::{deadline, fail, interrupts, ok, routed, se, sock_mut, to_kernel, Answer};
+use crate::socket::{deadline, fail, ok, routed, se, sock_mut, to_kernel, Answer};
 use crate::sys;
 use crate::worker::{self, block, ensure_started, Core, WaitEnd};
 use core::net::{Ipv4Addr, SocketAddrV4};
@@ -49,6 +49,13 @@ pub fn activate_for(
         return Err(se(e));
     }
     if let Ok(s) = sock_mut(core, entry) {
+        s.kernel_bound = matches!(
+            s.kind,
+            Kind::Pending {
+                kernel_bound: true,
+                ..
+            }
+        );
         s.kind = Kind::Udp(h);
     }
     counters::accelerated();
@@ -94,18 +101,29 @@ pub fn connect(core: &mut Core, entry: Entry, a: Addr) -> Answer<c_int> {
 unsafe fn recv_once(
     core: &mut Core,
     entry: Entry,
+    fd: c_int,
     iov: Iov<'_>,
     peek: bool,
 ) -> Result<(usize, SocketAddrV4, usize), Errno> {
     let Some(Sock {
-        kind: Kind::Udp(h), ..
+        kind: Kind::Udp(h),
+        kernel_bound,
+        ..
     }) = core.socks.get(entry.handle())
     else {
         return Err(Errno(libc::EBADF));
     };
-    let h = *h;
+    let (h, kernel_bound) = (*h, *kernel_bound);
     let stack = core.stack().ok_or(Errno(libc::EBADF))?;
     let u = stack.iface.udp_mut(h).ok_or(Errno(libc::EBADF))?;
+    if u.next_len() == 0 && kernel_bound {
+        // Nothing on the stack: a datagram the kernel received (loopback)?
+        // SAFETY: the caller's contract.
+        match unsafe { kernel_recv(fd, iov, peek) } {
+            Err(Errno(libc::EAGAIN)) => {}
+            r => return r,
+        }
+    }
     let mut tmp = vec![0u8; u.next_len()];
     let (n, from, full) = if peek {
         u.peek_from(&mut tmp)
@@ -129,6 +147,36 @@ unsafe fn recv_once(
     Ok((off, from, full))
 }
 
+/// One non-blocking receive from the kernel placeholder into `iov`.
+///
+/// # Safety
+///
+/// `iov` describes writable buffers.
+unsafe fn kernel_recv(fd: c_int, iov: Iov<'_>, peek: bool) -> Result<(usize, SocketAddrV4, usize), Errno> {
+    let Some(f) = real::recvmsg.get() else {
+        return Err(Errno(libc::EAGAIN));
+    };
+    let mut from = sa::to_c(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+    // SAFETY: all-zero is a valid msghdr, filled in below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&raw mut from).cast();
+    msg.msg_namelen = size_of::<libc::sockaddr_in>() as socklen_t;
+    msg.msg_iov = iov.as_ptr().cast_mut();
+    msg.msg_iovlen = iov.len();
+    let flags = libc::MSG_DONTWAIT | libc::MSG_TRUNC | if peek { libc::MSG_PEEK } else { 0 };
+    // SAFETY: `msg` points at live locals and the caller's buffers.
+    let full = unsafe { f(fd, &mut msg, flags) };
+    if full < 0 {
+        return Err(Errno(sys::errno()));
+    }
+    let room: usize = iov.iter().map(|v| v.iov_len).sum();
+    let a = SocketAddrV4::new(
+        Ipv4Addr::from(u32::from_be(from.sin_addr.s_addr)),
+        u16::from_be(from.sin_port),
+    );
+    Ok(((full as usize).min(room), a, full as usize))
+}
+
 /// `recvfrom`/`recvmsg` on a UDP socket of the stack; the sender is
 /// written to `addr`/`alen` when given.
 ///
@@ -137,6 +185,7 @@ unsafe fn recv_once(
 /// `iov` describes writable buffers; `addr`/`alen` null or valid.
 pub unsafe fn recv(
     entry: Entry,
+    fd: c_int,
     iov: Iov<'_>,
     flags: c_int,
     addr: *mut sockaddr,
@@ -155,7 +204,7 @@ pub unsafe fn recv(
     let _ = fd_hint;
     let mut f = |core: &mut Core| {
         // SAFETY: the caller's contract.
-        match unsafe { recv_once(core, entry, iov, peek) } {
+        match unsafe { recv_once(core, entry, fd, iov, peek) } {
             Err(Errno(libc::EAGAIN)) => None,
             r => Some(r),
         }
@@ -165,12 +214,23 @@ pub unsafe fn recv(
         f(&mut core).unwrap_or(Err(Errno(libc::EAGAIN)))
     } else {
         let dl = deadline(timeout);
+        // A wildcard socket also sleeps on its placeholder (loopback senders).
+        let mut kfd = [libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let kernel_bound = worker::lock()
+            .socks
+            .get(entry.handle())
+            .is_some_and(|s| s.kernel_bound);
+        let extra: &mut [libc::pollfd] = if kernel_bound { &mut kfd } else { &mut [] };
         loop {
-            match block(dl, &mut [], None, &mut f) {
+            match block(dl, extra, None, &mut f) {
                 Ok(r) => break r,
                 Err(WaitEnd::TimedOut) => break Err(Errno(libc::EAGAIN)),
-                Err(WaitEnd::Interrupted) if interrupts() => break Err(Errno(libc::EINTR)),
-                Err(WaitEnd::Interrupted) => {}
+                Err(WaitEnd::Interrupted { restart: false }) => break Err(Errno(libc::EINTR)),
+                Err(WaitEnd::Interrupted { .. }) => {}
             }
         }
     };

@@ -25,21 +25,23 @@
 //!
 //! The keeper thread drives the stack when no thread has for
 //! `ACCEL_KEEPER_US` and none is waiting (the program is computing), so
-//! ACKs, retransmissions and ARP go on.
+//! ACKs, retransmissions and ARP go on. While a thread waits in the shim
+//! (and so drives the worker itself) the keeper sleeps on a futex until the
+//! last waiter leaves, so an idle server costs no keeper wake-ups.
 
 use crate::epoll::EpollSet;
-use crate::logging::log;
+use crate::logging::{log, Level};
 use crate::sock::{Slab, Sock};
-use crate::startup;
 use crate::{config::Fallback, netns, sys};
+use crate::{signals, startup};
 use accel_stack::iface::{IfaceConfig, PollResult, Stack};
-use accel_stack::phy::dpdk::{DpdkConfig, DpdkDevice, Eal};
+use accel_stack::phy::dpdk::{set_log_echo, DpdkConfig, DpdkDevice, Eal};
 use accel_stack::tcp::TcpConfig;
 use accel_stack::wire::EthernetAddress;
 use accel_stack::Instant;
 use libc::{pollfd, sigset_t};
 use parking_lot::{Mutex, MutexGuard};
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 use std::time::Duration;
 
 /// The stack's type in the shim.
@@ -82,8 +84,11 @@ struct Worker {
     rx_fd: AtomicI32,
     /// Threads asleep in [`block`].
     sleepers: AtomicU32,
-    /// Threads inside [`block`] (driving the stack themselves).
+    /// Threads inside [`block`] (driving the stack themselves); the keeper
+    /// sleeps on this word (a futex) while it is not zero.
     waiters: AtomicU32,
+    /// The keeper sleeps until `waiters` drops to zero.
+    keeper_parked: AtomicBool,
     /// When the stack was last polled (ns of the monotonic clock).
     last_drive: AtomicU64,
 }
@@ -101,6 +106,7 @@ static W: Worker = Worker {
     rx_fd: AtomicI32::new(-1),
     sleepers: AtomicU32::new(0),
     waiters: AtomicU32::new(0),
+    keeper_parked: AtomicBool::new(false),
     last_drive: AtomicU64::new(0),
 };
 
@@ -229,6 +235,13 @@ fn start(core: &mut Core) -> Result<String, String> {
     let line = String::from_utf8_lossy(cfg.dpdk_args.as_bytes()).into_owned();
     let (args, vdev_port) = eal_args(&line);
     let (vdev, port) = vdev_port.split_once('\0').unwrap_or(("", "0"));
+    // DPDK's own lines only at ACCEL_LOG=info (its warnings) or debug (all):
+    // a failure is reported in one line of ours, with DPDK's reason in it.
+    set_log_echo(match cfg.log_level {
+        Level::Debug => u32::MAX,
+        Level::Info => 5,
+        _ => 0,
+    });
     let eal = Eal::init(&args).map_err(|e| format!("DPDK did not start ({}): {e}", args.join(" ")))?;
     let dpdk = DpdkConfig::default();
     let mut dev = DpdkDevice::open(&eal, port, dpdk).map_err(|e| format!("port {port}: {e}"))?;
@@ -282,8 +295,13 @@ fn first_host(ip: core::net::Ipv4Addr, prefix_len: u8) -> core::net::Ipv4Addr {
 pub enum WaitEnd {
     /// The deadline passed.
     TimedOut,
-    /// A signal handler ran.
-    Interrupted,
+    /// A signal handler ran; `restart`: the kernel would restart the call
+    /// (every handler that ran had `SA_RESTART`, and the call has no
+    /// timeout).
+    Interrupted {
+        /// Whether to go on waiting rather than fail with `EINTR`.
+        restart: bool,
+    },
 }
 
 /// Drives the worker until `attempt` returns a result, the `deadline`
@@ -299,7 +317,10 @@ pub fn block<R>(
 ) -> Result<R, WaitEnd> {
     W.waiters.fetch_add(1, Relaxed);
     let r = block_inner(deadline, extra, sigmask, &mut attempt);
-    W.waiters.fetch_sub(1, Relaxed);
+    if W.waiters.fetch_sub(1, Release) == 1 && W.keeper_parked.load(Acquire) {
+        // Nobody drives the worker now: the keeper takes over.
+        sys::futex_wake(&W.waiters);
+    }
     r
 }
 
@@ -313,6 +334,19 @@ fn block_inner<R>(
     let mut idle_since: Option<Instant> = None;
     let mut backoff = Duration::from_micros(50);
     let mut fds: Vec<pollfd> = Vec::with_capacity(extra.len() + 2);
+    let start = signals::epoch();
+    // A call with a timeout is never restarted (signal(7)).
+    let interrupted = |known: bool| {
+        let e = signals::epoch();
+        let restart = if e.0 != start.0 {
+            e.1 == start.1
+        } else {
+            known && !sys::some_handler_interrupts()
+        };
+        WaitEnd::Interrupted {
+            restart: restart && deadline.is_none(),
+        }
+    };
     loop {
         let (progress, next) = {
             let mut core = lock();
@@ -322,6 +356,11 @@ fn block_inner<R>(
             }
             (res.progress, res.next)
         };
+        if signals::epoch().0 != start.0 {
+            // A handler ran while we polled: the kernel's call would have
+            // been interrupted in its sleep.
+            return Err(interrupted(false));
+        }
         let t = now();
         if deadline.is_some_and(|d| t >= d) {
             return Err(WaitEnd::TimedOut);
@@ -384,7 +423,7 @@ fn block_inner<R>(
             sys::drain(bell);
         }
         if r == Err(libc::EINTR) {
-            return Err(WaitEnd::Interrupted);
+            return Err(interrupted(true));
         }
     }
 }
@@ -409,7 +448,14 @@ fn keeper(period: Duration) {
         if status() != Status::Up {
             return;
         }
-        if W.waiters.load(Relaxed) > 0 {
+        let w = W.waiters.load(Acquire);
+        if w > 0 {
+            // A thread waiting in the shim drives the worker: sleep until
+            // none does (or a second has passed), without waking each
+            // period.
+            W.keeper_parked.store(true, Release);
+            sys::futex_wait(&W.waiters, w, Duration::from_secs(1));
+            W.keeper_parked.store(false, Release);
             continue;
         }
         let last = W.last_drive.load(Relaxed);

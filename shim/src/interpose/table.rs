@@ -9,9 +9,12 @@
 use super::interpose;
 use libc::{
     c_char, c_int, c_long, c_uint, c_ulong, c_void, epoll_event, fd_set, iovec, mmsghdr, msghdr, nfds_t,
-    off64_t, off_t, pid_t, pollfd, posix_spawn_file_actions_t, posix_spawnattr_t, sigset_t, size_t, sockaddr,
-    socklen_t, ssize_t, stat, stat64, timespec, timeval,
+    off64_t, off_t, pid_t, pollfd, posix_spawn_file_actions_t, posix_spawnattr_t, sighandler_t, sigset_t,
+    size_t, sockaddr, socklen_t, ssize_t, stat, stat64, timespec, timeval,
 };
+
+/// `struct sigaction` (the name alone would also import libc's function).
+type SigAction = libc::sigaction;
 
 interpose! {
     // Sockets: made in the kernel; bind/listen/connect decide where they live.
@@ -76,6 +79,10 @@ interpose! {
     any ppoll(fds: *mut pollfd, nfds: nfds_t, timeout: *const timespec, sigmask: *const sigset_t) -> c_int;
     any select(nfds: c_int, r: *mut fd_set, w: *mut fd_set, e: *mut fd_set, timeout: *mut timeval) -> c_int;
     any pselect(nfds: c_int, r: *mut fd_set, w: *mut fd_set, e: *mut fd_set, timeout: *const timespec, sigmask: *const sigset_t) -> c_int;
+
+    // Signals: the shim knows when a handler ran (see `signals`).
+    hook sigaction(sig: c_int, act: *const SigAction, old: *mut SigAction) -> c_int;
+    hook signal(sig: c_int, handler: sighandler_t) -> sighandler_t;
 
     // Processes.
     any fork() -> pid_t;

@@ -50,7 +50,7 @@ mod mbuf;
 mod offload;
 mod port;
 
-pub use eal::{DpdkError, Eal};
+pub use eal::{set_log_echo, DpdkError, Eal};
 pub use mbuf::Mbuf;
 pub use port::{LinkStatus, PortStats};
 

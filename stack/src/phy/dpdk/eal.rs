@@ -27,7 +27,7 @@ use std::collections::VecDeque;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::fmt;
 use std::io::Write;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once, PoisonError};
 use std::time::{Duration, Instant as Clock};
 
@@ -357,6 +357,19 @@ static LOG: Mutex<LogTail> = Mutex::new(LogTail {
     lines: VecDeque::new(),
 });
 
+/// The most verbose DPDK log level copied to standard error (DPDK's
+/// numbering: 4 = error, 5 = warning, 7 = info, 8 = debug; 0 = none).
+static ECHO: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Sets the most verbose level of DPDK's own log lines copied to standard
+/// error (`0`: none; DPDK's levels otherwise, `RTE_LOG_ERR` = 4 ...).
+/// Errors are kept for [`DpdkError::detail`] whatever this says; a
+/// library embedding DPDK (the shim) uses this to keep DPDK quiet and
+/// report failures in its own words.
+pub fn set_log_echo(max_level: u32) {
+    ECHO.store(max_level, Ordering::Relaxed);
+}
+
 /// Routes DPDK's log through [`log_write`], once per process.
 fn install_log() {
     static ONCE: Once = Once::new();
@@ -379,10 +392,12 @@ unsafe extern "C" fn log_write(_cookie: *mut c_void, buf: *const c_char, size: u
     }
     // SAFETY: stdio passes `size` readable bytes at `buf`.
     let bytes = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), size) };
-    let _ = std::io::stderr().write_all(bytes);
     // SAFETY: reads the level of the message rte_log is writing on this
     // thread; no preconditions.
     let level = unsafe { sys::rte_log_cur_msg_loglevel() };
+    if level as u32 <= ECHO.load(Ordering::Relaxed) {
+        let _ = std::io::stderr().write_all(bytes);
+    }
     if level > 0 && level as u32 <= sys::RTE_LOG_ERR {
         let mut log = LOG.lock().unwrap_or_else(PoisonError::into_inner);
         for &b in bytes {
