@@ -387,6 +387,17 @@ static char buf[1 << 16];
 
 /* ---- socket ------------------------------------------------------------ */
 
+/* First in the table: a blocking connect is the process's first
+ * accelerated call, so under the shim it is the one that starts the stack. */
+static void connect_starts_the_stack(void)
+{
+	int s = tcp();
+	struct sockaddr_in a = PEER(7001);
+	S(connect(s, SA(a), L));
+	echo_check(s, "first");
+	close(s);
+}
+
 static void socket_errors(void)
 {
 	S(socket(12345, SOCK_STREAM, 0));
@@ -1761,7 +1772,7 @@ static const struct {
 	void (*run)(void);
 } cases[] = {
 #define C(f) { #f, f }
-	C(socket_errors), C(socket_flags), C(socketpair_calls),
+	C(connect_starts_the_stack), C(socket_errors), C(socket_flags), C(socketpair_calls),
 	C(bind_wildcard), C(bind_stack_address), C(bind_port_zero), C(bind_twice), C(bind_in_use),
 	C(bind_reuseaddr_listening), C(bind_reuseaddr_bound), C(bind_errors),
 	C(listen_unbound), C(listen_twice), C(listen_errors),
