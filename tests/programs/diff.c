@@ -1404,7 +1404,7 @@ static void epoll_two_sets(void)
 
 static void epoll_close_reuse(void)
 {
-	int ep = epoll_create1(0), s = conn(7001), n, t;
+	int ep = epoll_create1(0), s = conn(7001), n, t = conn(7001);
 	S(ep_add(ep, s, EPOLLIN, 1));
 	S(write(s, "a", 1));
 	S(wait_inq(s, 1));
@@ -1412,7 +1412,7 @@ static void epoll_close_reuse(void)
 	n = s;
 	S(close(s));
 	ep_show(ep, 0);
-	t = conn(7001);
+	/* Number n now names another connection (t's). */
 	S(dup2(t, n) == n);
 	S(close(t));
 	ep_show(ep, 0);
