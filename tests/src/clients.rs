@@ -7,8 +7,8 @@
 //! a few at the maximum. Commands go out in pipelined batches (the
 //! replies of a batch are read before the next is sent, so neither side
 //! waits on a full buffer for long); every socket has a read and write
-//! timeout, so a server that stops answering fails the test instead of
-//! hanging it.
+//! timeout, and a whole run a deadline, so a server that stops answering
+//! fails the test instead of hanging it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -101,6 +101,13 @@ fn line(r: &mut impl BufRead, what: &str) -> String {
 /// Batch size: commands sent before their replies are read.
 const BATCH: usize = 64;
 
+/// The longest a whole store-and-fetch run may take.
+const DEADLINE: Duration = Duration::from_secs(180);
+
+fn in_time(start: Instant, what: &str) {
+    assert!(start.elapsed() < DEADLINE, "{what}: not done within {DEADLINE:?}");
+}
+
 /// Stores every item with SET and reads each back with GET, checking the
 /// bytes; panics on the first difference.
 pub fn redis_set_get(addr: SocketAddr, items: &[Item]) -> Transfer {
@@ -110,6 +117,7 @@ pub fn redis_set_get(addr: SocketAddr, items: &[Item]) -> Transfer {
     let start = Instant::now();
     let mut total = 0u64;
     for batch in items.chunks(BATCH) {
+        in_time(start, "redis SETs");
         let mut out = Vec::new();
         for it in batch {
             write!(
@@ -131,6 +139,7 @@ pub fn redis_set_get(addr: SocketAddr, items: &[Item]) -> Transfer {
         }
     }
     for batch in items.chunks(BATCH) {
+        in_time(start, "redis GETs");
         let mut out = Vec::new();
         for it in batch {
             write!(out, "*2\r\n$3\r\nGET\r\n${}\r\n{}\r\n", it.key.len(), it.key).unwrap();
@@ -169,6 +178,7 @@ pub fn memcached_set_get(addr: SocketAddr, items: &[Item]) -> Transfer {
     let start = Instant::now();
     let mut total = 0u64;
     for (b, batch) in items.chunks(BATCH).enumerate() {
+        in_time(start, "memcached sets");
         let mut out = Vec::new();
         for (i, it) in batch.iter().enumerate() {
             write!(out, "set {} {} 0 {}\r\n", it.key, b * BATCH + i, it.value.len()).unwrap();
@@ -183,6 +193,7 @@ pub fn memcached_set_get(addr: SocketAddr, items: &[Item]) -> Transfer {
         }
     }
     for (b, batch) in items.chunks(BATCH).enumerate() {
+        in_time(start, "memcached gets");
         let mut out = Vec::new();
         for it in batch {
             write!(out, "get {}\r\n", it.key).unwrap();

@@ -20,8 +20,10 @@
 //! The *kernel form*: with `ACCEL_E2E=kernel` in the environment the
 //! accelerated legs run the same programs under `scripts/accel` but placed
 //! in a namespace with a veth at the stack's address, as if the shim were
-//! a pass-through. That is how the tests are debugged while libaccel.so
-//! accelerates nothing; without it, they need the real acceleration.
+//! a pass-through. That is how the tests were debugged while libaccel.so
+//! accelerated nothing (give it such a library with `ACCEL_LIB`: a library
+//! that accelerates would put its tap beside the veth); without it, they
+//! need the real acceleration.
 
 use std::fs::{self, File};
 use std::net::{SocketAddr, TcpStream};
@@ -451,9 +453,26 @@ impl TapNet {
         }
     }
 
-    /// Drops the server namespace, if any (the server must be gone).
+    /// Drops the server namespace, if any, and waits (up to 10 s) until
+    /// an accelerated server's tap has left the clients' namespace, so the
+    /// next leg's veth is the only interface at 198.18.0.1. The server must
+    /// be gone (dropped) already.
     pub fn clear(&mut self) {
         self.server_ns = None;
+        let tap: String = format!("acc-{}", self.clients.name).chars().take(15).collect();
+        let gone = wait_until(Duration::from_secs(10), || {
+            !command("ip")
+                .args(["-n", &self.clients.name, "link", "show", &tap])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        assert!(
+            gone,
+            "tap {tap} still in namespace {} 10 s after its server ended",
+            self.clients.name
+        );
     }
 }
 
