@@ -16,7 +16,8 @@
  * Tags: 1 accelerated socket (IN|OUT|RDHUP), 2 pipe read end (IN),
  * 3 eventfd (IN), 4 loopback socket (IN|RDHUP), 5 pipe write end
  * (OUT, edge-triggered), 6 the same accelerated socket in a second epoll
- * set (IN, edge-triggered).
+ * set (IN, edge-triggered), 7 an accelerated listener on the wildcard (IN,
+ * never connected to: never reported).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -117,7 +118,8 @@ static void add(int ep, int fd, uint32_t events, uint32_t tag)
 
 int main(void)
 {
-	int p[2], efd, acc, lo_l, lo_c, lo_s, ep, ep2;
+	int p[2], efd, acc, lo_l, lo_c, lo_s, ep, ep2, wl;
+	struct sockaddr_in any = { .sin_family = AF_INET };
 	struct sockaddr_in echo = { .sin_family = AF_INET, .sin_port = htons(7001) };
 	struct sockaddr_in lo = { .sin_family = AF_INET };
 	socklen_t len = sizeof lo;
@@ -128,6 +130,16 @@ int main(void)
 	inet_pton(AF_INET, "127.0.0.1", &lo.sin_addr);
 	if (pipe(p) < 0 || (efd = eventfd(0, EFD_NONBLOCK)) < 0)
 		return 1;
+	/* A wildcard listener, in the set first: the accelerated listener
+	 * (idle, so never reported), and under the shim the call that starts
+	 * the stack (a blocking connect that does is tested by diff.c's
+	 * connect_starts_the_stack). */
+	ep = epoll_create1(0);
+	ep2 = epoll_create1(0);
+	wl = socket(AF_INET, SOCK_STREAM, 0);
+	if (bind(wl, (struct sockaddr *)&any, sizeof any) < 0 || listen(wl, 4) < 0)
+		return 1;
+	add(ep, wl, EPOLLIN, 7);
 	acc = socket(AF_INET, SOCK_STREAM, 0);
 	if (connect(acc, (struct sockaddr *)&echo, sizeof echo) < 0) {
 		printf("connect to the echo service: %s\n", strerror(errno));
@@ -141,8 +153,6 @@ int main(void)
 	if (connect(lo_c, (struct sockaddr *)&lo, sizeof lo) < 0 || (lo_s = accept(lo_l, NULL, NULL)) < 0)
 		return 1;
 
-	ep = epoll_create1(0);
-	ep2 = epoll_create1(0);
 	add(ep, acc, EPOLLIN | EPOLLOUT | EPOLLRDHUP, 1);
 	add(ep, p[0], EPOLLIN, 2);
 	add(ep, efd, EPOLLIN, 3);
@@ -184,7 +194,8 @@ int main(void)
 	PHASE("closed-second-set", ep2, { 6, EPOLLIN | EPOLLHUP });
 
 	/* Removed and closed: nothing more. */
-	if (epoll_ctl(ep, EPOLL_CTL_DEL, acc, NULL) < 0 || close(acc) < 0 || close(p[0]) < 0 || close(lo_c) < 0)
+	if (epoll_ctl(ep, EPOLL_CTL_DEL, acc, NULL) < 0 || close(acc) < 0 || close(p[0]) < 0 || close(lo_c) < 0 ||
+	    close(wl) < 0)
 		return 1;
 	PHASE("empty", ep, NOTHING);
 	PHASE("empty-second-set", ep2, NOTHING);
