@@ -27,6 +27,11 @@
  *
  *     diff BASE [CASE...]     run every case, or only those named
  *
+ * Built with -O2 -D_FORTIFY_SOURCE=2 -D_FILE_OFFSET_BITS=64, so that the
+ * fortified (__read_chk, __recv_chk, __recvfrom_chk, __poll_chk,
+ * __fdelt_chk) and 64-bit (fcntl64, sendfile64) entry points are the ones
+ * called, as in Debian's binaries.
+ *
  * The table of cases is at the end of the file.
  */
 #define _GNU_SOURCE
@@ -52,6 +57,7 @@
 #include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <linux/close_range.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/sockios.h>
@@ -1618,6 +1624,44 @@ static void fork_child_closes(void)
 	close(s);
 }
 
+static void execve_inherits_sockets(void)
+{
+	int s = conn(7001), t = conn(7001), status = -1;
+	char cmd[128];
+	pid_t pid;
+	S(fcntl(t, F_SETFD, FD_CLOEXEC));
+	snprintf(cmd, sizeof cmd, "test -S /proc/self/fd/%d && echo s-open; test -e /proc/self/fd/%d || echo t-closed", s, t);
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		char *argv[] = { "sh", "-c", cmd, NULL };
+		printf("case %s step %d: child=", cur, stepno + 1);
+		fflush(stdout);
+		execve("/bin/sh", argv, environ);
+		_exit(127);
+	}
+	S(waitpid(pid, &status, 0) == pid);
+	V("exit", "%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	echo_check(s, "still");
+	close(s);
+	close(t);
+}
+
+static void close_range_sockets(void)
+{
+	int ep = epoll_create1(0), s = conn(7001), d = dup(s);
+	S(ep_add(ep, s, EPOLLIN, 1));
+	S(close_range(s, s, 0));
+	S(write(s, "x", 1));
+	S(write(d, "y", 1));
+	S(wait_inq(d, 1));
+	ep_show(ep, 0);
+	S(close_range(d, d, 0));
+	ep_show(ep, 0);
+	S(close_range(5, 4, 0));
+	close(ep);
+}
+
 /* ---- udp -------------------------------------------------------------------- */
 
 static void udp_echo(void)
@@ -1794,7 +1838,7 @@ static const struct {
 	C(epoll_close_reuse), C(epoll_dup_then_close), C(epoll_listener), C(epoll_mixed_waits),
 	C(epoll_exclusive), C(epoll_wait_timeout),
 	C(poll_mixed), C(ppoll_timeout), C(select_calls), C(select_timeout),
-	C(sendfile_socket), C(fork_child_closes),
+	C(sendfile_socket), C(fork_child_closes), C(execve_inherits_sockets), C(close_range_sockets),
 	C(udp_echo), C(udp_connected), C(udp_refused), C(udp_nonblocking_empty), C(udp_mmsg), C(udp_trunc),
 	C(loopback_kernel), C(wildcard_accepts_loopback_and_remote),
 #undef C

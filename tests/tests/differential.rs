@@ -60,7 +60,14 @@ fn the_shim_answers_every_socket_call_as_the_kernel_does() {
     let exe = scratch.join("diff");
     let built = output(
         command("cc")
-            .args(["-O1", "-Wall", "-Werror", "-o"])
+            .args([
+                "-O2",
+                "-D_FORTIFY_SOURCE=2",
+                "-D_FILE_OFFSET_BITS=64",
+                "-Wall",
+                "-Werror",
+                "-o",
+            ])
             .arg(&exe)
             .arg(repo("tests/programs/diff.c")),
     );
