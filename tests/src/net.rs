@@ -402,6 +402,11 @@ pub struct TapNet {
     /// Where the kernel clients run; the peer address is 198.18.0.1 here.
     pub clients: Netns,
     server_ns: Option<Netns>,
+    /// Where an accelerated server runs: a namespace with nothing but its
+    /// loopback, so that whatever the shim leaves in the kernel (the
+    /// wildcard listener's kernel half, a fallback) can reach nothing
+    /// outside the test's namespaces, and clashes with no port of the host.
+    host: Option<Netns>,
     tag: String,
 }
 
@@ -412,6 +417,7 @@ impl TapNet {
         TapNet {
             clients: Netns::new(&tag),
             server_ns: None,
+            host: None,
             tag,
         }
     }
@@ -424,7 +430,9 @@ impl TapNet {
     /// Where the server of `leg` runs. A kernel placement makes a server
     /// namespace with a veth (198.18.0.2 there, 198.18.0.1 in the clients');
     /// it is removed by the next call to `place` (and on drop), so that an
-    /// accelerated run's tap can take 198.18.0.1 afterwards.
+    /// accelerated run's tap can take 198.18.0.1 afterwards. An accelerated
+    /// placement is `scripts/accel --tap CLIENTS` in the host namespace
+    /// (see the field): the tap is made there and moved to the clients'.
     pub fn place(&mut self, leg: Leg) -> Place {
         self.server_ns = None;
         let veth_ns = |this: &mut TapNet| {
@@ -443,7 +451,16 @@ impl TapNet {
             }
             Leg::Accel => {
                 let opts = vec!["--tap".to_owned(), self.clients.name.clone()];
-                let ns = if kernel_form() { Some(veth_ns(self)) } else { None };
+                let ns = if kernel_form() {
+                    veth_ns(self)
+                } else {
+                    let tag = self.tag.clone();
+                    self.host
+                        .get_or_insert_with(|| Netns::new(&format!("{tag}h")))
+                        .name
+                        .clone()
+                };
+                let ns = Some(ns);
                 Place {
                     ns,
                     accel: Some(opts),
@@ -477,12 +494,18 @@ impl TapNet {
 }
 
 /// A `--memif` test's network: two accelerated processes over the memif
-/// socket `sock`, the server at 198.18.1.1. In the kernel form they run in
-/// two namespaces joined by a veth with those addresses instead.
+/// socket `sock`, the server at 198.18.1.1, both in one namespace of their
+/// own. In the kernel form they run in two namespaces joined by a veth
+/// with those addresses instead.
 pub struct MemifNet {
     /// The memif control socket.
     pub sock: PathBuf,
+    /// Kernel form: the server's and the client's namespaces.
     ns: Option<(Netns, Netns)>,
+    /// Otherwise: the one namespace both run in (memif's socket is an
+    /// abstract one, per network namespace), with nothing but loopback,
+    /// so that anything the shim leaves in the kernel reaches nothing.
+    host: Option<Netns>,
 }
 
 impl MemifNet {
@@ -495,9 +518,11 @@ impl MemifNet {
             veth(&s, "198.18.1.1/24", &c, "198.18.1.2/24");
             (s, c)
         });
+        let host = (!kernel_form()).then(|| Netns::new(&format!("{}h", unique(tag))));
         MemifNet {
             sock: dir.join("memif.sock"),
             ns,
+            host,
         }
     }
 
@@ -509,13 +534,19 @@ impl MemifNet {
     /// The server's placement.
     pub fn server(&self) -> Place {
         let sock = self.sock.to_str().expect("a UTF-8 path");
-        Place::accel(self.ns.as_ref().map(|n| &n.0), &["--memif", "server", sock])
+        Place::accel(
+            self.ns.as_ref().map(|n| &n.0).or(self.host.as_ref()),
+            &["--memif", "server", sock],
+        )
     }
 
     /// The client's placement.
     pub fn client(&self) -> Place {
         let sock = self.sock.to_str().expect("a UTF-8 path");
-        Place::accel(self.ns.as_ref().map(|n| &n.1), &["--memif", "client", sock])
+        Place::accel(
+            self.ns.as_ref().map(|n| &n.1).or(self.host.as_ref()),
+            &["--memif", "client", sock],
+        )
     }
 }
 
