@@ -38,6 +38,22 @@ static RAN: AtomicU64 = AtomicU64::new(0);
 /// Deliveries of handlers without `SA_RESTART`.
 static RAN_NO_RESTART: AtomicU64 = AtomicU64::new(0);
 
+/// Signals whose handler the shim's own code (DPDK) installed, one bit
+/// each: never the program's, never an interruption.
+static INTERNAL: AtomicU64 = AtomicU64::new(0);
+
+/// DPDK (inside the shim) sets an action for `sig`.
+pub fn internal(sig: c_int, act: *const libc::sigaction) {
+    if !act.is_null() && (1..NSIG as c_int).contains(&sig) {
+        INTERNAL.fetch_or(1 << (sig - 1), AcqRel);
+    }
+}
+
+/// Whether the handler of `sig` is the shim's own (DPDK's).
+pub fn is_internal(sig: c_int) -> bool {
+    (1..NSIG as c_int).contains(&sig) && INTERNAL.load(Acquire) & (1 << (sig - 1)) != 0
+}
+
 /// The delivery counters now: `(any, without SA_RESTART)`.
 #[inline]
 pub fn epoch() -> (u64, u64) {

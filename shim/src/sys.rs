@@ -214,7 +214,7 @@ pub fn lseek(fd: c_int, offset: i64, whence: c_int) -> Result<i64, c_int> {
 pub fn some_handler_interrupts() -> bool {
     keep_errno(|| {
         for sig in 1..=64 {
-            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP || crate::signals::is_internal(sig) {
                 continue;
             }
             let mut old = [0u64; 4];
@@ -273,4 +273,28 @@ pub fn futex_wake(word: &std::sync::atomic::AtomicU32) {
             )
         };
     });
+}
+
+/// Sends `fd`'s `O_ASYNC` signal to thread `tid` only (`F_SETOWN_EX`).
+pub fn set_owner_thread(fd: c_int, tid: libc::pid_t) -> Result<(), c_int> {
+    #[repr(C)]
+    struct FOwnerEx {
+        kind: c_int,
+        pid: libc::pid_t,
+    }
+    const F_OWNER_TID: c_int = 0;
+    // <linux/fcntl.h>: F_SETOWN_EX is 15 on every Linux architecture.
+    const F_SETOWN_EX: c_int = 15;
+    let owner = FOwnerEx { kind: F_OWNER_TID, pid: tid };
+    keep_errno(|| {
+        // SAFETY: F_SETOWN_EX reads a struct f_owner_ex, which `owner` is.
+        let r = unsafe { libc::syscall(libc::SYS_fcntl, fd, F_SETOWN_EX, &owner as *const FOwnerEx) };
+        check(r).map(|_| ())
+    })
+}
+
+/// The calling thread's id.
+pub fn gettid() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as libc::pid_t }
 }

@@ -182,7 +182,15 @@ pub fn ensure_started(core: &mut Core) -> bool {
             W.status.store(Status::Up as u8, Release);
             let ms = now().saturating_since(t0).as_millis();
             log!(info, "stack up in {ms} ms: {what}");
-            spawn_keeper();
+            let keeper = spawn_keeper();
+            let rx = W.rx_fd.load(Relaxed);
+            if let (Some(tid), true) = (keeper, rx >= 0) {
+                // net_tap raises SIGIO on every frame (its Rx trigger): send
+                // it to the keeper, so that it never interrupts the program.
+                if let Err(e) = sys::set_owner_thread(rx, tid) {
+                    log!(warn, "cannot send the port's SIGIO to the keeper thread (errno {e}): it may interrupt the program's calls");
+                }
+            }
             true
         }
         Err(why) => {
@@ -428,17 +436,48 @@ fn block_inner<R>(
     }
 }
 
-/// Starts the keeper thread (once per process that starts the stack).
-fn spawn_keeper() {
+/// Starts the keeper thread (once per process that starts the stack);
+/// returns its thread id.
+fn spawn_keeper() -> Option<libc::pid_t> {
+    static TID: AtomicI32 = AtomicI32::new(0);
     let period = Duration::from_micros(u64::from(startup::config().keeper_us.max(1)));
     let spawned = std::thread::Builder::new()
         .name("accel-keeper".into())
-        .spawn(move || keeper(period));
+        .spawn(move || {
+            keeper_signals();
+            TID.store(sys::gettid(), Release);
+            keeper(period)
+        });
     if let Err(e) = spawned {
         log!(
             warn,
             "cannot start the keeper thread ({e}): the stack moves only while the program is in a socket call"
         );
+        return None;
+    }
+    for _ in 0..1000 {
+        let tid = TID.load(Acquire);
+        if tid > 0 {
+            return Some(tid);
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    None
+}
+
+/// The keeper takes no signal of the program's (they go to the
+/// program's threads), only the port's SIGIO.
+fn keeper_signals() {
+    // SAFETY: sigset operations on a local set; pthread_sigmask changes
+    // only this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::sigdelset(&mut set, libc::SIGIO);
+        for sync in [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL] {
+            libc::sigdelset(&mut set, sync);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
 }
 
