@@ -294,6 +294,26 @@ impl Proc {
         }
     }
 
+    /// Like [`finish`](Self::finish), adding `server`'s report to the
+    /// failure (a client that failed or hung says little on its own).
+    pub fn finish_against(&mut self, limit: Duration, server: &mut Proc) {
+        let status = self.wait(limit);
+        if !status.is_some_and(|s| s.success()) {
+            server.exited();
+            panic!(
+                "{} {}: {}\n=== the server: {}",
+                self.name,
+                if status.is_some() {
+                    "failed"
+                } else {
+                    "did not finish in time"
+                },
+                self.report(),
+                server.report()
+            );
+        }
+    }
+
     /// What it printed on standard output so far.
     pub fn stdout(&self) -> String {
         fs::read_to_string(&self.out).unwrap_or_default()

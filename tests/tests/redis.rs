@@ -122,7 +122,7 @@ fn redis_over_tap_serves_kernel_clients() {
             &dir,
             "redis-benchmark",
             &client,
-            Duration::from_secs(240),
+            Duration::from_secs(120),
             &[
                 "redis-benchmark",
                 "-h",
@@ -136,7 +136,7 @@ fn redis_over_tap_serves_kernel_clients() {
                 "--csv",
             ],
         );
-        bench.finish(Duration::from_secs(250));
+        bench.finish_against(Duration::from_secs(130), &mut server);
         let rps = benchmark_rps(&bench, &["SET", "GET"]);
         measured(
             test,
@@ -187,7 +187,7 @@ fn redis_and_redis_benchmark_both_over_memif() {
             &dir,
             "redis-benchmark",
             &place,
-            Duration::from_secs(240),
+            Duration::from_secs(120),
             &[
                 "redis-benchmark",
                 "-h",
@@ -201,7 +201,7 @@ fn redis_and_redis_benchmark_both_over_memif() {
                 "--csv",
             ],
         );
-        bench.finish(Duration::from_secs(250));
+        bench.finish_against(Duration::from_secs(130), &mut server);
         let rps = benchmark_rps(&bench, &["SET", "GET"]);
         measured(test, "kernel_loopback_benchmark_set_rps", rps[0], "req/s");
         measured(test, "kernel_loopback_benchmark_get_rps", rps[1], "req/s");
@@ -243,7 +243,7 @@ fn redis_and_redis_benchmark_both_over_memif() {
         &dir,
         "redis-benchmark",
         &net.client(),
-        Duration::from_secs(240),
+        Duration::from_secs(120),
         &[
             "redis-benchmark",
             "-h",
@@ -257,7 +257,7 @@ fn redis_and_redis_benchmark_both_over_memif() {
             "--csv",
         ],
     );
-    bench.finish(Duration::from_secs(250));
+    bench.finish_against(Duration::from_secs(130), &mut server);
     let rps = benchmark_rps(&bench, &["SET", "GET"]);
     measured(test, "accel_memif_benchmark_set_rps", rps[0], "req/s");
     measured(test, "accel_memif_benchmark_get_rps", rps[1], "req/s");
