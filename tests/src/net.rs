@@ -295,19 +295,30 @@ impl Proc {
     }
 
     /// Like [`finish`](Self::finish), adding `server`'s report to the
-    /// failure (a client that failed or hung says little on its own).
+    /// failure (a client that failed or hung says little on its own); the
+    /// server exiting meanwhile fails it at once.
     pub fn finish_against(&mut self, limit: Duration, server: &mut Proc) {
-        let status = self.wait(limit);
-        if !status.is_some_and(|s| s.success()) {
-            server.exited();
+        let end = Instant::now() + limit;
+        let mut server_died = false;
+        while !self.exited() && Instant::now() < end {
+            if server.exited() {
+                server_died = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let status = self.status;
+        if server_died || !status.is_some_and(|s| s.success()) {
+            let what = if server_died {
+                "lost its server (which exited)"
+            } else if status.is_some() {
+                "failed"
+            } else {
+                "did not finish in time"
+            };
             panic!(
-                "{} {}: {}\n=== the server: {}",
+                "{} {what}: {}\n=== the server: {}",
                 self.name,
-                if status.is_some() {
-                    "failed"
-                } else {
-                    "did not finish in time"
-                },
                 self.report(),
                 server.report()
             );
