@@ -238,6 +238,10 @@ pub unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, entry: Entry, ev: *mut epol
             set.members.push(member);
             Ok(0)
         }
+        // An exclusive registration cannot be modified (the kernel's rule).
+        (libc::EPOLL_CTL_MOD, Some(i)) if set.members.get(i).is_some_and(|m| m.events & EXCLUSIVE != 0) => {
+            Err(Errno(libc::EINVAL))
+        }
         (libc::EPOLL_CTL_MOD, Some(i)) => {
             if let Some(m) = set.members.get_mut(i) {
                 *m = member;
