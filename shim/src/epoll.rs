@@ -37,11 +37,14 @@ use crate::worker::{self, block, Core, WaitEnd};
 use libc::{c_int, epoll_event};
 use std::time::Duration;
 
-/// One accelerated member of an epoll set.
+/// One accelerated member of an epoll set: the fd it was added as and the
+/// socket object behind it (a registration lives as long as the socket,
+/// whichever of its fds stay open, as the kernel's lives with the file).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Member {
     fd: c_int,
-    generation: u32,
+    sock: u32,
+    id: u64,
     events: u32,
     data: u64,
     /// The readiness tick last reported (edge-triggered).
@@ -63,18 +66,29 @@ const ET: u32 = libc::EPOLLET as u32;
 const ONESHOT: u32 = libc::EPOLLONESHOT as u32;
 const EXCLUSIVE: u32 = libc::EPOLLEXCLUSIVE as u32;
 
+/// What a scan asks about the members' sockets.
+trait Sockets {
+    /// Whether socket object `sock` still is the one with `id`.
+    fn alive(&mut self, sock: u32, id: u64) -> bool;
+    /// Its readiness as epoll bits and tick, if it is on the stack.
+    fn ready(&mut self, sock: u32) -> Option<(u32, u64)>;
+}
+
+impl Sockets for Core {
+    fn alive(&mut self, sock: u32, id: u64) -> bool {
+        self.socks.get(sock).is_some_and(|s| s.id == id)
+    }
+
+    fn ready(&mut self, sock: u32) -> Option<(u32, u64)> {
+        socket::readiness_of(self, sock)
+    }
+}
+
 impl EpollSet {
     /// Collects up to `out.len()` ready events.
-    fn collect(
-        &mut self,
-        core_ready: &mut impl FnMut(Entry) -> Option<(u32, u64)>,
-        out: &mut [epoll_event],
-    ) -> usize {
-        // Drop members whose fd was closed (or no longer ours).
-        self.members.retain(|m| {
-            let e = FDS.get(m.fd);
-            e.generation() == m.generation && matches!(e.state(), State::Tcp | State::Udp)
-        });
+    fn collect(&mut self, socks: &mut impl Sockets, out: &mut [epoll_event]) -> usize {
+        // Drop members whose socket is gone (its last fd closed).
+        self.members.retain(|m| socks.alive(m.sock, m.id));
         let n = self.members.len();
         if n == 0 {
             return 0;
@@ -92,7 +106,7 @@ impl EpollSet {
             if m.disabled {
                 continue;
             }
-            let Some((mask, tick)) = core_ready(FDS.get(m.fd)) else {
+            let Some((mask, tick)) = socks.ready(m.sock) else {
                 continue;
             };
             let hit = mask & (m.events | ALWAYS);
@@ -129,10 +143,17 @@ fn set_of(core: &mut Core, epfd: c_int, fd: c_int, ev: *mut epoll_event) -> Resu
     let Some(ctl) = real::epoll_ctl.get() else {
         return Err(Errno(libc::ENOSYS));
     };
-    let mut dummy = epoll_event { events: 0, u64: 0 };
-    let probe = if ev.is_null() { &raw mut dummy } else { ev };
-    // SAFETY: `probe` points to a live epoll_event.
-    let r = unsafe { ctl(epfd, libc::EPOLL_CTL_MOD, fd, probe) };
+    // The probe carries the caller's event (so a kernel half already
+    // registered keeps it) without EPOLLEXCLUSIVE, which MOD refuses.
+    let mut probe = if ev.is_null() {
+        epoll_event { events: 0, u64: 0 }
+    } else {
+        // SAFETY: non-null; valid by the caller's contract.
+        unsafe { ev.read_unaligned() }
+    };
+    probe.events &= !EXCLUSIVE;
+    // SAFETY: `probe` is a live epoll_event.
+    let r = unsafe { ctl(epfd, libc::EPOLL_CTL_MOD, fd, &raw mut probe) };
     let in_kernel = match r {
         0 => true,
         _ if sys::errno() == libc::ENOENT => false,
@@ -190,20 +211,22 @@ pub unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, entry: Entry, ev: *mut epol
         Err(e) => return Dispatch::Done(Err(e)),
     };
     let kernel_side = socket::kernel_side(&core, entry);
-    let Some(set) = core.epolls.get_mut(h) else {
+    let Some(id) = core.socks.get(entry.handle()).map(|s| s.id) else {
         return fail(libc::EBADF);
     };
-    set.members.retain(|m| {
-        let e = FDS.get(m.fd);
-        e.generation() == m.generation && !e.is_kernel()
-    });
+    let mut set = match core.epolls.get_mut(h) {
+        Some(set) => std::mem::take(set),
+        None => return fail(libc::EBADF),
+    };
+    set.members.retain(|m| core.alive(m.sock, m.id));
     let pos = set
         .members
         .iter()
-        .position(|m| m.fd == fd && m.generation == entry.generation());
+        .position(|m| m.fd == fd && m.sock == entry.handle() && m.id == id);
     let member = Member {
         fd,
-        generation: entry.generation(),
+        sock: entry.handle(),
+        id,
         events: want.events,
         data: want.u64,
         tick: None,
@@ -214,6 +237,10 @@ pub unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, entry: Entry, ev: *mut epol
         (libc::EPOLL_CTL_ADD, None) => {
             set.members.push(member);
             Ok(0)
+        }
+        // An exclusive registration cannot be modified (the kernel's rule).
+        (libc::EPOLL_CTL_MOD, Some(i)) if set.members.get(i).is_some_and(|m| m.events & EXCLUSIVE != 0) => {
+            Err(Errno(libc::EINVAL))
         }
         (libc::EPOLL_CTL_MOD, Some(i)) => {
             if let Some(m) = set.members.get_mut(i) {
@@ -227,6 +254,9 @@ pub unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, entry: Entry, ev: *mut epol
         }
         _ => Err(Errno(libc::ENOENT)),
     };
+    if let Some(slot) = core.epolls.get_mut(h) {
+        *slot = set;
+    }
     if r.is_ok() && kernel_side {
         // The kernel half of a wildcard listener follows.
         if let Some(kctl) = real::epoll_ctl.get() {
@@ -305,10 +335,14 @@ pub fn moved_to_shim(core: &mut Core, fd: c_int, entry: Entry, regs: &[(c_int, u
             }
             h
         };
+        let Some(id) = core.socks.get(entry.handle()).map(|s| s.id) else {
+            continue;
+        };
         if let Some(set) = core.epolls.get_mut(h) {
             set.members.push(Member {
                 fd,
-                generation: entry.generation(),
+                sock: entry.handle(),
+                id,
                 events,
                 data,
                 tick: None,
@@ -326,7 +360,7 @@ fn gather(core: &mut Core, h: u32, epfd: c_int, out: &mut [epoll_event]) -> Resu
         return Err(Errno(libc::EBADF));
     };
     let mut set = std::mem::take(slot);
-    let n = set.collect(&mut |e| socket::readiness(core, e), out);
+    let n = set.collect(core, out);
     if let Some(slot) = core.epolls.get_mut(h) {
         *slot = set;
     }
@@ -415,91 +449,111 @@ pub fn ms(timeout: c_int) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    fn member(fd: c_int, events: u32) -> Member {
+    /// Sockets 0.. with a readiness each; `dead` ones are gone.
+    struct Fake {
+        ready: Vec<(u32, u64)>,
+        dead: Vec<u32>,
+    }
+
+    impl Sockets for Fake {
+        fn alive(&mut self, sock: u32, id: u64) -> bool {
+            !self.dead.contains(&sock) && id == u64::from(sock) + 100
+        }
+        fn ready(&mut self, sock: u32) -> Option<(u32, u64)> {
+            self.ready.get(sock as usize).copied()
+        }
+    }
+
+    fn member(sock: u32, events: u32) -> Member {
         Member {
-            fd,
-            generation: FDS.get(fd).generation(),
+            fd: 10 + sock as c_int,
+            sock,
+            id: u64::from(sock) + 100,
             events,
-            data: fd as u64,
+            data: u64::from(sock),
             tick: None,
             disabled: false,
         }
     }
 
+    const IN: u32 = libc::EPOLLIN as u32;
+    const OUT: u32 = libc::EPOLLOUT as u32;
+
     #[test]
     fn level_edge_and_oneshot() {
-        let (a, b, c) = (50_001, 50_002, 50_003);
-        for fd in [a, b, c] {
-            FDS.install(fd, State::Tcp, 0).unwrap();
-        }
         let mut set = EpollSet {
-            members: vec![
-                member(a, libc::EPOLLIN as u32),
-                member(b, libc::EPOLLIN as u32 | ET),
-                member(c, libc::EPOLLIN as u32 | ONESHOT),
-            ],
+            members: vec![member(0, IN), member(1, IN | ET), member(2, IN | ONESHOT)],
             cursor: 0,
         };
-        let mut tick = 1;
+        let mut socks = Fake {
+            ready: vec![(IN | OUT, 1); 3],
+            dead: vec![],
+        };
         let mut out = [epoll_event { events: 0, u64: 0 }; 8];
-        let mut ready = |_: Entry| Some((libc::EPOLLIN as u32 | libc::EPOLLOUT as u32, 1));
-        assert_eq!(set.collect(&mut ready, &mut out), 3, "all three the first time");
+        assert_eq!(set.collect(&mut socks, &mut out), 3, "all three the first time");
         assert!(
-            out.iter().take(3).all(|e| { e.events } == libc::EPOLLIN as u32),
+            out.iter().take(3).all(|e| { e.events } == IN),
             "only what was asked"
         );
         assert_eq!(
-            set.collect(&mut ready, &mut out),
+            set.collect(&mut socks, &mut out),
             1,
             "level only: same tick, oneshot fired"
         );
-        assert_eq!({ out[0].u64 }, a as u64);
-        tick += 1;
-        let mut moved = |_: Entry| Some((libc::EPOLLIN as u32, tick));
+        assert_eq!({ out[0].u64 }, 0);
+        socks.ready = vec![(IN, 2); 3];
         assert_eq!(
-            set.collect(&mut moved, &mut out),
+            set.collect(&mut socks, &mut out),
             2,
             "the edge fires again on a new tick"
         );
-        // Closed: the members go.
-        FDS.clear(a);
+        // Socket 0's last fd closed: its member goes.
+        socks.dead.push(0);
         assert_eq!(
-            set.collect(&mut moved, &mut out),
+            set.collect(&mut socks, &mut out),
             0,
-            "b saw this tick, c is disabled"
+            "1 saw this tick, 2 is disabled"
         );
         assert_eq!(set.members.len(), 2);
-        for fd in [b, c] {
-            FDS.clear(fd);
-        }
+    }
+
+    #[test]
+    fn a_reused_socket_slot_is_not_the_member() {
+        let mut set = EpollSet {
+            members: vec![member(0, IN)],
+            cursor: 0,
+        };
+        let mut socks = Fake {
+            ready: vec![(IN, 1)],
+            dead: vec![],
+        };
+        let mut out = [epoll_event { events: 0, u64: 0 }; 2];
+        assert_eq!(set.collect(&mut socks, &mut out), 1);
+        // The slot now holds another socket (another id).
+        set.members[0].id += 1;
+        assert_eq!(set.collect(&mut socks, &mut out), 0);
+        assert!(set.members.is_empty());
     }
 
     #[test]
     fn hangup_is_always_reported_and_scans_are_fair() {
-        let fds = [50_011, 50_012, 50_013];
-        for fd in fds {
-            FDS.install(fd, State::Tcp, 0).unwrap();
-        }
         let mut set = EpollSet {
-            members: fds.iter().map(|&fd| member(fd, libc::EPOLLOUT as u32)).collect(),
+            members: (0..3).map(|s| member(s, OUT)).collect(),
             cursor: 0,
         };
+        let hup = libc::EPOLLHUP as u32;
+        let mut socks = Fake {
+            ready: vec![(hup | IN, 1); 3],
+            dead: vec![],
+        };
         let mut out = [epoll_event { events: 0, u64: 0 }; 1];
-        let mut hup = |_: Entry| Some((libc::EPOLLHUP as u32 | libc::EPOLLIN as u32, 1));
         let mut seen = Vec::new();
         for _ in 0..3 {
-            assert_eq!(set.collect(&mut hup, &mut out), 1);
-            assert_eq!({ out[0].events }, libc::EPOLLHUP as u32);
+            assert_eq!(set.collect(&mut socks, &mut out), 1);
+            assert_eq!({ out[0].events }, hup);
             seen.push(out[0].u64);
         }
         seen.sort_unstable();
-        assert_eq!(
-            seen,
-            fds.iter().map(|&f| f as u64).collect::<Vec<_>>(),
-            "each in turn"
-        );
-        for fd in fds {
-            FDS.clear(fd);
-        }
+        assert_eq!(seen, vec![0, 1, 2], "each in turn");
     }
 }

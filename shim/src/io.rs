@@ -46,13 +46,26 @@ unsafe fn buf<'a>(base: *mut c_void, len: usize) -> &'a mut [u8] {
 /// # Safety
 ///
 /// `iov` describes buffers valid for writing.
-unsafe fn tcp_read(core: &mut Core, entry: Entry, iov: Iov<'_>, peek: bool) -> Result<usize, Errno> {
+unsafe fn tcp_read(
+    core: &mut Core,
+    entry: Entry,
+    iov: Iov<'_>,
+    peek: bool,
+    discard: bool,
+) -> Result<usize, Errno> {
     let h = conn_of(core, entry)?;
     let stack = core.stack().ok_or(Errno(libc::EBADF))?;
     let mut total = 0;
+    let mut scratch = Vec::new();
     for v in iov {
-        // SAFETY: the caller's contract.
-        let b = unsafe { buf(v.iov_base, v.iov_len) };
+        let b = if discard {
+            // MSG_TRUNC on a stream: the bytes are consumed, not copied.
+            scratch.resize(v.iov_len.min(1 << 20), 0);
+            scratch.as_mut_slice()
+        } else {
+            // SAFETY: the caller's contract.
+            unsafe { buf(v.iov_base, v.iov_len) }
+        };
         if b.is_empty() {
             continue;
         }
@@ -157,6 +170,7 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
         };
     }
     let peek = flags & libc::MSG_PEEK != 0;
+    let trunc = flags & libc::MSG_TRUNC != 0 && !peek;
     let waitall = flags & libc::MSG_WAITALL != 0 && !peek;
     let want = iov_len(iov);
     let (nonblock, timeout) = {
@@ -168,7 +182,7 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
         };
         let nonblock = nb || flags & libc::MSG_DONTWAIT != 0;
         // SAFETY: the caller's contract.
-        match unsafe { tcp_read(&mut core, entry, iov, peek) } {
+        match unsafe { tcp_read(&mut core, entry, iov, peek, trunc) } {
             Ok(n) if n > 0 && (!waitall || n == want || nonblock) => {
                 core.drive();
                 return ok(n as isize);
@@ -188,7 +202,7 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
     let dl = deadline(timeout);
     let mut f = |core: &mut Core| {
         // SAFETY: the caller's contract.
-        match unsafe { tcp_read(core, entry, iov, peek) } {
+        match unsafe { tcp_read(core, entry, iov, peek, trunc) } {
             Err(Errno(libc::EAGAIN)) => None,
             r => Some(r),
         }
@@ -224,7 +238,7 @@ unsafe fn recv_rest(entry: Entry, iov: Iov<'_>, mut got: usize, timeout: Option<
         let rest = trimmed(iov, got);
         let mut f = |core: &mut Core| {
             // SAFETY: the caller's contract; `rest` points into `iov`.
-            match unsafe { tcp_read(core, entry, &rest, false) } {
+            match unsafe { tcp_read(core, entry, &rest, false, false) } {
                 Err(Errno(libc::EAGAIN)) => None,
                 r => Some(r),
             }
@@ -458,9 +472,10 @@ pub unsafe fn sendfile(entry: Entry, in_fd: c_int, offset: *mut i64, count: usiz
     }
 }
 
-/// `shutdown(2)`.
-pub fn shutdown(entry: Entry, how: c_int) -> Answer<c_int> {
-    if !answers(entry) {
+/// `shutdown(2)`, as Linux's `inet_shutdown`: `ENOTCONN` on a closed
+/// connection; on a listener, `SHUT_RD` (or `SHUT_RDWR`) stops listening.
+pub fn shutdown(entry: Entry, fd: c_int, how: c_int) -> Answer<c_int> {
+    if !matches!(entry.state(), State::Tcp | State::Udp | State::Pending) {
         return Dispatch::NotOurs;
     }
     let (rd, wr) = match how {
@@ -470,12 +485,29 @@ pub fn shutdown(entry: Entry, how: c_int) -> Answer<c_int> {
         _ => return fail(libc::EINVAL),
     };
     let mut core = worker::lock();
+    if let Ok(Sock {
+        kind: Kind::Listener { .. },
+        ..
+    }) = sock_mut(&mut core, entry)
+    {
+        if rd {
+            crate::socket::unlisten(&mut core, fd, entry);
+        }
+        return ok(0);
+    }
+    if entry.state() == State::Pending {
+        return Dispatch::NotOurs;
+    }
     let h = match conn_of(&core, entry) {
         Ok(h) => h,
         Err(e) => return Dispatch::Done(Err(e)),
     };
+    use accel_stack::tcp::State as T;
     let r = match core.stack() {
-        Some(s) => s.iface.tcp.shutdown(h, rd, wr).map_err(se),
+        Some(s) => match s.iface.tcp.socket(h).map(|c| c.state()) {
+            None | Some(T::Closed | T::TimeWait) => Err(Errno(libc::ENOTCONN)),
+            Some(_) => s.iface.tcp.shutdown(h, rd, wr).map_err(se),
+        },
         None => Err(Errno(libc::ENOTCONN)),
     };
     core.drive();
@@ -488,6 +520,15 @@ pub fn shutdown(entry: Entry, how: c_int) -> Answer<c_int> {
 ///
 /// `addr`/`len` as for those calls.
 pub unsafe fn name(entry: Entry, peer: bool, addr: *mut sockaddr, len: *mut socklen_t) -> Answer<c_int> {
+    // The kernel reads the length first and copies out only into a real
+    // buffer: a null one with room is EFAULT.
+    // SAFETY: `len` is null or valid (the caller's contract).
+    if len.is_null() || (addr.is_null() && unsafe { len.read_unaligned() } > 0) {
+        if matches!(entry.state(), State::Tcp | State::Udp) {
+            return fail(libc::EFAULT);
+        }
+        return Dispatch::NotOurs;
+    }
     let mut core = worker::lock();
     let kind = match core.socks.get(entry.handle()) {
         Some(s) => s.kind.clone(),
@@ -520,9 +561,17 @@ pub unsafe fn name(entry: Entry, peer: bool, addr: *mut sockaddr, len: *mut sock
         },
         (Kind::Udp(h), _) => match core.stack().and_then(|s| s.iface.udp(*h)) {
             Some(u) if peer => u.remote().ok_or(Errno(libc::ENOTCONN)),
-            Some(u) => Ok(u
-                .local()
-                .unwrap_or(SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0))),
+            Some(u) => {
+                let local = u
+                    .local()
+                    .unwrap_or(SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0));
+                // Connected, the socket has a source address (Linux sets it
+                // at connect), the stack's.
+                Ok(match (u.remote(), crate::socket::our_ip()) {
+                    (Some(_), Some(ip)) if local.ip().is_unspecified() => SocketAddrV4::new(ip, local.port()),
+                    _ => local,
+                })
+            }
             None => Err(Errno(libc::EBADF)),
         },
     };

@@ -98,12 +98,13 @@ unsafe fn recvmsg_ours(entry: Entry, fd: c_int, msg: *mut msghdr, flags: c_int) 
     };
     // SAFETY: `msg` is valid (checked by msg_iov).
     let m = unsafe { &mut *msg };
+    let mut truncated = false;
     let r = if entry.state() == State::Udp {
         let mut alen = m.msg_namelen;
         let name = m.msg_name.cast::<sockaddr>();
         // SAFETY: the caller's contract.
         let r = unsafe {
-            udp::recv(
+            udp::recv_msg(
                 entry,
                 fd,
                 iov,
@@ -114,6 +115,7 @@ unsafe fn recvmsg_ours(entry: Entry, fd: c_int, msg: *mut msghdr, flags: c_int) 
                 } else {
                     &mut alen
                 },
+                &mut truncated,
             )
         };
         if !name.is_null() {
@@ -128,7 +130,7 @@ unsafe fn recvmsg_ours(entry: Entry, fd: c_int, msg: *mut msghdr, flags: c_int) 
     };
     if matches!(r, Dispatch::Done(Ok(_))) {
         m.msg_controllen = 0;
-        m.msg_flags = 0;
+        m.msg_flags = if truncated { libc::MSG_TRUNC } else { 0 };
     }
     r
 }
@@ -232,7 +234,7 @@ impl Ops for Accel {
 
     unsafe fn shutdown(&self, entry: Entry, fd: c_int, how: c_int) -> Dispatch<c_int> {
         inert!(entry, fd, "shutdown");
-        io::shutdown(entry, how)
+        io::shutdown(entry, fd, how)
     }
 
     unsafe fn getsockopt(

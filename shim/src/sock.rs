@@ -71,6 +71,9 @@ pub enum Kind {
     Udp(UdpHandle),
 }
 
+/// The next [`Sock::id`].
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// One socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sock {
@@ -86,6 +89,15 @@ pub struct Sock {
     /// The placeholder is bound in the kernel too (a wildcard bind): a UDP
     /// socket also receives the kernel's (loopback) datagrams through it.
     pub kernel_bound: bool,
+    /// This socket object among all the process ever made (epoll members
+    /// name it, so a closed and reused fd number is never mistaken for it).
+    pub id: u64,
+    /// What `bind` gave it (kept when a failed connect leaves it
+    /// unconnected again).
+    pub user_bound: Option<SocketAddrV4>,
+    /// A non-blocking `connect` returned `EINPROGRESS` and no later
+    /// `connect` has reported how it ended.
+    pub in_progress: bool,
 }
 
 impl Sock {
@@ -102,6 +114,9 @@ impl Sock {
             opts: Opts::default(),
             refs: 1,
             kernel_bound: false,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            user_bound: None,
+            in_progress: false,
         }
     }
 }

@@ -205,6 +205,9 @@ pub unsafe fn bind(entry: Entry, fd: c_int, addr: *const sockaddr, len: socklen_
         }
     }
     let mut is_dgram = false;
+    if let Some(s) = core.socks.get_mut(entry.handle()) {
+        s.user_bound = Some(local);
+    }
     if let Some(Sock {
         kind:
             Kind::Pending {
@@ -647,42 +650,113 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
         }
         (Kind::Pending { .. }, Ok(_)) => return Dispatch::NotOurs,
         (Kind::Listener { .. }, _) => return fail(libc::EISCONN),
-        (Kind::Tcp(h), Ok(Addr::V4(a))) => {
+        (Kind::Tcp(_), Ok(Addr::Unspec)) => {
+            // AF_UNSPEC: the connection is dropped (a reset) and the socket
+            // may connect again, as Linux's tcp_disconnect.
+            disconnect(&mut core, fd, entry, true);
+            return ok(0);
+        }
+        (Kind::Tcp(h), Ok(Addr::V4(_))) => {
             let h = *h;
-            let Some(stack) = core.stack() else {
-                return fail(libc::EBADF);
-            };
-            let r = stack.iface.tcp_connect(h, a, now());
-            return match r {
-                Err(e) if e.0 == libc::EALREADY || e.0 == libc::EISCONN => {
-                    // A second connect: EISCONN once established, EALREADY
-                    // while opening; the pending error after a failure.
-                    let st = stack.iface.tcp.socket(h).map(|s| s.state());
-                    match st {
-                        Some(s) if s.synchronized() => fail(libc::EISCONN),
-                        _ => fail(e.0),
-                    }
-                }
-                Err(e) => Dispatch::Done(Err(se(e))),
-                Ok(()) => ok(0),
-            };
+            return again(&mut core, fd, entry, h);
         }
         (Kind::Tcp(_), Ok(_)) => return fail(libc::EAFNOSUPPORT),
     };
-    drop(core);
     let _ = remote;
     if nonblock {
+        if let Ok(s) = sock_mut(&mut core, entry) {
+            s.in_progress = true;
+        }
         return fail(libc::EINPROGRESS);
     }
+    drop(core);
     let deadline = deadline(opts.sndtimeo);
     let mut f = |core: &mut Core| connected(core, entry);
     // A timed-out connect reports EINPROGRESS and goes on, as Linux's;
-    // an interrupted one EINTR (it goes on too).
-    match block(deadline, &mut [], None, &mut f) {
-        Ok(r) => Dispatch::Done(r.map(|()| 0)),
-        Err(WaitEnd::TimedOut) => fail(libc::EINPROGRESS),
-        Err(WaitEnd::Interrupted { .. }) => fail(libc::EINTR),
+    // an interrupted one EINTR (it goes on too). Either way a later
+    // connect reports how it ended.
+    let r = match block(deadline, &mut [], None, &mut f) {
+        Ok(r) => r,
+        Err(WaitEnd::TimedOut) => Err(Errno(libc::EINPROGRESS)),
+        Err(WaitEnd::Interrupted { .. }) => Err(Errno(libc::EINTR)),
+    };
+    let mut core = worker::lock();
+    match r {
+        Err(Errno(e)) if e == libc::EINPROGRESS || e == libc::EINTR => {
+            if let Ok(s) = sock_mut(&mut core, entry) {
+                s.in_progress = true;
+            }
+        }
+        // A blocking connect that failed leaves the socket unconnected.
+        Err(_) => disconnect(&mut core, fd, entry, false),
+        Ok(()) => {}
     }
+    Dispatch::Done(r.map(|()| 0))
+}
+
+/// `connect` on a socket already connected or connecting (Linux's
+/// `inet_stream_connect`): `EALREADY` while the handshake runs; once a
+/// non-blocking connect has finished, the next `connect` reports it (0, or
+/// its error, after which the socket is unconnected again and may connect
+/// anew); `EISCONN` after that.
+fn again(core: &mut Core, fd: c_int, entry: Entry, h: TcpHandle) -> Answer<c_int> {
+    let in_progress = sock_mut(core, entry).is_ok_and(|s| s.in_progress);
+    let Some(stack) = core.stack() else {
+        return fail(libc::EBADF);
+    };
+    let state = stack.iface.tcp.socket(h).map(|s| s.state());
+    use accel_stack::tcp::State as T;
+    match state {
+        Some(T::SynSent | T::SynReceived) => fail(libc::EALREADY),
+        Some(s) if s.synchronized() || s == T::TimeWait => {
+            if in_progress {
+                if let Ok(s) = sock_mut(core, entry) {
+                    s.in_progress = false;
+                }
+                ok(0)
+            } else {
+                fail(libc::EISCONN)
+            }
+        }
+        _ => {
+            let e = stack
+                .iface
+                .tcp
+                .with_conn(h, |s| Ok(s.take_error()))
+                .ok()
+                .flatten()
+                .map_or(Errno(libc::ECONNABORTED), se);
+            disconnect(core, fd, entry, false);
+            Dispatch::Done(Err(e))
+        }
+    }
+}
+
+/// The TCP connection of `entry` is over for the program (a failed connect,
+/// `connect(AF_UNSPEC)`): the stack socket goes (reset if `abort`) and the
+/// socket is pending again, bound where the program bound it, free to
+/// connect anew.
+fn disconnect(core: &mut Core, fd: c_int, entry: Entry, abort: bool) {
+    let Ok(sock) = sock_mut(core, entry) else { return };
+    let Kind::Tcp(h) = sock.kind else { return };
+    sock.kind = Kind::Pending {
+        dgram: false,
+        bound: sock.user_bound,
+        kernel_bound: sock.user_bound.is_some_and(|b| b.ip().is_unspecified()),
+        epolls: Vec::new(),
+    };
+    sock.in_progress = false;
+    if let Some(stack) = core.stack() {
+        if abort {
+            let _ = stack.iface.tcp.with_conn(h, |s| {
+                s.abort();
+                Ok(())
+            });
+        }
+        let _ = stack.iface.tcp.close(h, now());
+    }
+    core.drive();
+    let _ = FDS.transition(fd, entry, State::Pending);
 }
 
 /// `Some` once the connection of `entry` is open or has failed.
@@ -780,6 +854,35 @@ pub fn kernel_side(core: &Core, entry: Entry) -> bool {
     }
 }
 
+/// `shutdown(SHUT_RD)` of a listener: it stops listening (its stack
+/// listener goes, pending connections are reset, the kernel half stops
+/// too) and is a bound, unconnected socket again.
+pub fn unlisten(core: &mut Core, fd: c_int, entry: Entry) {
+    let Ok(sock) = sock_mut(core, entry) else { return };
+    let Kind::Listener {
+        local, tcp, kernel, ..
+    } = sock.kind
+    else {
+        return;
+    };
+    sock.kind = Kind::Pending {
+        dgram: false,
+        bound: Some(local),
+        kernel_bound: kernel,
+        epolls: Vec::new(),
+    };
+    if kernel {
+        if let Some(f) = real::shutdown.get() {
+            // SAFETY: shutdown takes no pointers.
+            unsafe { f(fd, libc::SHUT_RD) };
+        }
+    }
+    if let (Some(h), Some(stack)) = (tcp, core.stack()) {
+        let _ = stack.iface.tcp.close(h, now());
+    }
+    let _ = FDS.transition(fd, entry, State::Pending);
+}
+
 /// The TCP connection of `entry`, or the errno for what it is instead.
 pub fn conn_of(core: &Core, entry: Entry) -> Result<TcpHandle, Errno> {
     match core.socks.get(entry.handle()).map(|s| &s.kind) {
@@ -793,11 +896,23 @@ pub fn conn_of(core: &Core, entry: Entry) -> Result<TcpHandle, Errno> {
 /// What the socket of `entry` is ready for, as epoll bits, with its tick;
 /// `None` if it is not a socket on the stack.
 pub fn readiness(core: &mut Core, entry: Entry) -> Option<(u32, u64)> {
-    let kind = core.socks.get(entry.handle())?.kind.clone();
+    readiness_of(core, entry.handle())
+}
+
+/// [`readiness`] of the socket object `handle`.
+pub fn readiness_of(core: &mut Core, handle: u32) -> Option<(u32, u64)> {
+    let kind = core.socks.get(handle)?.kind.clone();
     let stack = core.stack()?;
     let r = match kind {
         Kind::Tcp(h) | Kind::Listener { tcp: Some(h), .. } => stack.iface.tcp.readiness(h).ok()?,
-        Kind::Udp(h) => stack.iface.udp(h)?.readiness(),
+        Kind::Udp(h) => {
+            let u = stack.iface.udp(h)?;
+            let mut r = u.readiness();
+            // Linux's datagram_poll: readable only with a datagram queued
+            // (a pending error is EPOLLERR alone).
+            r.readable = u.next_len() > 0;
+            r
+        }
         _ => return None,
     };
     let mut m = 0u32;

@@ -285,7 +285,10 @@ pub fn set_owner_thread(fd: c_int, tid: libc::pid_t) -> Result<(), c_int> {
     const F_OWNER_TID: c_int = 0;
     // <linux/fcntl.h>: F_SETOWN_EX is 15 on every Linux architecture.
     const F_SETOWN_EX: c_int = 15;
-    let owner = FOwnerEx { kind: F_OWNER_TID, pid: tid };
+    let owner = FOwnerEx {
+        kind: F_OWNER_TID,
+        pid: tid,
+    };
     keep_errno(|| {
         // SAFETY: F_SETOWN_EX reads a struct f_owner_ex, which `owner` is.
         let r = unsafe { libc::syscall(libc::SYS_fcntl, fd, F_SETOWN_EX, &owner as *const FOwnerEx) };

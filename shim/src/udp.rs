@@ -191,6 +191,25 @@ pub unsafe fn recv(
     addr: *mut sockaddr,
     alen: *mut socklen_t,
 ) -> Answer<isize> {
+    // SAFETY: the caller's contract.
+    unsafe { recv_msg(entry, fd, iov, flags, addr, alen, &mut false) }
+}
+
+/// [`recv`], also saying whether the datagram was longer than `iov`
+/// (`MSG_TRUNC` in `recvmsg`'s `msg_flags`).
+///
+/// # Safety
+///
+/// As for [`recv`].
+pub unsafe fn recv_msg(
+    entry: Entry,
+    fd: c_int,
+    iov: Iov<'_>,
+    flags: c_int,
+    addr: *mut sockaddr,
+    alen: *mut socklen_t,
+    truncated: &mut bool,
+) -> Answer<isize> {
     let peek = flags & libc::MSG_PEEK != 0;
     let (nonblock, timeout) = {
         let mut core = worker::lock();
@@ -200,8 +219,6 @@ pub unsafe fn recv(
             Err(e) => return Dispatch::Done(Err(e)),
         }
     };
-    let fd_hint = -1;
-    let _ = fd_hint;
     let mut f = |core: &mut Core| {
         // SAFETY: the caller's contract.
         match unsafe { recv_once(core, entry, fd, iov, peek) } {
@@ -240,6 +257,7 @@ pub unsafe fn recv(
             if let Err(e) = unsafe { sa::write(from, addr, alen) } {
                 return Dispatch::Done(Err(e));
             }
+            *truncated = full > n;
             let n = if flags & libc::MSG_TRUNC != 0 { full } else { n };
             ok(n as isize)
         }

@@ -238,7 +238,13 @@ impl TcpSocket {
                     self.state = State::Closed;
                     Event::Closed
                 }
-                State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                // Linux's tcp_reset: after the peer's FIN (CLOSE-WAIT) the
+                // program learns of the reset as EPIPE, else ECONNRESET.
+                State::CloseWait => {
+                    self.fail(Errno::EPIPE);
+                    Event::Closed
+                }
+                State::Established | State::FinWait1 | State::FinWait2 => {
                     self.fail(Errno::ECONNRESET);
                     Event::Closed
                 }
