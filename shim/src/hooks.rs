@@ -36,8 +36,9 @@ pub(crate) use crate::exec::{execv, execve, execvp, execvpe, posix_spawn, posix_
 /// `sigaction`'s: `act` and `old` are null or valid.
 pub(crate) unsafe fn sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int {
     skeleton::pass(Call::sigaction, || match real::sigaction.get() {
-        // DPDK's own handlers (net_tap's SIGIO) are not the program's: they
-        // go straight to libc and never count as an interruption.
+        // DPDK's own handlers (net_tap's Rx trigger signal) are not the
+        // program's: they go straight to libc and never count as an
+        // interruption.
         Some(f) if crate::skeleton::InShim::active() => {
             crate::signals::internal(sig, act);
             // SAFETY: DPDK's arguments, passed on.

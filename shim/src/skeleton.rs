@@ -110,7 +110,7 @@ impl InShim {
     /// call is a re-entry) or has no thread-local storage any more.
     pub fn enter() -> Option<InShim> {
         THREAD
-            .try_with(|t| (!t.in_shim.replace(true)).then_some(InShim(())))
+            .try_with(|t| (!t.in_shim.replace(true)).then(|| InShim(())))
             .ok()
             .flatten()
     }
@@ -230,6 +230,10 @@ mod tests {
         let outer = InShim::enter().expect("first entry");
         assert!(InShim::active());
         assert!(InShim::enter().is_none(), "a nested entry is a re-entry");
+        assert!(
+            InShim::active(),
+            "a refused nested entry leaves the outer mark alone"
+        );
         drop(outer);
         assert!(!InShim::active());
         assert!(InShim::enter().is_some());

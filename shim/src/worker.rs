@@ -185,8 +185,9 @@ pub fn ensure_started(core: &mut Core) -> bool {
             let keeper = spawn_keeper();
             let rx = W.rx_fd.load(Relaxed);
             if let (Some(tid), true) = (keeper, rx >= 0) {
-                // net_tap raises SIGIO on every frame (its Rx trigger): send
-                // it to the keeper, so that it never interrupts the program.
+                // net_tap signals every frame (its Rx trigger, F_SETSIG):
+                // send it to the keeper, so that it never interrupts the
+                // program.
                 if let Err(e) = sys::set_owner_thread(rx, tid) {
                     log!(warn, "cannot send the port's SIGIO to the keeper thread (errno {e}): it may interrupt the program's calls");
                 }
@@ -466,7 +467,9 @@ fn spawn_keeper() -> Option<libc::pid_t> {
 }
 
 /// The keeper takes no signal of the program's (they go to the
-/// program's threads), only the port's SIGIO.
+/// program's threads), only DPDK's own (net_tap's Rx trigger, a realtime
+/// signal set with F_SETSIG; it must be taken, or the queue of pending
+/// ones overflows into a SIGIO that would end the process) and SIGIO.
 fn keeper_signals() {
     // SAFETY: sigset operations on a local set; pthread_sigmask changes
     // only this thread's mask.
@@ -474,6 +477,11 @@ fn keeper_signals() {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut set);
         libc::sigdelset(&mut set, libc::SIGIO);
+        for sig in 1..=64 {
+            if signals::is_internal(sig) {
+                libc::sigdelset(&mut set, sig);
+            }
+        }
         for sync in [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL] {
             libc::sigdelset(&mut set, sync);
         }
