@@ -409,10 +409,10 @@ impl Ops for Accel {
         }
         let mut n = 0;
         for i in 0..vlen.min(1024) as usize {
-            // Only the first may block (MSG_WAITFORONE is what Linux does
-            // once one message is in).
-            let f = if n > 0 {
-                flags | libc::MSG_DONTWAIT
+            // A blocking call waits for every message; with
+            // MSG_WAITFORONE only for the first (recvmmsg(2)).
+            let f = if n > 0 && flags & libc::MSG_WAITFORONE != 0 {
+                (flags & !libc::MSG_WAITFORONE) | libc::MSG_DONTWAIT
             } else {
                 flags & !libc::MSG_WAITFORONE
             };

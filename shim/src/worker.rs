@@ -219,6 +219,16 @@ pub fn eal_args(line: &str) -> (Vec<String>, String) {
     if args.is_empty() {
         args = Eal::default_args(&["net_tap0"]);
     }
+    // One lcore unless told otherwise: the shim drives the port from the
+    // program's threads, and DPDK would otherwise start an idle worker
+    // thread on every other core.
+    let cores = args
+        .iter()
+        .any(|a| a.starts_with("-l") || a.starts_with("-c") || a.starts_with("--lcores"));
+    if !cores {
+        args.push("-l".to_owned());
+        args.push(first_cpu().to_string());
+    }
     let mut vdev = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -287,6 +297,21 @@ fn start(core: &mut Core) -> Result<String, String> {
     core.stack = Some(Stack::new(ic, TcpConfig::default(), dev));
     core.eal = Some(eal);
     Ok(format!("{name} at {ip}, mac {mac}, {wait}{moved}"))
+}
+
+/// The first CPU the calling thread may run on (the EAL's main lcore).
+fn first_cpu() -> usize {
+    // SAFETY: an all-zero cpu_set_t is the empty set; sched_getaffinity
+    // fills it for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            if let Some(c) = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &set)) {
+                return c;
+            }
+        }
+    }
+    0
 }
 
 /// The first host address of `ip`'s network (`198.18.0.1` for
@@ -548,15 +573,17 @@ mod tests {
     #[test]
     fn eal_arguments_name_their_port() {
         let (args, vp) = eal_args("--no-huge -m 256 --vdev=net_memif0,role=server,socket=/tmp/m");
-        assert_eq!(args.len(), 4);
+        assert_eq!(args.len(), 6, "one lcore added: {args:?}");
+        assert_eq!(args.get(4).map(String::as_str), Some("-l"));
         assert_eq!(vp, "net_memif0,role=server,socket=/tmp/m\0net_memif0");
         let (_, vp) = eal_args("--no-pci --vdev net_tap1,iface=x");
         assert_eq!(vp, "net_tap1,iface=x\0net_tap1");
         let (args, vp) = eal_args("");
         assert!(args.iter().any(|a| a == "--no-huge"));
         assert_eq!(vp, "net_tap0\0net_tap0");
-        let (_, vp) = eal_args("-a 0000:01:00.0");
+        let (args, vp) = eal_args("-a 0000:01:00.0 -l 2-3");
         assert_eq!(vp, "\u{0}0");
+        assert_eq!(args.len(), 4, "the user's lcores are kept");
     }
 
     #[test]
