@@ -3,9 +3,9 @@
 //! and what happens to an fd's entry when the kernel frees its number.
 //!
 //! Each method maps one C call onto the modules that implement it:
-//! [`socket`](crate::socket) (life and decisions), [`io`](crate::io) (data
-//! and control), [`udp`](crate::udp), [`epoll`](crate::epoll),
-//! [`pollsel`](crate::pollsel). An fd inherited across `fork` from a
+//! [`socket`] (life and decisions), [`io`] (data
+//! and control), [`udp`], [`epoll`],
+//! [`pollsel`]. An fd inherited across `fork` from a
 //! process whose stack ran is `Inert`: `close` works, every other call
 //! fails with `EBADF` and a log line. A method that returns
 //! [`Dispatch::NotOurs`] sends the call on to libc: that is how pending

@@ -1,9 +1,9 @@
 //! C socket addresses in and out: `struct sockaddr_in` read from and
 //! written to the program's memory, with the kernel's length rules.
 //!
-//! Reading ([`read_in`]) accepts exactly what Linux's `inet_bind` and
+//! Reading ([`read_in()`]) accepts exactly what Linux's `inet_bind` and
 //! `inet_stream_connect` accept for an AF_INET socket: at least
-//! `sizeof(struct sockaddr_in)` bytes, family AF_INET. Writing ([`write`])
+//! `sizeof(struct sockaddr_in)` bytes, family AF_INET. Writing ([`write()`])
 //! copies at most `*len` bytes and sets `*len` to the full size, so a short
 //! buffer gets a truncated address, as from the kernel.
 
