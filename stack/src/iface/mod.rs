@@ -45,7 +45,7 @@ pub struct Interface {
     pub tcp: TcpTable,
     udp: Vec<(u32, Option<UdpSocket>)>,
     udp_free: Vec<u32>,
-    udp_ports: HashMap<u16, UdpHandle, hash::KeyedHash>,
+    udp_ports: HashMap<u16, UdpHandle, hash::DemuxHash>,
     udp_tx: Vec<UdpHandle>,
 }
 
@@ -103,7 +103,7 @@ impl Interface {
         let mut table = TcpTable::new(net.key, tcp);
         table.set_tw_max(tw_max);
         Interface {
-            udp_ports: HashMap::with_hasher(net.key),
+            udp_ports: HashMap::with_hasher(hash::DemuxHash::from_key(&net.key)),
             net,
             tcp: table,
             udp: Vec::new(),

@@ -12,7 +12,7 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use core::task::Waker;
 use std::collections::{HashMap, VecDeque};
 
-use super::hash::{initial_seq, KeyedHash};
+use super::hash::{initial_seq, DemuxHash, KeyedHash};
 use crate::error::{Errno, Result};
 use crate::tcp::{Event, Readiness, State, TcpConfig, TcpSocket};
 use crate::time::Instant;
@@ -76,11 +76,11 @@ pub(crate) struct TimeWait {
 pub struct TcpTable {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    pub(crate) conns: HashMap<Tuple, TcpHandle, KeyedHash>,
-    pub(crate) listeners: HashMap<SocketAddrV4, TcpHandle, KeyedHash>,
+    pub(crate) conns: HashMap<Tuple, TcpHandle, DemuxHash>,
+    pub(crate) listeners: HashMap<SocketAddrV4, TcpHandle, DemuxHash>,
     /// Local ports in use by bound sockets: port → number of users.
-    ports: HashMap<u16, usize, KeyedHash>,
-    pub(crate) time_wait: HashMap<Tuple, TimeWait, KeyedHash>,
+    ports: HashMap<u16, usize, DemuxHash>,
+    pub(crate) time_wait: HashMap<Tuple, TimeWait, DemuxHash>,
     tw_order: VecDeque<(Instant, Tuple)>,
     pub(crate) defaults: TcpConfig,
     /// Sockets that may have something to send.
@@ -98,13 +98,14 @@ const EPHEMERAL: core::ops::RangeInclusive<u16> = 32768..=60999;
 
 impl TcpTable {
     pub(crate) fn new(key: KeyedHash, defaults: TcpConfig) -> TcpTable {
+        let demux = DemuxHash::from_key(&key);
         TcpTable {
             slots: Vec::new(),
             free: Vec::new(),
-            conns: HashMap::with_hasher(key),
-            listeners: HashMap::with_hasher(key),
-            ports: HashMap::with_hasher(key),
-            time_wait: HashMap::with_hasher(key),
+            conns: HashMap::with_hasher(demux),
+            listeners: HashMap::with_hasher(demux),
+            ports: HashMap::with_hasher(demux),
+            time_wait: HashMap::with_hasher(demux),
             tw_order: VecDeque::new(),
             defaults,
             ready: VecDeque::new(),
