@@ -420,7 +420,7 @@ impl TcpSocket {
         self.rcv_scale = self.cfg.rcv_scale();
         self.active_open = true;
         self.state = State::SynSent;
-        self.rto_at = Some(now + self.rtt.rto());
+        self.rto_at = Some(self.rtt.deadline(now));
         self.touch();
     }
 
