@@ -156,6 +156,9 @@ impl ArpCache {
 
     /// The next time [`Self::poll`] has work.
     pub fn poll_at(&self) -> Option<Instant> {
+        if self.pending.is_empty() {
+            return None; // the common case, without walking the table
+        }
         self.pending.values().map(|p| p.next_request).min()
     }
 

@@ -258,15 +258,25 @@ impl TcpTable {
 
     /// Notes that `h` may have work (output or a new timer).
     pub(crate) fn schedule(&mut self, h: TcpHandle) {
-        let Some(sock) = self.sock_mut(h) else { return };
-        if sock.wants_to_send() {
-            let slot = &mut self.slots[h.idx as usize];
-            if !slot.queued {
-                slot.queued = true;
-                self.ready.push_back(h);
+        // One slot lookup for both (this runs several times per segment).
+        let Some(slot) = self.slots.get_mut(h.idx as usize).filter(|s| s.gen == h.gen) else {
+            return;
+        };
+        let Some(Entry::Conn { sock, .. }) = &slot.entry else {
+            return;
+        };
+        let (wants, at) = (sock.wants_to_send(), sock.poll_at());
+        if wants && !slot.queued {
+            slot.queued = true;
+            self.ready.push_back(h);
+        }
+        // As push_timer.
+        if let Some(t) = at {
+            if slot.timer_at.is_none_or(|cur| cur > t) {
+                slot.timer_at = Some(t);
+                self.timers.push(core::cmp::Reverse((t, h.idx, h.gen)));
             }
         }
-        self.push_timer(h);
     }
 
     // ----- the program's operations -------------------------------------
