@@ -122,9 +122,10 @@ impl Driver {
         // than ~50 ns.
         let max_polls = (limit.as_micros() as u64).saturating_mul(20).max(1000);
         for _ in 0..max_polls {
-            let res = self.stack.poll(self.now());
-            self.stats.polls += 1;
+            // One clock read per turn: the application gets the poll's time.
             let now = self.now();
+            let res = self.stack.poll(now);
+            self.stats.polls += 1;
             let worked = match app(&mut self.stack.iface, now) {
                 ControlFlow::Break(r) => return Ok(r),
                 ControlFlow::Continue(worked) => worked,
