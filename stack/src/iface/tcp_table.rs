@@ -513,7 +513,16 @@ impl TcpTable {
 
     /// `recv`.
     pub fn recv(&mut self, h: TcpHandle, buf: &mut [u8]) -> Result<usize> {
-        self.with_conn(h, |s| s.recv(buf))
+        let r = match self.get_mut(h).ok_or(Errno::EBADF)? {
+            Entry::Conn { sock, .. } => sock.recv(buf),
+            Entry::Fresh { .. } | Entry::Listener(_) => return Err(Errno::ENOTCONN),
+        };
+        // EAGAIN changed nothing (no data, no error, no end of stream):
+        // nothing to schedule. Programs poll with recv, so this is common.
+        if r != Err(Errno::EAGAIN) {
+            self.schedule(h);
+        }
+        r
     }
 
     /// `shutdown`.

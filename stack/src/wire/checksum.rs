@@ -55,12 +55,23 @@ fn native_sum(data: &[u8]) -> u64 {
 pub fn sum(data: &[u8]) -> u16 {
     // Blocks of 1 GiB hold at most 2^28 words of < 2^32 each: no overflow.
     const BLOCK: usize = 1 << 30;
+    if data.len() <= BLOCK {
+        // Every packet: one block, no block loop.
+        return u16::from_be(fold(native_sum(data)));
+    }
     let mut acc: u64 = 0;
     for block in data.chunks(BLOCK) {
         acc += u64::from(fold(native_sum(block)));
     }
     // The native-endian sum is the byte-swapped big-endian sum.
     u16::from_be(fold(acc))
+}
+
+/// Adds two partial one's-complement sums: [`combine`] of two, without
+/// the slice.
+#[inline]
+pub fn add(a: u16, b: u16) -> u16 {
+    fold(u64::from(a) + u64::from(b))
 }
 
 /// Combines partial one's-complement sums (from [`sum`] or
@@ -248,6 +259,19 @@ mod tests {
             assert_eq!(sum(&data), reference(&data), "len {len}");
         }
         assert_eq!(sum(&[0xff]), 0xff00);
+    }
+
+    #[test]
+    fn add_is_combine_of_two() {
+        for (a, b) in [
+            (0, 0),
+            (0, 0xffff),
+            (0xffff, 0xffff),
+            (0x1234, 0xfedc),
+            (1, 0xfffe),
+        ] {
+            assert_eq!(add(a, b), combine(&[a, b]));
+        }
     }
 
     #[test]

@@ -140,7 +140,7 @@ const MAX_OPTIONS_LEN: usize = MAX_HEADER_LEN - field::OPTIONS;
 fn segment_checksum(bytes: &[u8], src: IpAddr, dst: IpAddr) -> u16 {
     let length = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
     let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp, length);
-    !checksum::combine(&[pseudo, checksum::sum(bytes)])
+    !checksum::add(pseudo, checksum::sum(bytes))
 }
 
 /// A zero-copy view of a TCP segment.
