@@ -19,11 +19,19 @@ use super::IpProtocol;
 
 /// Folds a 64-bit accumulator of 16-bit words into a one's-complement
 /// 16-bit sum.
-fn fold(mut acc: u64) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
+///
+/// Four fixed end-around-carry steps, no loop: 64 bits to < 2^33, then to
+/// < 2^18, then to at most 0x10001, then to at most 0xffff. Each step keeps
+/// the value modulo 0xffff and keeps a non-zero value non-zero, so the
+/// result is what folding until it fits gives: 0 only for 0, otherwise the
+/// value in 1..=0xffff congruent to `acc`.
+#[inline]
+fn fold(acc: u64) -> u16 {
+    let a = (acc & 0xffff_ffff) + (acc >> 32);
+    let a = (a & 0xffff) + (a >> 16);
+    let a = (a & 0xffff) + (a >> 16);
+    let a = (a & 0xffff) + (a >> 16);
+    a as u16
 }
 
 /// Native-endian sum of `data` taken as 16-bit words, a trailing odd byte
@@ -259,6 +267,36 @@ mod tests {
             assert_eq!(sum(&data), reference(&data), "len {len}");
         }
         assert_eq!(sum(&[0xff]), 0xff00);
+    }
+
+    #[test]
+    fn fold_matches_folding_until_it_fits() {
+        let slow = |mut acc: u64| {
+            while acc > 0xffff {
+                acc = (acc & 0xffff) + (acc >> 16);
+            }
+            acc as u16
+        };
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let edges = [
+            0,
+            1,
+            0xffff,
+            0x1_0000,
+            0x1_fffe,
+            0xffff_ffff,
+            0x1_0000_0000,
+            u64::MAX,
+            u64::MAX - 1,
+        ];
+        for v in edges.into_iter().chain((0..10_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x >> (x % 48)
+        })) {
+            assert_eq!(fold(v), slow(v), "{v:#x}");
+        }
     }
 
     #[test]
