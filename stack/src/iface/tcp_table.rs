@@ -265,11 +265,11 @@ impl TcpTable {
         let Some(Entry::Conn { sock, .. }) = &slot.entry else {
             return;
         };
-        let (wants, at) = (sock.wants_to_send(), sock.poll_at());
-        if wants && !slot.queued {
+        if !slot.queued && sock.wants_to_send() {
             slot.queued = true;
             self.ready.push_back(h);
         }
+        let at = sock.poll_at();
         // As push_timer.
         if let Some(t) = at {
             if slot.timer_at.is_none_or(|cur| cur > t) {
