@@ -645,7 +645,10 @@ fn send_tcp<D: Device>(
     net.send_ip(io, *dst.ip(), IpProtocol::Tcp, repr.buffer_len(), |buf, caps| {
         let h = repr.header_len();
         buf[h..h + a.len()].copy_from_slice(a);
-        buf[h + a.len()..h + a.len() + b.len()].copy_from_slice(b);
+        if !b.is_empty() {
+            // Only when the send ring wrapped.
+            buf[h + a.len()..h + a.len() + b.len()].copy_from_slice(b);
+        }
         repr.emit(&mut TcpPacket::new_unchecked(buf), sip, dip, caps);
     })
 }

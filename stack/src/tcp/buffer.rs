@@ -46,7 +46,10 @@ fn wrap_add(index: usize, n: usize, cap: usize) -> usize {
 fn ring_write(ring: &mut [u8], at: usize, src: &[u8]) {
     let first = src.len().min(ring.len() - at);
     ring[at..at + first].copy_from_slice(&src[..first]);
-    ring[..src.len() - first].copy_from_slice(&src[first..]);
+    // The wrapped part is nearly always empty: skip the (memcpy) call.
+    if first < src.len() {
+        ring[..src.len() - first].copy_from_slice(&src[first..]);
+    }
 }
 
 /// The `len` bytes of the ring from index `at`, as at most two slices.
@@ -444,7 +447,9 @@ impl RecvBuffer {
         let (a, b) = self.peek(dst.len());
         let n = a.len() + b.len();
         dst[..a.len()].copy_from_slice(a);
-        dst[a.len()..n].copy_from_slice(b);
+        if !b.is_empty() {
+            dst[a.len()..n].copy_from_slice(b);
+        }
         self.consume(n);
         n
     }
