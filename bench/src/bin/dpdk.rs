@@ -51,6 +51,9 @@
 //!   all threads, `getrusage`) over that time, in percent of one CPU. The
 //!   two run at the same time, unpinned.
 //!
+//! `ACCEL_BENCH_ONLY=echo` runs only `echo_mpps` (with
+//! `echo_frames_per_msg`), `raw_mpps` and `echo_over_raw`, for profiling.
+//!
 //! Rates are best-of (as `accel_bench::ns_per_iter` does) because the
 //! machine's two CPUs are shared with whatever else runs: a busy-polling
 //! pair is hurt by any other runnable thread. Percentiles are over all
@@ -331,11 +334,16 @@ fn client() {
         eprintln!("one CPU only: the two processes share it");
     }
 
-    let (p50, p99) = kernel::rr(a, b);
-    report("kernel_rr_us_p50", p50, "us");
-    report("kernel_rr_us_p99", p99, "us");
-    let kernel_bulk = (0..3).map(|_| kernel::bulk(a, b, BULK)).fold(0.0, f64::max);
-    report("kernel_bulk_gbps", kernel_bulk, "Gbit/s");
+    // ACCEL_BENCH_ONLY=echo: only the echo and raw measurements (for
+    // profiling them: `perf record` over the whole run mixes the phases).
+    let only_echo = std::env::var("ACCEL_BENCH_ONLY").is_ok_and(|v| v == "echo");
+    if !only_echo {
+        let (p50, p99) = kernel::rr(a, b);
+        report("kernel_rr_us_p50", p50, "us");
+        report("kernel_rr_us_p99", p99, "us");
+        let kernel_bulk = (0..3).map(|_| kernel::bulk(a, b, BULK)).fold(0.0, f64::max);
+        report("kernel_bulk_gbps", kernel_bulk, "Gbit/s");
+    }
 
     let sock = format!("/tmp/accel-bench-{}.sock", std::process::id());
     let _ = std::fs::remove_file(&sock);
@@ -355,12 +363,14 @@ fn client() {
     }
     let mut drv = Driver::new(iface_config(CLIENT_IP, dev.mac()), tcp_config(), dev);
 
-    let mut rtts = apps::rr(&mut drv, RR_WARM, RR_ROUNDS);
-    let (p50, p99) = percentiles(&mut rtts);
-    report("rr_us_p50", p50, "us");
-    report("rr_us_p99", p99, "us");
-    let bulk = (0..3).map(|_| apps::bulk(&mut drv, BULK)).fold(0.0, f64::max);
-    report("bulk_gbps", bulk, "Gbit/s");
+    if !only_echo {
+        let mut rtts = apps::rr(&mut drv, RR_WARM, RR_ROUNDS);
+        let (p50, p99) = percentiles(&mut rtts);
+        report("rr_us_p50", p50, "us");
+        report("rr_us_p99", p99, "us");
+        let bulk = (0..3).map(|_| apps::bulk(&mut drv, BULK)).fold(0.0, f64::max);
+        report("bulk_gbps", bulk, "Gbit/s");
+    }
     let flows = std::env::var("ACCEL_BENCH_FLOWS").map_or(FLOWS, |v| v.parse().unwrap());
     let (echo, frames) = apps::echo(
         &mut drv,
@@ -385,7 +395,9 @@ fn client() {
     let _ = std::fs::remove_file(&sock);
     remove_runtime_dir();
 
-    idle_both();
+    if !only_echo {
+        idle_both();
+    }
 }
 
 fn peer() {

@@ -10,7 +10,7 @@ use core::net::Ipv4Addr;
 use core::time::Duration;
 use std::collections::{HashMap, VecDeque};
 
-use super::hash::KeyedHash;
+use super::hash::{DemuxHash, KeyedHash};
 use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
@@ -52,8 +52,8 @@ struct Pending {
 #[derive(Debug)]
 pub struct ArpCache {
     cfg: ArpConfig,
-    entries: HashMap<Ipv4Addr, (EthernetAddress, Instant), KeyedHash>,
-    pending: HashMap<Ipv4Addr, Pending, KeyedHash>,
+    entries: HashMap<Ipv4Addr, (EthernetAddress, Instant), DemuxHash>,
+    pending: HashMap<Ipv4Addr, Pending, DemuxHash>,
 }
 
 /// Something the cache wants done.
@@ -68,10 +68,11 @@ pub enum ArpAction {
 impl ArpCache {
     /// An empty cache.
     pub fn new(cfg: ArpConfig, key: KeyedHash) -> ArpCache {
+        let demux = DemuxHash::from_key(&key);
         ArpCache {
             cfg,
-            entries: HashMap::with_hasher(key),
-            pending: HashMap::with_hasher(key),
+            entries: HashMap::with_hasher(demux),
+            pending: HashMap::with_hasher(demux),
         }
     }
 
@@ -155,6 +156,9 @@ impl ArpCache {
 
     /// The next time [`Self::poll`] has work.
     pub fn poll_at(&self) -> Option<Instant> {
+        if self.pending.is_empty() {
+            return None; // the common case, without walking the table
+        }
         self.pending.values().map(|p| p.next_request).min()
     }
 

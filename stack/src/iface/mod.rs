@@ -45,7 +45,7 @@ pub struct Interface {
     pub tcp: TcpTable,
     udp: Vec<(u32, Option<UdpSocket>)>,
     udp_free: Vec<u32>,
-    udp_ports: HashMap<u16, UdpHandle, hash::KeyedHash>,
+    udp_ports: HashMap<u16, UdpHandle, hash::DemuxHash>,
     udp_tx: Vec<UdpHandle>,
 }
 
@@ -103,7 +103,7 @@ impl Interface {
         let mut table = TcpTable::new(net.key, tcp);
         table.set_tw_max(tw_max);
         Interface {
-            udp_ports: HashMap::with_hasher(net.key),
+            udp_ports: HashMap::with_hasher(hash::DemuxHash::from_key(&net.key)),
             net,
             tcp: table,
             udp: Vec::new(),
@@ -169,9 +169,15 @@ impl Interface {
 
     /// The next time a poll has timer work.
     pub fn poll_at(&self) -> Option<Instant> {
+        // Straight-line: this runs at the end of every poll.
+        let min = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, None) => a,
+            (None, b) => b,
+        };
         let tcp = self.tcp.timers.peek().map(|r| r.0 .0);
         let tw = self.tcp.time_wait_next();
-        [tcp, tw, self.net.arp.poll_at()].into_iter().flatten().min()
+        min(min(tcp, tw), self.net.arp.poll_at())
     }
 
     fn run_timers(&mut self, now: Instant) -> bool {
@@ -639,7 +645,10 @@ fn send_tcp<D: Device>(
     net.send_ip(io, *dst.ip(), IpProtocol::Tcp, repr.buffer_len(), |buf, caps| {
         let h = repr.header_len();
         buf[h..h + a.len()].copy_from_slice(a);
-        buf[h + a.len()..h + a.len() + b.len()].copy_from_slice(b);
+        if !b.is_empty() {
+            // Only when the send ring wrapped.
+            buf[h + a.len()..h + a.len() + b.len()].copy_from_slice(b);
+        }
         repr.emit(&mut TcpPacket::new_unchecked(buf), sip, dip, caps);
     })
 }

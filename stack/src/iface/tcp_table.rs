@@ -12,7 +12,7 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use core::task::Waker;
 use std::collections::{HashMap, VecDeque};
 
-use super::hash::{initial_seq, KeyedHash};
+use super::hash::{initial_seq, DemuxHash, KeyedHash};
 use crate::error::{Errno, Result};
 use crate::tcp::{Event, Readiness, State, TcpConfig, TcpSocket};
 use crate::time::Instant;
@@ -76,11 +76,11 @@ pub(crate) struct TimeWait {
 pub struct TcpTable {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    pub(crate) conns: HashMap<Tuple, TcpHandle, KeyedHash>,
-    pub(crate) listeners: HashMap<SocketAddrV4, TcpHandle, KeyedHash>,
+    pub(crate) conns: HashMap<Tuple, TcpHandle, DemuxHash>,
+    pub(crate) listeners: HashMap<SocketAddrV4, TcpHandle, DemuxHash>,
     /// Local ports in use by bound sockets: port → number of users.
-    ports: HashMap<u16, usize, KeyedHash>,
-    pub(crate) time_wait: HashMap<Tuple, TimeWait, KeyedHash>,
+    ports: HashMap<u16, usize, DemuxHash>,
+    pub(crate) time_wait: HashMap<Tuple, TimeWait, DemuxHash>,
     tw_order: VecDeque<(Instant, Tuple)>,
     pub(crate) defaults: TcpConfig,
     /// Sockets that may have something to send.
@@ -98,13 +98,14 @@ const EPHEMERAL: core::ops::RangeInclusive<u16> = 32768..=60999;
 
 impl TcpTable {
     pub(crate) fn new(key: KeyedHash, defaults: TcpConfig) -> TcpTable {
+        let demux = DemuxHash::from_key(&key);
         TcpTable {
             slots: Vec::new(),
             free: Vec::new(),
-            conns: HashMap::with_hasher(key),
-            listeners: HashMap::with_hasher(key),
-            ports: HashMap::with_hasher(key),
-            time_wait: HashMap::with_hasher(key),
+            conns: HashMap::with_hasher(demux),
+            listeners: HashMap::with_hasher(demux),
+            ports: HashMap::with_hasher(demux),
+            time_wait: HashMap::with_hasher(demux),
             tw_order: VecDeque::new(),
             defaults,
             ready: VecDeque::new(),
@@ -257,15 +258,25 @@ impl TcpTable {
 
     /// Notes that `h` may have work (output or a new timer).
     pub(crate) fn schedule(&mut self, h: TcpHandle) {
-        let Some(sock) = self.sock_mut(h) else { return };
-        if sock.wants_to_send() {
-            let slot = &mut self.slots[h.idx as usize];
-            if !slot.queued {
-                slot.queued = true;
-                self.ready.push_back(h);
+        // One slot lookup for both (this runs several times per segment).
+        let Some(slot) = self.slots.get_mut(h.idx as usize).filter(|s| s.gen == h.gen) else {
+            return;
+        };
+        let Some(Entry::Conn { sock, .. }) = &slot.entry else {
+            return;
+        };
+        if !slot.queued && sock.wants_to_send() {
+            slot.queued = true;
+            self.ready.push_back(h);
+        }
+        let at = sock.poll_at();
+        // As push_timer.
+        if let Some(t) = at {
+            if slot.timer_at.is_none_or(|cur| cur > t) {
+                slot.timer_at = Some(t);
+                self.timers.push(core::cmp::Reverse((t, h.idx, h.gen)));
             }
         }
-        self.push_timer(h);
     }
 
     // ----- the program's operations -------------------------------------
@@ -502,7 +513,16 @@ impl TcpTable {
 
     /// `recv`.
     pub fn recv(&mut self, h: TcpHandle, buf: &mut [u8]) -> Result<usize> {
-        self.with_conn(h, |s| s.recv(buf))
+        let r = match self.get_mut(h).ok_or(Errno::EBADF)? {
+            Entry::Conn { sock, .. } => sock.recv(buf),
+            Entry::Fresh { .. } | Entry::Listener(_) => return Err(Errno::ENOTCONN),
+        };
+        // EAGAIN changed nothing (no data, no error, no end of stream):
+        // nothing to schedule. Programs poll with recv, so this is common.
+        if r != Err(Errno::EAGAIN) {
+            self.schedule(h);
+        }
+        r
     }
 
     /// `shutdown`.

@@ -46,7 +46,10 @@ fn wrap_add(index: usize, n: usize, cap: usize) -> usize {
 fn ring_write(ring: &mut [u8], at: usize, src: &[u8]) {
     let first = src.len().min(ring.len() - at);
     ring[at..at + first].copy_from_slice(&src[..first]);
-    ring[..src.len() - first].copy_from_slice(&src[first..]);
+    // The wrapped part is nearly always empty: skip the (memcpy) call.
+    if first < src.len() {
+        ring[..src.len() - first].copy_from_slice(&src[first..]);
+    }
 }
 
 /// The `len` bytes of the ring from index `at`, as at most two slices.
@@ -398,6 +401,14 @@ impl RecvBuffer {
         grow(&mut self.storage, &mut self.head, self.len + end, self.capacity);
         let cap = self.storage.len();
         let base = wrap_add(self.head, self.len, cap);
+        if offset == 0 && self.assembler.is_empty() {
+            // In order with nothing held beyond: what the general path
+            // below does (one copy; the assembler takes [0, end) whole and
+            // stays empty), without its walk.
+            ring_write(&mut self.storage, base, &data[..end]);
+            self.len += end;
+            return end;
+        }
         // Copy only into the gaps between ranges already held. (If the
         // assembler then refuses the range, those bytes lie in free space
         // that nothing reports as held, so the copy is harmless.)
@@ -436,7 +447,9 @@ impl RecvBuffer {
         let (a, b) = self.peek(dst.len());
         let n = a.len() + b.len();
         dst[..a.len()].copy_from_slice(a);
-        dst[a.len()..n].copy_from_slice(b);
+        if !b.is_empty() {
+            dst[a.len()..n].copy_from_slice(b);
+        }
         self.consume(n);
         n
     }

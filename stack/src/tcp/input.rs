@@ -536,7 +536,7 @@ impl TcpSocket {
             self.rto_at = None;
             self.unacked_since = None;
         } else {
-            self.rto_at = Some(now + self.rtt.rto());
+            self.rto_at = Some(self.rtt.deadline(now));
             self.unacked_since = Some(now);
         }
         if data_acked > 0 {

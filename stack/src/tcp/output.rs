@@ -138,7 +138,7 @@ impl TcpSocket {
         // Go back to the first unacknowledged byte (or the SYN).
         self.snd_nxt = self.snd_una;
         self.high_rxt = self.snd_una;
-        self.rto_at = Some(now + self.rtt.rto());
+        self.rto_at = Some(self.rtt.deadline(now));
         Event::None
     }
 
@@ -447,7 +447,7 @@ impl TcpSocket {
             self.sws_override = false;
         }
         if end != p.seq {
-            self.rto_at.get_or_insert(now + self.rtt.rto());
+            self.rto_at.get_or_insert(self.rtt.deadline(now));
             self.unacked_since.get_or_insert(now);
         }
         if p.fin {

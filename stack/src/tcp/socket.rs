@@ -420,7 +420,7 @@ impl TcpSocket {
         self.rcv_scale = self.cfg.rcv_scale();
         self.active_open = true;
         self.state = State::SynSent;
-        self.rto_at = Some(now + self.rtt.rto());
+        self.rto_at = Some(self.rtt.deadline(now));
         self.touch();
     }
 
@@ -697,17 +697,20 @@ impl TcpSocket {
 
     /// The earliest time a timer of this socket needs attention.
     pub fn poll_at(&self) -> Option<Instant> {
-        [
-            self.rto_at,
-            self.ack_due,
-            self.persist_at,
-            self.keepalive_at,
-            self.timewait_at,
-            self.finwait2_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        // Straight-line (no iterator chain): this runs several times per
+        // segment, from every `schedule`.
+        #[inline(always)]
+        fn min(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, None) => a,
+                (None, b) => b,
+            }
+        }
+        let a = min(self.rto_at, self.ack_due);
+        let b = min(self.persist_at, self.keepalive_at);
+        let c = min(self.timewait_at, self.finwait2_at);
+        min(min(a, b), c)
     }
 
     /// Whether the socket has something to send right now (an ACK, data,

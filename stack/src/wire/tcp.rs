@@ -140,7 +140,7 @@ const MAX_OPTIONS_LEN: usize = MAX_HEADER_LEN - field::OPTIONS;
 fn segment_checksum(bytes: &[u8], src: IpAddr, dst: IpAddr) -> u16 {
     let length = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
     let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp, length);
-    !checksum::combine(&[pseudo, checksum::sum(bytes)])
+    !checksum::add(pseudo, checksum::sum(bytes))
 }
 
 /// A zero-copy view of a TCP segment.
@@ -473,6 +473,17 @@ impl TcpRepr {
             payload_len: packet.payload().len(),
             ..TcpRepr::default()
         };
+        let options = packet.options();
+        if let [1, 1, 8, 10, v0, v1, v2, v3, e0, e1, e2, e3] = *options {
+            // The layout of almost every segment on an established
+            // connection (RFC 7323 Appendix A: NOP, NOP, timestamps),
+            // without the general parser.
+            repr.timestamp = Some(TcpTimestamp {
+                tsval: u32::from_be_bytes([v0, v1, v2, v3]),
+                tsecr: u32::from_be_bytes([e0, e1, e2, e3]),
+            });
+            return Ok(repr);
+        }
         for option in packet.options_iter() {
             match option? {
                 TcpOption::MaxSegmentSize(mss) => repr.max_seg_size = Some(mss),
@@ -509,6 +520,9 @@ impl TcpRepr {
 
     /// Number of SACK blocks emit writes: as many as fit.
     fn sack_blocks(&self) -> usize {
+        if self.sack_ranges == [None; 3] {
+            return 0; // the common case, without the arithmetic
+        }
         let wanted = self.sack_ranges.iter().flatten().count();
         let room = MAX_OPTIONS_LEN - self.fixed_options_len();
         wanted.min(room.saturating_sub(4) / 8)
@@ -582,6 +596,20 @@ impl TcpRepr {
 
     /// Writes the options into `out`, exactly `header_len() - 20` bytes.
     fn emit_options(&self, out: &mut [u8]) {
+        if let (None, false, Some(ts), None, 0) = (
+            self.max_seg_size,
+            self.sack_permitted,
+            self.timestamp,
+            self.window_scale,
+            self.sack_blocks(),
+        ) {
+            // What the general code below writes for timestamps alone (NOP,
+            // NOP, timestamps), in one go: almost every segment.
+            out[..4].copy_from_slice(&[1, 1, 8, 10]);
+            out[4..8].copy_from_slice(&ts.tsval.to_be_bytes());
+            out[8..12].copy_from_slice(&ts.tsecr.to_be_bytes());
+            return;
+        }
         let mut at = 0;
         let mut put = |option: TcpOption| at += option.emit(&mut out[at..]);
         if let Some(mss) = self.max_seg_size {
@@ -777,6 +805,39 @@ mod tests {
             assert_eq!(buf[16..20], [0, 0, 0, 0]);
             assert_eq!(buf[20..header_len], bytes[20..header_len]);
         }
+    }
+
+    #[test]
+    fn timestamps_alone_take_the_short_paths_both_ways() {
+        let mut repr = data_repr();
+        repr.sack_ranges = [None; 3];
+        repr.payload_len = 5;
+        assert_eq!(repr.header_len(), 32);
+        let mut buf = vec![0u8; 37];
+        buf[32..].copy_from_slice(b"hello");
+        repr.emit(
+            &mut TcpPacket::new_unchecked(&mut buf[..]),
+            B,
+            A,
+            &ChecksumCaps::default(),
+        );
+        assert_eq!(
+            buf[20..32],
+            [0x01, 0x01, 0x08, 0x0a, 0x00, 0x00, 0x00, 0x64, 0x00, 0x01, 0xe2, 0x40]
+        );
+        let packet = TcpPacket::new_checked(&buf[..]).unwrap();
+        assert_eq!(TcpRepr::parse(&packet, B, A, &ChecksumCaps::default()), Ok(repr));
+        // The same option in another legal layout (timestamps, then two
+        // NOPs) goes through the general parser to the same result.
+        let mut other = buf.clone();
+        other[20..30].copy_from_slice(&buf[22..32]);
+        other[30..32].copy_from_slice(&[0x01, 0x01]);
+        let mut p = TcpPacket::new_unchecked(&mut other[..]);
+        p.set_checksum(0);
+        let c = segment_checksum(&other, B, A);
+        TcpPacket::new_unchecked(&mut other[..]).set_checksum(c);
+        let packet = TcpPacket::new_checked(&other[..]).unwrap();
+        assert_eq!(TcpRepr::parse(&packet, B, A, &ChecksumCaps::default()), Ok(repr));
     }
 
     #[test]

@@ -105,7 +105,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         let length = self.length();
         let data = &self.buffer.as_ref()[..usize::from(length)];
         let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Udp, u32::from(length));
-        checksum::combine(&[pseudo, checksum::sum(data)]) == 0xffff
+        checksum::add(pseudo, checksum::sum(data)) == 0xffff
     }
 
     /// The payload, bounded by the length field.
@@ -142,7 +142,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
         let length = self.length();
         let data = &self.buffer.as_ref()[..usize::from(length)];
         let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Udp, u32::from(length));
-        let value = !checksum::combine(&[pseudo, checksum::sum(data)]);
+        let value = !checksum::add(pseudo, checksum::sum(data));
         self.set_checksum(if value == 0 { 0xffff } else { value });
     }
 

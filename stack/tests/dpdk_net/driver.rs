@@ -76,7 +76,7 @@ pub struct Driver {
     /// Longest sleep on the interrupt descriptor.
     pub max_sleep: Duration,
     start: Clock,
-    idle_since: Option<Clock>,
+    idle_since: Option<Instant>,
     backoff: Duration,
     late_in_row: u32,
 }
@@ -117,14 +117,17 @@ impl Driver {
         mut app: impl FnMut(&mut Interface, Instant) -> ControlFlow<R, bool>,
     ) -> Result<R, String> {
         let begin = Clock::now();
-        let end = begin + limit;
+        // Compared with each turn's time: an idle turn reads no clock of
+        // its own while it spins.
+        let end = self.now() + limit;
         // A bound on the count as well as the time: no turn takes less
         // than ~50 ns.
         let max_polls = (limit.as_micros() as u64).saturating_mul(20).max(1000);
         for _ in 0..max_polls {
-            let res = self.stack.poll(self.now());
-            self.stats.polls += 1;
+            // One clock read per turn: the application gets the poll's time.
             let now = self.now();
+            let res = self.stack.poll(now);
+            self.stats.polls += 1;
             let worked = match app(&mut self.stack.iface, now) {
                 ControlFlow::Break(r) => return Ok(r),
                 ControlFlow::Continue(worked) => worked,
@@ -135,10 +138,10 @@ impl Driver {
                 self.late_in_row = 0;
                 continue;
             }
-            if Clock::now() >= end {
+            if now >= end {
                 break;
             }
-            self.idle(res.next);
+            self.idle(res.next, now);
         }
         Err(format!(
             "{what}: not done after {:?} (limit {limit:?}); loop {:?}; interface {:?}; device {:?}; {:?}",
@@ -150,13 +153,14 @@ impl Driver {
         ))
     }
 
-    /// One idle turn: spin, or sleep as [`Wait`] says, never past `next`.
-    fn idle(&mut self, next: Option<Instant>) {
-        let since = *self.idle_since.get_or_insert_with(Clock::now);
+    /// One idle turn at `now`: spin, or sleep as [`Wait`] says, never past
+    /// `next`.
+    fn idle(&mut self, next: Option<Instant>, now: Instant) {
+        let since = *self.idle_since.get_or_insert(now);
         let mut wait = match self.wait {
             Wait::Interrupt(_) => self.max_sleep,
             Wait::Backoff => {
-                if since.elapsed() < SPIN {
+                if now.saturating_since(since) < SPIN {
                     return;
                 }
                 let w = self.backoff;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant as Clock};
 use accel_stack::iface::{Interface, TcpHandle};
 use accel_stack::phy::Device;
 use accel_stack::wire::EthernetAddress;
-use accel_stack::Errno;
+use accel_stack::{Errno, Instant};
 
 use super::driver::Driver;
 use super::{message, Checker, CTL_PORT, ECHO_PORT, MSG, PEER_IP, SINK_PORT};
@@ -356,14 +356,17 @@ pub fn echo(drv: &mut Driver, flows: usize, warm: Duration, measure: Duration) -
         drv.stack.iface.tcp.register_recv_waker(h, &wakers[id]).unwrap();
     }
     let mut count = 0u64;
-    let mut mark: Option<(Clock, u64, u64)> = None;
+    // Times come from the driver's `now` (the monotonic clock, read once
+    // per turn for the poll), as an application on the stack would use
+    // them: no clock read of the loop's own.
+    let mut mark: Option<(Instant, u64, u64)> = None;
     let (mut best, mut windows, mut total, mut total_frames) = (0f64, 0, 0u64, 0u64);
-    let start = Clock::now();
-    let mut last = Clock::now();
+    let start = drv.now();
+    let mut last = start;
     let res = drv.run(
         "echo",
         warm + measure * WINDOWS + Duration::from_secs(30),
-        |i, _| {
+        |i, now| {
             woken.drain(&mut ids);
             let worked = !ids.is_empty();
             for id in ids.drain(..) {
@@ -388,20 +391,20 @@ pub fn echo(drv: &mut Driver, flows: usize, warm: Duration, measure: Duration) -
                 }
             }
             if worked {
-                last = Clock::now();
-            } else if last.elapsed() > STALL {
+                last = now;
+            } else if now.saturating_since(last) > STALL {
                 panic!("echo stalled: {count} echoes");
             }
             match mark {
-                None if start.elapsed() >= warm => mark = Some((Clock::now(), count, i.stats().tx_frames)),
-                Some((t, c0, f0)) if t.elapsed() >= measure => {
-                    best = best.max((count - c0) as f64 / t.elapsed().as_secs_f64());
+                None if now.saturating_since(start) >= warm => mark = Some((now, count, i.stats().tx_frames)),
+                Some((t, c0, f0)) if now.saturating_since(t) >= measure => {
+                    best = best.max((count - c0) as f64 / now.saturating_since(t).as_secs_f64());
                     (total, total_frames) = (total + count - c0, total_frames + i.stats().tx_frames - f0);
                     windows += 1;
                     if windows == WINDOWS {
                         return ControlFlow::Break(());
                     }
-                    mark = Some((Clock::now(), count, i.stats().tx_frames));
+                    mark = Some((now, count, i.stats().tx_frames));
                 }
                 _ => {}
             }
