@@ -15,7 +15,8 @@
 //!
 //! Waiting ([`block`]): a thread that must wait (a blocking call, or
 //! `epoll_wait`/`poll`/`select` with nothing ready) polls for up to
-//! `ACCEL_SPIN_US`, then sleeps in `ppoll` on the port's Rx interrupt fd
+//! `ACCEL_SPIN_US` (one thread at a time; the others sleep at once), then
+//! sleeps in `ppoll` on the port's Rx interrupt fd
 //! (where the driver has one), the worker's doorbell eventfd and the
 //! program's own kernel fds, never past the stack's next timer or the
 //! caller's deadline; without an interrupt fd it sleeps in a back-off of
@@ -89,6 +90,8 @@ struct Worker {
     waiters: AtomicU32,
     /// The keeper sleeps until `waiters` drops to zero.
     keeper_parked: AtomicBool,
+    /// A thread is spinning on the device in [`block`].
+    spinning: AtomicBool,
     /// When the stack was last polled (ns of the monotonic clock).
     last_drive: AtomicU64,
 }
@@ -107,6 +110,7 @@ static W: Worker = Worker {
     sleepers: AtomicU32::new(0),
     waiters: AtomicU32::new(0),
     keeper_parked: AtomicBool::new(false),
+    spinning: AtomicBool::new(false),
     last_drive: AtomicU64::new(0),
 };
 
@@ -381,6 +385,7 @@ fn block_inner<R>(
             restart: restart && deadline.is_none(),
         }
     };
+    let mut spinner = Spinner(false);
     loop {
         let (progress, next) = {
             let mut core = lock();
@@ -388,6 +393,9 @@ fn block_inner<R>(
             if let Some(r) = attempt(&mut core) {
                 return Ok(r);
             }
+            // Hand the lock to a thread waiting for it (a thread with data
+            // to send) rather than take it straight back on the next turn.
+            MutexGuard::unlock_fair(core);
             (res.progress, res.next)
         };
         if signals::epoch().0 != start.0 {
@@ -400,15 +408,18 @@ fn block_inner<R>(
             return Err(WaitEnd::TimedOut);
         }
         if progress {
-            idle_since = None;
             backoff = Duration::from_micros(50);
-            continue;
         }
+        // Spin for ACCEL_SPIN_US after entering and after each wake-up, if
+        // no other thread is spinning already (on two cores, two spinners
+        // starve the peer; the one spinning rings the others' doorbell when
+        // frames come in).
         let since = *idle_since.get_or_insert(t);
-        if t.saturating_since(since) < spin {
+        if t.saturating_since(since) < spin && spinner.take() {
             std::hint::spin_loop();
             continue;
         }
+        spinner.release();
         // Sleep.
         let rx = W.rx_fd.load(Relaxed);
         let mut wait = if rx >= 0 || W.status.load(Relaxed) != Status::Up as u8 {
@@ -459,6 +470,33 @@ fn block_inner<R>(
         if r == Err(libc::EINTR) {
             return Err(interrupted(true));
         }
+        idle_since = None;
+    }
+}
+
+/// Whether this thread is the one spinning on the device (at most one is).
+struct Spinner(bool);
+
+impl Spinner {
+    /// Becomes (or stays) the spinner, if no other thread is.
+    fn take(&mut self) -> bool {
+        if !self.0 {
+            self.0 = W.spinning.compare_exchange(false, true, AcqRel, Relaxed).is_ok();
+        }
+        self.0
+    }
+
+    /// Stops spinning.
+    fn release(&mut self) {
+        if std::mem::take(&mut self.0) {
+            W.spinning.store(false, Release);
+        }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -552,6 +590,9 @@ pub fn after_fork_in_child() {
         // (only the forking thread is), so nothing else can be using it.
         unsafe { W.core.force_unlock() };
     }
+    // Likewise the spinning thread, and the keeper.
+    W.spinning.store(false, Release);
+    W.keeper_parked.store(false, Release);
     if status() == Status::Up {
         W.status.store(Status::Forked as u8, Release);
         W.rx_fd.store(-1, Relaxed);
