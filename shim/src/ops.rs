@@ -166,6 +166,57 @@ unsafe fn sendmsg_ours(entry: Entry, fd: c_int, msg: *const msghdr, flags: c_int
     unsafe { io::send(entry, iov, flags) }
 }
 
+/// The program's iovec array, checked as `readv`/`writev` check it.
+///
+/// # Safety
+///
+/// `iov` is valid for `iovcnt` entries, or null.
+unsafe fn iovs<'a>(iov: *const iovec, iovcnt: c_int) -> Result<&'a [iovec], Errno> {
+    if !(0..=1024).contains(&iovcnt) {
+        return Err(Errno(libc::EINVAL));
+    }
+    if iovcnt == 0 {
+        return Ok(&[]);
+    }
+    if iov.is_null() {
+        return Err(Errno(libc::EFAULT));
+    }
+    // SAFETY: the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts(iov, iovcnt as usize) })
+}
+
+/// `recvmmsg`/`sendmmsg`: `one` for each message in turn (given how many
+/// went before), recording each length, until one fails; the count, or
+/// the first message's error.
+///
+/// # Safety
+///
+/// `msgs` is valid for `vlen` entries, or null; `one` is safe to call on
+/// each message header.
+unsafe fn each_msg(
+    msgs: *mut mmsghdr,
+    vlen: c_uint,
+    mut one: impl FnMut(usize, *mut msghdr) -> Dispatch<ssize_t>,
+) -> Dispatch<c_int> {
+    if msgs.is_null() {
+        return fail(libc::EFAULT);
+    }
+    let mut n = 0;
+    for i in 0..vlen.min(1024) as usize {
+        // SAFETY: the caller's array of `vlen` messages.
+        let m = unsafe { &mut *msgs.add(i) };
+        match one(n, &mut m.msg_hdr) {
+            Dispatch::Done(Ok(k)) => {
+                m.msg_len = k as c_uint;
+                n += 1;
+            }
+            Dispatch::Done(Err(e)) if n == 0 => return Dispatch::Done(Err(e)),
+            _ => break,
+        }
+    }
+    ok(n as c_int)
+}
+
 /// glibc's answer to a fortified call whose buffer is too small.
 fn chk_fail() -> ! {
     crate::logging::log!(error, "buffer overflow detected by a fortified call: aborting");
@@ -303,20 +354,12 @@ impl Ops for Accel {
 
     unsafe fn readv(&self, entry: Entry, fd: c_int, iov: *const iovec, iovcnt: c_int) -> Dispatch<ssize_t> {
         inert!(entry, fd, "readv");
-        if !(0..=1024).contains(&iovcnt) {
-            return fail(libc::EINVAL);
+        // SAFETY: the program's iovec array.
+        match unsafe { iovs(iov, iovcnt) } {
+            // SAFETY: as above.
+            Ok(v) => unsafe { io::recv(entry, fd, v, 0) },
+            Err(e) => Dispatch::Done(Err(e)),
         }
-        if iov.is_null() && iovcnt > 0 {
-            return fail(libc::EFAULT);
-        }
-        let v = if iovcnt == 0 {
-            &[][..]
-        } else {
-            // SAFETY: the program's iovec array of `iovcnt` entries.
-            unsafe { std::slice::from_raw_parts(iov, iovcnt as usize) }
-        };
-        // SAFETY: as above.
-        unsafe { io::recv(entry, fd, v, 0) }
     }
 
     unsafe fn write(&self, entry: Entry, fd: c_int, buf: *const c_void, count: size_t) -> Dispatch<ssize_t> {
@@ -327,20 +370,12 @@ impl Ops for Accel {
 
     unsafe fn writev(&self, entry: Entry, fd: c_int, iov: *const iovec, iovcnt: c_int) -> Dispatch<ssize_t> {
         inert!(entry, fd, "writev");
-        if !(0..=1024).contains(&iovcnt) {
-            return fail(libc::EINVAL);
+        // SAFETY: the program's iovec array.
+        match unsafe { iovs(iov, iovcnt) } {
+            // SAFETY: as above.
+            Ok(v) => unsafe { io::send(entry, v, 0) },
+            Err(e) => Dispatch::Done(Err(e)),
         }
-        if iov.is_null() && iovcnt > 0 {
-            return fail(libc::EFAULT);
-        }
-        let v = if iovcnt == 0 {
-            &[][..]
-        } else {
-            // SAFETY: the program's iovec array of `iovcnt` entries.
-            unsafe { std::slice::from_raw_parts(iov, iovcnt as usize) }
-        };
-        // SAFETY: as above.
-        unsafe { io::send(entry, v, 0) }
     }
 
     unsafe fn recv(
@@ -404,31 +439,19 @@ impl Ops for Accel {
             return Dispatch::NotOurs;
         }
         let _ = timeout;
-        if msgs.is_null() {
-            return fail(libc::EFAULT);
+        // SAFETY: the program's array of `vlen` messages.
+        unsafe {
+            each_msg(msgs, vlen, |n, hdr| {
+                // A blocking call waits for every message; with
+                // MSG_WAITFORONE only for the first (recvmmsg(2)).
+                let f = if n > 0 && flags & libc::MSG_WAITFORONE != 0 {
+                    (flags & !libc::MSG_WAITFORONE) | libc::MSG_DONTWAIT
+                } else {
+                    flags & !libc::MSG_WAITFORONE
+                };
+                recvmsg_ours(entry, fd, hdr, f)
+            })
         }
-        let mut n = 0;
-        for i in 0..vlen.min(1024) as usize {
-            // A blocking call waits for every message; with
-            // MSG_WAITFORONE only for the first (recvmmsg(2)).
-            let f = if n > 0 && flags & libc::MSG_WAITFORONE != 0 {
-                (flags & !libc::MSG_WAITFORONE) | libc::MSG_DONTWAIT
-            } else {
-                flags & !libc::MSG_WAITFORONE
-            };
-            // SAFETY: the program's array of `vlen` messages.
-            let m = unsafe { &mut *msgs.add(i) };
-            // SAFETY: as above.
-            match unsafe { recvmsg_ours(entry, fd, &mut m.msg_hdr, f) } {
-                Dispatch::Done(Ok(k)) => {
-                    m.msg_len = k as c_uint;
-                    n += 1;
-                }
-                Dispatch::Done(Err(e)) if n == 0 => return Dispatch::Done(Err(e)),
-                _ => break,
-            }
-        }
-        ok(n)
     }
 
     unsafe fn send(
@@ -485,24 +508,8 @@ impl Ops for Accel {
         if !matches!(entry.state(), State::Tcp | State::Udp) {
             return Dispatch::NotOurs;
         }
-        if msgs.is_null() {
-            return fail(libc::EFAULT);
-        }
-        let mut n = 0;
-        for i in 0..vlen.min(1024) as usize {
-            // SAFETY: the program's array of `vlen` messages.
-            let m = unsafe { &mut *msgs.add(i) };
-            // SAFETY: as above.
-            match unsafe { sendmsg_ours(entry, fd, &m.msg_hdr, flags) } {
-                Dispatch::Done(Ok(k)) => {
-                    m.msg_len = k as c_uint;
-                    n += 1;
-                }
-                Dispatch::Done(Err(e)) if n == 0 => return Dispatch::Done(Err(e)),
-                _ => break,
-            }
-        }
-        ok(n)
+        // SAFETY: the program's array of `vlen` messages.
+        unsafe { each_msg(msgs, vlen, |_, hdr| sendmsg_ours(entry, fd, hdr, flags)) }
     }
 
     unsafe fn sendfile(
