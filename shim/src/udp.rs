@@ -82,13 +82,8 @@ pub fn connect(core: &mut Core, entry: Entry, a: Addr) -> Answer<c_int> {
     };
     match a {
         Addr::V4(r) => Dispatch::Done(stack.iface.udp_connect(h, r).map(|()| 0).map_err(se)),
-        Addr::Unspec => {
-            if let Some(u) = stack.iface.udp_mut(h) {
-                // SAFETY-free: dissolving the association is clearing it.
-                let _ = u;
-            }
-            ok(0)
-        }
+        // AF_UNSPEC dissolves the association; the socket stays bound.
+        Addr::Unspec => Dispatch::Done(stack.iface.udp_disconnect(h).map(|()| 0).map_err(se)),
         Addr::Other => fail(libc::EAFNOSUPPORT),
     }
 }

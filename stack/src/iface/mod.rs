@@ -598,6 +598,13 @@ impl Interface {
         Ok(())
     }
 
+    /// Dissolves a UDP socket's association (`connect(AF_UNSPEC)`); it
+    /// stays bound.
+    pub fn udp_disconnect(&mut self, h: UdpHandle) -> Result<()> {
+        self.udp_mut(h).ok_or(Errno::EBADF)?.remote = None;
+        Ok(())
+    }
+
     /// Queues a datagram (binding an ephemeral port first if needed).
     pub fn udp_send_to(&mut self, h: UdpHandle, data: &[u8], dst: Option<SocketAddrV4>) -> Result<usize> {
         if self.udp(h).ok_or(Errno::EBADF)?.local.is_none() {
@@ -651,4 +658,30 @@ fn send_tcp<D: Device>(
         }
         repr.emit(&mut TcpPacket::new_unchecked(buf), sip, dip, caps);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::EthernetAddress;
+
+    #[test]
+    fn a_udp_association_is_made_and_dissolved() {
+        let cfg = IfaceConfig::new(
+            EthernetAddress([2, 0, 0, 0, 0, 1]),
+            Ipv4Addr::new(198, 18, 0, 2),
+            24,
+        );
+        let mut i = Interface::new(cfg, TcpConfig::default(), crate::phy::Capabilities::default());
+        let h = i.udp_socket();
+        let peer = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 7);
+        i.udp_connect(h, peer).unwrap();
+        assert_eq!(i.udp(h).unwrap().remote(), Some(peer));
+        assert!(i.udp(h).unwrap().local().is_some(), "connect binds");
+        i.udp_disconnect(h).unwrap();
+        assert_eq!(i.udp(h).unwrap().remote(), None);
+        assert!(i.udp(h).unwrap().local().is_some(), "still bound");
+        i.udp_close(h).unwrap();
+        assert_eq!(i.udp_disconnect(h), Err(Errno::EBADF));
+    }
 }
