@@ -173,7 +173,7 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
     let trunc = flags & libc::MSG_TRUNC != 0 && !peek;
     let waitall = flags & libc::MSG_WAITALL != 0 && !peek;
     let want = iov_len(iov);
-    let (nonblock, timeout) = {
+    let timeout = {
         let mut core = worker::lock();
         core.drive();
         let (nb, rt, _) = match mode(&mut core, entry) {
@@ -195,10 +195,9 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
                 return unsafe { recv_rest(entry, iov, n, rt) };
             }
             Err(e) if e.0 != libc::EAGAIN || nonblock => return Dispatch::Done(Err(e)),
-            Err(_) => (nonblock, rt),
+            Err(_) => rt,
         }
     };
-    let _ = nonblock;
     let dl = deadline(timeout);
     let mut f = |core: &mut Core| {
         // SAFETY: the caller's contract.
@@ -385,7 +384,9 @@ pub unsafe fn sendfile(entry: Entry, in_fd: c_int, offset: *mut i64, count: usiz
             Err(e) => return Dispatch::Done(Err(e)),
         }
     };
-    let mut chunk = vec![0u8; 128 * 1024];
+    // Sized to the request: nginx sends small files with one call each, and
+    // a zeroed 128 KiB per call (an mmap at glibc's threshold) is not free.
+    let mut chunk = vec![0u8; count.min(128 * 1024)];
     let mut sent = 0usize;
     let dl = deadline(timeout);
     let mut result: Result<(), Errno> = Ok(());

@@ -61,11 +61,6 @@ impl CRet for i64 {
     const FAILED: Self = -1;
 }
 
-impl CRet for usize {
-    // `SIG_ERR`, what `signal` returns on failure.
-    const FAILED: Self = usize::MAX;
-}
-
 impl CRet for () {
     const FAILED: Self = ();
 }

@@ -353,7 +353,7 @@ pub fn listen(entry: Entry, fd: c_int, backlog: c_int) -> Answer<c_int> {
 /// falls back to the kernel. Returns the entry to use from now on (a
 /// kernel entry if the socket ended up there).
 pub fn activate(core: &mut Core, fd: c_int, entry: Entry) -> Entry {
-    let Some(Sock {
+    let Some(&Sock {
         kind:
             Kind::Listener {
                 local,
@@ -364,7 +364,7 @@ pub fn activate(core: &mut Core, fd: c_int, entry: Entry) -> Entry {
         opts,
         nonblock,
         ..
-    }) = core.socks.get(entry.handle()).cloned()
+    }) = core.socks.get(entry.handle())
     else {
         return entry;
     };
@@ -596,7 +596,7 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
         return Dispatch::NotOurs;
     };
     let (opts, nonblock) = (sock.opts, sock.nonblock);
-    let remote = match (&sock.kind, parsed) {
+    match (&sock.kind, parsed) {
         (Kind::Udp(_), Ok(a)) => return crate::udp::connect(&mut core, entry, a),
         (_, Err(e)) => return Dispatch::Done(Err(e)),
         (Kind::Pending { dgram, bound, .. }, Ok(Addr::V4(a))) => {
@@ -618,8 +618,11 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
                     Err(e) => Dispatch::Done(Err(e)),
                 };
             }
-            let epolls = match &sock_mut(&mut core, entry).map(|s| s.kind.clone()) {
-                Ok(Kind::Pending { epolls, .. }) => epolls.clone(),
+            let epolls = match sock_mut(&mut core, entry) {
+                Ok(Sock {
+                    kind: Kind::Pending { epolls, .. },
+                    ..
+                }) => std::mem::take(epolls),
                 _ => Vec::new(),
             };
             let Some(stack) = core.stack() else {
@@ -646,7 +649,6 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
             counters::accelerated();
             epoll::moved_to_shim(&mut core, fd, entry, &epolls);
             core.drive();
-            a
         }
         (Kind::Pending { .. }, Ok(_)) => return Dispatch::NotOurs,
         (Kind::Listener { .. }, _) => return fail(libc::EISCONN),
@@ -661,8 +663,7 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
             return again(&mut core, fd, entry, h);
         }
         (Kind::Tcp(_), Ok(_)) => return fail(libc::EAFNOSUPPORT),
-    };
-    let _ = remote;
+    }
     if nonblock {
         if let Ok(s) = sock_mut(&mut core, entry) {
             s.in_progress = true;
@@ -901,11 +902,15 @@ pub fn readiness(core: &mut Core, entry: Entry) -> Option<(u32, u64)> {
 
 /// [`readiness`] of the socket object `handle`.
 pub fn readiness_of(core: &mut Core, handle: u32) -> Option<(u32, u64)> {
-    let kind = core.socks.get(handle)?.kind.clone();
+    let on_stack = match core.socks.get(handle)?.kind {
+        Kind::Tcp(h) | Kind::Listener { tcp: Some(h), .. } => Ok(h),
+        Kind::Udp(h) => Err(h),
+        _ => return None,
+    };
     let stack = core.stack()?;
-    let r = match kind {
-        Kind::Tcp(h) | Kind::Listener { tcp: Some(h), .. } => stack.iface.tcp.readiness(h).ok()?,
-        Kind::Udp(h) => {
+    let r = match on_stack {
+        Ok(h) => stack.iface.tcp.readiness(h).ok()?,
+        Err(h) => {
             let u = stack.iface.udp(h)?;
             let mut r = u.readiness();
             // Linux's datagram_poll: readable only with a datagram queued
@@ -913,7 +918,6 @@ pub fn readiness_of(core: &mut Core, handle: u32) -> Option<(u32, u64)> {
             r.readable = u.next_len() > 0;
             r
         }
-        _ => return None,
     };
     let mut m = 0u32;
     if r.readable {

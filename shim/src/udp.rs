@@ -119,6 +119,16 @@ unsafe fn recv_once(
             r => return r,
         }
     }
+    if let [v] = iov {
+        // One buffer (read, recv, recvfrom): straight into it.
+        let b: &mut [u8] = if v.iov_len == 0 || v.iov_base.is_null() {
+            &mut []
+        } else {
+            // SAFETY: the caller's buffer, writable for its length.
+            unsafe { std::slice::from_raw_parts_mut(v.iov_base.cast::<u8>(), v.iov_len) }
+        };
+        return if peek { u.peek_from(b) } else { u.recv_from(b) }.map_err(se);
+    }
     let mut tmp = vec![0u8; u.next_len()];
     let (n, from, full) = if peek {
         u.peek_from(&mut tmp)
@@ -267,18 +277,32 @@ pub unsafe fn recv_msg(
 ///
 /// `iov` describes readable buffers.
 pub unsafe fn send(entry: Entry, iov: Iov<'_>, flags: c_int, dst: Option<SocketAddrV4>) -> Answer<isize> {
+    // A datagram never blocks: the flags change nothing here.
     let _ = flags;
-    let mut data = Vec::with_capacity(iov.iter().map(|v| v.iov_len).sum());
-    for v in iov {
-        if v.iov_len > 0 && !v.iov_base.is_null() {
-            // SAFETY: the caller's buffers.
-            data.extend_from_slice(unsafe { std::slice::from_raw_parts(v.iov_base.cast::<u8>(), v.iov_len) });
+    // One buffer (write, send, sendto) is sent from where it is; several
+    // are gathered first.
+    let mut gathered = Vec::new();
+    let data: &[u8] = match iov {
+        [v] if v.iov_len > 0 && !v.iov_base.is_null() => {
+            // SAFETY: the caller's buffer, readable for its length.
+            unsafe { std::slice::from_raw_parts(v.iov_base.cast::<u8>(), v.iov_len) }
         }
-    }
+        _ => {
+            for v in iov {
+                if v.iov_len > 0 && !v.iov_base.is_null() {
+                    // SAFETY: the caller's buffers.
+                    gathered.extend_from_slice(unsafe {
+                        std::slice::from_raw_parts(v.iov_base.cast::<u8>(), v.iov_len)
+                    });
+                }
+            }
+            &gathered
+        }
+    };
     let mut core = worker::lock();
-    let Some(Sock {
+    let Some(&Sock {
         kind: Kind::Udp(h), ..
-    }) = core.socks.get(entry.handle()).cloned()
+    }) = core.socks.get(entry.handle())
     else {
         return fail(libc::EBADF);
     };
@@ -287,7 +311,7 @@ pub unsafe fn send(entry: Entry, iov: Iov<'_>, flags: c_int, dst: Option<SocketA
     };
     let r = stack
         .iface
-        .udp_send_to(h, &data, dst)
+        .udp_send_to(h, data, dst)
         .map(|n| n as isize)
         .map_err(se);
     core.drive();

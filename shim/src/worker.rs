@@ -371,7 +371,8 @@ fn block_inner<R>(
     let spin = Duration::from_micros(u64::from(startup::config().spin_us));
     let mut idle_since: Option<Instant> = None;
     let mut backoff = Duration::from_micros(50);
-    let mut fds: Vec<pollfd> = Vec::with_capacity(extra.len() + 2);
+    // Filled (and allocated) only if the wait comes to sleeping.
+    let mut fds: Vec<pollfd> = Vec::new();
     let start = signals::epoch();
     // A call with a timeout is never restarted (signal(7)).
     let interrupted = |known: bool| {
