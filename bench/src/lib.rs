@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+pub mod woken;
+
 /// Prints one figure.
 pub fn report(name: &str, value: f64, unit: &str) {
     if value >= 100.0 {
@@ -10,6 +12,32 @@ pub fn report(name: &str, value: f64, unit: &str) {
     } else {
         println!("{name} {value:.2} {unit}");
     }
+}
+
+/// Bytes `i mod 256` for `i` in `0..512`: every message body is a slice.
+static RAMP: [u8; 512] = {
+    let mut r = [0u8; 512];
+    let mut i = 0;
+    while i < 512 {
+        r[i] = i as u8;
+        i += 1;
+    }
+    r
+};
+
+/// Message `round` of connection `id`, as the echo benchmarks send and
+/// check it: both numbers (little-endian), then bytes `base + k` (mod 256)
+/// with `base = round * 31 + id`, so a message misplaced in its stream or
+/// sent on the wrong connection differs.
+///
+/// # Panics
+/// If `msg` is shorter than 12 bytes or longer than 268.
+pub fn message(msg: &mut [u8], id: u32, round: u64) {
+    msg[..4].copy_from_slice(&id.to_le_bytes());
+    msg[4..12].copy_from_slice(&round.to_le_bytes());
+    let base = usize::from((round as u8).wrapping_mul(31).wrapping_add(id as u8));
+    let n = msg.len() - 12;
+    msg[12..].copy_from_slice(&RAMP[base..base + n]);
 }
 
 /// Runs `f(iters)` with growing `iters` until one run takes at least
@@ -59,5 +87,36 @@ pub fn ensure_map_count(n: u64) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("vm.max_map_count is {cur}; {n} stacks need {}", 2 * n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_differ_by_round_and_connection() {
+        let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
+        message(&mut a, 7, 3);
+        assert_eq!(&a[..4], &7u32.to_le_bytes());
+        assert_eq!(&a[4..12], &3u64.to_le_bytes());
+        let base = 3u8.wrapping_mul(31).wrapping_add(7);
+        assert!(a[12..]
+            .iter()
+            .enumerate()
+            .all(|(k, &x)| x == base.wrapping_add(k as u8)));
+        message(&mut b, 7, 4);
+        assert_ne!(a[12..], b[12..]);
+        message(&mut b, 8, 3);
+        assert_ne!(a[12..], b[12..]);
+        let mut long = [0u8; 268];
+        message(&mut long, u32::MAX, u64::MAX);
+        assert_eq!(
+            long[267],
+            (u64::MAX as u8)
+                .wrapping_mul(31)
+                .wrapping_add(u32::MAX as u8)
+                .wrapping_add(255)
+        );
     }
 }

@@ -103,19 +103,6 @@ const BULK: u64 = 1 << 30;
 /// Messages (or raw frames) in flight.
 const FLOWS: usize = 256;
 
-/// Message `round` of connection `id`: both numbers, then bytes derived
-/// from them.
-fn message(msg: &mut [u8; MSG], id: u32, round: u64) {
-    msg[..4].copy_from_slice(&id.to_le_bytes());
-    msg[4..12].copy_from_slice(&round.to_le_bytes());
-    for (k, b) in msg[12..].iter_mut().enumerate() {
-        *b = (round as u8)
-            .wrapping_mul(31)
-            .wrapping_add(id as u8)
-            .wrapping_add(k as u8);
-    }
-}
-
 /// The stream pattern (byte `i` is `i mod 251`), long enough for a 256 KiB
 /// slice from any offset below 251.
 fn pattern() -> Vec<u8> {
@@ -184,6 +171,9 @@ fn eal_args(vdev: &str) -> Vec<String> {
 
 fn iface_config(ip: Ipv4Addr, mac: EthernetAddress) -> IfaceConfig {
     let mut cfg = IfaceConfig::new(mac, ip, 24);
+    if let Ok(b) = std::env::var("ACCEL_BENCH_RX_BUDGET") {
+        cfg.rx_budget = b.parse().expect("ACCEL_BENCH_RX_BUDGET");
+    }
     let pid = std::process::id().to_le_bytes();
     cfg.secret = [
         ip.octets()[3],

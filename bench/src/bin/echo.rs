@@ -22,11 +22,11 @@
 //! echoes (`ACCEL_BENCH_REPS=1` for a single run).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::{Arc, Mutex};
-use std::task::{Wake, Waker};
+use std::task::Waker;
 use std::time::Instant as Clock;
 
-use accel_bench::report;
+use accel_bench::woken::Woken;
+use accel_bench::{message, report};
 use accel_stack::iface::{IfaceConfig, Interface, Stack, TcpHandle};
 use accel_stack::phy::pair::{pair, PairDevice};
 use accel_stack::phy::{Capabilities, Device};
@@ -38,53 +38,9 @@ const B_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const PORT: u16 = 7001;
 const MSG: usize = 64;
 
-/// Connection indices whose wakers fired (as in `apps.rs`).
-#[derive(Default)]
-struct Woken(Mutex<Vec<usize>>);
-
-struct Slot {
-    id: usize,
-    woken: Arc<Woken>,
-}
-
-impl Wake for Slot {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.0.lock().unwrap().push(self.id);
-    }
-}
-
-impl Woken {
-    fn waker(self: &Arc<Self>, id: usize) -> Waker {
-        Waker::from(Arc::new(Slot {
-            id,
-            woken: Arc::clone(self),
-        }))
-    }
-
-    fn drain(&self, out: &mut Vec<usize>) {
-        out.append(&mut self.0.lock().unwrap());
-    }
-}
-
-/// Message `round` of connection `id` (as in `dpdk.rs`).
-fn message(msg: &mut [u8; MSG], id: u32, round: u64) {
-    msg[..4].copy_from_slice(&id.to_le_bytes());
-    msg[4..12].copy_from_slice(&round.to_le_bytes());
-    for (k, b) in msg[12..].iter_mut().enumerate() {
-        *b = (round as u8)
-            .wrapping_mul(31)
-            .wrapping_add(id as u8)
-            .wrapping_add(k as u8);
-    }
-}
-
 struct Client {
     hs: Vec<TcpHandle>,
-    woken: Arc<Woken>,
+    woken: Woken,
     wakers: Vec<Waker>,
     rounds: Vec<u64>,
     have: Vec<usize>,
@@ -125,7 +81,7 @@ impl Client {
 
 struct Server {
     hs: Vec<TcpHandle>,
-    woken: Arc<Woken>,
+    woken: Woken,
     wakers: Vec<Waker>,
     pending: Vec<Vec<u8>>,
     ids: Vec<usize>,
@@ -284,7 +240,7 @@ fn setup(flows: usize) -> Bench {
             assert!(t0.elapsed().as_secs() < 10, "connections did not open");
         }
     }
-    let woken = Arc::new(Woken::default());
+    let woken = Woken::new(flows);
     let wakers: Vec<Waker> = (0..flows).map(|id| woken.waker(id)).collect();
     let mut msg = [0u8; MSG];
     for (id, &h) in ca.iter().enumerate() {
@@ -292,7 +248,7 @@ fn setup(flows: usize) -> Bench {
         assert_eq!(a.iface.tcp.send(h, &msg), Ok(MSG));
         a.iface.tcp.register_recv_waker(h, &wakers[id]).unwrap();
     }
-    let swoken = Arc::new(Woken::default());
+    let swoken = Woken::new(flows);
     let swakers: Vec<Waker> = (0..flows).map(|id| swoken.waker(id)).collect();
     for (id, &h) in cb.iter().enumerate() {
         b.iface.tcp.register_recv_waker(h, &swakers[id]).unwrap();

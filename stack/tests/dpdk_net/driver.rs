@@ -63,6 +63,15 @@ pub struct LoopStats {
     pub woken: u64,
     /// Idle turns whose deadline had already passed (polled again at once).
     pub late: u64,
+    /// Turns in which the stack or the application did something.
+    pub busy_turns: u64,
+    /// Time spent in those turns (from a busy turn's clock read to the
+    /// next turn's).
+    pub busy: Duration,
+    /// Polls that received at least one frame.
+    pub rx_polls: u64,
+    /// Frames those polls received.
+    pub rx_frames: u64,
 }
 
 /// A stack over a DPDK port, in real time.
@@ -123,16 +132,26 @@ impl Driver {
         // A bound on the count as well as the time: no turn takes less
         // than ~50 ns.
         let max_polls = (limit.as_micros() as u64).saturating_mul(20).max(1000);
+        let mut busy_since: Option<Instant> = None;
         for _ in 0..max_polls {
             // One clock read per turn: the application gets the poll's time.
             let now = self.now();
+            if let Some(t) = busy_since.take() {
+                self.stats.busy += now.saturating_since(t);
+            }
             let res = self.stack.poll(now);
             self.stats.polls += 1;
+            if res.rx > 0 {
+                self.stats.rx_polls += 1;
+                self.stats.rx_frames += res.rx as u64;
+            }
             let worked = match app(&mut self.stack.iface, now) {
                 ControlFlow::Break(r) => return Ok(r),
                 ControlFlow::Continue(worked) => worked,
             };
             if res.progress || worked {
+                self.stats.busy_turns += 1;
+                busy_since = Some(now);
                 self.idle_since = None;
                 self.backoff = BACKOFF_MIN;
                 self.late_in_row = 0;

@@ -4,23 +4,24 @@
 //! many echoes in flight, raw frames).
 //!
 //! Sockets with something to do are found through the stack's wakers
-//! (each connection's waker pushes its index onto a list), not by asking
-//! every socket on every turn, so the cost measured for 256 connections is
-//! the stack's, not a scan's. Wakers fire once: a connection registers
+//! (each connection's waker sets its bit in an [`accel_bench::woken::Woken`]),
+//! not by asking every socket on every turn, so the cost measured for 256
+//! connections is the stack's, not a scan's. Wakers fire once: a connection registers
 //! again after it has read everything there was.
 
 use std::ops::ControlFlow;
-use std::sync::{Arc, Mutex};
-use std::task::{Wake, Waker};
+use std::task::Waker;
 use std::time::{Duration, Instant as Clock};
 
+use accel_bench::message;
+use accel_bench::woken::Woken;
 use accel_stack::iface::{Interface, TcpHandle};
 use accel_stack::phy::Device;
 use accel_stack::wire::EthernetAddress;
 use accel_stack::{Errno, Instant};
 
 use super::driver::Driver;
-use super::{message, Checker, CTL_PORT, ECHO_PORT, MSG, PEER_IP, SINK_PORT};
+use super::{Checker, CTL_PORT, ECHO_PORT, MSG, PEER_IP, SINK_PORT};
 
 /// Longest any wait may go without progress before it counts as a stall.
 pub const STALL: Duration = Duration::from_secs(2);
@@ -36,44 +37,6 @@ const RAW_STOP: u64 = u64::MAX;
 /// The sequence number of the frames that find out when the peer echoes
 /// raw frames (until it has left its stack phase, they are lost).
 const RAW_SYNC: u64 = u64::MAX - 1;
-
-/// Connection indices whose wakers fired.
-#[derive(Default)]
-pub struct Woken(Mutex<Vec<usize>>);
-
-struct Slot {
-    id: usize,
-    woken: Arc<Woken>,
-}
-
-impl Wake for Slot {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(self.id);
-    }
-}
-
-impl Woken {
-    /// A waker that reports `id`.
-    pub fn waker(self: &Arc<Self>, id: usize) -> Waker {
-        Waker::from(Arc::new(Slot {
-            id,
-            woken: Arc::clone(self),
-        }))
-    }
-
-    /// Takes the reported indices into `out`.
-    pub fn drain(&self, out: &mut Vec<usize>) {
-        out.append(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
-    }
-}
 
 /// A listening socket on `port`.
 fn listen(iface: &mut Interface, port: u16) -> TcpHandle {
@@ -113,7 +76,8 @@ pub fn peer_stack(drv: &mut Driver) {
         (listen(&mut drv.stack.iface, SINK_PORT), Kind::Sink),
         (listen(&mut drv.stack.iface, CTL_PORT), Kind::Ctl),
     ];
-    let woken = Arc::new(Woken::default());
+    // Room for every connection of a run (a few hundred) with margin.
+    let woken = Woken::new(4096);
     let mut conns: Vec<PeerConn> = Vec::new();
     let (mut ids, mut buf) = (Vec::new(), vec![0u8; 256 * 1024]);
     let mut raw_at: Option<Clock> = None;
@@ -122,6 +86,11 @@ pub fn peer_stack(drv: &mut Driver) {
         for &(l, kind) in &listeners {
             while let Ok((h, _)) = iface.tcp.accept(l) {
                 let id = conns.len();
+                assert!(
+                    id < woken.len(),
+                    "the peer has room for {} connections",
+                    woken.len()
+                );
                 let (waker, pending, check) = (woken.waker(id), Vec::new(), Checker::new());
                 conns.push(PeerConn {
                     h,
@@ -160,6 +129,13 @@ pub fn peer_stack(drv: &mut Driver) {
                         c.open = false;
                     }
                     Ok(n) => match c.kind {
+                        // Straight back from `buf`; what the send buffer
+                        // does not take waits in `pending`.
+                        Kind::Echo if c.pending.is_empty() => match iface.tcp.send(c.h, &buf[..n]) {
+                            Ok(k) => c.pending.extend_from_slice(&buf[k..n]),
+                            Err(Errno::EAGAIN) => c.pending.extend_from_slice(&buf[..n]),
+                            Err(e) => panic!("peer send: {e}"),
+                        },
                         Kind::Echo => c.pending.extend_from_slice(&buf[..n]),
                         Kind::Sink => c.check.feed(&buf[..n]),
                         Kind::Ctl => {
@@ -182,6 +158,16 @@ pub fn peer_stack(drv: &mut Driver) {
         ControlFlow::Continue(worked)
     });
     result.unwrap_or_else(|e| panic!("the peer's stack phase: {e}"));
+    let s1 = drv.stats;
+    eprintln!(
+        "PROF peer: busy {:?}, busy turns {}, polls {}, rx polls {} frames {} ({:.1}/poll)",
+        s1.busy,
+        s1.busy_turns,
+        s1.polls,
+        s1.rx_polls,
+        s1.rx_frames,
+        s1.rx_frames as f64 / s1.rx_polls.max(1) as f64
+    );
 }
 
 /// The peer's raw phase: every raw frame goes straight back (addresses
@@ -344,7 +330,7 @@ pub fn bulk(drv: &mut Driver, total: u64) -> f64 {
 /// windows).
 pub fn echo(drv: &mut Driver, flows: usize, warm: Duration, measure: Duration) -> (f64, f64) {
     let hs: Vec<TcpHandle> = (0..flows).map(|_| connect(drv, ECHO_PORT)).collect();
-    let woken = Arc::new(Woken::default());
+    let woken = Woken::new(flows);
     let wakers: Vec<Waker> = (0..flows).map(|id| woken.waker(id)).collect();
     let mut rounds = vec![0u64; flows];
     let mut have = vec![0usize; flows];
@@ -363,6 +349,7 @@ pub fn echo(drv: &mut Driver, flows: usize, warm: Duration, measure: Duration) -
     let (mut best, mut windows, mut total, mut total_frames) = (0f64, 0, 0u64, 0u64);
     let start = drv.now();
     let mut last = start;
+    let s0 = drv.stats;
     let res = drv.run(
         "echo",
         warm + measure * WINDOWS + Duration::from_secs(30),
@@ -412,6 +399,18 @@ pub fn echo(drv: &mut Driver, flows: usize, warm: Duration, measure: Duration) -
         },
     );
     res.unwrap_or_else(|e| panic!("echo: {e}"));
+    let s1 = drv.stats;
+    eprintln!(
+        "PROF client: {} echoes, busy {:?} of {:?}, busy turns {}, polls {}, rx polls {} frames {} ({:.1}/poll)",
+        count,
+        s1.busy - s0.busy,
+        drv.now().saturating_since(start),
+        s1.busy_turns - s0.busy_turns,
+        s1.polls - s0.polls,
+        s1.rx_polls - s0.rx_polls,
+        s1.rx_frames - s0.rx_frames,
+        (s1.rx_frames - s0.rx_frames) as f64 / (s1.rx_polls - s0.rx_polls).max(1) as f64
+    );
     (best, total_frames as f64 / total.max(1) as f64)
 }
 

@@ -51,7 +51,7 @@ pub fn rr(client_cpu: usize, server_cpu: usize) -> (f64, f64) {
     let mut rtts = Vec::with_capacity(RR_ROUNDS);
     let (mut msg, mut got) = ([0u8; MSG], [0u8; MSG]);
     for round in 0..RR_WARM + RR_ROUNDS {
-        super::message(&mut msg, 0, round as u64);
+        accel_bench::message(&mut msg, 0, round as u64);
         let t0 = Clock::now();
         c.write_all(&msg).expect("send the request");
         c.read_exact(&mut got).expect("the response (a stall?)");
