@@ -14,7 +14,7 @@ pub fn report(name: &str, value: f64, unit: &str) {
     }
 }
 
-/// Bytes `i mod 256` for `i` in `0..512`: every message body is a slice.
+/// Bytes `i mod 256` for `i` in `0..512`: every [`ramp`] is a slice of it.
 static RAMP: [u8; 512] = {
     let mut r = [0u8; 512];
     let mut i = 0;
@@ -35,9 +35,18 @@ static RAMP: [u8; 512] = {
 pub fn message(msg: &mut [u8], id: u32, round: u64) {
     msg[..4].copy_from_slice(&id.to_le_bytes());
     msg[4..12].copy_from_slice(&round.to_le_bytes());
-    let base = usize::from((round as u8).wrapping_mul(31).wrapping_add(id as u8));
+    let base = (round as u8).wrapping_mul(31).wrapping_add(id as u8);
     let n = msg.len() - 12;
-    msg[12..].copy_from_slice(&RAMP[base..base + n]);
+    msg[12..].copy_from_slice(ramp(base, n));
+}
+
+/// Bytes `start + k` (mod 256) for `k` in `0..len`, without a loop.
+///
+/// # Panics
+/// If `len` exceeds 256.
+pub fn ramp(start: u8, len: usize) -> &'static [u8] {
+    let start = usize::from(start);
+    &RAMP[start..start + len]
 }
 
 /// Runs `f(iters)` with growing `iters` until one run takes at least

@@ -52,7 +52,10 @@
 //!   two run at the same time, unpinned.
 //!
 //! `ACCEL_BENCH_ONLY=echo` runs only `echo_mpps` (with
-//! `echo_frames_per_msg`), `raw_mpps` and `echo_over_raw`, for profiling.
+//! `echo_frames_per_msg`), `raw_mpps` and `echo_over_raw`, for profiling;
+//! `ACCEL_BENCH_LOOP_STATS=1` adds the drivers' loop figures on stderr
+//! (busy time, frames per receiving poll) and `ACCEL_BENCH_RX_BUDGET` sets
+//! both stacks' `rx_budget`.
 //!
 //! Rates are best-of (as `accel_bench::ns_per_iter` does) because the
 //! machine's two CPUs are shared with whatever else runs: a busy-polling

@@ -20,7 +20,7 @@ use accel_stack::phy::Device;
 use accel_stack::wire::EthernetAddress;
 use accel_stack::{Errno, Instant};
 
-use super::driver::Driver;
+use super::driver::{Driver, LoopStats};
 use super::{Checker, CTL_PORT, ECHO_PORT, MSG, PEER_IP, SINK_PORT};
 
 /// Longest any wait may go without progress before it counts as a stall.
@@ -158,16 +158,28 @@ pub fn peer_stack(drv: &mut Driver) {
         ControlFlow::Continue(worked)
     });
     result.unwrap_or_else(|e| panic!("the peer's stack phase: {e}"));
-    let s1 = drv.stats;
-    eprintln!(
-        "PROF peer: busy {:?}, busy turns {}, polls {}, rx polls {} frames {} ({:.1}/poll)",
-        s1.busy,
-        s1.busy_turns,
-        s1.polls,
-        s1.rx_polls,
-        s1.rx_frames,
-        s1.rx_frames as f64 / s1.rx_polls.max(1) as f64
-    );
+    if loop_stats() {
+        let s1 = drv.stats;
+        eprintln!("stack phase loop, peer: {}", describe(&s1, &Default::default()));
+    }
+}
+
+/// Whether `ACCEL_BENCH_LOOP_STATS` asks for the drivers' loop figures
+/// (on stderr: how busy each side was and how many frames a poll took).
+fn loop_stats() -> bool {
+    std::env::var_os("ACCEL_BENCH_LOOP_STATS").is_some()
+}
+
+/// The loop figures from `s0` to `s1`.
+fn describe(s1: &LoopStats, s0: &LoopStats) -> String {
+    let (rx_polls, frames) = (s1.rx_polls - s0.rx_polls, s1.rx_frames - s0.rx_frames);
+    format!(
+        "busy {:?} in {} of {} turns; {rx_polls} polls received {frames} frames ({:.1} a poll)",
+        s1.busy - s0.busy,
+        s1.busy_turns - s0.busy_turns,
+        s1.polls - s0.polls,
+        frames as f64 / rx_polls.max(1) as f64
+    )
 }
 
 /// The peer's raw phase: every raw frame goes straight back (addresses
@@ -399,18 +411,14 @@ pub fn echo(drv: &mut Driver, flows: usize, warm: Duration, measure: Duration) -
         },
     );
     res.unwrap_or_else(|e| panic!("echo: {e}"));
-    let s1 = drv.stats;
-    eprintln!(
-        "PROF client: {} echoes, busy {:?} of {:?}, busy turns {}, polls {}, rx polls {} frames {} ({:.1}/poll)",
-        count,
-        s1.busy - s0.busy,
-        drv.now().saturating_since(start),
-        s1.busy_turns - s0.busy_turns,
-        s1.polls - s0.polls,
-        s1.rx_polls - s0.rx_polls,
-        s1.rx_frames - s0.rx_frames,
-        (s1.rx_frames - s0.rx_frames) as f64 / (s1.rx_polls - s0.rx_polls).max(1) as f64
-    );
+    if loop_stats() {
+        let s1 = drv.stats;
+        eprintln!(
+            "echo loop, client: {count} echoes in {:?}; {}",
+            drv.now().saturating_since(start),
+            describe(&s1, &s0)
+        );
+    }
     (best, total_frames as f64 / total.max(1) as f64)
 }
 
@@ -443,9 +451,10 @@ fn raw_frame(f: &mut [u8], mac: EthernetAddress, seq: u64) {
     f[6..12].copy_from_slice(&mac.0);
     f[12..14].copy_from_slice(&RAW_TYPE);
     f[14..22].copy_from_slice(&seq.to_le_bytes());
-    for (k, b) in f[22..].iter_mut().enumerate() {
-        *b = (seq as u8).wrapping_add(k as u8);
-    }
+    // As the echo messages' bodies: a slice, no byte loop, so that the
+    // two measurements' applications cost alike.
+    let n = f.len() - 22;
+    f[22..].copy_from_slice(accel_bench::ramp(seq as u8, n));
 }
 
 /// Raw frames with no stack: `window` in flight, each echoed by the peer
