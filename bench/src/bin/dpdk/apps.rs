@@ -4,10 +4,11 @@
 //! many echoes in flight, raw frames).
 //!
 //! Sockets with something to do are found through the stack's wakers
-//! (each connection's waker sets its bit in an [`accel_bench::woken::Woken`]),
-//! not by asking every socket on every turn, so the cost measured for 256
-//! connections is the stack's, not a scan's. Wakers fire once: a connection registers
-//! again after it has read everything there was.
+//! (each connection's waker sets its bit in an
+//! [`accel_bench::woken::Woken`]), not by asking every socket on every
+//! turn, so the cost measured for 256 connections is the stack's, not a
+//! scan's. Wakers fire once: a connection registers again after it has
+//! read everything there was.
 
 use std::ops::ControlFlow;
 use std::task::Waker;
