@@ -23,7 +23,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant as Clock};
 
-use accel_stack::phy::dpdk::{DpdkConfig, DpdkDevice, Eal, Mbuf};
+use accel_stack::phy::dpdk::{DpdkConfig, DpdkDevice, Eal, Mbuf, SPARE_MAX};
 use accel_stack::phy::Device;
 use accel_stack::wire::{
     ArpOperation, ArpPacket, ArpRepr, Checksum, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
@@ -281,6 +281,38 @@ fn ring_loopback() {
     drop(back);
     assert_eq!(dev.mempool_free().1, free0, "refused frames were freed");
 
+    // Received mbufs handed back are kept to build frames in, up to
+    // SPARE_MAX (the rest go back to the pool), and come out as fresh.
+    let n = SPARE_MAX + 10;
+    let mut batch: Vec<Mbuf> = (0..n).map(|_| dev.alloc_tx(300).unwrap()).collect();
+    batch.iter_mut().enumerate().for_each(|(seq, b)| fill(b, seq));
+    assert_eq!(dev.transmit(now(), &mut batch), n);
+    let back = receive_n(&mut dev, n);
+    assert_eq!(back.len(), n);
+    let received: Vec<_> = back.iter().map(|b| b.as_ptr()).collect();
+    back.into_iter().for_each(|b| dev.recycle(b));
+    assert_eq!(dev.mempool_free().1, free0 - SPARE_MAX as u32, "{SPARE_MAX} kept");
+    let mut again: Vec<Mbuf> = (0..SPARE_MAX + 1).map(|_| dev.alloc_tx(64).unwrap()).collect();
+    assert!(
+        again[..SPARE_MAX].iter().all(|b| received.contains(&b.as_ptr())),
+        "the kept mbufs are used first"
+    );
+    for b in &again {
+        assert_eq!(
+            (b.as_ref().len(), b.pkt_len(), b.segments(), b.ol_flags()),
+            (64, 64, 1, 0)
+        );
+    }
+    assert_eq!(dev.mempool_free().1, free0 - SPARE_MAX as u32 - 1);
+    again.iter_mut().enumerate().for_each(|(seq, b)| fill(b, seq));
+    let sent: Vec<Vec<u8>> = again.iter().map(|b| b.as_ref().to_vec()).collect();
+    assert_eq!(dev.transmit(now(), &mut again), SPARE_MAX + 1);
+    let back = receive_n(&mut dev, SPARE_MAX + 1);
+    let got: Vec<Vec<u8>> = back.iter().map(|b| b.as_ref().to_vec()).collect();
+    assert_eq!(got, sent, "recycled mbufs carry frames as fresh ones do");
+    drop(back);
+    assert_eq!(dev.mempool_free().1, free0);
+
     // Two queue pairs, one handle each; net_ring loops each queue to itself.
     let two = DpdkConfig {
         rx_queues: 2,
@@ -294,7 +326,15 @@ fn ring_loopback() {
     assert_eq!(q0.queue_pair(2).unwrap_err().errno(), libc::EINVAL);
     let mut batch = vec![q1.alloc_tx(100).unwrap()];
     assert_eq!(q1.transmit(now(), &mut batch), 1);
-    assert_eq!(receive_n(&mut q1, 1).len(), 1);
+    let other = receive_n(&mut q1, 1);
+    assert_eq!(other.len(), 1);
+    // An mbuf of another port's pool is not kept: it goes home.
+    let (free_dev, free_q) = (dev.mempool_free().1, q1.mempool_free().1);
+    other.into_iter().for_each(|b| dev.recycle(b));
+    assert_eq!(
+        (dev.mempool_free().1, q1.mempool_free().1),
+        (free_dev, free_q + 1)
+    );
     assert_eq!(q0.receive(now(), &mut Vec::new(), 32), 0);
     std::thread::spawn(move || drop(q1)).join().unwrap();
     let again = q0.queue_pair(1).expect("a released pair can be claimed again");

@@ -56,8 +56,8 @@ pub use bindings::{
     accel_rte_pktmbuf_data_len as rte_pktmbuf_data_len, accel_rte_pktmbuf_free as rte_pktmbuf_free,
     accel_rte_pktmbuf_free_bulk as rte_pktmbuf_free_bulk, accel_rte_pktmbuf_headroom as rte_pktmbuf_headroom,
     accel_rte_pktmbuf_mtod as rte_pktmbuf_mtod, accel_rte_pktmbuf_pkt_len as rte_pktmbuf_pkt_len,
-    accel_rte_pktmbuf_prepend as rte_pktmbuf_prepend, accel_rte_pktmbuf_tailroom as rte_pktmbuf_tailroom,
-    accel_rte_pktmbuf_trim as rte_pktmbuf_trim,
+    accel_rte_pktmbuf_prepend as rte_pktmbuf_prepend, accel_rte_pktmbuf_reset as rte_pktmbuf_reset,
+    accel_rte_pktmbuf_tailroom as rte_pktmbuf_tailroom, accel_rte_pktmbuf_trim as rte_pktmbuf_trim,
 };
 
 #[cfg(test)]

@@ -44,6 +44,11 @@ void accel_rte_pktmbuf_free_bulk(struct rte_mbuf **mbufs, unsigned count)
 	rte_pktmbuf_free_bulk(mbufs, count);
 }
 
+void accel_rte_pktmbuf_reset(struct rte_mbuf *m)
+{
+	rte_pktmbuf_reset(m);
+}
+
 void *accel_rte_pktmbuf_mtod(struct rte_mbuf *m)
 {
 	return rte_pktmbuf_mtod(m, void *);

@@ -32,6 +32,7 @@ int accel_rte_pktmbuf_alloc_bulk(struct rte_mempool *pool,
                                  struct rte_mbuf **mbufs, unsigned count);
 void accel_rte_pktmbuf_free(struct rte_mbuf *m);
 void accel_rte_pktmbuf_free_bulk(struct rte_mbuf **mbufs, unsigned count);
+void accel_rte_pktmbuf_reset(struct rte_mbuf *m);
 /* rte_pktmbuf_mtod(m, void *): the first data byte of the first segment. */
 void *accel_rte_pktmbuf_mtod(struct rte_mbuf *m);
 char *accel_rte_pktmbuf_append(struct rte_mbuf *m, uint16_t len);

@@ -154,6 +154,7 @@ impl Interface {
             res.rx += n;
             for frame in rx.drain(..) {
                 self.ingress(io, frame.as_ref());
+                io.dev.recycle(frame);
             }
         }
         res.progress = res.rx > 0;

@@ -58,6 +58,11 @@ pub use port::{LinkStatus, PortStats};
 pub use offload::Offloads;
 use port::Port;
 
+/// Received mbufs a queue keeps to build frames in (see
+/// [`DpdkDevice::recycle`]). Covered by the pool's margin of a burst in
+/// flight per queue ([`MAX_BURST`] mbufs), which they never exceed.
+pub const SPARE_MAX: usize = 64;
+
 /// Most frames one `rte_eth_rx_burst`/`rte_eth_tx_burst` call handles.
 pub const MAX_BURST: usize = 256;
 
@@ -124,6 +129,10 @@ pub struct DpdkCounters {
 /// `&mut self`, so one thread drives a queue pair at a time, as DPDK
 /// requires; the `&self` methods (link, counters) are serialised per port.
 pub struct DpdkDevice {
+    /// Received mbufs kept, reset, to build frames in (see `recycle`).
+    /// Declared before `port`: they go back to the pool before the last
+    /// handle on the port (and so the pool) can go.
+    spare: Vec<Mbuf>,
     port: Arc<Port>,
     queue: u16,
     burst: usize,
@@ -151,6 +160,7 @@ impl DpdkDevice {
 
     fn new(port: Arc<Port>, queue: u16, burst: usize) -> DpdkDevice {
         DpdkDevice {
+            spare: Vec::with_capacity(SPARE_MAX),
             port,
             queue,
             burst,
@@ -384,9 +394,13 @@ impl Device for DpdkDevice {
             self.stats.tx_alloc_failed += 1;
             return None;
         };
-        // SAFETY: the pool is alive while the port is.
-        let m = unsafe { sys::rte_pktmbuf_alloc(self.port.pool.as_ptr()) };
-        let Some(m) = NonNull::new(m) else {
+        let m = match self.spare.pop() {
+            // Reset when it was recycled: as empty as a fresh one.
+            Some(buf) => NonNull::new(buf.into_raw()),
+            // SAFETY: the pool is alive while the port is.
+            None => NonNull::new(unsafe { sys::rte_pktmbuf_alloc(self.port.pool.as_ptr()) }),
+        };
+        let Some(m) = m else {
             self.stats.tx_alloc_failed += 1;
             return None;
         };
@@ -400,6 +414,20 @@ impl Device for DpdkDevice {
         }
         // SAFETY: fresh from the pool, ours alone, `len` bytes of data.
         Some(unsafe { Mbuf::from_raw(m) })
+    }
+
+    /// Keeps `buf` for [`DpdkDevice::alloc_tx`] (up to [`SPARE_MAX`]) when
+    /// it is a plain mbuf of this port's pool: one segment, one reference,
+    /// its own buffer (no external or indirect data). Reset
+    /// (`rte_pktmbuf_reset`), it is then as a fresh one from the pool; the
+    /// free and the allocation it spares are a pool round trip each.
+    fn recycle(&mut self, buf: Mbuf) {
+        if self.spare.len() >= SPARE_MAX || !buf.is_plain_of(self.port.pool.as_ptr()) {
+            return; // dropped: back to its pool
+        }
+        // SAFETY: ours alone (checked), and nothing reads the old frame.
+        unsafe { sys::rte_pktmbuf_reset(buf.as_ptr()) };
+        self.spare.push(buf);
     }
 
     fn transmit(&mut self, _now: Instant, batch: &mut Vec<Mbuf>) -> usize {

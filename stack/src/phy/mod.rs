@@ -83,6 +83,14 @@ pub trait Device {
     /// device is out of buffers (the stack retries on a later poll).
     fn alloc_tx(&mut self, len: usize) -> Option<Self::TxBuf>;
 
+    /// Takes back a received frame the stack is done with. A device may
+    /// keep the buffer to build a later frame in ([`Device::alloc_tx`]):
+    /// DPDK's does, which spares a pool round trip per frame; the default
+    /// frees it.
+    fn recycle(&mut self, buf: Self::RxBuf) {
+        drop(buf);
+    }
+
     /// Transmits the frames in `batch` (draining it); returns how many the
     /// device accepted. Frames it could not take are freed and counted in
     /// [`DeviceStats::tx_dropped`]: to the stack they are lost packets, which

@@ -139,6 +139,10 @@ impl<D: Device, W: Write> Device for PcapWriter<D, W> {
         self.inner.alloc_tx(len)
     }
 
+    fn recycle(&mut self, buf: D::RxBuf) {
+        self.inner.recycle(buf);
+    }
+
     fn transmit(&mut self, now: Instant, batch: &mut Vec<D::TxBuf>) -> usize {
         for buf in batch.iter() {
             self.record(now, buf.as_ref());

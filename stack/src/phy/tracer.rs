@@ -305,6 +305,10 @@ impl<D: Device> Device for Tracer<D> {
         self.inner.alloc_tx(len)
     }
 
+    fn recycle(&mut self, buf: D::RxBuf) {
+        self.inner.recycle(buf);
+    }
+
     fn transmit(&mut self, now: Instant, batch: &mut Vec<D::TxBuf>) -> usize {
         let verify = transmit_checks(self.inner.capabilities().checksum);
         for buf in batch.iter() {

@@ -90,6 +90,16 @@ impl Mbuf {
         // SAFETY: the mbuf is valid while we own it.
         unsafe { (*self.m.as_ptr()).refcnt == 1 }
     }
+
+    /// Whether the mbuf is a plain one of `pool`: one segment, this
+    /// handle its only reference, its data in its own buffer (neither an
+    /// external buffer nor attached to another mbuf).
+    pub(crate) fn is_plain_of(&self, pool: *mut sys::rte_mempool) -> bool {
+        let foreign = sys::RTE_MBUF_F_EXTERNAL | sys::RTE_MBUF_F_INDIRECT;
+        // SAFETY: the mbuf is valid while we own it.
+        let same_pool = unsafe { (*self.m.as_ptr()).pool == pool };
+        same_pool && self.segments() == 1 && self.is_exclusive() && self.ol_flags() & foreign == 0
+    }
 }
 
 impl AsRef<[u8]> for Mbuf {
