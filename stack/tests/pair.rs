@@ -190,3 +190,84 @@ fn the_last_ack_goes_out_at_once_when_both_sides_closed() {
     assert!(n.a.iface.tcp.is_empty());
     assert_eq!(n.a.iface.tcp.time_wait_len(), 1);
 }
+
+/// An on-link address nobody has: its ARP requests go unanswered.
+const SILENT: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 0, 77);
+
+#[test]
+fn a_connect_to_a_silent_neighbour_fails_with_ehostunreach() {
+    let mut n = net();
+    let start = n.now;
+    let c = n.a.iface.tcp.socket_new();
+    n.a.iface
+        .tcp_connect(c, std::net::SocketAddrV4::new(SILENT, 80), start)
+        .unwrap();
+    let u = n.a.iface.udp_socket();
+    n.a.iface
+        .udp_connect(u, std::net::SocketAddrV4::new(SILENT, 53))
+        .unwrap();
+    assert_eq!(n.a.iface.udp_send_to(u, b"query", None), Ok(5));
+    assert!(n.run_until(Duration::from_secs(10), |n| n
+        .a
+        .iface
+        .tcp
+        .readiness(c)
+        .unwrap()
+        .error));
+    let took = n.now.saturating_since(start);
+    // Three requests a second apart, then the give-up (as Linux's 3 s).
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    let mut b = [0u8; 8];
+    assert_eq!(n.a.iface.tcp.recv(c, &mut b), Err(Errno::EHOSTUNREACH));
+    assert_eq!(n.a.iface.tcp.socket(c).unwrap().state(), State::Closed);
+    let udp = n.a.iface.udp_mut(u).unwrap();
+    assert_eq!(udp.recv_from(&mut b), Err(Errno::EHOSTUNREACH));
+    assert_eq!(udp.recv_from(&mut b), Err(Errno::EAGAIN), "reported once");
+    // The SYN, its retransmission within the 3 s, and the datagram.
+    assert_eq!(n.a.iface.stats().drop_arp_unresolved, 3);
+    n.a.iface.tcp.close(c, n.now).unwrap();
+    n.a.iface.udp_close(u).unwrap();
+}
+
+#[test]
+fn many_connects_to_a_new_neighbour_wait_for_one_arp_reply() {
+    // 300 SYNs queue behind one ARP resolution; none is dropped, so every
+    // handshake completes without a SYN retransmission (1 s).
+    let mut n = net();
+    let l = n.b.iface.tcp.socket_new();
+    n.b.iface
+        .tcp_bind(
+            l,
+            std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 8080),
+        )
+        .unwrap();
+    n.b.iface.tcp.listen(l, 1024).unwrap();
+    let start = n.now;
+    let cs: Vec<TcpHandle> = (0..300)
+        .map(|_| {
+            let c = n.a.iface.tcp.socket_new();
+            n.a.iface
+                .tcp_connect(c, std::net::SocketAddrV4::new(common::B_IP, 8080), start)
+                .unwrap();
+            c
+        })
+        .collect();
+    assert!(n.run_until(Duration::from_secs(5), |n| cs.iter().all(|&c| n
+        .a
+        .iface
+        .tcp
+        .readiness(c)
+        .unwrap()
+        .writable)));
+    let took = n.now.saturating_since(start);
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert_eq!(n.a.iface.stats().drop_arp_unresolved, 0);
+    let retransmits: u64 = cs
+        .iter()
+        .map(|&c| n.a.iface.tcp.socket(c).unwrap().stats().timeouts)
+        .sum();
+    assert_eq!(retransmits, 0);
+}

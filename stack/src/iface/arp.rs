@@ -2,9 +2,13 @@
 //!
 //! Entries expire after `ttl`; an unresolved address gets a request every
 //! `retry` up to `retries` times, after which its waiting packets are
-//! dropped (and counted by the caller). At most `pending_max` packets wait
-//! per address; the table holds at most `max_entries` addresses (the
-//! oldest goes first). All time comes from the caller.
+//! handed back to the caller ([`ArpAction::GiveUp`]), which counts them
+//! and tells their senders (as Linux answers such a loss with an ICMP host
+//! unreachable). At most `pending_max` packets of at most
+//! `pending_max_bytes` in all wait per address (Linux's `unres_qlen_bytes`;
+//! a burst of connects to one new neighbour must not lose its SYNs); the
+//! table holds at most `max_entries` addresses (the oldest goes first). All
+//! time comes from the caller.
 
 use core::net::Ipv4Addr;
 use core::time::Duration;
@@ -25,6 +29,8 @@ pub struct ArpConfig {
     pub retries: u32,
     /// Packets that may wait for one address.
     pub pending_max: usize,
+    /// Bytes those packets may hold in all.
+    pub pending_max_bytes: usize,
     /// Addresses the cache holds.
     pub max_entries: usize,
 }
@@ -35,7 +41,8 @@ impl Default for ArpConfig {
             ttl: Duration::from_secs(60),
             retry: Duration::from_secs(1),
             retries: 3,
-            pending_max: 16,
+            pending_max: 1024,
+            pending_max_bytes: 212_992,
             max_entries: 1024,
         }
     }
@@ -44,6 +51,7 @@ impl Default for ArpConfig {
 #[derive(Debug)]
 struct Pending {
     packets: VecDeque<Vec<u8>>,
+    bytes: usize,
     requests: u32,
     next_request: Instant,
 }
@@ -61,8 +69,8 @@ pub struct ArpCache {
 pub enum ArpAction {
     /// Send a request for this address.
     Request(Ipv4Addr),
-    /// Give up on this address; this many packets were dropped.
-    GiveUp(Ipv4Addr, usize),
+    /// Give up on this address: the IP packets that waited for it.
+    GiveUp(Ipv4Addr, Vec<Vec<u8>>),
 }
 
 impl ArpCache {
@@ -111,18 +119,24 @@ impl ArpCache {
 
     /// Queues an IP packet until `ip` is resolved. Returns whether a request
     /// should go out now (the first packet for this address), or `Err` with
-    /// the packet if the queue for the address is full.
+    /// the packet if the queue for the address is full (in packets or in
+    /// bytes).
     pub fn queue(&mut self, ip: Ipv4Addr, packet: Vec<u8>, now: Instant) -> Result<bool, Vec<u8>> {
         let cfg = self.cfg;
         let fresh = !self.pending.contains_key(&ip);
         let p = self.pending.entry(ip).or_insert_with(|| Pending {
             packets: VecDeque::new(),
+            bytes: 0,
             requests: 0,
             next_request: now,
         });
-        if p.packets.len() >= cfg.pending_max {
+        if p.packets.len() >= cfg.pending_max || p.bytes + packet.len() > cfg.pending_max_bytes {
+            if p.packets.is_empty() {
+                self.pending.remove(&ip); // nothing waits: no request either
+            }
             return Err(packet);
         }
+        p.bytes += packet.len();
         p.packets.push_back(packet);
         if fresh {
             p.requests = 1;
@@ -148,8 +162,12 @@ impl ArpCache {
             }
         }
         for ip in give_up {
-            let n = self.pending.remove(&ip).map_or(0, |p| p.packets.len());
-            out.push(ArpAction::GiveUp(ip, n));
+            let packets = self
+                .pending
+                .remove(&ip)
+                .map(|p| p.packets.into())
+                .unwrap_or_default();
+            out.push(ArpAction::GiveUp(ip, packets));
         }
         self.entries.retain(|_, (_, expires)| *expires > now);
     }
@@ -210,14 +228,33 @@ mod tests {
         let t = Instant::ZERO;
         assert_eq!(c.queue(IP, vec![1], t), Ok(true));
         assert_eq!(c.queue(IP, vec![2], t), Ok(false));
-        for i in 2..16 {
-            c.queue(IP, vec![i], t).unwrap();
+        for i in 2..1024 {
+            c.queue(IP, vec![i as u8], t).unwrap();
         }
-        assert_eq!(c.queue(IP, vec![99], t), Err(vec![99]));
+        assert_eq!(c.queue(IP, vec![99], t), Err(vec![99]), "1024 packets at most");
         let flushed = c.learn(IP, MAC, t);
-        assert_eq!(flushed.len(), 16);
+        assert_eq!(flushed.len(), 1024);
         assert_eq!(flushed[0], vec![1]);
         assert_eq!(c.pending(), 0);
+    }
+
+    #[test]
+    fn pending_bytes_are_bounded() {
+        let mut c = cache();
+        let t = Instant::ZERO;
+        let big = vec![7u8; 1500];
+        let fit = 212_992 / 1500;
+        for i in 0..fit {
+            assert_eq!(c.queue(IP, big.clone(), t), Ok(i == 0));
+        }
+        assert_eq!(c.queue(IP, big.clone(), t), Err(big), "212,992 bytes at most");
+        assert_eq!(c.queue(IP, vec![1; 60], t), Ok(false), "a small one still fits");
+        assert_eq!(c.learn(IP, MAC, t).len(), fit + 1);
+        // A packet larger than the whole bound is refused and leaves no
+        // pending entry behind.
+        let other = Ipv4Addr::new(198, 18, 0, 9);
+        assert!(c.queue(other, vec![0; 300_000], t).is_err());
+        assert_eq!((c.pending(), c.poll_at()), (0, None));
     }
 
     #[test]
@@ -235,7 +272,7 @@ mod tests {
         assert_eq!(out, vec![ArpAction::Request(IP)]);
         out.clear();
         c.poll(t + Duration::from_secs(3), &mut out);
-        assert_eq!(out, vec![ArpAction::GiveUp(IP, 1)]);
+        assert_eq!(out, vec![ArpAction::GiveUp(IP, vec![vec![1, 2]])]);
         assert_eq!(c.pending(), 0);
     }
 }

@@ -158,7 +158,9 @@ impl Interface {
             }
         }
         res.progress = res.rx > 0;
-        self.net.arp_poll(io);
+        for packet in self.net.arp_poll(io) {
+            self.host_unreachable(&packet, now);
+        }
         self.tcp.expire_time_wait(now);
         res.progress |= self.run_timers(now);
         res.progress |= self.tcp_output(io);
@@ -284,6 +286,48 @@ impl Interface {
             }
         }
         progress
+    }
+
+    /// An IP packet of ours that ARP gave up delivering (its next hop never
+    /// answered). Linux answers such a loss with an ICMP host unreachable
+    /// to the sender; as there, a connection still in SYN-SENT fails with
+    /// `EHOSTUNREACH` and a UDP socket connected to the destination gets
+    /// the error, while a synchronized connection only lost a segment
+    /// (TCP retransmits, and ARP is asked again).
+    fn host_unreachable(&mut self, packet: &[u8], now: Instant) {
+        let Ok(p) = Ipv4Packet::new_checked(packet) else {
+            return;
+        };
+        let (src, dst, protocol) = (p.src_addr(), p.dst_addr(), p.protocol());
+        let Some(ports) = p.payload().get(..4) else {
+            return;
+        };
+        let sport = u16::from_be_bytes([ports[0], ports[1]]);
+        let remote = SocketAddrV4::new(dst, u16::from_be_bytes([ports[2], ports[3]]));
+        match protocol {
+            IpProtocol::Tcp => {
+                let Some(&h) = self.tcp.conns.get(&(SocketAddrV4::new(src, sport), remote)) else {
+                    return;
+                };
+                let Some(sock) = self.tcp.sock_mut(h) else {
+                    return;
+                };
+                if sock.state() != crate::tcp::State::SynSent {
+                    return;
+                }
+                sock.fail(Errno::EHOSTUNREACH);
+                self.tcp.schedule(h);
+                if let Some(p) = self.tcp.on_event(h, Event::Closed, now) {
+                    self.tcp.schedule(p);
+                }
+            }
+            IpProtocol::Udp => {
+                if let Some(s) = self.udp_ports.get(&sport).copied().and_then(|h| self.udp_mut(h)) {
+                    s.icmp_error(remote, Errno::EHOSTUNREACH);
+                }
+            }
+            _ => {}
+        }
     }
 
     fn ingress<D: Device>(&mut self, io: &mut Io<'_, D>, frame: &[u8]) {

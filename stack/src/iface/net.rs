@@ -379,18 +379,26 @@ impl Net {
     }
 
     /// Runs ARP retries and give-ups.
-    pub(crate) fn arp_poll<D: Device>(&mut self, io: &mut Io<'_, D>) {
+    /// Repeats ARP requests that are due; returns the packets of addresses
+    /// given up on (counted in `drop_arp_unresolved`), for the interface to
+    /// tell their senders.
+    pub(crate) fn arp_poll<D: Device>(&mut self, io: &mut Io<'_, D>) -> Vec<Vec<u8>> {
+        let mut lost = Vec::new();
         if self.arp.poll_at().is_none_or(|t| t > io.now) {
-            return;
+            return lost;
         }
         let mut actions = Vec::new();
         self.arp.poll(io.now, &mut actions);
         for a in actions {
             match a {
                 super::arp::ArpAction::Request(ip) => self.send_arp_request(io, ip),
-                super::arp::ArpAction::GiveUp(_, n) => self.stats.drop_arp_unresolved += n as u64,
+                super::arp::ArpAction::GiveUp(_, packets) => {
+                    self.stats.drop_arp_unresolved += packets.len() as u64;
+                    lost.extend(packets);
+                }
             }
         }
+        lost
     }
 
     /// Whether an ICMP error may go out now (token bucket, `icmp_rate`/s).
