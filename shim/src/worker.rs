@@ -21,8 +21,10 @@
 //! program's own kernel fds, never past the stack's next timer or the
 //! caller's deadline; without an interrupt fd it sleeps in a back-off of
 //! 50 µs doubling to 1 ms. A thread whose poll received frames rings the
-//! doorbell if others sleep, since those frames may be theirs. A signal
-//! ends the sleep as `Interrupted`.
+//! doorbell if others sleep, since those frames may be theirs; a thread
+//! about to sleep first checks that no poll received frames since it last
+//! looked, so no wake-up is lost between the two. A signal ends the sleep
+//! as `Interrupted`.
 //!
 //! The keeper thread drives the stack when no thread has for
 //! `ACCEL_KEEPER_US` and none is waiting (the program is computing), so
@@ -83,8 +85,11 @@ struct Worker {
     doorbell: AtomicI32,
     /// The port's Rx interrupt fd; -1 if none.
     rx_fd: AtomicI32,
-    /// Threads asleep in [`block`].
+    /// Threads asleep in [`block`] (or about to be).
     sleepers: AtomicU32,
+    /// Polls that received frames, counted: a thread about to sleep checks
+    /// that none came in since its last look (see [`block`]).
+    rx_epoch: AtomicU64,
     /// Threads inside [`block`] (driving the stack themselves); the keeper
     /// sleeps on this word (a futex) while it is not zero.
     waiters: AtomicU32,
@@ -108,6 +113,7 @@ static W: Worker = Worker {
     doorbell: AtomicI32::new(-1),
     rx_fd: AtomicI32::new(-1),
     sleepers: AtomicU32::new(0),
+    rx_epoch: AtomicU64::new(0),
     waiters: AtomicU32::new(0),
     keeper_parked: AtomicBool::new(false),
     spinning: AtomicBool::new(false),
@@ -150,8 +156,14 @@ impl Core {
         let t = now();
         let r = stack.poll(t);
         W.last_drive.store(t.nanos(), Relaxed);
-        if r.rx > 0 && W.sleepers.load(Relaxed) > 0 {
-            ring();
+        // With `block`'s going to sleep, a Dekker pair (both SeqCst): either
+        // this sees the sleeper and rings, or the sleeper sees the epoch move
+        // and does not sleep.
+        if r.rx > 0 {
+            W.rx_epoch.fetch_add(1, SeqCst);
+            if W.sleepers.load(SeqCst) > 0 {
+                ring();
+            }
         }
         r
     }
@@ -388,16 +400,19 @@ fn block_inner<R>(
     };
     let mut spinner = Spinner(false);
     loop {
-        let (progress, next) = {
+        let (progress, next, epoch) = {
             let mut core = lock();
             let res = core.drive();
+            // Frames that come in after this (another thread's poll) may
+            // be what `attempt` waits for.
+            let epoch = W.rx_epoch.load(SeqCst);
             if let Some(r) = attempt(&mut core) {
                 return Ok(r);
             }
             // Hand the lock to a thread waiting for it (a thread with data
             // to send) rather than take it straight back on the next turn.
             MutexGuard::unlock_fair(core);
-            (res.progress, res.next)
+            (res.progress, res.next, epoch)
         };
         if signals::epoch().0 != start.0 {
             // A handler ran while we polled: the kernel's call would have
@@ -457,15 +472,27 @@ fn block_inner<R>(
         }
         let own = fds.len();
         fds.extend(extra.iter().map(|p| pollfd { revents: 0, ..*p }));
-        W.sleepers.fetch_add(1, Relaxed);
+        W.sleepers.fetch_add(1, SeqCst);
+        if W.rx_epoch.load(SeqCst) != epoch {
+            // Another thread received frames since our attempt, and may
+            // not have seen us here to ring: look again instead of
+            // sleeping through them (until the next timer).
+            W.sleepers.fetch_sub(1, Relaxed);
+            idle_since = None;
+            continue;
+        }
         let mask = sigmask.map_or(std::ptr::null(), |m| m as *const sigset_t);
         // SAFETY: `mask` is null or a live signal set.
         let r = unsafe { sys::ppoll(&mut fds, Some(wait), mask) };
-        W.sleepers.fetch_sub(1, Relaxed);
+        let others = W.sleepers.fetch_sub(1, SeqCst) - 1;
         for (dst, src) in extra.iter_mut().zip(fds.iter().skip(own)) {
             dst.revents = src.revents;
         }
-        if bell >= 0 && fds.first().is_some_and(|p| p.revents & libc::POLLIN != 0) {
+        // The last sleeper up silences the bell. One that drained it while
+        // others slept would take their wake-up away: a poller woken by
+        // the eventfd looks again before it returns, finds it silent, and
+        // sleeps on (until its timeout: the stack's next timer).
+        if others == 0 && bell >= 0 && fds.first().is_some_and(|p| p.revents & libc::POLLIN != 0) {
             sys::drain(bell);
         }
         if r == Err(libc::EINTR) {
