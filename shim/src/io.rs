@@ -20,6 +20,7 @@ use crate::sock::{Kind, Sock};
 use crate::sockaddr as sa;
 use crate::socket::{conn_of, deadline, fail, ok, se, sock_mut, Answer};
 use crate::sys;
+use crate::tcpinfo;
 use crate::worker::{self, block, Core, WaitEnd};
 use core::net::SocketAddrV4;
 use libc::{c_int, c_void, iovec, sockaddr, socklen_t};
@@ -688,6 +689,34 @@ unsafe fn put_int(val: *mut c_void, len: *mut socklen_t, v: c_int) -> Result<c_i
     Ok(0)
 }
 
+/// Writes a struct option value the way the kernel does: at most `*len`
+/// bytes of `v`, `*len` set to what was written; `EINVAL` for a negative
+/// `*len`.
+///
+/// # Safety
+///
+/// `val`/`len` valid as for `getsockopt`.
+unsafe fn put_bytes(val: *mut c_void, len: *mut socklen_t, v: &[u8]) -> Result<c_int, Errno> {
+    if len.is_null() {
+        return Err(Errno(libc::EFAULT));
+    }
+    // SAFETY: the caller's contract.
+    let room = unsafe { len.read_unaligned() };
+    if (room as c_int) < 0 {
+        return Err(Errno(libc::EINVAL));
+    }
+    let n = (room as usize).min(v.len());
+    if n > 0 && val.is_null() {
+        return Err(Errno(libc::EFAULT));
+    }
+    // SAFETY: `val` has `room >= n` bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(v.as_ptr(), val.cast::<u8>(), n);
+        len.write_unaligned(n as socklen_t);
+    }
+    Ok(0)
+}
+
 /// `getsockopt(2)`: what the stack knows; the rest from the placeholder.
 ///
 /// # Safety
@@ -708,6 +737,24 @@ pub unsafe fn getsockopt(
         Kind::Tcp(h) | Kind::Listener { tcp: Some(h), .. } => Some(h),
         _ => None,
     };
+    if (level, name) == (libc::IPPROTO_TCP, libc::TCP_INFO) {
+        let info = match (tcp, &kind, core.stack()) {
+            (Some(h), Kind::Tcp(_), Some(s)) => s.iface.tcp.socket(h).map(|c| tcpinfo::connection(&c.info())),
+            (Some(h), Kind::Listener { .. }, Some(s)) => s
+                .iface
+                .tcp
+                .listen_queue(h)
+                .ok()
+                .map(|(q, b)| tcpinfo::listener(q, b)),
+            _ => None,
+        };
+        let Some(info) = info else {
+            return Dispatch::NotOurs;
+        };
+        drop(core);
+        // SAFETY: the caller's contract.
+        return Dispatch::Done(unsafe { put_bytes(val, len, tcpinfo::bytes(&info, usize::MAX)) });
+    }
     let v: c_int = match (level, name) {
         (libc::SOL_SOCKET, libc::SO_ERROR) => match (tcp, &kind, core.stack()) {
             (Some(h), Kind::Tcp(_), Some(s)) => s

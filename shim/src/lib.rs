@@ -67,5 +67,6 @@ pub mod sockaddr;
 pub mod socket;
 pub mod startup;
 pub mod sys;
+pub mod tcpinfo;
 pub mod udp;
 pub mod worker;

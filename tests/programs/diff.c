@@ -1159,6 +1159,41 @@ static void sockopt_timeouts_linger(void)
 	close(s);
 }
 
+/* TCP_INFO: a connection's state and the fields both stacks must agree on
+ * (the timing ones only as "measured"), a truncated copy, a listener with
+ * one connection waiting. */
+static void sockopt_tcp_info(void)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof ti;
+	int s = conn(7001), l, c;
+	struct sockaddr_in me = ME(P(0));
+	echo_check(s, "tcp_info");
+	memset(&ti, 0xff, sizeof ti);
+	S(getsockopt(s, IPPROTO_TCP, TCP_INFO, &ti, &len));
+	V("conn", "len=%d state=%u retransmits=%u unacked=%u rtt_measured=%d rto_set=%d cwnd_set=%d",
+	  len == sizeof ti, ti.tcpi_state, ti.tcpi_retransmits, ti.tcpi_unacked,
+	  ti.tcpi_rtt > 0, ti.tcpi_rto >= 200000, ti.tcpi_snd_cwnd > 0);
+	len = 1;
+	ti.tcpi_state = 0;
+	S(getsockopt(s, IPPROTO_TCP, TCP_INFO, &ti, &len));
+	V("truncated", "len=%d state=%u", len, ti.tcpi_state);
+	len = (socklen_t)-1;
+	S(getsockopt(s, IPPROTO_TCP, TCP_INFO, &ti, &len));
+	close(s);
+	l = tcp();
+	seti(l, SOL_SOCKET, SO_REUSEADDR, 1);
+	S(bind(l, SA(me), L));
+	S(listen(l, 4));
+	S((c = dial(P(0), "send")) >= 0);
+	V("listener_ready", "%s", evs(wait_ev(l, POLLIN, POLLIN)));
+	len = sizeof ti;
+	S(getsockopt(l, IPPROTO_TCP, TCP_INFO, &ti, &len));
+	V("listener", "state=%u queued=%u backlog=%u", ti.tcpi_state, ti.tcpi_unacked, ti.tcpi_sacked);
+	close(c);
+	close(l);
+}
+
 static void sockopt_errors(void)
 {
 	int s = conn(7001), v = 0;
@@ -1831,7 +1866,7 @@ static const struct {
 	C(sendmmsg_recvmmsg_tcp), C(msg_trunc_tcp), C(shutdown_wr), C(shutdown_rd), C(shutdown_errors),
 	C(shutdown_listener), C(peer_reset), C(peer_closed_epipe), C(write_until_eagain),
 	C(fionread_siocoutq), C(fionbio), C(fcntl_ops),
-	C(sockopt_ints), C(sockopt_buffers), C(sockopt_timeouts_linger), C(sockopt_errors), C(sock_names),
+	C(sockopt_ints), C(sockopt_buffers), C(sockopt_timeouts_linger), C(sockopt_errors), C(sockopt_tcp_info), C(sock_names),
 	C(dup_accelerated), C(dup2_dup3), C(close_errors),
 	C(epoll_create_errors), C(epoll_ctl_errors), C(epoll_wait_errors), C(epoll_level), C(epoll_edge),
 	C(epoll_edge_out), C(epoll_oneshot_mod), C(epoll_rdhup), C(epoll_refused), C(epoll_two_sets),

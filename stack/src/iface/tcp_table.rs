@@ -440,6 +440,15 @@ impl TcpTable {
         Ok((c, remote))
     }
 
+    /// A listener's accept queue: (connections waiting to be accepted,
+    /// the backlog). `EINVAL` for a socket that is not listening.
+    pub fn listen_queue(&self, h: TcpHandle) -> Result<(usize, usize)> {
+        match self.get(h).ok_or(Errno::EBADF)? {
+            Entry::Listener(l) => Ok((l.accept_queue.len(), l.backlog)),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
     /// `connect`: starts the handshake from `local_ip` (ours). `EISCONN`,
     /// `EALREADY`, `EINVAL` on a listener.
     pub fn connect(

@@ -452,18 +452,25 @@ impl TcpSocket {
     }
 
     fn sample_rtt(&mut self, now: Instant, seg: &TcpRepr, ack: SeqNumber) {
+        // As Linux (tcp_ack_update_rtt): the timed segment's own send time
+        // first, to the nanosecond; the echoed timestamp, in milliseconds,
+        // only while nothing is timed (after a retransmission, which Karn
+        // leaves untimed). Taking every timestamp sample would pull the
+        // estimate of a sub-millisecond path to zero.
+        if let Some(rtt) = self.rtt_timer.on_ack(ack, now) {
+            self.rtt.sample(rtt);
+            return;
+        }
+        if self.rtt_timer.is_running() {
+            return;
+        }
         if let (Some(_), Some(ts)) = (self.ts_recent, seg.timestamp) {
             if ts.tsecr != 0 {
                 let ms = self.ts_now(now).wrapping_sub(ts.tsecr);
                 if (ms as i32) >= 0 {
                     self.rtt.sample(core::time::Duration::from_millis(ms as u64));
-                    self.rtt_timer.on_ack(ack, now);
-                    return;
                 }
             }
-        }
-        if let Some(rtt) = self.rtt_timer.on_ack(ack, now) {
-            self.rtt.sample(rtt);
         }
     }
 

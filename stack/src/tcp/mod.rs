@@ -2,11 +2,13 @@
 //! round-trip estimation ([`rtt`]), congestion control ([`congestion`]:
 //! NewReno and CUBIC), the SACK scoreboard ([`scoreboard`]), and the socket
 //! ([`socket`]: state and the program's operations; [`input`]: segment
-//! arrival; [`output`]: segment generation and timers).
+//! arrival; [`output`]: segment generation and timers; [`info`]: a
+//! snapshot of all that for `TCP_INFO`).
 
 pub mod buffer;
 pub mod config;
 pub mod congestion;
+pub mod info;
 pub mod input;
 pub mod output;
 pub mod rtt;
@@ -15,6 +17,7 @@ pub mod socket;
 
 pub use config::{Keepalive, TcpConfig};
 pub use congestion::Algorithm;
+pub use info::TcpInfo;
 pub use input::Input;
 pub use socket::{Event, Readiness, State, TcpSocket, TcpStats};
 

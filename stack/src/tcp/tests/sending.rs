@@ -533,3 +533,59 @@ fn established_cwnd_grows_only_when_it_limits_the_flight() {
     send(&mut s, at(110), from_peer(0, sent), b"");
     assert!(s.cwnd() > cwnd0, "a cwnd-limited flight grows the window");
 }
+
+#[test]
+fn info_reports_the_connection_as_it_stands() {
+    // TCP_INFO's numbers (Linux's tcp_get_info), from the socket itself.
+    let mut s = socket_established();
+    let i = s.info();
+    assert_eq!(
+        (i.state, i.unacked, i.notsent, i.retries),
+        (State::Established, 0, 0, 0)
+    );
+    assert_eq!(
+        (i.snd_mss, i.snd_wnd, i.rcv_wnd, i.rcv_space),
+        (MSS, usize::from(PEER_WIN), WIN, WIN)
+    );
+    assert_eq!(i.srtt, Some(Duration::from_millis(10)), "the handshake's sample");
+    assert!(!i.timestamps && !i.sack && i.window_scale.is_none());
+    // Three segments' worth queued; Nagle holds the small tail while the
+    // first two are in flight.
+    s.send(&data(2 * MSS + 100)).unwrap();
+    let out = recv(&mut s, at(100));
+    assert_eq!(out.len(), 2);
+    let i = s.info();
+    assert_eq!((i.unacked, i.notsent, i.bytes_sent), (2, 100, 2 * MSS as u64));
+    assert_eq!((i.total_retrans, i.cwnd), (0, s.cwnd()));
+    // A timeout: one retry, the timer backed off, one retransmission.
+    let rto = i.rto;
+    s.on_timers(at(100) + rto);
+    assert!(!recv(&mut s, at(100) + rto).is_empty());
+    let i = s.info();
+    assert_eq!((i.retries, i.backoff, i.total_retrans), (1, 1, 1));
+    assert_eq!(i.rto, rto * 2);
+    // Everything acknowledged.
+    send(&mut s, at(400), from_peer(0, 2 * MSS), b"");
+    let i = s.info();
+    assert_eq!((i.retries, i.bytes_acked), (0, 2 * MSS as u64));
+}
+
+#[test]
+fn rtt_below_a_millisecond_is_measured_with_timestamps_on() {
+    // RFC 7323 timestamps tick in milliseconds: a 300 us round trip echoes
+    // the same tick and reads 0 ms. The timed segment's own send time
+    // measures it (as Linux's tcp_ack_update_rtt prefers), so SRTT moves
+    // by an eighth of 300 us (RFC 6298), not towards zero.
+    let mut s = socket_established_ts();
+    assert_eq!(s.srtt(), Some(Duration::from_millis(10)));
+    s.send(b"ping").unwrap();
+    assert_eq!(recv(&mut s, at(100)).len(), 1);
+    let t = at(100) + Duration::from_micros(300);
+    let ack = TcpRepr {
+        timestamp: peer_ts(PEER_TS + 100, s.ts_now(at(100))),
+        ..from_peer(0, 4)
+    };
+    send(&mut s, t, ack, b"");
+    let want = Duration::from_millis(10) * 7 / 8 + Duration::from_micros(300) / 8;
+    assert_eq!(s.srtt(), Some(want));
+}
