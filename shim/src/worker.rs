@@ -90,6 +90,8 @@ struct Worker {
     /// Polls that received frames, counted: a thread about to sleep checks
     /// that none came in since its last look (see [`block`]).
     rx_epoch: AtomicU64,
+    /// Rings of the doorbell, counted.
+    rings: AtomicU64,
     /// Threads inside [`block`] (driving the stack themselves); the keeper
     /// sleeps on this word (a futex) while it is not zero.
     waiters: AtomicU32,
@@ -114,6 +116,7 @@ static W: Worker = Worker {
     rx_fd: AtomicI32::new(-1),
     sleepers: AtomicU32::new(0),
     rx_epoch: AtomicU64::new(0),
+    rings: AtomicU64::new(0),
     waiters: AtomicU32::new(0),
     keeper_parked: AtomicBool::new(false),
     spinning: AtomicBool::new(false),
@@ -178,6 +181,7 @@ impl Core {
 pub fn ring() {
     let fd = W.doorbell.load(Relaxed);
     if fd >= 0 {
+        W.rings.fetch_add(1, SeqCst);
         let one: u64 = 1;
         let _ = sys::write_all(fd, &one.to_ne_bytes());
     }
@@ -399,6 +403,9 @@ fn block_inner<R>(
         }
     };
     let mut spinner = Spinner(false);
+    // The ring this thread woke to and left ringing for other sleepers,
+    // and whether it has napped once without the bell since.
+    let mut heard: Option<(u64, bool)> = None;
     loop {
         let (progress, next, epoch) = {
             let mut core = lock();
@@ -452,7 +459,17 @@ fn block_inner<R>(
             wait = wait.min(d.saturating_since(t));
         }
         fds.clear();
-        let bell = W.doorbell.load(Relaxed);
+        let mut bell = W.doorbell.load(Relaxed);
+        let rings = W.rings.load(SeqCst);
+        if heard == Some((rings, false)) {
+            // Still ringing for sleepers not yet up: sleeping on it would
+            // return at once. Nap once without it, briefly (a new ring in
+            // that time waits at most 1 ms); after that this thread drains
+            // it itself.
+            heard = Some((rings, true));
+            bell = -1;
+            wait = wait.min(Duration::from_millis(1));
+        }
         if bell >= 0 {
             fds.push(pollfd {
                 fd: bell,
@@ -488,12 +505,19 @@ fn block_inner<R>(
         for (dst, src) in extra.iter_mut().zip(fds.iter().skip(own)) {
             dst.revents = src.revents;
         }
-        // The last sleeper up silences the bell. One that drained it while
-        // others slept would take their wake-up away: a poller woken by
-        // the eventfd looks again before it returns, finds it silent, and
-        // sleeps on (until its timeout: the stack's next timer).
-        if others == 0 && bell >= 0 && fds.first().is_some_and(|p| p.revents & libc::POLLIN != 0) {
-            sys::drain(bell);
+        // The last sleeper up silences the bell (or one that already napped
+        // once without it, above). One that drained it while others slept
+        // would take their wake-up away: a poller woken by the eventfd
+        // looks again before it returns, finds it silent, and sleeps on
+        // (until its timeout: the stack's next timer).
+        if bell >= 0 && fds.first().is_some_and(|p| p.revents & libc::POLLIN != 0) {
+            let rings = W.rings.load(SeqCst);
+            if others == 0 || heard == Some((rings, true)) {
+                sys::drain(bell);
+                heard = None;
+            } else {
+                heard = Some((rings, false));
+            }
         }
         if r == Err(libc::EINTR) {
             return Err(interrupted(true));
