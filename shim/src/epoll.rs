@@ -22,19 +22,27 @@
 //!   moves to the stack, its registrations move with it
 //!   ([`moved_to_shim`]).
 //!
-//! `epoll_wait` polls the stack, collects ready members (round-robin when
-//! more are ready than `maxevents`), adds the kernel's ready events with a
-//! zero-timeout `epoll_wait`, and if nothing is ready drives the worker and
-//! sleeps with the epoll fd among the fds it sleeps on.
+//! `epoll_wait` polls the stack, collects ready members, adds the kernel's
+//! ready events with a zero-timeout `epoll_wait`, and if nothing is ready
+//! drives the worker and sleeps with the epoll fd among the fds it sleeps
+//! on. It looks only at members that may be ready (a set's ready queue, as
+//! the kernel's ready list): those the stack's wakers reported
+//! ([`crate::ready`]), those just added or modified, and level-triggered
+//! ones that were ready when last reported (they go to the back, so more
+//! ready members than `maxevents` take turns). UDP members are looked at
+//! on every wait (their room for sending changes without an event). A wait
+//! costs O(ready members), not O(members).
 
 use crate::fdtable::{Entry, State, FDS};
 use crate::interpose::real;
+use crate::ready::Watch;
 use crate::skeleton::{Dispatch, Errno};
 use crate::sock::{Kind, Sock};
 use crate::socket::{self, activate, fail, ok, Answer};
 use crate::sys;
 use crate::worker::{self, block, Core, WaitEnd};
 use libc::{c_int, epoll_event};
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 /// One accelerated member of an epoll set: the fd it was added as and the
@@ -51,14 +59,20 @@ struct Member {
     tick: Option<u64>,
     /// `EPOLLONESHOT` fired: silent until `MOD`.
     disabled: bool,
+    /// In the set's ready queue.
+    queued: bool,
 }
+
+/// A member's key: the fd it was added as and its socket object.
+type Key = (c_int, u32);
 
 /// The shim's half of one epoll set.
 #[derive(Debug, Default)]
 pub struct EpollSet {
-    members: Vec<Member>,
-    /// Where the next scan starts (fairness).
-    cursor: usize,
+    members: HashMap<Key, Member>,
+    /// Members that may be ready, each at most once (see the module docs);
+    /// a key whose member went is skipped.
+    ready: VecDeque<Key>,
 }
 
 const ALWAYS: u32 = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
@@ -72,6 +86,11 @@ trait Sockets {
     fn alive(&mut self, sock: u32, id: u64) -> bool;
     /// Its readiness as epoll bits and tick, if it is on the stack.
     fn ready(&mut self, sock: u32) -> Option<(u32, u64)>;
+    /// Arms its wakers, so that its next change queues it again.
+    fn arm(&mut self, sock: u32);
+    /// Whether it can change without a wake (it is then looked at on every
+    /// wait).
+    fn volatile(&mut self, sock: u32) -> bool;
 }
 
 impl Sockets for Core {
@@ -82,56 +101,135 @@ impl Sockets for Core {
     fn ready(&mut self, sock: u32) -> Option<(u32, u64)> {
         socket::readiness_of(self, sock)
     }
+
+    fn arm(&mut self, sock: u32) {
+        let Core {
+            socks, stack, watch, ..
+        } = self;
+        if let Some(stack) = stack {
+            watch.arm(socks, stack, sock);
+        }
+    }
+
+    fn volatile(&mut self, sock: u32) -> bool {
+        self.socks
+            .get(sock)
+            .is_some_and(|s| matches!(s.kind, Kind::Udp(_)))
+    }
 }
 
 impl EpollSet {
-    /// Collects up to `out.len()` ready events.
-    fn collect(&mut self, socks: &mut impl Sockets, out: &mut [epoll_event]) -> usize {
-        // Drop members whose socket is gone (its last fd closed).
-        self.members.retain(|m| socks.alive(m.sock, m.id));
-        let n = self.members.len();
-        if n == 0 {
-            return 0;
+    /// Adds (or replaces) a member, queued to be looked at.
+    fn put(&mut self, m: Member) {
+        let key = (m.fd, m.sock);
+        let old = self.members.insert(key, Member { queued: true, ..m });
+        // Once in the queue at most (a MOD of a queued member).
+        if !old.is_some_and(|o| o.queued) {
+            self.ready.push_back(key);
         }
-        let start = self.cursor % n;
-        let mut got = 0;
-        for i in 0..n {
-            if got >= out.len() {
-                self.cursor = (start + i) % n;
-                return got;
+    }
+
+    /// Queues member `key` to be looked at (it may be ready).
+    fn queue(&mut self, key: Key) {
+        if let Some(m) = self.members.get_mut(&key) {
+            if !m.queued {
+                m.queued = true;
+                self.ready.push_back(key);
             }
-            let Some(m) = self.members.get_mut((start + i) % n) else {
-                continue;
+        }
+    }
+
+    /// Collects up to `out.len()` ready events from the queued members.
+    fn collect(&mut self, socks: &mut impl Sockets, out: &mut [epoll_event]) -> usize {
+        let mut got = 0;
+        // Each queued member once: the ones re-queued go after these.
+        for _ in 0..self.ready.len() {
+            if got >= out.len() {
+                break;
+            }
+            let Some(key) = self.ready.pop_front() else { break };
+            let Some(m) = self.members.get_mut(&key) else {
+                continue; // removed since it was queued
             };
+            m.queued = false;
+            if !socks.alive(m.sock, m.id) {
+                // Its socket went (the last fd closed) without the
+                // clean-up seeing this set: the member goes.
+                self.members.remove(&key);
+                continue;
+            }
             if m.disabled {
                 continue;
             }
-            let Some((mask, tick)) = socks.ready(m.sock) else {
-                continue;
-            };
-            let hit = mask & (m.events | ALWAYS);
-            if hit == 0 {
-                continue;
-            }
-            if m.events & ET != 0 {
-                if m.tick == Some(tick) {
-                    continue;
+            // First arm, then look: a change after the look wakes it.
+            socks.arm(m.sock);
+            let requeue = socks.volatile(m.sock);
+            let hit = socks
+                .ready(m.sock)
+                .map(|(mask, tick)| (mask & (m.events | ALWAYS), tick));
+            let reported = match hit {
+                Some((hit, tick)) if hit != 0 && !(m.events & ET != 0 && m.tick == Some(tick)) => {
+                    if m.events & ET != 0 {
+                        m.tick = Some(tick);
+                    }
+                    if m.events & ONESHOT != 0 {
+                        m.disabled = true;
+                    }
+                    if let Some(slot) = out.get_mut(got) {
+                        *slot = epoll_event {
+                            events: hit,
+                            u64: m.data,
+                        };
+                        got += 1;
+                    }
+                    true
                 }
-                m.tick = Some(tick);
-            }
-            if m.events & ONESHOT != 0 {
-                m.disabled = true;
-            }
-            if let Some(slot) = out.get_mut(got) {
-                *slot = epoll_event {
-                    events: hit,
-                    u64: m.data,
-                };
-                got += 1;
+                _ => false,
+            };
+            // Level-triggered and ready: reported again next time while it
+            // stays so (the kernel puts it back on its ready list too).
+            let level = reported && m.events & (ET | ONESHOT) == 0;
+            if (level || requeue) && !m.disabled {
+                m.queued = true;
+                self.ready.push_back(key);
             }
         }
-        self.cursor = start + 1;
         got
+    }
+}
+
+/// Queues, in every set watching them, the members of the sockets whose
+/// wakers fired.
+fn distribute(core: &mut Core) {
+    let mut woken = Vec::new();
+    Watch::woken(&mut woken);
+    woken.sort_unstable();
+    woken.dedup();
+    for sock in woken {
+        let Core { watch, epolls, .. } = &mut *core;
+        for &(set, fd) in watch.watchers(sock) {
+            if let Some(s) = epolls.get_mut(set) {
+                s.queue((fd, sock));
+            }
+        }
+    }
+}
+
+/// Socket `sock` is gone: its members leave every set that held them.
+pub fn forget_socket(core: &mut Core, sock: u32) {
+    for (set, fd) in core.watch.forget(sock) {
+        if let Some(s) = core.epolls.get_mut(set) {
+            s.members.remove(&(fd, sock));
+        }
+    }
+}
+
+/// Epoll set `h` is gone (its fd closed): its members stop watching.
+pub fn forget_set(core: &mut Core, h: u32) {
+    if let Some(set) = core.epolls.remove(h) {
+        for (fd, sock) in set.members.into_keys() {
+            core.watch.remove(sock, h, fd);
+        }
     }
 }
 
@@ -218,11 +316,13 @@ pub unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, entry: Entry, ev: *mut epol
         Some(set) => std::mem::take(set),
         None => return fail(libc::EBADF),
     };
-    set.members.retain(|m| core.alive(m.sock, m.id));
-    let pos = set
-        .members
-        .iter()
-        .position(|m| m.fd == fd && m.sock == entry.handle() && m.id == id);
+    let key = (fd, entry.handle());
+    // A member left by a closed socket whose handle this one reuses is not
+    // this one's.
+    if set.members.get(&key).is_some_and(|m| m.id != id) {
+        set.members.remove(&key);
+    }
+    let existing = set.members.get(&key).map(|m| m.events);
     let member = Member {
         fd,
         sock: entry.handle(),
@@ -231,25 +331,24 @@ pub unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, entry: Entry, ev: *mut epol
         data: want.u64,
         tick: None,
         disabled: false,
+        queued: false,
     };
-    let r = match (op, pos) {
+    let r = match (op, existing) {
         (libc::EPOLL_CTL_ADD, Some(_)) => Err(Errno(libc::EEXIST)),
         (libc::EPOLL_CTL_ADD, None) => {
-            set.members.push(member);
+            set.put(member);
+            core.watch.add(entry.handle(), h, fd);
             Ok(0)
         }
         // An exclusive registration cannot be modified (the kernel's rule).
-        (libc::EPOLL_CTL_MOD, Some(i)) if set.members.get(i).is_some_and(|m| m.events & EXCLUSIVE != 0) => {
-            Err(Errno(libc::EINVAL))
-        }
-        (libc::EPOLL_CTL_MOD, Some(i)) => {
-            if let Some(m) = set.members.get_mut(i) {
-                *m = member;
-            }
+        (libc::EPOLL_CTL_MOD, Some(ev)) if ev & EXCLUSIVE != 0 => Err(Errno(libc::EINVAL)),
+        (libc::EPOLL_CTL_MOD, Some(_)) => {
+            set.put(member);
             Ok(0)
         }
-        (libc::EPOLL_CTL_DEL, Some(i)) => {
-            set.members.remove(i);
+        (libc::EPOLL_CTL_DEL, Some(_)) => {
+            set.members.remove(&key);
+            core.watch.remove(entry.handle(), h, fd);
             Ok(0)
         }
         _ => Err(Errno(libc::ENOENT)),
@@ -339,7 +438,7 @@ pub fn moved_to_shim(core: &mut Core, fd: c_int, entry: Entry, regs: &[(c_int, u
             continue;
         };
         if let Some(set) = core.epolls.get_mut(h) {
-            set.members.push(Member {
+            set.put(Member {
                 fd,
                 sock: entry.handle(),
                 id,
@@ -347,13 +446,16 @@ pub fn moved_to_shim(core: &mut Core, fd: c_int, entry: Entry, regs: &[(c_int, u
                 data,
                 tick: None,
                 disabled: false,
+                queued: false,
             });
+            core.watch.add(entry.handle(), h, fd);
         }
     }
 }
 
 /// Collects ready events of the set `h` into `out`, then the kernel's.
 fn gather(core: &mut Core, h: u32, epfd: c_int, out: &mut [epoll_event]) -> Result<usize, Errno> {
+    distribute(core);
     // The set is taken out while its members' readiness is read from the
     // rest of the core, then put back in its slot.
     let Some(slot) = core.epolls.get_mut(h) else {
@@ -449,10 +551,15 @@ pub fn ms(timeout: c_int) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    /// Sockets 0.. with a readiness each; `dead` ones are gone.
+    /// Sockets 0.. with a readiness each; `dead` ones are gone; counts the
+    /// readiness lookups and armings.
+    #[derive(Default)]
     struct Fake {
         ready: Vec<(u32, u64)>,
         dead: Vec<u32>,
+        udp: Vec<u32>,
+        looks: usize,
+        armed: Vec<u32>,
     }
 
     impl Sockets for Fake {
@@ -460,7 +567,14 @@ mod tests {
             !self.dead.contains(&sock) && id == u64::from(sock) + 100
         }
         fn ready(&mut self, sock: u32) -> Option<(u32, u64)> {
+            self.looks += 1;
             self.ready.get(sock as usize).copied()
+        }
+        fn arm(&mut self, sock: u32) {
+            self.armed.push(sock);
+        }
+        fn volatile(&mut self, sock: u32) -> bool {
+            self.udp.contains(&sock)
         }
     }
 
@@ -473,7 +587,19 @@ mod tests {
             data: u64::from(sock),
             tick: None,
             disabled: false,
+            queued: false,
         }
+    }
+
+    fn set_of(members: impl IntoIterator<Item = Member>) -> EpollSet {
+        let mut set = EpollSet::default();
+        members.into_iter().for_each(|m| set.put(m));
+        set
+    }
+
+    /// A wake of socket `sock` (its member's key).
+    fn wake(set: &mut EpollSet, sock: u32) {
+        set.queue((10 + sock as c_int, sock));
     }
 
     const IN: u32 = libc::EPOLLIN as u32;
@@ -481,13 +607,10 @@ mod tests {
 
     #[test]
     fn level_edge_and_oneshot() {
-        let mut set = EpollSet {
-            members: vec![member(0, IN), member(1, IN | ET), member(2, IN | ONESHOT)],
-            cursor: 0,
-        };
+        let mut set = set_of([member(0, IN), member(1, IN | ET), member(2, IN | ONESHOT)]);
         let mut socks = Fake {
             ready: vec![(IN | OUT, 1); 3],
-            dead: vec![],
+            ..Fake::default()
         };
         let mut out = [epoll_event { events: 0, u64: 0 }; 8];
         assert_eq!(set.collect(&mut socks, &mut out), 3, "all three the first time");
@@ -495,13 +618,15 @@ mod tests {
             out.iter().take(3).all(|e| { e.events } == IN),
             "only what was asked"
         );
+        assert_eq!(socks.armed, vec![0, 1, 2], "each armed when looked at");
         assert_eq!(
             set.collect(&mut socks, &mut out),
             1,
-            "level only: same tick, oneshot fired"
+            "level only: the edge saw no event, oneshot fired"
         );
         assert_eq!({ out[0].u64 }, 0);
         socks.ready = vec![(IN, 2); 3];
+        (0..3).for_each(|s| wake(&mut set, s));
         assert_eq!(
             set.collect(&mut socks, &mut out),
             2,
@@ -509,6 +634,7 @@ mod tests {
         );
         // Socket 0's last fd closed: its member goes.
         socks.dead.push(0);
+        (0..3).for_each(|s| wake(&mut set, s));
         assert_eq!(
             set.collect(&mut socks, &mut out),
             0,
@@ -519,32 +645,28 @@ mod tests {
 
     #[test]
     fn a_reused_socket_slot_is_not_the_member() {
-        let mut set = EpollSet {
-            members: vec![member(0, IN)],
-            cursor: 0,
-        };
+        let mut set = set_of([member(0, IN)]);
         let mut socks = Fake {
             ready: vec![(IN, 1)],
-            dead: vec![],
+            ..Fake::default()
         };
         let mut out = [epoll_event { events: 0, u64: 0 }; 2];
         assert_eq!(set.collect(&mut socks, &mut out), 1);
         // The slot now holds another socket (another id).
-        set.members[0].id += 1;
+        if let Some(m) = set.members.get_mut(&(10, 0)) {
+            m.id += 1;
+        }
         assert_eq!(set.collect(&mut socks, &mut out), 0);
         assert!(set.members.is_empty());
     }
 
     #[test]
-    fn hangup_is_always_reported_and_scans_are_fair() {
-        let mut set = EpollSet {
-            members: (0..3).map(|s| member(s, OUT)).collect(),
-            cursor: 0,
-        };
+    fn hangup_is_always_reported_and_ready_members_take_turns() {
+        let mut set = set_of((0..3).map(|s| member(s, OUT)));
         let hup = libc::EPOLLHUP as u32;
         let mut socks = Fake {
             ready: vec![(hup | IN, 1); 3],
-            dead: vec![],
+            ..Fake::default()
         };
         let mut out = [epoll_event { events: 0, u64: 0 }; 1];
         let mut seen = Vec::new();
@@ -555,5 +677,80 @@ mod tests {
         }
         seen.sort_unstable();
         assert_eq!(seen, vec![0, 1, 2], "each in turn");
+    }
+
+    #[test]
+    fn a_wait_looks_only_at_what_may_be_ready() {
+        let n = 1000u32;
+        let mut set = set_of((0..n).map(|s| member(s, IN)));
+        let mut socks = Fake {
+            ready: vec![(OUT, 1); n as usize],
+            ..Fake::default()
+        };
+        let mut out = [epoll_event { events: 0, u64: 0 }; 16];
+        assert_eq!(set.collect(&mut socks, &mut out), 0);
+        assert_eq!(socks.looks, 1000, "new members are looked at once");
+        assert_eq!(set.collect(&mut socks, &mut out), 0);
+        assert_eq!(socks.looks, 1000, "then not, until woken");
+        socks.ready[700] = (IN | OUT, 2);
+        wake(&mut set, 700);
+        wake(&mut set, 700);
+        assert_eq!(set.collect(&mut socks, &mut out), 1);
+        assert_eq!({ out[0].u64 }, 700);
+        assert_eq!(socks.looks, 1001, "one wake, one look, however often woken");
+        // Still readable (level-triggered): reported again, alone.
+        assert_eq!(set.collect(&mut socks, &mut out), 1);
+        assert_eq!(socks.looks, 1002);
+        socks.ready[700] = (OUT, 3);
+        assert_eq!(set.collect(&mut socks, &mut out), 0);
+        assert_eq!(set.collect(&mut socks, &mut out), 0);
+        assert_eq!(socks.looks, 1003, "not ready any more: off the queue");
+    }
+
+    #[test]
+    fn udp_members_are_looked_at_on_every_wait() {
+        let mut set = set_of([member(0, OUT)]);
+        let mut socks = Fake {
+            ready: vec![(IN, 1)],
+            udp: vec![0],
+            ..Fake::default()
+        };
+        let mut out = [epoll_event { events: 0, u64: 0 }; 4];
+        assert_eq!(set.collect(&mut socks, &mut out), 0);
+        assert_eq!(set.collect(&mut socks, &mut out), 0);
+        // Room to send came back, with no wake.
+        socks.ready[0] = (IN | OUT, 1);
+        assert_eq!(set.collect(&mut socks, &mut out), 1);
+        assert_eq!(socks.looks, 3);
+    }
+
+    #[test]
+    fn a_modified_member_is_reported_once() {
+        let mut set = set_of([member(0, IN)]);
+        set.put(member(0, IN | OUT));
+        let mut socks = Fake {
+            ready: vec![(IN | OUT, 1)],
+            ..Fake::default()
+        };
+        let mut out = [epoll_event { events: 0, u64: 0 }; 4];
+        assert_eq!(set.collect(&mut socks, &mut out), 1);
+        assert_eq!({ out[0].events }, IN | OUT);
+    }
+
+    #[test]
+    fn a_more_than_maxevents_backlog_is_served_in_order() {
+        let mut set = set_of((0..5).map(|s| member(s, IN | ET)));
+        let mut socks = Fake {
+            ready: vec![(IN, 1); 5],
+            ..Fake::default()
+        };
+        let mut out = [epoll_event { events: 0, u64: 0 }; 2];
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let n = set.collect(&mut socks, &mut out);
+            seen.extend(out.iter().take(n).map(|e| e.u64));
+        }
+        assert_eq!(seen, vec![0, 1, 2, 3, 4], "each edge once, none lost");
+        assert_eq!(set.collect(&mut socks, &mut out), 0);
     }
 }

@@ -60,6 +60,7 @@ pub mod logging;
 pub mod netns;
 pub mod ops;
 pub mod pollsel;
+pub mod ready;
 pub mod signals;
 pub mod skeleton;
 pub mod sock;

@@ -94,6 +94,7 @@ pub fn sock_mut(core: &mut Core, entry: Entry) -> Result<&mut Sock, Errno> {
 pub fn to_kernel(core: &mut Core, fd: c_int, entry: Entry, why: Stay) {
     if FDS.transition(fd, entry, State::Kernel).is_ok() {
         core.socks.remove(entry.handle());
+        epoll::forget_socket(core, entry.handle());
     }
     counters::stayed(why);
     log!(info, "fd {fd}: stays in the kernel: {}", why.text());
@@ -796,9 +797,7 @@ fn connected(core: &mut Core, entry: Entry) -> Option<Result<(), Errno>> {
 pub fn dropped(fd: c_int, entry: Entry) {
     let mut core = worker::lock();
     match entry.state() {
-        State::Epoll => {
-            core.epolls.remove(entry.handle());
-        }
+        State::Epoll => epoll::forget_set(&mut core, entry.handle()),
         State::Pending | State::Tcp | State::Udp => {
             let Some(sock) = core.socks.get_mut(entry.handle()) else {
                 return;
@@ -809,6 +808,7 @@ pub fn dropped(fd: c_int, entry: Entry) {
             }
             let kind = sock.kind.clone();
             core.socks.remove(entry.handle());
+            epoll::forget_socket(&mut core, entry.handle());
             let t = now();
             if let Some(stack) = core.stack() {
                 match kind {

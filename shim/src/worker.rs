@@ -34,6 +34,7 @@
 
 use crate::epoll::EpollSet;
 use crate::logging::{log, Level};
+use crate::ready::Watch;
 use crate::sock::{Slab, Sock};
 use crate::{config::Fallback, netns, sys};
 use crate::{signals, startup};
@@ -58,6 +59,8 @@ pub struct Core {
     pub socks: Slab<Sock>,
     /// The shim's epoll interest sets, by fd-table handle.
     pub epolls: Slab<EpollSet>,
+    /// Which sets watch which sockets, and the sockets' wakers.
+    pub watch: Watch,
     /// The next port tried for a `bind` to port 0 before the stack runs.
     pub next_port: u16,
     eal: Option<Eal>,
@@ -108,6 +111,7 @@ static W: Worker = Worker {
         stack: None,
         socks: Slab::new(),
         epolls: Slab::new(),
+        watch: Watch::new(),
         next_port: 40000,
         eal: None,
     }),

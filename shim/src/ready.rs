@@ -1,0 +1,165 @@
+//! How epoll learns which accelerated sockets changed, without looking at
+//! every member on every wait: each watched socket's stack socket carries
+//! a waker of the shim's, which, when the stack fires it (data, room, a
+//! connection to accept, an error, the end), puts the socket's handle on
+//! one process-wide list. `epoll_wait` takes that list and queues the
+//! socket's members in every set that watches it ([`Watch::woken`]), so a
+//! wait costs what is ready, not what is registered.
+//!
+//! Guarantees: every readiness event the stack signals after a socket was
+//! last examined reaches each set watching it at its next wait; a waker
+//! fires once, so [`Watch::arm`] is called each time a member is examined.
+//! The list is a `parking_lot` mutex held for a push or a swap, never
+//! across a yield; the wakers run inside the stack's poll, under the
+//! worker's lock.
+
+use crate::worker::ShimStack;
+use libc::c_int;
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::task::{Wake, Waker};
+
+use crate::sock::{Kind, Slab, Sock};
+
+/// Sockets whose wakers fired, by handle (duplicates possible).
+static WOKEN: Mutex<Vec<u32>> = parking_lot::const_mutex(Vec::new());
+
+/// The waker of socket handle `.0`.
+struct SockWaker(u32);
+
+impl Wake for SockWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        WOKEN.lock().push(self.0);
+    }
+}
+
+/// Per socket handle: its waker (made once) and the members watching it,
+/// as (epoll set handle, fd).
+#[derive(Debug, Default)]
+pub struct Watch {
+    wakers: Vec<Option<Waker>>,
+    watchers: Vec<Vec<(u32, c_int)>>,
+}
+
+impl Watch {
+    /// An empty table.
+    pub const fn new() -> Watch {
+        Watch {
+            wakers: Vec::new(),
+            watchers: Vec::new(),
+        }
+    }
+
+    /// Set `set` watches socket `sock` as its member `fd`.
+    pub fn add(&mut self, sock: u32, set: u32, fd: c_int) {
+        let i = sock as usize;
+        if self.watchers.len() <= i {
+            self.watchers.resize_with(i + 1, Vec::new);
+        }
+        if let Some(w) = self.watchers.get_mut(i) {
+            if !w.contains(&(set, fd)) {
+                w.push((set, fd));
+            }
+        }
+    }
+
+    /// Set `set` no longer watches `sock` as `fd`.
+    pub fn remove(&mut self, sock: u32, set: u32, fd: c_int) {
+        if let Some(w) = self.watchers.get_mut(sock as usize) {
+            w.retain(|&e| e != (set, fd));
+        }
+    }
+
+    /// Socket `sock` is gone: who watched it (the entries are cleared, and
+    /// its waker forgotten, so a socket reusing the handle starts afresh).
+    pub fn forget(&mut self, sock: u32) -> Vec<(u32, c_int)> {
+        if let Some(w) = self.wakers.get_mut(sock as usize) {
+            *w = None;
+        }
+        self.watchers
+            .get_mut(sock as usize)
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Who watches `sock`.
+    pub fn watchers(&self, sock: u32) -> &[(u32, c_int)] {
+        self.watchers.get(sock as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// Takes the sockets whose wakers fired since the last call.
+    pub fn woken(out: &mut Vec<u32>) {
+        let mut list = WOKEN.lock();
+        if out.is_empty() {
+            std::mem::swap(out, &mut *list);
+        } else {
+            out.append(&mut list);
+        }
+    }
+
+    /// Arms socket `sock`'s wakers on the stack (again: they fire once).
+    pub fn arm(&mut self, socks: &Slab<Sock>, stack: &mut ShimStack, sock: u32) {
+        let Some(s) = socks.get(sock) else { return };
+        let i = sock as usize;
+        if self.wakers.len() <= i {
+            self.wakers.resize_with(i + 1, || None);
+        }
+        let Some(slot) = self.wakers.get_mut(i) else {
+            return;
+        };
+        let waker = slot.get_or_insert_with(|| Waker::from(Arc::new(SockWaker(sock))));
+        match s.kind {
+            Kind::Tcp(h) => {
+                let _ = stack.iface.tcp.register_recv_waker(h, waker);
+                let _ = stack.iface.tcp.register_send_waker(h, waker);
+            }
+            Kind::Listener { tcp: Some(h), .. } => {
+                let _ = stack.iface.tcp.register_recv_waker(h, waker);
+            }
+            Kind::Udp(h) => {
+                if let Some(u) = stack.iface.udp_mut(h) {
+                    u.register_recv_waker(waker);
+                    u.register_send_waker(waker);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchers_are_kept_per_socket_and_forgotten_with_it() {
+        let mut w = Watch::new();
+        w.add(3, 1, 10);
+        w.add(3, 2, 10);
+        w.add(3, 1, 10);
+        w.add(0, 1, 11);
+        assert_eq!(w.watchers(3), &[(1, 10), (2, 10)]);
+        w.remove(3, 2, 10);
+        assert_eq!(w.watchers(3), &[(1, 10)]);
+        assert_eq!(w.forget(3), vec![(1, 10)]);
+        assert!(w.watchers(3).is_empty());
+        assert_eq!(w.watchers(0), &[(1, 11)]);
+        assert!(w.watchers(99).is_empty());
+    }
+
+    #[test]
+    fn a_fired_waker_reports_its_socket() {
+        let waker = Waker::from(Arc::new(SockWaker(4242)));
+        waker.wake_by_ref();
+        let copy = waker.clone();
+        copy.wake();
+        let mut out = Vec::new();
+        Watch::woken(&mut out);
+        // Other tests' wakers may share the list; ours came twice.
+        assert_eq!(out.iter().filter(|&&s| s == 4242).count(), 2);
+    }
+}
