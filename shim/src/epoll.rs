@@ -35,7 +35,6 @@
 
 use crate::fdtable::{Entry, State, FDS};
 use crate::interpose::real;
-use crate::ready::Watch;
 use crate::skeleton::{Dispatch, Errno};
 use crate::sock::{Kind, Sock};
 use crate::socket::{self, activate, fail, ok, Answer};
@@ -233,18 +232,18 @@ impl EpollSet {
 /// Queues, in every set watching them, the members of the sockets whose
 /// wakers fired.
 fn distribute(core: &mut Core) {
-    let mut woken = Vec::new();
-    Watch::woken(&mut woken);
+    let mut woken = core.watch.take_woken();
     woken.sort_unstable();
     woken.dedup();
-    for sock in woken {
-        let Core { watch, epolls, .. } = &mut *core;
+    let Core { watch, epolls, .. } = &mut *core;
+    for &sock in &woken {
         for &(set, fd) in watch.watchers(sock) {
             if let Some(s) = epolls.get_mut(set) {
                 s.queue((fd, sock));
             }
         }
     }
+    watch.put_back(woken);
 }
 
 /// Socket `sock` is gone: its members leave every set that held them.

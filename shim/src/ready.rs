@@ -43,6 +43,8 @@ impl Wake for SockWaker {
 pub struct Watch {
     wakers: Vec<Option<Waker>>,
     watchers: Vec<Vec<(u32, c_int)>>,
+    /// The buffer that trades places with the list (see [`Watch::take_woken`]).
+    spare: Vec<u32>,
 }
 
 impl Watch {
@@ -51,6 +53,7 @@ impl Watch {
         Watch {
             wakers: Vec::new(),
             watchers: Vec::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -99,6 +102,23 @@ impl Watch {
         } else {
             out.append(&mut list);
         }
+    }
+
+    /// As [`Watch::woken`], into this table's spare buffer, which the list
+    /// gets in exchange: the two buffers trade places, so taking the list
+    /// allocates nothing once both have grown. Give it back with
+    /// [`Watch::put_back`].
+    pub fn take_woken(&mut self) -> Vec<u32> {
+        let mut out = std::mem::take(&mut self.spare);
+        out.clear();
+        Self::woken(&mut out);
+        out
+    }
+
+    /// Returns the buffer [`Watch::take_woken`] gave.
+    pub fn put_back(&mut self, mut buf: Vec<u32>) {
+        buf.clear();
+        self.spare = buf;
     }
 
     /// Arms socket `sock`'s wakers on the stack (again: they fire once).
@@ -161,5 +181,12 @@ mod tests {
         Watch::woken(&mut out);
         // Other tests' wakers may share the list; ours came twice.
         assert_eq!(out.iter().filter(|&&s| s == 4242).count(), 2);
+        // Through the table's spare buffer, which is handed back empty.
+        let mut w = Watch::new();
+        waker.wake_by_ref();
+        let got = w.take_woken();
+        assert!(got.contains(&4242));
+        w.put_back(got);
+        assert!(w.spare.is_empty() && w.spare.capacity() > 0);
     }
 }

@@ -505,7 +505,7 @@ fn block_inner<R>(
         let mask = sigmask.map_or(std::ptr::null(), |m| m as *const sigset_t);
         // SAFETY: `mask` is null or a live signal set.
         let r = unsafe { sys::ppoll(&mut fds, Some(wait), mask) };
-        let others = W.sleepers.fetch_sub(1, SeqCst) - 1;
+        let others = W.sleepers.fetch_sub(1, SeqCst).saturating_sub(1);
         for (dst, src) in extra.iter_mut().zip(fds.iter().skip(own)) {
             dst.revents = src.revents;
         }
