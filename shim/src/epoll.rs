@@ -40,6 +40,7 @@ use crate::sock::{Kind, Sock};
 use crate::socket::{self, activate, fail, ok, Answer};
 use crate::sys;
 use crate::worker::{self, block, Core, WaitEnd};
+use accel_stack::iface::hash::{DemuxHash, KeyedHash};
 use libc::{c_int, epoll_event};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -65,45 +66,31 @@ struct Member {
 /// A member's key: the fd it was added as and its socket object.
 type Key = (c_int, u32);
 
-/// Hashes a [`Key`] with two multiplies (the keys are the shim's own small
-/// numbers, so SipHash's resistance to chosen keys buys nothing here and
-/// cost a tenth of a busy client's time).
-#[derive(Clone, Copy, Default)]
-struct KeyHash(u64);
-
-impl std::hash::Hasher for KeyHash {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_i32(&mut self, v: i32) {
-        self.0 = self.0 << 32 ^ u64::from(v as u32);
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.0 = self.0 << 32 ^ u64::from(v);
-    }
-    fn finish(&self) -> u64 {
-        // MurmurHash3's 64-bit finaliser: every input bit reaches the low
-        // bits, which pick the bucket.
-        let mut x = self.0;
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        x ^ x >> 33
-    }
-}
-
-type Members = HashMap<Key, Member, std::hash::BuildHasherDefault<KeyHash>>;
+/// The members, hashed as the stack hashes its lookup tables (SipHash
+/// cost a busy client 4 %; these keys are the shim's own numbers, so the
+/// fixed key buys no less than a secret one would).
+type Members = HashMap<Key, Member, DemuxHash>;
 
 /// The shim's half of one epoll set.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EpollSet {
     members: Members,
     /// Members that may be ready, each at most once (see the module docs);
     /// a key whose member went is skipped.
     ready: VecDeque<Key>,
+}
+
+impl Default for EpollSet {
+    /// Empty. Cheap: a set is taken out of its slot (leaving a default one)
+    /// on every wait and every `epoll_ctl`, so the hasher is made once.
+    fn default() -> EpollSet {
+        static HASH: std::sync::OnceLock<DemuxHash> = std::sync::OnceLock::new();
+        let hash = *HASH.get_or_init(|| DemuxHash::from_key(&KeyedHash::new([0x65; 16])));
+        EpollSet {
+            members: HashMap::with_hasher(hash),
+            ready: VecDeque::new(),
+        }
+    }
 }
 
 const ALWAYS: u32 = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
@@ -766,7 +753,7 @@ mod tests {
     #[test]
     fn keys_spread_over_the_buckets() {
         use std::hash::BuildHasher;
-        let b = std::hash::BuildHasherDefault::<KeyHash>::default();
+        let b = *EpollSet::default().members.hasher();
         // hashbrown indexes by the low bits: consecutive fds and handles,
         // as the shim's are, must not pile up there.
         let low: std::collections::HashSet<u64> = (0..1024)

@@ -753,7 +753,7 @@ pub unsafe fn getsockopt(
         };
         drop(core);
         // SAFETY: the caller's contract.
-        return Dispatch::Done(unsafe { put_bytes(val, len, tcpinfo::bytes(&info, usize::MAX)) });
+        return Dispatch::Done(unsafe { put_bytes(val, len, tcpinfo::bytes(&info)) });
     }
     let v: c_int = match (level, name) {
         (libc::SOL_SOCKET, libc::SO_ERROR) => match (tcp, &kind, core.stack()) {

@@ -144,6 +144,11 @@ impl Hasher for DemuxHasher {
     }
 
     #[inline]
+    fn write_i32(&mut self, i: i32) {
+        self.mix(u64::from(i as u32));
+    }
+
+    #[inline]
     fn write_u64(&mut self, i: u64) {
         self.mix(i);
     }
