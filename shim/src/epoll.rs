@@ -32,9 +32,23 @@
 //! ready members than `maxevents` take turns). UDP members are looked at
 //! on every wait (their room for sending changes without an event). A wait
 //! costs O(ready members), not O(members).
+//!
+//! Order: events are reported in the order in which their members became
+//! ready, as the kernel's ready list does: the ready queue is FIFO by the
+//! order in which the stack's wakers fired (which is the order of the
+//! frames that readied them). The kernel members' events come as one block
+//! in the kernel's own order, placed where the kernel half was first seen
+//! ready: by the keeper thread, which watches the epoll fds while the
+//! program computes ([`crate::ready::Watch::kernel_half_seen`]), or by a waiting
+//! thread woken by the epoll fd; unseen, they come after the stack's. So
+//! stack events are ordered exactly among themselves, kernel events among
+//! themselves, and the two by when the shim could see them (to within the
+//! keeper's period, `ACCEL_KEEPER_US`); two kernel events on either side of
+//! a stack event that nobody watched in between come together.
 
 use crate::fdtable::{Entry, State, FDS};
 use crate::interpose::real;
+use crate::ready;
 use crate::skeleton::{Dispatch, Errno};
 use crate::sock::{Kind, Sock};
 use crate::socket::{self, activate, fail, ok, Answer};
@@ -66,6 +80,9 @@ struct Member {
 /// A member's key: the fd it was added as and its socket object.
 type Key = (c_int, u32);
 
+/// The key that stands, in a ready queue, for the set's kernel members.
+const KERNEL_HALF: Key = (-1, u32::MAX);
+
 /// The members, hashed as the stack hashes its lookup tables (SipHash
 /// cost a busy client 4 %; these keys are the shim's own numbers, so the
 /// fixed key buys no less than a secret one would).
@@ -76,8 +93,11 @@ type Members = HashMap<Key, Member, DemuxHash>;
 pub struct EpollSet {
     members: Members,
     /// Members that may be ready, each at most once (see the module docs);
-    /// a key whose member went is skipped.
+    /// a key whose member went is skipped. [`KERNEL_HALF`] marks where the
+    /// kernel's events go.
     ready: VecDeque<Key>,
+    /// [`KERNEL_HALF`] is in `ready`.
+    kernel_queued: bool,
 }
 
 impl Default for EpollSet {
@@ -89,6 +109,7 @@ impl Default for EpollSet {
         EpollSet {
             members: HashMap::with_hasher(hash),
             ready: VecDeque::new(),
+            kernel_queued: false,
         }
     }
 }
@@ -137,13 +158,31 @@ impl Sockets for Core {
 }
 
 impl EpollSet {
-    /// Adds (or replaces) a member, queued to be looked at.
-    fn put(&mut self, m: Member) {
+    /// Adds (or replaces) a member; queued to be looked at if it is
+    /// `ready` now (as the kernel's `ep_insert` and `ep_modify` put a ready
+    /// item on the ready list), else it keeps its place in the queue, if it
+    /// had one, and waits for its socket's next wake.
+    fn put(&mut self, m: Member, ready: bool) {
         let key = (m.fd, m.sock);
-        let old = self.members.insert(key, Member { queued: true, ..m });
-        // Once in the queue at most (a MOD of a queued member).
-        if !old.is_some_and(|o| o.queued) {
+        let was = self.members.get(&key).is_some_and(|o| o.queued);
+        self.members.insert(
+            key,
+            Member {
+                queued: was || ready,
+                ..m
+            },
+        );
+        if ready && !was {
             self.ready.push_back(key);
+        }
+    }
+
+    /// Queues the kernel's events at this point (the kernel half was seen
+    /// ready).
+    fn queue_kernel(&mut self) {
+        if !self.kernel_queued {
+            self.kernel_queued = true;
+            self.ready.push_back(KERNEL_HALF);
         }
     }
 
@@ -157,15 +196,35 @@ impl EpollSet {
         }
     }
 
-    /// Collects up to `out.len()` ready events from the queued members.
-    fn collect(&mut self, socks: &mut impl Sockets, out: &mut [epoll_event]) -> usize {
+    /// Collects up to `out.len()` ready events from the queued members, in
+    /// queue order; where [`KERNEL_HALF`] is queued, `kernel` writes the
+    /// kernel's events into the rest of `out` and returns how many. Returns
+    /// the count, and whether `kernel` was asked.
+    fn collect(
+        &mut self,
+        socks: &mut impl Sockets,
+        out: &mut [epoll_event],
+        kernel: &mut impl FnMut(&mut [epoll_event]) -> usize,
+    ) -> (usize, bool) {
         let mut got = 0;
+        let mut asked = false;
         // Each queued member once: the ones re-queued go after these.
         for _ in 0..self.ready.len() {
             if got >= out.len() {
                 break;
             }
             let Some(key) = self.ready.pop_front() else { break };
+            if key == KERNEL_HALF {
+                self.kernel_queued = false;
+                asked = true;
+                let k = kernel(out.get_mut(got..).unwrap_or_default());
+                got += k;
+                if k > 0 {
+                    // Level-triggered kernel members go to the back too.
+                    self.queue_kernel();
+                }
+                continue;
+            }
             let Some(m) = self.members.get_mut(&key) else {
                 continue; // removed since it was queued
             };
@@ -212,18 +271,24 @@ impl EpollSet {
                 self.ready.push_back(key);
             }
         }
-        got
+        (got, asked)
     }
 }
 
 /// Queues, in every set watching them, the members of the sockets whose
-/// wakers fired.
+/// wakers fired, in the order they fired (a socket woken twice keeps its
+/// first place, as a kernel ready-list entry does), and the kernel halves
+/// seen ready where they were seen.
 fn distribute(core: &mut Core) {
-    let mut woken = core.watch.take_woken();
-    woken.sort_unstable();
-    woken.dedup();
+    let woken = core.watch.take_woken();
     let Core { watch, epolls, .. } = &mut *core;
     for &sock in &woken {
+        if sock & ready::KERNEL != 0 {
+            if let Some(s) = epolls.get_mut(sock & !ready::KERNEL) {
+                s.queue_kernel();
+            }
+            continue;
+        }
         for &(set, fd) in watch.watchers(sock) {
             if let Some(s) = epolls.get_mut(set) {
                 s.queue((fd, sock));
@@ -231,6 +296,18 @@ fn distribute(core: &mut Core) {
         }
     }
     watch.put_back(woken);
+}
+
+/// A new shim set for epoll fd `epfd`, its kernel half watched by the
+/// keeper; `None` if the fd table refused it.
+fn new_set(core: &mut Core, epfd: c_int) -> Option<u32> {
+    let h = core.epolls.insert(EpollSet::default());
+    if FDS.install(epfd, State::Epoll, h).is_err() {
+        core.epolls.remove(h);
+        return None;
+    }
+    core.watch.watch_kernel(epfd, h);
+    Some(h)
 }
 
 /// Socket `sock` is gone: its members leave every set that held them.
@@ -244,6 +321,7 @@ pub fn forget_socket(core: &mut Core, sock: u32) {
 
 /// Epoll set `h` is gone (its fd closed): its members stop watching.
 pub fn forget_set(core: &mut Core, h: u32) {
+    core.watch.unwatch_kernel(h);
     if let Some(set) = core.epolls.remove(h) {
         for (fd, sock) in set.members.into_keys() {
             core.watch.remove(sock, h, fd);
@@ -279,11 +357,7 @@ fn set_of(core: &mut Core, epfd: c_int, fd: c_int, ev: *mut epoll_event) -> Resu
     if e.state() == State::Epoll && core.epolls.get(e.handle()).is_some() {
         return Ok((e.handle(), in_kernel));
     }
-    let h = core.epolls.insert(EpollSet::default());
-    if FDS.install(epfd, State::Epoll, h).is_err() {
-        core.epolls.remove(h);
-        return Err(Errno(libc::EINVAL));
-    }
+    let h = new_set(core, epfd).ok_or(Errno(libc::EINVAL))?;
     Ok((h, in_kernel))
 }
 
@@ -349,6 +423,15 @@ pub unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, entry: Entry, ev: *mut epol
         set.members.remove(&key);
     }
     let existing = set.members.get(&key).map(|m| m.events);
+    // Armed, then looked at: a change after the look queues it.
+    let ready_now = op != libc::EPOLL_CTL_DEL && {
+        let sock = entry.handle();
+        core.arm(sock);
+        core.volatile(sock)
+            || core
+                .ready(sock)
+                .is_some_and(|(mask, _)| mask & (want.events | ALWAYS) != 0)
+    };
     let member = Member {
         fd,
         sock: entry.handle(),
@@ -362,14 +445,14 @@ pub unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, entry: Entry, ev: *mut epol
     let r = match (op, existing) {
         (libc::EPOLL_CTL_ADD, Some(_)) => Err(Errno(libc::EEXIST)),
         (libc::EPOLL_CTL_ADD, None) => {
-            set.put(member);
+            set.put(member, ready_now);
             core.watch.add(entry.handle(), h, fd);
             Ok(0)
         }
         // An exclusive registration cannot be modified (the kernel's rule).
         (libc::EPOLL_CTL_MOD, Some(ev)) if ev & EXCLUSIVE != 0 => Err(Errno(libc::EINVAL)),
         (libc::EPOLL_CTL_MOD, Some(_)) => {
-            set.put(member);
+            set.put(member, ready_now);
             Ok(0)
         }
         (libc::EPOLL_CTL_DEL, Some(_)) => {
@@ -453,33 +536,42 @@ pub fn moved_to_shim(core: &mut Core, fd: c_int, entry: Entry, regs: &[(c_int, u
         let h = if e.state() == State::Epoll && core.epolls.get(e.handle()).is_some() {
             e.handle()
         } else {
-            let h = core.epolls.insert(EpollSet::default());
-            if FDS.install(epfd, State::Epoll, h).is_err() {
-                core.epolls.remove(h);
+            let Some(h) = new_set(core, epfd) else {
                 continue;
-            }
+            };
             h
         };
         let Some(id) = core.socks.get(entry.handle()).map(|s| s.id) else {
             continue;
         };
+        let sock = entry.handle();
+        core.arm(sock);
+        let ready_now = core.volatile(sock)
+            || core
+                .ready(sock)
+                .is_some_and(|(mask, _)| mask & (events | ALWAYS) != 0);
         if let Some(set) = core.epolls.get_mut(h) {
-            set.put(Member {
-                fd,
-                sock: entry.handle(),
-                id,
-                events,
-                data,
-                tick: None,
-                disabled: false,
-                queued: false,
-            });
+            set.put(
+                Member {
+                    fd,
+                    sock: entry.handle(),
+                    id,
+                    events,
+                    data,
+                    tick: None,
+                    disabled: false,
+                    queued: false,
+                },
+                ready_now,
+            );
             core.watch.add(entry.handle(), h, fd);
         }
     }
 }
 
-/// Collects ready events of the set `h` into `out`, then the kernel's.
+/// Collects ready events of the set `h` into `out`, the kernel's among
+/// them where its half was seen ready, else after them (see the module
+/// docs on order).
 fn gather(core: &mut Core, h: u32, epfd: c_int, out: &mut [epoll_event]) -> Result<usize, Errno> {
     distribute(core);
     // The set is taken out while its members' readiness is read from the
@@ -488,28 +580,41 @@ fn gather(core: &mut Core, h: u32, epfd: c_int, out: &mut [epoll_event]) -> Resu
         return Err(Errno(libc::EBADF));
     };
     let mut set = std::mem::take(slot);
-    let n = set.collect(core, out);
+    let mut failed = None;
+    let mut kernel = |rest: &mut [epoll_event]| -> usize {
+        let Some(kwait) = real::epoll_wait.get() else {
+            return 0;
+        };
+        if rest.is_empty() {
+            return 0;
+        }
+        // SAFETY: `rest` is a live, writable array of its length.
+        let k = unsafe { kwait(epfd, rest.as_mut_ptr(), rest.len() as c_int, 0) };
+        if k < 0 {
+            failed = Some(sys::errno());
+            return 0;
+        }
+        k as usize
+    };
+    let (mut n, asked) = set.collect(core, out, &mut kernel);
+    if !asked {
+        let k = kernel(out.get_mut(n..).unwrap_or_default());
+        n += k;
+        if k > 0 {
+            // Reported after the stack's events: next time too, as the
+            // kernel re-queues its level-triggered members.
+            set.queue_kernel();
+        }
+    }
+    // The keeper watches the kernel half again, for the next events.
+    core.watch.watch_kernel(epfd, h);
     if let Some(slot) = core.epolls.get_mut(h) {
         *slot = set;
     }
-    let rest = out.get_mut(n..).unwrap_or_default();
-    if rest.is_empty() {
-        return Ok(n);
+    match failed {
+        Some(e) if n == 0 && e != libc::EINTR => Err(Errno(e)),
+        _ => Ok(n),
     }
-    let Some(kwait) = real::epoll_wait.get() else {
-        return Ok(n);
-    };
-    // SAFETY: `rest` is a live, writable array of its length.
-    let k = unsafe { kwait(epfd, rest.as_mut_ptr(), rest.len() as c_int, 0) };
-    if k < 0 {
-        let e = sys::errno();
-        return if n > 0 || e == libc::EINTR {
-            Ok(n)
-        } else {
-            Err(Errno(e))
-        };
-    }
-    Ok(n + k as usize)
 }
 
 /// `epoll_wait`/`epoll_pwait`/`epoll_pwait2` on an epoll fd with
@@ -619,8 +724,13 @@ mod tests {
 
     fn set_of(members: impl IntoIterator<Item = Member>) -> EpollSet {
         let mut set = EpollSet::default();
-        members.into_iter().for_each(|m| set.put(m));
+        members.into_iter().for_each(|m| set.put(m, true));
         set
+    }
+
+    /// Collects with no kernel events.
+    fn collect(set: &mut EpollSet, socks: &mut Fake, out: &mut [epoll_event]) -> usize {
+        set.collect(socks, out, &mut |_| 0).0
     }
 
     /// A wake of socket `sock` (its member's key).
@@ -639,14 +749,18 @@ mod tests {
             ..Fake::default()
         };
         let mut out = [epoll_event { events: 0, u64: 0 }; 8];
-        assert_eq!(set.collect(&mut socks, &mut out), 3, "all three the first time");
+        assert_eq!(
+            collect(&mut set, &mut socks, &mut out),
+            3,
+            "all three the first time"
+        );
         assert!(
             out.iter().take(3).all(|e| { e.events } == IN),
             "only what was asked"
         );
         assert_eq!(socks.armed, vec![0, 1, 2], "each armed when looked at");
         assert_eq!(
-            set.collect(&mut socks, &mut out),
+            collect(&mut set, &mut socks, &mut out),
             1,
             "level only: the edge saw no event, oneshot fired"
         );
@@ -654,7 +768,7 @@ mod tests {
         socks.ready = vec![(IN, 2); 3];
         (0..3).for_each(|s| wake(&mut set, s));
         assert_eq!(
-            set.collect(&mut socks, &mut out),
+            collect(&mut set, &mut socks, &mut out),
             2,
             "the edge fires again on a new tick"
         );
@@ -662,7 +776,7 @@ mod tests {
         socks.dead.push(0);
         (0..3).for_each(|s| wake(&mut set, s));
         assert_eq!(
-            set.collect(&mut socks, &mut out),
+            collect(&mut set, &mut socks, &mut out),
             0,
             "1 saw this tick, 2 is disabled"
         );
@@ -677,12 +791,12 @@ mod tests {
             ..Fake::default()
         };
         let mut out = [epoll_event { events: 0, u64: 0 }; 2];
-        assert_eq!(set.collect(&mut socks, &mut out), 1);
+        assert_eq!(collect(&mut set, &mut socks, &mut out), 1);
         // The slot now holds another socket (another id).
         if let Some(m) = set.members.get_mut(&(10, 0)) {
             m.id += 1;
         }
-        assert_eq!(set.collect(&mut socks, &mut out), 0);
+        assert_eq!(collect(&mut set, &mut socks, &mut out), 0);
         assert!(set.members.is_empty());
     }
 
@@ -697,7 +811,7 @@ mod tests {
         let mut out = [epoll_event { events: 0, u64: 0 }; 1];
         let mut seen = Vec::new();
         for _ in 0..3 {
-            assert_eq!(set.collect(&mut socks, &mut out), 1);
+            assert_eq!(collect(&mut set, &mut socks, &mut out), 1);
             assert_eq!({ out[0].events }, hup);
             seen.push(out[0].u64);
         }
@@ -714,22 +828,22 @@ mod tests {
             ..Fake::default()
         };
         let mut out = [epoll_event { events: 0, u64: 0 }; 16];
-        assert_eq!(set.collect(&mut socks, &mut out), 0);
+        assert_eq!(collect(&mut set, &mut socks, &mut out), 0);
         assert_eq!(socks.looks, 1000, "new members are looked at once");
-        assert_eq!(set.collect(&mut socks, &mut out), 0);
+        assert_eq!(collect(&mut set, &mut socks, &mut out), 0);
         assert_eq!(socks.looks, 1000, "then not, until woken");
         socks.ready[700] = (IN | OUT, 2);
         wake(&mut set, 700);
         wake(&mut set, 700);
-        assert_eq!(set.collect(&mut socks, &mut out), 1);
+        assert_eq!(collect(&mut set, &mut socks, &mut out), 1);
         assert_eq!({ out[0].u64 }, 700);
         assert_eq!(socks.looks, 1001, "one wake, one look, however often woken");
         // Still readable (level-triggered): reported again, alone.
-        assert_eq!(set.collect(&mut socks, &mut out), 1);
+        assert_eq!(collect(&mut set, &mut socks, &mut out), 1);
         assert_eq!(socks.looks, 1002);
         socks.ready[700] = (OUT, 3);
-        assert_eq!(set.collect(&mut socks, &mut out), 0);
-        assert_eq!(set.collect(&mut socks, &mut out), 0);
+        assert_eq!(collect(&mut set, &mut socks, &mut out), 0);
+        assert_eq!(collect(&mut set, &mut socks, &mut out), 0);
         assert_eq!(socks.looks, 1003, "not ready any more: off the queue");
     }
 
@@ -742,11 +856,11 @@ mod tests {
             ..Fake::default()
         };
         let mut out = [epoll_event { events: 0, u64: 0 }; 4];
-        assert_eq!(set.collect(&mut socks, &mut out), 0);
-        assert_eq!(set.collect(&mut socks, &mut out), 0);
+        assert_eq!(collect(&mut set, &mut socks, &mut out), 0);
+        assert_eq!(collect(&mut set, &mut socks, &mut out), 0);
         // Room to send came back, with no wake.
         socks.ready[0] = (IN | OUT, 1);
-        assert_eq!(set.collect(&mut socks, &mut out), 1);
+        assert_eq!(collect(&mut set, &mut socks, &mut out), 1);
         assert_eq!(socks.looks, 3);
     }
 
@@ -767,13 +881,13 @@ mod tests {
     #[test]
     fn a_modified_member_is_reported_once() {
         let mut set = set_of([member(0, IN)]);
-        set.put(member(0, IN | OUT));
+        set.put(member(0, IN | OUT), true);
         let mut socks = Fake {
             ready: vec![(IN | OUT, 1)],
             ..Fake::default()
         };
         let mut out = [epoll_event { events: 0, u64: 0 }; 4];
-        assert_eq!(set.collect(&mut socks, &mut out), 1);
+        assert_eq!(collect(&mut set, &mut socks, &mut out), 1);
         assert_eq!({ out[0].events }, IN | OUT);
     }
 
@@ -787,10 +901,99 @@ mod tests {
         let mut out = [epoll_event { events: 0, u64: 0 }; 2];
         let mut seen = Vec::new();
         for _ in 0..3 {
-            let n = set.collect(&mut socks, &mut out);
+            let n = collect(&mut set, &mut socks, &mut out);
             seen.extend(out.iter().take(n).map(|e| e.u64));
         }
         assert_eq!(seen, vec![0, 1, 2, 3, 4], "each edge once, none lost");
-        assert_eq!(set.collect(&mut socks, &mut out), 0);
+        assert_eq!(collect(&mut set, &mut socks, &mut out), 0);
+    }
+
+    #[test]
+    fn events_come_in_the_order_their_sockets_became_ready() {
+        let mut set = set_of((0..4).map(|s| member(s, IN | ET)));
+        let mut socks = Fake {
+            ready: vec![(OUT, 1); 4],
+            ..Fake::default()
+        };
+        let mut out = [epoll_event { events: 0, u64: 0 }; 8];
+        assert_eq!(collect(&mut set, &mut socks, &mut out), 0);
+        // Readied 3, 1, 2 (and 3 again): reported 3, 1, 2, whatever the
+        // handles' order.
+        for s in [3, 1, 2, 3] {
+            socks.ready[s as usize] = (IN, 2);
+            wake(&mut set, s);
+        }
+        assert_eq!(collect(&mut set, &mut socks, &mut out), 3);
+        let order: Vec<u64> = out.iter().take(3).map(|e| e.u64).collect();
+        assert_eq!(order, vec![3, 1, 2]);
+    }
+
+    #[test]
+    fn the_kernels_events_go_where_its_half_was_seen_ready() {
+        let mut set = set_of((0..3).map(|s| member(s, IN | ET)));
+        let mut socks = Fake {
+            ready: vec![(OUT, 1); 3],
+            ..Fake::default()
+        };
+        let mut out = [epoll_event { events: 0, u64: 0 }; 8];
+        assert_eq!(collect(&mut set, &mut socks, &mut out), 0);
+        socks.ready = vec![(IN, 2); 3];
+        wake(&mut set, 2);
+        set.queue_kernel();
+        wake(&mut set, 0);
+        set.queue_kernel(); // once in the queue
+        let mut kernel = |rest: &mut [epoll_event]| {
+            rest[0] = epoll_event { events: IN, u64: 100 };
+            rest[1] = epoll_event { events: IN, u64: 101 };
+            2
+        };
+        let (n, asked) = set.collect(&mut socks, &mut out, &mut kernel);
+        assert!(asked);
+        let order: Vec<u64> = out.iter().take(n).map(|e| e.u64).collect();
+        assert_eq!(order, vec![2, 100, 101, 0]);
+        // The kernel's events may be level-triggered: asked again, after
+        // what came since.
+        wake(&mut set, 1);
+        let mut none = |_: &mut [epoll_event]| 0;
+        let (n, asked) = set.collect(&mut socks, &mut out, &mut none);
+        assert_eq!((n, asked, { out[0].u64 }), (1, true, 1));
+        // Had none: not asked again until seen (the caller asks after the
+        // stack's events).
+        socks.ready = vec![(IN, 3); 3];
+        wake(&mut set, 1);
+        let (n, asked) = set.collect(&mut socks, &mut out, &mut kernel);
+        assert_eq!((n, asked), (1, false));
+        // Seen but no room left: it keeps its place for the next wait.
+        socks.ready = vec![(IN, 4); 3];
+        wake(&mut set, 1);
+        set.queue_kernel();
+        wake(&mut set, 2);
+        let mut one = [epoll_event { events: 0, u64: 0 }; 1];
+        let (n, asked) = set.collect(&mut socks, &mut one, &mut kernel);
+        assert_eq!((n, asked, { one[0].u64 }), (1, false, 1));
+        let mut two = [epoll_event { events: 0, u64: 0 }; 3];
+        let (n, asked) = set.collect(&mut socks, &mut two, &mut kernel);
+        assert!(asked);
+        let order: Vec<u64> = two.iter().take(n).map(|e| e.u64).collect();
+        assert_eq!(order, vec![100, 101, 2]);
+    }
+
+    #[test]
+    fn a_member_added_not_ready_waits_for_its_wake() {
+        let mut set = EpollSet::default();
+        for s in 0..3 {
+            set.put(member(s, IN), false);
+        }
+        let mut socks = Fake {
+            ready: vec![(IN, 1); 3],
+            ..Fake::default()
+        };
+        let mut out = [epoll_event { events: 0, u64: 0 }; 4];
+        assert_eq!(collect(&mut set, &mut socks, &mut out), 0, "nothing queued");
+        assert_eq!(socks.looks, 0);
+        wake(&mut set, 2);
+        wake(&mut set, 0);
+        assert_eq!(collect(&mut set, &mut socks, &mut out), 2);
+        assert_eq!([{ out[0].u64 }, { out[1].u64 }], [2, 0]);
     }
 }

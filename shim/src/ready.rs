@@ -6,9 +6,18 @@
 //! socket's members in every set that watches it ([`Watch::woken`]), so a
 //! wait costs what is ready, not what is registered.
 //!
+//! The list keeps the order in which the wakers fired, which is the order
+//! in which the stack processed the frames that readied the sockets: the
+//! sets' ready queues are FIFO by that order, as the kernel's ready lists
+//! are (programs serve clients in it; redis's blocking commands depend on
+//! it). The list also carries [`KERNEL`]-tagged entries: the kernel half of
+//! an epoll set (its kernel members) was seen ready at that point, so that
+//! its events take their place among the stack's (see `epoll::gather`).
+//!
 //! Guarantees: every readiness event the stack signals after a socket was
-//! last examined reaches each set watching it at its next wait; a waker
-//! fires once, so [`Watch::arm`] is called each time a member is examined.
+//! last examined reaches each set watching it at its next wait, in the
+//! order signalled; a waker fires once, so [`Watch::arm`] is called each
+//! time a member is examined.
 //! The list is a `parking_lot` mutex held for a push or a swap, never
 //! across a yield; the wakers run inside the stack's poll, under the
 //! worker's lock.
@@ -21,8 +30,19 @@ use std::task::{Wake, Waker};
 
 use crate::sock::{Kind, Slab, Sock};
 
-/// Sockets whose wakers fired, by handle (duplicates possible).
+/// Sockets whose wakers fired, by handle, in firing order (duplicates
+/// possible), and [`KERNEL`]-tagged epoll set handles.
 static WOKEN: Mutex<Vec<u32>> = parking_lot::const_mutex(Vec::new());
+
+/// The tag of a [`WOKEN`] entry that names an epoll set whose kernel half
+/// was seen ready (set handles, like socket handles, stay below 2³¹).
+pub const KERNEL: u32 = 1 << 31;
+
+/// Notes that the kernel half of epoll set `set` was seen ready now: its
+/// kernel events are ordered after every stack event noted before.
+fn kernel_half_ready(set: u32) {
+    WOKEN.lock().push(set | KERNEL);
+}
 
 /// The waker of socket handle `.0`.
 struct SockWaker(u32);
@@ -45,6 +65,10 @@ pub struct Watch {
     watchers: Vec<Vec<(u32, c_int)>>,
     /// The buffer that trades places with the list (see [`Watch::take_woken`]).
     spare: Vec<u32>,
+    /// The epoll sets whose kernel halves the keeper watches, as (epoll
+    /// fd, set handle), and by set handle whether it is listed.
+    kernel_halves: Vec<(c_int, u32)>,
+    kernel_listed: Vec<bool>,
 }
 
 impl Watch {
@@ -54,7 +78,47 @@ impl Watch {
             wakers: Vec::new(),
             watchers: Vec::new(),
             spare: Vec::new(),
+            kernel_halves: Vec::new(),
+            kernel_listed: Vec::new(),
         }
+    }
+
+    /// The keeper watches epoll fd `epfd`, the kernel half of set `set`,
+    /// until it is seen ready (its kernel members have an event).
+    pub fn watch_kernel(&mut self, epfd: c_int, set: u32) {
+        let i = set as usize;
+        if self.kernel_listed.len() <= i {
+            self.kernel_listed.resize(i + 1, false);
+        }
+        if let Some(listed) = self.kernel_listed.get_mut(i) {
+            if !*listed {
+                *listed = true;
+                self.kernel_halves.push((epfd, set));
+            }
+        }
+    }
+
+    /// Set `set`'s kernel half is no longer watched (it was seen ready, or
+    /// the set is gone).
+    pub fn unwatch_kernel(&mut self, set: u32) {
+        if let Some(listed) = self.kernel_listed.get_mut(set as usize) {
+            if std::mem::take(listed) {
+                self.kernel_halves.retain(|&(_, s)| s != set);
+            }
+        }
+    }
+
+    /// The kernel halves to watch, as (epoll fd, set handle).
+    pub fn kernel_halves(&self) -> &[(c_int, u32)] {
+        &self.kernel_halves
+    }
+
+    /// Set `set`'s kernel half was seen ready: its events are ordered here
+    /// among the stack's, and it is not watched again until the set's
+    /// next wait.
+    pub fn kernel_half_seen(&mut self, set: u32) {
+        self.unwatch_kernel(set);
+        kernel_half_ready(set);
     }
 
     /// Set `set` watches socket `sock` as its member `fd`.
@@ -94,7 +158,8 @@ impl Watch {
         self.watchers.get(sock as usize).map_or(&[], Vec::as_slice)
     }
 
-    /// Takes the sockets whose wakers fired since the last call.
+    /// Takes the sockets whose wakers fired since the last call, in firing
+    /// order.
     pub fn woken(out: &mut Vec<u32>) {
         let mut list = WOKEN.lock();
         if out.is_empty() {
@@ -155,6 +220,9 @@ impl Watch {
 mod tests {
     use super::*;
 
+    /// The tests that take the process-wide list run one at a time.
+    static SERIAL: Mutex<()> = parking_lot::const_mutex(());
+
     #[test]
     fn watchers_are_kept_per_socket_and_forgotten_with_it() {
         let mut w = Watch::new();
@@ -173,6 +241,7 @@ mod tests {
 
     #[test]
     fn a_fired_waker_reports_its_socket() {
+        let _one = SERIAL.lock();
         let waker = Waker::from(Arc::new(SockWaker(4242)));
         waker.wake_by_ref();
         let copy = waker.clone();
@@ -188,5 +257,24 @@ mod tests {
         assert!(got.contains(&4242));
         w.put_back(got);
         assert!(w.spare.is_empty() && w.spare.capacity() > 0);
+    }
+
+    #[test]
+    fn the_list_keeps_firing_order() {
+        let _one = SERIAL.lock();
+        let wakers: Vec<Waker> = (0..3)
+            .map(|i| Waker::from(Arc::new(SockWaker(7000 + i))))
+            .collect();
+        for i in [2, 0, 1, 0] {
+            wakers[i].wake_by_ref();
+        }
+        kernel_half_ready(77);
+        let mut out = Vec::new();
+        Watch::woken(&mut out);
+        let ours: Vec<u32> = out
+            .into_iter()
+            .filter(|&s| (7000..7003).contains(&s) || s == 77 | KERNEL)
+            .collect();
+        assert_eq!(ours, vec![7002, 7000, 7001, 7000, 77 | KERNEL]);
     }
 }

@@ -30,7 +30,10 @@
 //! `ACCEL_KEEPER_US` and none is waiting (the program is computing), so
 //! ACKs, retransmissions and ARP go on. While a thread waits in the shim
 //! (and so drives the worker itself) the keeper sleeps on a futex until the
-//! last waiter leaves, so an idle server costs no keeper wake-ups.
+//! last waiter leaves, so an idle server costs no keeper wake-ups. Between
+//! rounds the keeper sleeps in `ppoll` on the epoll fds of the shim's sets,
+//! so that a kernel member's event is placed among the stack's in the order
+//! it happened (see `epoll`'s module docs on order).
 
 use crate::epoll::EpollSet;
 use crate::logging::{log, Level};
@@ -410,7 +413,15 @@ fn block_inner<R>(
     // The ring this thread woke to and left ringing for other sleepers,
     // and whether it has napped once without the bell since.
     let mut heard: Option<(u64, bool)> = None;
+    // The caller's kernel fds woke the last sleep: their events came before
+    // whatever frames the device holds now, so they are looked at first.
+    let mut kernel_first = false;
     loop {
+        if std::mem::take(&mut kernel_first) {
+            if let Some(r) = attempt(&mut lock()) {
+                return Ok(r);
+            }
+        }
         let (progress, next, epoch) = {
             let mut core = lock();
             let res = core.drive();
@@ -508,6 +519,7 @@ fn block_inner<R>(
         let others = W.sleepers.fetch_sub(1, SeqCst).saturating_sub(1);
         for (dst, src) in extra.iter_mut().zip(fds.iter().skip(own)) {
             dst.revents = src.revents;
+            kernel_first |= src.revents != 0;
         }
         // The last sleeper up silences the bell (or one that already napped
         // once without it, above). One that drained it while others slept
@@ -608,28 +620,63 @@ fn keeper_signals() {
     }
 }
 
+/// The keeper's loop. Its sleep between rounds is a `ppoll` on the epoll
+/// fds of the shim's sets (their kernel halves, see [`crate::ready`]): a
+/// kernel member that becomes ready while the program computes is noted
+/// then, after a poll of the stack, so that its event is ordered after the
+/// stack's earlier ones and before its later ones.
 fn keeper(period: Duration) {
+    let mut fds: Vec<pollfd> = Vec::new();
+    let mut sets: Vec<u32> = Vec::new();
     loop {
-        std::thread::sleep(period);
+        if fds.is_empty() {
+            std::thread::sleep(period);
+        } else {
+            // SAFETY: no signal mask pointer.
+            let _ = unsafe { sys::ppoll(&mut fds, Some(period), std::ptr::null()) };
+        }
         if status() != Status::Up {
             return;
         }
         let w = W.waiters.load(Acquire);
         if w > 0 {
-            // A thread waiting in the shim drives the worker: sleep until
-            // none does (or a second has passed), without waking each
-            // period.
+            // A thread waiting in the shim drives the worker (and sees the
+            // kernel halves it waits for): sleep until none does (or a
+            // second has passed), without waking each period.
             W.keeper_parked.store(true, Release);
             sys::futex_wait(&W.waiters, w, Duration::from_secs(1));
             W.keeper_parked.store(false, Release);
+            fds.clear();
+            sets.clear();
             continue;
         }
+        let seen = fds.iter().any(|p| p.revents != 0);
         let last = W.last_drive.load(Relaxed);
-        if now().nanos().saturating_sub(last) < period.as_nanos() as u64 {
-            continue;
-        }
-        if let Some(mut core) = W.core.try_lock() {
+        let due = now().nanos().saturating_sub(last) >= period.as_nanos() as u64;
+        // Something seen must be noted: wait for the lock then.
+        let core = if seen {
+            Some(W.core.lock())
+        } else {
+            W.core.try_lock()
+        };
+        let Some(mut core) = core else { continue };
+        if due || seen {
             core.drive();
+        }
+        for (p, &set) in fds.iter().zip(&sets) {
+            if p.revents != 0 {
+                core.watch.kernel_half_seen(set);
+            }
+        }
+        fds.clear();
+        sets.clear();
+        for &(fd, set) in core.watch.kernel_halves() {
+            fds.push(pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            sets.push(set);
         }
     }
 }

@@ -335,6 +335,23 @@ static int ep_show(int ep, int ms)
 	return n;
 }
 
+/* epoll_wait on ep (at most max events, up to ms), printing the events in
+ * the order reported: the order in which their members became ready. */
+static int ep_order(int ep, int max, int ms)
+{
+	struct epoll_event e[16];
+	char buf[512] = "";
+	int n = epoll_wait(ep, e, max, ms), err = errno;
+	if (n < 0) {
+		V("epoll_wait", "-1 errno=%s", en(err));
+		return n;
+	}
+	for (int i = 0; i < n; i++)
+		sprintf(buf + strlen(buf), " [%llu:%s]", (unsigned long long)e[i].data.u64, evs(e[i].events));
+	V("epoll_order", "%d%s", n, buf);
+	return n;
+}
+
 static int ep_add(int ep, int fd, uint32_t events, uint64_t tag)
 {
 	struct epoll_event e = { .events = events, .data.u64 = tag };
@@ -1846,6 +1863,168 @@ static void wildcard_accepts_loopback_and_remote(void)
 
 /* ---- the table ---------------------------------------------------------- */
 
+/* ---- order: ready events in the order their sockets became ready -------- */
+
+/* Three connections made readable in the order 3, 1, 2: reported 3, 1, 2
+ * (whatever order the sockets were made in); level-triggered members
+ * reported go to the back, so one event at a time takes turns. */
+static void epoll_order_data(void)
+{
+	int ep = epoll_create1(0), s[3];
+	for (int i = 0; i < 3; i++) {
+		s[i] = conn(7001);
+		S(ep_add(ep, s[i], EPOLLIN, i + 1));
+	}
+	ep_order(ep, 16, 0);
+	for (int k = 0, order[3] = { 2, 0, 1 }; k < 3; k++) {
+		S(write(s[order[k]], "x", 1));
+		S(wait_inq(s[order[k]], 1));
+	}
+	ep_order(ep, 16, 0);
+	ep_order(ep, 16, 0);
+	for (int k = 0; k < 4; k++)
+		ep_order(ep, 1, 0);
+	S(read(s[0], buf, 1));
+	ep_order(ep, 16, 0);
+	for (int i = 0; i < 3; i++)
+		close(s[i]);
+	close(ep);
+}
+
+/* Edge-triggered: a socket that gets more data keeps its first place until
+ * reported; reported, it goes to the back with its next event. */
+static void epoll_order_edge(void)
+{
+	int ep = epoll_create1(0), s[3];
+	for (int i = 0; i < 3; i++) {
+		s[i] = conn(7001);
+		S(ep_add(ep, s[i], EPOLLIN | EPOLLET, i + 1));
+	}
+	for (int k = 0, order[4] = { 1, 2, 1, 0 }; k < 4; k++) {
+		S(write(s[order[k]], "y", 1));
+		S(wait_inq(s[order[k]], k == 2 ? 2 : 1));
+	}
+	ep_order(ep, 2, 0);
+	for (int k = 0, order[2] = { 1, 2 }; k < 2; k++) {
+		S(write(s[order[k]], "z", 1));
+		S(wait_inq(s[order[k]], order[k] == 1 ? 3 : 2));
+	}
+	ep_order(ep, 16, 0);
+	ep_order(ep, 16, 0);
+	for (int i = 0; i < 3; i++)
+		close(s[i]);
+	close(ep);
+}
+
+/* New connections on three listeners, made in the order 3, 1, 2. */
+static void epoll_order_accept(void)
+{
+	int ep = epoll_create1(0), l[3], c[3];
+	for (int i = 0; i < 3; i++) {
+		l[i] = listener(P(i));
+		S(ep_add(ep, l[i], EPOLLIN, i + 1));
+	}
+	for (int k = 0, order[3] = { 2, 0, 1 }; k < 3; k++) {
+		S((c[k] = dial(P(order[k]), "hold")) >= 0);
+		V("ready", "%s", evs(wait_ev(l[order[k]], POLLIN, POLLIN)));
+	}
+	ep_order(ep, 16, 0);
+	for (int i = 0; i < 3; i++) {
+		close(c[i]);
+		close(l[i]);
+	}
+	close(ep);
+}
+
+/* One listener's accept queue: connections are accepted in the order
+ * their handshakes completed. */
+static void accept_queue_order(void)
+{
+	int l = listener(P(0)), c[4], a;
+	char mode[16], word[8];
+	for (int k = 0; k < 4; k++) {
+		snprintf(mode, sizeof mode, "say-c%d", k);
+		S((c[k] = dial(P(0), mode)) >= 0);
+	}
+	for (int k = 0; k < 4; k++) {
+		a = F(accept(l, NULL, NULL));
+		memset(word, 0, sizeof word);
+		S(read_exact(a, word, 3));
+		V("accepted", "%s", word);
+		close(a);
+	}
+	for (int k = 0; k < 4; k++)
+		close(c[k]);
+	close(l);
+}
+
+/* Hang-ups (the peer's FIN after ours) in the order 2, 3, 1. */
+static void epoll_order_hangup(void)
+{
+	int ep = epoll_create1(0), s[3];
+	for (int i = 0; i < 3; i++) {
+		s[i] = conn(7001);
+		S(ep_add(ep, s[i], EPOLLRDHUP, i + 1));
+	}
+	for (int k = 0, order[3] = { 1, 2, 0 }; k < 3; k++) {
+		S(shutdown(s[order[k]], SHUT_WR));
+		V("eof", "%s", evs(wait_ev(s[order[k]], POLLIN | POLLRDHUP, POLLRDHUP)));
+	}
+	ep_order(ep, 16, 0);
+	for (int i = 0; i < 3; i++)
+		close(s[i]);
+	close(ep);
+}
+
+/* Data, a new connection and a hang-up, in the order hang-up, connection,
+ * data. */
+static void epoll_order_kinds(void)
+{
+	int ep = epoll_create1(0), l = listener(P(0)), d = conn(7001), h = conn(7001), c;
+	S(ep_add(ep, l, EPOLLIN, 1));
+	S(ep_add(ep, d, EPOLLIN, 2));
+	S(ep_add(ep, h, EPOLLIN | EPOLLRDHUP, 3));
+	S(shutdown(h, SHUT_WR));
+	V("eof", "%s", evs(wait_ev(h, POLLIN | POLLRDHUP, POLLRDHUP)));
+	S((c = dial(P(0), "hold")) >= 0);
+	V("ready", "%s", evs(wait_ev(l, POLLIN, POLLIN)));
+	S(write(d, "d", 1));
+	S(wait_inq(d, 1));
+	ep_order(ep, 16, 0);
+	close(c);
+	close(d);
+	close(h);
+	close(l);
+	close(ep);
+}
+
+/* Accelerated and kernel members: an accelerated socket, then an eventfd,
+ * then another accelerated socket become ready. The shim sees a kernel
+ * member's readiness when it looks (its keeper thread looks while the
+ * program computes: here, sleeps), so the program sleeps after the
+ * eventfd's write, as a program busy with something else would. */
+static void epoll_order_mixed(void)
+{
+	int ep = epoll_create1(0), efd = eventfd(0, EFD_NONBLOCK), s1 = conn(7001), s2 = conn(7001);
+	S(ep_add(ep, s1, EPOLLIN, 1));
+	S(ep_add(ep, efd, EPOLLIN, 2));
+	S(ep_add(ep, s2, EPOLLIN, 3));
+	S(write(s2, "b", 1));
+	S(wait_inq(s2, 1));
+	usleep(50000);
+	S(eventfd_write(efd, 1));
+	usleep(50000);
+	S(write(s1, "a", 1));
+	S(wait_inq(s1, 1));
+	ep_order(ep, 16, 0);
+	S(read(s2, buf, 1));
+	ep_order(ep, 16, 0);
+	close(s1);
+	close(s2);
+	close(efd);
+	close(ep);
+}
+
 static const struct {
 	const char *name;
 	void (*run)(void);
@@ -1876,6 +2055,8 @@ static const struct {
 	C(sendfile_socket), C(fork_child_closes), C(execve_inherits_sockets), C(close_range_sockets),
 	C(udp_echo), C(udp_connected), C(udp_refused), C(udp_nonblocking_empty), C(udp_mmsg), C(udp_trunc),
 	C(loopback_kernel), C(wildcard_accepts_loopback_and_remote),
+	C(epoll_order_data), C(epoll_order_edge), C(epoll_order_accept), C(accept_queue_order),
+	C(epoll_order_hangup), C(epoll_order_kinds), C(epoll_order_mixed),
 #undef C
 };
 

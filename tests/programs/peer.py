@@ -12,7 +12,8 @@ Runs, plain (never under libaccel.so), in the peer namespace that holds
   7006 tcp  dialer: reads "PORT MODE\n", connects to 198.18.0.2:PORT and
             replies "ok\n" once connected ("err ERRNO\n" if not); MODE hold
             keeps the connection until the control connection ends, send
-            first writes "dialed\n", close closes it at once
+            first writes "dialed\n", say-WORD first writes "WORD\n",
+            close closes it at once
 
 Prints "peer ready" once everything listens; runs until killed.
 """
@@ -80,6 +81,8 @@ def dialer(ctl):
         d.settimeout(None)
         if mode == "send":
             d.sendall(b"dialed\n")
+        if mode.startswith("say-"):
+            d.sendall(mode[4:].encode() + b"\n")
         if mode == "close":
             d.close()
             ctl.sendall(b"ok\n")

@@ -263,3 +263,131 @@ fn redis_and_redis_benchmark_both_over_memif() {
     measured(test, "accel_memif_benchmark_get_rps", rps[1], "req/s");
     assert!(!server.exited(), "redis-server died: {}", server.report());
 }
+
+/// Sends one RESP command on `s`.
+fn resp(s: &mut std::net::TcpStream, args: &[&str]) {
+    use std::io::Write;
+    let mut cmd = format!("*{}\r\n", args.len());
+    for a in args {
+        cmd += &format!("${}\r\n{a}\r\n", a.len());
+    }
+    s.write_all(cmd.as_bytes()).unwrap();
+}
+
+/// The reply line waiting on `s` (up to `limit`), or `None`.
+fn reply(s: &mut std::net::TcpStream, limit: Duration) -> Option<String> {
+    use std::io::Read;
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    // A bulk string reply is two lines ("$3\r\nfoo\r\n").
+    while got.iter().filter(|&&b| b == b'\n').count() < 2 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        if got.first() != Some(&b'$') && got.contains(&b'\n') {
+            break;
+        }
+    }
+    Some(String::from_utf8_lossy(&got).into_owned())
+}
+
+/// Redis serves clients blocked on one list in the order they blocked
+/// (issue 10): A sends `BRPOPLPUSH`, then B does, then C pushes one
+/// element: A gets it. A and B are sent while redis is busy (`DEBUG
+/// SLEEP`), so that one `epoll_wait` reports both, and in every other
+/// round B's connection is made first (its socket is the older one), so
+/// an order by socket rather than by arrival shows.
+/// Each round uses new connections, each first answered a `PING`.
+#[test]
+fn redis_serves_blocked_clients_in_arrival_order() {
+    if !root_or_skip("redis_serves_blocked_clients_in_arrival_order") {
+        return;
+    }
+    let test = "redis_order";
+    const ROUNDS: usize = 30;
+    let scratch = Scratch::new("redis-order");
+    let mut net = TapNet::new("ro");
+    let addr: SocketAddr = format!("{}:{TAP_PORT}", net.server_ip()).parse().unwrap();
+    for leg in [Leg::Kernel, Leg::Accel] {
+        let dir = scratch.join(leg.name());
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = config(&dir, TAP_PORT);
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text += "enable-debug-command yes\n";
+        std::fs::write(&conf, text).unwrap();
+        let place = net.place(leg);
+        let mut server = Proc::spawn(&dir, "redis-server", &place, LIMIT, &["redis-server", &conf]);
+        wait_for_port(&net.clients, addr, &mut server, Duration::from_secs(60));
+        let wrong = net.clients.enter(|| {
+            let connect = || {
+                let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+                s.set_nodelay(true).unwrap();
+                s
+            };
+            let mut wrong = Vec::new();
+            for round in 0..ROUNDS {
+                let (src, a_dst, b_dst) = (format!("bl{round}"), format!("a{round}"), format!("b{round}"));
+                // A's connection is made first in odd rounds, B's in even
+                // ones: whatever order the server's sockets get, half the
+                // rounds have the later sender on the older socket.
+                let (mut a, mut b) = if round % 2 == 1 {
+                    let a = connect();
+                    (a, connect())
+                } else {
+                    let b = connect();
+                    (connect(), b)
+                };
+                let mut c = connect();
+                // Accepted and watched by redis before the test begins (a
+                // command that is already there when redis accepts is
+                // ready in the order of the accepts).
+                for s in [&mut b, &mut a, &mut c] {
+                    resp(s, &["PING"]);
+                    assert_eq!(reply(s, Duration::from_secs(10)).as_deref(), Some("+PONG\r\n"));
+                }
+                // Redis is busy for 50 ms while A's command, then B's,
+                // arrive: its next wait finds both ready.
+                resp(&mut c, &["DEBUG", "SLEEP", "0.05"]);
+                std::thread::sleep(Duration::from_millis(10));
+                resp(&mut a, &["BRPOPLPUSH", &src, &a_dst, "0"]);
+                resp(&mut b, &["BRPOPLPUSH", &src, &b_dst, "0"]);
+                assert_eq!(reply(&mut c, Duration::from_secs(10)).as_deref(), Some("+OK\r\n"));
+                // Both blocked before the push (redis answers C in turn).
+                std::thread::sleep(Duration::from_millis(20));
+                resp(&mut c, &["LPUSH", &src, "first"]);
+                assert_eq!(reply(&mut c, Duration::from_secs(10)).as_deref(), Some(":1\r\n"));
+                let to_a = reply(&mut a, Duration::from_secs(2));
+                if to_a.as_deref() != Some("$5\r\nfirst\r\n") {
+                    wrong.push(round);
+                }
+                // Release the other one (B, or A if B took the first).
+                resp(&mut c, &["LPUSH", &src, "second"]);
+                let _ = reply(&mut c, Duration::from_secs(10));
+                let other = if to_a.is_some() { &mut b } else { &mut a };
+                assert_eq!(
+                    reply(other, Duration::from_secs(10)).as_deref(),
+                    Some("$6\r\nsecond\r\n"),
+                    "round {round}: the second client was not released"
+                );
+            }
+            wrong
+        });
+        measured(
+            test,
+            &format!("{}_out_of_order_rounds", leg.name()),
+            wrong.len() as f64,
+            "rounds",
+        );
+        assert!(
+            wrong.is_empty(),
+            "{}: B was served before A in rounds {wrong:?} of {ROUNDS}: {}",
+            leg.name(),
+            server.report()
+        );
+        assert!(!server.exited(), "redis-server died: {}", server.report());
+        drop(server);
+        net.clear();
+    }
+}
