@@ -25,4 +25,8 @@ fn main() {
         "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
         path.display()
     );
+    // rustc's own version script exports every `#[no_mangle]` function of
+    // the crates linked in (accel-coro's C API among them): symbols from
+    // the crates' archives are not exported, only this crate's table.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,--exclude-libs,ALL");
 }

@@ -8,8 +8,9 @@
 //! - [`sched`]: one [`Scheduler`] per thread, FIFO run queue, a hierarchical
 //!   timer [`wheel`], the [`reactor`] (epoll + eventfd doorbell) and
 //!   pluggable [`PollSource`]s, idling by spinning then sleeping in epoll.
-//! - [`wait`]: the one waiting primitive; [`time`] sleeps; [`waitlist`] waits
-//!   for the first of several sources.
+//! - [`wait`]: the one waiting primitive, parking a plain thread with
+//!   [`park`] (a futex, or `ppoll` with kernel fds); [`time`] sleeps;
+//!   [`waitlist`] waits for the first of several sources.
 //! - [`sync`]: wait queues, channels (rendezvous and bounded), a FIFO lock;
 //!   [`signal`]: interruption; [`pool`]: bounded coroutine pools.
 //! - [`runtime`]: N worker threads, spawn onto a chosen worker, parallel-for.
@@ -45,6 +46,7 @@
 
 pub mod capi;
 pub mod overflow;
+pub mod park;
 pub mod pool;
 pub mod reactor;
 pub mod runtime;

@@ -9,7 +9,7 @@
 //! - on a worker's thread outside any coroutine (the "driver", as the shim's
 //!   application threads will be): the thread turns the worker's loop itself
 //!   until the condition's waker fires;
-//! - on any other thread: the thread parks.
+//! - on any other thread: the thread parks ([`crate::park`]: a futex).
 //!
 //! Spurious wake-ups are normal and harmless: the condition is re-polled.
 //! A timed-out wait is detected by its timer having fired, not by reading
@@ -17,11 +17,11 @@
 
 use std::fmt;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use crate::park::{Parker, Woke};
 use crate::reactor::Readiness;
 use crate::sched::{Scheduler, Suspend, Task};
 use crate::time;
@@ -213,53 +213,29 @@ fn wait_driver<T>(
     }
 }
 
-struct ThreadNotify {
-    thread: std::thread::Thread,
-    notified: AtomicBool,
-}
-
-impl Wake for ThreadNotify {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.notified.store(true, Ordering::Release);
-        self.thread.unpark();
-    }
-}
-
-thread_local! {
-    static THREAD_WAKER: (Waker, Arc<ThreadNotify>) = {
-        let n = Arc::new(ThreadNotify {
-            thread: std::thread::current(),
-            notified: AtomicBool::new(false),
-        });
-        (Waker::from(n.clone()), n)
-    };
-}
-
 fn wait_thread<T>(w: Wait, poll: &mut impl FnMut(&mut Context<'_>) -> Poll<T>) -> Result<T, WaitError> {
-    THREAD_WAKER.with(|(waker, notify)| {
-        let mut cx = Context::from_waker(waker);
-        loop {
-            notify.notified.store(false, Ordering::Release);
-            if let Poll::Ready(v) = poll(&mut cx) {
-                return Ok(v);
-            }
-            while !notify.notified.load(Ordering::Acquire) {
-                match w.deadline {
-                    Some(d) => {
-                        let now = time::now_ns();
-                        if now >= d {
-                            return Err(WaitError::TimedOut);
-                        }
-                        std::thread::park_timeout(Duration::from_nanos(d - now));
-                    }
-                    None => std::thread::park(),
-                }
-            }
+    let waker = Parker::current_waker();
+    let parker = Parker::current();
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = poll(&mut cx) {
+            return Ok(v);
         }
-    })
+        let timeout = match w.deadline {
+            Some(d) => {
+                let now = time::now_ns();
+                if now >= d {
+                    return Err(WaitError::TimedOut);
+                }
+                Some(Duration::from_nanos(d - now))
+            }
+            None => None,
+        };
+        // A signal handler's return (Woke::Interrupted) is one more
+        // spurious wake-up here: a plain thread's wait ends by its
+        // condition or its deadline, as before.
+        let _: Woke = parker.park(timeout);
+    }
 }
 
 /// Waits until `fd` is ready for `interest` (errors and hang-ups always

@@ -53,7 +53,8 @@ use crate::skeleton::{Dispatch, Errno};
 use crate::sock::{Kind, Sock};
 use crate::socket::{self, activate, fail, ok, Answer};
 use crate::sys;
-use crate::worker::{self, block, Core, WaitEnd};
+use crate::wait::{block, WaitEnd, WaitOn};
+use crate::worker::{self, Core};
 use accel_stack::iface::hash::{DemuxHash, KeyedHash};
 use libc::{c_int, epoll_event};
 use std::collections::{HashMap, VecDeque};
@@ -278,22 +279,36 @@ impl EpollSet {
 /// Queues, in every set watching them, the members of the sockets whose
 /// wakers fired, in the order they fired (a socket woken twice keeps its
 /// first place, as a kernel ready-list entry does), and the kernel halves
-/// seen ready where they were seen.
-fn distribute(core: &mut Core) {
+/// seen ready where they were seen; and wakes the threads waiting for those
+/// sockets and sets, and no others (after the lock is dropped: they go to
+/// `core.to_wake`). Runs after every poll of the stack ([`Core::drive`]).
+pub fn distribute(core: &mut Core) {
     let woken = core.watch.take_woken();
-    let Core { watch, epolls, .. } = &mut *core;
+    let Core {
+        watch,
+        epolls,
+        to_wake,
+        ..
+    } = &mut *core;
     for &sock in &woken {
         if sock & ready::KERNEL != 0 {
-            if let Some(s) = epolls.get_mut(sock & !ready::KERNEL) {
+            let set = sock & !ready::KERNEL;
+            if let Some(s) = epolls.get_mut(set) {
                 s.queue_kernel();
             }
+            watch.wake_set(set, to_wake);
             continue;
         }
-        for &(set, fd) in watch.watchers(sock) {
+        for i in 0..watch.watchers(sock).len() {
+            let Some(&(set, fd)) = watch.watchers(sock).get(i) else {
+                break;
+            };
             if let Some(s) = epolls.get_mut(set) {
                 s.queue((fd, sock));
             }
+            watch.wake_set(set, to_wake);
         }
+        watch.wake_sock(sock, to_wake);
     }
     watch.put_back(woken);
 }
@@ -312,6 +327,8 @@ fn new_set(core: &mut Core, epfd: c_int) -> Option<u32> {
 
 /// Socket `sock` is gone: its members leave every set that held them.
 pub fn forget_socket(core: &mut Core, sock: u32) {
+    // Threads blocked on it look again (and find it gone).
+    core.watch.wake_sock(sock, &mut core.to_wake);
     for (set, fd) in core.watch.forget(sock) {
         if let Some(s) = core.epolls.get_mut(set) {
             s.members.remove(&(fd, sock));
@@ -322,6 +339,7 @@ pub fn forget_socket(core: &mut Core, sock: u32) {
 /// Epoll set `h` is gone (its fd closed): its members stop watching.
 pub fn forget_set(core: &mut Core, h: u32) {
     core.watch.unwatch_kernel(h);
+    core.watch.wake_set(h, &mut core.to_wake);
     if let Some(set) = core.epolls.remove(h) {
         for (fd, sock) in set.members.into_keys() {
             core.watch.remove(sock, h, fd);
@@ -465,6 +483,11 @@ pub unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, entry: Entry, ev: *mut epol
     if let Some(slot) = core.epolls.get_mut(h) {
         *slot = set;
     }
+    if r.is_ok() && ready_now {
+        // A thread blocked in epoll_wait on the set sees it now.
+        let c = &mut *core;
+        c.watch.wake_set(h, &mut c.to_wake);
+    }
     if r.is_ok() && kernel_side {
         // The kernel half of a wildcard listener follows.
         if let Some(kctl) = real::epoll_ctl.get() {
@@ -565,6 +588,9 @@ pub fn moved_to_shim(core: &mut Core, fd: c_int, entry: Entry, regs: &[(c_int, u
                 ready_now,
             );
             core.watch.add(entry.handle(), h, fd);
+            if ready_now {
+                core.watch.wake_set(h, &mut core.to_wake);
+            }
         }
     }
 }
@@ -666,7 +692,7 @@ pub unsafe fn wait(
     };
     // SAFETY: the caller's contract: null or a valid mask.
     let mask = unsafe { sigmask.as_ref() };
-    match block(dl, &mut extra, mask, &mut f) {
+    match block(dl, &[WaitOn::Set(h)], &mut extra, mask, &mut f) {
         Ok(r) => Dispatch::Done(r.map(|n| n as c_int)),
         Err(WaitEnd::TimedOut) => ok(0),
         Err(WaitEnd::Interrupted { .. }) => fail(libc::EINTR),

@@ -4,7 +4,7 @@
 //!
 //! Blocking follows the program's view of the socket (`O_NONBLOCK`,
 //! `MSG_DONTWAIT`): a call that would block drives the worker until it can
-//! go on (see `worker::block`), up to `SO_RCVTIMEO`/`SO_SNDTIMEO`
+//! go on (see `wait::block`), up to `SO_RCVTIMEO`/`SO_SNDTIMEO`
 //! (`EAGAIN` then, as from the kernel). A blocking send returns when all
 //! of it is queued; a receive as soon as there is data (all of it with
 //! `MSG_WAITALL`). `EPIPE` raises `SIGPIPE` unless `MSG_NOSIGNAL`. A signal
@@ -21,7 +21,8 @@ use crate::sockaddr as sa;
 use crate::socket::{conn_of, deadline, fail, ok, se, sock_mut, Answer};
 use crate::sys;
 use crate::tcpinfo;
-use crate::worker::{self, block, Core, WaitEnd};
+use crate::wait::{block, WaitEnd, WaitOn};
+use crate::worker::{self, Core};
 use core::net::SocketAddrV4;
 use libc::{c_int, c_void, iovec, sockaddr, socklen_t};
 use std::time::Duration;
@@ -208,7 +209,7 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
         }
     };
     loop {
-        match block(dl, &mut [], None, &mut f) {
+        match block(dl, &[WaitOn::Sock(entry.handle())], &mut [], None, &mut f) {
             Ok(Ok(n)) if waitall && n > 0 && n < want => {
                 // SAFETY: the caller's contract.
                 return unsafe { recv_rest(entry, iov, n, timeout) };
@@ -243,7 +244,7 @@ unsafe fn recv_rest(entry: Entry, iov: Iov<'_>, mut got: usize, timeout: Option<
                 r => Some(r),
             }
         };
-        match block(dl, &mut [], None, &mut f) {
+        match block(dl, &[WaitOn::Sock(entry.handle())], &mut [], None, &mut f) {
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => got += n,
             Err(WaitEnd::Interrupted { restart: true }) => {}
@@ -328,7 +329,7 @@ pub unsafe fn send(entry: Entry, iov: Iov<'_>, flags: c_int) -> Answer<isize> {
                 r => Some(r),
             }
         };
-        match block(dl, &mut [], None, &mut f) {
+        match block(dl, &[WaitOn::Sock(entry.handle())], &mut [], None, &mut f) {
             Ok(Ok(n)) => done += n,
             Ok(Err(e)) if done == 0 => {
                 if e.0 == libc::EPIPE && flags & libc::MSG_NOSIGNAL == 0 {
@@ -429,7 +430,7 @@ pub unsafe fn sendfile(entry: Entry, in_fd: c_int, offset: *mut i64, count: usiz
                         let r = core.stack()?.iface.tcp.readiness(h).ok()?;
                         (r.writable || r.hangup || r.error).then_some(())
                     };
-                    match block(dl, &mut [], None, &mut f) {
+                    match block(dl, &[WaitOn::Sock(entry.handle())], &mut [], None, &mut f) {
                         Ok(()) => {}
                         Err(WaitEnd::Interrupted { restart: true }) => {}
                         Err(e) => {

@@ -16,7 +16,8 @@ use crate::fdtable::{State, FDS};
 use crate::skeleton::{Dispatch, Errno};
 use crate::socket::{self, activate, fail, ok, Answer};
 use crate::sys;
-use crate::worker::{self, block, Core, WaitEnd};
+use crate::wait::{block, WaitEnd, WaitOn};
+use crate::worker::{self, Core};
 use libc::{c_int, c_short, fd_set, pollfd};
 use std::time::Duration;
 
@@ -92,6 +93,13 @@ fn poll_fds(
             sides.push(side);
         }
     }
+    // Woken for the accelerated sockets, and by the kernel's fds.
+    let on: Vec<WaitOn> = fds
+        .iter()
+        .zip(&sides)
+        .filter(|(_, side)| matches!(side, Side::Stack | Side::Both(_)))
+        .map(|(p, _)| WaitOn::Sock(FDS.get(p.fd).handle()))
+        .collect();
     let mut attempt = |core: &mut Core, kernel: &mut [pollfd]| -> Result<c_int, Errno> {
         if !kernel.is_empty() {
             // SAFETY: a null mask leaves the thread's own.
@@ -139,7 +147,7 @@ fn poll_fds(
         Ok(0) => None,
         r => Some(r),
     };
-    match block(dl, &mut sleep_on, sigmask, &mut f) {
+    match block(dl, &on, &mut sleep_on, sigmask, &mut f) {
         Ok(r) => r,
         Err(WaitEnd::TimedOut) => Ok(0),
         Err(WaitEnd::Interrupted { .. }) => Err(Errno(libc::EINTR)),

@@ -14,6 +14,13 @@
 //! an epoll set (its kernel members) was seen ready at that point, so that
 //! its events take their place among the stack's (see `epoll::gather`).
 //!
+//! The table also holds who waits: the wakers of the threads blocked on a
+//! socket (a read, an accept, a connect, a send with no room, a `poll`) or
+//! on an epoll set (`epoll_wait`). Whoever drives the stack hands each
+//! fired socket to its sets and wakes those threads, and no others
+//! (`epoll::distribute`); a thread re-registers each time it is about to
+//! sleep, so a list holds each waiting thread once.
+//!
 //! Guarantees: every readiness event the stack signals after a socket was
 //! last examined reaches each set watching it at its next wait, in the
 //! order signalled; a waker fires once, so [`Watch::arm`] is called each
@@ -25,6 +32,7 @@
 use crate::worker::ShimStack;
 use libc::c_int;
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::Arc;
 use std::task::{Wake, Waker};
 
@@ -34,14 +42,24 @@ use crate::sock::{Kind, Slab, Sock};
 /// possible), and [`KERNEL`]-tagged epoll set handles.
 static WOKEN: Mutex<Vec<u32>> = parking_lot::const_mutex(Vec::new());
 
-/// The tag of a [`WOKEN`] entry that names an epoll set whose kernel half
+/// [`WOKEN`] may hold something: every poll of the stack looks, and most
+/// find nothing (a spinning thread polls thousands of times a second).
+static ANY_WOKEN: AtomicBool = AtomicBool::new(false);
+
+/// Pushes `entry` on [`WOKEN`].
+fn push_woken(entry: u32) {
+    WOKEN.lock().push(entry);
+    ANY_WOKEN.store(true, Release);
+}
+
+/// The tag of a woken-list entry that names an epoll set whose kernel half
 /// was seen ready (set handles, like socket handles, stay below 2³¹).
 pub const KERNEL: u32 = 1 << 31;
 
 /// Notes that the kernel half of epoll set `set` was seen ready now: its
 /// kernel events are ordered after every stack event noted before.
 fn kernel_half_ready(set: u32) {
-    WOKEN.lock().push(set | KERNEL);
+    push_woken(set | KERNEL);
 }
 
 /// The waker of socket handle `.0`.
@@ -53,7 +71,7 @@ impl Wake for SockWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        WOKEN.lock().push(self.0);
+        push_woken(self.0);
     }
 }
 
@@ -69,6 +87,30 @@ pub struct Watch {
     /// fd, set handle), and by set handle whether it is listed.
     kernel_halves: Vec<(c_int, u32)>,
     kernel_listed: Vec<bool>,
+    /// Threads blocked on a socket (by socket handle) and on an epoll set
+    /// (by set handle): their wakers, each once, taken when woken.
+    sock_waiters: Vec<Vec<Waker>>,
+    set_waiters: Vec<Vec<Waker>>,
+}
+
+/// Adds `waker` to `lists[i]` unless it is there already.
+fn add_waiter(lists: &mut Vec<Vec<Waker>>, i: u32, waker: &Waker) {
+    let i = i as usize;
+    if lists.len() <= i {
+        lists.resize_with(i + 1, Vec::new);
+    }
+    if let Some(l) = lists.get_mut(i) {
+        if !l.iter().any(|w| w.will_wake(waker)) {
+            l.push(waker.clone());
+        }
+    }
+}
+
+/// Moves the wakers of `lists[i]` to `out`.
+fn take_waiters(lists: &mut [Vec<Waker>], i: u32, out: &mut Vec<Waker>) {
+    if let Some(l) = lists.get_mut(i as usize) {
+        out.append(l);
+    }
 }
 
 impl Watch {
@@ -80,7 +122,43 @@ impl Watch {
             spare: Vec::new(),
             kernel_halves: Vec::new(),
             kernel_listed: Vec::new(),
+            sock_waiters: Vec::new(),
+            set_waiters: Vec::new(),
         }
+    }
+
+    /// A thread waits for socket `sock` (woken by [`Watch::wake_sock`]).
+    pub fn wait_sock(&mut self, sock: u32, waker: &Waker) {
+        add_waiter(&mut self.sock_waiters, sock, waker);
+    }
+
+    /// A thread waits for epoll set `set` (woken by [`Watch::wake_set`]).
+    pub fn wait_set(&mut self, set: u32, waker: &Waker) {
+        add_waiter(&mut self.set_waiters, set, waker);
+    }
+
+    /// The thread of `waker` no longer waits for socket `sock`.
+    pub fn unwait_sock(&mut self, sock: u32, waker: &Waker) {
+        if let Some(l) = self.sock_waiters.get_mut(sock as usize) {
+            l.retain(|w| !w.will_wake(waker));
+        }
+    }
+
+    /// The thread of `waker` no longer waits for set `set`.
+    pub fn unwait_set(&mut self, set: u32, waker: &Waker) {
+        if let Some(l) = self.set_waiters.get_mut(set as usize) {
+            l.retain(|w| !w.will_wake(waker));
+        }
+    }
+
+    /// The threads waiting for socket `sock`, to be woken (into `out`).
+    pub fn wake_sock(&mut self, sock: u32, out: &mut Vec<Waker>) {
+        take_waiters(&mut self.sock_waiters, sock, out);
+    }
+
+    /// The threads waiting for epoll set `set`, to be woken (into `out`).
+    pub fn wake_set(&mut self, set: u32, out: &mut Vec<Waker>) {
+        take_waiters(&mut self.set_waiters, set, out);
     }
 
     /// The keeper watches epoll fd `epfd`, the kernel half of set `set`,
@@ -161,6 +239,9 @@ impl Watch {
     /// Takes the sockets whose wakers fired since the last call, in firing
     /// order.
     pub fn woken(out: &mut Vec<u32>) {
+        if !ANY_WOKEN.swap(false, Acquire) {
+            return;
+        }
         let mut list = WOKEN.lock();
         if out.is_empty() {
             std::mem::swap(out, &mut *list);
@@ -237,6 +318,31 @@ mod tests {
         assert!(w.watchers(3).is_empty());
         assert_eq!(w.watchers(0), &[(1, 11)]);
         assert!(w.watchers(99).is_empty());
+    }
+
+    #[test]
+    fn waiters_are_woken_once_each_and_only_for_their_socket_or_set() {
+        let mut w = Watch::new();
+        let a = Waker::from(Arc::new(SockWaker(1)));
+        let b = Waker::from(Arc::new(SockWaker(2)));
+        w.wait_sock(5, &a);
+        w.wait_sock(5, &a);
+        w.wait_sock(5, &b);
+        w.wait_sock(6, &b);
+        w.wait_set(5, &b);
+        let mut out = Vec::new();
+        w.wake_sock(5, &mut out);
+        assert_eq!(out.len(), 2, "a once, b once");
+        assert!(out[0].will_wake(&a) && out[1].will_wake(&b));
+        out.clear();
+        w.wake_sock(5, &mut out);
+        assert!(out.is_empty(), "taken when woken");
+        w.wake_sock(7, &mut out);
+        w.wake_set(9, &mut out);
+        assert!(out.is_empty());
+        w.wake_set(5, &mut out);
+        w.wake_sock(6, &mut out);
+        assert_eq!(out.len(), 2);
     }
 
     #[test]

@@ -31,7 +31,8 @@ use crate::sock::{Kind, Opts, Sock};
 use crate::sockaddr::{self as sa, Addr};
 use crate::startup;
 use crate::sys;
-use crate::worker::{self, block, ensure_started, now, Core, WaitEnd};
+use crate::wait::{block, WaitEnd, WaitOn};
+use crate::worker::{self, ensure_started, now, Core};
 use accel_stack::iface::TcpHandle;
 use accel_stack::tcp::Keepalive;
 use core::net::{Ipv4Addr, SocketAddrV4};
@@ -501,7 +502,7 @@ pub unsafe fn accept(
     let deadline = deadline(timeout);
     let mut f = try_accept;
     loop {
-        match block(deadline, extra, None, &mut f) {
+        match block(deadline, &[WaitOn::Sock(entry.handle())], extra, None, &mut f) {
             Ok(r) => return Dispatch::Done(r),
             Err(WaitEnd::TimedOut) => return fail(libc::EAGAIN),
             Err(WaitEnd::Interrupted { restart: false }) => return fail(libc::EINTR),
@@ -677,7 +678,7 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
     // A timed-out connect reports EINPROGRESS and goes on, as Linux's;
     // an interrupted one EINTR (it goes on too). Either way a later
     // connect reports how it ended.
-    let r = match block(deadline, &mut [], None, &mut f) {
+    let r = match block(deadline, &[WaitOn::Sock(entry.handle())], &mut [], None, &mut f) {
         Ok(r) => r,
         Err(WaitEnd::TimedOut) => Err(Errno(libc::EINPROGRESS)),
         Err(WaitEnd::Interrupted { .. }) => Err(Errno(libc::EINTR)),

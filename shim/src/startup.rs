@@ -107,9 +107,17 @@ pub fn start_once() {
     if !exec::remember_preload(getenv("LD_PRELOAD").unwrap_or_default()) {
         log!(warn, "LD_PRELOAD is too long to keep: programs started without it in their environment will not get it back");
     }
-    // SAFETY: registering a handler with no preconditions; it runs in the
-    // child, where it only touches the fd table.
-    let r = unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    // SAFETY: registering handlers with no preconditions: the forking
+    // thread takes the worker's lock before and releases it after, in both
+    // processes; in the child the handler then touches only the shim's own
+    // state.
+    let r = unsafe {
+        libc::pthread_atfork(
+            Some(crate::worker::before_fork),
+            Some(crate::worker::after_fork_in_parent),
+            Some(after_fork_in_child),
+        )
+    };
     if r != 0 {
         log!(
             warn,

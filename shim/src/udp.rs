@@ -18,7 +18,8 @@ use crate::sock::{Kind, Sock};
 use crate::sockaddr::{self as sa, Addr};
 use crate::socket::{deadline, fail, ok, routed, se, sock_mut, to_kernel, Answer};
 use crate::sys;
-use crate::worker::{self, block, ensure_started, Core, WaitEnd};
+use crate::wait::{block, WaitEnd, WaitOn};
+use crate::worker::{self, ensure_started, Core};
 use core::net::{Ipv4Addr, SocketAddrV4};
 use libc::{c_int, sockaddr, socklen_t};
 
@@ -248,7 +249,7 @@ pub unsafe fn recv_msg(
             .is_some_and(|s| s.kernel_bound);
         let extra: &mut [libc::pollfd] = if kernel_bound { &mut kfd } else { &mut [] };
         loop {
-            match block(dl, extra, None, &mut f) {
+            match block(dl, &[WaitOn::Sock(entry.handle())], extra, None, &mut f) {
                 Ok(r) => break r,
                 Err(WaitEnd::TimedOut) => break Err(Errno(libc::EAGAIN)),
                 Err(WaitEnd::Interrupted { restart: false }) => break Err(Errno(libc::EINTR)),

@@ -1,6 +1,7 @@
 //! Small blocking clients the tests drive servers with, from a thread
 //! inside the clients' namespace: RESP (redis) and memcached's text
-//! protocol, each storing a set of keys and reading every one back.
+//! protocol, each storing a set of keys and reading every one back; and
+//! an echo round-trip client over many connections at once ([`echo_rr`]).
 //!
 //! The data set is deterministic ([`dataset`]): random-looking keys and
 //! values whose sizes span 0 bytes to the largest value the test asks for,
@@ -219,6 +220,73 @@ pub fn memcached_set_get(addr: SocketAddr, items: &[Item]) -> Transfer {
         elapsed: start.elapsed(),
         bytes: total,
         requests: 2 * items.len() as u64,
+    }
+}
+
+/// What a round-trip run measured.
+pub struct RoundTrips {
+    /// Round trips completed (every one checked).
+    pub count: u64,
+    /// Wall time of the whole run.
+    pub elapsed: Duration,
+    /// Round-trip times, sorted.
+    pub times: Vec<Duration>,
+}
+
+impl RoundTrips {
+    /// Round trips per second.
+    pub fn rps(&self) -> f64 {
+        self.count as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The `q` quantile (0..=1) of the round-trip times.
+    pub fn quantile(&self, q: f64) -> Duration {
+        let i = ((self.times.len() as f64 - 1.0) * q).round() as usize;
+        self.times.get(i).copied().unwrap_or_default()
+    }
+}
+
+/// `conns` connections to an echo server at once, each a thread doing
+/// `rounds` round trips of `size` bytes (each message different, checked
+/// byte for byte); every connection is made before the first round trip.
+pub fn echo_rr(addr: SocketAddr, conns: usize, rounds: usize, size: usize) -> RoundTrips {
+    let start_line = std::sync::Arc::new(std::sync::Barrier::new(conns + 1));
+    let workers: Vec<_> = (0..conns)
+        .map(|c| {
+            let start_line = start_line.clone();
+            std::thread::spawn(move || {
+                let mut s = connect(addr);
+                start_line.wait();
+                let mut times = Vec::with_capacity(rounds);
+                let mut back = vec![0u8; size];
+                for r in 0..rounds {
+                    let msg = bytes(size, (c * 1_000_003 + r) as u64);
+                    let t = Instant::now();
+                    s.write_all(&msg).expect("echo: send");
+                    s.read_exact(&mut back)
+                        .unwrap_or_else(|e| panic!("echo: connection {c}, round trip {r}: {e}"));
+                    times.push(t.elapsed());
+                    assert!(
+                        back == msg,
+                        "echo: connection {c}, round trip {r}: the bytes differ"
+                    );
+                }
+                times
+            })
+        })
+        .collect();
+    start_line.wait();
+    let start = Instant::now();
+    let mut times = Vec::with_capacity(conns * rounds);
+    for w in workers {
+        times.extend(w.join().unwrap_or_else(|_| panic!("an echo connection failed")));
+    }
+    let elapsed = start.elapsed();
+    times.sort_unstable();
+    RoundTrips {
+        count: times.len() as u64,
+        elapsed,
+        times,
     }
 }
 

@@ -1,0 +1,216 @@
+//! The keeper thread: it keeps the stack moving when no thread of the
+//! program does.
+//!
+//! - While no thread waits in the shim (the program computes), it polls the
+//!   stack every `ACCEL_KEEPER_US` that nobody else did, so ACKs,
+//!   retransmissions and ARP go on. Between rounds it sleeps in `ppoll` on
+//!   the epoll fds of the shim's sets, so that a kernel member that becomes
+//!   ready is noted in order among the stack's events (see `epoll`'s module
+//!   docs on order).
+//! - While threads wait and one of them sleeps on the device for everyone
+//!   (`wait`'s sleeper), it parks and costs nothing.
+//! - While threads wait and none sleeps on the device (the sleeper left:
+//!   its own socket was ready), it takes the sleeper's role: it sleeps on
+//!   the Rx interrupt (or backs off polling), polls the stack when frames
+//!   come, which wakes exactly the threads they are for.
+//!
+//! It takes no signal of the program's, only DPDK's (net_tap's per-frame
+//! Rx trigger is sent to it), so it never interrupts the program's calls.
+
+use crate::logging::log;
+use crate::worker::{lock, now, status, try_lock, Status, W};
+use crate::{signals, startup, sys};
+use accel_coro::park::Parker;
+use libc::pollfd;
+use std::sync::atomic::{AtomicI32, Ordering::*};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// The keeper's parker, once it runs.
+static PARKER: OnceLock<Arc<Parker>> = OnceLock::new();
+
+/// Tells the keeper that the waiting threads changed (none waits now, or
+/// the one on the device left): it looks at once.
+pub fn nudge() {
+    if let Some(p) = PARKER.get() {
+        p.unpark();
+    }
+}
+
+/// In the child of `fork`: the keeper is not there (threads do not
+/// survive a fork); its parker's eventfd is the parent's.
+pub fn after_fork() {
+    if let Some(p) = PARKER.get() {
+        p.after_fork();
+    }
+}
+
+/// Starts the keeper thread (once per process that starts the stack);
+/// returns its thread id.
+pub fn spawn() -> Option<libc::pid_t> {
+    static TID: AtomicI32 = AtomicI32::new(0);
+    let period = Duration::from_micros(u64::from(startup::config().keeper_us.max(1)));
+    let spawned = std::thread::Builder::new()
+        .name("accel-keeper".into())
+        .spawn(move || {
+            keeper_signals();
+            let _ = PARKER.set(Parker::current());
+            TID.store(sys::gettid(), Release);
+            keeper(period)
+        });
+    if let Err(e) = spawned {
+        log!(
+            warn,
+            "cannot start the keeper thread ({e}): the stack moves only while the program is in a socket call"
+        );
+        return None;
+    }
+    for _ in 0..1000 {
+        let tid = TID.load(Acquire);
+        if tid > 0 {
+            return Some(tid);
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    None
+}
+
+/// The keeper takes no signal of the program's (they go to the
+/// program's threads), only DPDK's own (net_tap's Rx trigger, a realtime
+/// signal set with F_SETSIG; it must be taken, or the queue of pending
+/// ones overflows into a SIGIO that would end the process) and SIGIO.
+fn keeper_signals() {
+    // SAFETY: sigset operations on a local set; pthread_sigmask changes
+    // only this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::sigdelset(&mut set, libc::SIGIO);
+        for sig in 1..=64 {
+            if signals::is_internal(sig) {
+                libc::sigdelset(&mut set, sig);
+            }
+        }
+        for sync in [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL] {
+            libc::sigdelset(&mut set, sync);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+fn keeper(period: Duration) {
+    let parker = Parker::current();
+    let mut halves = Halves::default();
+    loop {
+        if status() != Status::Up {
+            return;
+        }
+        if W.waiters.load(SeqCst) == 0 {
+            halves.round(period);
+            continue;
+        }
+        halves.clear();
+        if W.sleeping.compare_exchange(false, true, AcqRel, Relaxed).is_ok() {
+            on_device(&parker);
+            W.sleeping.store(false, Release);
+        } else {
+            // A waiting thread sleeps on the device: until it leaves.
+            let _ = parker.park(Some(Duration::from_secs(1)));
+        }
+    }
+}
+
+/// The sleeper's role, for the waiting threads, until none waits.
+fn on_device(parker: &Parker) {
+    let mut backoff = Duration::from_micros(50);
+    let mut fds: Vec<pollfd> = Vec::new();
+    while W.waiters.load(SeqCst) > 0 && status() == Status::Up {
+        let (progress, next) = {
+            let mut core = lock();
+            let r = core.drive();
+            (r.progress, r.next)
+        };
+        if progress {
+            backoff = Duration::from_micros(50);
+        }
+        let rx = W.rx_fd.load(Relaxed);
+        let mut wait = if rx >= 0 {
+            Duration::from_millis(100)
+        } else {
+            let w = backoff;
+            backoff = (backoff * 2).min(Duration::from_millis(1));
+            w
+        };
+        if let Some(n) = next {
+            wait = wait.min(n.saturating_since(now()));
+        }
+        fds.clear();
+        if rx >= 0 {
+            if let Some(s) = lock().stack() {
+                let _ = s.device.arm_rx_interrupt();
+            }
+            fds.push(pollfd {
+                fd: rx,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // SAFETY: no signal mask.
+        if unsafe { parker.park_poll(&mut fds, Some(wait), std::ptr::null()) }.is_err() {
+            std::thread::sleep(wait.min(Duration::from_millis(1)));
+        }
+    }
+}
+
+/// The keeper's rounds while the program computes: the kernel halves of
+/// the shim's epoll sets it watches, as (pollfd, set handle).
+#[derive(Default)]
+struct Halves {
+    fds: Vec<pollfd>,
+    sets: Vec<u32>,
+}
+
+impl Halves {
+    fn clear(&mut self) {
+        self.fds.clear();
+        self.sets.clear();
+    }
+
+    /// Sleeps `period` (watching the kernel halves), then polls the stack
+    /// if nobody did in that time, and notes the kernel halves seen ready:
+    /// after that poll, so that frames that came before are ordered first.
+    fn round(&mut self, period: Duration) {
+        if self.fds.is_empty() {
+            std::thread::sleep(period);
+        } else {
+            // SAFETY: no signal mask pointer.
+            let _ = unsafe { sys::ppoll(&mut self.fds, Some(period), std::ptr::null()) };
+        }
+        if W.waiters.load(SeqCst) > 0 {
+            return;
+        }
+        let seen = self.fds.iter().any(|p| p.revents != 0);
+        let last = W.last_drive.load(Relaxed);
+        let due = now().nanos().saturating_sub(last) >= period.as_nanos() as u64;
+        // Something seen must be noted: wait for the lock then.
+        let core = if seen { Some(lock()) } else { try_lock() };
+        let Some(mut core) = core else { return };
+        if due || seen {
+            core.drive();
+        }
+        for (p, &set) in self.fds.iter().zip(&self.sets) {
+            if p.revents != 0 {
+                core.watch.kernel_half_seen(set);
+            }
+        }
+        self.clear();
+        for &(fd, set) in core.watch.kernel_halves() {
+            self.fds.push(pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            self.sets.push(set);
+        }
+    }
+}

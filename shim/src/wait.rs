@@ -1,0 +1,334 @@
+//! How a thread waits in the shim: a blocking call (`read`, `accept`,
+//! `connect`, a send with no room) or `epoll_wait`/`poll`/`select` with
+//! nothing ready.
+//!
+//! [`block`] drives the stack and tries the caller's condition; if it is not
+//! met the thread registers its waker on what it waits for ([`WaitOn`]: a
+//! socket, or an epoll set) and sleeps until *that* is woken: whoever
+//! drives the stack wakes the threads of the sockets the stack signalled
+//! and no others (`epoll::distribute`), so with N threads waiting a frame
+//! costs one wake-up, not N. The waiting primitive is accel-coro's
+//! [`Parker`] (libtcr's and libwire's waits for plain threads): a futex, or
+//! `ppoll` on its eventfd when the thread must also hear kernel fds or take
+//! a signal mask.
+//!
+//! Who drives the device while threads wait, in three roles:
+//! - the *spinner*: at most one thread polls the device in a loop for
+//!   `ACCEL_SPIN_US` after it enters or wakes (on two cores, two spinners
+//!   starve the peer), while no more threads wait than there are CPUs
+//!   (`SpinCredit`);
+//! - the *sleeper*: at most one thread sleeps on the device for everyone,
+//!   in `ppoll` on the port's Rx interrupt fd (without one: a back-off of
+//!   50 µs doubling to 1 ms), never past the stack's next timer; it drives
+//!   the stack when frames come, which wakes their owners;
+//! - everyone else parks, woken only for its own socket or set.
+//!
+//! A single-threaded program's thread is its own sleeper, as before: one
+//! wake-up per frame. When a sleeper leaves while others still wait, the
+//! keeper thread takes the role ([`crate::keeper`]).
+//!
+//! Registration and the condition are checked under the lock, and a wake
+//! that comes before the sleep leaves a permit in the parker: no wake-up is
+//! lost. A signal handler that runs ends the wait as
+//! [`WaitEnd::Interrupted`], with the kernel's restart rule.
+
+use crate::keeper;
+use crate::signals;
+use crate::startup;
+use crate::worker::{lock, now, status, Core, Status, W};
+use accel_coro::park::{Parker, Woke};
+use accel_stack::Instant;
+use libc::{pollfd, sigset_t};
+use std::sync::atomic::Ordering::*;
+use std::task::Waker;
+use std::time::Duration;
+
+/// What a waiting thread is woken for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitOn {
+    /// A socket (by handle): data, room, a connection, an error, the end.
+    Sock(u32),
+    /// An epoll set (by handle): a member may be ready.
+    Set(u32),
+}
+
+impl Core {
+    /// Wakes `waker` when `on` may have changed: the socket's stack wakers
+    /// are armed, and the thread is on its list.
+    pub fn register(&mut self, on: WaitOn, waker: &Waker) {
+        match on {
+            WaitOn::Sock(h) => {
+                let Core {
+                    socks, stack, watch, ..
+                } = self;
+                if let Some(stack) = stack {
+                    watch.arm(socks, stack, h);
+                }
+                watch.wait_sock(h, waker);
+            }
+            WaitOn::Set(h) => self.watch.wait_set(h, waker),
+        }
+    }
+
+    /// The thread with `waker` no longer waits for `on`.
+    pub fn unregister(&mut self, on: WaitOn, waker: &Waker) {
+        match on {
+            WaitOn::Sock(h) => self.watch.unwait_sock(h, waker),
+            WaitOn::Set(h) => self.watch.unwait_set(h, waker),
+        }
+    }
+}
+
+/// How a wait ended without its condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitEnd {
+    /// The deadline passed.
+    TimedOut,
+    /// A signal handler ran; `restart`: the kernel would restart the call
+    /// (every handler that ran had `SA_RESTART`, and the call has no
+    /// timeout).
+    Interrupted {
+        /// Whether to go on waiting rather than fail with `EINTR`.
+        restart: bool,
+    },
+}
+
+/// Drives the worker until `attempt` returns a result, the `deadline`
+/// passes or a signal arrives (see the module documentation). `attempt`
+/// runs with the lock held, right after a poll of the stack and the
+/// registration of this thread on `on`; `extra` are kernel fds to sleep on
+/// as well (their `revents` are overwritten); `sigmask` is the mask to
+/// sleep with (`ppoll`'s).
+pub fn block<R>(
+    deadline: Option<Instant>,
+    on: &[WaitOn],
+    extra: &mut [pollfd],
+    sigmask: Option<&sigset_t>,
+    mut attempt: impl FnMut(&mut Core) -> Option<R>,
+) -> Result<R, WaitEnd> {
+    W.waiters.fetch_add(1, SeqCst);
+    let mut roles = Roles::default();
+    let r = block_inner(deadline, on, extra, sigmask, &mut attempt, &mut roles);
+    let was_sleeper = roles.sleeper;
+    drop(roles);
+    let left = W.waiters.fetch_sub(1, SeqCst).saturating_sub(1);
+    if left == 0 || was_sleeper {
+        // Nobody waits now (the keeper drives while the program
+        // computes), or others wait with nobody on the device: the keeper
+        // takes over either way.
+        keeper::nudge();
+    }
+    r
+}
+
+fn block_inner<R>(
+    deadline: Option<Instant>,
+    on: &[WaitOn],
+    extra: &mut [pollfd],
+    sigmask: Option<&sigset_t>,
+    attempt: &mut impl FnMut(&mut Core) -> Option<R>,
+    roles: &mut Roles,
+) -> Result<R, WaitEnd> {
+    let spin = Duration::from_micros(u64::from(startup::config().spin_us));
+    let waker = Parker::current_waker();
+    let parker = Parker::current();
+    let mut idle_since: Option<Instant> = None;
+    let mut backoff = Duration::from_micros(50);
+    // Filled (and allocated) only if the wait comes to sleeping in ppoll.
+    let mut fds: Vec<pollfd> = Vec::new();
+    let start = signals::epoch();
+    // A call with a timeout is never restarted (signal(7)).
+    let interrupted = |known: bool| {
+        let e = signals::epoch();
+        let restart = if e.0 != start.0 {
+            e.1 == start.1
+        } else {
+            known && !crate::sys::some_handler_interrupts()
+        };
+        WaitEnd::Interrupted {
+            restart: restart && deadline.is_none(),
+        }
+    };
+    // The caller's kernel fds woke the last sleep: their events came before
+    // whatever frames the device holds now, so they are looked at first.
+    let mut kernel_first = false;
+    let mut first = true;
+    // Whether this thread's spins pay off lately (asked once per spin).
+    let mut spin_now: Option<bool> = None;
+    loop {
+        if std::mem::take(&mut kernel_first) {
+            // Once without a poll of the stack; then as usual.
+            let mut core = lock();
+            for &o in on {
+                core.register(o, &waker);
+            }
+            if let Some(r) = attempt(&mut core) {
+                return Ok(r);
+            }
+        }
+        // One thread drives the device at a time: a woken thread only
+        // looks (the driver that woke it has polled), unless it spins or
+        // sleeps on the device; a thread entering polls once, unless
+        // another spins.
+        let drive = roles.spinner || roles.sleeper || (first && !W.spinning.load(Relaxed));
+        first = false;
+        let (progress, next) = {
+            let mut core = lock();
+            let res = if drive {
+                core.drive()
+            } else {
+                accel_stack::iface::PollResult::default()
+            };
+            for &o in on {
+                core.register(o, &waker);
+            }
+            if let Some(r) = attempt(&mut core) {
+                // Off the lists: a later event is not this thread's.
+                for &o in on {
+                    core.unregister(o, &waker);
+                }
+                return Ok(r);
+            }
+            (res.progress, res.next)
+        };
+        if signals::epoch().0 != start.0 {
+            // A handler ran while we polled: the kernel's call would have
+            // been interrupted in its sleep.
+            return Err(interrupted(false));
+        }
+        let t = now();
+        if deadline.is_some_and(|d| t >= d) {
+            return Err(WaitEnd::TimedOut);
+        }
+        if progress {
+            backoff = Duration::from_micros(50);
+        }
+        // Spin for ACCEL_SPIN_US after entering and after each wake-up, if
+        // no other thread is spinning already.
+        let since = *idle_since.get_or_insert(t);
+        if t.saturating_since(since) < spin
+            && (roles.spinner || *spin_now.get_or_insert_with(SpinCredit::ask))
+            && roles.take_spinner()
+        {
+            std::hint::spin_loop();
+            continue;
+        }
+        roles.release_spinner();
+        spin_now = None;
+        let left = deadline.map(|d| d.saturating_since(t));
+        let mask = sigmask.map_or(std::ptr::null(), |m| m as *const sigset_t);
+        fds.clear();
+        let own;
+        let woke = if roles.sleeper || roles.take_sleeper() {
+            // Asleep on the device for everyone.
+            let rx = W.rx_fd.load(Relaxed);
+            let mut wait = if rx >= 0 || status() != Status::Up {
+                Duration::from_millis(100)
+            } else {
+                let w = backoff;
+                backoff = (backoff * 2).min(Duration::from_millis(1));
+                w
+            };
+            if let Some(n) = next {
+                wait = wait.min(n.saturating_since(t));
+            }
+            if let Some(l) = left {
+                wait = wait.min(l);
+            }
+            if rx >= 0 {
+                if let Some(s) = lock().stack() {
+                    let _ = s.device.arm_rx_interrupt();
+                }
+                fds.push(pollfd {
+                    fd: rx,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+            own = fds.len();
+            fds.extend(extra.iter().map(|p| pollfd { revents: 0, ..*p }));
+            // SAFETY: `mask` is null or a live signal set.
+            unsafe { parker.park_poll(&mut fds, Some(wait), mask) }
+        } else if extra.is_empty() && mask.is_null() {
+            own = 0;
+            Ok(parker.park(left))
+        } else {
+            own = 0;
+            fds.extend(extra.iter().map(|p| pollfd { revents: 0, ..*p }));
+            // SAFETY: as above.
+            unsafe { parker.park_poll(&mut fds, left, mask) }
+        };
+        // Without an eventfd (out of fds) the thread naps instead, briefly.
+        let woke = woke.unwrap_or_else(|_| {
+            std::thread::sleep(Duration::from_micros(200));
+            Woke::TimedOut
+        });
+        for (dst, src) in extra.iter_mut().zip(fds.iter().skip(own)) {
+            dst.revents = src.revents;
+            kernel_first |= src.revents != 0;
+        }
+        if woke == Woke::Interrupted {
+            return Err(interrupted(true));
+        }
+        idle_since = None;
+    }
+}
+
+/// The roles a waiting thread holds (see the module docs); dropped, it
+/// gives them up.
+#[derive(Default)]
+struct Roles {
+    spinner: bool,
+    sleeper: bool,
+}
+
+impl Roles {
+    /// Becomes (or stays) the spinner, if no other thread is.
+    fn take_spinner(&mut self) -> bool {
+        if !self.spinner {
+            self.spinner = W.spinning.compare_exchange(false, true, AcqRel, Relaxed).is_ok();
+        }
+        self.spinner
+    }
+
+    /// Stops spinning.
+    fn release_spinner(&mut self) {
+        if std::mem::take(&mut self.spinner) {
+            W.spinning.store(false, Release);
+        }
+    }
+
+    /// Becomes the sleeper, if no other thread is.
+    fn take_sleeper(&mut self) -> bool {
+        self.sleeper = W.sleeping.compare_exchange(false, true, AcqRel, Relaxed).is_ok();
+        self.sleeper
+    }
+}
+
+impl Drop for Roles {
+    fn drop(&mut self) {
+        self.release_spinner();
+        if self.sleeper {
+            W.sleeping.store(false, Release);
+        }
+    }
+}
+
+/// Whether a waiting thread should spin: only while no more threads wait
+/// in the shim than the process has CPUs. A single-threaded server (or one
+/// thread per core) spins, and gets its next request without a sleep; a
+/// thread-per-connection server with more waiting threads than cores does
+/// not, since each spin would take a core that its clients and its other
+/// threads need. (A moving average of each thread's waits was tried
+/// first: it collapsed redis over memif to 40 %, since the waits of a
+/// thread that stops spinning grow, and so it never spins again.)
+struct SpinCredit;
+
+impl SpinCredit {
+    /// Whether to spin now.
+    fn ask() -> bool {
+        static CPUS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        let cpus = *CPUS.get_or_init(crate::worker::cpus);
+        W.waiters.load(Relaxed) <= cpus
+    }
+}

@@ -1,0 +1,31 @@
+"""A thread-per-connection echo server: Python's socketserver.ThreadingTCPServer,
+as a new user would write one (issue 11). Each connection gets a thread that
+reads and echoes back until EOF, with plain blocking calls.
+
+    threaded_echo.py ADDR PORT
+
+Prints "echo ready" once it listens; runs until killed.
+"""
+
+import socketserver
+import sys
+
+
+class Echo(socketserver.BaseRequestHandler):
+    def handle(self):
+        while True:
+            data = self.request.recv(65536)
+            if not data:
+                return
+            self.request.sendall(data)
+
+
+class Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    request_queue_size = 1024
+
+
+with Server((sys.argv[1], int(sys.argv[2])), Echo) as server:
+    print("echo ready", flush=True)
+    server.serve_forever()
