@@ -147,7 +147,7 @@ fn on_device(parker: &Parker) {
         fds.clear();
         if rx >= 0 {
             if let Some(s) = lock().stack() {
-                let _ = s.device.arm_rx_interrupt();
+                let _ = s.device.dpdk.arm_rx_interrupt();
             }
             fds.push(pollfd {
                 fd: rx,

@@ -50,6 +50,7 @@
 
 pub mod config;
 pub mod counters;
+pub mod device;
 pub mod epoll;
 mod exec;
 pub mod fdtable;

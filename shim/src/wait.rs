@@ -237,7 +237,7 @@ fn block_inner<R>(
             }
             if rx >= 0 {
                 if let Some(s) = lock().stack() {
-                    let _ = s.device.arm_rx_interrupt();
+                    let _ = s.device.dpdk.arm_rx_interrupt();
                 }
                 fds.push(pollfd {
                     fd: rx,

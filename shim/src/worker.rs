@@ -20,6 +20,7 @@
 //! stack while the program computes (and sleeps on the device when the
 //! waiting threads leave it) is [`crate::keeper`]'s.
 
+use crate::device::{self, ShimDevice};
 use crate::epoll::EpollSet;
 use crate::logging::{log, Level};
 use crate::ready::Watch;
@@ -38,7 +39,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
 
 /// The stack's type in the shim.
-pub type ShimStack = Stack<DpdkDevice>;
+pub type ShimStack = Stack<ShimDevice>;
 
 /// Everything the worker's lock guards.
 pub struct Core {
@@ -185,6 +186,7 @@ impl Drop for CoreGuard {
         }
         // SAFETY: the guard is dropped once, here, and not used after.
         drop(unsafe { ManuallyDrop::take(&mut self.guard) });
+        device::flush();
         if woken.is_empty() {
             return;
         }
@@ -229,6 +231,8 @@ impl Core {
         };
         let t = now();
         let r = stack.poll(t);
+        // Its frames leave when the lock is dropped (see `device`).
+        stack.device.stage();
         W.last_drive.store(t.nanos(), Relaxed);
         crate::epoll::distribute(self);
         r
@@ -365,6 +369,7 @@ fn start(core: &mut Core) -> Result<String, String> {
     } else {
         "no Rx interrupt: backs off"
     };
+    let dev = ShimDevice::new(dev).map_err(|e| format!("port {port}: {e}"))?;
     core.stack = Some(Stack::new(ic, TcpConfig::default(), dev));
     core.eal = Some(eal);
     Ok(format!("{name} at {ip}, mac {mac}, {wait}{moved}"))
@@ -423,6 +428,7 @@ pub fn after_fork_in_child() {
     W.waiters.store(0, Release);
     accel_coro::park::Parker::current().after_fork();
     keeper::after_fork();
+    device::after_fork();
     if status() == Status::Up {
         W.status.store(Status::Forked as u8, Release);
         W.rx_fd.store(-1, Relaxed);

@@ -337,7 +337,39 @@ fn ring_loopback() {
     );
     assert_eq!(q0.receive(now(), &mut Vec::new(), 32), 0);
     std::thread::spawn(move || drop(q1)).join().unwrap();
-    let again = q0.queue_pair(1).expect("a released pair can be claimed again");
+    let mut again = q0.queue_pair(1).expect("a released pair can be claimed again");
+
+    // The transmit side split off to another thread: frames built on this
+    // handle go out from there, in order; the handle itself then refuses
+    // to transmit (counted, freed), and a second split is refused.
+    let pool_before = again.mempool_free().1;
+    let mut tx = again.split_tx().expect("split_tx");
+    assert_eq!(again.split_tx().unwrap_err().errno(), libc::EBUSY);
+    let mut batch: Vec<Mbuf> = (0..50).map(|_| again.alloc_tx(200).unwrap()).collect();
+    batch
+        .iter_mut()
+        .enumerate()
+        .for_each(|(seq, b)| fill(b, seq + 1000));
+    let sent: Vec<Vec<u8>> = batch.iter().map(|b| b.as_ref().to_vec()).collect();
+    let tx = std::thread::spawn(move || {
+        assert_eq!(tx.transmit(&mut batch), 50);
+        assert!(batch.is_empty());
+        tx
+    })
+    .join()
+    .unwrap();
+    assert_eq!((tx.stats().tx_frames, tx.stats().tx_bytes), (50, 50 * 200));
+    let back = receive_n(&mut again, 50);
+    let got: Vec<Vec<u8>> = back.iter().map(|b| b.as_ref().to_vec()).collect();
+    assert_eq!(got, sent, "the split-off side sends what the handle built");
+    drop(back);
+    let dropped = again.stats().tx_dropped;
+    let mut batch = vec![again.alloc_tx(64).unwrap()];
+    assert_eq!(again.transmit(now(), &mut batch), 0);
+    assert_eq!(again.stats().tx_dropped, dropped + 1);
+    drop(tx);
+    assert_eq!(again.mempool_free().1, pool_before);
+
     drop((again, q0));
 
     // An mbuf outliving its port stays valid: the pool is kept.

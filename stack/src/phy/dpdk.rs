@@ -138,6 +138,48 @@ pub struct DpdkDevice {
     burst: usize,
     stats: DeviceStats,
     counters: DpdkCounters,
+    /// The transmit side was split off ([`DpdkDevice::split_tx`]).
+    tx_split: bool,
+}
+
+/// The transmit side of one queue pair, split off a [`DpdkDevice`] by
+/// [`DpdkDevice::split_tx`], so that frames built under one lock can go out
+/// after it is released (the shim builds frames under the stack's lock and
+/// transmits after, so a slow transmit, such as net_tap's `writev`, holds
+/// nobody up). `Send`; transmitting takes `&mut self`, so one thread
+/// drives the queue at a time, as DPDK requires.
+pub struct DpdkTx {
+    port: Arc<Port>,
+    queue: u16,
+    stats: DeviceStats,
+    counters: DpdkCounters,
+}
+
+impl DpdkTx {
+    /// Transmits `batch` (draining it) as [`Device::transmit`] does; returns
+    /// how many frames the port took.
+    pub fn transmit(&mut self, batch: &mut Vec<Mbuf>) -> usize {
+        transmit_on(&self.port, self.queue, batch, &mut self.stats, &mut self.counters)
+    }
+
+    /// What this side sent and dropped (the `tx_` fields).
+    pub fn stats(&self) -> DeviceStats {
+        self.stats
+    }
+
+    /// Its drop counters (`tx_prepare_dropped`).
+    pub fn counters(&self) -> DpdkCounters {
+        self.counters
+    }
+}
+
+impl fmt::Debug for DpdkTx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DpdkTx")
+            .field("port", &self.port.name)
+            .field("queue", &self.queue)
+            .finish()
+    }
 }
 
 impl DpdkDevice {
@@ -166,7 +208,26 @@ impl DpdkDevice {
             burst,
             stats: DeviceStats::default(),
             counters: DpdkCounters::default(),
+            tx_split: false,
         }
+    }
+
+    /// Splits the transmit side of this queue pair off as a [`DpdkTx`];
+    /// from then on this handle only receives ([`Device::transmit`] on it
+    /// frees the frames and counts them dropped, as a misuse). Fails with
+    /// `EBUSY` the second time.
+    pub fn split_tx(&mut self) -> Result<DpdkTx, DpdkError> {
+        if self.tx_split {
+            return Err(DpdkError::new("DpdkDevice::split_tx", libc::EBUSY)
+                .with("the transmit side was split off already"));
+        }
+        self.tx_split = true;
+        Ok(DpdkTx {
+            port: Arc::clone(&self.port),
+            queue: self.queue,
+            stats: DeviceStats::default(),
+            counters: DpdkCounters::default(),
+        })
     }
 
     /// A handle on queue pair `queue` of the same port, for another thread.
@@ -279,41 +340,6 @@ impl DpdkDevice {
             rc if rc == -libc::ENOTSUP => Ok(()),
             rc => Err(DpdkError::new("rte_eth_dev_rx_intr_enable", rc)),
         }
-    }
-
-    /// Requests the transmit offloads `buf` needs (per the port's
-    /// offloads), seeding the pseudo-header checksum.
-    fn prepare_offload(&self, buf: &mut Mbuf) {
-        if let Some((flags, l2, l3)) = offload::prepare_tx(&self.port.offloads, buf.as_mut()) {
-            // SAFETY: we own the mbuf; the call only sets its offload fields.
-            unsafe { sys::accel_mbuf_set_tx_offload(buf.as_ptr(), flags, l2, l3) };
-        }
-    }
-
-    /// Runs `rte_eth_tx_prepare` over `pkts`, freeing the frames it refuses
-    /// and closing the gaps; returns how many remain.
-    fn tx_prepare(&mut self, pkts: &mut [*mut sys::rte_mbuf], lens: &mut [u32]) -> usize {
-        let mut n = pkts.len();
-        let mut done = 0;
-        while done < n {
-            let count = (n - done) as u16;
-            // SAFETY: pkts[done..n] are valid mbufs we own, bound for our
-            // queue, which this handle alone drives.
-            let ok = unsafe {
-                sys::rte_eth_tx_prepare(self.port.id, self.queue, pkts[done..].as_mut_ptr(), count)
-            };
-            done += usize::from(ok);
-            if done < n {
-                // SAFETY: pkts[done] is ours and is not used again.
-                unsafe { sys::rte_pktmbuf_free(pkts[done]) };
-                pkts.copy_within(done + 1..n, done);
-                lens.copy_within(done + 1..n, done);
-                n -= 1;
-                self.counters.tx_prepare_dropped += 1;
-                self.stats.tx_dropped += 1;
-            }
-        }
-        n
     }
 }
 
@@ -431,63 +457,118 @@ impl Device for DpdkDevice {
     }
 
     fn transmit(&mut self, _now: Instant, batch: &mut Vec<Mbuf>) -> usize {
-        let offload = self.port.offloads.any_tx();
-        let mut accepted = 0;
-        let mut frames = batch.drain(..);
-        // Uninitialised, as in `receive`; only the first `n` are ever read.
-        let mut pkts_buf = [const { MaybeUninit::<*mut sys::rte_mbuf>::uninit() }; MAX_BURST];
-        let mut lens_buf = [const { MaybeUninit::<u32>::uninit() }; MAX_BURST];
-        loop {
-            let mut n = 0;
-            for mut buf in frames.by_ref().take(MAX_BURST) {
-                if offload {
-                    self.prepare_offload(&mut buf);
-                }
-                lens_buf[n].write(buf.pkt_len());
-                pkts_buf[n].write(buf.into_raw());
-                n += 1;
-            }
-            if n == 0 {
-                break;
-            }
-            // SAFETY: the loop above wrote the first `n` of both.
-            let (pkts, lens) = unsafe { (init_prefix(&mut pkts_buf, n), init_prefix(&mut lens_buf, n)) };
-            if offload {
-                n = self.tx_prepare(pkts, lens);
-            }
-            let mut sent = 0;
-            while sent < n {
-                // SAFETY: pkts[sent..n] are valid mbufs we own; the queue is
-                // driven by this handle alone. The port takes ownership of
-                // the first `k`.
-                let k = unsafe {
-                    sys::rte_eth_tx_burst(
-                        self.port.id,
-                        self.queue,
-                        pkts[sent..].as_mut_ptr(),
-                        (n - sent) as u16,
-                    )
-                };
-                if k == 0 {
-                    break;
-                }
-                sent += usize::from(k);
-            }
-            self.stats.tx_frames += sent as u64;
-            self.stats.tx_bytes += lens[..sent].iter().map(|&l| u64::from(l)).sum::<u64>();
-            if sent < n {
-                // SAFETY: the port refused pkts[sent..n]: still ours, unused.
-                unsafe { sys::rte_pktmbuf_free_bulk(pkts[sent..].as_mut_ptr(), (n - sent) as u32) };
-                self.stats.tx_dropped += (n - sent) as u64;
-            }
-            accepted += sent;
+        if self.tx_split {
+            // The queue's transmit side belongs to a DpdkTx now: using it
+            // from here too would race in the driver.
+            self.stats.tx_dropped += batch.len() as u64;
+            batch.clear();
+            return 0;
         }
-        accepted
+        transmit_on(&self.port, self.queue, batch, &mut self.stats, &mut self.counters)
     }
 
     fn stats(&self) -> DeviceStats {
         self.stats
     }
+}
+
+/// Hands `batch` to `queue` of `port` in bursts, retrying while the port
+/// takes more; frees and counts what it refuses (see the module docs).
+fn transmit_on(
+    port: &Port,
+    queue: u16,
+    batch: &mut Vec<Mbuf>,
+    stats: &mut DeviceStats,
+    counters: &mut DpdkCounters,
+) -> usize {
+    let offload = port.offloads.any_tx();
+    let mut accepted = 0;
+    let mut frames = batch.drain(..);
+    // Uninitialised, as in `receive`; only the first `n` are ever read.
+    let mut pkts_buf = [const { MaybeUninit::<*mut sys::rte_mbuf>::uninit() }; MAX_BURST];
+    let mut lens_buf = [const { MaybeUninit::<u32>::uninit() }; MAX_BURST];
+    loop {
+        let mut n = 0;
+        for mut buf in frames.by_ref().take(MAX_BURST) {
+            if offload {
+                prepare_offload(port, &mut buf);
+            }
+            lens_buf[n].write(buf.pkt_len());
+            pkts_buf[n].write(buf.into_raw());
+            n += 1;
+        }
+        if n == 0 {
+            break;
+        }
+        // SAFETY: the loop above wrote the first `n` of both.
+        let (pkts, lens) = unsafe { (init_prefix(&mut pkts_buf, n), init_prefix(&mut lens_buf, n)) };
+        if offload {
+            n = tx_prepare(port, queue, pkts, lens, stats, counters);
+        }
+        let mut sent = 0;
+        while sent < n {
+            // SAFETY: pkts[sent..n] are valid mbufs we own; the queue is
+            // driven by the caller's handle alone (a `&mut` of the device
+            // or of its split-off transmit side). The port takes ownership
+            // of the first `k`.
+            let k = unsafe {
+                sys::rte_eth_tx_burst(port.id, queue, pkts[sent..].as_mut_ptr(), (n - sent) as u16)
+            };
+            if k == 0 {
+                break;
+            }
+            sent += usize::from(k);
+        }
+        stats.tx_frames += sent as u64;
+        stats.tx_bytes += lens[..sent].iter().map(|&l| u64::from(l)).sum::<u64>();
+        if sent < n {
+            // SAFETY: the port refused pkts[sent..n]: still ours, unused.
+            unsafe { sys::rte_pktmbuf_free_bulk(pkts[sent..].as_mut_ptr(), (n - sent) as u32) };
+            stats.tx_dropped += (n - sent) as u64;
+        }
+        accepted += sent;
+    }
+    accepted
+}
+
+/// Requests the transmit offloads `buf` needs (per the port's offloads),
+/// seeding the pseudo-header checksum.
+fn prepare_offload(port: &Port, buf: &mut Mbuf) {
+    if let Some((flags, l2, l3)) = offload::prepare_tx(&port.offloads, buf.as_mut()) {
+        // SAFETY: we own the mbuf; the call only sets its offload fields.
+        unsafe { sys::accel_mbuf_set_tx_offload(buf.as_ptr(), flags, l2, l3) };
+    }
+}
+
+/// Runs `rte_eth_tx_prepare` over `pkts`, freeing the frames it refuses
+/// and closing the gaps; returns how many remain.
+fn tx_prepare(
+    port: &Port,
+    queue: u16,
+    pkts: &mut [*mut sys::rte_mbuf],
+    lens: &mut [u32],
+    stats: &mut DeviceStats,
+    counters: &mut DpdkCounters,
+) -> usize {
+    let mut n = pkts.len();
+    let mut done = 0;
+    while done < n {
+        let count = (n - done) as u16;
+        // SAFETY: pkts[done..n] are valid mbufs we own, bound for `queue`,
+        // which the caller's handle alone drives.
+        let ok = unsafe { sys::rte_eth_tx_prepare(port.id, queue, pkts[done..].as_mut_ptr(), count) };
+        done += usize::from(ok);
+        if done < n {
+            // SAFETY: pkts[done] is ours and is not used again.
+            unsafe { sys::rte_pktmbuf_free(pkts[done]) };
+            pkts.copy_within(done + 1..n, done);
+            lens.copy_within(done + 1..n, done);
+            n -= 1;
+            counters.tx_prepare_dropped += 1;
+            stats.tx_dropped += 1;
+        }
+    }
+    n
 }
 
 /// The first `n` entries of `a`, as initialised values.
