@@ -5,7 +5,7 @@
 //! kernel runs the peer's whole receive path), and while it runs under the
 //! lock every other thread of the program waits for it. So the stack's
 //! transmits only stage the frames ([`ShimDevice`]); [`Core::drive`]
-//! passes them to the process's transmit queue ([`stage`]), and whoever
+//! passes them to the process's transmit queue ([`ShimDevice::stage`]), and whoever
 //! drops the lock sends them ([`flush`]) on the queue pair's split-off
 //! transmit side ([`DpdkTx`]).
 //!
