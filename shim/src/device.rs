@@ -24,7 +24,7 @@ use std::sync::Mutex;
 
 /// A DPDK queue pair that receives at once and stages what it transmits.
 pub struct ShimDevice {
-    /// The queue pair (its transmit side split off to [`TX`]).
+    /// The queue pair (its transmit side split off to the transmit queue).
     pub dpdk: DpdkDevice,
     staged: Vec<Mbuf>,
 }
