@@ -8,6 +8,7 @@
 //! | `ACCEL_MAC` | the interface's MAC (`02:00:00:00:00:01`) | the device's own |
 //! | `ACCEL_SPIN_US` | how long a waiting thread polls the device before sleeping, µs | 50 |
 //! | `ACCEL_KEEPER_US` | a worker nobody drove for this long is driven by the keeper thread, µs | 1000 |
+//! | `ACCEL_QUEUES` | queue pairs of the port, one stack each, 1 to 64 | 1 |
 //! | `ACCEL_LOG` | `error`, `warn`, `info` or `debug` | `warn` |
 //! | `ACCEL_LOG_FILE` | append the log to this file instead of stderr | stderr |
 //! | `ACCEL_FALLBACK` | when the stack cannot start: `kernel` (run on kernel sockets) or `fail` (exit) | `kernel` |
@@ -129,6 +130,9 @@ pub struct Config {
     /// `ACCEL_KEEPER_US`: microseconds after which the keeper drives an
     /// undriven worker.
     pub keeper_us: u32,
+    /// `ACCEL_QUEUES`: queue pairs (and stacks) to open the port with; 0
+    /// (unset): one.
+    pub queues: u16,
     /// `ACCEL_LOG`: the most verbose level logged.
     pub log_level: Level,
     /// `ACCEL_LOG_FILE`: the log's file; empty: stderr.
@@ -177,6 +181,7 @@ impl Config {
         mac: None,
         spin_us: 50,
         keeper_us: 1000,
+        queues: 0,
         log_level: Level::Warn,
         log_file: Text::empty(),
         fallback: Fallback::Kernel,
@@ -217,6 +222,12 @@ impl Config {
             parse_u32(v).filter(|&us| us > 0)
         }) {
             c.keeper_us = v;
+        }
+        let expected = "a number of queue pairs from 1 to 64";
+        if let Some(v) = env.read("ACCEL_QUEUES", expected, "1", |v| {
+            parse_u32(v).filter(|&n| (1..=64).contains(&n))
+        }) {
+            c.queues = v as u16;
         }
         if let Some(v) = env.read("ACCEL_FALLBACK", "kernel or fail", "kernel", parse_fallback) {
             c.fallback = v;
@@ -351,6 +362,7 @@ mod tests {
             ("ACCEL_MAC", "02:00:00:AB:cd:01"),
             ("ACCEL_SPIN_US", "0"),
             ("ACCEL_KEEPER_US", "250"),
+            ("ACCEL_QUEUES", "3"),
             ("ACCEL_LOG", "DEBUG"),
             ("ACCEL_LOG_FILE", "/tmp/accel.log"),
             ("ACCEL_FALLBACK", "fail"),
@@ -376,7 +388,7 @@ mod tests {
         );
         assert_eq!(config.gateway, Some(Ipv4Addr::new(198, 18, 0, 1)));
         assert_eq!(config.mac, Some([2, 0, 0, 0xab, 0xcd, 1]));
-        assert_eq!((config.spin_us, config.keeper_us), (0, 250));
+        assert_eq!((config.spin_us, config.keeper_us, config.queues), (0, 250, 3));
         assert_eq!(config.log_level, Level::Debug);
         assert_eq!(config.log_file.as_bytes_with_nul(), b"/tmp/accel.log\0");
         assert_eq!(config.fallback, Fallback::Fail);
@@ -390,11 +402,12 @@ mod tests {
             ("ACCEL_MAC", "01:00:5e:00:00:01"),
             ("ACCEL_SPIN_US", "-5"),
             ("ACCEL_KEEPER_US", "0"),
+            ("ACCEL_QUEUES", "65"),
             ("ACCEL_LOG", "verbose"),
             ("ACCEL_FALLBACK", "panic"),
         ]);
         assert_eq!(config, Config::DEFAULT);
-        assert_eq!(reports.len(), 7, "{reports:?}");
+        assert_eq!(reports.len(), 8, "{reports:?}");
         assert_eq!(
             reports[0],
             "ACCEL_LOG=\"verbose\": expected error, warn, info or debug; using warn"

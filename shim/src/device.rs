@@ -5,9 +5,9 @@
 //! kernel runs the peer's whole receive path), and while it runs under the
 //! lock every other thread of the program waits for it. So the stack's
 //! transmits only stage the frames ([`ShimDevice`]); [`Core::drive`]
-//! passes them to the process's transmit queue ([`ShimDevice::stage`]), and whoever
-//! drops the lock sends them ([`flush`]) on the queue pair's split-off
-//! transmit side ([`DpdkTx`]).
+//! passes them to the queue pair's transmit queue ([`ShimDevice::stage`]),
+//! and whoever drops the lock sends them ([`flush`]) on the queue pair's
+//! split-off transmit side ([`DpdkTx`]).
 //!
 //! Order is kept: frames are staged under the worker's lock, so in the
 //! order they were built, and a flush sends every staged frame, oldest
@@ -20,37 +20,56 @@ use accel_stack::phy::dpdk::{DpdkDevice, DpdkTx, Mbuf};
 use accel_stack::phy::{Capabilities, Device, DeviceStats};
 use accel_stack::Instant;
 use std::sync::atomic::{AtomicBool, Ordering::*};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// A DPDK queue pair that receives at once and stages what it transmits.
 pub struct ShimDevice {
-    /// The queue pair (its transmit side split off to the transmit queue).
+    /// The queue pair (its transmit side split off to its transmit queue).
     pub dpdk: DpdkDevice,
     staged: Vec<Mbuf>,
+    tx: Arc<TxQueue>,
+}
+
+/// A queue pair's transmit queue: the frames staged, and the transmit side.
+pub struct TxQueue {
+    /// Frames staged, oldest first.
+    pending: Mutex<Vec<Mbuf>>,
+    /// `pending` may hold frames.
+    any: AtomicBool,
+    /// The queue pair's transmit side; held while sending.
+    side: Mutex<Option<DpdkTx>>,
 }
 
 impl ShimDevice {
-    /// `dpdk`, its transmit side handed to the process's transmit queue.
-    pub fn new(mut dpdk: DpdkDevice) -> Result<ShimDevice, String> {
-        let tx = dpdk.split_tx().map_err(|e| e.to_string())?;
-        *TX.side.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
-        Ok(ShimDevice {
+    /// `dpdk`, its transmit side split off to a transmit queue of its own
+    /// (returned too, for [`install`]).
+    pub fn new(mut dpdk: DpdkDevice) -> Result<(ShimDevice, Arc<TxQueue>), String> {
+        let side = dpdk.split_tx().map_err(|e| e.to_string())?;
+        let tx = Arc::new(TxQueue {
+            pending: Mutex::new(Vec::new()),
+            any: AtomicBool::new(false),
+            side: Mutex::new(Some(side)),
+        });
+        let dev = ShimDevice {
             dpdk,
             staged: Vec::with_capacity(64),
-        })
+            tx: Arc::clone(&tx),
+        };
+        Ok((dev, tx))
     }
 
     /// Moves the frames built since the last call to the transmit queue
-    /// (with the worker's lock held: see the module docs on order).
+    /// (with the stack's lock held: see the module docs on order).
     pub fn stage(&mut self) {
         if self.staged.is_empty() {
             return;
         }
-        TX.pending
+        self.tx
+            .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .append(&mut self.staged);
-        TX.any.store(true, Release);
+        self.tx.any.store(true, Release);
     }
 }
 
@@ -82,7 +101,7 @@ impl Device for ShimDevice {
 
     fn stats(&self) -> DeviceStats {
         let mut s = self.dpdk.stats();
-        if let Some(tx) = TX.side.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(tx) = self.tx.side.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             let t = tx.stats();
             s.tx_frames += t.tx_frames;
             s.tx_bytes += t.tx_bytes;
@@ -92,64 +111,78 @@ impl Device for ShimDevice {
     }
 }
 
-/// The process's transmit queue.
-struct Tx {
-    /// Frames staged, oldest first.
-    pending: Mutex<Vec<Mbuf>>,
-    /// `pending` may hold frames.
-    any: AtomicBool,
-    /// The queue pair's transmit side; held while sending.
-    side: Mutex<Option<DpdkTx>>,
+static QUEUES: OnceLock<Box<[Arc<TxQueue>]>> = OnceLock::new();
+
+/// Installs the transmit queues, by queue pair (once, at start).
+pub fn install(queues: Vec<Arc<TxQueue>>) {
+    let _ = QUEUES.set(queues.into_boxed_slice());
 }
 
-static TX: Tx = Tx {
-    pending: Mutex::new(Vec::new()),
-    any: AtomicBool::new(false),
-    side: Mutex::new(None),
-};
+fn queues() -> &'static [Arc<TxQueue>] {
+    QUEUES.get().map_or(&[], |q| q)
+}
 
-/// Sends every staged frame (see the module docs); cheap when none is.
-pub fn flush() {
-    if !TX.any.load(Acquire) {
-        return;
-    }
-    let mut side = TX.side.lock().unwrap_or_else(|e| e.into_inner());
-    let mut batch = Vec::new();
-    loop {
-        TX.any.store(false, Release);
-        std::mem::swap(
-            &mut batch,
-            &mut *TX.pending.lock().unwrap_or_else(|e| e.into_inner()),
-        );
-        if batch.is_empty() {
-            break;
+impl TxQueue {
+    /// Sends every staged frame (see the module docs); cheap when none is.
+    fn flush(&self) {
+        if !self.any.load(Acquire) {
+            return;
         }
-        match side.as_mut() {
-            Some(tx) => {
-                tx.transmit(&mut batch);
+        let mut side = self.side.lock().unwrap_or_else(|e| e.into_inner());
+        let mut batch = Vec::new();
+        loop {
+            self.any.store(false, Release);
+            std::mem::swap(
+                &mut batch,
+                &mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()),
+            );
+            if batch.is_empty() {
+                break;
             }
-            None => batch.clear(),
+            match side.as_mut() {
+                Some(tx) => {
+                    tx.transmit(&mut batch);
+                }
+                None => batch.clear(),
+            }
         }
-    }
-    // Hand the (empty, grown) buffer back for the next frames.
-    let mut pending = TX.pending.lock().unwrap_or_else(|e| e.into_inner());
-    if pending.is_empty() && pending.capacity() < batch.capacity() {
-        std::mem::swap(&mut batch, &mut *pending);
+        // Hand the (empty, grown) buffer back for the next frames.
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.is_empty() && pending.capacity() < batch.capacity() {
+            std::mem::swap(&mut batch, &mut *pending);
+        }
     }
 }
 
-/// In the child of `fork`: the parent's frames and transmit side are the
+/// Sends the frames staged on queue pair `q`.
+pub fn flush(q: u16) {
+    if let Some(t) = queues().get(usize::from(q)) {
+        t.flush();
+    }
+}
+
+/// Sends the frames staged on every queue pair.
+pub fn flush_all() {
+    for t in queues() {
+        t.flush();
+    }
+}
+
+/// In the child of `fork`: the parent's frames and transmit sides are the
 /// parent's (forgotten, never sent or freed here). A lock another thread
 /// of the parent held at the fork stays held in the child, where nothing
-/// takes it again: the child's stack is gone, so nothing stages or flushes.
+/// takes it again: the child's stacks are gone, so nothing stages or
+/// flushes.
 pub fn after_fork() {
-    TX.any.store(false, Release);
-    if let Ok(mut pending) = TX.pending.try_lock() {
-        std::mem::forget(std::mem::take(&mut *pending));
-    }
-    if let Ok(mut side) = TX.side.try_lock() {
-        if let Some(side) = side.take() {
-            std::mem::forget(side);
+    for t in queues() {
+        t.any.store(false, Release);
+        if let Ok(mut pending) = t.pending.try_lock() {
+            std::mem::forget(std::mem::take(&mut *pending));
+        }
+        if let Ok(mut side) = t.side.try_lock() {
+            if let Some(side) = side.take() {
+                std::mem::forget(side);
+            }
         }
     }
 }

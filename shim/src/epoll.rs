@@ -143,18 +143,14 @@ impl Sockets for Core {
     }
 
     fn arm(&mut self, sock: u32) {
-        let Core {
-            socks, stack, watch, ..
-        } = self;
-        if let Some(stack) = stack {
-            watch.arm(socks, stack, sock);
-        }
+        let Core { socks, watch, .. } = self;
+        watch.arm(socks, sock);
     }
 
     fn volatile(&mut self, sock: u32) -> bool {
         self.socks
             .get(sock)
-            .is_some_and(|s| matches!(s.kind, Kind::Udp(_)))
+            .is_some_and(|s| matches!(s.kind, Kind::Udp(..)))
     }
 }
 
@@ -670,8 +666,10 @@ pub unsafe fn wait(
     let out = unsafe { std::slice::from_raw_parts_mut(events, maxevents as usize) };
     let h = entry.handle();
     {
+        // The devices polled without the worker's lock.
+        crate::stacks::poll_all();
         let mut core = worker::lock();
-        core.drive();
+        distribute(&mut core);
         match gather(&mut core, h, epfd, out) {
             Ok(0) => {}
             r => return Dispatch::Done(r.map(|n| n as c_int)),

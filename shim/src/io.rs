@@ -18,11 +18,13 @@ use crate::logging::log;
 use crate::skeleton::{Dispatch, Errno};
 use crate::sock::{Kind, Sock};
 use crate::sockaddr as sa;
-use crate::socket::{conn_of, deadline, fail, ok, se, sock_mut, Answer};
+use crate::socket::{self, conn_of, deadline, fail, ok, se, sock_mut, Answer};
+use crate::stacks::{self, Q};
 use crate::sys;
 use crate::tcpinfo;
 use crate::wait::{block, WaitEnd, WaitOn};
 use crate::worker::{self, Core};
+use accel_stack::iface::TcpHandle;
 use core::net::SocketAddrV4;
 use libc::{c_int, c_void, iovec, sockaddr, socklen_t};
 use std::time::Duration;
@@ -55,8 +57,18 @@ unsafe fn tcp_read(
     peek: bool,
     discard: bool,
 ) -> Result<usize, Errno> {
-    let h = conn_of(core, entry)?;
-    let stack = core.stack().ok_or(Errno(libc::EBADF))?;
+    let (q, h) = conn_of(core, entry)?;
+    // SAFETY: the caller's contract.
+    unsafe { tcp_read_on(q, h, iov, peek, discard) }
+}
+
+/// [`tcp_read`] of connection `h` of stack `q` (without the worker's lock).
+///
+/// # Safety
+///
+/// As for [`tcp_read`].
+unsafe fn tcp_read_on(q: Q, h: TcpHandle, iov: Iov<'_>, peek: bool, discard: bool) -> Result<usize, Errno> {
+    let mut stack = socket::stack(q)?;
     let mut total = 0;
     let mut scratch = Vec::new();
     for v in iov {
@@ -100,7 +112,7 @@ unsafe fn tcp_read(
 /// # Safety
 ///
 /// `iov` describes buffers valid for reading.
-unsafe fn tcp_write(core: &mut Core, entry: Entry, iov: Iov<'_>, mut skip: usize) -> Result<usize, Errno> {
+unsafe fn tcp_write(core: &mut Core, entry: Entry, iov: Iov<'_>, skip: usize) -> Result<usize, Errno> {
     let h = conn_of(core, entry).map_err(|e| {
         if e.0 == libc::ENOTCONN {
             Errno(libc::EPIPE)
@@ -108,7 +120,18 @@ unsafe fn tcp_write(core: &mut Core, entry: Entry, iov: Iov<'_>, mut skip: usize
             e
         }
     })?;
-    let stack = core.stack().ok_or(Errno(libc::EBADF))?;
+    let (q, h) = h;
+    // SAFETY: the caller's contract.
+    unsafe { tcp_write_on(q, h, iov, skip) }
+}
+
+/// [`tcp_write`] on connection `h` of stack `q` (without the worker's lock).
+///
+/// # Safety
+///
+/// As for [`tcp_write`].
+unsafe fn tcp_write_on(q: Q, h: TcpHandle, iov: Iov<'_>, mut skip: usize) -> Result<usize, Errno> {
+    let mut stack = socket::stack(q)?;
     let mut total = 0;
     let mut any = false;
     for v in iov {
@@ -137,6 +160,15 @@ unsafe fn tcp_write(core: &mut Core, entry: Entry, iov: Iov<'_>, mut skip: usize
         return stack.iface.tcp.send(h, &[]).map_err(se);
     }
     Ok(total)
+}
+
+/// Polls the stack of `entry`'s connection (after a read: the window
+/// update goes out).
+fn poll_of(entry: Entry) {
+    let conn = conn_of(&worker::lock(), entry);
+    if let Ok((q, _)) = conn {
+        stacks::poll(q);
+    }
 }
 
 /// Total length of `iov`.
@@ -176,23 +208,37 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
     let waitall = flags & libc::MSG_WAITALL != 0 && !peek;
     let want = iov_len(iov);
     let timeout = {
-        let mut core = worker::lock();
-        core.drive();
-        let (nb, rt, _) = match mode(&mut core, entry) {
+        // The socket's stack and mode under the worker's lock; the poll and
+        // the read under the stack's alone.
+        let (conn, mode) = {
+            let mut core = worker::lock();
+            (conn_of(&core, entry), mode(&mut core, entry))
+        };
+        let (nb, rt, _) = match mode {
             Ok(m) => m,
             Err(e) => return Dispatch::Done(Err(e)),
         };
         let nonblock = nb || flags & libc::MSG_DONTWAIT != 0;
-        // SAFETY: the caller's contract.
-        match unsafe { tcp_read(&mut core, entry, iov, peek, trunc) } {
+        let r = match conn {
+            Ok((q, h)) => {
+                stacks::poll(q);
+                // SAFETY: the caller's contract.
+                unsafe { tcp_read_on(q, h, iov, peek, trunc) }.inspect(|&n| {
+                    if n > 0 {
+                        // The window update goes out now.
+                        stacks::poll(q);
+                    }
+                })
+            }
+            Err(e) => Err(e),
+        };
+        match r {
             Ok(n) if n > 0 && (!waitall || n == want || nonblock) => {
-                core.drive();
                 return ok(n as isize);
             }
             Ok(0) => return ok(0),
             Ok(n) => {
                 // MSG_WAITALL, partly filled: wait for the rest.
-                drop(core);
                 // SAFETY: the caller's contract.
                 return unsafe { recv_rest(entry, iov, n, rt) };
             }
@@ -215,7 +261,7 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
                 return unsafe { recv_rest(entry, iov, n, timeout) };
             }
             Ok(r) => {
-                worker::lock().drive();
+                poll_of(entry);
                 return Dispatch::Done(r.map(|n| n as isize));
             }
             Err(WaitEnd::TimedOut) => return fail(libc::EAGAIN),
@@ -251,7 +297,7 @@ unsafe fn recv_rest(entry: Entry, iov: Iov<'_>, mut got: usize, timeout: Option<
             Err(_) => break,
         }
     }
-    worker::lock().drive();
+    poll_of(entry);
     ok(got as isize)
 }
 
@@ -297,14 +343,26 @@ pub unsafe fn send(entry: Entry, iov: Iov<'_>, flags: c_int) -> Answer<isize> {
     }
     let total = iov_len(iov);
     let (nonblock, timeout, first) = {
-        let mut core = worker::lock();
-        let (nb, _, st) = match mode(&mut core, entry) {
+        let (conn, mode) = {
+            let mut core = worker::lock();
+            (conn_of(&core, entry), mode(&mut core, entry))
+        };
+        let (nb, _, st) = match mode {
             Ok(m) => m,
             Err(e) => return Dispatch::Done(Err(e)),
         };
-        // SAFETY: the caller's contract.
-        let r = unsafe { tcp_write(&mut core, entry, iov, 0) };
-        core.drive();
+        // Queued under the stack's lock, sent by a poll of it (not under
+        // the worker's lock).
+        let r = match conn {
+            Ok((q, h)) => {
+                // SAFETY: the caller's contract.
+                let r = unsafe { tcp_write_on(q, h, iov, 0) };
+                stacks::poll(q);
+                r
+            }
+            Err(Errno(libc::ENOTCONN)) => Err(Errno(libc::EPIPE)),
+            Err(e) => Err(e),
+        };
         (nb || flags & libc::MSG_DONTWAIT != 0, st, r)
     };
     let mut done = match first {
@@ -323,7 +381,9 @@ pub unsafe fn send(entry: Entry, iov: Iov<'_>, flags: c_int) -> Answer<isize> {
         let mut f = |core: &mut Core| {
             // SAFETY: the caller's contract.
             let r = unsafe { tcp_write(core, entry, iov, done) };
-            core.drive();
+            if let Ok((q, _)) = conn_of(core, entry) {
+                stacks::poll(q);
+            }
             match r {
                 Err(Errno(libc::EAGAIN)) => None,
                 r => Some(r),
@@ -408,11 +468,17 @@ pub unsafe fn sendfile(entry: Entry, in_fd: c_int, offset: *mut i64, count: usiz
         while off < n {
             let v = [one(data.as_ptr().wrapping_add(off).cast(), n - off)];
             let r = {
-                let mut core = worker::lock();
-                // SAFETY: `v` points into `chunk`.
-                let r = unsafe { tcp_write(&mut core, entry, &v, 0) };
-                core.drive();
-                r
+                let conn = conn_of(&worker::lock(), entry);
+                match conn {
+                    Ok((q, h)) => {
+                        // SAFETY: `v` points into `chunk`.
+                        let r = unsafe { tcp_write_on(q, h, &v, 0) };
+                        stacks::poll(q);
+                        r
+                    }
+                    Err(Errno(libc::ENOTCONN)) => Err(Errno(libc::EPIPE)),
+                    Err(e) => Err(e),
+                }
             };
             match r {
                 Ok(k) => off += k,
@@ -426,8 +492,8 @@ pub unsafe fn sendfile(entry: Entry, in_fd: c_int, offset: *mut i64, count: usiz
                 }
                 Err(Errno(libc::EAGAIN)) => {
                     let mut f = |core: &mut Core| {
-                        let h = conn_of(core, entry).ok()?;
-                        let r = core.stack()?.iface.tcp.readiness(h).ok()?;
+                        let (q, h) = conn_of(core, entry).ok()?;
+                        let r = socket::stack(q).ok()?.iface.tcp.readiness(h).ok()?;
                         (r.writable || r.hangup || r.error).then_some(())
                     };
                     match block(dl, &[WaitOn::Sock(entry.handle())], &mut [], None, &mut f) {
@@ -501,19 +567,21 @@ pub fn shutdown(entry: Entry, fd: c_int, how: c_int) -> Answer<c_int> {
     if entry.state() == State::Pending {
         return Dispatch::NotOurs;
     }
-    let h = match conn_of(&core, entry) {
+    let (q, h) = match conn_of(&core, entry) {
         Ok(h) => h,
         Err(e) => return Dispatch::Done(Err(e)),
     };
+    drop(core);
     use accel_stack::tcp::State as T;
-    let r = match core.stack() {
-        Some(s) => match s.iface.tcp.socket(h).map(|c| c.state()) {
+    let r = match socket::stack(q) {
+        Ok(mut s) => match s.iface.tcp.socket(h).map(|c| c.state()) {
             None | Some(T::Closed | T::TimeWait) => Err(Errno(libc::ENOTCONN)),
             Some(_) => s.iface.tcp.shutdown(h, rd, wr).map_err(se),
         },
-        None => Err(Errno(libc::ENOTCONN)),
+        Err(_) => Err(Errno(libc::ENOTCONN)),
     };
-    core.drive();
+    // The FIN goes out now.
+    stacks::poll(q);
     Dispatch::Done(r.map(|()| 0))
 }
 
@@ -532,7 +600,7 @@ pub unsafe fn name(entry: Entry, peer: bool, addr: *mut sockaddr, len: *mut sock
         }
         return Dispatch::NotOurs;
     }
-    let mut core = worker::lock();
+    let core = worker::lock();
     let kind = match core.socks.get(entry.handle()) {
         Some(s) => s.kind.clone(),
         None => return Dispatch::NotOurs,
@@ -542,7 +610,7 @@ pub unsafe fn name(entry: Entry, peer: bool, addr: *mut sockaddr, len: *mut sock
         (Kind::Pending { .. }, _) => return Dispatch::NotOurs,
         (Kind::Listener { local, .. }, false) => Ok(*local),
         (Kind::Listener { .. }, true) => Err(Errno(libc::ENOTCONN)),
-        (Kind::Tcp(h), _) => match core.stack() {
+        (Kind::Tcp(q, h), _) => match stacks::lock(*q) {
             // Linux has no peer while the handshake is under way.
             Some(s)
                 if peer
@@ -562,21 +630,28 @@ pub unsafe fn name(entry: Entry, peer: bool, addr: *mut sockaddr, len: *mut sock
                 .map(|a| a.unwrap_or(SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0))),
             None => Err(Errno(libc::EBADF)),
         },
-        (Kind::Udp(h), _) => match core.stack().and_then(|s| s.iface.udp(*h)) {
-            Some(u) if peer => u.remote().ok_or(Errno(libc::ENOTCONN)),
-            Some(u) => {
-                let local = u
-                    .local()
-                    .unwrap_or(SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0));
-                // Connected, the socket has a source address (Linux sets it
-                // at connect), the stack's.
-                Ok(match (u.remote(), crate::socket::our_ip()) {
-                    (Some(_), Some(ip)) if local.ip().is_unspecified() => SocketAddrV4::new(ip, local.port()),
-                    _ => local,
-                })
+        (Kind::Udp(hs), _) => {
+            // Every stack's socket is bound and connected alike: the first
+            // answers.
+            let ends = hs
+                .first()
+                .and_then(|&h| stacks::lock(0)?.iface.udp(h).map(|u| (u.local(), u.remote())));
+            match ends {
+                Some((_, remote)) if peer => remote.ok_or(Errno(libc::ENOTCONN)),
+                Some((local, remote)) => {
+                    let local = local.unwrap_or(SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0));
+                    // Connected, the socket has a source address (Linux sets
+                    // it at connect), the stack's.
+                    Ok(match (remote, crate::socket::our_ip()) {
+                        (Some(_), Some(ip)) if local.ip().is_unspecified() => {
+                            SocketAddrV4::new(ip, local.port())
+                        }
+                        _ => local,
+                    })
+                }
+                None => Err(Errno(libc::EBADF)),
             }
-            None => Err(Errno(libc::EBADF)),
-        },
+        }
     };
     drop(core);
     // SAFETY: the caller's contract.
@@ -659,8 +734,17 @@ pub unsafe fn setsockopt(
         }
     }
     let (kind, opts) = (s.kind.clone(), s.opts);
-    if let (Kind::Tcp(h) | Kind::Listener { tcp: Some(h), .. }, Some(stack)) = (kind, core.stack()) {
-        crate::socket::apply_opts(&mut stack.iface.tcp, h, &opts);
+    let on: Vec<(stacks::Q, accel_stack::iface::TcpHandle)> = match kind {
+        Kind::Tcp(q, h) => vec![(q, h)],
+        Kind::Listener { tcp: Some(hs), .. } => {
+            hs.iter().enumerate().map(|(q, h)| (q as stacks::Q, *h)).collect()
+        }
+        _ => Vec::new(),
+    };
+    for (q, h) in on {
+        if let Some(mut stack) = stacks::lock(q) {
+            crate::socket::apply_opts(&mut stack.iface.tcp, h, &opts);
+        }
     }
     ok(0)
 }
@@ -730,23 +814,37 @@ pub unsafe fn getsockopt(
     val: *mut c_void,
     len: *mut socklen_t,
 ) -> Answer<c_int> {
-    let mut core = worker::lock();
+    let core = worker::lock();
     let Some(Sock { kind, opts, .. }) = core.socks.get(entry.handle()).cloned() else {
         return Dispatch::NotOurs;
     };
-    let tcp = match kind {
-        Kind::Tcp(h) | Kind::Listener { tcp: Some(h), .. } => Some(h),
+    // A connection's stack; a listener is alike in every stack (its
+    // queue of connections is the sum of theirs).
+    let tcp = match &kind {
+        Kind::Tcp(q, h) => Some((*q, *h)),
+        Kind::Listener { tcp: Some(hs), .. } => hs.first().map(|h| (0, *h)),
         _ => None,
     };
+    let stack = tcp.and_then(|(q, _)| stacks::lock(q));
+    let tcp = tcp.map(|(_, h)| h);
     if (level, name) == (libc::IPPROTO_TCP, libc::TCP_INFO) {
-        let info = match (tcp, &kind, core.stack()) {
-            (Some(h), Kind::Tcp(_), Some(s)) => s.iface.tcp.socket(h).map(|c| tcpinfo::connection(&c.info())),
-            (Some(h), Kind::Listener { .. }, Some(s)) => s
-                .iface
-                .tcp
-                .listen_queue(h)
-                .ok()
-                .map(|(q, b)| tcpinfo::listener(q, b)),
+        let info = match (tcp, &kind, stack) {
+            (Some(h), Kind::Tcp(..), Some(s)) => {
+                s.iface.tcp.socket(h).map(|c| tcpinfo::connection(&c.info()))
+            }
+            (Some(_), Kind::Listener { tcp: Some(hs), .. }, Some(s)) => {
+                drop(s);
+                let (mut queued, mut backlog) = (0, 0);
+                for (q, h) in hs.iter().enumerate() {
+                    if let Some((n, b)) =
+                        stacks::lock(q as stacks::Q).and_then(|s| s.iface.tcp.listen_queue(*h).ok())
+                    {
+                        queued += n;
+                        backlog = b;
+                    }
+                }
+                Some(tcpinfo::listener(queued, backlog))
+            }
             _ => None,
         };
         let Some(info) = info else {
@@ -757,8 +855,8 @@ pub unsafe fn getsockopt(
         return Dispatch::Done(unsafe { put_bytes(val, len, tcpinfo::bytes(&info)) });
     }
     let v: c_int = match (level, name) {
-        (libc::SOL_SOCKET, libc::SO_ERROR) => match (tcp, &kind, core.stack()) {
-            (Some(h), Kind::Tcp(_), Some(s)) => s
+        (libc::SOL_SOCKET, libc::SO_ERROR) => match (tcp, &kind, stack) {
+            (Some(h), Kind::Tcp(..), Some(mut s)) => s
                 .iface
                 .tcp
                 .with_conn(h, |c| Ok(c.take_error()))
@@ -771,7 +869,7 @@ pub unsafe fn getsockopt(
         (libc::SOL_SOCKET, libc::SO_REUSEADDR) => c_int::from(opts.reuse_addr),
         (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => c_int::from(opts.keepalive),
         (libc::IPPROTO_TCP, libc::TCP_NODELAY) => c_int::from(opts.nodelay),
-        (libc::SOL_SOCKET, libc::SO_RCVBUF | libc::SO_SNDBUF) => match (tcp, core.stack()) {
+        (libc::SOL_SOCKET, libc::SO_RCVBUF | libc::SO_SNDBUF) => match (tcp, stack) {
             (Some(h), Some(s)) => match s.iface.tcp.config(h) {
                 Ok(c) if name == libc::SO_RCVBUF => c.recv_buffer as c_int,
                 Ok(c) => c.send_buffer as c_int,
@@ -779,7 +877,7 @@ pub unsafe fn getsockopt(
             },
             _ => return Dispatch::NotOurs,
         },
-        (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => match (tcp, core.stack()) {
+        (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => match (tcp, stack) {
             (Some(h), Some(s)) => s.iface.tcp.socket(h).map_or(536, |c| c.mss() as c_int),
             _ => return Dispatch::NotOurs,
         },
@@ -860,17 +958,26 @@ pub unsafe fn ioctl(entry: Entry, request: libc::c_ulong, arg: libc::c_ulong) ->
         }
         libc::FIONREAD | libc::TIOCOUTQ => {
             let kind = s.kind.clone();
-            let n = match (kind, core.stack()) {
-                (Kind::Tcp(h), Some(st)) => match st.iface.tcp.socket(h) {
-                    Some(c) if request == libc::FIONREAD => c.recv_queue(),
-                    Some(c) => c.send_queue(),
+            let n = match kind {
+                Kind::Tcp(q, h) => match stacks::lock(q) {
+                    Some(st) => match st.iface.tcp.socket(h) {
+                        Some(c) if request == libc::FIONREAD => c.recv_queue(),
+                        Some(c) => c.send_queue(),
+                        None => 0,
+                    },
                     None => 0,
                 },
-                (Kind::Udp(h), Some(st)) if request == libc::FIONREAD => {
-                    st.iface.udp(h).map_or(0, |u| u.next_len())
-                }
-                (Kind::Listener { .. }, _) => return fail(libc::EINVAL),
-                (Kind::Pending { .. }, _) => return Dispatch::NotOurs,
+                // The next datagram's length: this thread's stack first.
+                Kind::Udp(hs) if request == libc::FIONREAD => stacks::mine_first()
+                    .filter_map(|q| {
+                        let h = *hs.get(usize::from(q))?;
+                        let n = stacks::lock(q)?.iface.udp(h)?.next_len();
+                        (n > 0).then_some(n)
+                    })
+                    .next()
+                    .unwrap_or(0),
+                Kind::Listener { .. } => return fail(libc::EINVAL),
+                Kind::Pending { .. } => return Dispatch::NotOurs,
                 _ => 0,
             };
             if p.is_null() {

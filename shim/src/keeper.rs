@@ -19,7 +19,7 @@
 
 use crate::logging::log;
 use crate::worker::{lock, now, status, try_lock, Status, W};
-use crate::{signals, startup, sys};
+use crate::{ready, signals, stacks, startup, sys};
 use accel_coro::park::Parker;
 use libc::pollfd;
 use std::sync::atomic::{AtomicI32, Ordering::*};
@@ -126,15 +126,16 @@ fn on_device(parker: &Parker) {
     let mut fds: Vec<pollfd> = Vec::new();
     while W.waiters.load(SeqCst) > 0 && status() == Status::Up {
         let (progress, next) = {
-            let mut core = lock();
-            let r = core.drive();
+            let r = stacks::poll_all();
+            if ready::pending() {
+                crate::epoll::distribute(&mut lock());
+            }
             (r.progress, r.next)
         };
         if progress {
             backoff = Duration::from_micros(50);
         }
-        let rx = W.rx_fd.load(Relaxed);
-        let mut wait = if rx >= 0 {
+        let mut wait = if stacks::interrupts() {
             Duration::from_millis(100)
         } else {
             let w = backoff;
@@ -145,16 +146,7 @@ fn on_device(parker: &Parker) {
             wait = wait.min(n.saturating_since(now()));
         }
         fds.clear();
-        if rx >= 0 {
-            if let Some(s) = lock().stack() {
-                let _ = s.device.dpdk.arm_rx_interrupt();
-            }
-            fds.push(pollfd {
-                fd: rx,
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
+        stacks::arm_rx_interrupts(&mut fds);
         // SAFETY: no signal mask.
         if unsafe { parker.park_poll(&mut fds, Some(wait), std::ptr::null()) }.is_err() {
             std::thread::sleep(wait.min(Duration::from_millis(1)));
@@ -180,24 +172,33 @@ impl Halves {
     /// if nobody did in that time, and notes the kernel halves seen ready:
     /// after that poll, so that frames that came before are ordered first.
     fn round(&mut self, period: Duration) {
+        // The devices' Rx interrupts too: a frame is handled when it comes
+        // (net_tap wakes the keeper for each anyway, with its signal), so
+        // that ACKs leave at once and events keep their order across
+        // queues as closely as the device lets us know it.
+        let halves = self.fds.len();
+        stacks::arm_rx_interrupts(&mut self.fds);
         if self.fds.is_empty() {
             std::thread::sleep(period);
         } else {
             // SAFETY: no signal mask pointer.
             let _ = unsafe { sys::ppoll(&mut self.fds, Some(period), std::ptr::null()) };
         }
+        let rx = self.fds.iter().skip(halves).any(|p| p.revents != 0);
+        self.fds.truncate(halves);
         if W.waiters.load(SeqCst) > 0 {
             return;
         }
         let seen = self.fds.iter().any(|p| p.revents != 0);
         let last = W.last_drive.load(Relaxed);
         let due = now().nanos().saturating_sub(last) >= period.as_nanos() as u64;
+        if due || seen || rx {
+            stacks::poll_all();
+        }
         // Something seen must be noted: wait for the lock then.
         let core = if seen { Some(lock()) } else { try_lock() };
         let Some(mut core) = core else { return };
-        if due || seen {
-            core.drive();
-        }
+        crate::epoll::distribute(&mut core);
         for (p, &set) in self.fds.iter().zip(&self.sets) {
             if p.revents != 0 {
                 core.watch.kernel_half_seen(set);

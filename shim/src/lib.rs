@@ -68,6 +68,7 @@ pub mod skeleton;
 pub mod sock;
 pub mod sockaddr;
 pub mod socket;
+pub mod stacks;
 pub mod startup;
 pub mod sys;
 pub mod tcpinfo;

@@ -131,8 +131,8 @@ fn poll_fds(
         Ok(n)
     };
     {
+        crate::stacks::poll_all();
         let mut core = worker::lock();
-        core.drive();
         match attempt(&mut core, &mut kernel) {
             Ok(0) => {}
             r => return r,

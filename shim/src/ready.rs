@@ -29,7 +29,7 @@
 //! across a yield; the wakers run inside the stack's poll, under the
 //! worker's lock.
 
-use crate::worker::ShimStack;
+use crate::stacks;
 use libc::c_int;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering::*};
@@ -45,6 +45,12 @@ static WOKEN: Mutex<Vec<u32>> = parking_lot::const_mutex(Vec::new());
 /// [`WOKEN`] may hold something: every poll of the stack looks, and most
 /// find nothing (a spinning thread polls thousands of times a second).
 static ANY_WOKEN: AtomicBool = AtomicBool::new(false);
+
+/// Whether a stack signalled a socket that is not yet handed out
+/// (`epoll::distribute` would find something).
+pub fn pending() -> bool {
+    ANY_WOKEN.load(Acquire)
+}
 
 /// Pushes `entry` on [`WOKEN`].
 fn push_woken(entry: u32) {
@@ -267,8 +273,9 @@ impl Watch {
         self.spare = buf;
     }
 
-    /// Arms socket `sock`'s wakers on the stack (again: they fire once).
-    pub fn arm(&mut self, socks: &Slab<Sock>, stack: &mut ShimStack, sock: u32) {
+    /// Arms socket `sock`'s wakers on its stacks (again: they fire once).
+    /// With the worker's lock held (it takes the stacks' locks).
+    pub fn arm(&mut self, socks: &Slab<Sock>, sock: u32) {
         let Some(s) = socks.get(sock) else { return };
         let i = sock as usize;
         if self.wakers.len() <= i {
@@ -278,18 +285,28 @@ impl Watch {
             return;
         };
         let waker = slot.get_or_insert_with(|| Waker::from(Arc::new(SockWaker(sock))));
-        match s.kind {
-            Kind::Tcp(h) => {
-                let _ = stack.iface.tcp.register_recv_waker(h, waker);
-                let _ = stack.iface.tcp.register_send_waker(h, waker);
+        match &s.kind {
+            Kind::Tcp(q, h) => {
+                if let Some(mut stack) = stacks::lock(*q) {
+                    let _ = stack.iface.tcp.register_recv_waker(*h, waker);
+                    let _ = stack.iface.tcp.register_send_waker(*h, waker);
+                }
             }
-            Kind::Listener { tcp: Some(h), .. } => {
-                let _ = stack.iface.tcp.register_recv_waker(h, waker);
+            Kind::Listener { tcp: Some(hs), .. } => {
+                for (q, h) in hs.iter().enumerate() {
+                    if let Some(mut stack) = stacks::lock(q as stacks::Q) {
+                        let _ = stack.iface.tcp.register_recv_waker(*h, waker);
+                    }
+                }
             }
-            Kind::Udp(h) => {
-                if let Some(u) = stack.iface.udp_mut(h) {
-                    u.register_recv_waker(waker);
-                    u.register_send_waker(waker);
+            Kind::Udp(hs) => {
+                for (q, h) in hs.iter().enumerate() {
+                    if let Some(mut stack) = stacks::lock(q as stacks::Q) {
+                        if let Some(u) = stack.iface.udp_mut(*h) {
+                            u.register_recv_waker(waker);
+                            u.register_send_waker(waker);
+                        }
+                    }
                 }
             }
             _ => {}

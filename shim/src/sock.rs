@@ -5,13 +5,14 @@
 //! fd referring to it is closed (`refs` counts `dup`s). Its kind follows
 //! the socket's fate: `Pending` until `bind`/`listen`/`connect` decide;
 //! `Listener` for an accelerated listening socket (deferred until the
-//! stack runs in this process, see `tcp_ops`); `Tcp` or `Udp` once the
-//! stack holds it. A socket that stays in the kernel loses its `Sock` and
+//! stack runs in this process, see `tcp_ops`), listening in every stack;
+//! `Tcp` (on one stack) or `Udp` (in every stack) once the stacks hold it. A socket that stays in the kernel loses its `Sock` and
 //! its fd becomes a plain kernel fd again.
 //!
 //! Options set before the stack holds the socket are kept in [`Opts`] and
 //! applied when it does.
 
+use crate::stacks::Q;
 use accel_stack::iface::{TcpHandle, UdpHandle};
 use core::net::SocketAddrV4;
 use std::time::Duration;
@@ -59,16 +60,18 @@ pub enum Kind {
         local: SocketAddrV4,
         /// `listen`'s backlog.
         backlog: i32,
-        /// The stack's listener; `None` until the stack runs in this
-        /// process (deferred: created before a `fork`).
-        tcp: Option<TcpHandle>,
+        /// The stacks' listeners, one per stack (by queue pair); `None`
+        /// until the stack runs in this process (deferred: created before a
+        /// `fork`).
+        tcp: Option<Box<[TcpHandle]>>,
         /// Whether the kernel placeholder also listens (wildcard address).
         kernel: bool,
     },
-    /// A TCP connection on the stack.
-    Tcp(TcpHandle),
-    /// A UDP socket on the stack.
-    Udp(UdpHandle),
+    /// A TCP connection on stack `.0` (a queue pair).
+    Tcp(Q, TcpHandle),
+    /// A UDP socket: one per stack (by queue pair), all bound alike, since a
+    /// datagram may come in on any queue.
+    Udp(Box<[UdpHandle]>),
 }
 
 /// The next [`Sock::id`].

@@ -29,6 +29,7 @@ use crate::logging::log;
 use crate::skeleton::{Dispatch, Errno};
 use crate::sock::{Kind, Opts, Sock};
 use crate::sockaddr::{self as sa, Addr};
+use crate::stacks::{self, Q};
 use crate::startup;
 use crate::sys;
 use crate::wait::{block, WaitEnd, WaitOn};
@@ -296,9 +297,11 @@ pub fn listen(entry: Entry, fd: c_int, backlog: c_int) -> Answer<c_int> {
             ..
         } => {
             *b = backlog;
-            let (kernel, tcp) = (*kernel, *tcp);
-            if let (Some(h), Some(stack)) = (tcp, core.stack()) {
-                let _ = stack.iface.tcp.listen(h, backlog as usize);
+            let (kernel, tcp) = (*kernel, tcp.clone());
+            for (q, h) in tcp.iter().flat_map(|hs| hs.iter().enumerate()) {
+                if let Some(mut stack) = stacks::lock(q as Q) {
+                    let _ = stack.iface.tcp.listen(*h, backlog as usize);
+                }
             }
             if kernel {
                 if let Some(f) = real::listen.get() {
@@ -346,7 +349,7 @@ pub fn listen(entry: Entry, fd: c_int, backlog: c_int) -> Answer<c_int> {
             }
             ok(0)
         }
-        Kind::Tcp(_) | Kind::Udp(_) => fail(libc::EINVAL),
+        Kind::Tcp(..) | Kind::Udp(..) => fail(libc::EINVAL),
     }
 }
 
@@ -388,18 +391,35 @@ pub fn activate(core: &mut Core, fd: c_int, entry: Entry) -> Entry {
     if !ensure_started(core) {
         return fallback(core, Stay::StackDown);
     }
-    let Some(stack) = core.stack() else {
-        return fallback(core, Stay::StackDown);
-    };
-    let tcp = &mut stack.iface.tcp;
-    let h = tcp.socket_new();
-    apply_opts(tcp, h, &opts);
-    let r = stack
-        .iface
-        .tcp_bind(h, local)
-        .and_then(|_| stack.iface.tcp.listen(h, backlog as usize));
-    if let Err(e) = r {
-        let _ = stack.iface.tcp.close(h, now());
+    // A listener in every stack: a connection comes in on any queue.
+    let mut hs = Vec::with_capacity(stacks::count());
+    let mut failed = None;
+    for q in 0..stacks::count() as Q {
+        let Some(mut stack) = stacks::lock(q) else {
+            failed = Some(accel_stack::Errno(libc::ENETDOWN));
+            break;
+        };
+        let tcp = &mut stack.iface.tcp;
+        let h = tcp.socket_new();
+        apply_opts(tcp, h, &opts);
+        let r = stack
+            .iface
+            .tcp_bind(h, local)
+            .and_then(|_| stack.iface.tcp.listen(h, backlog as usize));
+        if let Err(e) = r {
+            let _ = stack.iface.tcp.close(h, now());
+            failed = Some(e);
+            break;
+        }
+        hs.push(h);
+    }
+    if hs.is_empty() || failed.is_some() {
+        for (q, h) in hs.into_iter().enumerate() {
+            if let Some(mut stack) = stacks::lock(q as Q) {
+                let _ = stack.iface.tcp.close(h, now());
+            }
+        }
+        let e = failed.unwrap_or(accel_stack::Errno(libc::ENETDOWN));
         log!(warn, "fd {fd}: the stack cannot listen on {local}: {e}");
         return fallback(core, Stay::Refused);
     }
@@ -408,7 +428,7 @@ pub fn activate(core: &mut Core, fd: c_int, entry: Entry) -> Entry {
         ..
     }) = core.socks.get_mut(entry.handle())
     {
-        *tcp = Some(h);
+        *tcp = Some(hs.into_boxed_slice());
     }
     match FDS.transition(fd, entry, State::Tcp) {
         Ok(e) => {
@@ -494,8 +514,8 @@ pub unsafe fn accept(
         }
     };
     if nonblock {
+        stacks::poll_all();
         let mut core = worker::lock();
-        core.drive();
         let f = try_accept;
         return Dispatch::Done(f(&mut core).unwrap_or(Err(Errno(libc::EAGAIN))));
     }
@@ -526,21 +546,46 @@ unsafe fn accept_once(
     kernel: bool,
 ) -> Result<c_int, Errno> {
     let Some(Sock {
-        kind: Kind::Listener { tcp: Some(lh), .. },
+        kind: Kind::Listener { tcp: Some(lhs), .. },
         opts,
         ..
-    }) = core.socks.get(entry.handle()).cloned()
+    }) = core.socks.get(entry.handle())
     else {
         return Err(Errno(libc::EINVAL));
     };
+    let opts = *opts;
     if FDS.get(fd) != entry {
         return Err(Errno(libc::EBADF)); // closed while we waited
     }
-    let Some(stack) = core.stack() else {
-        return Err(Errno(libc::EINVAL));
-    };
-    match stack.iface.tcp.accept(lh) {
-        Ok((h, remote)) => {
+    // The oldest connection of any stack's listener first, as the
+    // kernel's one accept queue is FIFO (a single accepting thread gets
+    // every connection, in order).
+    let mut order: Vec<(accel_stack::Instant, Q)> = stacks::mine_first()
+        .filter_map(|q| {
+            let lh = *lhs.get(usize::from(q))?;
+            Some((stacks::lock(q)?.iface.tcp.accept_since(lh)?, q))
+        })
+        .collect();
+    order.sort_by_key(|&(t, _)| t);
+    let mut got = None;
+    for q in order.into_iter().map(|(_, q)| q) {
+        let Some(&lh) = lhs.get(usize::from(q)) else {
+            continue;
+        };
+        let Some(mut stack) = stacks::lock(q) else {
+            continue;
+        };
+        match stack.iface.tcp.accept(lh) {
+            Ok((h, remote)) => {
+                got = Some((q, h, remote, stack));
+                break;
+            }
+            Err(e) if e.0 != libc::EAGAIN => return Err(se(e)),
+            Err(_) => {}
+        }
+    }
+    match got {
+        Some((q, h, remote, mut stack)) => {
             let Some(real_socket) = real::socket.get() else {
                 return Err(Errno(libc::ENOSYS));
             };
@@ -552,8 +597,9 @@ unsafe fn accept_once(
                 let _ = stack.iface.tcp.close(h, now());
                 return Err(Errno(e));
             }
+            drop(stack);
             let mut sock = Sock::pending(false, flags & libc::SOCK_NONBLOCK != 0);
-            sock.kind = Kind::Tcp(h);
+            sock.kind = Kind::Tcp(q, h);
             sock.opts = Opts {
                 rcvtimeo: None,
                 sndtimeo: None,
@@ -568,8 +614,7 @@ unsafe fn accept_once(
             unsafe { sa::write(remote, addr, len) }?;
             Ok(nfd)
         }
-        Err(e) if e.0 != libc::EAGAIN => Err(se(e)),
-        Err(_) if kernel => {
+        None if kernel => {
             let Some(f) = real::accept4.get() else {
                 return Err(Errno(libc::EAGAIN));
             };
@@ -581,7 +626,7 @@ unsafe fn accept_once(
                 Err(Errno(sys::errno()))
             }
         }
-        Err(_) => Err(Errno(libc::EAGAIN)),
+        None => Err(Errno(libc::EAGAIN)),
     }
 }
 
@@ -599,7 +644,7 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
     };
     let (opts, nonblock) = (sock.opts, sock.nonblock);
     match (&sock.kind, parsed) {
-        (Kind::Udp(_), Ok(a)) => return crate::udp::connect(&mut core, entry, a),
+        (Kind::Udp(..), Ok(a)) => return crate::udp::connect(&mut core, entry, a),
         (_, Err(e)) => return Dispatch::Done(Err(e)),
         (Kind::Pending { dgram, bound, .. }, Ok(Addr::V4(a))) => {
             let (dgram, bound) = (*dgram, *bound);
@@ -627,7 +672,11 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
                 }) => std::mem::take(epolls),
                 _ => Vec::new(),
             };
-            let Some(stack) = core.stack() else {
+            // On this thread's stack: the flow's frames come back on its
+            // queue (net_tap learns it from what we send, memif's queue i
+            // talks to the peer's i).
+            let q = stacks::mine();
+            let Some(mut stack) = stacks::lock(q) else {
                 return fail(libc::ENETDOWN);
             };
             let h = stack.iface.tcp.socket_new();
@@ -641,8 +690,9 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
                 let _ = stack.iface.tcp.close(h, now());
                 return Dispatch::Done(Err(se(e)));
             }
+            drop(stack);
             if let Ok(s) = sock_mut(&mut core, entry) {
-                s.kind = Kind::Tcp(h);
+                s.kind = Kind::Tcp(q, h);
             }
             let entry = match FDS.transition(fd, entry, State::Tcp) {
                 Ok(e) => e,
@@ -650,21 +700,22 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
             };
             counters::accelerated();
             epoll::moved_to_shim(&mut core, fd, entry, &epolls);
-            core.drive();
+            // The SYN goes out now.
+            stacks::poll(q);
         }
         (Kind::Pending { .. }, Ok(_)) => return Dispatch::NotOurs,
         (Kind::Listener { .. }, _) => return fail(libc::EISCONN),
-        (Kind::Tcp(_), Ok(Addr::Unspec)) => {
+        (Kind::Tcp(..), Ok(Addr::Unspec)) => {
             // AF_UNSPEC: the connection is dropped (a reset) and the socket
             // may connect again, as Linux's tcp_disconnect.
             disconnect(&mut core, fd, entry, true);
             return ok(0);
         }
-        (Kind::Tcp(h), Ok(Addr::V4(_))) => {
-            let h = *h;
-            return again(&mut core, fd, entry, h);
+        (Kind::Tcp(q, h), Ok(Addr::V4(_))) => {
+            let (q, h) = (*q, *h);
+            return again(&mut core, fd, entry, q, h);
         }
-        (Kind::Tcp(_), Ok(_)) => return fail(libc::EAFNOSUPPORT),
+        (Kind::Tcp(..), Ok(_)) => return fail(libc::EAFNOSUPPORT),
     }
     if nonblock {
         if let Ok(s) = sock_mut(&mut core, entry) {
@@ -702,9 +753,9 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
 /// non-blocking connect has finished, the next `connect` reports it (0, or
 /// its error, after which the socket is unconnected again and may connect
 /// anew); `EISCONN` after that.
-fn again(core: &mut Core, fd: c_int, entry: Entry, h: TcpHandle) -> Answer<c_int> {
+fn again(core: &mut Core, fd: c_int, entry: Entry, q: Q, h: TcpHandle) -> Answer<c_int> {
     let in_progress = sock_mut(core, entry).is_ok_and(|s| s.in_progress);
-    let Some(stack) = core.stack() else {
+    let Some(mut stack) = stacks::lock(q) else {
         return fail(libc::EBADF);
     };
     let state = stack.iface.tcp.socket(h).map(|s| s.state());
@@ -729,6 +780,7 @@ fn again(core: &mut Core, fd: c_int, entry: Entry, h: TcpHandle) -> Answer<c_int
                 .ok()
                 .flatten()
                 .map_or(Errno(libc::ECONNABORTED), se);
+            drop(stack);
             disconnect(core, fd, entry, false);
             Dispatch::Done(Err(e))
         }
@@ -741,7 +793,7 @@ fn again(core: &mut Core, fd: c_int, entry: Entry, h: TcpHandle) -> Answer<c_int
 /// connect anew.
 fn disconnect(core: &mut Core, fd: c_int, entry: Entry, abort: bool) {
     let Ok(sock) = sock_mut(core, entry) else { return };
-    let Kind::Tcp(h) = sock.kind else { return };
+    let Kind::Tcp(q, h) = sock.kind else { return };
     sock.kind = Kind::Pending {
         dgram: false,
         bound: sock.user_bound,
@@ -749,7 +801,7 @@ fn disconnect(core: &mut Core, fd: c_int, entry: Entry, abort: bool) {
         epolls: Vec::new(),
     };
     sock.in_progress = false;
-    if let Some(stack) = core.stack() {
+    if let Some(mut stack) = stacks::lock(q) {
         if abort {
             let _ = stack.iface.tcp.with_conn(h, |s| {
                 s.abort();
@@ -758,20 +810,21 @@ fn disconnect(core: &mut Core, fd: c_int, entry: Entry, abort: bool) {
         }
         let _ = stack.iface.tcp.close(h, now());
     }
-    core.drive();
+    stacks::poll(q);
     let _ = FDS.transition(fd, entry, State::Pending);
 }
 
 /// `Some` once the connection of `entry` is open or has failed.
 fn connected(core: &mut Core, entry: Entry) -> Option<Result<(), Errno>> {
     let Some(Sock {
-        kind: Kind::Tcp(h), ..
+        kind: Kind::Tcp(q, h),
+        ..
     }) = core.socks.get(entry.handle())
     else {
         return Some(Err(Errno(libc::EBADF)));
     };
-    let h = *h;
-    let stack = core.stack()?;
+    let (q, h) = (*q, *h);
+    let mut stack = stacks::lock(q)?;
     let sock = stack.iface.tcp.socket(h)?;
     let state = sock.state();
     if state.synchronized() {
@@ -811,18 +864,35 @@ pub fn dropped(fd: c_int, entry: Entry) {
             core.socks.remove(entry.handle());
             epoll::forget_socket(&mut core, entry.handle());
             let t = now();
-            if let Some(stack) = core.stack() {
-                match kind {
-                    Kind::Tcp(h) | Kind::Listener { tcp: Some(h), .. } => {
+            let mut touched = Vec::new();
+            match kind {
+                Kind::Tcp(q, h) => {
+                    if let Some(mut stack) = stacks::lock(q) {
                         let _ = stack.iface.tcp.close(h, t);
                     }
-                    Kind::Udp(h) => {
-                        let _ = stack.iface.udp_close(h);
-                    }
-                    _ => {}
+                    touched.push(q);
                 }
+                Kind::Listener { tcp: Some(hs), .. } => {
+                    for (q, h) in hs.iter().enumerate() {
+                        if let Some(mut stack) = stacks::lock(q as Q) {
+                            let _ = stack.iface.tcp.close(*h, t);
+                        }
+                        touched.push(q as Q);
+                    }
+                }
+                Kind::Udp(hs) => {
+                    for (q, h) in hs.iter().enumerate() {
+                        if let Some(mut stack) = stacks::lock(q as Q) {
+                            let _ = stack.iface.udp_close(*h);
+                        }
+                    }
+                }
+                _ => {}
             }
-            core.drive();
+            // A closed connection's FIN (or reset) goes out now.
+            for q in touched {
+                stacks::poll(q);
+            }
             log!(debug, "fd {fd}: closed");
         }
         _ => {}
@@ -848,7 +918,7 @@ pub fn kernel_side(core: &Core, entry: Entry) -> bool {
             ..
         }) => *kernel,
         Some(Sock {
-            kind: Kind::Udp(_),
+            kind: Kind::Udp(..),
             kernel_bound,
             ..
         }) => *kernel_bound,
@@ -862,11 +932,15 @@ pub fn kernel_side(core: &Core, entry: Entry) -> bool {
 pub fn unlisten(core: &mut Core, fd: c_int, entry: Entry) {
     let Ok(sock) = sock_mut(core, entry) else { return };
     let Kind::Listener {
-        local, tcp, kernel, ..
+        local,
+        ref tcp,
+        kernel,
+        ..
     } = sock.kind
     else {
         return;
     };
+    let tcp = tcp.clone();
     sock.kind = Kind::Pending {
         dgram: false,
         bound: Some(local),
@@ -879,20 +953,28 @@ pub fn unlisten(core: &mut Core, fd: c_int, entry: Entry) {
             unsafe { f(fd, libc::SHUT_RD) };
         }
     }
-    if let (Some(h), Some(stack)) = (tcp, core.stack()) {
-        let _ = stack.iface.tcp.close(h, now());
+    for (q, h) in tcp.iter().flat_map(|hs| hs.iter().enumerate()) {
+        if let Some(mut stack) = stacks::lock(q as Q) {
+            let _ = stack.iface.tcp.close(*h, now());
+        }
     }
     let _ = FDS.transition(fd, entry, State::Pending);
 }
 
-/// The TCP connection of `entry`, or the errno for what it is instead.
-pub fn conn_of(core: &Core, entry: Entry) -> Result<TcpHandle, Errno> {
+/// The TCP connection of `entry` (its stack and handle), or the errno for
+/// what it is instead.
+pub fn conn_of(core: &Core, entry: Entry) -> Result<(Q, TcpHandle), Errno> {
     match core.socks.get(entry.handle()).map(|s| &s.kind) {
-        Some(Kind::Tcp(h)) => Ok(*h),
+        Some(Kind::Tcp(q, h)) => Ok((*q, *h)),
         Some(Kind::Listener { .. } | Kind::Pending { .. }) => Err(Errno(libc::ENOTCONN)),
-        Some(Kind::Udp(_)) => Err(Errno(libc::EOPNOTSUPP)),
+        Some(Kind::Udp(..)) => Err(Errno(libc::EOPNOTSUPP)),
         None => Err(Errno(libc::EBADF)),
     }
+}
+
+/// Stack `q`, locked; `EBADF` if there is none (the stack is gone).
+pub fn stack(q: Q) -> Result<stacks::StackGuard, Errno> {
+    stacks::lock(q).ok_or(Errno(libc::EBADF))
 }
 
 /// What the socket of `entry` is ready for, as epoll bits, with its tick;
@@ -901,24 +983,46 @@ pub fn readiness(core: &mut Core, entry: Entry) -> Option<(u32, u64)> {
     readiness_of(core, entry.handle())
 }
 
-/// [`readiness`] of the socket object `handle`.
+/// [`readiness`] of the socket object `handle`: for a socket in every
+/// stack (a listener, a UDP socket), what any of them is ready for, its
+/// tick the sum of theirs (so it moves whenever one of theirs does).
 pub fn readiness_of(core: &mut Core, handle: u32) -> Option<(u32, u64)> {
-    let on_stack = match core.socks.get(handle)?.kind {
-        Kind::Tcp(h) | Kind::Listener { tcp: Some(h), .. } => Ok(h),
-        Kind::Udp(h) => Err(h),
-        _ => return None,
-    };
-    let stack = core.stack()?;
-    let r = match on_stack {
-        Ok(h) => stack.iface.tcp.readiness(h).ok()?,
-        Err(h) => {
-            let u = stack.iface.udp(h)?;
-            let mut r = u.readiness();
-            // Linux's datagram_poll: readable only with a datagram queued
-            // (a pending error is EPOLLERR alone).
-            r.readable = u.next_len() > 0;
-            r
+    let r = match &core.socks.get(handle)?.kind {
+        Kind::Tcp(q, h) => stacks::lock(*q)?.iface.tcp.readiness(*h).ok()?,
+        Kind::Listener { tcp: Some(hs), .. } => {
+            let mut all: Option<accel_stack::tcp::Readiness> = None;
+            for (q, h) in hs.iter().enumerate() {
+                let Some(r) = stacks::lock(q as Q).and_then(|s| s.iface.tcp.readiness(*h).ok()) else {
+                    continue;
+                };
+                all = Some(match all {
+                    None => r,
+                    Some(a) => merge(a, r),
+                });
+            }
+            all?
         }
+        Kind::Udp(hs) => {
+            let mut all: Option<accel_stack::tcp::Readiness> = None;
+            for (q, h) in hs.iter().enumerate() {
+                let Some(stack) = stacks::lock(q as Q) else {
+                    continue;
+                };
+                let Some(u) = stack.iface.udp(*h) else {
+                    continue;
+                };
+                let mut r = u.readiness();
+                // Linux's datagram_poll: readable only with a datagram
+                // queued (a pending error is EPOLLERR alone).
+                r.readable = u.next_len() > 0;
+                all = Some(match all {
+                    None => r,
+                    Some(a) => merge(a, r),
+                });
+            }
+            all?
+        }
+        _ => return None,
     };
     let mut m = 0u32;
     if r.readable {
@@ -937,6 +1041,19 @@ pub fn readiness_of(core: &mut Core, handle: u32) -> Option<(u32, u64)> {
         m |= libc::EPOLLERR as u32;
     }
     Some((m, r.tick))
+}
+
+/// The readiness of a socket present in two stacks: what either is ready
+/// for; ticks added.
+fn merge(a: accel_stack::tcp::Readiness, b: accel_stack::tcp::Readiness) -> accel_stack::tcp::Readiness {
+    accel_stack::tcp::Readiness {
+        readable: a.readable || b.readable,
+        writable: a.writable || b.writable,
+        read_closed: a.read_closed || b.read_closed,
+        hangup: a.hangup || b.hangup,
+        error: a.error || b.error,
+        tick: a.tick.wrapping_add(b.tick),
+    }
 }
 
 #[cfg(test)]

@@ -129,6 +129,15 @@ pub fn start_once() {
     log!(info, "started: {N_CALLS} calls interposed; {}", Summary(&config));
 }
 
+/// `ACCEL_QUEUES` as shown (unset: 1).
+struct Queues(u16);
+
+impl fmt::Display for Queues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.max(1))
+    }
+}
+
 /// Opens `ACCEL_LOG_FILE` and marks its fd as the shim's own.
 fn open_log(path: &Text<4096>) {
     let Ok(cpath) = CStr::from_bytes_with_nul(path.as_bytes_with_nul()) else {
@@ -165,6 +174,9 @@ extern "C" fn at_exit() {
     if logging::enabled(Level::Info) {
         let snap = COUNTERS.snapshot();
         log!(info, "exit: calls: {snap}; {}", crate::counters::Sockets);
+        if crate::stacks::count() > 0 {
+            log!(info, "exit: stacks:{}", crate::stacks::Summary);
+        }
         if logging::enabled(Level::Debug) {
             log!(debug, "exit: calls by function: {}", ByCall(&snap));
         }
@@ -195,9 +207,10 @@ impl fmt::Display for Summary<'_> {
         }
         write!(
             f,
-            " spin_us={} keeper_us={} fallback={:?} log={}",
+            " spin_us={} keeper_us={} queues={} fallback={:?} log={}",
             c.spin_us,
             c.keeper_us,
+            Queues(c.queues),
             c.fallback,
             c.log_level.name()
         )?;
@@ -269,7 +282,7 @@ mod tests {
         let line = Summary(&Config::DEFAULT).to_string();
         assert_eq!(
             line,
-            "ip=none (every socket stays in the kernel) gw=none mac=device spin_us=50 keeper_us=1000 \
+            "ip=none (every socket stays in the kernel) gw=none mac=device spin_us=50 keeper_us=1000 queues=1 \
              fallback=Kernel log=warn"
         );
     }

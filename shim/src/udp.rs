@@ -17,6 +17,7 @@ use crate::skeleton::{Dispatch, Errno};
 use crate::sock::{Kind, Sock};
 use crate::sockaddr::{self as sa, Addr};
 use crate::socket::{deadline, fail, ok, routed, se, sock_mut, to_kernel, Answer};
+use crate::stacks;
 use crate::sys;
 use crate::wait::{block, WaitEnd, WaitOn};
 use crate::worker::{self, ensure_started, Core};
@@ -40,15 +41,38 @@ pub fn activate_for(
         to_kernel(core, fd, entry, Stay::StackDown);
         return Ok(FDS.get(fd));
     }
-    let Some(stack) = core.stack() else {
-        return Err(Errno(libc::ENETDOWN));
-    };
-    let h = stack.iface.udp_socket();
-    let addr = bound.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
-    if let Err(e) = stack.iface.udp_bind(h, addr) {
-        let _ = stack.iface.udp_close(h);
-        return Err(se(e));
+    // One socket per stack, all on the same port: a datagram comes in on
+    // any queue. The first picks the port (if the program did not).
+    let mut addr = bound.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+    let mut hs = Vec::with_capacity(stacks::count());
+    let mut failed = None;
+    for q in 0..stacks::count() as stacks::Q {
+        let Some(mut stack) = stacks::lock(q) else {
+            failed = Some(Errno(libc::ENETDOWN));
+            break;
+        };
+        let h = stack.iface.udp_socket();
+        match stack.iface.udp_bind(h, addr) {
+            Ok(a) => {
+                addr = a;
+                hs.push(h);
+            }
+            Err(e) => {
+                let _ = stack.iface.udp_close(h);
+                failed = Some(se(e));
+                break;
+            }
+        }
     }
+    if let Some(e) = failed.or(hs.is_empty().then_some(Errno(libc::ENETDOWN))) {
+        for (q, h) in hs.into_iter().enumerate() {
+            if let Some(mut stack) = stacks::lock(q as stacks::Q) {
+                let _ = stack.iface.udp_close(h);
+            }
+        }
+        return Err(e);
+    }
+    let h = hs.into_boxed_slice();
     if let Ok(s) = sock_mut(core, entry) {
         s.kernel_bound = matches!(
             s.kind,
@@ -73,20 +97,30 @@ fn log_down(fd: c_int) {
 /// `connect` on a UDP socket of the stack.
 pub fn connect(core: &mut Core, entry: Entry, a: Addr) -> Answer<c_int> {
     let Some(Sock {
-        kind: Kind::Udp(h), ..
-    }) = core.socks.get(entry.handle()).cloned()
+        kind: Kind::Udp(hs), ..
+    }) = core.socks.get(entry.handle())
     else {
         return Dispatch::NotOurs; // it went to the kernel
     };
-    let Some(stack) = core.stack() else {
-        return fail(libc::EBADF);
-    };
-    match a {
-        Addr::V4(r) => Dispatch::Done(stack.iface.udp_connect(h, r).map(|()| 0).map_err(se)),
-        // AF_UNSPEC dissolves the association; the socket stays bound.
-        Addr::Unspec => Dispatch::Done(stack.iface.udp_disconnect(h).map(|()| 0).map_err(se)),
-        Addr::Other => fail(libc::EAFNOSUPPORT),
+    if matches!(a, Addr::Other) {
+        return fail(libc::EAFNOSUPPORT);
     }
+    // Every stack's socket alike (a reply may come in on any queue).
+    let mut r = Err(Errno(libc::EBADF));
+    for (q, &h) in hs.iter().enumerate() {
+        let Some(mut stack) = stacks::lock(q as stacks::Q) else {
+            return fail(libc::EBADF);
+        };
+        r = match a {
+            Addr::V4(r) => stack.iface.udp_connect(h, r).map(|()| 0).map_err(se),
+            // AF_UNSPEC dissolves the association; the socket stays bound.
+            _ => stack.iface.udp_disconnect(h).map(|()| 0).map_err(se),
+        };
+        if r.is_err() {
+            break;
+        }
+    }
+    Dispatch::Done(r)
 }
 
 /// One try at receiving a datagram into `iov`: `(copied, sender, full)`.
@@ -102,15 +136,28 @@ unsafe fn recv_once(
     peek: bool,
 ) -> Result<(usize, SocketAddrV4, usize), Errno> {
     let Some(Sock {
-        kind: Kind::Udp(h),
+        kind: Kind::Udp(hs),
         kernel_bound,
         ..
     }) = core.socks.get(entry.handle())
     else {
         return Err(Errno(libc::EBADF));
     };
-    let (h, kernel_bound) = (*h, *kernel_bound);
-    let stack = core.stack().ok_or(Errno(libc::EBADF))?;
+    let kernel_bound = *kernel_bound;
+    // The stack with a datagram waiting, this thread's first (else this
+    // thread's, for the error or EAGAIN).
+    let mine = stacks::mine();
+    let q = stacks::mine_first()
+        .find(|&q| {
+            hs.get(usize::from(q))
+                .and_then(|&h| Some(stacks::lock(q)?.iface.udp(h)?.next_len() > 0))
+                .unwrap_or(false)
+        })
+        .unwrap_or(mine);
+    let h = *hs.get(usize::from(q)).or(hs.first()).ok_or(Errno(libc::EBADF))?;
+    let mut stack = stacks::lock(q)
+        .or_else(|| stacks::lock(0))
+        .ok_or(Errno(libc::EBADF))?;
     let u = stack.iface.udp_mut(h).ok_or(Errno(libc::EBADF))?;
     if u.next_len() == 0 && kernel_bound {
         // Nothing on the stack: a datagram the kernel received (loopback)?
@@ -217,9 +264,9 @@ pub unsafe fn recv_msg(
     truncated: &mut bool,
 ) -> Answer<isize> {
     let peek = flags & libc::MSG_PEEK != 0;
+    stacks::poll_all();
     let (nonblock, timeout) = {
         let mut core = worker::lock();
-        core.drive();
         match sock_mut(&mut core, entry) {
             Ok(s) => (s.nonblock || flags & libc::MSG_DONTWAIT != 0, s.opts.rcvtimeo),
             Err(e) => return Dispatch::Done(Err(e)),
@@ -300,14 +347,20 @@ pub unsafe fn send(entry: Entry, iov: Iov<'_>, flags: c_int, dst: Option<SocketA
             &gathered
         }
     };
-    let mut core = worker::lock();
-    let Some(&Sock {
-        kind: Kind::Udp(h), ..
+    let core = worker::lock();
+    let Some(Sock {
+        kind: Kind::Udp(hs), ..
     }) = core.socks.get(entry.handle())
     else {
         return fail(libc::EBADF);
     };
-    let Some(stack) = core.stack() else {
+    // From this thread's stack.
+    let q = stacks::mine();
+    let Some(&h) = hs.get(usize::from(q)) else {
+        return fail(libc::EBADF);
+    };
+    drop(core);
+    let Some(mut stack) = stacks::lock(q) else {
         return fail(libc::EBADF);
     };
     let r = stack
@@ -315,7 +368,8 @@ pub unsafe fn send(entry: Entry, iov: Iov<'_>, flags: c_int, dst: Option<SocketA
         .udp_send_to(h, data, dst)
         .map(|n| n as isize)
         .map_err(se);
-    core.drive();
+    drop(stack);
+    stacks::poll(q);
     Dispatch::Done(r)
 }
 

@@ -34,6 +34,7 @@
 
 use crate::keeper;
 use crate::signals;
+use crate::stacks;
 use crate::startup;
 use crate::worker::{lock, now, status, Core, Status, W};
 use accel_coro::park::{Parker, Woke};
@@ -58,12 +59,8 @@ impl Core {
     pub fn register(&mut self, on: WaitOn, waker: &Waker) {
         match on {
             WaitOn::Sock(h) => {
-                let Core {
-                    socks, stack, watch, ..
-                } = self;
-                if let Some(stack) = stack {
-                    watch.arm(socks, stack, h);
-                }
+                let Core { socks, watch, .. } = self;
+                watch.arm(socks, h);
                 watch.wait_sock(h, waker);
             }
             WaitOn::Set(h) => self.watch.wait_set(h, waker),
@@ -173,12 +170,15 @@ fn block_inner<R>(
         let drive = roles.spinner || roles.sleeper || (first && !W.spinning.load(Relaxed));
         first = false;
         let (progress, next) = {
-            let mut core = lock();
+            // The devices are polled without the worker's lock; what they
+            // signalled is handed out under it, before the look.
             let res = if drive {
-                core.drive()
+                stacks::poll_all()
             } else {
                 accel_stack::iface::PollResult::default()
             };
+            let mut core = lock();
+            crate::epoll::distribute(&mut core);
             for &o in on {
                 core.register(o, &waker);
             }
@@ -220,9 +220,9 @@ fn block_inner<R>(
         fds.clear();
         let own;
         let woke = if roles.sleeper || roles.take_sleeper() {
-            // Asleep on the device for everyone.
-            let rx = W.rx_fd.load(Relaxed);
-            let mut wait = if rx >= 0 || status() != Status::Up {
+            // Asleep on the devices for everyone.
+            let interrupts = stacks::interrupts();
+            let mut wait = if interrupts || status() != Status::Up {
                 Duration::from_millis(100)
             } else {
                 let w = backoff;
@@ -235,16 +235,7 @@ fn block_inner<R>(
             if let Some(l) = left {
                 wait = wait.min(l);
             }
-            if rx >= 0 {
-                if let Some(s) = lock().stack() {
-                    let _ = s.device.dpdk.arm_rx_interrupt();
-                }
-                fds.push(pollfd {
-                    fd: rx,
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-            }
+            stacks::arm_rx_interrupts(&mut fds);
             own = fds.len();
             fds.extend(extra.iter().map(|p| pollfd { revents: 0, ..*p }));
             // SAFETY: `mask` is null or a live signal set.

@@ -34,17 +34,16 @@ use accel_stack::wire::EthernetAddress;
 use accel_stack::Instant;
 use std::cell::RefCell;
 use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
 
 /// The stack's type in the shim.
 pub type ShimStack = Stack<ShimDevice>;
 
-/// Everything the worker's lock guards.
+/// Everything the worker's lock guards: the tables above the stacks (each
+/// stack has a lock of its own: [`crate::stacks`]).
 pub struct Core {
-    /// The stack, once started.
-    pub stack: Option<ShimStack>,
     /// The shim's sockets, by fd-table handle.
     pub socks: Slab<Sock>,
     /// The shim's epoll interest sets, by fd-table handle.
@@ -77,8 +76,6 @@ pub enum Status {
 pub(crate) struct Worker {
     core: Mutex<Core>,
     status: AtomicU8,
-    /// The port's Rx interrupt fd; -1 if none.
-    pub(crate) rx_fd: AtomicI32,
     /// Threads inside [`crate::wait::block`] (waiting on the shim); the
     /// keeper drives the stack while it is zero.
     pub(crate) waiters: AtomicU32,
@@ -93,7 +90,6 @@ pub(crate) struct Worker {
 
 pub(crate) static W: Worker = Worker {
     core: Mutex::new(Core {
-        stack: None,
         socks: Slab::new(),
         epolls: Slab::new(),
         watch: Watch::new(),
@@ -102,7 +98,6 @@ pub(crate) static W: Worker = Worker {
         eal: None,
     }),
     status: AtomicU8::new(Status::Off as u8),
-    rx_fd: AtomicI32::new(-1),
     waiters: AtomicU32::new(0),
     spinning: AtomicBool::new(false),
     sleeping: AtomicBool::new(false),
@@ -143,10 +138,22 @@ thread_local! {
 
 impl CoreGuard {
     fn new(guard: MutexGuard<'static, Core>) -> CoreGuard {
+        let _ = HELD.try_with(|h| h.set(h.get() + 1));
         CoreGuard {
             guard: ManuallyDrop::new(guard),
         }
     }
+}
+
+thread_local! {
+    /// How many [`CoreGuard`]s this thread holds (0 or 1; a stack guard
+    /// dropped meanwhile leaves its frames to this one's drop).
+    static HELD: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this thread holds the worker's lock.
+pub fn held() -> bool {
+    HELD.try_with(|h| h.get() > 0).unwrap_or(false)
 }
 
 /// The `fork` prepare handler: the forking thread holds the lock across
@@ -177,6 +184,10 @@ impl std::ops::DerefMut for CoreGuard {
 
 impl Drop for CoreGuard {
     fn drop(&mut self) {
+        if crate::ready::pending() {
+            // A stack polled under this lock signalled sockets.
+            crate::epoll::distribute(&mut self.guard);
+        }
         let mut woken = Vec::new();
         if !self.guard.to_wake.is_empty() {
             let spare = SPARE
@@ -186,7 +197,8 @@ impl Drop for CoreGuard {
         }
         // SAFETY: the guard is dropped once, here, and not used after.
         drop(unsafe { ManuallyDrop::take(&mut self.guard) });
-        device::flush();
+        let _ = HELD.try_with(|h| h.set(h.get().saturating_sub(1)));
+        device::flush_all();
         if woken.is_empty() {
             return;
         }
@@ -223,24 +235,14 @@ pub fn now() -> Instant {
 }
 
 impl Core {
-    /// Polls the stack once (if it runs), then hands the sockets it
-    /// signalled to the sets and threads waiting for them.
+    /// Polls every stack once, then hands the sockets they signalled to
+    /// the sets and threads waiting for them. (Device I/O under the
+    /// worker's lock: the waits and the data calls poll without it, with
+    /// [`crate::stacks::poll`].)
     pub fn drive(&mut self) -> PollResult {
-        let Some(stack) = self.stack.as_mut() else {
-            return PollResult::default();
-        };
-        let t = now();
-        let r = stack.poll(t);
-        // Its frames leave when the lock is dropped (see `device`).
-        stack.device.stage();
-        W.last_drive.store(t.nanos(), Relaxed);
+        let r = crate::stacks::poll_all();
         crate::epoll::distribute(self);
         r
-    }
-
-    /// The stack, if it runs.
-    pub fn stack(&mut self) -> Option<&mut ShimStack> {
-        self.stack.as_mut()
     }
 }
 
@@ -260,12 +262,12 @@ pub fn ensure_started(core: &mut Core) -> bool {
             let ms = now().saturating_since(t0).as_millis();
             log!(info, "stack up in {ms} ms: {what}");
             let keeper = keeper::spawn();
-            let rx = W.rx_fd.load(Relaxed);
-            if let (Some(tid), true) = (keeper, rx >= 0) {
+            for cell in crate::stacks::cells().iter().filter(|c| c.rx_fd >= 0) {
+                let Some(tid) = keeper else { break };
                 // net_tap signals every frame (its Rx trigger, F_SETSIG):
                 // send it to the keeper, so that it never interrupts the
                 // program.
-                if let Err(e) = sys::set_owner_thread(rx, tid) {
+                if let Err(e) = sys::set_owner_thread(cell.rx_fd, tid) {
                     log!(warn, "cannot send the port's SIGIO to the keeper thread (errno {e}): it may interrupt the program's calls");
                 }
             }
@@ -339,8 +341,21 @@ fn start(core: &mut Core) -> Result<String, String> {
         _ => 0,
     });
     let eal = Eal::init(&args).map_err(|e| format!("DPDK did not start ({}): {e}", args.join(" ")))?;
-    let dpdk = DpdkConfig::default();
-    let mut dev = DpdkDevice::open(&eal, port, dpdk).map_err(|e| format!("port {port}: {e}"))?;
+    // One queue pair unless asked for more (see `stacks`: on net_tap more
+    // queues cost more, and on two cores one stack is as fast).
+    let want = cfg.queues.max(1);
+    let open = |queues: u16| {
+        let dpdk = DpdkConfig {
+            rx_queues: queues,
+            tx_queues: queues,
+            ..DpdkConfig::default()
+        };
+        DpdkDevice::open(&eal, port, dpdk)
+    };
+    let dev = match open(want) {
+        Ok(d) => d,
+        Err(e) => return Err(format!("port {port}: {e}")),
+    };
     let ns = String::from_utf8_lossy(cfg.tap_netns.as_bytes()).into_owned();
     let mut moved = String::new();
     if !ns.is_empty() {
@@ -358,21 +373,40 @@ fn start(core: &mut Core) -> Result<String, String> {
     let mut ic = IfaceConfig::new(mac, ip.addr, ip.prefix_len);
     ic.gateway = cfg.gateway;
     ic.secret = sys::random16();
-    if let Some(fd) = dev.rx_interrupt_fd() {
-        if dev.arm_rx_interrupt().is_ok() {
-            W.rx_fd.store(fd, Relaxed);
-        }
-    }
     let name = dev.name().to_owned();
-    let wait = if W.rx_fd.load(Relaxed) >= 0 {
-        "sleeps on its Rx interrupt"
+    let n = dev.queue_counts().0.min(dev.queue_counts().1).max(1);
+    let mut devs = Vec::with_capacity(usize::from(n));
+    for q in 1..n {
+        devs.push(dev.queue_pair(q).map_err(|e| format!("port {port}: {e}"))?);
+    }
+    devs.insert(0, dev);
+    let mut stacks = Vec::with_capacity(devs.len());
+    let mut txqs = Vec::with_capacity(devs.len());
+    for (q, mut dev) in devs.into_iter().enumerate() {
+        let rx = match dev.rx_interrupt_fd() {
+            Some(fd) if dev.arm_rx_interrupt().is_ok() => fd,
+            _ => -1,
+        };
+        let (dev, txq) = ShimDevice::new(dev).map_err(|e| format!("port {port}: {e}"))?;
+        let mut stack = Stack::new(ic.clone(), TcpConfig::default(), dev);
+        stack
+            .iface
+            .set_port_share(q as u16, n)
+            .map_err(|e| format!("port {port}: {e}"))?;
+        stacks.push((stack, rx));
+        txqs.push(txq);
+    }
+    let wait = if stacks.iter().all(|(_, rx)| *rx >= 0) {
+        "sleeps on its Rx interrupts"
     } else {
         "no Rx interrupt: backs off"
     };
-    let dev = ShimDevice::new(dev).map_err(|e| format!("port {port}: {e}"))?;
-    core.stack = Some(Stack::new(ic, TcpConfig::default(), dev));
+    device::install(txqs);
+    crate::stacks::install(stacks)?;
     core.eal = Some(eal);
-    Ok(format!("{name} at {ip}, mac {mac}, {wait}{moved}"))
+    Ok(format!(
+        "{name} at {ip}, mac {mac}, {n} queue pair(s), {wait}{moved}"
+    ))
 }
 
 /// How many CPUs the calling thread may run on (at least 1).
@@ -430,13 +464,12 @@ pub fn after_fork_in_child() {
     keeper::after_fork();
     device::after_fork();
     if status() == Status::Up {
+        // The stacks (in a static, never dropped) are the parent's: with
+        // the status Forked nothing reaches them ([`crate::stacks::cells`]
+        // is empty here).
         W.status.store(Status::Forked as u8, Release);
-        W.rx_fd.store(-1, Relaxed);
         let mut core = lock();
         core.to_wake.clear();
-        if let Some(stack) = core.stack.take() {
-            std::mem::forget(stack);
-        }
         if let Some(eal) = core.eal.take() {
             std::mem::forget(eal);
         }

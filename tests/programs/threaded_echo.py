@@ -4,9 +4,11 @@ reads and echoes back until EOF, with plain blocking calls.
 
     threaded_echo.py ADDR PORT
 
-Prints "echo ready" once it listens; runs until killed.
+Prints "echo ready" once it listens; runs until killed, or until SIGTERM,
+which ends it normally (exit status 0, so that what runs at exit runs).
 """
 
+import signal
 import socketserver
 import sys
 
@@ -26,6 +28,7 @@ class Server(socketserver.ThreadingTCPServer):
     request_queue_size = 1024
 
 
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 with Server((sys.argv[1], int(sys.argv[2])), Echo) as server:
     print("echo ready", flush=True)
     server.serve_forever()

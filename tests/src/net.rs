@@ -325,6 +325,23 @@ impl Proc {
         }
     }
 
+    /// Sends `sig` to the program (the child of its `timeout`, which then
+    /// exits as the program does: signalling the whole group would also
+    /// make `timeout` send it a second one), and waits up to `limit` for it
+    /// to exit; its status, `None` if it runs on.
+    pub fn stop(&mut self, sig: libc::c_int, limit: Duration) -> Option<ExitStatus> {
+        if let Some(child) = &self.child {
+            let path = format!("/proc/{0}/task/{0}/children", child.id());
+            let kids = fs::read_to_string(&path).unwrap_or_default();
+            for pid in kids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                // SAFETY: kill(2) takes plain integers and touches no memory
+                // of ours; `pid` is a child of our own child.
+                unsafe { libc::kill(pid, sig) };
+            }
+        }
+        self.wait(limit)
+    }
+
     /// What it printed on standard output so far.
     pub fn stdout(&self) -> String {
         fs::read_to_string(&self.out).unwrap_or_default()

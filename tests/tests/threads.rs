@@ -11,10 +11,17 @@
 //! - redis with `io-threads 2` and `io-threads-do-reads yes`: 10,000 keys
 //!   stored and read back, and `redis-benchmark -c 50`.
 //!
+//! The accelerated server runs twice: with one queue pair (the default)
+//! and with `ACCEL_QUEUES=2`, two stacks, each with its own lock, whose
+//! connections the tap's flow steering spreads; there both stacks must
+//! have carried frames (the shim's exit line says how many each).
+//!
 //! Ports: 17101 (echo), 17102 (memcached), 17103 (redis).
 
 use accel_tests::clients::{dataset, echo_rr, memcached_set_get, redis_set_get, Item};
-use accel_tests::net::{measured, repo, root_or_skip, wait_for_port, wait_until, Leg, Netns, Proc, TapNet};
+use accel_tests::net::{
+    measured, repo, root_or_skip, wait_for_port, wait_until, Leg, Netns, Place, Proc, TapNet,
+};
 use accel_tests::{python, Scratch};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -23,6 +30,54 @@ const ECHO_PORT: u16 = 17101;
 const MEMCACHED_PORT: u16 = 17102;
 const REDIS_PORT: u16 = 17103;
 const LIMIT: Duration = Duration::from_secs(300);
+
+/// The legs of each test: the kernel, then the shim with one queue pair
+/// and with two.
+const LEGS: [(Leg, u8); 3] = [(Leg::Kernel, 0), (Leg::Accel, 1), (Leg::Accel, 2)];
+
+/// A leg's name in figures.
+fn leg_name(leg: Leg, queues: u8) -> String {
+    match (leg, queues) {
+        (Leg::Kernel, _) => "kernel".into(),
+        (_, 1) => "accel".into(),
+        (_, q) => format!("accel_{q}q"),
+    }
+}
+
+/// The placement of a leg.
+fn place(net: &mut TapNet, leg: Leg, queues: u8) -> Place {
+    let p = net.place(leg);
+    if leg == Leg::Accel && queues > 1 {
+        p.with_env("ACCEL_QUEUES", &queues.to_string())
+    } else {
+        p
+    }
+}
+
+/// After a run with several queue pairs: stops `server` with `sig` (so
+/// that the shim writes its exit line) and checks that every stack
+/// carried frames: the steering spread the connections.
+fn every_queue_served(server: &mut Proc, sig: libc::c_int, queues: u8) {
+    assert!(
+        server.stop(sig, Duration::from_secs(20)).is_some(),
+        "{} did not stop: {}",
+        server.name,
+        server.report()
+    );
+    let log = server.accel_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("exit: stacks:"))
+        .unwrap_or_else(|| panic!("no exit line of the stacks: {}", server.report()));
+    let rx: Vec<u64> = line
+        .split("rx=")
+        .skip(1)
+        .filter_map(|t| t.split_whitespace().next()?.parse().ok())
+        .collect();
+    println!("{}: {line}", server.name);
+    assert_eq!(rx.len(), usize::from(queues), "{line}");
+    assert!(rx.iter().all(|&n| n > 0), "a stack carried nothing: {line}");
+}
 
 /// Stores and fetches `items` over `conns` connections at once (each its
 /// share of the keys); the requests per second of the whole.
@@ -52,10 +107,11 @@ fn a_thread_per_connection_server_serves_10_and_200_connections() {
     let addr: SocketAddr = format!("{}:{ECHO_PORT}", net.server_ip()).parse().unwrap();
     let script = repo("tests/programs/threaded_echo.py");
     let python = python().to_str().unwrap().to_owned();
-    for leg in [Leg::Kernel, Leg::Accel] {
-        let dir = scratch.join(leg.name());
+    for (leg, queues) in LEGS {
+        let name = leg_name(leg, queues);
+        let dir = scratch.join(&name);
         std::fs::create_dir_all(&dir).unwrap();
-        let place = net.place(leg);
+        let place = place(&mut net, leg, queues);
         let mut server = Proc::spawn(
             &dir,
             "echo",
@@ -78,7 +134,7 @@ fn a_thread_per_connection_server_serves_10_and_200_connections() {
         for (conns, rounds) in [(10, 400), (200, 20)] {
             let rt = net.clients.enter(|| echo_rr(addr, conns, rounds, 64));
             assert_eq!(rt.count, (conns * rounds) as u64);
-            let what = format!("{}_{conns}c", leg.name());
+            let what = format!("{name}_{conns}c");
             println!(
                 "{test} {what}: {} round trips in {:.2?}, p50 {:?}, p99 {:?}",
                 rt.count,
@@ -95,6 +151,9 @@ fn a_thread_per_connection_server_serves_10_and_200_connections() {
             );
         }
         assert!(!server.exited(), "the echo server died: {}", server.report());
+        if queues > 1 {
+            every_queue_served(&mut server, libc::SIGTERM, queues);
+        }
         drop(server);
         net.clear();
     }
@@ -112,10 +171,11 @@ fn memcached_with_1_2_and_4_threads_stores_and_returns_every_key() {
     let port = MEMCACHED_PORT.to_string();
     for threads in ["1", "2", "4"] {
         let items = dataset(10_000, 64 << 10, 11 + threads.len() as u64);
-        for leg in [Leg::Kernel, Leg::Accel] {
-            let dir = scratch.join(&format!("{}-{threads}", leg.name()));
+        for (leg, queues) in LEGS {
+            let name = leg_name(leg, queues);
+            let dir = scratch.join(&format!("{name}-{threads}"));
             std::fs::create_dir_all(&dir).unwrap();
-            let place = net.place(leg);
+            let place = place(&mut net, leg, queues);
             let mut server = Proc::spawn(
                 &dir,
                 "memcached",
@@ -139,8 +199,11 @@ fn memcached_with_1_2_and_4_threads_stores_and_returns_every_key() {
             );
             wait_for_port(&net.clients, addr, &mut server, Duration::from_secs(60));
             let rps = memcached_parallel(&net.clients, addr, &items, 4);
-            measured(test, &format!("{}_t{threads}_rps", leg.name()), rps, "req/s");
+            measured(test, &format!("{name}_t{threads}_rps"), rps, "req/s");
             assert!(!server.exited(), "memcached died: {}", server.report());
+            if queues > 1 {
+                every_queue_served(&mut server, libc::SIGTERM, queues);
+            }
             drop(server);
             net.clear();
         }

@@ -29,8 +29,8 @@ use crate::tcp::{Event, Input, TcpConfig};
 use crate::time::Instant;
 use crate::udp::UdpSocket;
 use crate::wire::{
-    EtherType, EthernetFrame, Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet,
-    Ipv4Repr, TcpControl, TcpPacket, TcpRepr, UdpPacket, UdpRepr,
+    EtherType, EthernetAddress, EthernetFrame, Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, IpProtocol,
+    Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, UdpPacket, UdpRepr,
 };
 
 /// A UDP socket's handle.
@@ -47,7 +47,15 @@ pub struct Interface {
     udp_free: Vec<u32>,
     udp_ports: HashMap<u16, UdpHandle, hash::DemuxHash>,
     udp_tx: Vec<UdpHandle>,
+    /// TCP segments for no socket of ours, kept for the caller instead of
+    /// answered with a reset (`None`: handover off; see
+    /// [`Interface::set_handover`]).
+    handover: Option<Vec<Vec<u8>>>,
 }
+
+/// Most segments kept for handover between two takes (beyond, they are
+/// answered with a reset, as with handover off).
+const HANDOVER_MAX: usize = 256;
 
 /// An interface bound to its device, with the batches a poll fills.
 pub struct Stack<D: Device> {
@@ -85,6 +93,39 @@ impl<D: Device> Stack<D> {
         }
     }
 
+    /// Teaches the interface neighbour `ip` at `mac`, learned by another
+    /// stack on the same link (an ARP reply comes in on whichever queue the
+    /// device picks); sends the packets that waited for it.
+    pub fn learn_neighbour(&mut self, ip: Ipv4Addr, mac: EthernetAddress, now: Instant) {
+        let parked = self.iface.net.arp.learn(ip, mac, now);
+        if parked.is_empty() {
+            return;
+        }
+        let mut io = Io {
+            dev: &mut self.device,
+            batch: &mut self.tx,
+            now,
+        };
+        self.iface.net.send_parked(&mut io, mac, parked);
+        io.flush(&mut self.iface.net.stats);
+    }
+
+    /// Handles IPv4 packet `packet` as if it had been received now (a
+    /// segment another stack handed over: see
+    /// [`Interface::set_handover`]); never hands it over again (a segment
+    /// for no socket here is answered with a reset).
+    pub fn ingest(&mut self, packet: &[u8], now: Instant) {
+        let kept = self.iface.handover.take();
+        let mut io = Io {
+            dev: &mut self.device,
+            batch: &mut self.tx,
+            now,
+        };
+        self.iface.ipv4_input(&mut io, packet);
+        io.flush(&mut self.iface.net.stats);
+        self.iface.handover = kept;
+    }
+
     /// One round of work at time `now` (see the module docs).
     pub fn poll(&mut self, now: Instant) -> PollResult {
         let mut io = Io {
@@ -109,6 +150,7 @@ impl Interface {
             udp: Vec::new(),
             udp_free: Vec::new(),
             udp_tx: Vec::new(),
+            handover: None,
         }
     }
 
@@ -122,6 +164,69 @@ impl Interface {
     /// Our address.
     pub fn ip(&self) -> Ipv4Addr {
         self.net.ip()
+    }
+
+    /// With handover on, a TCP segment for which this interface has no
+    /// connection, TIME-WAIT entry or listener is not answered with a
+    /// reset but kept ([`Interface::take_handover`]): when several stacks
+    /// share one address (one per queue pair of a port), the device may
+    /// deliver a segment to another stack than the connection's (net_tap
+    /// picks the queue of a connection's first answer before it has learned
+    /// which queue the connection is on). The caller hands it to the stack
+    /// that has the connection ([`Interface::has_tcp_flow`],
+    /// [`Stack::ingest`]), or back to this one, which then resets it.
+    pub fn set_handover(&mut self, on: bool) {
+        self.handover = on.then(Vec::new);
+    }
+
+    /// The segments kept for handover since the last call (whole IPv4
+    /// packets, oldest first).
+    pub fn take_handover(&mut self) -> Vec<Vec<u8>> {
+        match self.handover.as_mut() {
+            Some(k) if !k.is_empty() => std::mem::take(k),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether this interface has the connection (or the TIME-WAIT entry)
+    /// of the TCP segment in IPv4 packet `packet`.
+    pub fn has_tcp_flow(&self, packet: &[u8]) -> bool {
+        let Ok(ip) = Ipv4Packet::new_checked(packet) else {
+            return false;
+        };
+        let payload = ip.payload();
+        if ip.protocol() != IpProtocol::Tcp || payload.len() < 4 {
+            return false;
+        }
+        let (Some(sp), Some(dp)) = (payload.get(0..2), payload.get(2..4)) else {
+            return false;
+        };
+        let src_port = u16::from_be_bytes([sp[0], sp[1]]);
+        let dst_port = u16::from_be_bytes([dp[0], dp[1]]);
+        let key = (
+            SocketAddrV4::new(ip.dst_addr(), dst_port),
+            SocketAddrV4::new(ip.src_addr(), src_port),
+        );
+        self.tcp.conns.contains_key(&key) || self.tcp.time_wait.contains_key(&key)
+    }
+
+    /// Several stacks share one address (one per queue pair of a port):
+    /// this one picks its ephemeral ports (TCP and UDP) among those `p`
+    /// with `p % of == index`, so that no two of them pick the same and
+    /// make the same 4-tuple. `EINVAL` unless `index < of`.
+    pub fn set_port_share(&mut self, index: u16, of: u16) -> Result<()> {
+        if of == 0 || index >= of {
+            return Err(Errno::EINVAL);
+        }
+        self.tcp.share = (index, of);
+        Ok(())
+    }
+
+    /// The neighbours ARP taught this interface (or changed) since the last
+    /// call, oldest first, for other stacks on the same link
+    /// ([`Stack::learn_neighbour`]).
+    pub fn take_learned_neighbours(&mut self) -> Vec<(Ipv4Addr, EthernetAddress)> {
+        std::mem::take(&mut self.net.learned)
     }
 
     /// Starts a TCP connection from our address to `remote`.
@@ -383,7 +488,7 @@ impl Interface {
         }
         let payload = &pkt.payload()[..ip.payload_len];
         match ip.protocol {
-            IpProtocol::Tcp => self.tcp_input(io, &ip, payload),
+            IpProtocol::Tcp => self.tcp_input(io, &ip, payload, packet),
             IpProtocol::Udp => self.udp_input(io, &ip, packet, payload),
             IpProtocol::Icmp => self.icmp_input(io, &ip, payload),
             _ => self.net.stats.drop_ip_unsupported += 1,
@@ -427,7 +532,7 @@ impl Interface {
         }
     }
 
-    fn tcp_input<D: Device>(&mut self, io: &mut Io<'_, D>, ip: &Ipv4Repr, payload: &[u8]) {
+    fn tcp_input<D: Device>(&mut self, io: &mut Io<'_, D>, ip: &Ipv4Repr, payload: &[u8], packet: &[u8]) {
         let now = io.now;
         let caps = self.net.checksum();
         let (src, dst) = (ip.src_addr.into(), ip.dst_addr.into());
@@ -505,6 +610,12 @@ impl Interface {
                 }
                 Err(false) => {}
             }
+        }
+        if let Some(kept) = self.handover.as_mut().filter(|k| k.len() < HANDOVER_MAX) {
+            // Maybe another stack's (see `set_handover`).
+            kept.push(packet.to_vec());
+            self.net.stats.tcp_handed_over += 1;
+            return;
         }
         self.net.stats.drop_tcp_no_socket += 1;
         self.send_rst(io, local, remote, &seg);
@@ -619,9 +730,10 @@ impl Interface {
         }
         let port = if addr.port() == 0 {
             let start = 32768 + (self.net.key.hash_one_keyed((h.0, h.1)) % 28000) as u16;
+            let (index, of) = self.tcp.share;
             (0..28232u16)
                 .map(|i| 32768 + (start - 32768 + i) % 28232)
-                .find(|p| !self.udp_ports.contains_key(p))
+                .find(|p| p % of == index && !self.udp_ports.contains_key(p))
                 .ok_or(Errno::EADDRNOTAVAIL)?
         } else if self.udp_ports.contains_key(&addr.port()) {
             return Err(Errno::EADDRINUSE);

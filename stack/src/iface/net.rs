@@ -120,6 +120,10 @@ pub struct IfaceStats {
     pub drop_tcp_checksum: u64,
     /// TCP segments for no socket (answered with RST).
     pub drop_tcp_no_socket: u64,
+    /// TCP segments for no socket of this interface kept for the caller
+    /// ([`super::Interface::set_handover`]): another stack on the same
+    /// address may have the connection.
+    pub tcp_handed_over: u64,
     /// SYNs dropped because the listener's SYN backlog was full.
     pub drop_syn_backlog: u64,
     /// Connections dropped because the listener's accept queue was full.
@@ -190,7 +194,14 @@ pub struct Net {
     ident: u16,
     icmp_tokens: u32,
     icmp_refill: Instant,
+    /// Neighbours learned or changed since the last
+    /// [`Interface::take_learned_neighbours`](super::Interface::take_learned_neighbours)
+    /// (at most [`LEARNED_MAX`], the oldest dropped).
+    pub(crate) learned: Vec<(Ipv4Addr, EthernetAddress)>,
 }
+
+/// Most neighbours kept for [`Net::learned`] between two takes.
+pub(crate) const LEARNED_MAX: usize = 256;
 
 const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
 const IP: usize = 20;
@@ -206,6 +217,7 @@ impl Net {
             ident: 1,
             icmp_tokens: cfg.icmp_rate,
             icmp_refill: Instant::ZERO,
+            learned: Vec::new(),
             cfg,
         }
     }
@@ -359,6 +371,13 @@ impl Net {
         };
         let for_us = repr.target_protocol_addr == self.cfg.ip;
         if for_us || self.arp.knows(repr.source_protocol_addr) {
+            let (ip, mac) = (repr.source_protocol_addr, repr.source_hardware_addr);
+            if self.arp.lookup(ip, io.now) != Some(mac) {
+                if self.learned.len() >= LEARNED_MAX {
+                    self.learned.remove(0);
+                }
+                self.learned.push((ip, mac));
+            }
             let parked = self
                 .arp
                 .learn(repr.source_protocol_addr, repr.source_hardware_addr, io.now);

@@ -35,6 +35,8 @@ pub struct Listener {
     /// Connections in SYN-RECEIVED.
     pub(crate) embryonic: usize,
     pub(crate) accept_queue: VecDeque<TcpHandle>,
+    /// When each connection of `accept_queue` was queued (same order).
+    accept_times: VecDeque<Instant>,
     pub(crate) template: TcpConfig,
     tick: u64,
     waker: Option<Waker>,
@@ -89,6 +91,9 @@ pub struct TcpTable {
     pub(crate) timers: std::collections::BinaryHeap<core::cmp::Reverse<(Instant, u32, u32)>>,
     key: KeyedHash,
     next_port: u16,
+    /// Ephemeral ports are those `p` with `p % share.1 == share.0` (see
+    /// [`super::Interface::set_port_share`]).
+    pub(crate) share: (u16, u16),
     tw_max: usize,
     /// TIME-WAIT entries evicted because the table was full.
     pub(crate) tw_evicted: u64,
@@ -112,6 +117,7 @@ impl TcpTable {
             timers: Default::default(),
             key,
             next_port: *EPHEMERAL.start() + (key.hash_one_keyed(0u8) % 28000) as u16,
+            share: (0, 1),
             tw_max: 16384,
             tw_evicted: 0,
         }
@@ -379,7 +385,7 @@ impl TcpTable {
             } else {
                 p + 1
             };
-            if ok(self, p) {
+            if p % self.share.1 == self.share.0 && ok(self, p) {
                 return Ok(p);
             }
         }
@@ -413,11 +419,22 @@ impl TcpTable {
             backlog: backlog.clamp(1, 65535),
             embryonic: 0,
             accept_queue: VecDeque::new(),
+            accept_times: VecDeque::new(),
             template: cfg,
             tick: 0,
             waker: None,
         });
         Ok(())
+    }
+
+    /// When the connection that `accept` would return next was queued
+    /// (`None`: none is), so that a program accepting from listeners of
+    /// several stacks on one port takes them in the order they came.
+    pub fn accept_since(&self, h: TcpHandle) -> Option<Instant> {
+        match self.get(h)? {
+            Entry::Listener(l) => l.accept_times.front().copied(),
+            _ => None,
+        }
     }
 
     /// `accept`: the next established connection, or `EAGAIN`; `EINVAL` if
@@ -429,6 +446,7 @@ impl TcpTable {
         let Some(c) = l.accept_queue.pop_front() else {
             return Err(Errno::EAGAIN);
         };
+        l.accept_times.pop_front();
         l.tick += 1;
         let remote = match self.get_mut(c) {
             Some(Entry::Conn { sock, parent }) => {
@@ -616,6 +634,7 @@ impl TcpTable {
             }
             Entry::Listener(l) => {
                 let local = l.local;
+                l.accept_times.clear();
                 let pending: Vec<TcpHandle> = l.accept_queue.drain(..).collect();
                 self.listeners.remove(&local);
                 self.release(h);
@@ -730,6 +749,7 @@ impl TcpTable {
                     Some(Entry::Listener(l)) if l.accept_queue.len() < l.backlog => {
                         l.embryonic = l.embryonic.saturating_sub(1);
                         l.accept_queue.push_back(h);
+                        l.accept_times.push_back(now);
                         l.tick += 1;
                         if let Some(w) = l.waker.take() {
                             w.wake();

@@ -1,0 +1,364 @@
+//! Two stacks sharing one address and MAC, as the queue pairs of one port
+//! do (the shim runs one stack per queue pair), against a peer stack, over
+//! an in-memory link that steers each frame from the peer to one of the
+//! two queues the way a test asks (all to one queue, or by a rule), with a
+//! simulated clock.
+//!
+//! What must hold when the device steers a frame to the "wrong" queue:
+//! - a segment of a connection of the other stack is handed over (kept,
+//!   not reset) and, ingested by the other stack, goes on as if it had
+//!   arrived there; with handover off it is reset, as before;
+//! - an ARP reply taught to one stack is taught to the other, which then
+//!   sends what waited for it;
+//! - the stacks' ephemeral ports never collide (each its share).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::rc::Rc;
+use std::time::Duration;
+
+use accel_stack::iface::{IfaceConfig, Stack, TcpHandle};
+use accel_stack::phy::{Capabilities, Device, DeviceStats};
+use accel_stack::tcp::{State, TcpConfig};
+use accel_stack::wire::EthernetAddress;
+use accel_stack::Instant;
+
+const PEER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const OUR_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+/// Where the peer's frames go: queue 0, queue 1, or the queue a rule picks.
+type Steer = Box<dyn Fn(&[u8]) -> usize>;
+
+#[derive(Default)]
+struct Wire {
+    to_peer: VecDeque<Vec<u8>>,
+    to_q: [VecDeque<Vec<u8>>; 2],
+}
+
+/// One end of the link: the peer (`q: None`) or one of our two queues.
+struct End {
+    wire: Rc<RefCell<Wire>>,
+    q: Option<usize>,
+    steer: Rc<RefCell<Steer>>,
+}
+
+impl Device for End {
+    type RxBuf = Vec<u8>;
+    type TxBuf = Vec<u8>;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    fn receive(&mut self, _now: Instant, out: &mut Vec<Vec<u8>>, max: usize) -> usize {
+        let mut w = self.wire.borrow_mut();
+        let from = match self.q {
+            None => &mut w.to_peer,
+            Some(q) => &mut w.to_q[q],
+        };
+        let n = from.len().min(max);
+        out.extend(from.drain(..n));
+        n
+    }
+
+    fn alloc_tx(&mut self, len: usize) -> Option<Vec<u8>> {
+        Some(vec![0; len])
+    }
+
+    fn transmit(&mut self, _now: Instant, batch: &mut Vec<Vec<u8>>) -> usize {
+        let n = batch.len();
+        let mut w = self.wire.borrow_mut();
+        for frame in batch.drain(..) {
+            match self.q {
+                None => {
+                    let q = (self.steer.borrow())(&frame);
+                    w.to_q[q].push_back(frame);
+                }
+                Some(_) => w.to_peer.push_back(frame),
+            }
+        }
+        n
+    }
+
+    fn stats(&self) -> DeviceStats {
+        DeviceStats::default()
+    }
+}
+
+struct Net {
+    peer: Stack<End>,
+    ours: [Stack<End>; 2],
+    steer: Rc<RefCell<Steer>>,
+    now: Instant,
+    /// Segments handed from one stack to the other.
+    handed: usize,
+}
+
+fn net(handover: bool) -> Net {
+    let wire = Rc::new(RefCell::new(Wire::default()));
+    let steer: Rc<RefCell<Steer>> = Rc::new(RefCell::new(Box::new(|_: &[u8]| 0)));
+    let end = |q| End {
+        wire: Rc::clone(&wire),
+        q,
+        steer: Rc::clone(&steer),
+    };
+    let mut pc = IfaceConfig::new(EthernetAddress([2, 0, 0, 0, 0, 1]), PEER_IP, 24);
+    pc.secret = [1; 16];
+    let mut oc = IfaceConfig::new(EthernetAddress([2, 0, 0, 0, 0, 2]), OUR_IP, 24);
+    oc.secret = [2; 16];
+    let mut ours = [
+        Stack::new(oc.clone(), TcpConfig::default(), end(Some(0))),
+        Stack::new(oc, TcpConfig::default(), end(Some(1))),
+    ];
+    for (q, s) in ours.iter_mut().enumerate() {
+        s.iface.set_port_share(q as u16, 2).unwrap();
+        s.iface.set_handover(handover);
+    }
+    Net {
+        peer: Stack::new(pc, TcpConfig::default(), end(None)),
+        ours,
+        steer,
+        now: Instant::from_millis(1000),
+        handed: 0,
+    }
+}
+
+impl Net {
+    /// Polls everything until quiet, passing strays and learned neighbours
+    /// between our stacks as the shim does; then, if nothing moved, jumps
+    /// to the next timer. Stops after `limit` of simulated time or when
+    /// `done` holds.
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Net) -> bool) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            if done(self) {
+                return true;
+            }
+            let mut progress = self.peer.poll(self.now).progress;
+            for q in 0..2 {
+                progress |= self.ours[q].poll(self.now).progress;
+                let other = 1 - q;
+                for (ip, mac) in self.ours[q].iface.take_learned_neighbours() {
+                    self.ours[other].learn_neighbour(ip, mac, self.now);
+                }
+                for packet in self.ours[q].iface.take_handover() {
+                    self.handed += 1;
+                    progress = true;
+                    let owner = if self.ours[other].iface.has_tcp_flow(&packet) {
+                        other
+                    } else {
+                        q
+                    };
+                    self.ours[owner].ingest(&packet, self.now);
+                }
+            }
+            if !progress {
+                let next = [
+                    self.peer.iface.poll_at(),
+                    self.ours[0].iface.poll_at(),
+                    self.ours[1].iface.poll_at(),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
+                self.now = match next {
+                    Some(t) if t > self.now => t.min(end),
+                    _ => self.now + Duration::from_millis(1),
+                };
+            }
+        }
+        done(self)
+    }
+
+    fn steer(&self, f: impl Fn(&[u8]) -> usize + 'static) {
+        *self.steer.borrow_mut() = Box::new(f);
+    }
+}
+
+/// Our stack `q` connects to a peer listener on `port`; the peer's
+/// connection handle is returned with ours.
+fn connect_from(n: &mut Net, q: usize, port: u16) -> (TcpHandle, TcpHandle) {
+    let l = n.peer.iface.tcp.socket_new();
+    n.peer
+        .iface
+        .tcp_bind(l, SocketAddrV4::new(PEER_IP, port))
+        .unwrap();
+    n.peer.iface.tcp.listen(l, 16).unwrap();
+    let c = n.ours[q].iface.tcp.socket_new();
+    n.ours[q]
+        .iface
+        .tcp_connect(c, SocketAddrV4::new(PEER_IP, port), n.now)
+        .unwrap();
+    let mut accepted = None;
+    let ok = n.run_until(Duration::from_secs(5), |n| {
+        if accepted.is_none() {
+            accepted = n.peer.iface.tcp.accept(l).ok().map(|(h, _)| h);
+        }
+        accepted.is_some()
+            && n.ours[q]
+                .iface
+                .tcp
+                .socket(c)
+                .is_some_and(|s| s.state() == State::Established)
+    });
+    assert!(ok, "no connection: {:?}", n.ours[q].iface.tcp.socket(c));
+    (c, accepted.unwrap())
+}
+
+#[test]
+fn a_segment_on_the_other_queue_is_handed_to_the_connections_stack() {
+    let mut n = net(true);
+    // Every frame of the peer lands on queue 1, the connection is stack 0's
+    // (its SYN-ACK, like net_tap's first answer, comes on the wrong queue).
+    n.steer(|_| 1);
+    let (c, p) = connect_from(&mut n, 0, 7001);
+    assert!(n.handed > 0, "the SYN-ACK came through a handover");
+    // Data both ways, every segment of the peer's on the wrong queue.
+    let msg = b"hello over the other queue";
+    n.ours[0].iface.tcp.send(c, msg).unwrap();
+    n.peer.iface.tcp.send(p, b"and back").unwrap();
+    let (mut at_peer, mut at_us) = (Vec::new(), Vec::new());
+    let mut buf = [0u8; 64];
+    let ok = n.run_until(Duration::from_secs(5), |n| {
+        if let Ok(k) = n.peer.iface.tcp.recv(p, &mut buf) {
+            at_peer.extend_from_slice(&buf[..k]);
+        }
+        if let Ok(k) = n.ours[0].iface.tcp.recv(c, &mut buf) {
+            at_us.extend_from_slice(&buf[..k]);
+        }
+        at_peer == msg && at_us == b"and back"
+    });
+    assert!(ok, "peer got {at_peer:?}, we got {at_us:?}");
+    assert_eq!(n.ours[1].iface.stats().drop_tcp_no_socket, 0, "nothing was reset");
+    assert_eq!(n.ours[0].iface.tcp.socket(c).unwrap().state(), State::Established);
+}
+
+#[test]
+fn without_handover_the_other_queue_resets_the_connection() {
+    let mut n = net(false);
+    n.steer(|_| 1);
+    let l = n.peer.iface.tcp.socket_new();
+    n.peer
+        .iface
+        .tcp_bind(l, SocketAddrV4::new(PEER_IP, 7002))
+        .unwrap();
+    n.peer.iface.tcp.listen(l, 16).unwrap();
+    let c = n.ours[0].iface.tcp.socket_new();
+    n.ours[0]
+        .iface
+        .tcp_connect(c, SocketAddrV4::new(PEER_IP, 7002), n.now)
+        .unwrap();
+    let established = n.run_until(Duration::from_millis(500), |n| {
+        n.ours[0]
+            .iface
+            .tcp
+            .socket(c)
+            .is_some_and(|s| s.state() == State::Established)
+    });
+    assert!(!established);
+    assert!(
+        n.ours[1].iface.stats().drop_tcp_no_socket > 0,
+        "stack 1 reset the SYN-ACK"
+    );
+    assert_eq!(n.handed, 0);
+}
+
+#[test]
+fn a_neighbour_one_stack_learns_is_taught_to_the_other() {
+    let mut n = net(true);
+    // ARP replies (and everything else) land on queue 0; stack 1 asks.
+    n.steer(|_| 0);
+    let (c, _) = connect_from(&mut n, 1, 7003);
+    assert_eq!(n.ours[1].iface.tcp.socket(c).unwrap().state(), State::Established);
+    assert!(n.handed > 0, "stack 0 handed stack 1 its segments");
+}
+
+#[test]
+fn a_segment_for_nobody_is_still_reset_after_the_handover() {
+    let mut n = net(true);
+    n.steer(|_| 1);
+    // A peer connecting to a port nobody listens on: stack 1 keeps the SYN,
+    // stack 0 has no such flow, so stack 1 itself resets it.
+    let c = n.peer.iface.tcp.socket_new();
+    n.peer
+        .iface
+        .tcp_connect(c, SocketAddrV4::new(OUR_IP, 9), n.now)
+        .unwrap();
+    let refused = n.run_until(Duration::from_secs(2), |n| {
+        n.peer
+            .iface
+            .tcp
+            .socket(c)
+            .is_none_or(|s| s.state() == State::Closed)
+    });
+    assert!(refused, "{:?}", n.peer.iface.tcp.socket(c));
+    assert_eq!(n.ours[1].iface.stats().drop_tcp_no_socket, 1);
+}
+
+#[test]
+fn the_two_stacks_pick_ephemeral_ports_of_their_own_share() {
+    let mut n = net(true);
+    for q in 0..2 {
+        for _ in 0..50 {
+            let h = n.ours[q].iface.tcp.socket_new();
+            let a = n.ours[q]
+                .iface
+                .tcp_bind(h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+                .unwrap();
+            assert_eq!(usize::from(a.port() % 2), q, "port {} on stack {q}", a.port());
+        }
+    }
+    assert!(n.ours[0].iface.set_port_share(2, 2).is_err());
+    assert!(n.ours[0].iface.set_port_share(0, 0).is_err());
+}
+
+#[test]
+fn connections_queued_on_both_stacks_are_accepted_in_the_order_they_came() {
+    let mut n = net(true);
+    // A listener in each stack on one port, as the shim makes them.
+    let ls: Vec<TcpHandle> = (0..2)
+        .map(|q| {
+            let l = n.ours[q].iface.tcp.socket_new();
+            n.ours[q]
+                .iface
+                .tcp_bind(l, SocketAddrV4::new(OUR_IP, 8080))
+                .unwrap();
+            n.ours[q].iface.tcp.listen(l, 16).unwrap();
+            l
+        })
+        .collect();
+    // Four connections, one at a time, steered to queues 1, 0, 1, 0.
+    let mut ports = Vec::new();
+    for (i, q) in [1usize, 0, 1, 0].into_iter().enumerate() {
+        n.steer(move |_| q);
+        let c = n.peer.iface.tcp.socket_new();
+        n.peer
+            .iface
+            .tcp_connect(c, SocketAddrV4::new(OUR_IP, 8080), n.now)
+            .unwrap();
+        let ok = n.run_until(Duration::from_secs(2), |n| {
+            n.peer
+                .iface
+                .tcp
+                .socket(c)
+                .is_some_and(|s| s.state() == State::Established)
+        });
+        assert!(ok, "connection {i}");
+        ports.push(n.peer.iface.tcp.local_addr(c).unwrap().unwrap().port());
+        n.now += Duration::from_millis(1);
+        let _ = n.run_until(Duration::from_millis(1), |_| false);
+    }
+    // Oldest first across the two stacks, as the shim's accept does.
+    let mut order = Vec::new();
+    loop {
+        let next = (0..2)
+            .filter_map(|q| Some((n.ours[q].iface.tcp.accept_since(ls[q])?, q)))
+            .min();
+        let Some((_, q)) = next else { break };
+        let (_, remote) = n.ours[q].iface.tcp.accept(ls[q]).unwrap();
+        order.push(remote.port());
+    }
+    assert_eq!(order, ports, "accepted in the order they were established");
+    assert!(n.ours[0].iface.tcp.accept_since(ls[0]).is_none());
+}
