@@ -9,6 +9,8 @@
 //! | `ACCEL_SPIN_US` | how long a waiting thread polls the device before sleeping, µs | 50 |
 //! | `ACCEL_KEEPER_US` | a worker nobody drove for this long is driven by the keeper thread, µs | 1000 |
 //! | `ACCEL_QUEUES` | queue pairs of the port, one stack each, 1 to 64 | 1 |
+//! | `ACCEL_LOSS` | drop this share of the frames received and sent, like a lossy link (tests, soak) | 0 |
+//! | `ACCEL_STATS_FILE` | write the engine's counters there every second, one JSON object per line | none |
 //! | `ACCEL_LOG` | `error`, `warn`, `info` or `debug` | `warn` |
 //! | `ACCEL_LOG_FILE` | append the log to this file instead of stderr | stderr |
 //! | `ACCEL_FALLBACK` | when the stack cannot start: `kernel` (run on kernel sockets) or `fail` (exit) | `kernel` |
@@ -133,6 +135,12 @@ pub struct Config {
     /// `ACCEL_QUEUES`: queue pairs (and stacks) to open the port with; 0
     /// (unset): one.
     pub queues: u16,
+    /// `ACCEL_LOSS`: frames dropped per million received and per million
+    /// sent (a lossy link, for tests and the soak).
+    pub loss_ppm: u32,
+    /// `ACCEL_STATS_FILE`: where the keeper appends the counters every
+    /// second; empty: nowhere.
+    pub stats_file: Text<4096>,
     /// `ACCEL_LOG`: the most verbose level logged.
     pub log_level: Level,
     /// `ACCEL_LOG_FILE`: the log's file; empty: stderr.
@@ -182,6 +190,8 @@ impl Config {
         spin_us: 50,
         keeper_us: 1000,
         queues: 0,
+        loss_ppm: 0,
+        stats_file: Text::empty(),
         log_level: Level::Warn,
         log_file: Text::empty(),
         fallback: Fallback::Kernel,
@@ -228,6 +238,18 @@ impl Config {
             parse_u32(v).filter(|&n| (1..=64).contains(&n))
         }) {
             c.queues = v as u16;
+        }
+        let expected = "a share of frames from 0 to 0.5, like 0.01";
+        if let Some(v) = env.read("ACCEL_LOSS", expected, "0", parse_share_ppm) {
+            c.loss_ppm = v;
+        }
+        if let Some(v) = env.read(
+            "ACCEL_STATS_FILE",
+            "a path shorter than 4096 bytes",
+            "none",
+            Text::new,
+        ) {
+            c.stats_file = v;
         }
         if let Some(v) = env.read("ACCEL_FALLBACK", "kernel or fail", "kernel", parse_fallback) {
             c.fallback = v;
@@ -292,6 +314,27 @@ pub fn parse_fallback(v: &[u8]) -> Option<Fallback> {
     } else {
         None
     }
+}
+
+/// A share from 0 to 0.5 written as a decimal fraction (`0`, `0.01`,
+/// `.25`), in parts per million.
+pub fn parse_share_ppm(v: &[u8]) -> Option<u32> {
+    let text = std::str::from_utf8(v).ok()?;
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    if frac.len() > 6 || (whole.is_empty() && frac.is_empty()) {
+        return None;
+    }
+    let whole: u32 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let frac_ppm: u32 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<u32>().ok()? * 10u32.pow(6 - frac.len() as u32)
+    };
+    let ppm = whole.checked_mul(1_000_000)?.checked_add(frac_ppm)?;
+    (ppm <= 500_000).then_some(ppm)
 }
 
 /// A decimal number that fits in a `u32`: digits only.
@@ -363,6 +406,8 @@ mod tests {
             ("ACCEL_SPIN_US", "0"),
             ("ACCEL_KEEPER_US", "250"),
             ("ACCEL_QUEUES", "3"),
+            ("ACCEL_LOSS", "0.01"),
+            ("ACCEL_STATS_FILE", "/tmp/accel.stats"),
             ("ACCEL_LOG", "DEBUG"),
             ("ACCEL_LOG_FILE", "/tmp/accel.log"),
             ("ACCEL_FALLBACK", "fail"),
@@ -389,6 +434,8 @@ mod tests {
         assert_eq!(config.gateway, Some(Ipv4Addr::new(198, 18, 0, 1)));
         assert_eq!(config.mac, Some([2, 0, 0, 0xab, 0xcd, 1]));
         assert_eq!((config.spin_us, config.keeper_us, config.queues), (0, 250, 3));
+        assert_eq!(config.loss_ppm, 10_000);
+        assert_eq!(config.stats_file.as_bytes(), b"/tmp/accel.stats");
         assert_eq!(config.log_level, Level::Debug);
         assert_eq!(config.log_file.as_bytes_with_nul(), b"/tmp/accel.log\0");
         assert_eq!(config.fallback, Fallback::Fail);
@@ -403,11 +450,12 @@ mod tests {
             ("ACCEL_SPIN_US", "-5"),
             ("ACCEL_KEEPER_US", "0"),
             ("ACCEL_QUEUES", "65"),
+            ("ACCEL_LOSS", "0.6"),
             ("ACCEL_LOG", "verbose"),
             ("ACCEL_FALLBACK", "panic"),
         ]);
         assert_eq!(config, Config::DEFAULT);
-        assert_eq!(reports.len(), 8, "{reports:?}");
+        assert_eq!(reports.len(), 9, "{reports:?}");
         assert_eq!(
             reports[0],
             "ACCEL_LOG=\"verbose\": expected error, warn, info or debug; using warn"
@@ -493,5 +541,21 @@ mod tests {
             reports,
             ["ACCEL_LOG=\"\u{fffd}info\": expected error, warn, info or debug; using warn"]
         );
+    }
+
+    #[test]
+    fn shares_in_parts_per_million() {
+        assert_eq!(parse_share_ppm(b"0"), Some(0));
+        assert_eq!(parse_share_ppm(b"0.01"), Some(10_000));
+        assert_eq!(parse_share_ppm(b".25"), Some(250_000));
+        assert_eq!(parse_share_ppm(b"0.000001"), Some(1));
+        assert_eq!(parse_share_ppm(b"0.5"), Some(500_000));
+        assert_eq!(parse_share_ppm(b"0.5000001"), None, "seven decimals");
+        assert_eq!(parse_share_ppm(b"0.51"), None, "past half");
+        assert_eq!(parse_share_ppm(b"1"), None);
+        assert_eq!(parse_share_ppm(b"."), None);
+        assert_eq!(parse_share_ppm(b"1e-2"), None);
+        assert_eq!(parse_share_ppm(b"-0.1"), None);
+        assert_eq!(parse_share_ppm(b""), None);
     }
 }

@@ -22,12 +22,19 @@ use accel_stack::Instant;
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// A DPDK queue pair that receives at once and stages what it transmits.
+/// A DPDK queue pair that receives at once and stages what it transmits;
+/// with `ACCEL_LOSS`, a lossy link: that share of the frames each way is
+/// dropped (counted).
 pub struct ShimDevice {
     /// The queue pair (its transmit side split off to its transmit queue).
     pub dpdk: DpdkDevice,
     staged: Vec<Mbuf>,
     tx: Arc<TxQueue>,
+    /// Frames dropped per million, each way.
+    loss_ppm: u32,
+    rng: u64,
+    /// Frames dropped on purpose: received, sent.
+    pub lost: (u64, u64),
 }
 
 /// A queue pair's transmit queue: the frames staged, and the transmit side.
@@ -50,12 +57,30 @@ impl ShimDevice {
             any: AtomicBool::new(false),
             side: Mutex::new(Some(side)),
         });
+        let seed = crate::sys::random16();
         let dev = ShimDevice {
             dpdk,
             staged: Vec::with_capacity(64),
             tx: Arc::clone(&tx),
+            loss_ppm: crate::startup::config().loss_ppm,
+            rng: u64::from_le_bytes([
+                seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
+            ]) | 1,
+            lost: (0, 0),
         };
         Ok((dev, tx))
+    }
+
+    /// Whether to drop the next frame (`ACCEL_LOSS`).
+    fn lose(&mut self) -> bool {
+        if self.loss_ppm == 0 {
+            return false;
+        }
+        // xorshift64
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng % 1_000_000) < u64::from(self.loss_ppm)
     }
 
     /// Moves the frames built since the last call to the transmit queue
@@ -82,7 +107,24 @@ impl Device for ShimDevice {
     }
 
     fn receive(&mut self, now: Instant, out: &mut Vec<Mbuf>, max: usize) -> usize {
-        self.dpdk.receive(now, out, max)
+        let start = out.len();
+        let n = self.dpdk.receive(now, out, max);
+        if self.loss_ppm == 0 || n == 0 {
+            return n;
+        }
+        // Stable: the frames kept stay in order; the lost ones end at the
+        // tail and are freed by the truncate.
+        let mut keep = start;
+        for i in start..out.len() {
+            if self.lose() {
+                self.lost.0 += 1;
+            } else {
+                out.swap(keep, i);
+                keep += 1;
+            }
+        }
+        out.truncate(keep);
+        keep - start
     }
 
     fn alloc_tx(&mut self, len: usize) -> Option<Mbuf> {
@@ -95,7 +137,17 @@ impl Device for ShimDevice {
 
     fn transmit(&mut self, _now: Instant, batch: &mut Vec<Mbuf>) -> usize {
         let n = batch.len();
-        self.staged.append(batch);
+        if self.loss_ppm > 0 {
+            for frame in batch.drain(..) {
+                if self.lose() {
+                    self.lost.1 += 1;
+                } else {
+                    self.staged.push(frame);
+                }
+            }
+        } else {
+            self.staged.append(batch);
+        }
         n
     }
 

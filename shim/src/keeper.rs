@@ -105,6 +105,7 @@ fn keeper(period: Duration) {
         if status() != Status::Up {
             return;
         }
+        crate::stats::tick();
         if W.waiters.load(SeqCst) == 0 {
             halves.round(period);
             continue;
@@ -125,6 +126,7 @@ fn on_device(parker: &Parker) {
     let mut backoff = Duration::from_micros(50);
     let mut fds: Vec<pollfd> = Vec::new();
     while W.waiters.load(SeqCst) > 0 && status() == Status::Up {
+        crate::stats::tick();
         let (progress, next) = {
             let r = stacks::poll_all();
             if ready::pending() {

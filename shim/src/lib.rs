@@ -70,6 +70,7 @@ pub mod sockaddr;
 pub mod socket;
 pub mod stacks;
 pub mod startup;
+pub mod stats;
 pub mod sys;
 pub mod tcpinfo;
 pub mod udp;

@@ -427,6 +427,12 @@ impl TcpTable {
         Ok(())
     }
 
+    /// How many connections (every state but TIME-WAIT), listeners and
+    /// TIME-WAIT entries the table holds.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.conns.len(), self.listeners.len(), self.time_wait.len())
+    }
+
     /// When the connection that `accept` would return next was queued
     /// (`None`: none is), so that a program accepting from listeners of
     /// several stacks on one port takes them in the order they came.

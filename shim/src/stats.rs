@@ -1,0 +1,81 @@
+//! The engine's counters, written every second to `ACCEL_STATS_FILE` (one
+//! JSON object per line), for the soak and for whoever watches a long
+//! run: what must not grow without bound (mbufs in use, sockets, epoll
+//! sets, connections, TIME-WAIT entries) and what the link did (frames,
+//! frames dropped on purpose by `ACCEL_LOSS`, segments handed between
+//! stacks).
+//!
+//! The keeper calls [`tick`]; the file is opened, appended to and closed
+//! each time with raw system calls (the shim never calls what it
+//! intercepts on its own behalf), so the program never sees its fd for
+//! longer than a write. Nothing is written when the variable is unset.
+
+use crate::stacks::{self, Q};
+use crate::worker::{self, now};
+use crate::{startup, sys};
+use std::ffi::CStr;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// When the last line was written (ns of the monotonic clock).
+static LAST: AtomicU64 = AtomicU64::new(0);
+
+/// Writes a line if a second has passed since the last one.
+pub fn tick() {
+    let cfg = startup::config();
+    if cfg.stats_file.is_empty() {
+        return;
+    }
+    let t = now().nanos();
+    let last = LAST.load(Relaxed);
+    if t.saturating_sub(last) < 1_000_000_000 || LAST.compare_exchange(last, t, Relaxed, Relaxed).is_err() {
+        return;
+    }
+    let Some(line) = snapshot(t) else { return };
+    let Ok(path) = CStr::from_bytes_with_nul(cfg.stats_file.as_bytes_with_nul()) else {
+        return;
+    };
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC;
+    if let Ok(fd) = sys::open(path, flags, 0o644) {
+        let _ = sys::write_all(fd, line.as_bytes());
+        sys::close(fd);
+    }
+}
+
+/// One line of counters, or `None` if the tables are busy (the next tick
+/// tries again).
+fn snapshot(t: u64) -> Option<String> {
+    let (sockets, sets) = {
+        let core = worker::try_lock()?;
+        (core.socks.len(), core.epolls.len())
+    };
+    let (mut conns, mut listeners, mut time_wait) = (0, 0, 0);
+    let (mut rx, mut tx, mut lost_rx, mut lost_tx, mut handed) = (0, 0, 0, 0, 0);
+    let (mut mbufs, mut mbufs_free) = (0, 0);
+    for q in 0..stacks::count() as Q {
+        let s = stacks::lock(q)?;
+        let (c, l, tw) = s.iface.tcp.counts();
+        conns += c;
+        listeners += l;
+        time_wait += tw;
+        let st = s.iface.stats();
+        rx += st.rx_frames;
+        tx += st.tx_frames;
+        handed += st.tcp_handed_over;
+        lost_rx += s.device.lost.0;
+        lost_tx += s.device.lost.1;
+        // One pool per port: every queue reports the same.
+        (mbufs, mbufs_free) = s.device.dpdk.mempool_free();
+    }
+    let mut line = String::with_capacity(256);
+    let _ = writeln!(
+        line,
+        "{{\"t_ms\":{},\"pid\":{},\"sockets\":{sockets},\"epoll_sets\":{sets},\"tcp_conns\":{conns},\
+         \"tcp_listeners\":{listeners},\"time_wait\":{time_wait},\"mbufs_in_use\":{},\"rx_frames\":{rx},\
+         \"tx_frames\":{tx},\"lost_rx\":{lost_rx},\"lost_tx\":{lost_tx},\"handed_over\":{handed}}}",
+        t / 1_000_000,
+        sys::getpid(),
+        mbufs.saturating_sub(mbufs_free),
+    );
+    Some(line)
+}
