@@ -169,8 +169,17 @@ extern "C" fn after_fork_in_child() {
     }
 }
 
-/// The summary at exit, run from `.fini_array`.
+/// At exit, run from `.fini_array`: the sockets close as a dying
+/// process's do (see [`crate::worker::close_all_at_exit`]), then the
+/// summary.
 extern "C" fn at_exit() {
+    let owing = crate::worker::close_all_at_exit(std::time::Duration::from_secs(2));
+    if owing > 0 {
+        log!(
+            warn,
+            "exit: {owing} connections still had data or a FIN unacknowledged after 2 s; the peers will see them time out"
+        );
+    }
     if logging::enabled(Level::Info) {
         let snap = COUNTERS.snapshot();
         log!(info, "exit: calls: {snap}; {}", crate::counters::Sockets);

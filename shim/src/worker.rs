@@ -156,6 +156,76 @@ pub fn held() -> bool {
     HELD.try_with(|h| h.get() > 0).unwrap_or(false)
 }
 
+/// At the program's normal exit (`exit`, a return from `main`): every
+/// socket closes as the kernel closes those of a dying process: a
+/// connection with data the program never read is reset, every other
+/// sends what it queued, then its FIN; listeners and UDP sockets go. The
+/// kernel goes on sending for the dead process; this process cannot, so it
+/// polls the stacks until nothing is owed any more, for at most `linger`.
+/// Returns how many connections still owed data when it gave up.
+pub fn close_all_at_exit(linger: std::time::Duration) -> usize {
+    if status() != Status::Up {
+        return 0;
+    }
+    let t0 = now();
+    // Another thread of the program may still hold the tables: a moment.
+    let core = loop {
+        if let Some(c) = try_lock() {
+            break Some(c);
+        }
+        if now().saturating_since(t0) > std::time::Duration::from_millis(200) {
+            break None;
+        }
+        std::thread::yield_now();
+    };
+    let Some(core) = core else { return 0 };
+    let kinds: Vec<crate::sock::Kind> = core.socks.iter().map(|(_, s)| s.kind.clone()).collect();
+    drop(core);
+    let t = now();
+    for kind in kinds {
+        use crate::sock::Kind;
+        match kind {
+            Kind::Tcp(q, h) => {
+                if let Some(mut s) = crate::stacks::lock(q) {
+                    let unread = s.iface.tcp.socket(h).is_some_and(|c| c.recv_queue() > 0);
+                    if unread {
+                        let _ = s.iface.tcp.with_conn(h, |c| {
+                            c.abort();
+                            Ok(())
+                        });
+                    }
+                    let _ = s.iface.tcp.close(h, t);
+                }
+            }
+            Kind::Listener { tcp: Some(hs), .. } => {
+                for (q, h) in hs.iter().enumerate() {
+                    if let Some(mut s) = crate::stacks::lock(q as crate::stacks::Q) {
+                        let _ = s.iface.tcp.close(*h, t);
+                    }
+                }
+            }
+            Kind::Udp(hs) => {
+                for (q, h) in hs.iter().enumerate() {
+                    if let Some(mut s) = crate::stacks::lock(q as crate::stacks::Q) {
+                        let _ = s.iface.udp_close(*h);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    loop {
+        crate::stacks::poll_all();
+        let owing: usize = (0..crate::stacks::count() as crate::stacks::Q)
+            .filter_map(|q| Some(crate::stacks::lock(q)?.iface.tcp.owing()))
+            .sum();
+        if owing == 0 || now().saturating_since(t0) >= linger {
+            return owing;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(500));
+    }
+}
+
 /// The `fork` prepare handler: the forking thread holds the lock across
 /// the fork, so the child's copy of the core is consistent and unlocked
 /// (no other thread of the parent's survives in the child to hold it).

@@ -427,6 +427,28 @@ impl TcpTable {
         Ok(())
     }
 
+    /// How many connections still owe the peer something: data not yet
+    /// acknowledged, or a FIN not yet sent or acknowledged (what a process
+    /// that closed everything and is exiting waits for).
+    pub fn owing(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|&&h| {
+                self.socket(h).is_some_and(|s| {
+                    s.send_queue() > 0
+                        || matches!(
+                            s.state(),
+                            State::Established
+                                | State::CloseWait
+                                | State::FinWait1
+                                | State::Closing
+                                | State::LastAck
+                        )
+                })
+            })
+            .count()
+    }
+
     /// How many connections (every state but TIME-WAIT), listeners and
     /// TIME-WAIT entries the table holds.
     pub fn counts(&self) -> (usize, usize, usize) {
