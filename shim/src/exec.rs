@@ -68,11 +68,16 @@ unsafe fn is_preload(entry: *const c_char) -> bool {
 ///
 /// `envp` is null or a valid null-terminated array of C strings.
 pub unsafe fn with_preload<R>(envp: *const *mut c_char, run: impl FnOnce(*const *mut c_char) -> R) -> R {
-    match PRELOAD.get().filter(|p| !p.is_empty()) {
+    // An exec that succeeds replaces the process and its stack: the reaper
+    // resets the connections then (it returns only if it failed).
+    crate::reaper::exec_begins();
+    let r = match PRELOAD.get().filter(|p| !p.is_empty()) {
         // SAFETY: the caller's promise about `envp`.
         Some(preload) => unsafe { with_value(preload.as_bytes(), envp, run) },
         None => run(envp),
-    }
+    };
+    crate::reaper::exec_failed();
+    r
 }
 
 /// [`with_preload`] with `value` as ours.

@@ -63,6 +63,7 @@ pub mod netns;
 pub mod ops;
 pub mod pollsel;
 pub mod ready;
+pub mod reaper;
 pub mod signals;
 pub mod skeleton;
 pub mod sock;

@@ -101,6 +101,8 @@ pub struct Sock {
     /// A non-blocking `connect` returned `EINPROGRESS` and no later
     /// `connect` has reported how it ended.
     pub in_progress: bool,
+    /// Its slot in the reaper's table (a TCP connection), if any.
+    pub reap: Option<u32>,
 }
 
 impl Sock {
@@ -120,6 +122,7 @@ impl Sock {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             user_bound: None,
             in_progress: false,
+            reap: None,
         }
     }
 }

@@ -597,9 +597,12 @@ unsafe fn accept_once(
                 let _ = stack.iface.tcp.close(h, now());
                 return Err(Errno(e));
             }
+            let local = stack.iface.tcp.local_addr(h).ok().flatten();
+            let mac = stack.iface.neighbour(*remote.ip(), now());
             drop(stack);
             let mut sock = Sock::pending(false, flags & libc::SOCK_NONBLOCK != 0);
             sock.kind = Kind::Tcp(q, h);
+            sock.reap = local.and_then(|l| crate::reaper::record(l, remote, mac.map(|m| m.0)));
             sock.opts = Opts {
                 rcvtimeo: None,
                 sndtimeo: None,
@@ -690,9 +693,12 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
                 let _ = stack.iface.tcp.close(h, now());
                 return Dispatch::Done(Err(se(e)));
             }
+            let local = stack.iface.tcp.local_addr(h).ok().flatten();
+            let mac = stack.iface.neighbour(*a.ip(), now());
             drop(stack);
             if let Ok(s) = sock_mut(&mut core, entry) {
                 s.kind = Kind::Tcp(q, h);
+                s.reap = local.and_then(|l| crate::reaper::record(l, a, mac.map(|m| m.0)));
             }
             let entry = match FDS.transition(fd, entry, State::Tcp) {
                 Ok(e) => e,
@@ -794,6 +800,9 @@ fn again(core: &mut Core, fd: c_int, entry: Entry, q: Q, h: TcpHandle) -> Answer
 fn disconnect(core: &mut Core, fd: c_int, entry: Entry, abort: bool) {
     let Ok(sock) = sock_mut(core, entry) else { return };
     let Kind::Tcp(q, h) = sock.kind else { return };
+    if let Some(slot) = sock.reap.take() {
+        crate::reaper::forget(slot);
+    }
     sock.kind = Kind::Pending {
         dgram: false,
         bound: sock.user_bound,
@@ -861,6 +870,9 @@ pub fn dropped(fd: c_int, entry: Entry) {
                 return;
             }
             let kind = sock.kind.clone();
+            if let Some(slot) = sock.reap.take() {
+                crate::reaper::forget(slot);
+            }
             core.socks.remove(entry.handle());
             epoll::forget_socket(&mut core, entry.handle());
             let t = now();

@@ -219,7 +219,14 @@ pub fn close_all_at_exit(linger: std::time::Duration) -> usize {
         let owing: usize = (0..crate::stacks::count() as crate::stacks::Q)
             .filter_map(|q| Some(crate::stacks::lock(q)?.iface.tcp.owing()))
             .sum();
-        if owing == 0 || now().saturating_since(t0) >= linger {
+        if owing == 0 {
+            // Every connection closed properly: the reaper has nothing to
+            // reset.
+            crate::reaper::quiet();
+            return 0;
+        }
+        if now().saturating_since(t0) >= linger {
+            // The reaper resets what is still open.
             return owing;
         }
         std::thread::sleep(std::time::Duration::from_micros(500));
@@ -472,7 +479,13 @@ fn start(core: &mut Core) -> Result<String, String> {
         "no Rx interrupt: backs off"
     };
     device::install(txqs);
+    let taps: Vec<i32> = stacks.iter().map(|(_, rx)| *rx).filter(|&fd| fd >= 0).collect();
     crate::stacks::install(stacks)?;
+    if name.starts_with("net_tap") && taps.len() == usize::from(n) {
+        // Something that outlives the process resets its connections if it
+        // dies without closing them (see `reaper`).
+        crate::reaper::start(&taps, ip.addr, mac.0);
+    }
     core.eal = Some(eal);
     Ok(format!(
         "{name} at {ip}, mac {mac}, {n} queue pair(s), {wait}{moved}"
@@ -533,6 +546,7 @@ pub fn after_fork_in_child() {
     accel_coro::park::Parker::current().after_fork();
     keeper::after_fork();
     device::after_fork();
+    crate::reaper::after_fork();
     if status() == Status::Up {
         // The stacks (in a static, never dropped) are the parent's: with
         // the status Forked nothing reaches them ([`crate::stacks::cells`]

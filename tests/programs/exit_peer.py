@@ -9,12 +9,16 @@ connection and reports what it saw of the other side's exit, one line:
                                  "got BYTES reset"
     exit_peer.py PORT unread     sends 100 bytes, then reads; prints
                                  "reset" or "eof" or "data"
+    exit_peer.py PORT wait       sends one byte, then reads; prints
+                                 "reset MS" or "eof MS", MS the time
+                                 from the byte sent to the end
 
 Prints "listening" first. Bounded: 30 s per wait.
 """
 
 import socket
 import sys
+import time
 
 port, mode = int(sys.argv[1]), sys.argv[2]
 l = socket.socket()
@@ -42,6 +46,18 @@ if mode == "send":
     except ConnectionResetError:
         end = "reset"
     print(f"bad at {bad}" if bad is not None else f"got {got} {end}", flush=True)
+elif mode == "wait":
+    c.sendall(b"!")
+    t0 = time.monotonic()
+    end = "timeout"
+    try:
+        d = c.recv(100)
+        end = "data" if d else "eof"
+    except ConnectionResetError:
+        end = "reset"
+    except socket.timeout:
+        pass
+    print(f"{end} {int((time.monotonic() - t0) * 1000)}", flush=True)
 else:
     c.sendall(b"x" * 100)
     try:

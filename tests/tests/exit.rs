@@ -6,7 +6,13 @@
 //! `tests/programs/exit_close.c` connects from the tested side to
 //! `tests/programs/exit_peer.py` in the clients' namespace and exits with
 //! `exit(0)`, without `close`; first on the kernel (a veth), then
-//! accelerated over `--tap`. Port 17201.
+//! accelerated over `--tap`.
+//!
+//! A program that dies (`tests/programs/crash.c`: SIGKILL, SIGSEGV,
+//! SIGABRT, `_exit`) with a connection open: its peer must learn within a
+//! second. The kernel closes the dead process's socket (the peer reads the
+//! end of the stream); accelerated, the shim's reaper resets it (the peer
+//! sees a reset). Port 17201.
 
 use accel_tests::net::{repo, root_or_skip, wait_until, Leg, Place, Proc, TapNet};
 use accel_tests::{command, output, python, Scratch};
@@ -17,10 +23,24 @@ const PORT: &str = "17201";
 /// Runs the program at `place` against the peer in `net`'s clients
 /// namespace in `mode`; what the peer printed last.
 fn peer_saw(dir: &std::path::Path, net: &TapNet, place: &Place, exe: &str, mode: &[&str]) -> String {
+    peer_saw_as(dir, net, place, exe, mode, mode, true)
+}
+
+/// [`peer_saw`] with the peer in `peer_mode`, the program in `mode`,
+/// which must succeed if `success`.
+fn peer_saw_as(
+    dir: &std::path::Path,
+    net: &TapNet,
+    place: &Place,
+    exe: &str,
+    mode: &[&str],
+    peer_mode: &[&str],
+    success: bool,
+) -> String {
     let py = python().to_str().unwrap().to_owned();
     let script = repo("tests/programs/exit_peer.py");
     let mut args = vec![py.as_str(), "-u", script.to_str().unwrap(), PORT];
-    args.extend_from_slice(mode);
+    args.extend_from_slice(peer_mode);
     let tag = mode.join("-");
     let mut peer = Proc::spawn(
         dir,
@@ -37,8 +57,14 @@ fn peer_saw(dir: &std::path::Path, net: &TapNet, place: &Place, exe: &str, mode:
     let mut args = vec![exe, PORT];
     args.extend_from_slice(mode);
     let mut prog = Proc::spawn(dir, &format!("prog-{tag}"), place, Duration::from_secs(60), &args);
-    prog.finish(Duration::from_secs(60));
-    assert!(prog.stdout().contains("exiting"), "{}", prog.report());
+    if success {
+        prog.finish(Duration::from_secs(60));
+        assert!(prog.stdout().contains("exiting"), "{}", prog.report());
+    } else {
+        let status = prog.wait(Duration::from_secs(60));
+        assert!(status.is_some_and(|s| !s.success()), "{}", prog.report());
+        assert!(prog.stdout().contains("connected"), "{}", prog.report());
+    }
     peer.finish(Duration::from_secs(40));
     let saw = peer.stdout().lines().last().unwrap_or_default().to_owned();
     println!(
@@ -79,6 +105,48 @@ fn a_program_that_exits_with_connections_open_is_seen_as_on_the_kernel() {
         // Data left unread at exit: a reset.
         let saw = peer_saw(&dir, &net, &place, &exe, &["unread"]);
         assert_eq!(saw, "reset", "{}", leg.name());
+        net.clear();
+    }
+}
+
+#[test]
+fn the_peers_of_a_program_that_dies_learn_it_within_a_second() {
+    if !root_or_skip("the_peers_of_a_program_that_dies_learn_it_within_a_second") {
+        return;
+    }
+    let scratch = Scratch::new("crash");
+    let exe = scratch.join("crash");
+    let built = output(
+        command("cc")
+            .args(["-O2", "-Wall", "-Werror", "-o"])
+            .arg(&exe)
+            .arg(repo("tests/programs/crash.c")),
+    );
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let exe = exe.to_str().unwrap().to_owned();
+    let mut net = TapNet::new("cr");
+    for leg in [Leg::Kernel, Leg::Accel] {
+        let dir = scratch.join(leg.name());
+        std::fs::create_dir_all(&dir).unwrap();
+        let place = net.place(leg);
+        for how in ["kill", "segv", "abort", "_exit"] {
+            let saw = peer_saw_as(&dir, &net, &place, &exe, &[how], &["wait"], false);
+            let (end, ms) = saw.split_once(' ').unwrap_or(("?", "0"));
+            let ms: u64 = ms.parse().unwrap_or(u64::MAX);
+            accel_tests::net::measured("crash", &format!("{}_{how}_ms", leg.name()), ms as f64, "ms");
+            // The program dies 100 ms after the byte; the peer must know
+            // within a second more.
+            assert!(ms < 1100, "{} {how}: the peer saw {saw:?}", leg.name());
+            let want = if leg == Leg::Kernel { "eof" } else { "reset" };
+            assert_eq!(end, want, "{} {how}: the peer saw {saw:?}", leg.name());
+            // The tap goes once the reaper is done (within 10 s).
+            net.clear();
+            let _ = net.place(leg);
+        }
         net.clear();
     }
 }

@@ -222,6 +222,11 @@ impl Interface {
         Ok(())
     }
 
+    /// Neighbour `ip`'s MAC address, if ARP knows it now.
+    pub fn neighbour(&self, ip: Ipv4Addr, now: Instant) -> Option<EthernetAddress> {
+        self.net.arp.lookup(ip, now)
+    }
+
     /// The neighbours ARP taught this interface (or changed) since the last
     /// call, oldest first, for other stacks on the same link
     /// ([`Stack::learn_neighbour`]).
