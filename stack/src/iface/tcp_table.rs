@@ -407,8 +407,10 @@ impl TcpTable {
         if clash {
             return Err(Errno::EADDRINUSE);
         }
-        self.listeners.insert(local, h);
-        *self.get_mut(h).expect("checked") = Entry::Listener(Listener {
+        let Some(entry) = self.get_mut(h) else {
+            return Err(Errno::EBADF);
+        };
+        *entry = Entry::Listener(Listener {
             local,
             backlog: backlog.clamp(1, 65535),
             embryonic: 0,
@@ -417,6 +419,7 @@ impl TcpTable {
             tick: 0,
             waker: None,
         });
+        self.listeners.insert(local, h);
         Ok(())
     }
 
@@ -496,8 +499,11 @@ impl TcpTable {
         let iss = initial_seq(&self.key, local, remote, now);
         let mut sock = Box::new(TcpSocket::new(cfg));
         sock.connect(local, remote, iss, now);
+        let Some(entry) = self.get_mut(h) else {
+            return Err(Errno::EBADF);
+        };
+        *entry = Entry::Conn { sock, parent: None };
         self.conns.insert((local, remote), h);
-        *self.get_mut(h).expect("checked") = Entry::Conn { sock, parent: None };
         self.schedule(h);
         Ok(())
     }
@@ -630,7 +636,7 @@ impl TcpTable {
                 // Embryonic children find their parent gone and reset.
             }
             Entry::Conn { sock, .. } => {
-                let free_now = sock.close();
+                let free_now = sock.close(now);
                 if free_now || sock.state == State::Closed {
                     self.finish(h, now);
                 } else {
@@ -811,5 +817,123 @@ impl TcpTable {
         self.conns.insert((local, remote), h);
         self.schedule(h);
         Ok(h)
+    }
+
+    /// Checks the tables' invariants and every connection's (for tests and
+    /// fuzzing: this is not on the data path); describes the first one
+    /// broken. Beyond each socket's own ([`TcpSocket::check_invariants`]):
+    /// every connection with a deadline has a live entry in the timer heap
+    /// no later than it (else its timers never run); a socket marked queued
+    /// is in the ready queue; the 4-tuple and listener tables name live
+    /// sockets of their address, and every connection that is not closed is
+    /// reachable through the 4-tuple table; each local port's count is the
+    /// number of sockets using it; a listener's embryonic count is the
+    /// number of its children not yet in its accept queue; every TIME-WAIT
+    /// entry will expire.
+    pub fn check_invariants(&self) -> core::result::Result<(), String> {
+        let mut ports: HashMap<u16, usize> = HashMap::new();
+        for (idx, slot) in self.slots.iter().enumerate() {
+            let h = TcpHandle {
+                idx: idx as u32,
+                gen: slot.gen,
+            };
+            let Some(entry) = &slot.entry else { continue };
+            if slot.queued && !self.ready.contains(&h) {
+                return Err(format!(
+                    "socket {h:?} is marked queued but not in the ready queue"
+                ));
+            }
+            match entry {
+                Entry::Fresh { bound, .. } => {
+                    if let Some(b) = bound {
+                        *ports.entry(b.port()).or_default() += 1;
+                    }
+                }
+                Entry::Listener(l) => {
+                    *ports.entry(l.local.port()).or_default() += 1;
+                    if self.listeners.get(&l.local) != Some(&h) {
+                        return Err(format!(
+                            "listener {h:?} on {} is not in the listener table",
+                            l.local
+                        ));
+                    }
+                    let children = self
+                        .slots
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, c)| {
+                            let ch = TcpHandle {
+                                idx: *i as u32,
+                                gen: c.gen,
+                            };
+                            matches!(&c.entry, Some(Entry::Conn { parent: Some(p), .. }) if *p == h)
+                                && !l.accept_queue.contains(&ch)
+                        })
+                        .count();
+                    if children != l.embryonic {
+                        return Err(format!(
+                            "listener {h:?} on {} counts {} embryonic connections, has {children}",
+                            l.local, l.embryonic
+                        ));
+                    }
+                }
+                Entry::Conn { sock, .. } => {
+                    *ports.entry(sock.local.port()).or_default() += 1;
+                    sock.check_invariants()
+                        .map_err(|e| format!("socket {h:?}: {e}"))?;
+                    if sock.state != State::Closed && self.conns.get(&(sock.local, sock.remote)) != Some(&h) {
+                        return Err(format!(
+                            "socket {h:?} ({} {} -> {}) is not in the 4-tuple table",
+                            sock.state, sock.local, sock.remote
+                        ));
+                    }
+                    if let Some(t) = sock.poll_at() {
+                        let live = slot.timer_at.filter(|&at| at <= t);
+                        let Some(at) = live else {
+                            return Err(format!(
+                                "socket {h:?} ({}) has a deadline at {t} but its timer entry is {:?}",
+                                sock.state, slot.timer_at
+                            ));
+                        };
+                        let entry = core::cmp::Reverse((at, h.idx, h.gen));
+                        if !self.timers.iter().any(|e| *e == entry) {
+                            return Err(format!(
+                                "socket {h:?}: its timer entry at {at} is not in the heap"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for (tuple, h) in &self.conns {
+            match self.get(*h) {
+                Some(Entry::Conn { sock, .. }) if (sock.local, sock.remote) == *tuple => {}
+                _ => return Err(format!("the 4-tuple {tuple:?} names {h:?}, not its connection")),
+            }
+        }
+        for (addr, h) in &self.listeners {
+            if !matches!(self.get(*h), Some(Entry::Listener(l)) if l.local == *addr) {
+                return Err(format!(
+                    "the listener table names {h:?} for {addr}, not a listener there"
+                ));
+            }
+        }
+        for (port, n) in &self.ports {
+            if ports.get(port) != Some(n) {
+                return Err(format!(
+                    "port {port} counts {n} users, has {}",
+                    ports.get(port).copied().unwrap_or(0)
+                ));
+            }
+        }
+        if let Some(port) = ports.keys().find(|p| !self.ports.contains_key(p)) {
+            return Err(format!("port {port} is used but not counted"));
+        }
+        for (key, tw) in &self.time_wait {
+            if !self.tw_order.iter().any(|(t, k)| k == key && *t == tw.expires) {
+                return Err(format!("the TIME-WAIT entry {key:?} is not in the expiry order"));
+            }
+        }
+        Ok(())
     }
 }

@@ -115,7 +115,8 @@ impl TcpSocket {
 
     /// RFC 9293 §3.10.7.3.
     fn input_syn_sent(&mut self, now: Instant, seg: &TcpRepr) -> Input {
-        let ack_ok = match seg.ack_number {
+        // The acceptable ACK of our SYN, if the segment carries one.
+        let ack = match seg.ack_number {
             Some(ack) => {
                 if ack.distance(self.iss) <= 0 || ack.distance(self.snd_max) > 0 {
                     return if seg.control == TcpControl::Rst {
@@ -124,12 +125,12 @@ impl TcpSocket {
                         Input::Reset
                     };
                 }
-                true
+                Some(ack)
             }
-            None => false,
+            None => None,
         };
         if seg.control == TcpControl::Rst {
-            if ack_ok {
+            if ack.is_some() {
                 self.fail(Errno::ECONNREFUSED);
                 return Input::Done(Event::Closed);
             }
@@ -143,15 +144,14 @@ impl TcpSocket {
         self.rcv_adv = self.rcv_nxt;
         self.take_syn_options(seg);
         self.last_rx(now);
-        if !ack_ok {
+        let Some(ack) = ack else {
             // Simultaneous open: answer with SYN-ACK (our SYN again).
             self.state = State::SynReceived;
             self.snd_nxt = self.iss;
             self.snd_wnd = seg.window_len as usize;
             self.snd_wl1 = seg.seq_number;
             return Input::Done(Event::None);
-        }
-        let ack = seg.ack_number.expect("checked");
+        };
         self.snd_una = ack;
         if self.snd_nxt.distance(ack) < 0 {
             self.snd_nxt = ack;

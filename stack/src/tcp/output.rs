@@ -87,15 +87,22 @@ impl TcpSocket {
             self.persist_backoff = (self.persist_backoff + 1).min(16);
             self.persist_at = Some(now + self.persist_interval());
         }
-        if let (Some(t), Some(k)) = (self.keepalive_at, self.cfg.keepalive) {
-            if t <= now && self.state.synchronized() {
-                if self.keepalive_sent >= k.count {
-                    self.fail(Errno::ETIMEDOUT);
-                    return Event::Closed;
+        if self.keepalive_at.is_some_and(|t| t <= now) {
+            match self.cfg.keepalive {
+                // Turned off since it was armed.
+                None => self.keepalive_at = None,
+                // Not open yet (SYN-RECEIVED, after the SYN arrived): the
+                // handshake has its own timer; idle time counts from now.
+                Some(k) if !self.state.synchronized() => self.keepalive_at = Some(now + k.idle),
+                Some(k) => {
+                    if self.keepalive_sent >= k.count {
+                        self.fail(Errno::ETIMEDOUT);
+                        return Event::Closed;
+                    }
+                    self.keepalive_sent += 1;
+                    self.probe_pending = true;
+                    self.keepalive_at = Some(now + k.interval);
                 }
-                self.keepalive_sent += 1;
-                self.probe_pending = true;
-                self.keepalive_at = Some(now + k.interval);
             }
         }
         event
@@ -476,20 +483,24 @@ impl TcpSocket {
         self.mss.saturating_sub(options).max(1)
     }
 
-    /// Starts the persist timer when the peer's window is closed with data
-    /// waiting and nothing in flight to bring an ACK back.
-    pub(crate) fn arm_persist(&mut self, now: Instant) {
+    /// Whether the socket is stuck without the persist timer: data waits,
+    /// nothing is in flight to bring an ACK back, and the peer's window is
+    /// closed (probe it) or too small for what silly-window avoidance lets
+    /// us send (override it, RFC 9293 §3.8.6.2.1). Either way the persist
+    /// timer gets things moving.
+    pub(crate) fn stuck(&self) -> bool {
         let unsent = self.tx.len().saturating_sub(self.data_offset(self.snd_nxt));
-        // Stuck: data waits, nothing is in flight to bring an ACK back, and
-        // the peer's window is closed (probe it) or too small for what
-        // silly-window avoidance lets us send (override it, RFC 9293
-        // §3.8.6.2.1). Either way the persist timer gets things moving.
-        let stuck = self.state.synchronized()
+        self.state.synchronized()
             && unsent > 0
             && self.snd_nxt == self.snd_una
             && self.snd_max == self.snd_una
-            && self.send_window_left() < unsent.min(self.payload_max());
-        if stuck {
+            && self.send_window_left() < unsent.min(self.payload_max())
+    }
+
+    /// Starts the persist timer when the peer's window is closed with data
+    /// waiting and nothing in flight to bring an ACK back.
+    pub(crate) fn arm_persist(&mut self, now: Instant) {
+        if self.stuck() {
             if self.persist_at.is_none() {
                 self.persist_at = Some(now + self.persist_interval());
             }

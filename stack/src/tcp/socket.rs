@@ -544,7 +544,11 @@ impl TcpSocket {
     /// linger, resets the connection (as Linux does); otherwise it is shut
     /// down gracefully and finished by the stack. Returns whether the socket
     /// can be freed at once.
-    pub(crate) fn close(&mut self) -> bool {
+    ///
+    /// An orphan must not wait for the peer forever: one already in
+    /// FIN-WAIT-2 (the program shut down its side first) starts the
+    /// FIN-WAIT-2 timer here, as Linux's `tcp_close` does.
+    pub(crate) fn close(&mut self, now: Instant) -> bool {
         self.orphan = true;
         self.rx_waker = None;
         self.tx_waker = None;
@@ -560,6 +564,9 @@ impl TcpSocket {
             }
             _ => {
                 self.fin_queued = true;
+                if self.state == State::FinWait2 {
+                    self.finwait2_at.get_or_insert(now + self.cfg.fin_wait2);
+                }
                 false
             }
         }

@@ -536,3 +536,34 @@ fn syn_received_syn_ack_is_retransmitted_then_given_up() {
     assert_eq!(s.state, State::Closed);
     recv_nothing(&mut s, at(3000));
 }
+
+#[test]
+fn syn_received_keepalive_due_before_the_handshake_ends_moves_on() {
+    // Found by the tcp_input fuzz target: keepalive idle (1 s) shorter than
+    // the SYN-ACK's RTO. The keepalive deadline came due in SYN-RECEIVED,
+    // where keepalive does not probe, and stayed due: the interface's timer
+    // loop ran the socket's timers again and again within one poll, for
+    // ever. A deadline that comes due must always move.
+    let cfg = TcpConfig {
+        keepalive: Some(Keepalive {
+            idle: Duration::from_secs(1),
+            interval: Duration::from_secs(1),
+            count: 3,
+        }),
+        rto_initial: Duration::from_secs(3),
+        ..cfg()
+    };
+    let mut s = socket_syn_received_with(cfg, &peer_syn());
+    assert_eq!(s.poll_at(), Some(at(1000)), "the keepalive deadline comes first");
+    assert_eq!(s.on_timers(at(1000)), Event::None);
+    assert!(s.poll_at().is_some_and(|t| t > at(1000)), "{:?}", s.poll_at());
+    assert_eq!(s.keepalive_at, Some(at(2000)));
+    recv_nothing(&mut s, at(1000));
+
+    // Keepalive switched off after it was armed: its deadline goes away.
+    let mut s = socket_established_with(cfg_keepalive(), &peer_syn());
+    s.cfg.keepalive = None;
+    assert_eq!(s.on_timers(at(10_010)), Event::None);
+    assert_eq!(s.poll_at(), None);
+    recv_nothing(&mut s, at(10_010));
+}
