@@ -5,7 +5,7 @@
 //!
 //! Inputs live in `stack/fuzz/regressions/<target>/`, one file per
 //! finding, named after what it found; the corpora in
-//! `stack/fuzz/corpus/<target>/`, when present.
+//! `stack/fuzz/seeds/<target>/`, when present.
 
 #[path = "../fuzz/src/bytes.rs"]
 mod bytes;
@@ -45,7 +45,7 @@ macro_rules! target {
         #[test]
         fn $name() {
             let found = replay("regressions", stringify!($name), $body);
-            let seeds = replay("corpus", stringify!($name), $body);
+            let seeds = replay("seeds", stringify!($name), $body);
             eprintln!(
                 "{}: {found} regression inputs, {seeds} corpus inputs",
                 stringify!($name)

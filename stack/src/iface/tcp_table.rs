@@ -661,7 +661,11 @@ impl TcpTable {
         });
         if let Some(p) = *parent {
             if let Some(Entry::Listener(l)) = self.get_mut(p) {
-                l.embryonic = l.embryonic.saturating_sub(1);
+                // A child already in the accept queue was counted out of
+                // the embryonic ones when it got there.
+                if !l.accept_queue.contains(&h) {
+                    l.embryonic = l.embryonic.saturating_sub(1);
+                }
             }
         }
         if self.conns.get(&key) == Some(&h) {
@@ -935,5 +939,72 @@ impl TcpTable {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::Input;
+    use crate::wire::{TcpControl, TcpRepr};
+
+    #[test]
+    fn a_child_reset_in_the_accept_queue_is_not_counted_out_twice() {
+        // Found by the tcp_input fuzz target (through the embryonic-count
+        // invariant): a child that completed its handshake joins the accept
+        // queue and leaves the embryonic count; reset there, it was counted
+        // out again, so the count went below the connections really in
+        // SYN-RECEIVED and the SYN backlog let more in than it should.
+        let now = Instant::ZERO;
+        let mut t = TcpTable::new(KeyedHash::new([1; 16]), TcpConfig::default());
+        let l = t.socket_new();
+        t.bind(l, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80)).unwrap();
+        t.listen(l, 8).unwrap();
+        let local = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80);
+        let peer = |port| SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), port);
+        let syn = TcpRepr {
+            src_port: 40000,
+            dst_port: 80,
+            control: TcpControl::Syn,
+            seq_number: SeqNumber(1000),
+            window_len: 65535,
+            ..TcpRepr::default()
+        };
+        let a = t.on_syn(local, peer(40000), &syn, now).unwrap();
+        let _b = t.on_syn(local, peer(40001), &syn, now).unwrap();
+        let embryonic = |t: &TcpTable| match t.get(l) {
+            Some(Entry::Listener(l)) => l.embryonic,
+            _ => panic!("the listener"),
+        };
+        assert_eq!(embryonic(&t), 2);
+        // A's SYN-ACK goes out, its ACK comes back: A joins the queue.
+        t.sock_mut(a).unwrap().dispatch(now, &mut |_, _, _| true);
+        let iss = t.socket(a).unwrap().iss;
+        let ack = TcpRepr {
+            control: TcpControl::None,
+            seq_number: SeqNumber(1001),
+            ack_number: Some(iss + 1),
+            ..syn
+        };
+        assert_eq!(
+            t.sock_mut(a).unwrap().input(now, &ack, &[]),
+            Input::Done(Event::Established)
+        );
+        assert_eq!(t.on_event(a, Event::Established, now), None);
+        assert_eq!(embryonic(&t), 1, "B is still in SYN-RECEIVED");
+        // The peer resets A before the program accepts it.
+        let rst = TcpRepr {
+            control: TcpControl::Rst,
+            ack_number: None,
+            ..ack
+        };
+        assert_eq!(
+            t.sock_mut(a).unwrap().input(now, &rst, &[]),
+            Input::Done(Event::Closed)
+        );
+        t.on_event(a, Event::Closed, now);
+        assert_eq!(embryonic(&t), 1, "B is still in SYN-RECEIVED");
+        assert_eq!(t.check_invariants(), Ok(()));
+        assert_eq!(t.accept(l), Err(Errno::ECONNABORTED), "A died in the queue");
     }
 }

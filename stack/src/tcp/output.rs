@@ -59,6 +59,12 @@ struct Plan {
 impl TcpSocket {
     /// Runs the timers that are due.
     pub(crate) fn on_timers(&mut self, now: Instant) -> Event {
+        if self.state == State::Closed {
+            // Nothing runs on a closed connection; a deadline left over
+            // would come due again and again.
+            self.stop_timers();
+            return Event::None;
+        }
         let mut event = Event::None;
         if self.ack_due.is_some_and(|t| t <= now) {
             self.ack_due = None;
@@ -108,6 +114,16 @@ impl TcpSocket {
         event
     }
 
+    /// Clears every deadline.
+    pub(crate) fn stop_timers(&mut self) {
+        self.rto_at = None;
+        self.ack_due = None;
+        self.persist_at = None;
+        self.keepalive_at = None;
+        self.timewait_at = None;
+        self.finwait2_at = None;
+    }
+
     fn persist_interval(&self) -> Duration {
         (self.rtt.rto() * (1 << self.persist_backoff.min(10)))
             .clamp(self.cfg.rto_min, Duration::from_secs(60))
@@ -123,10 +139,13 @@ impl TcpSocket {
             _ => false,
         };
         if self.retries >= limit || user_timeout {
-            if self.state == State::SynReceived {
+            if self.state == State::SynReceived && !self.active_open {
+                // An embryonic connection of a listener goes silently.
                 self.state = State::Closed;
+                self.stop_timers();
                 self.touch();
             } else {
+                // A connect() (a simultaneous open included) fails.
                 self.fail(Errno::ETIMEDOUT);
             }
             return Event::Closed;
