@@ -298,6 +298,8 @@ impl TcpSocket {
             self.challenge_ack();
             return Input::Done(event);
         }
+        // An acceptable ACK: the peer is there (it answers our probes).
+        self.probes_out = 0;
         let wnd_scaled = (seg.window_len as usize) << self.snd_scale;
         if ack.distance(self.snd_una) > 0 {
             self.on_new_ack(now, seg, ack);

@@ -88,6 +88,15 @@ impl TcpSocket {
                 // Data held by silly-window avoidance: send it anyway.
                 self.sws_override = true;
             } else {
+                // As Linux's tcp_probe_timer: a peer that acknowledged none
+                // of `max_retries` probes is gone (else a peer that closes
+                // its window and vanishes would hold the connection, and
+                // an orphan's memory, for ever).
+                if self.probes_out >= self.cfg.max_retries {
+                    self.fail(Errno::ETIMEDOUT);
+                    return Event::Closed;
+                }
+                self.probes_out += 1;
                 self.probe_pending = true;
             }
             self.persist_backoff = (self.persist_backoff + 1).min(16);

@@ -224,6 +224,10 @@ pub struct TcpSocket {
     pub(crate) segs_unacked: u32,
     pub(crate) persist_at: Option<Instant>,
     pub(crate) persist_backoff: u32,
+    /// Zero-window probes sent since the peer last acknowledged anything
+    /// (Linux's `icsk_probes_out`): a peer that answers none of
+    /// `max_retries` is gone.
+    pub(crate) probes_out: u32,
     /// A zero-window or keepalive probe is to be sent.
     pub(crate) probe_pending: bool,
     pub(crate) keepalive_at: Option<Instant>,
@@ -327,6 +331,7 @@ impl TcpSocket {
             segs_unacked: 0,
             persist_at: None,
             persist_backoff: 0,
+            probes_out: 0,
             probe_pending: false,
             keepalive_at: None,
             keepalive_sent: 0,
@@ -734,7 +739,11 @@ impl TcpSocket {
             _ => {
                 let sent = self.data_offset(self.snd_nxt);
                 let unsent = self.tx.len().saturating_sub(sent);
-                (unsent > 0 && self.send_window_left() > 0) || self.fin_to_send()
+                (unsent > 0 && self.send_window_left() > 0)
+                    || self.fin_to_send()
+                    // Stuck behind the peer's window: a dispatch starts the
+                    // persist timer (data queued after the window closed).
+                    || self.persist_at.is_none() && self.stuck()
             }
         }
     }
