@@ -126,6 +126,7 @@ impl Iface {
         // Header fields the input may change (the header checksum is
         // fixed up after, unless the input says not to).
         let hdr = b.u8();
+        let ip_len = frame.len() - 14;
         {
             let mut ip = Ipv4Packet::new_unchecked(&mut frame[14..]);
             if hdr & 1 != 0 {
@@ -147,7 +148,8 @@ impl Iface {
             if hdr & 0x1f != 0 {
                 check = None; // the header may no longer mean what it did
             }
-            if hdr & 32 == 0 {
+            // (A header length beyond the packet leaves nothing to sum.)
+            if hdr & 32 == 0 && usize::from(ip.header_len()) <= ip_len {
                 ip.fill_checksum();
             }
         }

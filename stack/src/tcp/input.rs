@@ -488,9 +488,10 @@ impl TcpSocket {
             blocks[n] = (SeqNumber(*l), SeqNumber(*r));
             n += 1;
         }
-        if n == 0 {
+        if n == 0 && self.scoreboard.is_empty() {
             return 0;
         }
+        // Even without blocks: the ranges the cumulative ACK passed go.
         self.scoreboard.update(self.snd_una, self.snd_max, &blocks[..n])
     }
 
