@@ -54,7 +54,11 @@ pub fn root_or_skip(test: &str) -> bool {
 /// `$ACCEL_TEST_SKIPS` names, if set: `scripts/test` counts those and
 /// fails on any, so a skip is never counted as a pass.
 pub fn skip(test: &str, why: &str) {
-    skip_to(std::env::var_os("ACCEL_TEST_SKIPS").as_deref().map(Path::new), test, why);
+    skip_to(
+        std::env::var_os("ACCEL_TEST_SKIPS").as_deref().map(Path::new),
+        test,
+        why,
+    );
 }
 
 /// [`skip`], recording in `record` if given.

@@ -364,6 +364,12 @@ impl TcpSocket {
                 self.timewait_at = Some(now + self.cfg.time_wait);
             }
         }
+        if self.remote_fin.is_some_and(|f| f.distance(self.rcv_nxt) < 0) {
+            // Data held out of order from before the FIN arrived reached
+            // past it: one of the two was a lie. The data stands; the FIN is
+            // forgotten (the peer's next FIN ends the stream).
+            self.remote_fin = None;
+        }
         if self.remote_fin == Some(self.rcv_nxt) && !self.fin_received {
             if let Some(e) = self.take_fin(now) {
                 event = e;
@@ -422,6 +428,12 @@ impl TcpSocket {
             let skip = (behind as usize).min(data.len());
             data = &data[skip..];
             seq += skip;
+        }
+        if let Some(fin) = self.remote_fin {
+            // Nothing follows the peer's FIN: bytes at or beyond it are not
+            // data (a peer that sends them contradicts itself).
+            let room = fin.distance(seq).max(0) as usize;
+            data = &data[..data.len().min(room)];
         }
         if data.is_empty() {
             self.ack_now = true; // a pure duplicate: tell the sender again
