@@ -172,7 +172,7 @@ fn poll_of(entry: Entry) {
 }
 
 /// Total length of `iov`.
-fn iov_len(iov: Iov<'_>) -> usize {
+pub fn iov_len(iov: Iov<'_>) -> usize {
     iov.iter().map(|v| v.iov_len).fold(0usize, usize::saturating_add)
 }
 
@@ -302,7 +302,7 @@ unsafe fn recv_rest(entry: Entry, iov: Iov<'_>, mut got: usize, timeout: Option<
 }
 
 /// `iov` without its first `skip` bytes.
-fn trimmed(iov: Iov<'_>, mut skip: usize) -> Vec<iovec> {
+pub fn trimmed(iov: Iov<'_>, mut skip: usize) -> Vec<iovec> {
     let mut out = Vec::with_capacity(iov.len());
     for v in iov {
         if skip >= v.iov_len {
@@ -663,7 +663,7 @@ pub unsafe fn name(entry: Entry, peer: bool, addr: *mut sockaddr, len: *mut sock
 /// # Safety
 ///
 /// `val` is valid for `len` bytes.
-unsafe fn int_val(val: *const c_void, len: socklen_t) -> Option<c_int> {
+pub unsafe fn int_val(val: *const c_void, len: socklen_t) -> Option<c_int> {
     if val.is_null() || (len as usize) < size_of::<c_int>() {
         return None;
     }
@@ -676,7 +676,7 @@ unsafe fn int_val(val: *const c_void, len: socklen_t) -> Option<c_int> {
 /// # Safety
 ///
 /// `val` is valid for `len` bytes.
-unsafe fn time_val(val: *const c_void, len: socklen_t) -> Option<Option<Duration>> {
+pub unsafe fn time_val(val: *const c_void, len: socklen_t) -> Option<Option<Duration>> {
     if val.is_null() || (len as usize) < size_of::<libc::timeval>() {
         return None;
     }
@@ -755,7 +755,7 @@ pub unsafe fn setsockopt(
 /// # Safety
 ///
 /// `val`/`len` valid as for `getsockopt`.
-unsafe fn put_int(val: *mut c_void, len: *mut socklen_t, v: c_int) -> Result<c_int, Errno> {
+pub unsafe fn put_int(val: *mut c_void, len: *mut socklen_t, v: c_int) -> Result<c_int, Errno> {
     if len.is_null() || val.is_null() {
         return Err(Errno(libc::EFAULT));
     }
@@ -781,7 +781,7 @@ unsafe fn put_int(val: *mut c_void, len: *mut socklen_t, v: c_int) -> Result<c_i
 /// # Safety
 ///
 /// `val`/`len` valid as for `getsockopt`.
-unsafe fn put_bytes(val: *mut c_void, len: *mut socklen_t, v: &[u8]) -> Result<c_int, Errno> {
+pub unsafe fn put_bytes(val: *mut c_void, len: *mut socklen_t, v: &[u8]) -> Result<c_int, Errno> {
     if len.is_null() {
         return Err(Errno(libc::EFAULT));
     }

@@ -293,10 +293,20 @@ impl Interface {
         min(min(tcp, tw), self.net.arp.poll_at())
     }
 
+    /// Runs the TCP timers that are due. Each socket's timers run at most
+    /// once per poll: one whose deadline is still due after its timers ran
+    /// (a timer that failed to advance: a bug) would otherwise spin this
+    /// loop forever; it is counted in `timer_overruns` and waits for the
+    /// next poll, so the other sockets and the program go on.
     fn run_timers(&mut self, now: Instant) -> bool {
         let mut progress = false;
+        let mut budget = self.tcp.len() + 1;
         while let Some(core::cmp::Reverse((t, idx, gen))) = self.tcp.timers.peek().copied() {
             if t > now {
+                break;
+            }
+            if budget == 0 {
+                self.net.stats.timer_overruns += 1;
                 break;
             }
             self.tcp.timers.pop();
@@ -311,6 +321,7 @@ impl Interface {
                 self.tcp.push_timer(h);
                 continue;
             }
+            budget -= 1;
             let ev = sock.on_timers(now);
             progress = true;
             self.tcp.schedule(h);
@@ -746,8 +757,8 @@ impl Interface {
             addr.port()
         };
         let bound = SocketAddrV4::new(*addr.ip(), port);
+        self.udp_mut(h).ok_or(Errno::EBADF)?.local = Some(bound);
         self.udp_ports.insert(port, h);
-        self.udp_mut(h).expect("checked").local = Some(bound);
         Ok(bound)
     }
 
@@ -756,7 +767,7 @@ impl Interface {
         if self.udp(h).ok_or(Errno::EBADF)?.local.is_none() {
             self.udp_bind(h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
         }
-        self.udp_mut(h).expect("checked").remote = Some(remote);
+        self.udp_mut(h).ok_or(Errno::EBADF)?.remote = Some(remote);
         Ok(())
     }
 
@@ -776,11 +787,35 @@ impl Interface {
         if data.len() + 28 > mtu {
             return Err(Errno::EMSGSIZE);
         }
-        let n = self.udp_mut(h).expect("checked").send_to(data, dst)?;
+        let n = self.udp_mut(h).ok_or(Errno::EBADF)?.send_to(data, dst)?;
         if !self.udp_tx.contains(&h) {
             self.udp_tx.push(h);
         }
         Ok(n)
+    }
+
+    /// Checks the invariants of the TCP tables and sockets
+    /// ([`TcpTable::check_invariants`]) and of the UDP port table (each
+    /// port names a live socket bound to it, and each bound socket is in
+    /// it), for tests and fuzzing; describes the first one broken.
+    pub fn check_invariants(&self) -> core::result::Result<(), String> {
+        self.tcp.check_invariants()?;
+        for (port, h) in &self.udp_ports {
+            if self.udp_local(*h).map(|a| a.port()) != Some(*port) {
+                return Err(format!("UDP port {port} names {h:?}, not a socket bound to it"));
+            }
+        }
+        for (i, (gen, sock)) in self.udp.iter().enumerate() {
+            let Some(port) = sock.as_ref().and_then(|s| s.local).map(|a| a.port()) else {
+                continue;
+            };
+            if self.udp_ports.get(&port) != Some(&UdpHandle(i as u32, *gen)) {
+                return Err(format!(
+                    "UDP socket {i} is bound to {port} but the port table does not say so"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Closes a UDP socket.

@@ -115,7 +115,8 @@ impl TcpSocket {
 
     /// RFC 9293 §3.10.7.3.
     fn input_syn_sent(&mut self, now: Instant, seg: &TcpRepr) -> Input {
-        let ack_ok = match seg.ack_number {
+        // The acceptable ACK of our SYN, if the segment carries one.
+        let ack = match seg.ack_number {
             Some(ack) => {
                 if ack.distance(self.iss) <= 0 || ack.distance(self.snd_max) > 0 {
                     return if seg.control == TcpControl::Rst {
@@ -124,12 +125,12 @@ impl TcpSocket {
                         Input::Reset
                     };
                 }
-                true
+                Some(ack)
             }
-            None => false,
+            None => None,
         };
         if seg.control == TcpControl::Rst {
-            if ack_ok {
+            if ack.is_some() {
                 self.fail(Errno::ECONNREFUSED);
                 return Input::Done(Event::Closed);
             }
@@ -143,15 +144,14 @@ impl TcpSocket {
         self.rcv_adv = self.rcv_nxt;
         self.take_syn_options(seg);
         self.last_rx(now);
-        if !ack_ok {
+        let Some(ack) = ack else {
             // Simultaneous open: answer with SYN-ACK (our SYN again).
             self.state = State::SynReceived;
             self.snd_nxt = self.iss;
             self.snd_wnd = seg.window_len as usize;
             self.snd_wl1 = seg.seq_number;
             return Input::Done(Event::None);
-        }
-        let ack = seg.ack_number.expect("checked");
+        };
         self.snd_una = ack;
         if self.snd_nxt.distance(ack) < 0 {
             self.snd_nxt = ack;
@@ -298,6 +298,8 @@ impl TcpSocket {
             self.challenge_ack();
             return Input::Done(event);
         }
+        // An acceptable ACK: the peer is there (it answers our probes).
+        self.probes_out = 0;
         let wnd_scaled = (seg.window_len as usize) << self.snd_scale;
         if ack.distance(self.snd_una) > 0 {
             self.on_new_ack(now, seg, ack);
@@ -362,6 +364,12 @@ impl TcpSocket {
                 self.timewait_at = Some(now + self.cfg.time_wait);
             }
         }
+        if self.remote_fin.is_some_and(|f| f.distance(self.rcv_nxt) < 0) {
+            // Data held out of order from before the FIN arrived reached
+            // past it: one of the two was a lie. The data stands; the FIN is
+            // forgotten (the peer's next FIN ends the stream).
+            self.remote_fin = None;
+        }
         if self.remote_fin == Some(self.rcv_nxt) && !self.fin_received {
             if let Some(e) = self.take_fin(now) {
                 event = e;
@@ -420,6 +428,12 @@ impl TcpSocket {
             let skip = (behind as usize).min(data.len());
             data = &data[skip..];
             seq += skip;
+        }
+        if let Some(fin) = self.remote_fin {
+            // Nothing follows the peer's FIN: bytes at or beyond it are not
+            // data (a peer that sends them contradicts itself).
+            let room = fin.distance(seq).max(0) as usize;
+            data = &data[..data.len().min(room)];
         }
         if data.is_empty() {
             self.ack_now = true; // a pure duplicate: tell the sender again
@@ -486,9 +500,10 @@ impl TcpSocket {
             blocks[n] = (SeqNumber(*l), SeqNumber(*r));
             n += 1;
         }
-        if n == 0 {
+        if n == 0 && self.scoreboard.is_empty() {
             return 0;
         }
+        // Even without blocks: the ranges the cumulative ACK passed go.
         self.scoreboard.update(self.snd_una, self.snd_max, &blocks[..n])
     }
 

@@ -3,9 +3,11 @@
 //! NewReno and CUBIC), the SACK scoreboard ([`scoreboard`]), and the socket
 //! ([`socket`]: state and the program's operations; [`input`]: segment
 //! arrival; [`output`]: segment generation and timers; [`info`]: a
-//! snapshot of all that for `TCP_INFO`).
+//! snapshot of all that for `TCP_INFO`), and the invariants that tie them
+//! together, checked on demand by tests and fuzz targets (`check`).
 
 pub mod buffer;
+mod check;
 pub mod config;
 pub mod congestion;
 pub mod info;

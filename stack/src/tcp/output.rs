@@ -59,6 +59,12 @@ struct Plan {
 impl TcpSocket {
     /// Runs the timers that are due.
     pub(crate) fn on_timers(&mut self, now: Instant) -> Event {
+        if self.state == State::Closed {
+            // Nothing runs on a closed connection; a deadline left over
+            // would come due again and again.
+            self.stop_timers();
+            return Event::None;
+        }
         let mut event = Event::None;
         if self.ack_due.is_some_and(|t| t <= now) {
             self.ack_due = None;
@@ -82,23 +88,49 @@ impl TcpSocket {
                 // Data held by silly-window avoidance: send it anyway.
                 self.sws_override = true;
             } else {
+                // As Linux's tcp_probe_timer: a peer that acknowledged none
+                // of `max_retries` probes is gone (else a peer that closes
+                // its window and vanishes would hold the connection, and
+                // an orphan's memory, for ever).
+                if self.probes_out >= self.cfg.max_retries {
+                    self.fail(Errno::ETIMEDOUT);
+                    return Event::Closed;
+                }
+                self.probes_out += 1;
                 self.probe_pending = true;
             }
             self.persist_backoff = (self.persist_backoff + 1).min(16);
             self.persist_at = Some(now + self.persist_interval());
         }
-        if let (Some(t), Some(k)) = (self.keepalive_at, self.cfg.keepalive) {
-            if t <= now && self.state.synchronized() {
-                if self.keepalive_sent >= k.count {
-                    self.fail(Errno::ETIMEDOUT);
-                    return Event::Closed;
+        if self.keepalive_at.is_some_and(|t| t <= now) {
+            match self.cfg.keepalive {
+                // Turned off since it was armed.
+                None => self.keepalive_at = None,
+                // Not open yet (SYN-RECEIVED, after the SYN arrived): the
+                // handshake has its own timer; idle time counts from now.
+                Some(k) if !self.state.synchronized() => self.keepalive_at = Some(now + k.idle),
+                Some(k) => {
+                    if self.keepalive_sent >= k.count {
+                        self.fail(Errno::ETIMEDOUT);
+                        return Event::Closed;
+                    }
+                    self.keepalive_sent += 1;
+                    self.probe_pending = true;
+                    self.keepalive_at = Some(now + k.interval);
                 }
-                self.keepalive_sent += 1;
-                self.probe_pending = true;
-                self.keepalive_at = Some(now + k.interval);
             }
         }
         event
+    }
+
+    /// Clears every deadline.
+    pub(crate) fn stop_timers(&mut self) {
+        self.rto_at = None;
+        self.ack_due = None;
+        self.persist_at = None;
+        self.keepalive_at = None;
+        self.timewait_at = None;
+        self.finwait2_at = None;
     }
 
     fn persist_interval(&self) -> Duration {
@@ -116,10 +148,13 @@ impl TcpSocket {
             _ => false,
         };
         if self.retries >= limit || user_timeout {
-            if self.state == State::SynReceived {
+            if self.state == State::SynReceived && !self.active_open {
+                // An embryonic connection of a listener goes silently.
                 self.state = State::Closed;
+                self.stop_timers();
                 self.touch();
             } else {
+                // A connect() (a simultaneous open included) fails.
                 self.fail(Errno::ETIMEDOUT);
             }
             return Event::Closed;
@@ -476,20 +511,24 @@ impl TcpSocket {
         self.mss.saturating_sub(options).max(1)
     }
 
-    /// Starts the persist timer when the peer's window is closed with data
-    /// waiting and nothing in flight to bring an ACK back.
-    pub(crate) fn arm_persist(&mut self, now: Instant) {
+    /// Whether the socket is stuck without the persist timer: data waits,
+    /// nothing is in flight to bring an ACK back, and the peer's window is
+    /// closed (probe it) or too small for what silly-window avoidance lets
+    /// us send (override it, RFC 9293 §3.8.6.2.1). Either way the persist
+    /// timer gets things moving.
+    pub(crate) fn stuck(&self) -> bool {
         let unsent = self.tx.len().saturating_sub(self.data_offset(self.snd_nxt));
-        // Stuck: data waits, nothing is in flight to bring an ACK back, and
-        // the peer's window is closed (probe it) or too small for what
-        // silly-window avoidance lets us send (override it, RFC 9293
-        // §3.8.6.2.1). Either way the persist timer gets things moving.
-        let stuck = self.state.synchronized()
+        self.state.synchronized()
             && unsent > 0
             && self.snd_nxt == self.snd_una
             && self.snd_max == self.snd_una
-            && self.send_window_left() < unsent.min(self.payload_max());
-        if stuck {
+            && self.send_window_left() < unsent.min(self.payload_max())
+    }
+
+    /// Starts the persist timer when the peer's window is closed with data
+    /// waiting and nothing in flight to bring an ACK back.
+    pub(crate) fn arm_persist(&mut self, now: Instant) {
+        if self.stuck() {
             if self.persist_at.is_none() {
                 self.persist_at = Some(now + self.persist_interval());
             }

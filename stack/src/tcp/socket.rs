@@ -224,6 +224,10 @@ pub struct TcpSocket {
     pub(crate) segs_unacked: u32,
     pub(crate) persist_at: Option<Instant>,
     pub(crate) persist_backoff: u32,
+    /// Zero-window probes sent since the peer last acknowledged anything
+    /// (Linux's `icsk_probes_out`): a peer that answers none of
+    /// `max_retries` is gone.
+    pub(crate) probes_out: u32,
     /// A zero-window or keepalive probe is to be sent.
     pub(crate) probe_pending: bool,
     pub(crate) keepalive_at: Option<Instant>,
@@ -327,6 +331,7 @@ impl TcpSocket {
             segs_unacked: 0,
             persist_at: None,
             persist_backoff: 0,
+            probes_out: 0,
             probe_pending: false,
             keepalive_at: None,
             keepalive_sent: 0,
@@ -544,7 +549,11 @@ impl TcpSocket {
     /// linger, resets the connection (as Linux does); otherwise it is shut
     /// down gracefully and finished by the stack. Returns whether the socket
     /// can be freed at once.
-    pub(crate) fn close(&mut self) -> bool {
+    ///
+    /// An orphan must not wait for the peer forever: one already in
+    /// FIN-WAIT-2 (the program shut down its side first) starts the
+    /// FIN-WAIT-2 timer here, as Linux's `tcp_close` does.
+    pub(crate) fn close(&mut self, now: Instant) -> bool {
         self.orphan = true;
         self.rx_waker = None;
         self.tx_waker = None;
@@ -560,6 +569,9 @@ impl TcpSocket {
             }
             _ => {
                 self.fin_queued = true;
+                if self.state == State::FinWait2 {
+                    self.finwait2_at.get_or_insert(now + self.cfg.fin_wait2);
+                }
                 false
             }
         }
@@ -727,7 +739,11 @@ impl TcpSocket {
             _ => {
                 let sent = self.data_offset(self.snd_nxt);
                 let unsent = self.tx.len().saturating_sub(sent);
-                (unsent > 0 && self.send_window_left() > 0) || self.fin_to_send()
+                (unsent > 0 && self.send_window_left() > 0)
+                    || self.fin_to_send()
+                    // Stuck behind the peer's window: a dispatch starts the
+                    // persist timer (data queued after the window closed).
+                    || self.persist_at.is_none() && self.stuck()
             }
         }
     }
