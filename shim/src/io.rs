@@ -19,10 +19,12 @@ use crate::skeleton::{Dispatch, Errno};
 use crate::sock::{Kind, Sock};
 use crate::sockaddr as sa;
 use crate::socket::{conn_of, deadline, fail, ok, se, sock_mut, Answer};
+use crate::sockopt;
 use crate::sys;
 use crate::tcpinfo;
 use crate::wait::{block, WaitEnd, WaitOn};
 use crate::worker::{self, Core};
+use accel_stack::tcp::SockOpt;
 use core::net::SocketAddrV4;
 use libc::{c_int, c_void, iovec, sockaddr, socklen_t};
 use std::time::Duration;
@@ -612,7 +614,8 @@ unsafe fn time_val(val: *const c_void, len: socklen_t) -> Option<Option<Duration
 }
 
 /// `setsockopt(2)`: the placeholder takes every option first (so errors
-/// are the kernel's); the ones the stack needs are recorded and applied.
+/// are the kernel's); the ones the stack needs are recorded and applied
+/// (see [`crate::sockopt`]).
 ///
 /// # Safety
 ///
@@ -625,13 +628,13 @@ pub unsafe fn setsockopt(
     val: *const c_void,
     len: socklen_t,
 ) -> Answer<c_int> {
-    let Some(f) = crate::interpose::real::setsockopt.get() else {
-        return Dispatch::NotOurs;
+    let connected = {
+        let mut core = worker::lock();
+        matches!(sock_mut(&mut core, entry).map(|s| &s.kind), Ok(Kind::Tcp(_)))
     };
     // SAFETY: the caller's arguments, passed on.
-    let r = unsafe { f(fd, level, name, val, len) };
-    if r < 0 {
-        return fail(sys::errno());
+    if let Err(e) = unsafe { sockopt::to_kernel(fd, connected, level, name, val, len) } {
+        return Dispatch::Done(Err(e));
     }
     let mut core = worker::lock();
     let Ok(s) = sock_mut(&mut core, entry) else {
@@ -641,7 +644,6 @@ pub unsafe fn setsockopt(
     unsafe {
         match (level, name) {
             (libc::SOL_SOCKET, libc::SO_REUSEADDR) => s.opts.reuse_addr = int_val(val, len).unwrap_or(0) != 0,
-            (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => s.opts.keepalive = int_val(val, len).unwrap_or(0) != 0,
             (libc::SOL_SOCKET, libc::SO_RCVBUF) => {
                 s.opts.rcvbuf = int_val(val, len).map(|v| v.max(0) as usize * 2)
             }
@@ -650,12 +652,26 @@ pub unsafe fn setsockopt(
             }
             (libc::SOL_SOCKET, libc::SO_RCVTIMEO) => s.opts.rcvtimeo = time_val(val, len).flatten(),
             (libc::SOL_SOCKET, libc::SO_SNDTIMEO) => s.opts.sndtimeo = time_val(val, len).flatten(),
-            (libc::SOL_SOCKET, libc::SO_LINGER) if (len as usize) >= size_of::<libc::linger>() => {
-                let l = val.cast::<libc::linger>().read_unaligned();
-                s.opts.linger_zero = l.l_onoff != 0 && l.l_linger == 0;
+            _ => {
+                let Some(o) = sockopt::record(fd, &mut s.opts, level, name, val, len) else {
+                    return ok(0);
+                };
+                let kind = s.kind.clone();
+                let t = worker::now();
+                match (kind, core.stack()) {
+                    (Kind::Tcp(h) | Kind::Listener { tcp: Some(h), .. }, Some(stack)) => {
+                        let _ = stack.iface.tcp.set_option(h, o, t);
+                        core.drive();
+                    }
+                    (Kind::Udp(h), Some(stack)) => {
+                        if let (SockOpt::Tos(tos), Some(u)) = (o, stack.iface.udp_mut(h)) {
+                            u.set_tos(tos);
+                        }
+                    }
+                    _ => {}
+                }
+                return ok(0);
             }
-            (libc::IPPROTO_TCP, libc::TCP_NODELAY) => s.opts.nodelay = int_val(val, len).unwrap_or(0) != 0,
-            _ => return ok(0),
         }
     }
     let (kind, opts) = (s.kind.clone(), s.opts);
@@ -779,8 +795,14 @@ pub unsafe fn getsockopt(
             },
             _ => return Dispatch::NotOurs,
         },
-        (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => match (tcp, core.stack()) {
-            (Some(h), Some(s)) => s.iface.tcp.socket(h).map_or(536, |c| c.mss() as c_int),
+        // A connection's segment size and pingpong mode are the stack's;
+        // elsewhere the placeholder holds the option as set.
+        (libc::IPPROTO_TCP, libc::TCP_MAXSEG | libc::TCP_QUICKACK) => match (tcp, &kind, core.stack()) {
+            (Some(h), Kind::Tcp(_), Some(s)) => match s.iface.tcp.socket(h) {
+                Some(c) if name == libc::TCP_MAXSEG => c.maxseg() as c_int,
+                Some(c) => c_int::from(c.quickack()),
+                None => return Dispatch::NotOurs,
+            },
             _ => return Dispatch::NotOurs,
         },
         _ => return Dispatch::NotOurs,

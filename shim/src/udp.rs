@@ -40,10 +40,14 @@ pub fn activate_for(
         to_kernel(core, fd, entry, Stay::StackDown);
         return Ok(FDS.get(fd));
     }
+    let tos = core.socks.get(entry.handle()).map_or(0, |s| s.opts.tos);
     let Some(stack) = core.stack() else {
         return Err(Errno(libc::ENETDOWN));
     };
     let h = stack.iface.udp_socket();
+    if let Some(u) = stack.iface.udp_mut(h) {
+        u.set_tos(tos); // IP_TOS set before the socket came to the stack
+    }
     let addr = bound.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
     if let Err(e) = stack.iface.udp_bind(h, addr) {
         let _ = stack.iface.udp_close(h);

@@ -43,7 +43,12 @@ impl TcpSocket {
         iss: SeqNumber,
         now: Instant,
     ) -> TcpSocket {
-        let mut s = TcpSocket::new(cfg);
+        // Linux's accepted sockets start out of pingpong mode, whatever
+        // TCP_QUICKACK their listener had.
+        let mut s = TcpSocket::new(TcpConfig {
+            pingpong: false,
+            ..cfg
+        });
         s.local = local;
         s.remote = remote;
         s.set_iss(iss);

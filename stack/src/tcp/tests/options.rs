@@ -463,3 +463,13 @@ fn quickack_off_before_connecting_delays_the_handshake_ack() {
     recv_nothing(&mut s, at(10));
     assert_eq!(s.ack_due, Some(at(210)));
 }
+
+#[test]
+fn an_accepted_connection_starts_out_of_pingpong_mode() {
+    // Linux clears an accepted socket's ACK state: its listener's
+    // TCP_QUICKACK 0 does not carry over.
+    let mut cfg = cfg();
+    cfg.apply(SockOpt::QuickAck(false));
+    let s = socket_syn_received_with(cfg, &peer_syn());
+    assert!(s.quickack());
+}
