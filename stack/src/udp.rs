@@ -45,6 +45,7 @@ pub struct UdpSocket {
     rx_waker: Option<Waker>,
     tx_waker: Option<Waker>,
     pub(crate) stats: UdpStats,
+    tos: u8,
 }
 
 impl UdpSocket {
@@ -64,7 +65,18 @@ impl UdpSocket {
             rx_waker: None,
             tx_waker: None,
             stats: UdpStats::default(),
+            tos: 0,
         }
+    }
+
+    /// `IP_TOS`: the TOS byte of every datagram sent from now on.
+    pub fn set_tos(&mut self, tos: u8) {
+        self.tos = tos;
+    }
+
+    /// The TOS byte datagrams carry.
+    pub fn tos(&self) -> u8 {
+        self.tos
     }
 
     /// The bound address.

@@ -346,8 +346,10 @@ impl Interface {
             if !sock.wants_to_send() {
                 continue;
             }
-            let (src, dst) = (sock.local, sock.remote);
-            let d = sock.dispatch(now, &mut |repr, a, b| send_tcp(net, io, src, dst, repr, a, b));
+            let (src, dst, tos) = (sock.local, sock.remote, sock.config().tos);
+            let d = sock.dispatch(now, &mut |repr, a, b| {
+                send_tcp(net, io, (src, dst, tos), repr, a, b)
+            });
             progress |= d.sent > 0 || d.event != Event::None;
             if d.more {
                 // The device was full, or the socket used its per-poll
@@ -374,6 +376,7 @@ impl Interface {
                 continue;
             };
             let Some(src) = src else { continue };
+            let tos = sock.tos();
             let mut put_back = None;
             let mut budget = 64;
             while let Some((dst, data)) = sock.next_tx() {
@@ -384,10 +387,17 @@ impl Interface {
                 };
                 let net = &mut self.net;
                 let (sip, dip) = (net.ip().into(), (*dst.ip()).into());
-                let ok = net.send_ip(io, *dst.ip(), IpProtocol::Udp, repr.buffer_len(), |buf, caps| {
-                    buf[8..8 + data.len()].copy_from_slice(&data);
-                    repr.emit(&mut UdpPacket::new_unchecked(buf), sip, dip, caps);
-                });
+                let ok = net.send_ip_tos(
+                    io,
+                    *dst.ip(),
+                    IpProtocol::Udp,
+                    tos,
+                    repr.buffer_len(),
+                    |buf, caps| {
+                        buf[8..8 + data.len()].copy_from_slice(&data);
+                        repr.emit(&mut UdpPacket::new_unchecked(buf), sip, dip, caps);
+                    },
+                );
                 progress = true;
                 if !ok {
                     put_back = Some((dst, data));
@@ -612,7 +622,7 @@ impl Interface {
                         window_len: 0,
                         ..TcpRepr::default()
                     };
-                    send_tcp(&mut self.net, io, local, remote, &ack, &[], &[]);
+                    send_tcp(&mut self.net, io, (local, remote, 0), &ack, &[], &[]);
                     return;
                 }
             }
@@ -665,7 +675,7 @@ impl Interface {
                 ..TcpRepr::default()
             },
         };
-        send_tcp(&mut self.net, io, local, remote, &rst, &[], &[]);
+        send_tcp(&mut self.net, io, (local, remote, 0), &rst, &[], &[]);
     }
 
     fn udp_input<D: Device>(&mut self, io: &mut Io<'_, D>, ip: &Ipv4Repr, packet: &[u8], payload: &[u8]) {
@@ -835,26 +845,33 @@ impl Interface {
     }
 }
 
-/// Writes one TCP segment (header from `repr`, payload from `a` then `b`).
+/// Writes one TCP segment from `src` to `dst` with the TOS byte `tos`
+/// (header from `repr`, payload from `a` then `b`).
 fn send_tcp<D: Device>(
     net: &mut Net,
     io: &mut Io<'_, D>,
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
+    (src, dst, tos): (SocketAddrV4, SocketAddrV4, u8),
     repr: &TcpRepr,
     a: &[u8],
     b: &[u8],
 ) -> bool {
     let (sip, dip) = ((*src.ip()).into(), (*dst.ip()).into());
-    net.send_ip(io, *dst.ip(), IpProtocol::Tcp, repr.buffer_len(), |buf, caps| {
-        let h = repr.header_len();
-        buf[h..h + a.len()].copy_from_slice(a);
-        if !b.is_empty() {
-            // Only when the send ring wrapped.
-            buf[h + a.len()..h + a.len() + b.len()].copy_from_slice(b);
-        }
-        repr.emit(&mut TcpPacket::new_unchecked(buf), sip, dip, caps);
-    })
+    net.send_ip_tos(
+        io,
+        *dst.ip(),
+        IpProtocol::Tcp,
+        tos,
+        repr.buffer_len(),
+        |buf, caps| {
+            let h = repr.header_len();
+            buf[h..h + a.len()].copy_from_slice(a);
+            if !b.is_empty() {
+                // Only when the send ring wrapped.
+                buf[h + a.len()..h + a.len() + b.len()].copy_from_slice(b);
+            }
+            repr.emit(&mut TcpPacket::new_unchecked(buf), sip, dip, caps);
+        },
+    )
 }
 
 #[cfg(test)]

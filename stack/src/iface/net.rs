@@ -262,6 +262,20 @@ impl Net {
         payload_len: usize,
         fill: impl FnOnce(&mut [u8], &ChecksumCaps),
     ) -> bool {
+        self.send_ip_tos(io, dst, protocol, 0, payload_len, fill)
+    }
+
+    /// [`Net::send_ip`] with the TOS byte `tos` (a socket's `IP_TOS`:
+    /// DSCP in the upper six bits, ECN in the lower two).
+    pub(crate) fn send_ip_tos<D: Device>(
+        &mut self,
+        io: &mut Io<'_, D>,
+        dst: Ipv4Addr,
+        protocol: IpProtocol,
+        tos: u8,
+        payload_len: usize,
+        fill: impl FnOnce(&mut [u8], &ChecksumCaps),
+    ) -> bool {
         let Some(hop) = self.next_hop(dst) else {
             self.stats.drop_no_route += 1;
             return true;
@@ -272,8 +286,8 @@ impl Net {
             protocol,
             payload_len,
             ttl: 64,
-            dscp: 0,
-            ecn: 0,
+            dscp: tos >> 2,
+            ecn: tos & 0x03,
             ident: self.next_ident(),
             dont_frag: protocol == IpProtocol::Tcp,
             more_frags: false,

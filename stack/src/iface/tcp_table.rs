@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 
 use super::hash::{initial_seq, DemuxHash, KeyedHash};
 use crate::error::{Errno, Result};
-use crate::tcp::{Event, Readiness, State, TcpConfig, TcpSocket};
+use crate::tcp::{Event, Readiness, SockOpt, State, TcpConfig, TcpSocket};
 use crate::time::Instant;
 use crate::wire::SeqNumber;
 
@@ -313,6 +313,21 @@ impl TcpTable {
             Entry::Listener(l) => l.template,
             Entry::Conn { sock, .. } => sock.cfg,
         })
+    }
+
+    /// Sets a socket option at `now`: on a connection with its side
+    /// effects ([`crate::tcp::options`]), on a listener for the
+    /// connections it will accept, before either in the settings.
+    pub fn set_option(&mut self, h: TcpHandle, o: SockOpt, now: Instant) -> Result<()> {
+        match self.get_mut(h).ok_or(Errno::EBADF)? {
+            Entry::Fresh { cfg, .. } => cfg.apply(o),
+            Entry::Listener(l) => l.template.apply(o),
+            Entry::Conn { sock, .. } => {
+                sock.set_option(o, now);
+                self.schedule(h);
+            }
+        }
+        Ok(())
     }
 
     /// `SO_REUSEADDR`.

@@ -43,7 +43,12 @@ impl TcpSocket {
         iss: SeqNumber,
         now: Instant,
     ) -> TcpSocket {
-        let mut s = TcpSocket::new(cfg);
+        // Linux's accepted sockets start out of pingpong mode, whatever
+        // TCP_QUICKACK their listener had.
+        let mut s = TcpSocket::new(TcpConfig {
+            pingpong: false,
+            ..cfg
+        });
         s.local = local;
         s.remote = remote;
         s.set_iss(iss);
@@ -57,6 +62,7 @@ impl TcpSocket {
         s.snd_wl1 = syn.seq_number;
         s.rto_at = Some(now + s.rtt.rto());
         s.last_rx(now);
+        s.defer_deadline = cfg.defer_accept.map(|d| now + d);
         s
     }
 
@@ -64,7 +70,7 @@ impl TcpSocket {
     fn take_syn_options(&mut self, syn: &TcpRepr) {
         // RFC 9293 §3.7.1: 536 when the peer names no MSS.
         let peer_mss = syn.max_seg_size.unwrap_or(536) as usize;
-        self.mss = peer_mss.min(self.cfg.mss as usize).max(64);
+        self.mss = peer_mss.min(self.cfg.advertised_mss() as usize).max(64);
         self.cc.set_mss(self.mss);
         match syn.window_scale {
             Some(ws) if self.cfg.window_scaling => {
@@ -85,10 +91,12 @@ impl TcpSocket {
         };
     }
 
+    /// A segment arrived: the peer is alive (keepalive starts over).
     fn last_rx(&mut self, now: Instant) {
+        self.last_rx_at = now;
+        self.keepalive_sent = 0;
         if let Some(k) = self.cfg.keepalive {
             self.keepalive_at = Some(now + k.idle);
-            self.keepalive_sent = 0;
         }
     }
 
@@ -164,7 +172,15 @@ impl TcpSocket {
         self.after_handshake();
         self.rto_at = None;
         self.state = State::Established;
-        self.ack_now = true;
+        if self.pingpong || self.cfg.defer_accept.is_some() {
+            // Linux (tcp_rcv_synsent_state_process): an interactive
+            // socket, or one with TCP_DEFER_ACCEPT, holds the handshake's
+            // last ACK for a while so that the first data carries it.
+            self.ack_due = Some(now + super::options::DELACK_MAX);
+            self.quick = self.quickack_budget();
+        } else {
+            self.ack_now = true;
+        }
         Input::Done(Event::Established)
     }
 
@@ -286,6 +302,13 @@ impl TcpSocket {
             self.snd_wl1 = seq;
             self.snd_wl2 = ack;
             event = Event::Established;
+            let bare = seg.payload_len == 0 && seg.control != TcpControl::Fin;
+            if bare && self.defer_deadline.is_some_and(|t| t > now) {
+                // TCP_DEFER_ACCEPT: a bare ACK does not make the connection
+                // acceptable; data, a FIN or the deadline will.
+                self.deferred = true;
+                event = Event::None;
+            }
         }
         if ack.distance(self.snd_max) > 0 {
             // Acknowledges something not yet sent.
@@ -325,7 +348,8 @@ impl TcpSocket {
                 self.persist_backoff = 0;
             }
         }
-        // Our FIN acknowledged?
+        // Our FIN acknowledged? (A closing thread lingering for it, with
+        // SO_LINGER, is woken.)
         if self.fin_acked() {
             match self.state {
                 State::FinWait1 => {
@@ -333,10 +357,15 @@ impl TcpSocket {
                     if self.orphan {
                         self.finwait2_at = Some(now + self.cfg.fin_wait2);
                     }
+                    self.notify_writable();
                 }
-                State::Closing => event = self.enter_time_wait(now),
+                State::Closing => {
+                    event = self.enter_time_wait(now);
+                    self.notify_writable();
+                }
                 State::LastAck => {
                     self.state = State::Closed;
+                    self.notify_writable();
                     return Input::Done(Event::Closed);
                 }
                 _ => {}
@@ -374,6 +403,10 @@ impl TcpSocket {
             if let Some(e) = self.take_fin(now) {
                 event = e;
             }
+        }
+        if self.deferred && (seg.payload_len > 0 || seg.control == TcpControl::Fin) && event == Event::None {
+            self.deferred = false;
+            event = Event::Established;
         }
         Input::Done(event)
     }
@@ -442,6 +475,7 @@ impl TcpSocket {
         let offset = seq.distance(self.rcv_nxt) as usize;
         let had_holes = self.rx.has_ooo();
         let fresh = self.rx.write_at(offset, data);
+        self.last_data_rx = Some(now);
         if fresh > 0 {
             self.rcv_nxt += fresh;
             self.stats.bytes_received += fresh as u64;
@@ -457,7 +491,7 @@ impl TcpSocket {
             self.ack_now = true;
         } else {
             self.segs_unacked += 1;
-            if self.segs_unacked >= 2 {
+            if self.segs_unacked >= 2 || self.quick > 0 && !self.pingpong {
                 self.ack_now = true;
             } else if self.ack_due.is_none() {
                 self.ack_due = Some(now + self.cfg.delayed_ack);

@@ -232,6 +232,27 @@ pub struct TcpSocket {
     pub(crate) probe_pending: bool,
     pub(crate) keepalive_at: Option<Instant>,
     pub(crate) keepalive_sent: u32,
+    /// When a segment last arrived (keepalive counts idleness from here).
+    pub(crate) last_rx_at: Instant,
+    /// When data last arrived (Linux's `lrcvtime`, for pingpong mode).
+    pub(crate) last_data_rx: Option<Instant>,
+    /// Linux's pingpong mode: the connection is interactive, so ACKs wait
+    /// to ride on the reply (`TCP_QUICKACK` reads back its negation).
+    pub(crate) pingpong: bool,
+    /// ACKs still to be sent at once rather than delayed (Linux's
+    /// `icsk_ack.quick`), while not in pingpong mode.
+    pub(crate) quick: u32,
+    /// `TCP_NODELAY` was set while data waited: the data queued up to here
+    /// goes out even if corked (Linux's `TCP_NAGLE_PUSH`).
+    pub(crate) push_seq: Option<SeqNumber>,
+    /// When zero-window probing began (`TCP_USER_TIMEOUT` bounds it).
+    pub(crate) probes_since: Option<Instant>,
+    /// `TCP_DEFER_ACCEPT`: a passive connection goes to the accept queue
+    /// by this time even without data.
+    pub(crate) defer_deadline: Option<Instant>,
+    /// The handshake is complete but the connection waits (for data or
+    /// `defer_deadline`) before joining the accept queue.
+    pub(crate) deferred: bool,
     pub(crate) timewait_at: Option<Instant>,
     pub(crate) finwait2_at: Option<Instant>,
     /// A RST is to be sent (abortive close).
@@ -335,6 +356,14 @@ impl TcpSocket {
             probe_pending: false,
             keepalive_at: None,
             keepalive_sent: 0,
+            last_rx_at: Instant::ZERO,
+            last_data_rx: None,
+            pingpong: cfg.pingpong,
+            quick: 0,
+            push_seq: None,
+            probes_since: None,
+            defer_deadline: None,
+            deferred: false,
             timewait_at: None,
             finwait2_at: None,
             rst_pending: false,
@@ -401,6 +430,21 @@ impl TcpSocket {
         self.mss
     }
 
+    /// What `TCP_MAXSEG` reads, as on Linux (its `mss_cache`): the payload
+    /// of a full segment less the options every segment carries
+    /// (timestamps), SACK blocks aside; on a closed socket, the
+    /// `TCP_MAXSEG` set, if any.
+    pub fn maxseg(&self) -> usize {
+        let ts = |on: bool| if on { 12 } else { 0 };
+        match (self.state, self.cfg.user_mss) {
+            (State::Closed | State::Listen, Some(u)) => usize::from(u),
+            (State::SynSent, _) => {
+                usize::from(self.cfg.advertised_mss()).saturating_sub(ts(self.cfg.timestamps))
+            }
+            _ => self.mss.saturating_sub(ts(self.ts_recent.is_some())),
+        }
+    }
+
     /// Bytes waiting to be sent or acknowledged (`SIOCOUTQ`).
     pub fn send_queue(&self) -> usize {
         self.tx.len()
@@ -423,6 +467,7 @@ impl TcpSocket {
         self.remote = remote;
         self.set_iss(iss);
         self.rcv_scale = self.cfg.rcv_scale();
+        self.last_rx_at = now;
         self.active_open = true;
         self.state = State::SynSent;
         self.rto_at = Some(self.rtt.deadline(now));
@@ -722,7 +767,8 @@ impl TcpSocket {
         let a = min(self.rto_at, self.ack_due);
         let b = min(self.persist_at, self.keepalive_at);
         let c = min(self.timewait_at, self.finwait2_at);
-        min(min(a, b), c)
+        let d = if self.deferred { self.defer_deadline } else { None };
+        min(min(a, b), min(c, d))
     }
 
     /// Whether the socket has something to send right now (an ACK, data,

@@ -436,3 +436,24 @@ fn established_reset_sets_the_error_flag() {
     assert_eq!(s.take_error(), Some(Errno::ECONNRESET));
     assert!(!s.readiness().error);
 }
+
+#[test]
+fn fin_acknowledged_wakes_a_lingering_closer() {
+    // SO_LINGER: a thread in close() waits for the FIN to be acknowledged;
+    // the ACK that takes FIN-WAIT-1 to FIN-WAIT-2 must wake it even though
+    // the readiness bits do not change.
+    let mut s = socket_established();
+    assert!(!s.close(at(50)));
+    assert_eq!(one_shape(&mut s, at(100)), (lseq(0), 0, TcpControl::Fin));
+    let w = Arc::new(CountingWaker::default());
+    s.register_send_waker(&Waker::from(w.clone()));
+    send(&mut s, at(150), from_peer(0, 1), b"");
+    assert_eq!(s.state, State::FinWait2);
+    assert_eq!(w.count(), 1);
+}
+
+fn one_shape(s: &mut TcpSocket, now: Instant) -> (SeqNumber, usize, TcpControl) {
+    let out = shape(&recv(s, now));
+    assert_eq!(out.len(), 1, "{out:?}");
+    out[0]
+}

@@ -572,14 +572,20 @@ fn established_keepalive_answer_rearms_the_idle_timer() {
 
 #[test]
 fn established_keepalive_unanswered_times_out() {
-    // Linux: after `count` unanswered probes the connection fails with
-    // ETIMEDOUT.
+    // Linux (tcp_keepalive_timer): after `count` unanswered probes the
+    // connection is reset and fails with ETIMEDOUT.
     let mut s = socket_established_with(cfg_keepalive(), &peer_syn());
     for t in [10_010, 11_010, 12_010] {
         assert_eq!(s.on_timers(at(t)), Event::None);
         assert_eq!(recv(&mut s, at(t)), [keepalive_probe()]);
     }
-    assert_eq!(s.on_timers(at(13_010)), Event::Closed);
+    assert_eq!(s.on_timers(at(13_010)), Event::None, "the RST goes first");
+    assert!(s.readiness().error);
+    let rst = TcpRepr {
+        control: TcpControl::Rst,
+        ..to_peer(0, 0, 0)
+    };
+    assert_eq!(dispatch(&mut s, at(13_010)), (Event::Closed, vec![seg(rst, b"")]));
     assert_eq!(s.state, State::Closed);
     recv_nothing(&mut s, at(13_010));
     assert_eq!(s.recv(&mut [0; 8]), Err(Errno::ETIMEDOUT));
