@@ -22,6 +22,8 @@ use std::time::Duration;
 pub struct Opts {
     /// `SO_REUSEADDR`.
     pub reuse_addr: bool,
+    /// `SO_REUSEPORT`.
+    pub reuse_port: bool,
     /// `TCP_NODELAY`.
     pub nodelay: bool,
     /// `SO_KEEPALIVE`.

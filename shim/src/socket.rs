@@ -167,7 +167,10 @@ pub unsafe fn bind(entry: Entry, fd: c_int, addr: *const sockaddr, len: socklen_
         }
         return Dispatch::Done(real_result(r));
     }
-    let reuse = core.socks.get(entry.handle()).is_some_and(|s| s.opts.reuse_addr);
+    let (reuse, reuse_port) = core
+        .socks
+        .get(entry.handle())
+        .map_or((false, false), |s| (s.opts.reuse_addr, s.opts.reuse_port));
     match core.socks.get(entry.handle()).map(|s| &s.kind) {
         Some(Kind::Pending {
             bound: None,
@@ -202,7 +205,7 @@ pub unsafe fn bind(entry: Entry, fd: c_int, addr: *const sockaddr, len: socklen_
                 Some(p) => local = SocketAddrV4::new(*a.ip(), p),
                 None => return fail(libc::EADDRINUSE),
             }
-        } else if port_taken(&core, local, dgram, reuse, entry.handle()) {
+        } else if port_taken(&core, local, dgram, (reuse, reuse_port), entry.handle()) {
             return fail(libc::EADDRINUSE);
         }
     }
@@ -246,8 +249,10 @@ fn kernel_port(fd: c_int) -> Option<u16> {
 }
 
 /// Whether another socket of ours holds `local` (Linux's bind conflict
-/// rules, simplified: both must have `SO_REUSEADDR` and neither listen).
-fn port_taken(core: &Core, local: SocketAddrV4, dgram: bool, reuse: bool, except: u32) -> bool {
+/// rules, simplified: both must have `SO_REUSEADDR` and neither listen, or
+/// both `SO_REUSEPORT`). `reuse` is the binding socket's (`SO_REUSEADDR`,
+/// `SO_REUSEPORT`).
+fn port_taken(core: &Core, local: SocketAddrV4, dgram: bool, reuse: (bool, bool), except: u32) -> bool {
     core.socks.iter().any(|(h, s)| {
         if h == except {
             return false;
@@ -264,7 +269,8 @@ fn port_taken(core: &Core, local: SocketAddrV4, dgram: bool, reuse: bool, except
         is_dgram == dgram
             && addr.port() == local.port()
             && (addr.ip() == local.ip() || addr.ip().is_unspecified() || local.ip().is_unspecified())
-            && !(reuse && s.opts.reuse_addr && !listening)
+            && !(reuse.0 && s.opts.reuse_addr && !listening)
+            && !(reuse.1 && s.opts.reuse_port)
     })
 }
 
@@ -273,7 +279,7 @@ fn free_port(core: &mut Core, ip: Ipv4Addr, dgram: bool) -> Option<u16> {
     for _ in 0..20000 {
         let p = core.next_port;
         core.next_port = if p >= 59999 { 40000 } else { p + 1 };
-        if !port_taken(core, SocketAddrV4::new(ip, p), dgram, false, u32::MAX) {
+        if !port_taken(core, SocketAddrV4::new(ip, p), dgram, (false, false), u32::MAX) {
             return Some(p);
         }
     }
@@ -447,6 +453,7 @@ pub fn activate(core: &mut Core, fd: c_int, entry: Entry) -> Entry {
 /// yet, or a listener: its settings, with no side effects).
 pub fn apply_opts(tcp: &mut accel_stack::iface::TcpTable, h: TcpHandle, o: &Opts) {
     let _ = tcp.set_reuse_addr(h, o.reuse_addr);
+    let _ = tcp.set_reuse_port(h, o.reuse_port);
     if let Ok(cfg) = tcp.config_mut(h) {
         for opt in crate::sockopt::stack_opts(o) {
             cfg.apply(opt);

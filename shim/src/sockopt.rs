@@ -42,8 +42,11 @@
 //!   is refused with `EOPNOTSUPP` (the kernel's errno for TFO that is not
 //!   available) and one log line, so a program can tell (nginx logs it and
 //!   goes on without).
-//! - `SO_REUSEPORT`: recorded by the kernel (and read back as set); the
-//!   stack keeps one listener per port until multi-queue listener groups.
+//! - `SO_REUSEPORT`: listeners on one address that all set it form a
+//!   group in each stack, as on Linux: each has its own accept queue and
+//!   takes the connections whose 4-tuple hashes to it
+//!   (`accel_stack::iface::TcpTable`); the kernel placeholders are bound
+//!   with it too, so the kernel side agrees.
 
 use crate::interpose::real;
 use crate::logging::log;
@@ -305,6 +308,11 @@ pub unsafe fn record(
         (libc::IPPROTO_TCP, libc::TCP_QUICKACK) => {
             opts.quickack_off = kept()? == 0;
             Some(SockOpt::QuickAck(!opts.quickack_off))
+        }
+        (libc::SOL_SOCKET, libc::SO_REUSEPORT) => {
+            // Takes effect at `listen` (the stack's listener groups).
+            opts.reuse_port = kept()? != 0;
+            None
         }
         (libc::SOL_SOCKET, libc::SO_LINGER) => {
             let l = kernel_linger(fd)?;

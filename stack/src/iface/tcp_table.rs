@@ -3,6 +3,13 @@
 //! backlog and accept queue, the bounded TIME-WAIT table, local ports, and
 //! the socket operations programs call.
 //!
+//! Listeners on one address that all set `SO_REUSEPORT` form a group, as
+//! on Linux: each has its own accept queue, and each connection request
+//! goes to one of them, chosen by a keyed hash of its 4-tuple (so one
+//! client's retransmitted SYNs reach the same member). A member that
+//! closes resets the connections in its own queue; the others keep
+//! theirs.
+//!
 //! Guarantees: a handle names one socket until the program closes it (a
 //! generation detects reuse); a closed connection finishes on its own
 //! (FIN, TIME-WAIT) and is freed when done; once TIME-WAIT expires and
@@ -59,6 +66,8 @@ struct Slot {
     gen: u32,
     entry: Option<Entry>,
     reuse_addr: bool,
+    /// `SO_REUSEPORT`: may listen beside other such listeners.
+    reuse_port: bool,
     /// The deadline this socket has in the timer heap (one live entry per
     /// socket: others are stale and discarded when popped).
     timer_at: Option<Instant>,
@@ -79,7 +88,9 @@ pub struct TcpTable {
     slots: Vec<Slot>,
     free: Vec<u32>,
     pub(crate) conns: HashMap<Tuple, TcpHandle, DemuxHash>,
-    pub(crate) listeners: HashMap<SocketAddrV4, TcpHandle, DemuxHash>,
+    /// Listeners by address: one, or a `SO_REUSEPORT` group (in the order
+    /// they started listening).
+    pub(crate) listeners: HashMap<SocketAddrV4, Vec<TcpHandle>, DemuxHash>,
     /// Local ports in use by bound sockets: port → number of users.
     ports: HashMap<u16, usize, DemuxHash>,
     pub(crate) time_wait: HashMap<Tuple, TimeWait, DemuxHash>,
@@ -128,6 +139,7 @@ impl TcpTable {
             let s = &mut self.slots[i as usize];
             s.entry = Some(entry);
             s.reuse_addr = false;
+            s.reuse_port = false;
             s.timer_at = None;
             s.queued = false;
             return TcpHandle { idx: i, gen: s.gen };
@@ -136,6 +148,7 @@ impl TcpTable {
             gen: 0,
             entry: Some(entry),
             reuse_addr: false,
+            reuse_port: false,
             timer_at: None,
             queued: false,
         });
@@ -340,19 +353,40 @@ impl TcpTable {
         Ok(())
     }
 
+    /// `SO_REUSEPORT`.
+    pub fn set_reuse_port(&mut self, h: TcpHandle, on: bool) -> Result<()> {
+        let s = self
+            .slots
+            .get_mut(h.idx as usize)
+            .filter(|s| s.gen == h.gen && s.entry.is_some());
+        s.ok_or(Errno::EBADF)?.reuse_port = on;
+        Ok(())
+    }
+
     fn reuse_addr(&self, h: TcpHandle) -> bool {
         self.slots.get(h.idx as usize).is_some_and(|s| s.reuse_addr)
     }
 
-    fn port_free(&self, ip: Ipv4Addr, port: u16, reuse: bool) -> bool {
-        let listening = self
-            .listeners
-            .keys()
-            .any(|l| l.port() == port && (l.ip().is_unspecified() || ip.is_unspecified() || *l.ip() == ip));
-        if listening {
+    fn reuse_port(&self, h: TcpHandle) -> bool {
+        self.slots.get(h.idx as usize).is_some_and(|s| s.reuse_port)
+    }
+
+    /// Whether a listener holds `ip:port` (or overlaps it through the
+    /// wildcard) that a socket with `reuse_port` may not share: one
+    /// without `SO_REUSEPORT`, or any when `reuse_port` is off.
+    fn listener_clash(&self, ip: Ipv4Addr, port: u16, reuse_port: bool) -> bool {
+        self.listeners.iter().any(|(l, group)| {
+            l.port() == port
+                && (l.ip().is_unspecified() || ip.is_unspecified() || *l.ip() == ip)
+                && !(reuse_port && group.iter().all(|&m| self.reuse_port(m)))
+        })
+    }
+
+    fn port_free(&self, ip: Ipv4Addr, port: u16, reuse: bool, reuse_port: bool) -> bool {
+        if self.listener_clash(ip, port, reuse_port) {
             return false;
         }
-        if reuse {
+        if reuse || reuse_port {
             return true;
         }
         !self.ports.contains_key(&port) && !self.time_wait.keys().any(|(l, _)| l.port() == port)
@@ -362,14 +396,14 @@ impl TcpTable {
     /// port 0 picks an ephemeral port. `EADDRINUSE` if taken, `EINVAL` if
     /// already bound.
     pub fn bind(&mut self, h: TcpHandle, addr: SocketAddrV4) -> Result<SocketAddrV4> {
-        let reuse = self.reuse_addr(h);
+        let (reuse, reuse_port) = (self.reuse_addr(h), self.reuse_port(h));
         match self.get(h).ok_or(Errno::EBADF)? {
             Entry::Fresh { bound: None, .. } => {}
             _ => return Err(Errno::EINVAL),
         }
         let port = if addr.port() == 0 {
-            self.ephemeral(|t, p| t.port_free(*addr.ip(), p, false))?
-        } else if self.port_free(*addr.ip(), addr.port(), reuse) {
+            self.ephemeral(|t, p| t.port_free(*addr.ip(), p, false, false))?
+        } else if self.port_free(*addr.ip(), addr.port(), reuse, reuse_port) {
             addr.port()
         } else {
             return Err(Errno::EADDRINUSE);
@@ -408,7 +442,8 @@ impl TcpTable {
     }
 
     /// `listen`: `EINVAL` unless bound (Linux binds an ephemeral port; the
-    /// caller does that first), `EADDRINUSE` if another listener has it.
+    /// caller does that first), `EADDRINUSE` if another listener has it
+    /// (unless both set `SO_REUSEPORT`: then they form a group).
     pub fn listen(&mut self, h: TcpHandle, backlog: usize) -> Result<()> {
         let (cfg, local) = match self.get(h).ok_or(Errno::EBADF)? {
             Entry::Fresh { cfg, bound: Some(b) } => (*cfg, *b),
@@ -421,11 +456,7 @@ impl TcpTable {
             }
             Entry::Conn { .. } => return Err(Errno::EINVAL),
         };
-        let clash = self.listeners.keys().any(|l| {
-            l.port() == local.port()
-                && (l.ip().is_unspecified() || local.ip().is_unspecified() || l.ip() == local.ip())
-        });
-        if clash {
+        if self.listener_clash(*local.ip(), local.port(), self.reuse_port(h)) {
             return Err(Errno::EADDRINUSE);
         }
         let Some(entry) = self.get_mut(h) else {
@@ -441,7 +472,7 @@ impl TcpTable {
             tick: 0,
             waker: None,
         });
-        self.listeners.insert(local, h);
+        self.listeners.entry(local).or_default().push(h);
         Ok(())
     }
 
@@ -470,7 +501,8 @@ impl TcpTable {
     /// How many connections (every state but TIME-WAIT), listeners and
     /// TIME-WAIT entries the table holds.
     pub fn counts(&self) -> (usize, usize, usize) {
-        (self.conns.len(), self.listeners.len(), self.time_wait.len())
+        let listeners = self.listeners.values().map(Vec::len).sum();
+        (self.conns.len(), listeners, self.time_wait.len())
     }
 
     /// When the connection that `accept` would return next was queued
@@ -685,7 +717,12 @@ impl TcpTable {
                 let local = l.local;
                 l.accept_times.clear();
                 let pending: Vec<TcpHandle> = l.accept_queue.drain(..).collect();
-                self.listeners.remove(&local);
+                if let Some(group) = self.listeners.get_mut(&local) {
+                    group.retain(|&m| m != h);
+                    if group.is_empty() {
+                        self.listeners.remove(&local);
+                    }
+                }
                 self.release(h);
                 self.unbind_port(local.port());
                 for c in pending {
@@ -847,6 +884,21 @@ impl TcpTable {
         self.tw_max = n.max(1);
     }
 
+    /// The listener that takes a connection request from `remote` to
+    /// `local`: the one on `local`'s address, else on the wildcard; in a
+    /// `SO_REUSEPORT` group, the member the 4-tuple hashes to.
+    pub(crate) fn listener_for(&self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<TcpHandle> {
+        let group = self.listeners.get(&local).or_else(|| {
+            self.listeners
+                .get(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local.port()))
+        })?;
+        match group.len() {
+            0 => None,
+            1 => Some(group[0]),
+            n => Some(group[(self.key.hash_one_keyed((local, remote)) % n as u64) as usize]),
+        }
+    }
+
     /// A SYN for a listener: creates the embryonic connection if the
     /// backlogs allow. Returns its handle, or `Err(true)` when a backlog
     /// was full (dropped), `Err(false)` when no listener matches.
@@ -857,15 +909,7 @@ impl TcpTable {
         syn: &crate::wire::TcpRepr,
         now: Instant,
     ) -> core::result::Result<TcpHandle, bool> {
-        let lh = self
-            .listeners
-            .get(&local)
-            .or_else(|| {
-                self.listeners
-                    .get(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local.port()))
-            })
-            .copied()
-            .ok_or(false)?;
+        let lh = self.listener_for(local, remote).ok_or(false)?;
         let Some(Entry::Listener(l)) = self.get_mut(lh) else {
             return Err(false);
         };
@@ -918,7 +962,7 @@ impl TcpTable {
                 }
                 Entry::Listener(l) => {
                     *ports.entry(l.local.port()).or_default() += 1;
-                    if self.listeners.get(&l.local) != Some(&h) {
+                    if !self.listeners.get(&l.local).is_some_and(|g| g.contains(&h)) {
                         return Err(format!(
                             "listener {h:?} on {} is not in the listener table",
                             l.local
@@ -978,11 +1022,16 @@ impl TcpTable {
                 _ => return Err(format!("the 4-tuple {tuple:?} names {h:?}, not its connection")),
             }
         }
-        for (addr, h) in &self.listeners {
-            if !matches!(self.get(*h), Some(Entry::Listener(l)) if l.local == *addr) {
-                return Err(format!(
-                    "the listener table names {h:?} for {addr}, not a listener there"
-                ));
+        for (addr, group) in &self.listeners {
+            if group.is_empty() {
+                return Err(format!("the listener table has an empty group for {addr}"));
+            }
+            for h in group {
+                if !matches!(self.get(*h), Some(Entry::Listener(l)) if l.local == *addr) {
+                    return Err(format!(
+                        "the listener table names {h:?} for {addr}, not a listener there"
+                    ));
+                }
             }
         }
         for (port, n) in &self.ports {
