@@ -742,11 +742,16 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
     let mut f = |core: &mut Core| connected(core, entry);
     // A timed-out connect reports EINPROGRESS and goes on, as Linux's;
     // an interrupted one EINTR (it goes on too). Either way a later
-    // connect reports how it ended.
-    let r = match block(deadline, &[WaitOn::Sock(entry.handle())], &mut [], None, &mut f) {
-        Ok(r) => r,
-        Err(WaitEnd::TimedOut) => Err(Errno(libc::EINPROGRESS)),
-        Err(WaitEnd::Interrupted { .. }) => Err(Errno(libc::EINTR)),
+    // connect reports how it ended. Under SA_RESTART (and without
+    // SO_SNDTIMEO) Linux restarts the call, which waits on for the same
+    // connection: so does this one.
+    let r = loop {
+        match block(deadline, &[WaitOn::Sock(entry.handle())], &mut [], None, &mut f) {
+            Ok(r) => break r,
+            Err(WaitEnd::TimedOut) => break Err(Errno(libc::EINPROGRESS)),
+            Err(WaitEnd::Interrupted { restart: true }) => {}
+            Err(WaitEnd::Interrupted { restart: false }) => break Err(Errno(libc::EINTR)),
+        }
     };
     let mut core = worker::lock();
     match r {

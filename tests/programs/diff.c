@@ -46,6 +46,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -2454,6 +2455,267 @@ static void epoll_order_mixed(void)
 	close(ep);
 }
 
+/* ---- blocking calls interrupted by a signal ---------------------------- */
+
+/* A thread sends SIGUSR1 to the main thread every 20 ms (at most 500
+ * times) while the main thread is blocked in a call; once `after` signals
+ * were handled it runs `act` once, which lets the call complete (data
+ * comes, a peer dials). Without SA_RESTART the first signal that finds
+ * the call asleep ends it with EINTR; with SA_RESTART the call goes on
+ * until `act` (or, for poll/epoll_wait/select and calls with a socket
+ * timeout, which are never restarted, ends with EINTR too). A signal that
+ * comes before the call sleeps is handled and the next one interrupts:
+ * what is printed does not depend on timing. */
+static volatile sig_atomic_t sig_hits;
+static void on_usr1(int sig) { (void)sig; sig_hits++; }
+
+struct kicker {
+	pthread_t main, thread;
+	volatile int stop;
+	int after, fd, out;
+	void (*act)(struct kicker *);
+};
+
+static void *kicker_run(void *p)
+{
+	struct kicker *k = p;
+	int acted = 0;
+	for (int n = 0; n < 500 && !k->stop; n++) {
+		usleep(20000);
+		if (k->stop)
+			break;
+		pthread_kill(k->main, SIGUSR1);
+		if (k->act && !acted && sig_hits >= k->after) {
+			k->act(k);
+			acted = 1;
+		}
+	}
+	return NULL;
+}
+
+static void kick(struct kicker *k, int restart, int after, void (*act)(struct kicker *))
+{
+	struct sigaction sa = { .sa_handler = on_usr1, .sa_flags = restart ? SA_RESTART : 0 };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	sig_hits = 0;
+	k->main = pthread_self();
+	k->stop = 0;
+	k->after = after;
+	k->act = act;
+	pthread_create(&k->thread, NULL, kicker_run, k);
+}
+
+static void unkick(struct kicker *k)
+{
+	k->stop = 1;
+	pthread_join(k->thread, NULL);
+	V("handler_ran", "%d", sig_hits > 0);
+}
+
+static void no_timeouts(int fd)
+{
+	struct timeval tv = { 0, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+static void act_write(struct kicker *k) { (void)!write(k->fd, "x", 1); }
+static void act_dial(struct kicker *k) { k->out = dial(k->fd, "hold"); }
+
+static void act_sendto(struct kicker *k)
+{
+	struct sockaddr_in echo = PEER(7001);
+	sendto(k->fd, "u", 1, 0, SA(echo), L);
+}
+
+/* Fills connection s's send buffer for good (the peer does not read, or
+ * its acknowledgements are lost): non-blocking sends until EAGAIN, first
+ * large, then of one byte, in rounds 100 ms apart (acknowledgements of
+ * what was in flight make room) until a round sends nothing. */
+static void fill(int s)
+{
+	int e = 0;
+	for (int round = 0; round < 100; round++) {
+		long sent = 0, r;
+		for (int i = 0; i < 100000 && (r = send(s, buf, sizeof buf, MSG_DONTWAIT)) > 0; i++)
+			sent += r;
+		for (int i = 0; i < 100000 && (r = send(s, buf, 1, MSG_DONTWAIT)) > 0; i++)
+			sent += r;
+		e = errno;
+		if (sent == 0 && round > 0)
+			break;
+		usleep(100000);
+	}
+	V("filled", "%s", en(e));
+}
+
+static void sig_recv(void)
+{
+	struct kicker k = { 0 };
+	int s = conn(7001);
+	no_timeouts(s);
+	k.fd = s;
+	kick(&k, 0, 0, NULL);
+	S(recv(s, buf, sizeof buf, 0));
+	unkick(&k);
+	kick(&k, 1, 3, act_write);
+	S(recv(s, buf, sizeof buf, 0));
+	unkick(&k);
+	kick(&k, 0, 0, NULL);
+	S(read(s, buf, sizeof buf));
+	unkick(&k);
+	/* SO_RCVTIMEO: EINTR even with SA_RESTART. */
+	timeouts(s);
+	kick(&k, 1, 0, NULL);
+	S(recv(s, buf, sizeof buf, 0));
+	unkick(&k);
+	close(s);
+}
+
+static void sig_accept(void)
+{
+	struct kicker k = { 0 };
+	int l = listener(P(0)), a;
+	no_timeouts(l);
+	k.fd = P(0);
+	kick(&k, 0, 0, NULL);
+	S(accept(l, NULL, NULL));
+	unkick(&k);
+	k.out = -1;
+	kick(&k, 1, 3, act_dial);
+	a = F(accept(l, NULL, NULL));
+	unkick(&k);
+	V("dialed", "%d", k.out >= 0);
+	close(a);
+	close(k.out);
+	timeouts(l);
+	kick(&k, 1, 0, NULL);
+	S(accept4(l, NULL, NULL, SOCK_CLOEXEC));
+	unkick(&k);
+	close(l);
+}
+
+static void sig_connect(void)
+{
+	struct kicker k = { 0 };
+	struct sockaddr_in nobody = in4("198.18.0.3", P(0)), echo = PEER(7001);
+	int s = tcp(), w;
+	kick(&k, 0, 0, NULL);
+	S(connect(s, SA(nobody), L));
+	unkick(&k);
+	nonblock(s);
+	S(connect(s, SA(nobody), L));
+	close(s);
+	/* SO_SNDTIMEO: EINTR even with SA_RESTART. */
+	s = tcp();
+	timeouts(s);
+	kick(&k, 1, 0, NULL);
+	S(connect(s, SA(nobody), L));
+	unkick(&k);
+	close(s);
+	/* SA_RESTART without a timeout: the connect goes on through the
+	 * signals and completes once the peer's answers get through. */
+	w = conn(7007);
+	s = tcp();
+	V("mute", "%s", ask(w, 2000, "mute 1200"));
+	usleep(100000);
+	kick(&k, 1, 0, NULL);
+	S(connect(s, SA(echo), L));
+	unkick(&k);
+	V("unmuted", "%s", line_in(w, 6000));
+	timeouts(s);
+	echo_check(s, "restarted");
+	close(s);
+	close(w);
+}
+
+/* A send on a full buffer: the sink's acknowledgements are dropped (the
+ * wire's mute) so that no room is made until they get through again. */
+static void sig_send_full(void)
+{
+	struct kicker k = { 0 };
+	int w = conn(7007), c = conn(7009);
+	no_timeouts(c);
+	V("mute", "%s", ask(w, 2000, "mute 2500"));
+	usleep(100000);
+	fill(c);
+	kick(&k, 0, 0, NULL);
+	S(send(c, buf, 1000, 0));
+	unkick(&k);
+	kick(&k, 0, 0, NULL);
+	S(write(c, buf, 1000));
+	unkick(&k);
+	/* SO_SNDTIMEO: EINTR even with SA_RESTART. */
+	timeouts(c);
+	kick(&k, 1, 0, NULL);
+	S(send(c, buf, 1000, 0));
+	unkick(&k);
+	/* SA_RESTART without a timeout: the send waits through the signals
+	 * until the acknowledgements get through and make room. */
+	no_timeouts(c);
+	kick(&k, 1, 0, NULL);
+	S(send(c, buf, 1000, 0));
+	unkick(&k);
+	V("unmuted", "%s", line_in(w, 6000));
+	close(c);
+	close(w);
+}
+
+/* poll, ppoll, select and epoll_wait end with EINTR with or without
+ * SA_RESTART, and with or without a timeout. */
+static void sig_poll_epoll(void)
+{
+	struct kicker k = { 0 };
+	struct epoll_event ev[4];
+	int s = conn(7001), ep = epoll_create1(0);
+	struct pollfd p = { s, POLLIN, 0 };
+	S(ep_add(ep, s, EPOLLIN, 1));
+	for (int restart = 0; restart < 2; restart++) {
+		fd_set r;
+		struct timeval tv = { 5, 0 };
+		kick(&k, restart, 0, NULL);
+		S(poll(&p, 1, -1));
+		unkick(&k);
+		kick(&k, restart, 0, NULL);
+		S(ppoll(&p, 1, &(struct timespec){ 5, 0 }, NULL));
+		unkick(&k);
+		kick(&k, restart, 0, NULL);
+		S(epoll_wait(ep, ev, 4, -1));
+		unkick(&k);
+		kick(&k, restart, 0, NULL);
+		S(epoll_wait(ep, ev, 4, 5000));
+		unkick(&k);
+		FD_ZERO(&r);
+		FD_SET(s, &r);
+		kick(&k, restart, 0, NULL);
+		S(select(s + 1, &r, NULL, NULL, &tv));
+		unkick(&k);
+	}
+	close(ep);
+	close(s);
+}
+
+static void sig_udp_recv(void)
+{
+	struct kicker k = { 0 };
+	struct sockaddr_in me = ANY(P(0));
+	int u = udp();
+	S(bind(u, SA(me), L));
+	k.fd = u;
+	kick(&k, 0, 0, NULL);
+	S(recvfrom(u, buf, sizeof buf, 0, NULL, NULL));
+	unkick(&k);
+	kick(&k, 1, 3, act_sendto);
+	S(recvfrom(u, buf, sizeof buf, 0, NULL, NULL));
+	unkick(&k);
+	timeouts(u);
+	kick(&k, 1, 0, NULL);
+	S(recv(u, buf, sizeof buf, 0));
+	unkick(&k);
+	close(u);
+}
+
 static const struct {
 	const char *name;
 	void (*run)(void);
@@ -2490,6 +2752,7 @@ static const struct {
 	C(loopback_kernel), C(wildcard_accepts_loopback_and_remote),
 	C(epoll_order_data), C(epoll_order_edge), C(epoll_order_accept), C(accept_queue_order),
 	C(epoll_order_hangup), C(epoll_order_kinds), C(epoll_order_mixed),
+	C(sig_recv), C(sig_accept), C(sig_connect), C(sig_send_full), C(sig_poll_epoll), C(sig_udp_recv),
 #undef C
 };
 
