@@ -15,6 +15,7 @@
 //! | [`socket`] | a socket's life and the stack-or-kernel decisions |
 //! | [`io`] | data and control on accelerated sockets |
 //! | [`sockopt`] | socket options: the kernel checks, the stack acts |
+//! | [`splice`] | `splice` between an accelerated socket and a pipe |
 //! | [`udp`] | UDP on the stack |
 //! | [`epoll`], [`pollsel`] | readiness over mixed fds |
 //! | [`worker`] | the stack, the lock, lazy start, waiting, the keeper |
@@ -71,6 +72,7 @@ pub mod sock;
 pub mod sockaddr;
 pub mod socket;
 pub mod sockopt;
+pub mod splice;
 pub mod stacks;
 pub mod startup;
 pub mod stats;

@@ -538,6 +538,19 @@ impl Ops for Accel {
         unsafe { io::sendfile(entry, in_fd, offset, count) }
     }
 
+    unsafe fn splice(
+        &self,
+        fd_in: c_int,
+        off_in: *mut off64_t,
+        fd_out: c_int,
+        off_out: *mut off64_t,
+        len: size_t,
+        flags: c_uint,
+    ) -> Dispatch<ssize_t> {
+        // SAFETY: the program's offset pointers.
+        unsafe { crate::splice::splice(fd_in, off_in, fd_out, off_out, len, flags) }
+    }
+
     unsafe fn __read_chk(
         &self,
         entry: Entry,

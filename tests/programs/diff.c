@@ -2716,6 +2716,164 @@ static void sig_udp_recv(void)
 	close(u);
 }
 
+/* ---- splice between an accelerated socket and a pipe ------------------- */
+
+static char pattern[200000], back[200000];
+
+static void pattern_fill(void)
+{
+	for (size_t i = 0; i < sizeof pattern; i++)
+		pattern[i] = (char)(i * 7 + i / 251);
+}
+
+/* Socket to pipe: len and what is there bound it, the pipe's room
+ * (SPLICE_F_NONBLOCK or its O_NONBLOCK) and the socket's O_NONBLOCK say
+ * EAGAIN, the stream's end 0; 200,000 bytes through it intact; the
+ * argument errors. */
+static void splice_socket_to_pipe(void)
+{
+	int s = conn(7001), p[2], f = open("/dev/null", O_WRONLY);
+	loff_t off = 0;
+	long moved = 0;
+	S(pipe(p));
+	S(write(s, "0123456789", 10));
+	S(wait_inq(s, 10));
+	S(splice(s, NULL, p[1], NULL, 4, 0));
+	S(splice(s, NULL, p[1], NULL, 100, SPLICE_F_MOVE | SPLICE_F_MORE));
+	memset(buf, 0, 16);
+	S(read(p[0], buf, 100));
+	V("piped", "%s", buf);
+	S(splice(s, NULL, p[1], NULL, 0, 0));
+	S(splice(s, NULL, p[1], NULL, 100, 0x100));
+	S(splice(s, &off, p[1], NULL, 100, 0));
+	S(splice(s, NULL, p[1], &off, 100, 0));
+	S(splice(s, NULL, p[0], NULL, 100, 0));
+	S(splice(s, NULL, s, NULL, 100, 0));
+	S(splice(s, NULL, f, NULL, 100, 0));
+	S(splice(s, NULL, 999, NULL, 100, 0));
+	nonblock(s);
+	S(splice(s, NULL, p[1], NULL, 100, 0));
+	S(splice(s, NULL, p[1], NULL, 100, SPLICE_F_NONBLOCK));
+	/* A full pipe: EAGAIN with SPLICE_F_NONBLOCK or the pipe's
+	 * O_NONBLOCK, even with data waiting; the data stays. */
+	nonblock(p[1]);
+	for (int i = 0; i < 100 && write(p[1], buf, sizeof buf) > 0; i++)
+		;
+	for (int i = 0; i < 100000 && write(p[1], buf, 1) > 0; i++)
+		;
+	S(write(s, "abc", 3));
+	S(wait_inq(s, 3));
+	S(splice(s, NULL, p[1], NULL, 100, 0));
+	fcntl(p[1], F_SETFL, 0);
+	S(splice(s, NULL, p[1], NULL, 100, SPLICE_F_NONBLOCK));
+	V("inq", "%d", wait_inq(s, 3));
+	close(p[0]);
+	close(p[1]);
+	S(pipe(p));
+	S(splice(s, NULL, p[1], NULL, 100, 0));
+	S(read(p[0], buf, 100));
+	/* 200,000 bytes: the peer echoes them; through the pipe in chunks. */
+	pattern_fill();
+	fcntl(s, F_SETFL, 0);
+	S(send(s, pattern, sizeof pattern, 0));
+	while (moved < (long)sizeof back) {
+		if (poll1(s, POLLIN, 5000) <= 0)
+			break;
+		ssize_t n = splice(s, NULL, p[1], NULL, sizeof back - moved, 0), got = 0, r = 1;
+		if (n <= 0)
+			break;
+		while (got < n && (r = read(p[0], back + moved + got, n - got)) > 0)
+			got += r;
+		if (got != n)
+			break;
+		moved += n;
+	}
+	V("moved", "%ld intact=%d", moved, memcmp(pattern, back, sizeof back) == 0);
+	/* The end of the stream. */
+	S(shutdown(s, SHUT_WR));
+	V("eof", "%s", evs(wait_ev(s, POLLIN | POLLRDHUP, POLLRDHUP)));
+	S(splice(s, NULL, p[1], NULL, 100, 0));
+	/* tee and vmsplice take pipes only. */
+	S(tee(p[0], s, 100, 0));
+	S(tee(s, p[1], 100, 0));
+	S(vmsplice(s, &(struct iovec){ buf, 10 }, 1, 0));
+	close(p[0]);
+	close(p[1]);
+	close(f);
+	close(s);
+}
+
+/* Pipe to socket: len and what the pipe holds bound it; an empty pipe
+ * with SPLICE_F_NONBLOCK or O_NONBLOCK says EAGAIN, one without writer 0;
+ * a full socket (the sink's acks muted) EAGAIN when non-blocking, the
+ * pipe's data staying; a shut socket EPIPE; 200,000 bytes intact. */
+static void splice_pipe_to_socket(void)
+{
+	int s = conn(7001), p[2], w, c;
+	loff_t off = 0;
+	long moved = 0;
+	S(pipe(p));
+	S(write(p[1], "abcdefghij", 10));
+	S(splice(p[0], NULL, s, NULL, 4, 0));
+	S(splice(p[0], NULL, s, NULL, 100, SPLICE_F_MORE));
+	memset(buf, 0, 16);
+	V("echoed", "%ld %s", read_exact(s, buf, 10), buf);
+	S(splice(p[0], NULL, s, NULL, 100, SPLICE_F_NONBLOCK));
+	S(splice(p[0], &off, s, NULL, 100, 0));
+	S(splice(p[0], NULL, s, &off, 100, 0));
+	S(splice(p[1], NULL, s, NULL, 100, 0));
+	S(splice(p[0], NULL, p[0], NULL, 100, 0));
+	nonblock(p[0]);
+	S(splice(p[0], NULL, s, NULL, 100, 0));
+	fcntl(p[0], F_SETFL, 0);
+	/* 200,000 bytes, 50,000 at a time into the pipe, each echo read
+	 * before the next. */
+	pattern_fill();
+	long got = 0;
+	for (int round = 0; round < 4; round++) {
+		if (write(p[1], pattern + round * 50000, 50000) != 50000)
+			break;
+		int q = 0;
+		while (ioctl(p[0], FIONREAD, &q) == 0 && q > 0) {
+			ssize_t n = splice(p[0], NULL, s, NULL, 65536, 0);
+			if (n <= 0)
+				break;
+			moved += n;
+		}
+		got += read_exact(s, back + round * 50000, 50000);
+	}
+	V("moved", "%ld", moved);
+	V("echoed", "%ld intact=%d", got, memcmp(pattern, back, sizeof back) == 0);
+	close(p[1]);
+	S(splice(p[0], NULL, s, NULL, 100, 0));
+	close(p[0]);
+	/* A full socket. */
+	S(pipe(p));
+	w = conn(7007);
+	c = conn(7009);
+	V("mute", "%s", ask(w, 2000, "mute 1500"));
+	usleep(100000);
+	fill(c);
+	S(write(p[1], "0123456789", 10));
+	nonblock(c);
+	S(splice(p[0], NULL, c, NULL, 100, 0));
+	S(splice(p[0], NULL, c, NULL, 100, SPLICE_F_NONBLOCK));
+	int q = 0;
+	S(ioctl(p[0], FIONREAD, &q));
+	V("pipe_holds", "%d", q);
+	V("unmuted", "%s", line_in(w, 6000));
+	close(c);
+	close(w);
+	/* A socket shut for writing: EPIPE (SIGPIPE is ignored here). */
+	S(shutdown(s, SHUT_WR));
+	S(splice(p[0], NULL, s, NULL, 100, 0));
+	S(ioctl(p[0], FIONREAD, &q));
+	V("pipe_holds", "%d", q);
+	close(p[0]);
+	close(p[1]);
+	close(s);
+}
+
 static const struct {
 	const char *name;
 	void (*run)(void);
@@ -2753,6 +2911,7 @@ static const struct {
 	C(epoll_order_data), C(epoll_order_edge), C(epoll_order_accept), C(accept_queue_order),
 	C(epoll_order_hangup), C(epoll_order_kinds), C(epoll_order_mixed),
 	C(sig_recv), C(sig_accept), C(sig_connect), C(sig_send_full), C(sig_poll_epoll), C(sig_udp_recv),
+	C(splice_socket_to_pipe), C(splice_pipe_to_socket),
 #undef C
 };
 

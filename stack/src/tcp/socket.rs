@@ -450,6 +450,11 @@ impl TcpSocket {
         self.tx.len()
     }
 
+    /// Bytes a send could queue now (free room in the send buffer).
+    pub fn send_room(&self) -> usize {
+        self.tx.free()
+    }
+
     /// Bytes waiting to be read (`FIONREAD`).
     pub fn recv_queue(&self) -> usize {
         self.rx.len()
