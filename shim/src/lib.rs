@@ -17,6 +17,7 @@
 //! | [`sockopt`] | socket options: the kernel checks, the stack acts |
 //! | [`splice`] | `splice` between an accelerated socket and a pipe |
 //! | [`udp`] | UDP on the stack |
+//! | [`uring`] | io_uring (through liburing) refused on accelerated sockets |
 //! | [`epoll`], [`pollsel`] | readiness over mixed fds |
 //! | [`worker`] | the stack, the lock, lazy start, waiting, the keeper |
 //! | [`sock`], [`sockaddr`], [`netns`] | socket objects, C addresses, moving a tap into a namespace |
@@ -79,5 +80,6 @@ pub mod stats;
 pub mod sys;
 pub mod tcpinfo;
 pub mod udp;
+pub mod uring;
 pub mod wait;
 pub mod worker;

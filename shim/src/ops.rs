@@ -551,6 +551,69 @@ impl Ops for Accel {
         unsafe { crate::splice::splice(fd_in, off_in, fd_out, off_out, len, flags) }
     }
 
+    unsafe fn io_uring_submit(&self, ring: *mut c_void) -> Dispatch<c_int> {
+        // SAFETY: the program's ring.
+        unsafe { crate::uring::before_submit(ring) }
+    }
+
+    unsafe fn io_uring_submit_and_wait(&self, ring: *mut c_void, wait_nr: c_uint) -> Dispatch<c_int> {
+        let _ = wait_nr;
+        // SAFETY: the program's ring.
+        unsafe { crate::uring::before_submit(ring) }
+    }
+
+    unsafe fn io_uring_submit_and_wait_timeout(
+        &self,
+        ring: *mut c_void,
+        cqe: *mut *mut c_void,
+        wait_nr: c_uint,
+        ts: *mut c_void,
+        sigmask: *mut sigset_t,
+    ) -> Dispatch<c_int> {
+        let _ = (cqe, wait_nr, ts, sigmask);
+        // SAFETY: the program's ring.
+        unsafe { crate::uring::before_submit(ring) }
+    }
+
+    unsafe fn io_uring_submit_and_get_events(&self, ring: *mut c_void) -> Dispatch<c_int> {
+        // SAFETY: the program's ring.
+        unsafe { crate::uring::before_submit(ring) }
+    }
+
+    unsafe fn io_uring_wait_cqes(
+        &self,
+        ring: *mut c_void,
+        cqe: *mut *mut c_void,
+        wait_nr: c_uint,
+        ts: *mut c_void,
+        sigmask: *mut sigset_t,
+    ) -> Dispatch<c_int> {
+        let _ = (cqe, wait_nr, ts, sigmask);
+        // SAFETY: the program's ring.
+        unsafe { crate::uring::before_submit(ring) }
+    }
+
+    unsafe fn io_uring_register_files(
+        &self,
+        ring: *mut c_void,
+        files: *const c_int,
+        nr: c_uint,
+    ) -> Dispatch<c_int> {
+        // SAFETY: the program's arguments.
+        unsafe { crate::uring::register_files(ring, files, nr) }
+    }
+
+    unsafe fn io_uring_register_files_update(
+        &self,
+        ring: *mut c_void,
+        off: c_uint,
+        files: *const c_int,
+        nr: c_uint,
+    ) -> Dispatch<c_int> {
+        // SAFETY: the program's arguments.
+        unsafe { crate::uring::register_files_update(ring, off, files, nr) }
+    }
+
     unsafe fn __read_chk(
         &self,
         entry: Entry,

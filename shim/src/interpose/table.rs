@@ -94,6 +94,15 @@ interpose! {
     hook posix_spawn(pid: *mut pid_t, path: *const c_char, actions: *const posix_spawn_file_actions_t, attr: *const posix_spawnattr_t, argv: *const *mut c_char, envp: *const *mut c_char) -> c_int;
     hook posix_spawnp(pid: *mut pid_t, file: *const c_char, actions: *const posix_spawn_file_actions_t, attr: *const posix_spawnattr_t, argv: *const *mut c_char, envp: *const *mut c_char) -> c_int;
 
+    // io_uring through liburing.so: SQEs on accelerated sockets are refused (see `uring`).
+    any io_uring_submit(ring: *mut c_void) -> c_int;
+    any io_uring_submit_and_wait(ring: *mut c_void, wait_nr: c_uint) -> c_int;
+    any io_uring_submit_and_wait_timeout(ring: *mut c_void, cqe: *mut *mut c_void, wait_nr: c_uint, ts: *mut c_void, sigmask: *mut sigset_t) -> c_int;
+    any io_uring_submit_and_get_events(ring: *mut c_void) -> c_int;
+    any io_uring_wait_cqes(ring: *mut c_void, cqe: *mut *mut c_void, wait_nr: c_uint, ts: *mut c_void, sigmask: *mut sigset_t) -> c_int;
+    any io_uring_register_files(ring: *mut c_void, files: *const c_int, nr: c_uint) -> c_int;
+    any io_uring_register_files_update(ring: *mut c_void, off: c_uint, files: *const c_int, nr: c_uint) -> c_int;
+
     // Files: to the blocking-call pool inside a coroutine (later), else libc.
     any open(path: *const c_char, flags: c_int, ...mode: c_ulong) -> c_int;
     any open64(path: *const c_char, flags: c_int, ...mode: c_ulong) -> c_int;
