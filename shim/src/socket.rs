@@ -62,12 +62,14 @@ pub fn our_ip() -> Option<Ipv4Addr> {
     startup::config().ip.map(|c| c.addr)
 }
 
-/// Whether the stack routes `ip`: on its network, or anywhere but
-/// loopback and our own address when a gateway is set.
+/// Whether the stack routes `ip`: on its network (its own address
+/// included: the stack loops packets to itself back, as the kernel's `lo`
+/// does for an interface's address, so a program connects to its own
+/// servers on the stack), or anywhere but loopback when a gateway is set.
 pub fn routed(ip: Ipv4Addr) -> bool {
     let cfg = startup::config();
     let Some(c) = cfg.ip else { return false };
-    if ip.is_loopback() || ip.is_unspecified() || ip == c.addr || ip.is_multicast() {
+    if ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() {
         return false;
     }
     let mask = u32::MAX
@@ -449,6 +451,27 @@ pub fn activate(core: &mut Core, fd: c_int, entry: Entry) -> Entry {
     }
 }
 
+/// A connection to our own address finds its listener on the stack: this
+/// process's deferred listeners on `port` are made now. (The kernel's
+/// `listen` is immediate; a deferred one waits for the first `accept`,
+/// `epoll_ctl` or `poll`, which a program connecting to itself may not
+/// have made yet.) Their fds are found by a scan of the fd table up to
+/// the open-files limit, only when such a listener exists.
+fn activate_own_listeners(core: &mut Core, port: u16) {
+    let deferred =
+        |s: &Sock| matches!(s.kind, Kind::Listener { local, tcp: None, .. } if local.port() == port);
+    if !core.socks.iter().any(|(_, s)| deferred(s)) {
+        return;
+    }
+    let limit = sys::nofile_limit().min(crate::fdtable::MAX_FDS);
+    for fd in 0..limit as c_int {
+        let e = FDS.get(fd);
+        if e.state() == State::Pending && core.socks.get(e.handle()).is_some_and(deferred) {
+            activate(core, fd, e);
+        }
+    }
+}
+
 /// Applies recorded options to a stack socket (one that is not connected
 /// yet, or a listener: its settings, with no side effects).
 pub fn apply_opts(tcp: &mut accel_stack::iface::TcpTable, h: TcpHandle, o: &Opts) {
@@ -668,6 +691,9 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
             if !ensure_started(&mut core) {
                 to_kernel(&mut core, fd, entry, Stay::StackDown);
                 return Dispatch::NotOurs;
+            }
+            if !dgram && our_ip() == Some(*a.ip()) {
+                activate_own_listeners(&mut core, a.port());
             }
             if dgram {
                 let r = crate::udp::activate_for(&mut core, fd, entry, bound);

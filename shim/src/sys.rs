@@ -277,6 +277,31 @@ pub fn kind_and_flags(fd: c_int) -> Result<(libc::mode_t, c_int), c_int> {
     })
 }
 
+/// The soft limit on open files (`RLIMIT_NOFILE`), raw; 1024 if unknown.
+pub fn nofile_limit() -> usize {
+    let mut lim = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    keep_errno(|| {
+        // SAFETY: prlimit64 of this process (pid 0) writes one rlimit64.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_prlimit64,
+                0 as c_long,
+                libc::RLIMIT_NOFILE as c_long,
+                std::ptr::null::<libc::rlimit64>(),
+                &mut lim as *mut libc::rlimit64,
+            )
+        };
+        if r == 0 {
+            usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+        } else {
+            1024
+        }
+    })
+}
+
 /// `lseek(2)`, raw.
 pub fn lseek(fd: c_int, offset: i64, whence: c_int) -> Result<i64, c_int> {
     keep_errno(|| {

@@ -2874,6 +2874,76 @@ static void splice_pipe_to_socket(void)
 	close(s);
 }
 
+/* ---- connections to our own address ----------------------------------- */
+
+/* A TCP connection to our own address (198.18.0.2): the kernel's lo, the
+ * stack's own loopback. Names, data both ways (200,000 bytes intact), the
+ * end of the stream, and a refused connect to a port nobody listens on. */
+static void self_connect(void)
+{
+	int l = listener(P(0)), c = tcp(), a, d = tcp();
+	struct sockaddr_in me = ME(P(0)), closed = ME(P(1));
+	long sent = 0, got = 0;
+	struct timespec t0;
+	timeouts(c);
+	S(connect(c, SA(me), L));
+	a = F(accept(l, NULL, NULL));
+	names(c);
+	names(a);
+	S(write(c, "hello", 5));
+	memset(buf, 0, 16);
+	S(read_exact(a, buf, 5));
+	V("read", "%s", buf);
+	S(send(a, "world", 5, 0));
+	memset(buf, 0, 16);
+	S(read_exact(c, buf, 5));
+	V("read", "%s", buf);
+	pattern_fill();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (got < (long)sizeof pattern && ms_since(&t0) < 5000) {
+		if (sent < (long)sizeof pattern) {
+			ssize_t n = send(c, pattern + sent, sizeof pattern - sent, MSG_DONTWAIT);
+			if (n > 0)
+				sent += n;
+		}
+		ssize_t n = recv(a, back + got, sizeof back - got, MSG_DONTWAIT);
+		if (n > 0)
+			got += n;
+		else
+			poll1(a, POLLIN, 10);
+	}
+	V("moved", "%ld intact=%d", got, memcmp(pattern, back, sizeof back) == 0);
+	S(shutdown(c, SHUT_WR));
+	S(wait_ev(a, POLLIN, POLLIN));
+	S(read(a, buf, 16));
+	S(connect(d, SA(closed), L));
+	close(d);
+	close(a);
+	close(c);
+	close(l);
+}
+
+/* UDP datagrams to our own address, both ways. */
+static void self_udp(void)
+{
+	int u = udp(), v = udp();
+	struct sockaddr_in me = ME(P(0)), from;
+	socklen_t fl = L;
+	S(bind(u, SA(me), L));
+	S(sendto(v, "dgram", 5, 0, SA(me), L));
+	S(poll1(u, POLLIN, 5000));
+	memset(buf, 0, 16);
+	S(recvfrom(u, buf, sizeof buf, 0, SA(from), &fl));
+	V("got", "%s from %s", buf, show_ip(&from));
+	S(sendto(u, "reply", 5, 0, SA(from), fl));
+	S(poll1(v, POLLIN, 5000));
+	memset(buf, 0, 16);
+	S(recv(v, buf, sizeof buf, 0));
+	V("got", "%s", buf);
+	close(u);
+	close(v);
+}
+
 static const struct {
 	const char *name;
 	void (*run)(void);
@@ -2911,7 +2981,7 @@ static const struct {
 	C(epoll_order_data), C(epoll_order_edge), C(epoll_order_accept), C(accept_queue_order),
 	C(epoll_order_hangup), C(epoll_order_kinds), C(epoll_order_mixed),
 	C(sig_recv), C(sig_accept), C(sig_connect), C(sig_send_full), C(sig_poll_epoll), C(sig_udp_recv),
-	C(splice_socket_to_pipe), C(splice_pipe_to_socket),
+	C(splice_socket_to_pipe), C(splice_pipe_to_socket), C(self_connect), C(self_udp),
 #undef C
 };
 

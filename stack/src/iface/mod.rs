@@ -275,9 +275,32 @@ impl Interface {
         res.progress |= self.run_timers(now);
         res.progress |= self.tcp_output(io);
         res.progress |= self.udp_output(io);
+        res.progress |= self.loop_back(io);
         io.flush(&mut self.net.stats);
         res.next = self.poll_at();
         res
+    }
+
+    /// Takes in the packets the interface sent to its own address, and
+    /// sends what they make it send (to itself again, or out): a bounded
+    /// number of rounds per poll (a handshake and a reply take a few); what
+    /// is left waits for the next poll, which [`Interface::poll_at`] asks
+    /// for at once.
+    fn loop_back<D: Device>(&mut self, io: &mut Io<'_, D>) -> bool {
+        const ROUNDS: usize = 8;
+        let mut progress = false;
+        for _ in 0..ROUNDS {
+            if self.net.loopback.is_empty() {
+                break;
+            }
+            for packet in std::mem::take(&mut self.net.loopback) {
+                self.ipv4_input(io, &packet);
+            }
+            self.tcp_output(io);
+            self.udp_output(io);
+            progress = true;
+        }
+        progress
     }
 
     /// The next time a poll has timer work.
@@ -288,6 +311,10 @@ impl Interface {
             (a, None) => a,
             (None, b) => b,
         };
+        if !self.net.loopback.is_empty() {
+            // Packets to ourselves wait: the next poll is due now.
+            return Some(Instant::ZERO);
+        }
         let tcp = self.tcp.timers.peek().map(|r| r.0 .0);
         let tw = self.tcp.time_wait_next();
         min(min(tcp, tw), self.net.arp.poll_at())

@@ -199,11 +199,19 @@ pub struct Net {
     ident: u16,
     icmp_tokens: u32,
     icmp_refill: Instant,
+    /// IPv4 packets the interface sent to its own address, for the
+    /// interface to take in as received ([`Interface::poll`](super::Interface::poll)),
+    /// at most [`LOOPBACK_MAX`].
+    pub(crate) loopback: Vec<Vec<u8>>,
     /// Neighbours learned or changed since the last
     /// [`Interface::take_learned_neighbours`](super::Interface::take_learned_neighbours)
     /// (at most [`LEARNED_MAX`], the oldest dropped).
     pub(crate) learned: Vec<(Ipv4Addr, EthernetAddress)>,
 }
+
+/// Most packets to our own address waiting to be taken in: beyond, a
+/// send reports "no buffer" and TCP retries later.
+pub(crate) const LOOPBACK_MAX: usize = 1024;
 
 /// Most neighbours kept for [`Net::learned`] between two takes.
 pub(crate) const LEARNED_MAX: usize = 256;
@@ -223,6 +231,7 @@ impl Net {
             icmp_tokens: cfg.icmp_rate,
             icmp_refill: Instant::ZERO,
             learned: Vec::new(),
+            loopback: Vec::new(),
             cfg,
         }
     }
@@ -293,6 +302,22 @@ impl Net {
             more_frags: false,
             frag_offset: 0,
         };
+        if dst == self.cfg.ip {
+            // To ourselves: looped back, never on the wire (the kernel's
+            // `lo` for an interface's own address). Checksums in software,
+            // since the receiving side may verify them.
+            if self.loopback.len() >= LOOPBACK_MAX {
+                self.stats.drop_tx_no_buffer += 1;
+                return false;
+            }
+            let caps = ChecksumCaps::default();
+            let mut pkt = vec![0u8; IP + payload_len];
+            let mut p = Ipv4Packet::new_unchecked(&mut pkt[..]);
+            ip.emit(&mut p, &caps);
+            fill(&mut p.payload_mut()[..payload_len], &caps);
+            self.loopback.push(pkt);
+            return true;
+        }
         let caps = self.caps.checksum;
         let mac = if dst.is_broadcast() || dst == self.cfg.broadcast() {
             Some(EthernetAddress::BROADCAST)
