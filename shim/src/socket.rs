@@ -451,6 +451,26 @@ pub fn activate(core: &mut Core, fd: c_int, entry: Entry) -> Entry {
     }
 }
 
+/// The state `fd` has once a deferred listener on it is made live (the
+/// stack started if need be), for calls that bypass `accept`, `epoll_ctl`
+/// and `poll` (io_uring's accept waits in the kernel, where no connection
+/// for an accelerated listener arrives). Any other fd's state unchanged.
+pub fn settle(fd: c_int) -> State {
+    let entry = FDS.get(fd);
+    if entry.state() != State::Pending {
+        return entry.state();
+    }
+    let mut core = worker::lock();
+    let entry = FDS.get(fd);
+    match core.socks.get(entry.handle()) {
+        Some(Sock {
+            kind: Kind::Listener { tcp: None, .. },
+            ..
+        }) if entry.state() == State::Pending => activate(&mut core, fd, entry).state(),
+        _ => entry.state(),
+    }
+}
+
 /// A connection to our own address finds its listener on the stack: this
 /// process's deferred listeners on `port` are made now. (The kernel's
 /// `listen` is immediate; a deferred one waits for the first `accept`,

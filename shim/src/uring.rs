@@ -107,7 +107,7 @@ fn refused(what: &str, fd: c_int, why: &str) {
 
 /// Why an io_uring request on `fd` must be refused, if it must.
 fn refuse(fd: c_int) -> Option<&'static str> {
-    (fd >= 0 && matches!(FDS.get(fd).state(), State::Tcp | State::Udp | State::Inert))
+    (fd >= 0 && matches!(socket::settle(fd), State::Tcp | State::Udp | State::Inert))
         .then_some("an accelerated socket")
 }
 

@@ -3,8 +3,8 @@
  *
  *     uring HOST PORT LPORT [conn]
  *
- * Connects to the echo server at HOST:PORT with a plain connect(), listens
- * on 0.0.0.0:LPORT (prints "listening"), then through io_uring: SEND
+ * Listens on 0.0.0.0:LPORT, connects to the echo server at HOST:PORT with
+ * a plain connect() (prints "listening"), then through io_uring: SEND
  * "ping" and RECV its echo, WRITE "pong" and READ its echo, on the
  * connection; ACCEPT on the listener; CONNECT a new socket to HOST:PORT.
  * With `conn`, only the four operations on the connection. One line per
@@ -67,15 +67,15 @@ int main(int argc, char **argv)
 	char buf[64];
 	signal(SIGPIPE, SIG_IGN);
 	inet_pton(AF_INET, argv[1], &peer.sin_addr);
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-	if (connect(s, (struct sockaddr *)&peer, sizeof peer) < 0) {
-		perror("connect");
-		return 1;
-	}
 	int l = socket(AF_INET, SOCK_STREAM, 0);
 	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &(int){ 1 }, sizeof(int));
 	if (bind(l, (struct sockaddr *)&me, sizeof me) < 0 || listen(l, 8) < 0) {
 		perror("listen");
+		return 1;
+	}
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	if (connect(s, (struct sockaddr *)&peer, sizeof peer) < 0) {
+		perror("connect");
 		return 1;
 	}
 	printf("listening\n");
