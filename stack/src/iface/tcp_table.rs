@@ -1,6 +1,7 @@
 //! TCP's tables: every socket (connections and listeners) behind stable
 //! handles, the 4-tuple demultiplexer, the listeners with their bounded SYN
-//! backlog and accept queue, the bounded TIME-WAIT table, local ports, and
+//! backlog and accept queue (how a SYN and a SYN cookie's ACK are taken is
+//! in the `listen` module), the bounded TIME-WAIT table, local ports, and
 //! the socket operations programs call.
 //!
 //! Guarantees: a handle names one socket until the program closes it (a
@@ -11,6 +12,10 @@
 use core::net::{Ipv4Addr, SocketAddrV4};
 use core::task::Waker;
 use std::collections::{HashMap, VecDeque};
+
+mod listen;
+
+pub(crate) use listen::{CookieAck, SynOutcome};
 
 use super::hash::{initial_seq, DemuxHash, KeyedHash};
 use crate::error::{Errno, Result};
@@ -40,6 +45,9 @@ pub struct Listener {
     pub(crate) template: TcpConfig,
     tick: u64,
     waker: Option<Waker>,
+    /// When the SYN backlog last overflowed into SYN cookies: ACKs are
+    /// checked for a cookie for [`crate::tcp::syncookie::LIFETIME`] after.
+    cookies_at: Option<Instant>,
 }
 
 pub(crate) enum Entry {
@@ -97,6 +105,13 @@ pub struct TcpTable {
     tw_max: usize,
     /// TIME-WAIT entries evicted because the table was full.
     pub(crate) tw_evicted: u64,
+    /// Answer SYNs with cookies when a SYN backlog is full (Linux's
+    /// `tcp_syncookies = 1`); otherwise drop them.
+    pub(crate) syn_cookies: bool,
+    /// Connections dropped because the accept queue was full.
+    pub(crate) accept_dropped: u64,
+    /// Embryonic connections given up (see `IfaceStats::syn_recv_dropped`).
+    pub(crate) syn_recv_dropped: u64,
 }
 
 const EPHEMERAL: core::ops::RangeInclusive<u16> = 32768..=60999;
@@ -120,6 +135,9 @@ impl TcpTable {
             share: (0, 1),
             tw_max: 16384,
             tw_evicted: 0,
+            syn_cookies: true,
+            accept_dropped: 0,
+            syn_recv_dropped: 0,
         }
     }
 
@@ -423,6 +441,7 @@ impl TcpTable {
             template: cfg,
             tick: 0,
             waker: None,
+            cookies_at: None,
         });
         Ok(())
     }
@@ -788,6 +807,9 @@ impl TcpTable {
                 };
                 if !queued {
                     // The listener is gone or its queue is full: reset.
+                    if matches!(self.get(p), Some(Entry::Listener(_))) {
+                        self.accept_dropped += 1;
+                    }
                     if let Some(Entry::Conn { sock, parent }) = self.get_mut(h) {
                         sock.abort();
                         sock.orphan = true;
@@ -820,44 +842,5 @@ impl TcpTable {
 
     pub(crate) fn set_tw_max(&mut self, n: usize) {
         self.tw_max = n.max(1);
-    }
-
-    /// A SYN for a listener: creates the embryonic connection if the
-    /// backlogs allow. Returns its handle, or `Err(true)` when a backlog
-    /// was full (dropped), `Err(false)` when no listener matches.
-    pub(crate) fn on_syn(
-        &mut self,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        syn: &crate::wire::TcpRepr,
-        now: Instant,
-    ) -> core::result::Result<TcpHandle, bool> {
-        let lh = self
-            .listeners
-            .get(&local)
-            .or_else(|| {
-                self.listeners
-                    .get(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local.port()))
-            })
-            .copied()
-            .ok_or(false)?;
-        let Some(Entry::Listener(l)) = self.get_mut(lh) else {
-            return Err(false);
-        };
-        if l.embryonic >= l.backlog || l.accept_queue.len() >= l.backlog {
-            return Err(true);
-        }
-        l.embryonic += 1;
-        let cfg = l.template;
-        let iss = initial_seq(&self.key, local, remote, now);
-        let sock = Box::new(TcpSocket::accept_syn(cfg, local, remote, syn, iss, now));
-        let h = self.alloc(Entry::Conn {
-            sock,
-            parent: Some(lh),
-        });
-        *self.ports.entry(local.port()).or_insert(0) += 1;
-        self.conns.insert((local, remote), h);
-        self.schedule(h);
-        Ok(h)
     }
 }

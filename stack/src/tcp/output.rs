@@ -108,6 +108,7 @@ impl TcpSocket {
 
     fn on_rto(&mut self, now: Instant) -> Event {
         let limit = match self.state {
+            State::SynReceived if !self.active_open => self.cfg.synack_retries,
             State::SynSent | State::SynReceived => self.cfg.syn_retries,
             _ => self.cfg.max_retries,
         };
@@ -117,8 +118,7 @@ impl TcpSocket {
         };
         if self.retries >= limit || user_timeout {
             if self.state == State::SynReceived {
-                self.state = State::Closed;
-                self.touch();
+                self.drop_embryonic();
             } else {
                 self.fail(Errno::ETIMEDOUT);
             }
