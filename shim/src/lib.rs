@@ -55,6 +55,7 @@ pub mod device;
 pub mod epoll;
 mod exec;
 pub mod fdtable;
+pub mod flight;
 mod hooks;
 pub mod interpose;
 pub mod io;

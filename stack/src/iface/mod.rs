@@ -25,6 +25,7 @@ pub use tcp_table::{TcpHandle, TcpTable};
 
 use crate::error::{Errno, Result};
 use crate::phy::Device;
+use crate::tcp::flight::{FlightSlot, Kind as FlightKind};
 use crate::tcp::{Event, Input, TcpConfig};
 use crate::time::Instant;
 use crate::udp::UdpSocket;
@@ -210,6 +211,23 @@ impl Interface {
         self.tcp.conns.contains_key(&key) || self.tcp.time_wait.contains_key(&key)
     }
 
+    /// Turns the flight recorder on over `slots` (see
+    /// [`crate::tcp::flight`]): from now on each connection records its
+    /// last events there, one slot each while slots last.
+    pub fn set_flight_recorder(&mut self, slots: &'static mut [FlightSlot]) {
+        self.tcp.flight = crate::tcp::flight::Flight::new(slots);
+    }
+
+    /// The flight recorder's slots (empty when it is off).
+    pub fn flight_records(&self) -> &[FlightSlot] {
+        self.tcp.flight.slots()
+    }
+
+    /// Connections the flight recorder had no slot for.
+    pub fn flight_unrecorded(&self) -> u64 {
+        self.tcp.flight.unrecorded
+    }
+
     /// Several stacks share one address (one per queue pair of a port):
     /// this one picks its ephemeral ports (TCP and UDP) among those `p`
     /// with `p % of == index`, so that no two of them pick the same and
@@ -323,6 +341,8 @@ impl Interface {
             }
             budget -= 1;
             let ev = sock.on_timers(now);
+            let retries = sock.retries;
+            self.tcp.record_mark(h, now, FlightKind::Timer, retries);
             progress = true;
             self.tcp.schedule(h);
             if let Some(p) = self.tcp.on_event(h, ev, now) {
@@ -340,14 +360,18 @@ impl Interface {
         for _ in 0..self.tcp.ready_len() {
             let Some(h) = self.tcp.pop_ready() else { break };
             let net = &mut self.net;
-            let Some(sock) = self.tcp.sock_mut(h) else {
+            let Some((sock, mut flight)) = self.tcp.sock_and_flight(h) else {
                 continue;
             };
             if !sock.wants_to_send() {
                 continue;
             }
             let (src, dst, tos) = (sock.local, sock.remote, sock.config().tos);
+            let state = sock.state();
             let d = sock.dispatch(now, &mut |repr, a, b| {
+                if let Some((f, i)) = flight.as_mut() {
+                    f.segment(*i, now, FlightKind::Out, repr, a.len() + b.len(), state);
+                }
                 send_tcp(net, io, (src, dst, tos), repr, a, b)
             });
             progress |= d.sent > 0 || d.event != Event::None;
@@ -581,7 +605,9 @@ impl Interface {
         let remote = SocketAddrV4::new(ip.src_addr, seg.src_port);
         if let Some(&h) = self.tcp.conns.get(&(local, remote)) {
             if let Some(sock) = self.tcp.sock_mut(h) {
-                match sock.input(now, &seg, data) {
+                let r = sock.input(now, &seg, data);
+                self.tcp.record_segment(h, now, FlightKind::In, &seg, data.len());
+                match r {
                     Input::Reset => {
                         self.send_rst(io, local, remote, &seg);
                     }
@@ -629,7 +655,10 @@ impl Interface {
         }
         if seg.control == TcpControl::Syn && seg.ack_number.is_none() {
             match self.tcp.on_syn(local, remote, &seg, now) {
-                Ok(_) => return,
+                Ok(h) => {
+                    self.tcp.record_segment(h, now, FlightKind::In, &seg, 0);
+                    return;
+                }
                 Err(true) => {
                     self.net.stats.drop_syn_backlog += 1;
                     return;

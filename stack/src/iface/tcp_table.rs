@@ -21,6 +21,7 @@ use std::collections::{HashMap, VecDeque};
 
 use super::hash::{initial_seq, DemuxHash, KeyedHash};
 use crate::error::{Errno, Result};
+use crate::tcp::flight::{Flight, Kind as FlightKind};
 use crate::tcp::{Event, Readiness, SockOpt, State, TcpConfig, TcpSocket};
 use crate::time::Instant;
 use crate::wire::SeqNumber;
@@ -73,6 +74,8 @@ struct Slot {
     timer_at: Option<Instant>,
     /// Whether the socket is in the ready queue (at most once).
     queued: bool,
+    /// Its flight recorder slot, once it recorded something.
+    flight: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -108,9 +111,14 @@ pub struct TcpTable {
     tw_max: usize,
     /// TIME-WAIT entries evicted because the table was full.
     pub(crate) tw_evicted: u64,
+    /// The connections' flight records (off until given an arena).
+    pub(crate) flight: Flight,
 }
 
 const EPHEMERAL: core::ops::RangeInclusive<u16> = 32768..=60999;
+
+/// A connection the flight recorder had no slot for.
+const NO_FLIGHT_SLOT: u32 = u32::MAX;
 
 impl TcpTable {
     pub(crate) fn new(key: KeyedHash, defaults: TcpConfig) -> TcpTable {
@@ -131,6 +139,7 @@ impl TcpTable {
             share: (0, 1),
             tw_max: 16384,
             tw_evicted: 0,
+            flight: Flight::default(),
         }
     }
 
@@ -142,6 +151,7 @@ impl TcpTable {
             s.reuse_port = false;
             s.timer_at = None;
             s.queued = false;
+            s.flight = None;
             return TcpHandle { idx: i, gen: s.gen };
         }
         self.slots.push(Slot {
@@ -151,6 +161,7 @@ impl TcpTable {
             reuse_port: false,
             timer_at: None,
             queued: false,
+            flight: None,
         });
         TcpHandle {
             idx: self.slots.len() as u32 - 1,
@@ -180,6 +191,9 @@ impl TcpTable {
                 s.entry = None;
                 s.gen = s.gen.wrapping_add(1);
                 self.free.push(h.idx);
+                if let Some(i) = s.flight.take().filter(|&i| i != NO_FLIGHT_SLOT) {
+                    self.flight.free(i);
+                }
             }
         }
     }
@@ -207,6 +221,62 @@ impl TcpTable {
     /// Local ports held.
     pub fn ports_len(&self) -> usize {
         self.ports.len()
+    }
+
+    /// The flight recorder slot of connection `h`, taken on first use
+    /// (`None`: the recorder is off or full, or `h` is no connection).
+    fn flight_slot(&mut self, h: TcpHandle) -> Option<u32> {
+        if !self.flight.is_on() {
+            return None;
+        }
+        let s = self.slots.get(h.idx as usize).filter(|s| s.gen == h.gen)?;
+        if let Some(i) = s.flight {
+            return (i != NO_FLIGHT_SLOT).then_some(i);
+        }
+        let Some(Entry::Conn { sock, .. }) = &s.entry else {
+            return None;
+        };
+        // Counted once per connection: one that found none stays without.
+        let i = self.flight.take(sock.local, sock.remote);
+        if let Some(s) = self.slots.get_mut(h.idx as usize) {
+            s.flight = Some(i.unwrap_or(NO_FLIGHT_SLOT));
+        }
+        i
+    }
+
+    /// Records segment `seg` (`len` payload bytes) of connection `h`.
+    pub(crate) fn record_segment(
+        &mut self,
+        h: TcpHandle,
+        now: Instant,
+        kind: FlightKind,
+        seg: &crate::wire::TcpRepr,
+        len: usize,
+    ) {
+        let Some(i) = self.flight_slot(h) else { return };
+        let state = self.socket(h).map_or(State::Closed, |s| s.state);
+        self.flight.segment(i, now, kind, seg, len, state);
+    }
+
+    /// Records an event of connection `h` without a segment.
+    pub(crate) fn record_mark(&mut self, h: TcpHandle, now: Instant, kind: FlightKind, extra: u32) {
+        let Some(i) = self.flight_slot(h) else { return };
+        let state = self.socket(h).map_or(State::Closed, |s| s.state);
+        self.flight.mark(i, now, kind, state, extra);
+    }
+
+    /// Connection `h` and, with the recorder on, its flight slot, for the
+    /// output pass to record what it sends.
+    pub(crate) fn sock_and_flight(
+        &mut self,
+        h: TcpHandle,
+    ) -> Option<(&mut TcpSocket, Option<(&mut Flight, u32)>)> {
+        let i = self.flight_slot(h);
+        let s = self.slots.get_mut(h.idx as usize).filter(|s| s.gen == h.gen)?;
+        let Some(Entry::Conn { sock, .. }) = s.entry.as_mut() else {
+            return None;
+        };
+        Some((sock, i.map(|i| (&mut self.flight, i))))
     }
 
     pub(crate) fn sock_mut(&mut self, h: TcpHandle) -> Option<&mut TcpSocket> {
@@ -736,7 +806,9 @@ impl TcpTable {
             }
             Entry::Conn { sock, .. } => {
                 let free_now = sock.close(now);
-                if free_now || sock.state == State::Closed {
+                let closed = sock.state == State::Closed;
+                self.record_mark(h, now, FlightKind::State, 0);
+                if free_now || closed {
                     self.finish(h, now);
                 } else {
                     self.schedule(h);
@@ -863,6 +935,10 @@ impl TcpTable {
                 None
             }
             Event::Closed | Event::TimeWait => {
+                if self.flight.is_on() {
+                    let error = self.socket(h).and_then(|s| s.error).map_or(0, |e| e.0 as u32);
+                    self.record_mark(h, now, FlightKind::End, error);
+                }
                 let (orphan, owes) = match self.get(h) {
                     Some(Entry::Conn { sock, parent }) => {
                         (sock.orphan || parent.is_some(), sock.wants_to_send())

@@ -11,6 +11,7 @@ pub mod buffer;
 mod check;
 pub mod config;
 pub mod congestion;
+pub mod flight;
 pub mod info;
 pub mod input;
 pub mod options;
