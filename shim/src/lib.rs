@@ -49,6 +49,7 @@
     )
 )]
 
+pub mod acceptors;
 pub mod config;
 pub mod counters;
 pub mod device;
