@@ -727,7 +727,7 @@ impl Interface {
             let bound_ip = self.udp_local(h).map(|a| *a.ip());
             let matches = bound_ip.is_some_and(|b| b.is_unspecified() || b == ip.dst_addr);
             if let (true, Some(s)) = (matches, self.udp_mut(h)) {
-                if !s.deliver(from, data) {
+                if !s.deliver_at(from, data, io.now) {
                     self.net.stats.drop_udp_queue_full += 1;
                 }
                 return;
