@@ -13,7 +13,7 @@
 //! reset. Outside that time no ACK is taken for a cookie, so a blind
 //! attacker gets no guesses while cookies are not in use.
 
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::SocketAddrV4;
 
 use super::{Entry, TcpHandle, TcpTable};
 use crate::iface::hash::initial_seq;
@@ -26,9 +26,10 @@ use crate::wire::{TcpControl, TcpRepr};
 #[derive(Debug)]
 pub(crate) enum SynOutcome {
     /// An embryonic connection answers it.
-    Queued,
-    /// The SYN backlog is full: send this SYN-ACK, which carries a cookie.
-    Cookie(TcpRepr),
+    Queued(TcpHandle),
+    /// The SYN backlog is full: send this SYN-ACK, which carries a cookie,
+    /// with this TOS byte (the listener's).
+    Cookie(TcpRepr, u8),
     /// Dropped: the accept queue is full (or the SYN backlog, with cookies
     /// off).
     Dropped,
@@ -53,18 +54,6 @@ pub(crate) enum CookieAck {
 }
 
 impl TcpTable {
-    /// The listener for a segment to `local`: bound to that address, or
-    /// to the wildcard on its port.
-    fn listener_for(&self, local: SocketAddrV4) -> Option<TcpHandle> {
-        self.listeners
-            .get(&local)
-            .or_else(|| {
-                self.listeners
-                    .get(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local.port()))
-            })
-            .copied()
-    }
-
     /// A SYN for a listener: an embryonic connection if the backlogs allow,
     /// else a cookie SYN-ACK, else a drop (see the module docs).
     pub(crate) fn on_syn(
@@ -74,7 +63,7 @@ impl TcpTable {
         syn: &TcpRepr,
         now: Instant,
     ) -> SynOutcome {
-        let Some(lh) = self.listener_for(local) else {
+        let Some(lh) = self.listener_for(local, remote) else {
             return SynOutcome::NoListener;
         };
         let cookies = self.syn_cookies;
@@ -90,7 +79,8 @@ impl TcpTable {
                 return SynOutcome::Dropped;
             }
             l.cookies_at = Some(now);
-            return SynOutcome::Cookie(syncookie::syn_ack(&key, &l.template, local, remote, syn, now));
+            let syn_ack = syncookie::syn_ack(&key, &l.template, local, remote, syn, now);
+            return SynOutcome::Cookie(syn_ack, l.template.tos);
         }
         l.embryonic += 1;
         let cfg = l.template;
@@ -103,7 +93,7 @@ impl TcpTable {
         *self.ports.entry(local.port()).or_insert(0) += 1;
         self.conns.insert((local, remote), h);
         self.schedule(h);
-        SynOutcome::Queued
+        SynOutcome::Queued(h)
     }
 
     /// The listener and the MSS of the cookie `seg` carries, if `seg` is
@@ -120,7 +110,7 @@ impl TcpTable {
         if !matches!(seg.control, TcpControl::None | TcpControl::Psh | TcpControl::Fin) {
             return None;
         }
-        let lh = self.listener_for(local)?;
+        let lh = self.listener_for(local, remote)?;
         let Some(Entry::Listener(l)) = self.get(lh) else {
             return None;
         };
