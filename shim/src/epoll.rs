@@ -395,21 +395,11 @@ pub unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, entry: Entry, ev: *mut epol
         State::Tcp | State::Udp => {}
         _ => return Dispatch::NotOurs,
     }
-    if op != libc::EPOLL_CTL_DEL && ev.is_null() {
-        return fail(libc::EFAULT);
-    }
-    if epfd == fd {
-        return fail(libc::EINVAL);
-    }
-    let want = if ev.is_null() {
-        epoll_event { events: 0, u64: 0 }
-    } else {
-        // SAFETY: non-null; valid by the caller's contract.
-        unsafe { ev.read_unaligned() }
+    // SAFETY: the caller's contract.
+    let want = match unsafe { ctl_event(op, epfd, fd, ev) } {
+        Ok(want) => want,
+        Err(e) => return Dispatch::Done(Err(e)),
     };
-    if op == libc::EPOLL_CTL_MOD && want.events & EXCLUSIVE != 0 {
-        return fail(libc::EINVAL);
-    }
     let kernel_side = socket::kernel_side(&core, entry);
     // A set the shim holds is a live epoll fd (its close would have
     // dropped it); only a socket with a kernel half needs the kernel asked.
@@ -504,6 +494,38 @@ pub unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, entry: Entry, ev: *mut epol
         }
     }
     Dispatch::Done(r)
+}
+
+/// The event an `epoll_ctl` of an accelerated member asks for, checked as
+/// the kernel checks it: `EFAULT` without one (unless `DEL`), `EINVAL` for
+/// the set itself as a member or `EPOLLEXCLUSIVE` on `MOD`. (A `DEL` asks
+/// for nothing: its event is all zeros.)
+///
+/// # Safety
+///
+/// `ev` is null or valid for reading.
+pub unsafe fn ctl_event(
+    op: c_int,
+    epfd: c_int,
+    fd: c_int,
+    ev: *const epoll_event,
+) -> Result<epoll_event, Errno> {
+    if op != libc::EPOLL_CTL_DEL && ev.is_null() {
+        return Err(Errno(libc::EFAULT));
+    }
+    if epfd == fd {
+        return Err(Errno(libc::EINVAL));
+    }
+    let want = if ev.is_null() {
+        epoll_event { events: 0, u64: 0 }
+    } else {
+        // SAFETY: non-null; valid by the caller's contract.
+        unsafe { ev.read_unaligned() }
+    };
+    if op == libc::EPOLL_CTL_MOD && want.events & EXCLUSIVE != 0 {
+        return Err(Errno(libc::EINVAL));
+    }
+    Ok(want)
 }
 
 /// `epoll_ctl` of a pending socket: the kernel holds it (its placeholder),
@@ -656,14 +678,11 @@ pub unsafe fn wait(
     if entry.state() != State::Epoll {
         return Dispatch::NotOurs;
     }
-    if maxevents <= 0 || maxevents as usize > (i32::MAX as usize) / size_of::<epoll_event>() {
-        return fail(libc::EINVAL);
-    }
-    if events.is_null() {
-        return fail(libc::EFAULT);
-    }
     // SAFETY: the caller's contract.
-    let out = unsafe { std::slice::from_raw_parts_mut(events, maxevents as usize) };
+    let out = match unsafe { wait_events(events, maxevents) } {
+        Ok(out) => out,
+        Err(e) => return Dispatch::Done(Err(e)),
+    };
     let h = entry.handle();
     {
         // The devices polled without the worker's lock.
@@ -695,6 +714,27 @@ pub unsafe fn wait(
         Err(WaitEnd::TimedOut) => ok(0),
         Err(WaitEnd::Interrupted { .. }) => fail(libc::EINTR),
     }
+}
+
+/// The program's event array of an `epoll_wait`, checked as the kernel
+/// checks it: `EINVAL` unless `0 < maxevents <= INT_MAX / sizeof(struct
+/// epoll_event)`, then `EFAULT` for a null array.
+///
+/// # Safety
+///
+/// `events` is null or valid for writing `maxevents` entries.
+pub unsafe fn wait_events<'a>(
+    events: *mut epoll_event,
+    maxevents: c_int,
+) -> Result<&'a mut [epoll_event], Errno> {
+    if maxevents <= 0 || maxevents as usize > (i32::MAX as usize) / size_of::<epoll_event>() {
+        return Err(Errno(libc::EINVAL));
+    }
+    if events.is_null() {
+        return Err(Errno(libc::EFAULT));
+    }
+    // SAFETY: the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts_mut(events, maxevents as usize) })
 }
 
 /// An epoll timeout in milliseconds as a duration (`None`: forever).

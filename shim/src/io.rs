@@ -19,12 +19,14 @@ use crate::skeleton::{Dispatch, Errno};
 use crate::sock::{Kind, Sock};
 use crate::sockaddr as sa;
 use crate::socket::{self, conn_of, deadline, fail, ok, se, sock_mut, Answer};
+use crate::sockopt;
 use crate::stacks::{self, Q};
 use crate::sys;
 use crate::tcpinfo;
 use crate::wait::{block, WaitEnd, WaitOn};
 use crate::worker::{self, Core};
 use accel_stack::iface::TcpHandle;
+use accel_stack::tcp::SockOpt;
 use core::net::SocketAddrV4;
 use libc::{c_int, c_void, iovec, sockaddr, socklen_t};
 use std::time::Duration;
@@ -172,7 +174,7 @@ fn poll_of(entry: Entry) {
 }
 
 /// Total length of `iov`.
-fn iov_len(iov: Iov<'_>) -> usize {
+pub fn iov_len(iov: Iov<'_>) -> usize {
     iov.iter().map(|v| v.iov_len).fold(0usize, usize::saturating_add)
 }
 
@@ -302,7 +304,7 @@ unsafe fn recv_rest(entry: Entry, iov: Iov<'_>, mut got: usize, timeout: Option<
 }
 
 /// `iov` without its first `skip` bytes.
-fn trimmed(iov: Iov<'_>, mut skip: usize) -> Vec<iovec> {
+pub fn trimmed(iov: Iov<'_>, mut skip: usize) -> Vec<iovec> {
     let mut out = Vec::with_capacity(iov.len());
     for v in iov {
         if skip >= v.iov_len {
@@ -663,7 +665,7 @@ pub unsafe fn name(entry: Entry, peer: bool, addr: *mut sockaddr, len: *mut sock
 /// # Safety
 ///
 /// `val` is valid for `len` bytes.
-unsafe fn int_val(val: *const c_void, len: socklen_t) -> Option<c_int> {
+pub unsafe fn int_val(val: *const c_void, len: socklen_t) -> Option<c_int> {
     if val.is_null() || (len as usize) < size_of::<c_int>() {
         return None;
     }
@@ -676,7 +678,7 @@ unsafe fn int_val(val: *const c_void, len: socklen_t) -> Option<c_int> {
 /// # Safety
 ///
 /// `val` is valid for `len` bytes.
-unsafe fn time_val(val: *const c_void, len: socklen_t) -> Option<Option<Duration>> {
+pub unsafe fn time_val(val: *const c_void, len: socklen_t) -> Option<Option<Duration>> {
     if val.is_null() || (len as usize) < size_of::<libc::timeval>() {
         return None;
     }
@@ -687,7 +689,8 @@ unsafe fn time_val(val: *const c_void, len: socklen_t) -> Option<Option<Duration
 }
 
 /// `setsockopt(2)`: the placeholder takes every option first (so errors
-/// are the kernel's); the ones the stack needs are recorded and applied.
+/// are the kernel's); the ones the stack needs are recorded and applied
+/// (see [`crate::sockopt`]).
 ///
 /// # Safety
 ///
@@ -700,13 +703,13 @@ pub unsafe fn setsockopt(
     val: *const c_void,
     len: socklen_t,
 ) -> Answer<c_int> {
-    let Some(f) = crate::interpose::real::setsockopt.get() else {
-        return Dispatch::NotOurs;
+    let connected = {
+        let mut core = worker::lock();
+        matches!(sock_mut(&mut core, entry).map(|s| &s.kind), Ok(Kind::Tcp(..)))
     };
     // SAFETY: the caller's arguments, passed on.
-    let r = unsafe { f(fd, level, name, val, len) };
-    if r < 0 {
-        return fail(sys::errno());
+    if let Err(e) = unsafe { sockopt::to_kernel(fd, connected, level, name, val, len) } {
+        return Dispatch::Done(Err(e));
     }
     let mut core = worker::lock();
     let Ok(s) = sock_mut(&mut core, entry) else {
@@ -716,7 +719,6 @@ pub unsafe fn setsockopt(
     unsafe {
         match (level, name) {
             (libc::SOL_SOCKET, libc::SO_REUSEADDR) => s.opts.reuse_addr = int_val(val, len).unwrap_or(0) != 0,
-            (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => s.opts.keepalive = int_val(val, len).unwrap_or(0) != 0,
             (libc::SOL_SOCKET, libc::SO_RCVBUF) => {
                 s.opts.rcvbuf = int_val(val, len).map(|v| v.max(0) as usize * 2)
             }
@@ -725,28 +727,49 @@ pub unsafe fn setsockopt(
             }
             (libc::SOL_SOCKET, libc::SO_RCVTIMEO) => s.opts.rcvtimeo = time_val(val, len).flatten(),
             (libc::SOL_SOCKET, libc::SO_SNDTIMEO) => s.opts.sndtimeo = time_val(val, len).flatten(),
-            (libc::SOL_SOCKET, libc::SO_LINGER) if (len as usize) >= size_of::<libc::linger>() => {
-                let l = val.cast::<libc::linger>().read_unaligned();
-                s.opts.linger_zero = l.l_onoff != 0 && l.l_linger == 0;
+            _ => {
+                let Some(o) = sockopt::record(fd, &mut s.opts, level, name, val, len) else {
+                    return ok(0);
+                };
+                let kind = s.kind.clone();
+                let t = worker::now();
+                if let Kind::Udp(hs) = &kind {
+                    if let SockOpt::Tos(tos) = o {
+                        for (q, h) in hs.iter().enumerate() {
+                            if let Some(u) = stacks::lock(q as Q).as_mut().and_then(|st| st.iface.udp_mut(*h))
+                            {
+                                u.set_tos(tos);
+                            }
+                        }
+                    }
+                }
+                for (q, h) in tcp_handles(&kind) {
+                    if let Some(mut stack) = stacks::lock(q) {
+                        let _ = stack.iface.tcp.set_option(h, o, t);
+                    }
+                    stacks::poll(q);
+                }
+                return ok(0);
             }
-            (libc::IPPROTO_TCP, libc::TCP_NODELAY) => s.opts.nodelay = int_val(val, len).unwrap_or(0) != 0,
-            _ => return ok(0),
         }
     }
     let (kind, opts) = (s.kind.clone(), s.opts);
-    let on: Vec<(stacks::Q, accel_stack::iface::TcpHandle)> = match kind {
-        Kind::Tcp(q, h) => vec![(q, h)],
-        Kind::Listener { tcp: Some(hs), .. } => {
-            hs.iter().enumerate().map(|(q, h)| (q as stacks::Q, *h)).collect()
-        }
-        _ => Vec::new(),
-    };
-    for (q, h) in on {
+    for (q, h) in tcp_handles(&kind) {
         if let Some(mut stack) = stacks::lock(q) {
             crate::socket::apply_opts(&mut stack.iface.tcp, h, &opts);
         }
     }
     ok(0)
+}
+
+/// The stack connections a socket is: a connection's one, or a listener's
+/// one per stack.
+fn tcp_handles(kind: &Kind) -> Vec<(Q, TcpHandle)> {
+    match kind {
+        Kind::Tcp(q, h) => vec![(*q, *h)],
+        Kind::Listener { tcp: Some(hs), .. } => hs.iter().enumerate().map(|(q, h)| (q as Q, *h)).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Writes an int option value the way the kernel does (truncated to
@@ -755,7 +778,7 @@ pub unsafe fn setsockopt(
 /// # Safety
 ///
 /// `val`/`len` valid as for `getsockopt`.
-unsafe fn put_int(val: *mut c_void, len: *mut socklen_t, v: c_int) -> Result<c_int, Errno> {
+pub unsafe fn put_int(val: *mut c_void, len: *mut socklen_t, v: c_int) -> Result<c_int, Errno> {
     if len.is_null() || val.is_null() {
         return Err(Errno(libc::EFAULT));
     }
@@ -781,7 +804,7 @@ unsafe fn put_int(val: *mut c_void, len: *mut socklen_t, v: c_int) -> Result<c_i
 /// # Safety
 ///
 /// `val`/`len` valid as for `getsockopt`.
-unsafe fn put_bytes(val: *mut c_void, len: *mut socklen_t, v: &[u8]) -> Result<c_int, Errno> {
+pub unsafe fn put_bytes(val: *mut c_void, len: *mut socklen_t, v: &[u8]) -> Result<c_int, Errno> {
     if len.is_null() {
         return Err(Errno(libc::EFAULT));
     }
@@ -877,8 +900,14 @@ pub unsafe fn getsockopt(
             },
             _ => return Dispatch::NotOurs,
         },
-        (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => match (tcp, stack) {
-            (Some(h), Some(s)) => s.iface.tcp.socket(h).map_or(536, |c| c.mss() as c_int),
+        // A connection's segment size and pingpong mode are the stack's;
+        // elsewhere the placeholder holds the option as set.
+        (libc::IPPROTO_TCP, libc::TCP_MAXSEG | libc::TCP_QUICKACK) => match (tcp, &kind, stack) {
+            (Some(h), Kind::Tcp(..), Some(s)) => match s.iface.tcp.socket(h) {
+                Some(c) if name == libc::TCP_MAXSEG => c.maxseg() as c_int,
+                Some(c) => c_int::from(c.quickack()),
+                None => return Dispatch::NotOurs,
+            },
             _ => return Dispatch::NotOurs,
         },
         _ => return Dispatch::NotOurs,

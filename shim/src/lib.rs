@@ -14,6 +14,7 @@
 //! | [`ops`] | the shim's own operations: each C call mapped onto the modules below |
 //! | [`socket`] | a socket's life and the stack-or-kernel decisions |
 //! | [`io`] | data and control on accelerated sockets |
+//! | [`sockopt`] | socket options: the kernel checks, the stack acts |
 //! | [`udp`] | UDP on the stack |
 //! | [`epoll`], [`pollsel`] | readiness over mixed fds |
 //! | [`worker`] | the stack, the lock, lazy start, waiting, the keeper |
@@ -54,6 +55,7 @@ pub mod device;
 pub mod epoll;
 mod exec;
 pub mod fdtable;
+pub mod flight;
 mod hooks;
 pub mod interpose;
 pub mod io;
@@ -69,6 +71,7 @@ pub mod skeleton;
 pub mod sock;
 pub mod sockaddr;
 pub mod socket;
+pub mod sockopt;
 pub mod stacks;
 pub mod startup;
 pub mod stats;

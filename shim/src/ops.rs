@@ -69,7 +69,7 @@ macro_rules! inert {
 /// # Safety
 ///
 /// `msg` valid; its iovec array valid for `msg_iovlen` entries.
-unsafe fn msg_iov<'a>(msg: *const msghdr) -> Result<&'a [iovec], Errno> {
+pub unsafe fn msg_iov<'a>(msg: *const msghdr) -> Result<&'a [iovec], Errno> {
     if msg.is_null() {
         return Err(Errno(libc::EFAULT));
     }
@@ -171,7 +171,7 @@ unsafe fn sendmsg_ours(entry: Entry, fd: c_int, msg: *const msghdr, flags: c_int
 /// # Safety
 ///
 /// `iov` is valid for `iovcnt` entries, or null.
-unsafe fn iovs<'a>(iov: *const iovec, iovcnt: c_int) -> Result<&'a [iovec], Errno> {
+pub unsafe fn iovs<'a>(iov: *const iovec, iovcnt: c_int) -> Result<&'a [iovec], Errno> {
     if !(0..=1024).contains(&iovcnt) {
         return Err(Errno(libc::EINVAL));
     }

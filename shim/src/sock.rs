@@ -22,6 +22,8 @@ use std::time::Duration;
 pub struct Opts {
     /// `SO_REUSEADDR`.
     pub reuse_addr: bool,
+    /// `SO_REUSEPORT`.
+    pub reuse_port: bool,
     /// `TCP_NODELAY`.
     pub nodelay: bool,
     /// `SO_KEEPALIVE`.
@@ -36,6 +38,27 @@ pub struct Opts {
     pub rcvtimeo: Option<Duration>,
     /// `SO_SNDTIMEO`: a blocking send or connect gives up after this long.
     pub sndtimeo: Option<Duration>,
+    /// `TCP_KEEPIDLE`, `TCP_KEEPINTVL`, `TCP_KEEPCNT` as the kernel holds
+    /// them, once a keepalive option was set.
+    pub keep_times: Option<accel_stack::tcp::Keepalive>,
+    /// `TCP_USER_TIMEOUT` (`None`: 0).
+    pub user_timeout: Option<Duration>,
+    /// `TCP_CORK`.
+    pub cork: bool,
+    /// `IP_TOS` as the kernel kept it.
+    pub tos: u8,
+    /// `TCP_MAXSEG` (`None`: 0).
+    pub maxseg: Option<u16>,
+    /// `TCP_DEFER_ACCEPT`, in seconds as the kernel rounds it.
+    pub defer_accept: Option<Duration>,
+    /// `TCP_QUICKACK` set to 0.
+    pub quickack_off: bool,
+    /// `SO_LINGER` on with a timeout: the last close waits this long for
+    /// the connection's FIN to be acknowledged.
+    pub linger: Option<Duration>,
+    /// Which of the options an accepted connection inherits were set
+    /// (bits of `sockopt::INHERITED`).
+    pub inherit: u16,
 }
 
 /// Where a socket is.

@@ -35,7 +35,6 @@ use crate::sys;
 use crate::wait::{block, WaitEnd, WaitOn};
 use crate::worker::{self, ensure_started, now, Core};
 use accel_stack::iface::TcpHandle;
-use accel_stack::tcp::Keepalive;
 use core::net::{Ipv4Addr, SocketAddrV4};
 use libc::{c_int, sockaddr, socklen_t};
 use std::time::Duration;
@@ -168,7 +167,10 @@ pub unsafe fn bind(entry: Entry, fd: c_int, addr: *const sockaddr, len: socklen_
         }
         return Dispatch::Done(real_result(r));
     }
-    let reuse = core.socks.get(entry.handle()).is_some_and(|s| s.opts.reuse_addr);
+    let (reuse, reuse_port) = core
+        .socks
+        .get(entry.handle())
+        .map_or((false, false), |s| (s.opts.reuse_addr, s.opts.reuse_port));
     match core.socks.get(entry.handle()).map(|s| &s.kind) {
         Some(Kind::Pending {
             bound: None,
@@ -203,7 +205,7 @@ pub unsafe fn bind(entry: Entry, fd: c_int, addr: *const sockaddr, len: socklen_
                 Some(p) => local = SocketAddrV4::new(*a.ip(), p),
                 None => return fail(libc::EADDRINUSE),
             }
-        } else if port_taken(&core, local, dgram, reuse, entry.handle()) {
+        } else if port_taken(&core, local, dgram, (reuse, reuse_port), entry.handle()) {
             return fail(libc::EADDRINUSE);
         }
     }
@@ -247,8 +249,10 @@ fn kernel_port(fd: c_int) -> Option<u16> {
 }
 
 /// Whether another socket of ours holds `local` (Linux's bind conflict
-/// rules, simplified: both must have `SO_REUSEADDR` and neither listen).
-fn port_taken(core: &Core, local: SocketAddrV4, dgram: bool, reuse: bool, except: u32) -> bool {
+/// rules, simplified: both must have `SO_REUSEADDR` and neither listen, or
+/// both `SO_REUSEPORT`). `reuse` is the binding socket's (`SO_REUSEADDR`,
+/// `SO_REUSEPORT`).
+fn port_taken(core: &Core, local: SocketAddrV4, dgram: bool, reuse: (bool, bool), except: u32) -> bool {
     core.socks.iter().any(|(h, s)| {
         if h == except {
             return false;
@@ -265,7 +269,8 @@ fn port_taken(core: &Core, local: SocketAddrV4, dgram: bool, reuse: bool, except
         is_dgram == dgram
             && addr.port() == local.port()
             && (addr.ip() == local.ip() || addr.ip().is_unspecified() || local.ip().is_unspecified())
-            && !(reuse && s.opts.reuse_addr && !listening)
+            && !(reuse.0 && s.opts.reuse_addr && !listening)
+            && !(reuse.1 && s.opts.reuse_port)
     })
 }
 
@@ -274,7 +279,7 @@ fn free_port(core: &mut Core, ip: Ipv4Addr, dgram: bool) -> Option<u16> {
     for _ in 0..20000 {
         let p = core.next_port;
         core.next_port = if p >= 59999 { 40000 } else { p + 1 };
-        if !port_taken(core, SocketAddrV4::new(ip, p), dgram, false, u32::MAX) {
+        if !port_taken(core, SocketAddrV4::new(ip, p), dgram, (false, false), u32::MAX) {
             return Some(p);
         }
     }
@@ -444,16 +449,14 @@ pub fn activate(core: &mut Core, fd: c_int, entry: Entry) -> Entry {
     }
 }
 
-/// Applies recorded options to a stack socket.
+/// Applies recorded options to a stack socket (one that is not connected
+/// yet, or a listener: its settings, with no side effects).
 pub fn apply_opts(tcp: &mut accel_stack::iface::TcpTable, h: TcpHandle, o: &Opts) {
     let _ = tcp.set_reuse_addr(h, o.reuse_addr);
+    let _ = tcp.set_reuse_port(h, o.reuse_port);
     if let Ok(cfg) = tcp.config_mut(h) {
-        cfg.nodelay = o.nodelay;
-        cfg.linger_zero = o.linger_zero;
-        if o.keepalive {
-            cfg.keepalive.get_or_insert_with(Keepalive::default);
-        } else {
-            cfg.keepalive = None;
+        for opt in crate::sockopt::stack_opts(o) {
+            cfg.apply(opt);
         }
         if let Some(b) = o.rcvbuf {
             cfg.recv_buffer = b.max(2048);
@@ -600,12 +603,17 @@ unsafe fn accept_once(
             let local = stack.iface.tcp.local_addr(h).ok().flatten();
             let mac = stack.iface.neighbour(*remote.ip(), now());
             drop(stack);
+            // Linux's accepted socket inherits its listener's options, but
+            // not its timeouts, accept-queue settings or ACK mode.
+            crate::sockopt::inherit(fd, nfd, &opts);
             let mut sock = Sock::pending(false, flags & libc::SOCK_NONBLOCK != 0);
             sock.kind = Kind::Tcp(q, h);
             sock.reap = local.and_then(|l| crate::reaper::record(l, remote, mac.map(|m| m.0)));
             sock.opts = Opts {
                 rcvtimeo: None,
                 sndtimeo: None,
+                defer_accept: None,
+                quickack_off: false,
                 ..opts
             };
             let sh = core.socks.insert(sock);
@@ -873,6 +881,22 @@ pub fn dropped(fd: c_int, entry: Entry) {
             if let Some(slot) = sock.reap.take() {
                 crate::reaper::forget(slot);
             }
+            if let (Kind::Tcp(q, h), Some(time)) = (&kind, sock.opts.linger) {
+                // SO_LINGER with a timeout: close on the stack, then wait
+                // (the socket stays known meanwhile, to be woken).
+                let (q, h) = (*q, *h);
+                if let Some(mut stack) = stacks::lock(q) {
+                    let _ = stack.iface.tcp.close(h, now());
+                }
+                drop(core);
+                stacks::poll(q);
+                linger(entry.handle(), q, h, time);
+                core = worker::lock();
+                core.socks.remove(entry.handle());
+                epoll::forget_socket(&mut core, entry.handle());
+                log!(debug, "fd {fd}: closed (lingered)");
+                return;
+            }
             core.socks.remove(entry.handle());
             epoll::forget_socket(&mut core, entry.handle());
             let t = now();
@@ -909,6 +933,23 @@ pub fn dropped(fd: c_int, entry: Entry) {
         }
         _ => {}
     }
+}
+
+/// `SO_LINGER` with a timeout, at the last close of connection `h` (of
+/// socket object `handle`): waits until the FIN is acknowledged (the
+/// connection left ESTABLISHED, CLOSE-WAIT, FIN-WAIT-1, CLOSING and
+/// LAST-ACK), the connection ended, `time` passed or a signal came, as
+/// Linux's `sk_stream_wait_close`. The connection then finishes on its own
+/// either way.
+fn linger(handle: u32, q: Q, h: TcpHandle, time: Duration) {
+    use accel_stack::tcp::State::*;
+    let done = |_: &mut Core| {
+        let lingering = stacks::lock(q)
+            .and_then(|s| s.iface.tcp.socket(h).map(|c| c.state()))
+            .is_some_and(|st| matches!(st, Established | CloseWait | FinWait1 | Closing | LastAck));
+        (!lingering).then_some(())
+    };
+    let _ = block(deadline(Some(time)), &[WaitOn::Sock(handle)], &mut [], None, done);
 }
 
 /// A `dup` made another fd refer to the socket of `entry`.

@@ -46,12 +46,16 @@ pub fn activate_for(
     let mut addr = bound.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
     let mut hs = Vec::with_capacity(stacks::count());
     let mut failed = None;
+    let tos = core.socks.get(entry.handle()).map_or(0, |s| s.opts.tos);
     for q in 0..stacks::count() as stacks::Q {
         let Some(mut stack) = stacks::lock(q) else {
             failed = Some(Errno(libc::ENETDOWN));
             break;
         };
         let h = stack.iface.udp_socket();
+        if let Some(u) = stack.iface.udp_mut(h) {
+            u.set_tos(tos); // IP_TOS set before the socket came to the stack
+        }
         match stack.iface.udp_bind(h, addr) {
             Ok(a) => {
                 addr = a;

@@ -45,6 +45,7 @@ pub struct UdpSocket {
     rx_waker: Option<Waker>,
     tx_waker: Option<Waker>,
     pub(crate) stats: UdpStats,
+    tos: u8,
 }
 
 impl UdpSocket {
@@ -64,7 +65,18 @@ impl UdpSocket {
             rx_waker: None,
             tx_waker: None,
             stats: UdpStats::default(),
+            tos: 0,
         }
+    }
+
+    /// `IP_TOS`: the TOS byte of every datagram sent from now on.
+    pub fn set_tos(&mut self, tos: u8) {
+        self.tos = tos;
+    }
+
+    /// The TOS byte datagrams carry.
+    pub fn tos(&self) -> u8 {
+        self.tos
     }
 
     /// The bound address.
@@ -83,9 +95,13 @@ impl UdpSocket {
     }
 
     /// Queues a datagram for `dst` (or the connected peer). `EDESTADDRREQ`
-    /// without either, `EMSGSIZE` if it is too large, `EAGAIN` when the
+    /// without either, `EINVAL` for port 0, `EMSGSIZE` if it is too large, `EAGAIN` when the
     /// send queue is full, a pending `ECONNREFUSED` once.
     pub fn send_to(&mut self, data: &[u8], dst: Option<SocketAddrV4>) -> Result<usize> {
+        if dst.is_some_and(|d| d.port() == 0) {
+            // As Linux's udp_sendmsg: no datagram to port 0.
+            return Err(Errno::EINVAL);
+        }
         if let Some(e) = self.error.take() {
             return Err(e);
         }
@@ -256,5 +272,15 @@ mod tests {
         assert_eq!(s.send_to(b"q", None), Err(Errno::ECONNREFUSED));
         assert_eq!(s.send_to(b"q", None), Ok(1));
         assert_eq!(s.send_to(&vec![0; MAX_PAYLOAD + 1], None), Err(Errno::EMSGSIZE));
+    }
+
+    #[test]
+    fn no_datagram_to_port_0() {
+        // Found by the iface_input fuzz target: a datagram to port 0 went
+        // out, one no receiver (our own parser included) accepts. Linux's
+        // udp_sendmsg refuses it with EINVAL.
+        let mut s = UdpSocket::new(100, 100);
+        assert_eq!(s.send_to(b"x", Some(addr(0))), Err(Errno::EINVAL));
+        assert!(!s.has_tx());
     }
 }

@@ -14,13 +14,18 @@
  * Topology (the same addresses in both runs): this program is 198.18.0.2;
  * tests/programs/peer.py serves at 198.18.0.1 (echo 7001 tcp+udp, a
  * listener that never accepts 7002, closed 7003, hello-and-close 7004,
- * reset 7005, a dialer 7006 that connects back to us). 198.18.0.3 never
- * answers. Sockets on the wildcard or 198.18.0.2, and connections to
+ * reset 7005, a dialer 7006 that connects back to us, the wire 7007 that
+ * reports what we sent as seen on the wire and can mute its side, a sink
+ * 7009). 198.18.0.3 never answers. Sockets on the wildcard or 198.18.0.2, and connections to
  * 198.18.0.1, are the accelerated ones; loopback cases stay in the kernel.
  *
  * Nothing printed depends on timing: every wait is for a state (poll for
  * readiness, FIONREAD for a byte count) with a bound of 5 s, and what a
- * wait observed is printed only once the state is reached. Ports: case i
+ * wait observed is printed only once the state is reached. The socket
+ * option cases whose effect is a time (keepalive, TCP_USER_TIMEOUT,
+ * SO_LINGER, TCP_CORK's ceiling, TCP_DEFER_ACCEPT, TCP_QUICKACK) print it
+ * only as a range wide enough for a loaded machine (a second of margin
+ * for the seconds-long ones), or as the peer's coarse classes. Ports: case i
  * uses BASE + 8 i .. BASE + 8 i + 7 (BASE is argv[1]). Each case runs
  * under alarm(20) with a SIGSEGV/SIGALRM handler, so a crash or a hang in
  * one case is printed and the next case runs.
@@ -407,6 +412,58 @@ static volatile int minus1 = -1;
 
 static int pipefd[2];
 static char buf[1 << 16];
+
+/* ---- the peer's wire service (7007): what we sent, seen on the wire ---- */
+
+/* The local port of connection fd. */
+static int local_port(int fd)
+{
+	struct sockaddr_in a = { 0 };
+	socklen_t l = sizeof a;
+	if (getsockname(fd, SA(a), &l) < 0)
+		return -1;
+	return ntohs(a.sin_port);
+}
+
+/* One line from fd, without its newline, waiting up to ms ("" if none). */
+static const char *line_in(int fd, int ms)
+{
+	static char line[256];
+	size_t n = 0;
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (n < sizeof line - 1 && ms_since(&t0) < ms) {
+		if (poll1(fd, POLLIN, 100) <= 0)
+			continue;
+		ssize_t r = recv(fd, line + n, 1, MSG_DONTWAIT);
+		if (r == 0 || (r < 0 && errno != EAGAIN))
+			break;
+		if (r == 1 && line[n] == '\n')
+			break;
+		if (r == 1)
+			n++;
+	}
+	line[n] = 0;
+	return line;
+}
+
+/* Sends a command to the wire service on w; its one-line answer (up to ms). */
+static const char *ask(int w, int ms, const char *fmt, ...)
+{
+	char cmd[128];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(cmd, sizeof cmd - 1, fmt, ap);
+	va_end(ap);
+	cmd[n++] = '\n';
+	if (write(w, cmd, n) != n)
+		return "(not sent)";
+	return line_in(w, ms);
+}
+
+/* setsockopt of an int, printed with the option's name. */
+#define SETI(fd, level, name, v) ({ errno = 0; long r_ = setsockopt(fd, level, name, &(int){ v }, sizeof(int)); \
+	int e_ = errno; line("setsockopt(" #fd ", " #level ", " #name ", " #v ")", r_, e_, 0); errno = e_; r_; })
 
 /* ---- socket ------------------------------------------------------------ */
 
@@ -1227,6 +1284,378 @@ static void sockopt_errors(void)
 	close(s);
 }
 
+/* ---- options with an effect on the wire (issue 10) ---------------------- */
+
+/* Keepalive's ranges and defaults; probes a second apart after a second of
+ * silence, answered: three in 3.5 s. */
+static void sockopt_keepalive(void)
+{
+	int s = tcp(), w = conn(7007), c = conn(7009);
+	S(geti(s, IPPROTO_TCP, TCP_KEEPIDLE));
+	S(geti(s, IPPROTO_TCP, TCP_KEEPINTVL));
+	S(geti(s, IPPROTO_TCP, TCP_KEEPCNT));
+	SETI(s, IPPROTO_TCP, TCP_KEEPIDLE, 0);
+	SETI(s, IPPROTO_TCP, TCP_KEEPIDLE, 32768);
+	SETI(s, IPPROTO_TCP, TCP_KEEPIDLE, 32767);
+	SETI(s, IPPROTO_TCP, TCP_KEEPINTVL, 0);
+	SETI(s, IPPROTO_TCP, TCP_KEEPINTVL, 32768);
+	SETI(s, IPPROTO_TCP, TCP_KEEPCNT, 0);
+	SETI(s, IPPROTO_TCP, TCP_KEEPCNT, 128);
+	SETI(s, IPPROTO_TCP, TCP_KEEPCNT, 127);
+	S(geti(s, IPPROTO_TCP, TCP_KEEPIDLE));
+	S(geti(s, IPPROTO_TCP, TCP_KEEPCNT));
+	close(s);
+	SETI(c, IPPROTO_TCP, TCP_KEEPIDLE, 1);
+	SETI(c, IPPROTO_TCP, TCP_KEEPINTVL, 1);
+	SETI(c, IPPROTO_TCP, TCP_KEEPCNT, 5);
+	SETI(c, SOL_SOCKET, SO_KEEPALIVE, 1);
+	S(geti(c, IPPROTO_TCP, TCP_KEEPIDLE));
+	S(geti(c, IPPROTO_TCP, TCP_KEEPINTVL));
+	V("wire", "%s", ask(w, 6000, "watch %d 3500 probes,data,rst", local_port(c)));
+	S(geti(c, SOL_SOCKET, SO_ERROR));
+	close(c);
+	close(w);
+}
+
+/* With the peer's answers dropped: two unanswered probes, then a RST and
+ * ETIMEDOUT, 3 s after the connection went quiet. */
+static void sockopt_keepalive_timeout(void)
+{
+	int w = conn(7007), c = conn(7009), port = local_port(c);
+	struct timespec t0;
+	SETI(c, IPPROTO_TCP, TCP_KEEPIDLE, 1);
+	SETI(c, IPPROTO_TCP, TCP_KEEPINTVL, 1);
+	SETI(c, IPPROTO_TCP, TCP_KEEPCNT, 2);
+	SETI(c, SOL_SOCKET, SO_KEEPALIVE, 1);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	V("mute", "%s", ask(w, 2000, "mute 4000"));
+	V("dead", "%s", evs(wait_ev(c, POLLIN, POLLERR)));
+	long ms = ms_since(&t0);
+	V("after_2s_before_4.5s", "%d", ms >= 2000 && ms < 4500);
+	S(geti(c, SOL_SOCKET, SO_ERROR));
+	S(recv(c, buf, 1, 0));
+	V("unmuted", "%s", line_in(w, 6000));
+	V("wire", "%s", ask(w, 2000, "watch %d 0 probes,rst", port));
+	close(c);
+	close(w);
+}
+
+/* TCP_USER_TIMEOUT bounds keepalive too: probes go on past TCP_KEEPCNT
+ * (10 would take 11 s) until the peer has been silent 2.5 s. */
+static void sockopt_keepalive_user_timeout(void)
+{
+	int w = conn(7007), c = conn(7009), port = local_port(c);
+	struct timespec t0;
+	SETI(c, IPPROTO_TCP, TCP_KEEPIDLE, 1);
+	SETI(c, IPPROTO_TCP, TCP_KEEPINTVL, 1);
+	SETI(c, IPPROTO_TCP, TCP_KEEPCNT, 10);
+	SETI(c, IPPROTO_TCP, TCP_USER_TIMEOUT, 2500);
+	SETI(c, SOL_SOCKET, SO_KEEPALIVE, 1);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	V("mute", "%s", ask(w, 2000, "mute 4000"));
+	V("dead", "%s", evs(wait_ev(c, POLLIN, POLLERR)));
+	long ms = ms_since(&t0);
+	V("after_2.5s_before_4.5s", "%d", ms >= 2500 && ms < 4500);
+	S(geti(c, SOL_SOCKET, SO_ERROR));
+	V("unmuted", "%s", line_in(w, 6000));
+	V("wire", "%s", ask(w, 2000, "watch %d 0 probes,rst", port));
+	close(c);
+	close(w);
+}
+
+/* Data unacknowledged for TCP_USER_TIMEOUT (1.5 s) fails the connection
+ * with ETIMEDOUT, without a RST. */
+static void sockopt_user_timeout(void)
+{
+	int w = conn(7007), c = conn(7009), port = local_port(c);
+	struct timespec t0;
+	SETI(c, IPPROTO_TCP, TCP_USER_TIMEOUT, -1);
+	S(geti(c, IPPROTO_TCP, TCP_USER_TIMEOUT));
+	SETI(c, IPPROTO_TCP, TCP_USER_TIMEOUT, 1500);
+	S(geti(c, IPPROTO_TCP, TCP_USER_TIMEOUT));
+	V("mute", "%s", ask(w, 2000, "mute 4000"));
+	usleep(100000);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	S(write(c, buf, 100));
+	V("dead", "%s", evs(wait_ev(c, POLLIN, POLLERR)));
+	long ms = ms_since(&t0);
+	V("after_1s_before_3s", "%d", ms >= 1000 && ms < 3000);
+	S(geti(c, SOL_SOCKET, SO_ERROR));
+	S(write(c, buf, 1));
+	V("unmuted", "%s", line_in(w, 6000));
+	V("wire", "%s", ask(w, 2000, "watch %d 0 data,rst", port));
+	close(c);
+	close(w);
+}
+
+/* Corked, ten small writes leave as one segment when uncorked; a corked
+ * byte with nothing in flight leaves an RTO (200 ms at least) later;
+ * TCP_NODELAY pushes a corked byte at once. */
+static void sockopt_cork(void)
+{
+	int s = tcp(), w = conn(7007), c = conn(7009), port = local_port(c);
+	S(geti(s, IPPROTO_TCP, TCP_CORK));
+	SETI(s, IPPROTO_TCP, TCP_CORK, 1);
+	S(geti(s, IPPROTO_TCP, TCP_CORK));
+	close(s);
+	SETI(c, IPPROTO_TCP, TCP_NODELAY, 1);
+	SETI(c, IPPROTO_TCP, TCP_CORK, 1);
+	long sent = 0;
+	for (int i = 0; i < 10; i++) {
+		sent += write(c, buf, 100);
+		usleep(5000);
+	}
+	V("written", "%ld", sent);
+	SETI(c, IPPROTO_TCP, TCP_CORK, 0);
+	V("wire", "%s", ask(w, 2000, "watch %d 300 data,bytes", port));
+	S(write(c, buf, 1));
+	SETI(c, IPPROTO_TCP, TCP_CORK, 1);
+	S(write(c, buf, 1));
+	V("wire", "%s", ask(w, 2000, "watch %d 800 data,gaps", port));
+	S(write(c, buf, 1));
+	SETI(c, IPPROTO_TCP, TCP_NODELAY, 1);
+	V("wire", "%s", ask(w, 2000, "watch %d 100 data", port));
+	S(geti(c, IPPROTO_TCP, TCP_CORK));
+	close(c);
+	close(w);
+}
+
+/* SO_LINGER {1, N}: close returns once the data is acknowledged; with the
+ * acknowledgements dropped it waits N s (blocking or not), returns 0 and
+ * the connection ends on its own, without a RST. */
+static void sockopt_linger_timed(void)
+{
+	int w = conn(7007), c1 = conn(7009), c2 = conn(7009), c3 = conn(7009);
+	int p1 = local_port(c1), p2 = local_port(c2);
+	struct linger lg = { 1, 1 }, five = { 1, 5 }, got = { 0 };
+	socklen_t len = sizeof got;
+	struct timespec t0;
+	S(write(c3, buf, 100));
+	S(setsockopt(c3, SOL_SOCKET, SO_LINGER, &five, sizeof five));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	S(close(c3));
+	V("acknowledged_under_500ms", "%d", ms_since(&t0) < 500);
+	V("mute", "%s", ask(w, 2000, "mute 3500"));
+	usleep(100000);
+	S(write(c1, buf, 100));
+	S(setsockopt(c1, SOL_SOCKET, SO_LINGER, &lg, sizeof lg));
+	S(getsockopt(c1, SOL_SOCKET, SO_LINGER, &got, &len));
+	V("linger", "%d %d", got.l_onoff, got.l_linger);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	S(close(c1));
+	long ms = ms_since(&t0);
+	V("waited_about_1s", "%d", ms >= 800 && ms < 2000);
+	nonblock(c2);
+	S(write(c2, buf, 100));
+	S(setsockopt(c2, SOL_SOCKET, SO_LINGER, &lg, sizeof lg));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	S(close(c2));
+	ms = ms_since(&t0);
+	V("nonblocking_waited_about_1s", "%d", ms >= 800 && ms < 2000);
+	V("unmuted", "%s", line_in(w, 6000));
+	V("wire", "%s", ask(w, 2000, "watch %d 0 data,fin,rst", p1));
+	V("wire", "%s", ask(w, 2000, "watch %d 0 data,fin,rst", p2));
+	close(w);
+}
+
+/* TCP_DEFER_ACCEPT reads back rounded to Linux's SYN-ACK schedule; a
+ * connection that sends nothing is accepted after the deferral, one that
+ * sends at once is accepted at once. */
+static void sockopt_defer_accept(void)
+{
+	int s = tcp(), l = tcp(), c1, c2, a;
+	int vals[] = { 0, 1, 2, 3, 4, 7, 8, 30, -1, 100000 };
+	struct sockaddr_in me = ME(P(0));
+	struct timespec t0;
+	for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+		SETI(s, IPPROTO_TCP, TCP_DEFER_ACCEPT, vals[i]);
+		S(geti(s, IPPROTO_TCP, TCP_DEFER_ACCEPT));
+	}
+	close(s);
+	seti(l, SOL_SOCKET, SO_REUSEADDR, 1);
+	S(bind(l, SA(me), L));
+	SETI(l, IPPROTO_TCP, TCP_DEFER_ACCEPT, 1);
+	S(listen(l, 4));
+	S(geti(l, IPPROTO_TCP, TCP_DEFER_ACCEPT));
+	S((c1 = dial(P(0), "hold")) >= 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	V("at_once", "%s", evs(poll1(l, POLLIN, 300)));
+	V("later", "%s", evs(wait_ev(l, POLLIN, POLLIN)));
+	long ms = ms_since(&t0);
+	V("after_600ms_before_2.5s", "%d", ms >= 600 && ms < 2500);
+	a = F(accept(l, NULL, NULL));
+	S(recv(a, buf, 1, MSG_DONTWAIT));
+	close(a);
+	S((c2 = dial(P(0), "send")) >= 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	V("with_data", "%s", evs(wait_ev(l, POLLIN, POLLIN)));
+	V("under_500ms", "%d", ms_since(&t0) < 500);
+	a = F(accept(l, NULL, NULL));
+	S(wait_inq(a, 7));
+	close(a);
+	close(c1);
+	close(c2);
+	close(l);
+}
+
+/* TCP_QUICKACK 0: the peer's byte is acknowledged late (and that delayed
+ * ACK leaves pingpong mode); 1: at once, and the next one too. A prompt
+ * reply enters pingpong mode: it reads 0. */
+static void sockopt_quickack(void)
+{
+	int s = tcp(), w = conn(7007), c = conn(7009), e = conn(7001), port = local_port(c);
+	S(geti(s, IPPROTO_TCP, TCP_QUICKACK));
+	SETI(s, IPPROTO_TCP, TCP_QUICKACK, 0);
+	S(geti(s, IPPROTO_TCP, TCP_QUICKACK));
+	close(s);
+	S(geti(c, IPPROTO_TCP, TCP_QUICKACK));
+	SETI(c, IPPROTO_TCP, TCP_QUICKACK, 0);
+	S(geti(c, IPPROTO_TCP, TCP_QUICKACK));
+	V("wire", "%s", ask(w, 3000, "poke %d", port));
+	S(geti(c, IPPROTO_TCP, TCP_QUICKACK));
+	SETI(c, IPPROTO_TCP, TCP_QUICKACK, 1);
+	V("wire", "%s", ask(w, 3000, "poke %d", port));
+	V("wire", "%s", ask(w, 3000, "poke %d", port));
+	seti(e, IPPROTO_TCP, TCP_NODELAY, 1);
+	S(write(e, "a", 1));
+	S(read_exact(e, buf, 1));
+	S(write(e, "b", 1));
+	S(geti(e, IPPROTO_TCP, TCP_QUICKACK));
+	close(e);
+	close(c);
+	close(w);
+}
+
+/* IP_TOS: ECN bits are the kernel's on a stream socket, not a datagram
+ * one; every packet of a connection carries it, from the SYN on, and a new
+ * value at once; a UDP socket's datagrams too. */
+static void sockopt_tos(void)
+{
+	int s = tcp(), u = udp(), w = conn(7007), c = tcp();
+	unsigned char byte = 0x20;
+	struct sockaddr_in sink = PEER(7009), echo = PEER(7007);
+	char reply[32] = { 0 };
+	SETI(s, IPPROTO_IP, IP_TOS, 0x10);
+	S(geti(s, IPPROTO_IP, IP_TOS));
+	SETI(s, IPPROTO_IP, IP_TOS, 0xff);
+	S(geti(s, IPPROTO_IP, IP_TOS));
+	S(setsockopt(s, IPPROTO_IP, IP_TOS, &byte, 1));
+	S(geti(s, IPPROTO_IP, IP_TOS));
+	close(s);
+	timeouts(c);
+	SETI(c, IPPROTO_IP, IP_TOS, 0xb8);
+	S(connect(c, SA(sink), L));
+	S(write(c, buf, 10));
+	usleep(50000);
+	SETI(c, IPPROTO_IP, IP_TOS, 0x28);
+	S(write(c, buf, 10));
+	V("wire", "%s", ask(w, 2000, "watch %d 200 tos,data", local_port(c)));
+	close(c);
+	timeouts(u);
+	SETI(u, IPPROTO_IP, IP_TOS, 0xff);
+	S(geti(u, IPPROTO_IP, IP_TOS));
+	SETI(u, IPPROTO_IP, IP_TOS, 0x48);
+	S(sendto(u, "x", 1, 0, SA(echo), L));
+	S(recv(u, reply, sizeof reply - 1, 0));
+	V("udp", "%s", reply);
+	SETI(u, IPPROTO_IP, IP_TOS, 0x88);
+	S(sendto(u, "x", 1, 0, SA(echo), L));
+	memset(reply, 0, sizeof reply);
+	S(recv(u, reply, sizeof reply - 1, 0));
+	V("udp", "%s", reply);
+	close(u);
+	close(w);
+}
+
+/* TCP_MAXSEG: Linux's limits; set before connecting it lowers the MSS of
+ * the SYN and the segments both ways (the peer's rcv_mss: 500 less the
+ * timestamps); on a connection it changes nothing; a listener's lowers its
+ * SYN-ACK's. */
+static void sockopt_maxseg(void)
+{
+	int s = tcp(), w = conn(7007), c = tcp(), l = tcp(), d, a;
+	struct sockaddr_in sink = PEER(7009), me = ME(P(0));
+	S(geti(s, IPPROTO_TCP, TCP_MAXSEG));
+	SETI(s, IPPROTO_TCP, TCP_MAXSEG, 87);
+	SETI(s, IPPROTO_TCP, TCP_MAXSEG, 32768);
+	SETI(s, IPPROTO_TCP, TCP_MAXSEG, 88);
+	S(geti(s, IPPROTO_TCP, TCP_MAXSEG));
+	SETI(s, IPPROTO_TCP, TCP_MAXSEG, 0);
+	S(geti(s, IPPROTO_TCP, TCP_MAXSEG));
+	close(s);
+	timeouts(c);
+	SETI(c, IPPROTO_TCP, TCP_MAXSEG, 500);
+	S(connect(c, SA(sink), L));
+	S(geti(c, IPPROTO_TCP, TCP_MAXSEG));
+	S(write(c, buf, 3000));
+	V("wire", "%s", ask(w, 2000, "watch %d 300 mss,bytes,rcvmss", local_port(c)));
+	SETI(c, IPPROTO_TCP, TCP_MAXSEG, 1000);
+	S(geti(c, IPPROTO_TCP, TCP_MAXSEG));
+	close(c);
+	seti(l, SOL_SOCKET, SO_REUSEADDR, 1);
+	S(bind(l, SA(me), L));
+	SETI(l, IPPROTO_TCP, TCP_MAXSEG, 600);
+	S(listen(l, 4));
+	S(geti(l, IPPROTO_TCP, TCP_MAXSEG));
+	S((d = dial(P(0), "hold")) >= 0);
+	a = F(accept(l, NULL, NULL));
+	S(geti(a, IPPROTO_TCP, TCP_MAXSEG));
+	V("wire", "%s", ask(w, 2000, "watch %d 0 mss", P(0)));
+	close(a);
+	close(d);
+	close(l);
+	close(w);
+}
+
+/* SO_REUSEPORT reads back what was set (its effect, a port shared by
+ * listeners, comes with multi-queue listener groups). */
+static void sockopt_reuseport(void)
+{
+	int s = tcp(), c = conn(7001);
+	struct sockaddr_in a = ANY(P(0));
+	S(geti(s, SOL_SOCKET, SO_REUSEPORT));
+	SETI(s, SOL_SOCKET, SO_REUSEPORT, 1);
+	S(geti(s, SOL_SOCKET, SO_REUSEPORT));
+	S(bind(s, SA(a), L));
+	S(listen(s, 4));
+	S(geti(s, SOL_SOCKET, SO_REUSEPORT));
+	SETI(c, SOL_SOCKET, SO_REUSEPORT, 1);
+	S(geti(c, SOL_SOCKET, SO_REUSEPORT));
+	close(c);
+	close(s);
+}
+
+/* TCP_FASTOPEN: Linux's limits (not on a connection); with this system's
+ * default (server side off) a listener with it serves no TFO: a TFO
+ * client's SYN data is not acknowledged, and the data comes after. */
+static void sockopt_fastopen(void)
+{
+	int s = tcp(), l = tcp(), w = conn(7007), c = conn(7001), a1, a2;
+	struct sockaddr_in me = ME(P(0));
+	S(geti(s, IPPROTO_TCP, TCP_FASTOPEN));
+	SETI(s, IPPROTO_TCP, TCP_FASTOPEN, -1);
+	SETI(s, IPPROTO_TCP, TCP_FASTOPEN, 5);
+	S(geti(s, IPPROTO_TCP, TCP_FASTOPEN));
+	close(s);
+	SETI(c, IPPROTO_TCP, TCP_FASTOPEN, 5);
+	S(geti(c, IPPROTO_TCP, TCP_FASTOPEN));
+	close(c);
+	seti(l, SOL_SOCKET, SO_REUSEADDR, 1);
+	S(bind(l, SA(me), L));
+	SETI(l, IPPROTO_TCP, TCP_FASTOPEN, 16);
+	S(listen(l, 4));
+	S(geti(l, IPPROTO_TCP, TCP_FASTOPEN));
+	V("wire", "%s", ask(w, 12000, "tfo %d", P(0)));
+	a1 = F(accept(l, NULL, NULL));
+	a2 = F(accept(l, NULL, NULL));
+	S(wait_inq(a1, 3));
+	S(wait_inq(a2, 3));
+	close(a1);
+	close(a2);
+	close(l);
+	close(w);
+}
+
 static void sock_names(void)
 {
 	int s = tcp(), c = conn(7001);
@@ -2045,7 +2474,11 @@ static const struct {
 	C(sendmmsg_recvmmsg_tcp), C(msg_trunc_tcp), C(shutdown_wr), C(shutdown_rd), C(shutdown_errors),
 	C(shutdown_listener), C(peer_reset), C(peer_closed_epipe), C(write_until_eagain),
 	C(fionread_siocoutq), C(fionbio), C(fcntl_ops),
-	C(sockopt_ints), C(sockopt_buffers), C(sockopt_timeouts_linger), C(sockopt_errors), C(sockopt_tcp_info), C(sock_names),
+	C(sockopt_ints), C(sockopt_buffers), C(sockopt_timeouts_linger), C(sockopt_errors), C(sockopt_tcp_info),
+	C(sockopt_keepalive), C(sockopt_keepalive_timeout), C(sockopt_keepalive_user_timeout),
+	C(sockopt_user_timeout), C(sockopt_cork), C(sockopt_linger_timed), C(sockopt_defer_accept),
+	C(sockopt_quickack), C(sockopt_tos), C(sockopt_maxseg), C(sockopt_reuseport), C(sockopt_fastopen),
+	C(sock_names),
 	C(dup_accelerated), C(dup2_dup3), C(close_errors),
 	C(epoll_create_errors), C(epoll_ctl_errors), C(epoll_wait_errors), C(epoll_level), C(epoll_edge),
 	C(epoll_edge_out), C(epoll_oneshot_mod), C(epoll_rdhup), C(epoll_refused), C(epoll_two_sets),

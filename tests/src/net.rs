@@ -33,17 +33,46 @@ use std::time::{Duration, Instant};
 
 use crate::{command, libaccel};
 
-/// Whether the test runs as root; if not, prints why `test` is skipped.
+/// Whether the test runs as root; if not, reports `test` as skipped (see
+/// [`skip`]).
 pub fn root_or_skip(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions and touches no memory.
     let root = unsafe { libc::geteuid() } == 0;
     if !root {
-        println!(
-            "SKIPPED {test}: not root; it creates network namespaces and tap devices \
-             (run `sudo -E cargo test -p accel-tests`)"
+        skip(
+            test,
+            "not root; it creates network namespaces and tap devices \
+             (run `sudo -E cargo test -p accel-tests`)",
         );
     }
     root
+}
+
+/// Reports that `test` did not run, and why. libtest has no "skipped"
+/// outcome (such a test passes), so besides the `SKIPPED` line (which
+/// libtest shows only with `--nocapture`) the line is appended to the file
+/// `$ACCEL_TEST_SKIPS` names, if set: `scripts/test` counts those and
+/// fails on any, so a skip is never counted as a pass.
+pub fn skip(test: &str, why: &str) {
+    skip_to(
+        std::env::var_os("ACCEL_TEST_SKIPS").as_deref().map(Path::new),
+        test,
+        why,
+    );
+}
+
+/// [`skip`], recording in `record` if given.
+fn skip_to(record: Option<&Path>, test: &str, why: &str) {
+    let line = format!("SKIPPED {test}: {why}");
+    println!("{line}");
+    if let Some(path) = record {
+        use std::io::Write;
+        let file = fs::OpenOptions::new().create(true).append(true).open(path);
+        if let Err(e) = file.and_then(|mut f| writeln!(f, "{line}")) {
+            // Not being able to say so must not turn the skip into a pass.
+            panic!("{line}; and recording it in {} failed: {e}", path.display());
+        }
+    }
 }
 
 /// Whether `ACCEL_E2E=kernel` asks for the kernel form (see the module).
@@ -610,5 +639,21 @@ pub fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skip_is_recorded_line_by_line() {
+        let path = std::env::temp_dir().join(unique("skip"));
+        skip_to(Some(&path), "one", "why");
+        skip_to(Some(&path), "two", "because");
+        skip_to(None, "three", "not recorded");
+        let text = fs::read_to_string(&path).unwrap();
+        let _ = fs::remove_file(&path);
+        assert_eq!(text, "SKIPPED one: why\nSKIPPED two: because\n");
     }
 }

@@ -9,26 +9,32 @@
 //! - memcached with `-t 1`, `-t 2` and `-t 4` worker threads: 10,000 keys
 //!   stored and read back over 4 connections at once, every value checked;
 //! - redis with `io-threads 2` and `io-threads-do-reads yes`: 10,000 keys
-//!   stored and read back, and `redis-benchmark -c 50`.
+//!   stored and read back, and `redis-benchmark -c 50`;
+//! - a server whose 4 threads each run an epoll loop over their own
+//!   listener on one `SO_REUSEPORT` port (`tests/programs/reuseport_echo.c`):
+//!   200 connections × 20 round trips checked, every thread accepting
+//!   some of them.
 //!
 //! The accelerated server runs twice: with one queue pair (the default)
 //! and with `ACCEL_QUEUES=2`, two stacks, each with its own lock, whose
 //! connections the tap's flow steering spreads; there both stacks must
 //! have carried frames (the shim's exit line says how many each).
 //!
-//! Ports: 17101 (echo), 17102 (memcached), 17103 (redis).
+//! Ports: 17101 (echo), 17102 (memcached), 17103 (redis), 17104
+//! (reuseport echo).
 
 use accel_tests::clients::{dataset, echo_rr, memcached_set_get, redis_set_get, Item};
 use accel_tests::net::{
     measured, repo, root_or_skip, wait_for_port, wait_until, Leg, Netns, Place, Proc, TapNet,
 };
-use accel_tests::{python, Scratch};
+use accel_tests::{command, output, python, Scratch};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 const ECHO_PORT: u16 = 17101;
 const MEMCACHED_PORT: u16 = 17102;
 const REDIS_PORT: u16 = 17103;
+const REUSEPORT_PORT: u16 = 17104;
 const LIMIT: Duration = Duration::from_secs(300);
 
 /// The legs of each test: the kernel, then the shim with one queue pair
@@ -301,6 +307,85 @@ fn redis_with_io_threads_stores_and_returns_every_key() {
             );
         }
         assert!(!server.exited(), "redis-server died: {}", server.report());
+        drop(server);
+        net.clear();
+    }
+}
+
+#[test]
+fn threads_each_with_an_epoll_loop_share_a_reuseport_port() {
+    if !root_or_skip("threads_each_with_an_epoll_loop_share_a_reuseport_port") {
+        return;
+    }
+    let test = "reuseport_threads";
+    let scratch = Scratch::new("reuseport-threads");
+    let exe = scratch.join("reuseport_echo");
+    let built = output(
+        command("cc")
+            .args(["-O2", "-Wall", "-Werror", "-pthread", "-o"])
+            .arg(&exe)
+            .arg(repo("tests/programs/reuseport_echo.c")),
+    );
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let mut net = TapNet::new("rp");
+    let addr: SocketAddr = format!("{}:{REUSEPORT_PORT}", net.server_ip()).parse().unwrap();
+    const THREADS: usize = 4;
+    for (leg, queues) in LEGS {
+        let name = leg_name(leg, queues);
+        let dir = scratch.join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let place = place(&mut net, leg, queues);
+        let mut server = Proc::spawn(
+            &dir,
+            "reuseport_echo",
+            &place,
+            LIMIT,
+            &[
+                exe.to_str().unwrap(),
+                &REUSEPORT_PORT.to_string(),
+                &THREADS.to_string(),
+            ],
+        );
+        assert!(
+            wait_until(Duration::from_secs(30), || server
+                .stdout()
+                .contains("reuseport ready")),
+            "the server did not start: {}",
+            server.report()
+        );
+        wait_for_port(&net.clients, addr, &mut server, Duration::from_secs(60));
+        let rt = net.clients.enter(|| echo_rr(addr, 200, 20, 64));
+        assert_eq!(rt.count, 200 * 20);
+        measured(test, &format!("{name}_200c_rps"), rt.rps(), "req/s");
+        assert!(!server.exited(), "the server died: {}", server.report());
+        if queues > 1 {
+            every_queue_served(&mut server, libc::SIGTERM, queues);
+        } else {
+            assert!(
+                server.stop(libc::SIGTERM, Duration::from_secs(20)).is_some(),
+                "the server did not stop: {}",
+                server.report()
+            );
+        }
+        let out = server.stdout();
+        let counts: Vec<u64> = out
+            .lines()
+            .find_map(|l| l.strip_prefix("accepted:"))
+            .unwrap_or_else(|| panic!("no counts: {}", server.report()))
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        println!("{test} {name}: connections accepted per thread {counts:?}");
+        assert_eq!(counts.len(), THREADS);
+        assert!(counts.iter().sum::<u64>() >= 200, "{counts:?}");
+        assert!(
+            counts.iter().all(|&n| n > 0),
+            "a thread accepted nothing: {counts:?}"
+        );
         drop(server);
         net.clear();
     }

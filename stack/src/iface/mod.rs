@@ -25,6 +25,7 @@ pub use tcp_table::{TcpHandle, TcpTable};
 
 use crate::error::{Errno, Result};
 use crate::phy::Device;
+use crate::tcp::flight::{FlightSlot, Kind as FlightKind};
 use crate::tcp::{Event, Input, TcpConfig};
 use crate::time::Instant;
 use crate::udp::UdpSocket;
@@ -210,6 +211,23 @@ impl Interface {
         self.tcp.conns.contains_key(&key) || self.tcp.time_wait.contains_key(&key)
     }
 
+    /// Turns the flight recorder on over `slots` (see
+    /// [`crate::tcp::flight`]): from now on each connection records its
+    /// last events there, one slot each while slots last.
+    pub fn set_flight_recorder(&mut self, slots: &'static mut [FlightSlot]) {
+        self.tcp.flight = crate::tcp::flight::Flight::new(slots);
+    }
+
+    /// The flight recorder's slots (empty when it is off).
+    pub fn flight_records(&self) -> &[FlightSlot] {
+        self.tcp.flight.slots()
+    }
+
+    /// Connections the flight recorder had no slot for.
+    pub fn flight_unrecorded(&self) -> u64 {
+        self.tcp.flight.unrecorded
+    }
+
     /// Several stacks share one address (one per queue pair of a port):
     /// this one picks its ephemeral ports (TCP and UDP) among those `p`
     /// with `p % of == index`, so that no two of them pick the same and
@@ -293,10 +311,20 @@ impl Interface {
         min(min(tcp, tw), self.net.arp.poll_at())
     }
 
+    /// Runs the TCP timers that are due. Each socket's timers run at most
+    /// once per poll: one whose deadline is still due after its timers ran
+    /// (a timer that failed to advance: a bug) would otherwise spin this
+    /// loop forever; it is counted in `timer_overruns` and waits for the
+    /// next poll, so the other sockets and the program go on.
     fn run_timers(&mut self, now: Instant) -> bool {
         let mut progress = false;
+        let mut budget = self.tcp.len() + 1;
         while let Some(core::cmp::Reverse((t, idx, gen))) = self.tcp.timers.peek().copied() {
             if t > now {
+                break;
+            }
+            if budget == 0 {
+                self.net.stats.timer_overruns += 1;
                 break;
             }
             self.tcp.timers.pop();
@@ -311,7 +339,10 @@ impl Interface {
                 self.tcp.push_timer(h);
                 continue;
             }
+            budget -= 1;
             let ev = sock.on_timers(now);
+            let retries = sock.retries;
+            self.tcp.record_mark(h, now, FlightKind::Timer, retries);
             progress = true;
             self.tcp.schedule(h);
             if let Some(p) = self.tcp.on_event(h, ev, now) {
@@ -329,14 +360,20 @@ impl Interface {
         for _ in 0..self.tcp.ready_len() {
             let Some(h) = self.tcp.pop_ready() else { break };
             let net = &mut self.net;
-            let Some(sock) = self.tcp.sock_mut(h) else {
+            let Some((sock, mut flight)) = self.tcp.sock_and_flight(h) else {
                 continue;
             };
             if !sock.wants_to_send() {
                 continue;
             }
-            let (src, dst) = (sock.local, sock.remote);
-            let d = sock.dispatch(now, &mut |repr, a, b| send_tcp(net, io, src, dst, repr, a, b));
+            let (src, dst, tos) = (sock.local, sock.remote, sock.config().tos);
+            let state = sock.state();
+            let d = sock.dispatch(now, &mut |repr, a, b| {
+                if let Some((f, i)) = flight.as_mut() {
+                    f.segment(*i, now, FlightKind::Out, repr, a.len() + b.len(), state);
+                }
+                send_tcp(net, io, (src, dst, tos), repr, a, b)
+            });
             progress |= d.sent > 0 || d.event != Event::None;
             if d.more {
                 // The device was full, or the socket used its per-poll
@@ -363,6 +400,7 @@ impl Interface {
                 continue;
             };
             let Some(src) = src else { continue };
+            let tos = sock.tos();
             let mut put_back = None;
             let mut budget = 64;
             while let Some((dst, data)) = sock.next_tx() {
@@ -373,10 +411,17 @@ impl Interface {
                 };
                 let net = &mut self.net;
                 let (sip, dip) = (net.ip().into(), (*dst.ip()).into());
-                let ok = net.send_ip(io, *dst.ip(), IpProtocol::Udp, repr.buffer_len(), |buf, caps| {
-                    buf[8..8 + data.len()].copy_from_slice(&data);
-                    repr.emit(&mut UdpPacket::new_unchecked(buf), sip, dip, caps);
-                });
+                let ok = net.send_ip_tos(
+                    io,
+                    *dst.ip(),
+                    IpProtocol::Udp,
+                    tos,
+                    repr.buffer_len(),
+                    |buf, caps| {
+                        buf[8..8 + data.len()].copy_from_slice(&data);
+                        repr.emit(&mut UdpPacket::new_unchecked(buf), sip, dip, caps);
+                    },
+                );
                 progress = true;
                 if !ok {
                     put_back = Some((dst, data));
@@ -560,7 +605,9 @@ impl Interface {
         let remote = SocketAddrV4::new(ip.src_addr, seg.src_port);
         if let Some(&h) = self.tcp.conns.get(&(local, remote)) {
             if let Some(sock) = self.tcp.sock_mut(h) {
-                match sock.input(now, &seg, data) {
+                let r = sock.input(now, &seg, data);
+                self.tcp.record_segment(h, now, FlightKind::In, &seg, data.len());
+                match r {
                     Input::Reset => {
                         self.send_rst(io, local, remote, &seg);
                     }
@@ -601,14 +648,17 @@ impl Interface {
                         window_len: 0,
                         ..TcpRepr::default()
                     };
-                    send_tcp(&mut self.net, io, local, remote, &ack, &[], &[]);
+                    send_tcp(&mut self.net, io, (local, remote, 0), &ack, &[], &[]);
                     return;
                 }
             }
         }
         if seg.control == TcpControl::Syn && seg.ack_number.is_none() {
             match self.tcp.on_syn(local, remote, &seg, now) {
-                Ok(_) => return,
+                Ok(h) => {
+                    self.tcp.record_segment(h, now, FlightKind::In, &seg, 0);
+                    return;
+                }
                 Err(true) => {
                     self.net.stats.drop_syn_backlog += 1;
                     return;
@@ -654,7 +704,7 @@ impl Interface {
                 ..TcpRepr::default()
             },
         };
-        send_tcp(&mut self.net, io, local, remote, &rst, &[], &[]);
+        send_tcp(&mut self.net, io, (local, remote, 0), &rst, &[], &[]);
     }
 
     fn udp_input<D: Device>(&mut self, io: &mut Io<'_, D>, ip: &Ipv4Repr, packet: &[u8], payload: &[u8]) {
@@ -746,8 +796,8 @@ impl Interface {
             addr.port()
         };
         let bound = SocketAddrV4::new(*addr.ip(), port);
+        self.udp_mut(h).ok_or(Errno::EBADF)?.local = Some(bound);
         self.udp_ports.insert(port, h);
-        self.udp_mut(h).expect("checked").local = Some(bound);
         Ok(bound)
     }
 
@@ -756,7 +806,7 @@ impl Interface {
         if self.udp(h).ok_or(Errno::EBADF)?.local.is_none() {
             self.udp_bind(h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
         }
-        self.udp_mut(h).expect("checked").remote = Some(remote);
+        self.udp_mut(h).ok_or(Errno::EBADF)?.remote = Some(remote);
         Ok(())
     }
 
@@ -776,11 +826,35 @@ impl Interface {
         if data.len() + 28 > mtu {
             return Err(Errno::EMSGSIZE);
         }
-        let n = self.udp_mut(h).expect("checked").send_to(data, dst)?;
+        let n = self.udp_mut(h).ok_or(Errno::EBADF)?.send_to(data, dst)?;
         if !self.udp_tx.contains(&h) {
             self.udp_tx.push(h);
         }
         Ok(n)
+    }
+
+    /// Checks the invariants of the TCP tables and sockets
+    /// ([`TcpTable::check_invariants`]) and of the UDP port table (each
+    /// port names a live socket bound to it, and each bound socket is in
+    /// it), for tests and fuzzing; describes the first one broken.
+    pub fn check_invariants(&self) -> core::result::Result<(), String> {
+        self.tcp.check_invariants()?;
+        for (port, h) in &self.udp_ports {
+            if self.udp_local(*h).map(|a| a.port()) != Some(*port) {
+                return Err(format!("UDP port {port} names {h:?}, not a socket bound to it"));
+            }
+        }
+        for (i, (gen, sock)) in self.udp.iter().enumerate() {
+            let Some(port) = sock.as_ref().and_then(|s| s.local).map(|a| a.port()) else {
+                continue;
+            };
+            if self.udp_ports.get(&port) != Some(&UdpHandle(i as u32, *gen)) {
+                return Err(format!(
+                    "UDP socket {i} is bound to {port} but the port table does not say so"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Closes a UDP socket.
@@ -800,26 +874,33 @@ impl Interface {
     }
 }
 
-/// Writes one TCP segment (header from `repr`, payload from `a` then `b`).
+/// Writes one TCP segment from `src` to `dst` with the TOS byte `tos`
+/// (header from `repr`, payload from `a` then `b`).
 fn send_tcp<D: Device>(
     net: &mut Net,
     io: &mut Io<'_, D>,
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
+    (src, dst, tos): (SocketAddrV4, SocketAddrV4, u8),
     repr: &TcpRepr,
     a: &[u8],
     b: &[u8],
 ) -> bool {
     let (sip, dip) = ((*src.ip()).into(), (*dst.ip()).into());
-    net.send_ip(io, *dst.ip(), IpProtocol::Tcp, repr.buffer_len(), |buf, caps| {
-        let h = repr.header_len();
-        buf[h..h + a.len()].copy_from_slice(a);
-        if !b.is_empty() {
-            // Only when the send ring wrapped.
-            buf[h + a.len()..h + a.len() + b.len()].copy_from_slice(b);
-        }
-        repr.emit(&mut TcpPacket::new_unchecked(buf), sip, dip, caps);
-    })
+    net.send_ip_tos(
+        io,
+        *dst.ip(),
+        IpProtocol::Tcp,
+        tos,
+        repr.buffer_len(),
+        |buf, caps| {
+            let h = repr.header_len();
+            buf[h..h + a.len()].copy_from_slice(a);
+            if !b.is_empty() {
+                // Only when the send ring wrapped.
+                buf[h + a.len()..h + a.len() + b.len()].copy_from_slice(b);
+            }
+            repr.emit(&mut TcpPacket::new_unchecked(buf), sip, dip, caps);
+        },
+    )
 }
 
 #[cfg(test)]

@@ -100,7 +100,8 @@ pub struct IfaceStats {
     pub drop_eth_not_ours: u64,
     /// Frames of an EtherType we do not handle (IPv6 included, for now).
     pub drop_eth_unsupported: u64,
-    /// ARP packets malformed or not Ethernet/IPv4.
+    /// ARP packets malformed, not Ethernet/IPv4, or from a sender
+    /// claiming a multicast hardware address.
     pub drop_arp_malformed: u64,
     /// IPv4 packets malformed.
     pub drop_ip_malformed: u64,
@@ -148,6 +149,10 @@ pub struct IfaceStats {
     pub icmp_rate_limited: u64,
     /// ICMP echo requests answered.
     pub icmp_echo_replies: u64,
+    /// Polls whose timer round was cut short because a socket's timers
+    /// came due again in the same poll (they failed to advance: a bug,
+    /// contained so the poll still ends).
+    pub timer_overruns: u64,
 }
 
 /// The transmit side of one poll: the device and its pending batch.
@@ -257,6 +262,20 @@ impl Net {
         payload_len: usize,
         fill: impl FnOnce(&mut [u8], &ChecksumCaps),
     ) -> bool {
+        self.send_ip_tos(io, dst, protocol, 0, payload_len, fill)
+    }
+
+    /// [`Net::send_ip`] with the TOS byte `tos` (a socket's `IP_TOS`:
+    /// DSCP in the upper six bits, ECN in the lower two).
+    pub(crate) fn send_ip_tos<D: Device>(
+        &mut self,
+        io: &mut Io<'_, D>,
+        dst: Ipv4Addr,
+        protocol: IpProtocol,
+        tos: u8,
+        payload_len: usize,
+        fill: impl FnOnce(&mut [u8], &ChecksumCaps),
+    ) -> bool {
         let Some(hop) = self.next_hop(dst) else {
             self.stats.drop_no_route += 1;
             return true;
@@ -267,8 +286,8 @@ impl Net {
             protocol,
             payload_len,
             ttl: 64,
-            dscp: 0,
-            ecn: 0,
+            dscp: tos >> 2,
+            ecn: tos & 0x03,
             ident: self.next_ident(),
             dont_frag: protocol == IpProtocol::Tcp,
             more_frags: false,
@@ -369,6 +388,12 @@ impl Net {
                 return;
             }
         };
+        if !repr.source_hardware_addr.is_unicast() {
+            // No host has a multicast or broadcast address: answering it
+            // would send the reply to every host of the group (a reflector).
+            self.stats.drop_arp_malformed += 1;
+            return;
+        }
         let for_us = repr.target_protocol_addr == self.cfg.ip;
         if for_us || self.arp.knows(repr.source_protocol_addr) {
             let (ip, mac) = (repr.source_protocol_addr, repr.source_hardware_addr);
@@ -446,6 +471,52 @@ impl Net {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_arp_request_from_a_multicast_address_is_dropped_unanswered() {
+        // Found by the iface_input fuzz target: the reply went to the
+        // request's sender hardware address, a multicast one, i.e. to a
+        // whole group of hosts (and the fuzz rig's check that every frame
+        // is for one host caught it).
+        use crate::phy::pair::pair;
+        let caps = Capabilities::default();
+        let (mut dev, mut peer) = pair(caps, 16);
+        let ip = Ipv4Addr::new(198, 18, 0, 2);
+        let mut net = Net::new(
+            IfaceConfig::new(EthernetAddress([2, 0, 0, 0, 0, 2]), ip, 24),
+            caps,
+        );
+        let mut batch = Vec::new();
+        let mut io = Io {
+            dev: &mut dev,
+            batch: &mut batch,
+            now: Instant::ZERO,
+        };
+        let sender = Ipv4Addr::new(198, 18, 0, 1);
+        let request = |sha| {
+            let repr = ArpRepr {
+                operation: ArpOperation::Request,
+                source_hardware_addr: sha,
+                source_protocol_addr: sender,
+                target_hardware_addr: EthernetAddress([0; 6]),
+                target_protocol_addr: ip,
+            };
+            let mut buf = vec![0; repr.buffer_len()];
+            repr.emit(&mut ArpPacket::new_unchecked(&mut buf[..]));
+            buf
+        };
+        net.arp_input(&mut io, &request(EthernetAddress([0xfd, 0x1a, 0, 0, 0, 0])));
+        io.flush(&mut net.stats);
+        let mut got = Vec::new();
+        assert_eq!(peer.receive(Instant::ZERO, &mut got, 8), 0, "no reply");
+        assert_eq!(net.stats.drop_arp_malformed, 1);
+        assert!(!net.arp.knows(sender));
+        // From a host's address, it is answered (and the sender learned).
+        net.arp_input(&mut io, &request(EthernetAddress([2, 0, 0, 0, 0, 1])));
+        io.flush(&mut net.stats);
+        assert_eq!(peer.receive(Instant::ZERO, &mut got, 8), 1);
+        assert!(net.arp.knows(sender));
+    }
 
     #[test]
     fn on_link_and_broadcast() {

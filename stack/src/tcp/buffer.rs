@@ -194,6 +194,35 @@ impl SendBuffer {
             self.head = 0;
         }
     }
+
+    /// Checks the ring's invariants (for tests and fuzzing: this is not on
+    /// the data path): the bytes held fit the capacity and the storage,
+    /// and the head lies inside the storage. Describes the first one
+    /// broken.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        check_ring(
+            "send buffer",
+            self.storage.len(),
+            self.capacity,
+            self.head,
+            self.len,
+        )
+    }
+}
+
+/// The invariants both rings share: `len <= capacity`, `len <= storage`,
+/// `head < storage` (or both zero).
+fn check_ring(what: &str, storage: usize, capacity: usize, head: usize, len: usize) -> Result<(), String> {
+    if len > capacity {
+        return Err(format!("{what}: holds {len} bytes, capacity {capacity}"));
+    }
+    if len > storage {
+        return Err(format!("{what}: holds {len} bytes in {storage} bytes of storage"));
+    }
+    if head >= storage && !(head == 0 && storage == 0) {
+        return Err(format!("{what}: head {head} outside {storage} bytes of storage"));
+    }
+    Ok(())
 }
 
 impl fmt::Debug for SendBuffer {
@@ -323,6 +352,42 @@ impl Assembler {
             r.0 -= k;
             r.1 -= k;
         }
+    }
+
+    /// Checks the invariants (for tests and fuzzing): at most
+    /// [`MAX_OOO_RANGES`] ranges, each non-empty and starting above 0,
+    /// sorted, disjoint and not adjacent, none ending beyond `limit`; the
+    /// last-updated index names a range. Describes the first one broken.
+    pub fn check_invariants(&self, limit: usize) -> Result<(), String> {
+        if self.count > MAX_OOO_RANGES {
+            return Err(format!("assembler: {} ranges", self.count));
+        }
+        let mut prev_end = 0;
+        for (i, &(s, e)) in self.ranges().iter().enumerate() {
+            if s >= e {
+                return Err(format!("assembler: range {i} [{s}, {e}) is empty"));
+            }
+            if s == 0 {
+                return Err(format!(
+                    "assembler: range {i} [{s}, {e}) starts at 0 (it is in order)"
+                ));
+            }
+            if i > 0 && s <= prev_end {
+                return Err(format!(
+                    "assembler: range {i} [{s}, {e}) overlaps or touches the one ending at {prev_end}"
+                ));
+            }
+            if e > limit {
+                return Err(format!("assembler: range {i} [{s}, {e}) ends beyond {limit}"));
+            }
+            prev_end = e;
+        }
+        if let Some(l) = self.last {
+            if l >= self.count {
+                return Err(format!("assembler: last-updated index {l} of {}", self.count));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -487,6 +552,31 @@ impl RecvBuffer {
     #[inline]
     pub fn has_ooo(&self) -> bool {
         !self.assembler.is_empty()
+    }
+
+    /// Checks the invariants (for tests and fuzzing: this is not on the
+    /// data path): those of the ring, and the out-of-order ranges lie
+    /// within the window and the storage (see the module docs). Describes
+    /// the first one broken.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        check_ring(
+            "receive buffer",
+            self.storage.len(),
+            self.capacity,
+            self.head,
+            self.len,
+        )?;
+        self.assembler.check_invariants(self.window())?;
+        if let Some(&(_, end)) = self.assembler.ranges().last() {
+            if self.len + end > self.storage.len() {
+                return Err(format!(
+                    "receive buffer: out-of-order data up to {} beyond {} bytes of storage",
+                    self.len + end,
+                    self.storage.len()
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

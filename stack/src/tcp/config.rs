@@ -1,5 +1,13 @@
 //! Per-socket TCP settings, with Linux's defaults where Linux has one. The
-//! shim maps `setsockopt` onto these fields.
+//! shim maps `setsockopt` onto these fields, after the kernel has checked
+//! and normalised the value (so the ranges here are Linux's).
+//!
+//! A listener's settings are the template of the connections it accepts
+//! (Linux's accepted sockets inherit their listener's options). Settings
+//! that matter only at the handshake (`mss`, `user_mss`, `window_scaling`,
+//! the buffers) change nothing on a connection once it is open, as on
+//! Linux; the others take effect at once through
+//! [`crate::iface::TcpTable::set_option`].
 
 use core::time::Duration;
 
@@ -69,6 +77,28 @@ pub struct TcpConfig {
     pub user_timeout: Option<Duration>,
     /// `SO_LINGER` with a zero timeout: `close` resets the connection.
     pub linger_zero: bool,
+    /// `TCP_CORK`: partial segments wait until uncorked, a full segment
+    /// fills, or nothing has been in flight for an RTO (Linux's "200 ms
+    /// ceiling": its zero-window probe timer sends the held data).
+    pub cork: bool,
+    /// `TCP_MAXSEG` as set before connecting or listening: the MSS we
+    /// advertise and the most we send are at most this (Linux's
+    /// `user_mss`; 88..=32767).
+    pub user_mss: Option<u16>,
+    /// `IP_TOS`: the TOS byte of every IPv4 packet of the connection (DSCP
+    /// in the upper six bits; Linux keeps a stream socket's ECN bits its
+    /// own, so the shim passes them as 0).
+    pub tos: u8,
+    /// `TCP_DEFER_ACCEPT`, in seconds as Linux reports it back: a
+    /// listener queues a connection for `accept` only once data (or a
+    /// FIN) arrives, or this long after the SYN. On a connecting socket it
+    /// delays the handshake's last ACK (up to 200 ms) so it can carry the
+    /// first data, as Linux does.
+    pub defer_accept: Option<Duration>,
+    /// `TCP_QUICKACK` set to 0 before the connection opened: it starts in
+    /// Linux's pingpong mode (ACKs delayed; the handshake's last ACK waits
+    /// up to 200 ms for data to ride on).
+    pub pingpong: bool,
 }
 
 impl Default for TcpConfig {
@@ -94,11 +124,25 @@ impl Default for TcpConfig {
             fin_wait2: Duration::from_secs(60),
             user_timeout: None,
             linger_zero: false,
+            cork: false,
+            user_mss: None,
+            tos: 0,
+            defer_accept: None,
+            pingpong: false,
         }
     }
 }
 
 impl TcpConfig {
+    /// The MSS we advertise in a SYN or SYN-ACK: the device's, lowered by
+    /// `TCP_MAXSEG`.
+    pub fn advertised_mss(&self) -> u16 {
+        match self.user_mss {
+            Some(u) => self.mss.min(u),
+            None => self.mss,
+        }
+    }
+
     /// The window scale we offer so that the receive buffer fits the
     /// 16-bit window field (RFC 7323 §2.3; at most 14).
     pub fn rcv_scale(&self) -> u8 {

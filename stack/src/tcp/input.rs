@@ -43,7 +43,12 @@ impl TcpSocket {
         iss: SeqNumber,
         now: Instant,
     ) -> TcpSocket {
-        let mut s = TcpSocket::new(cfg);
+        // Linux's accepted sockets start out of pingpong mode, whatever
+        // TCP_QUICKACK their listener had.
+        let mut s = TcpSocket::new(TcpConfig {
+            pingpong: false,
+            ..cfg
+        });
         s.local = local;
         s.remote = remote;
         s.set_iss(iss);
@@ -57,6 +62,7 @@ impl TcpSocket {
         s.snd_wl1 = syn.seq_number;
         s.rto_at = Some(now + s.rtt.rto());
         s.last_rx(now);
+        s.defer_deadline = cfg.defer_accept.map(|d| now + d);
         s
     }
 
@@ -64,7 +70,7 @@ impl TcpSocket {
     fn take_syn_options(&mut self, syn: &TcpRepr) {
         // RFC 9293 §3.7.1: 536 when the peer names no MSS.
         let peer_mss = syn.max_seg_size.unwrap_or(536) as usize;
-        self.mss = peer_mss.min(self.cfg.mss as usize).max(64);
+        self.mss = peer_mss.min(self.cfg.advertised_mss() as usize).max(64);
         self.cc.set_mss(self.mss);
         match syn.window_scale {
             Some(ws) if self.cfg.window_scaling => {
@@ -85,10 +91,12 @@ impl TcpSocket {
         };
     }
 
+    /// A segment arrived: the peer is alive (keepalive starts over).
     fn last_rx(&mut self, now: Instant) {
+        self.last_rx_at = now;
+        self.keepalive_sent = 0;
         if let Some(k) = self.cfg.keepalive {
             self.keepalive_at = Some(now + k.idle);
-            self.keepalive_sent = 0;
         }
     }
 
@@ -115,7 +123,8 @@ impl TcpSocket {
 
     /// RFC 9293 §3.10.7.3.
     fn input_syn_sent(&mut self, now: Instant, seg: &TcpRepr) -> Input {
-        let ack_ok = match seg.ack_number {
+        // The acceptable ACK of our SYN, if the segment carries one.
+        let ack = match seg.ack_number {
             Some(ack) => {
                 if ack.distance(self.iss) <= 0 || ack.distance(self.snd_max) > 0 {
                     return if seg.control == TcpControl::Rst {
@@ -124,12 +133,12 @@ impl TcpSocket {
                         Input::Reset
                     };
                 }
-                true
+                Some(ack)
             }
-            None => false,
+            None => None,
         };
         if seg.control == TcpControl::Rst {
-            if ack_ok {
+            if ack.is_some() {
                 self.fail(Errno::ECONNREFUSED);
                 return Input::Done(Event::Closed);
             }
@@ -143,15 +152,14 @@ impl TcpSocket {
         self.rcv_adv = self.rcv_nxt;
         self.take_syn_options(seg);
         self.last_rx(now);
-        if !ack_ok {
+        let Some(ack) = ack else {
             // Simultaneous open: answer with SYN-ACK (our SYN again).
             self.state = State::SynReceived;
             self.snd_nxt = self.iss;
             self.snd_wnd = seg.window_len as usize;
             self.snd_wl1 = seg.seq_number;
             return Input::Done(Event::None);
-        }
-        let ack = seg.ack_number.expect("checked");
+        };
         self.snd_una = ack;
         if self.snd_nxt.distance(ack) < 0 {
             self.snd_nxt = ack;
@@ -164,7 +172,15 @@ impl TcpSocket {
         self.after_handshake();
         self.rto_at = None;
         self.state = State::Established;
-        self.ack_now = true;
+        if self.pingpong || self.cfg.defer_accept.is_some() {
+            // Linux (tcp_rcv_synsent_state_process): an interactive
+            // socket, or one with TCP_DEFER_ACCEPT, holds the handshake's
+            // last ACK for a while so that the first data carries it.
+            self.ack_due = Some(now + super::options::DELACK_MAX);
+            self.quick = self.quickack_budget();
+        } else {
+            self.ack_now = true;
+        }
         Input::Done(Event::Established)
     }
 
@@ -286,6 +302,13 @@ impl TcpSocket {
             self.snd_wl1 = seq;
             self.snd_wl2 = ack;
             event = Event::Established;
+            let bare = seg.payload_len == 0 && seg.control != TcpControl::Fin;
+            if bare && self.defer_deadline.is_some_and(|t| t > now) {
+                // TCP_DEFER_ACCEPT: a bare ACK does not make the connection
+                // acceptable; data, a FIN or the deadline will.
+                self.deferred = true;
+                event = Event::None;
+            }
         }
         if ack.distance(self.snd_max) > 0 {
             // Acknowledges something not yet sent.
@@ -298,6 +321,8 @@ impl TcpSocket {
             self.challenge_ack();
             return Input::Done(event);
         }
+        // An acceptable ACK: the peer is there (it answers our probes).
+        self.probes_out = 0;
         let wnd_scaled = (seg.window_len as usize) << self.snd_scale;
         if ack.distance(self.snd_una) > 0 {
             self.on_new_ack(now, seg, ack);
@@ -323,7 +348,8 @@ impl TcpSocket {
                 self.persist_backoff = 0;
             }
         }
-        // Our FIN acknowledged?
+        // Our FIN acknowledged? (A closing thread lingering for it, with
+        // SO_LINGER, is woken.)
         if self.fin_acked() {
             match self.state {
                 State::FinWait1 => {
@@ -331,10 +357,15 @@ impl TcpSocket {
                     if self.orphan {
                         self.finwait2_at = Some(now + self.cfg.fin_wait2);
                     }
+                    self.notify_writable();
                 }
-                State::Closing => event = self.enter_time_wait(now),
+                State::Closing => {
+                    event = self.enter_time_wait(now);
+                    self.notify_writable();
+                }
                 State::LastAck => {
                     self.state = State::Closed;
+                    self.notify_writable();
                     return Input::Done(Event::Closed);
                 }
                 _ => {}
@@ -362,10 +393,20 @@ impl TcpSocket {
                 self.timewait_at = Some(now + self.cfg.time_wait);
             }
         }
+        if self.remote_fin.is_some_and(|f| f.distance(self.rcv_nxt) < 0) {
+            // Data held out of order from before the FIN arrived reached
+            // past it: one of the two was a lie. The data stands; the FIN is
+            // forgotten (the peer's next FIN ends the stream).
+            self.remote_fin = None;
+        }
         if self.remote_fin == Some(self.rcv_nxt) && !self.fin_received {
             if let Some(e) = self.take_fin(now) {
                 event = e;
             }
+        }
+        if self.deferred && (seg.payload_len > 0 || seg.control == TcpControl::Fin) && event == Event::None {
+            self.deferred = false;
+            event = Event::Established;
         }
         Input::Done(event)
     }
@@ -421,6 +462,12 @@ impl TcpSocket {
             data = &data[skip..];
             seq += skip;
         }
+        if let Some(fin) = self.remote_fin {
+            // Nothing follows the peer's FIN: bytes at or beyond it are not
+            // data (a peer that sends them contradicts itself).
+            let room = fin.distance(seq).max(0) as usize;
+            data = &data[..data.len().min(room)];
+        }
         if data.is_empty() {
             self.ack_now = true; // a pure duplicate: tell the sender again
             return;
@@ -428,6 +475,7 @@ impl TcpSocket {
         let offset = seq.distance(self.rcv_nxt) as usize;
         let had_holes = self.rx.has_ooo();
         let fresh = self.rx.write_at(offset, data);
+        self.last_data_rx = Some(now);
         if fresh > 0 {
             self.rcv_nxt += fresh;
             self.stats.bytes_received += fresh as u64;
@@ -443,7 +491,7 @@ impl TcpSocket {
             self.ack_now = true;
         } else {
             self.segs_unacked += 1;
-            if self.segs_unacked >= 2 {
+            if self.segs_unacked >= 2 || self.quick > 0 && !self.pingpong {
                 self.ack_now = true;
             } else if self.ack_due.is_none() {
                 self.ack_due = Some(now + self.cfg.delayed_ack);
@@ -486,9 +534,10 @@ impl TcpSocket {
             blocks[n] = (SeqNumber(*l), SeqNumber(*r));
             n += 1;
         }
-        if n == 0 {
+        if n == 0 && self.scoreboard.is_empty() {
             return 0;
         }
+        // Even without blocks: the ranges the cumulative ACK passed go.
         self.scoreboard.update(self.snd_una, self.snd_max, &blocks[..n])
     }
 

@@ -2,14 +2,19 @@
 //! round-trip estimation ([`rtt`]), congestion control ([`congestion`]:
 //! NewReno and CUBIC), the SACK scoreboard ([`scoreboard`]), and the socket
 //! ([`socket`]: state and the program's operations; [`input`]: segment
-//! arrival; [`output`]: segment generation and timers; [`info`]: a
-//! snapshot of all that for `TCP_INFO`).
+//! arrival; [`output`]: segment generation and timers; [`options`]: what
+//! a socket option does to an open connection; [`info`]: a snapshot of
+//! all that for `TCP_INFO`), and the invariants that tie them together,
+//! checked on demand by tests and fuzz targets (`check`).
 
 pub mod buffer;
+mod check;
 pub mod config;
 pub mod congestion;
+pub mod flight;
 pub mod info;
 pub mod input;
+pub mod options;
 pub mod output;
 pub mod rtt;
 pub mod scoreboard;
@@ -19,6 +24,7 @@ pub use config::{Keepalive, TcpConfig};
 pub use congestion::Algorithm;
 pub use info::TcpInfo;
 pub use input::Input;
+pub use options::SockOpt;
 pub use socket::{Event, Readiness, State, TcpSocket, TcpStats};
 
 #[cfg(test)]

@@ -9,11 +9,19 @@
 //! for segments the device accepted, so a full device loses nothing.
 //!
 //! `TcpSocket::on_timers` runs the retransmission (RFC 6298, with back-off
-//! and connection timeouts), delayed-ACK, persist (zero-window probes),
-//! keepalive, TIME-WAIT and FIN-WAIT-2 timers.
+//! and connection timeouts), delayed-ACK, persist (zero-window probes, and
+//! the release of corked data), keepalive, deferred-accept, TIME-WAIT and
+//! FIN-WAIT-2 timers.
+//!
+//! `TCP_USER_TIMEOUT` bounds the time data stays unacknowledged (the RTO
+//! is clamped to it once a retransmission went out, and its expiry fails
+//! the connection with `ETIMEDOUT`), the time the peer's window stays
+//! closed to our probes, and, in place of `TCP_KEEPCNT`, the time keepalive
+//! probes go unanswered: Linux's rules.
 
 use core::time::Duration;
 
+use super::options::ATO_MIN;
 use super::socket::{Event, State, TcpSocket};
 use crate::error::Errno;
 use crate::time::Instant;
@@ -59,10 +67,19 @@ struct Plan {
 impl TcpSocket {
     /// Runs the timers that are due.
     pub(crate) fn on_timers(&mut self, now: Instant) -> Event {
+        if self.state == State::Closed {
+            // Nothing runs on a closed connection; a deadline left over
+            // would come due again and again.
+            self.stop_timers();
+            return Event::None;
+        }
         let mut event = Event::None;
         if self.ack_due.is_some_and(|t| t <= now) {
             self.ack_due = None;
             self.ack_now = true;
+            // Linux: a delayed ACK that had to wait its full time means the
+            // reply it waited for did not come: not interactive after all.
+            self.pingpong = false;
         }
         if self.timewait_at.is_some_and(|t| t <= now) || self.finwait2_at.is_some_and(|t| t <= now) {
             self.timewait_at = None;
@@ -79,26 +96,89 @@ impl TcpSocket {
         }
         if self.persist_at.is_some_and(|t| t <= now) {
             if self.snd_wnd > 0 {
-                // Data held by silly-window avoidance: send it anyway.
+                // Data held by silly-window avoidance or a cork: send it
+                // anyway.
                 self.sws_override = true;
             } else {
-                self.probe_pending = true;
-            }
-            self.persist_backoff = (self.persist_backoff + 1).min(16);
-            self.persist_at = Some(now + self.persist_interval());
-        }
-        if let (Some(t), Some(k)) = (self.keepalive_at, self.cfg.keepalive) {
-            if t <= now && self.state.synchronized() {
-                if self.keepalive_sent >= k.count {
+                // As Linux's tcp_probe_timer: a peer that acknowledged none
+                // of `max_retries` probes is gone (else a peer that closes
+                // its window and vanishes would hold the connection, and
+                // an orphan's memory, for ever). The first probe starts
+                // the clock that TCP_USER_TIMEOUT bounds.
+                let since = *self.probes_since.get_or_insert(now);
+                let timed_out = self.cfg.user_timeout.is_some_and(|t| now - since >= t);
+                if self.probes_out >= self.cfg.max_retries || timed_out {
                     self.fail(Errno::ETIMEDOUT);
                     return Event::Closed;
                 }
-                self.keepalive_sent += 1;
+                self.probes_out += 1;
                 self.probe_pending = true;
-                self.keepalive_at = Some(now + k.interval);
             }
+            self.persist_backoff = (self.persist_backoff + 1).min(16);
+            let mut at = now + self.persist_interval();
+            if let (Some(t), Some(since)) = (self.cfg.user_timeout, self.probes_since) {
+                at = at.min((since + t).max(now));
+            }
+            self.persist_at = Some(at);
+        }
+        if self.keepalive_at.is_some_and(|t| t <= now) {
+            self.on_keepalive(now);
+        }
+        if event == Event::None && self.deferred && self.defer_deadline.is_some_and(|t| t <= now) {
+            // TCP_DEFER_ACCEPT ran out: the connection is accepted without
+            // data (Linux: after the SYN-ACK retransmission it waited for).
+            self.deferred = false;
+            return Event::Established;
         }
         event
+    }
+
+    /// Clears every deadline.
+    pub(crate) fn stop_timers(&mut self) {
+        self.rto_at = None;
+        self.ack_due = None;
+        self.persist_at = None;
+        self.keepalive_at = None;
+        self.timewait_at = None;
+        self.finwait2_at = None;
+        self.defer_deadline = None;
+    }
+
+    /// Linux's `tcp_keepalive_timer`: nothing while data is in flight or
+    /// queued (retransmission covers that); after `idle` without a
+    /// segment from the peer a probe, then one every `interval`; after
+    /// `count` unanswered probes (or, with `TCP_USER_TIMEOUT`, once the
+    /// peer has been silent that long and a probe went unanswered) a RST
+    /// and `ETIMEDOUT`.
+    fn on_keepalive(&mut self, now: Instant) {
+        let Some(k) = self.cfg.keepalive.filter(|_| self.keepalive_state()) else {
+            self.keepalive_at = None;
+            return;
+        };
+        let busy = self.snd_max != self.snd_una || !self.tx.is_empty() || self.fin_to_send();
+        if busy {
+            self.keepalive_at = Some(now + k.idle);
+            return;
+        }
+        let elapsed = now - self.last_rx_at;
+        if elapsed < k.idle {
+            self.keepalive_at = Some(self.last_rx_at + k.idle);
+            return;
+        }
+        let dead = match self.cfg.user_timeout {
+            Some(t) => elapsed >= t && self.keepalive_sent > 0,
+            None => self.keepalive_sent >= k.count,
+        };
+        if dead {
+            // The RST goes out with the next dispatch, which reports the
+            // connection closed.
+            self.fail(Errno::ETIMEDOUT);
+            self.rst_pending = true;
+            return;
+        }
+        self.keepalive_sent += 1;
+        self.probe_pending = true;
+        self.keepalive_at = Some(now + k.interval);
     }
 
     fn persist_interval(&self) -> Duration {
@@ -111,15 +191,21 @@ impl TcpSocket {
             State::SynSent | State::SynReceived => self.cfg.syn_retries,
             _ => self.cfg.max_retries,
         };
+        // Linux's retransmits_timed_out: the user timeout counts from the
+        // first transmission of what is unacknowledged, once something
+        // was retransmitted.
         let user_timeout = match (self.cfg.user_timeout, self.unacked_since) {
-            (Some(t), Some(since)) => now - since >= t,
+            (Some(t), Some(since)) => self.retries > 0 && now - since >= t,
             _ => false,
         };
         if self.retries >= limit || user_timeout {
-            if self.state == State::SynReceived {
+            if self.state == State::SynReceived && !self.active_open {
+                // An embryonic connection of a listener goes silently.
                 self.state = State::Closed;
+                self.stop_timers();
                 self.touch();
             } else {
+                // A connect() (a simultaneous open included) fails.
                 self.fail(Errno::ETIMEDOUT);
             }
             return Event::Closed;
@@ -138,7 +224,15 @@ impl TcpSocket {
         // Go back to the first unacknowledged byte (or the SYN).
         self.snd_nxt = self.snd_una;
         self.high_rxt = self.snd_una;
-        self.rto_at = Some(self.rtt.deadline(now));
+        // Linux's tcp_clamp_rto_to_user_timeout: the next expiry comes no
+        // later than the user timeout; one already past (this was the
+        // first timeout, which only starts the count) fires a tick later,
+        // never now (a deadline that stays due would spin the timers).
+        let mut at = self.rtt.deadline(now);
+        if let (Some(t), Some(since)) = (self.cfg.user_timeout, self.unacked_since) {
+            at = at.min((since + t).max(now + Duration::from_millis(1)));
+        }
+        self.rto_at = Some(at);
         Event::None
     }
 
@@ -296,17 +390,33 @@ impl TcpSocket {
         let all_of_it = len == unsent;
         if len < full {
             // Nagle (RFC 896): a small segment waits while data is in flight.
-            let nagle_holds = !self.cfg.nodelay && in_flight;
+            // A cork replaces it (Linux's tcp_nagle_check).
+            let nagle_holds = !self.cfg.cork && !self.cfg.nodelay && in_flight;
+            // TCP_CORK: the partial tail waits, unless TCP_NODELAY pushed
+            // it (the persist timer sends it if nothing is in flight).
+            let cork_holds = self.cfg.cork && all_of_it && !self.pushed();
             // Sender silly-window avoidance (RFC 9293 §3.8.6.2.1): send a
             // partial segment only if it is all we have or half the peer's
             // largest window.
             let sws_holds = !all_of_it && len < self.max_snd_wnd / 2;
-            let held = (nagle_holds && !(all_of_it && self.fin_queued)) || sws_holds;
+            // A FIN is never held back (Linux's tcp_nagle_test).
+            let held = ((nagle_holds || cork_holds) && !(all_of_it && self.fin_queued)) || sws_holds;
             if held && !self.sws_override {
                 return None;
             }
         }
         Some(self.data_plan(self.snd_nxt, len))
+    }
+
+    /// Whether `TCP_NODELAY` pushed the data at `snd_nxt` past a cork.
+    fn pushed(&self) -> bool {
+        self.push_seq.is_some_and(|p| p.distance(self.snd_nxt) > 0)
+    }
+
+    /// Whether a cork holds the unsent tail (a partial segment, no FIN
+    /// behind it, not pushed).
+    fn corked_tail(&self, unsent: usize) -> bool {
+        self.cfg.cork && unsent < self.payload_max() && !self.fin_queued && !self.pushed()
     }
 
     /// The window field we advertise and the right edge it means.
@@ -349,7 +459,7 @@ impl TcpSocket {
             Kind::Syn => {
                 r.control = TcpControl::Syn;
                 r.ack_number = None;
-                r.max_seg_size = Some(self.cfg.mss);
+                r.max_seg_size = Some(self.cfg.advertised_mss());
                 r.window_scale = self.cfg.window_scaling.then(|| self.cfg.rcv_scale());
                 r.sack_permitted = self.cfg.sack;
                 r.timestamp = self.cfg.timestamps.then(|| TcpTimestamp {
@@ -360,7 +470,7 @@ impl TcpSocket {
             }
             Kind::SynAck => {
                 r.control = TcpControl::Syn;
-                r.max_seg_size = Some(self.cfg.mss);
+                r.max_seg_size = Some(self.cfg.advertised_mss());
                 r.window_scale = self.ws_ok.then_some(self.rcv_scale);
                 r.sack_permitted = self.sack_ok;
             }
@@ -395,6 +505,10 @@ impl TcpSocket {
     fn commit(&mut self, now: Instant, p: &Plan, r: &TcpRepr) -> Option<Event> {
         self.stats.segs_out += 1;
         if r.ack_number.is_some() {
+            if self.segs_unacked > 0 || self.ack_due.is_some() {
+                // An ACK of new data: one less in quickack mode.
+                self.quick = self.quick.saturating_sub(1);
+            }
             self.ack_now = false;
             self.ack_due = None;
             self.segs_unacked = 0;
@@ -445,6 +559,14 @@ impl TcpSocket {
         self.stats.bytes_sent += p.len as u64;
         if p.len > 0 {
             self.sws_override = false;
+            // Linux's tcp_event_data_sent: data sent soon after data came
+            // means an interactive connection (pingpong mode).
+            if self.last_data_rx.is_some_and(|t| now - t < ATO_MIN) {
+                self.pingpong = true;
+            }
+        }
+        if self.push_seq.is_some_and(|ps| self.snd_nxt.distance(ps) >= 0) {
+            self.push_seq = None;
         }
         if end != p.seq {
             self.rto_at.get_or_insert(self.rtt.deadline(now));
@@ -476,26 +598,33 @@ impl TcpSocket {
         self.mss.saturating_sub(options).max(1)
     }
 
-    /// Starts the persist timer when the peer's window is closed with data
-    /// waiting and nothing in flight to bring an ACK back.
-    pub(crate) fn arm_persist(&mut self, now: Instant) {
+    /// Whether the socket is stuck without the persist timer: data waits,
+    /// nothing is in flight to bring an ACK back, and the peer's window is
+    /// closed (probe it) or too small for what silly-window avoidance lets
+    /// us send (override it, RFC 9293 §3.8.6.2.1). Either way the persist
+    /// timer gets things moving.
+    pub(crate) fn stuck(&self) -> bool {
         let unsent = self.tx.len().saturating_sub(self.data_offset(self.snd_nxt));
-        // Stuck: data waits, nothing is in flight to bring an ACK back, and
-        // the peer's window is closed (probe it) or too small for what
-        // silly-window avoidance lets us send (override it, RFC 9293
-        // §3.8.6.2.1). Either way the persist timer gets things moving.
-        let stuck = self.state.synchronized()
+        self.state.synchronized()
             && unsent > 0
             && self.snd_nxt == self.snd_una
             && self.snd_max == self.snd_una
-            && self.send_window_left() < unsent.min(self.payload_max());
-        if stuck {
+            && (self.send_window_left() < unsent.min(self.payload_max()) || self.corked_tail(unsent))
+    }
+
+    /// Starts the persist timer when the peer's window is closed with data
+    /// waiting and nothing in flight to bring an ACK back (or, as Linux's
+    /// probe timer, when a cork holds a partial segment: it goes after an
+    /// RTO, the "200 ms ceiling" of tcp(7)).
+    pub(crate) fn arm_persist(&mut self, now: Instant) {
+        if self.stuck() {
             if self.persist_at.is_none() {
                 self.persist_at = Some(now + self.persist_interval());
             }
         } else {
             self.persist_at = None;
             self.persist_backoff = 0;
+            self.probes_since = None;
         }
     }
 }

@@ -153,6 +153,42 @@ impl Scoreboard {
         added
     }
 
+    /// Checks the invariants (for tests and fuzzing: this is not on the
+    /// data path): at most [`MAX_SACK_RANGES`] ranges, each non-empty,
+    /// sorted, disjoint and not adjacent, all within `[snd_una, snd_max]`
+    /// (so every comparison is within one half of sequence space), and
+    /// the byte count their sum. Describes the first one broken.
+    pub fn check_invariants(&self, snd_una: SeqNumber, snd_max: SeqNumber) -> Result<(), String> {
+        if self.count > MAX_SACK_RANGES {
+            return Err(format!("scoreboard: {} ranges", self.count));
+        }
+        let mut sum = 0usize;
+        let mut prev: Option<SeqNumber> = None;
+        for (i, &(s, e)) in self.ranges[..self.count].iter().enumerate() {
+            if s.distance(snd_una) < 0 || snd_max.distance(e) < 0 || e.distance(s) <= 0 {
+                return Err(format!(
+                    "scoreboard: range {i} [{}, {}) is empty or outside [snd_una {}, snd_max {}]",
+                    s.0, e.0, snd_una.0, snd_max.0
+                ));
+            }
+            if prev.is_some_and(|p| s.distance(p) <= 0) {
+                return Err(format!(
+                    "scoreboard: range {i} [{}, {}) overlaps or touches the one before",
+                    s.0, e.0
+                ));
+            }
+            sum += span(s, e);
+            prev = Some(e);
+        }
+        if sum != self.sacked {
+            return Err(format!(
+                "scoreboard: counts {} SACKed bytes, its ranges hold {sum}",
+                self.sacked
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether the byte `seq` has been SACKed.
     pub fn is_sacked(&self, seq: SeqNumber) -> bool {
         let r = &self.ranges[..self.count];

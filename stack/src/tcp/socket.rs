@@ -224,10 +224,35 @@ pub struct TcpSocket {
     pub(crate) segs_unacked: u32,
     pub(crate) persist_at: Option<Instant>,
     pub(crate) persist_backoff: u32,
+    /// Zero-window probes sent since the peer last acknowledged anything
+    /// (Linux's `icsk_probes_out`): a peer that answers none of
+    /// `max_retries` is gone.
+    pub(crate) probes_out: u32,
     /// A zero-window or keepalive probe is to be sent.
     pub(crate) probe_pending: bool,
     pub(crate) keepalive_at: Option<Instant>,
     pub(crate) keepalive_sent: u32,
+    /// When a segment last arrived (keepalive counts idleness from here).
+    pub(crate) last_rx_at: Instant,
+    /// When data last arrived (Linux's `lrcvtime`, for pingpong mode).
+    pub(crate) last_data_rx: Option<Instant>,
+    /// Linux's pingpong mode: the connection is interactive, so ACKs wait
+    /// to ride on the reply (`TCP_QUICKACK` reads back its negation).
+    pub(crate) pingpong: bool,
+    /// ACKs still to be sent at once rather than delayed (Linux's
+    /// `icsk_ack.quick`), while not in pingpong mode.
+    pub(crate) quick: u32,
+    /// `TCP_NODELAY` was set while data waited: the data queued up to here
+    /// goes out even if corked (Linux's `TCP_NAGLE_PUSH`).
+    pub(crate) push_seq: Option<SeqNumber>,
+    /// When zero-window probing began (`TCP_USER_TIMEOUT` bounds it).
+    pub(crate) probes_since: Option<Instant>,
+    /// `TCP_DEFER_ACCEPT`: a passive connection goes to the accept queue
+    /// by this time even without data.
+    pub(crate) defer_deadline: Option<Instant>,
+    /// The handshake is complete but the connection waits (for data or
+    /// `defer_deadline`) before joining the accept queue.
+    pub(crate) deferred: bool,
     pub(crate) timewait_at: Option<Instant>,
     pub(crate) finwait2_at: Option<Instant>,
     /// A RST is to be sent (abortive close).
@@ -327,9 +352,18 @@ impl TcpSocket {
             segs_unacked: 0,
             persist_at: None,
             persist_backoff: 0,
+            probes_out: 0,
             probe_pending: false,
             keepalive_at: None,
             keepalive_sent: 0,
+            last_rx_at: Instant::ZERO,
+            last_data_rx: None,
+            pingpong: cfg.pingpong,
+            quick: 0,
+            push_seq: None,
+            probes_since: None,
+            defer_deadline: None,
+            deferred: false,
             timewait_at: None,
             finwait2_at: None,
             rst_pending: false,
@@ -396,6 +430,21 @@ impl TcpSocket {
         self.mss
     }
 
+    /// What `TCP_MAXSEG` reads, as on Linux (its `mss_cache`): the payload
+    /// of a full segment less the options every segment carries
+    /// (timestamps), SACK blocks aside; on a closed socket, the
+    /// `TCP_MAXSEG` set, if any.
+    pub fn maxseg(&self) -> usize {
+        let ts = |on: bool| if on { 12 } else { 0 };
+        match (self.state, self.cfg.user_mss) {
+            (State::Closed | State::Listen, Some(u)) => usize::from(u),
+            (State::SynSent, _) => {
+                usize::from(self.cfg.advertised_mss()).saturating_sub(ts(self.cfg.timestamps))
+            }
+            _ => self.mss.saturating_sub(ts(self.ts_recent.is_some())),
+        }
+    }
+
     /// Bytes waiting to be sent or acknowledged (`SIOCOUTQ`).
     pub fn send_queue(&self) -> usize {
         self.tx.len()
@@ -418,6 +467,7 @@ impl TcpSocket {
         self.remote = remote;
         self.set_iss(iss);
         self.rcv_scale = self.cfg.rcv_scale();
+        self.last_rx_at = now;
         self.active_open = true;
         self.state = State::SynSent;
         self.rto_at = Some(self.rtt.deadline(now));
@@ -544,7 +594,11 @@ impl TcpSocket {
     /// linger, resets the connection (as Linux does); otherwise it is shut
     /// down gracefully and finished by the stack. Returns whether the socket
     /// can be freed at once.
-    pub(crate) fn close(&mut self) -> bool {
+    ///
+    /// An orphan must not wait for the peer forever: one already in
+    /// FIN-WAIT-2 (the program shut down its side first) starts the
+    /// FIN-WAIT-2 timer here, as Linux's `tcp_close` does.
+    pub(crate) fn close(&mut self, now: Instant) -> bool {
         self.orphan = true;
         self.rx_waker = None;
         self.tx_waker = None;
@@ -560,6 +614,9 @@ impl TcpSocket {
             }
             _ => {
                 self.fin_queued = true;
+                if self.state == State::FinWait2 {
+                    self.finwait2_at.get_or_insert(now + self.cfg.fin_wait2);
+                }
                 false
             }
         }
@@ -710,7 +767,8 @@ impl TcpSocket {
         let a = min(self.rto_at, self.ack_due);
         let b = min(self.persist_at, self.keepalive_at);
         let c = min(self.timewait_at, self.finwait2_at);
-        min(min(a, b), c)
+        let d = if self.deferred { self.defer_deadline } else { None };
+        min(min(a, b), min(c, d))
     }
 
     /// Whether the socket has something to send right now (an ACK, data,
@@ -727,7 +785,11 @@ impl TcpSocket {
             _ => {
                 let sent = self.data_offset(self.snd_nxt);
                 let unsent = self.tx.len().saturating_sub(sent);
-                (unsent > 0 && self.send_window_left() > 0) || self.fin_to_send()
+                (unsent > 0 && self.send_window_left() > 0)
+                    || self.fin_to_send()
+                    // Stuck behind the peer's window: a dispatch starts the
+                    // persist timer (data queued after the window closed).
+                    || self.persist_at.is_none() && self.stuck()
             }
         }
     }

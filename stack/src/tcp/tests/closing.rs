@@ -32,7 +32,7 @@ fn established_shutdown_sends_fin_after_the_queued_data() {
 fn established_close_sends_fin() {
     // close() with nothing unread is a graceful close.
     let mut s = socket_established();
-    assert!(!s.close(), "the stack finishes the connection");
+    assert!(!s.close(at(100)), "the stack finishes the connection");
     let fin = TcpRepr {
         control: TcpControl::Fin,
         ..to_peer(0, 0, WIN)
@@ -47,7 +47,7 @@ fn established_close_with_unread_data_resets() {
     // RST instead of a FIN.
     let mut s = socket_established();
     send(&mut s, at(100), from_peer(0, 0), b"abc");
-    assert!(!s.close());
+    assert!(!s.close(at(100)));
     let rst = TcpRepr {
         control: TcpControl::Rst,
         ..to_peer(0, 3, 0)
@@ -67,7 +67,7 @@ fn established_close_with_linger_zero_resets() {
         },
         &peer_syn(),
     );
-    assert!(!s.close());
+    assert!(!s.close(at(100)));
     let rst = TcpRepr {
         control: TcpControl::Rst,
         ..to_peer(0, 0, 0)
@@ -209,13 +209,28 @@ fn fin_wait_2_orphan_times_out() {
     // Linux tcp_fin_timeout: an orphaned connection leaves FIN-WAIT-2
     // after `fin_wait2`.
     let mut s = socket_established();
-    assert!(!s.close());
+    assert!(!s.close(at(100)));
     assert_eq!(recv(&mut s, at(100)).len(), 1);
     send(&mut s, at(150), from_peer(0, 1), b"");
     assert_eq!(s.state, State::FinWait2);
     assert_eq!(s.finwait2_at, Some(at(60_150)));
     assert_eq!(s.on_timers(at(60_149)), Event::None);
     assert_eq!(s.on_timers(at(60_150)), Event::Closed);
+    assert_eq!(s.state, State::Closed);
+}
+
+#[test]
+fn fin_wait_2_close_after_shutdown_times_out() {
+    // Found by the tcp_input fuzz target: shutdown(SHUT_WR), the FIN
+    // acknowledged (FIN-WAIT-2), then close(): the orphan had no timer at
+    // all and waited for the peer's FIN forever. Linux's tcp_close starts
+    // the FIN-WAIT-2 timer (tcp_fin_timeout) right there.
+    let mut s = socket_fin_wait_2();
+    assert_eq!(s.finwait2_at, None, "not an orphan yet: the program may wait");
+    assert!(!s.close(at(100)));
+    assert_eq!(s.finwait2_at, Some(at(60_100)));
+    assert_eq!(s.check_invariants(), Ok(()));
+    assert_eq!(s.on_timers(at(60_100)), Event::Closed);
     assert_eq!(s.state, State::Closed);
 }
 
@@ -306,7 +321,7 @@ fn close_wait_can_still_send() {
 fn close_wait_close_sends_fin_and_enters_last_ack() {
     // RFC 9293 §3.10.4 (CLOSE-WAIT): send FIN, -> LAST-ACK.
     let mut s = socket_close_wait();
-    assert!(!s.close());
+    assert!(!s.close(at(100)));
     let fin = TcpRepr {
         control: TcpControl::Fin,
         ..to_peer(0, 1, WIN)
@@ -420,4 +435,25 @@ fn established_reset_sets_the_error_flag() {
     assert_eq!(counter.count(), 1);
     assert_eq!(s.take_error(), Some(Errno::ECONNRESET));
     assert!(!s.readiness().error);
+}
+
+#[test]
+fn fin_acknowledged_wakes_a_lingering_closer() {
+    // SO_LINGER: a thread in close() waits for the FIN to be acknowledged;
+    // the ACK that takes FIN-WAIT-1 to FIN-WAIT-2 must wake it even though
+    // the readiness bits do not change.
+    let mut s = socket_established();
+    assert!(!s.close(at(50)));
+    assert_eq!(one_shape(&mut s, at(100)), (lseq(0), 0, TcpControl::Fin));
+    let w = Arc::new(CountingWaker::default());
+    s.register_send_waker(&Waker::from(w.clone()));
+    send(&mut s, at(150), from_peer(0, 1), b"");
+    assert_eq!(s.state, State::FinWait2);
+    assert_eq!(w.count(), 1);
+}
+
+fn one_shape(s: &mut TcpSocket, now: Instant) -> (SeqNumber, usize, TcpControl) {
+    let out = shape(&recv(s, now));
+    assert_eq!(out.len(), 1, "{out:?}");
+    out[0]
 }

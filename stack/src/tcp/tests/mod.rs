@@ -479,5 +479,6 @@ fn keepalive_probe() -> Segment {
 
 mod closing;
 mod opening;
+mod options;
 mod receiving;
 mod sending;

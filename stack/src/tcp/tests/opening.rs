@@ -536,3 +536,85 @@ fn syn_received_syn_ack_is_retransmitted_then_given_up() {
     assert_eq!(s.state, State::Closed);
     recv_nothing(&mut s, at(3000));
 }
+
+#[test]
+fn syn_received_keepalive_due_before_the_handshake_ends_moves_on() {
+    // Found by the tcp_input fuzz target: keepalive idle (1 s) shorter than
+    // the SYN-ACK's RTO. The keepalive deadline came due in SYN-RECEIVED,
+    // where keepalive does not probe, and stayed due: the interface's timer
+    // loop ran the socket's timers again and again within one poll, for
+    // ever. A deadline that comes due must always move.
+    let cfg = TcpConfig {
+        keepalive: Some(Keepalive {
+            idle: Duration::from_secs(1),
+            interval: Duration::from_secs(1),
+            count: 3,
+        }),
+        rto_initial: Duration::from_secs(3),
+        ..cfg()
+    };
+    let mut s = socket_syn_received_with(cfg, &peer_syn());
+    assert_eq!(s.poll_at(), Some(at(1000)), "the keepalive deadline comes first");
+    assert_eq!(s.on_timers(at(1000)), Event::None);
+    assert!(s.poll_at().is_some_and(|t| t > at(1000)), "{:?}", s.poll_at());
+    // Keepalive does not run before the handshake ends (Linux arms it on
+    // the child socket): the segment that completes it arms it again.
+    assert_eq!(s.keepalive_at, None);
+    recv_nothing(&mut s, at(1000));
+
+    // Keepalive switched off after it was armed: its deadline goes away.
+    let mut s = socket_established_with(cfg_keepalive(), &peer_syn());
+    s.cfg.keepalive = None;
+    assert_eq!(s.on_timers(at(10_010)), Event::None);
+    assert_eq!(s.poll_at(), None);
+    recv_nothing(&mut s, at(10_010));
+}
+
+#[test]
+fn syn_received_of_a_simultaneous_open_times_out_with_etimedout_and_no_timer_left() {
+    // Found by the tcp_input fuzz target: after a simultaneous open
+    // (SYN-SENT, the peer's bare SYN: SYN-RECEIVED) whose SYN-ACK went
+    // unanswered, the give-up closed the socket but left its RTO deadline
+    // in the past. The program still held the socket, so it was not freed,
+    // and the interface's timer loop ran it again and again in one poll.
+    // Now connect() fails with ETIMEDOUT, as on Linux, and no deadline
+    // is left.
+    let mut s = socket_syn_sent_with(TcpConfig {
+        syn_retries: 0,
+        ..cfg()
+    });
+    let syn = TcpRepr {
+        control: TcpControl::Syn,
+        seq_number: REMOTE_SEQ,
+        ..SEND_TEMPL
+    };
+    assert_eq!(send(&mut s, at(10), syn, b""), Input::Done(Event::None));
+    assert_eq!(s.state, State::SynReceived);
+    let due = s.poll_at().expect("the RTO");
+    assert_eq!(s.on_timers(due), Event::Closed);
+    assert_eq!(s.state, State::Closed);
+    assert_eq!(s.poll_at(), None);
+    assert_eq!(s.take_error(), Some(Errno::ETIMEDOUT));
+    // A deadline left on a closed socket is cleared, not run again.
+    s.rto_at = Some(due);
+    assert_eq!(s.on_timers(due), Event::None);
+    assert_eq!(s.poll_at(), None);
+}
+
+#[test]
+fn syn_received_give_up_leaves_no_timer() {
+    let mut s = socket_syn_received_with(
+        TcpConfig {
+            syn_retries: 0,
+            keepalive: Some(Keepalive {
+                idle: Duration::from_secs(10),
+                interval: Duration::from_secs(1),
+                count: 3,
+            }),
+            ..cfg()
+        },
+        &peer_syn(),
+    );
+    assert_eq!(s.on_timers(at(1000)), Event::Closed);
+    assert_eq!((s.state, s.poll_at(), s.error), (State::Closed, None, None));
+}

@@ -186,6 +186,48 @@ fn established_out_of_order_fin_is_taken_when_the_hole_fills() {
     assert_eq!(s.recv(&mut [0; 4]), Ok(0));
 }
 
+#[test]
+fn established_data_beyond_an_out_of_order_fin_is_not_data() {
+    // Found by the tcp_input fuzz target (FIN invariant): with the peer's
+    // FIN held out of order, data reaching past it moved rcv_nxt beyond the
+    // FIN, which then could never be taken: the stream never ended.
+    let mut s = socket_established();
+    let fin = TcpRepr {
+        control: TcpControl::Fin,
+        ..from_peer(6, 0)
+    };
+    send(&mut s, at(100), fin, b"ghij"); // FIN at offset 10
+                                         // The hole, then bytes past the FIN, in one segment.
+    send(&mut s, at(101), from_peer(0, 0), b"abcdefghijXYZ");
+    assert_eq!(s.state, State::CloseWait, "the FIN is taken at offset 10");
+    assert_eq!(s.rcv_nxt, rseq(11));
+    assert_eq!(read_all(&mut s), b"abcdefghij");
+    assert_eq!(s.recv(&mut [0; 4]), Ok(0));
+    assert_eq!(s.check_invariants(), Ok(()));
+
+    // Data held out of order before the FIN came, past it: the data
+    // stands and the FIN is forgotten (a later FIN ends the stream).
+    let mut s = socket_established();
+    send(&mut s, at(100), from_peer(8, 0), b"ijkl");
+    let fin = TcpRepr {
+        control: TcpControl::Fin,
+        ..from_peer(4, 0)
+    };
+    send(&mut s, at(101), fin, b"efgh"); // FIN at offset 8, below "ijkl"
+    send(&mut s, at(102), from_peer(0, 0), b"abcd");
+    assert_eq!(s.rcv_nxt, rseq(12));
+    assert_eq!(s.state, State::Established);
+    assert_eq!(s.remote_fin, None);
+    assert_eq!(s.check_invariants(), Ok(()));
+    let fin = TcpRepr {
+        control: TcpControl::Fin,
+        ..from_peer(12, 0)
+    };
+    send(&mut s, at(103), fin, b"");
+    assert_eq!(s.state, State::CloseWait);
+    assert_eq!(read_all(&mut s), b"abcdefghijkl");
+}
+
 // ---- ESTABLISHED: sequence acceptability (RFC 9293 §3.10.7.4) ----
 
 #[test]

@@ -182,6 +182,76 @@ fn established_zero_window_arms_persist_and_probes() {
 }
 
 #[test]
+fn established_zero_window_probes_unanswered_time_out() {
+    // Found by the tcp_input fuzz target: a peer that closed its window and
+    // vanished was probed for ever, so the connection (an orphan's too)
+    // never ended. As Linux's tcp_probe_timer: after `max_retries` probes
+    // the peer did not acknowledge, the connection fails with ETIMEDOUT;
+    // probes it answers (its window still closed) go on without limit.
+    let mut s = socket_established_with(
+        TcpConfig {
+            max_retries: 2,
+            ..cfg()
+        },
+        &peer_syn(),
+    );
+    let closed = TcpRepr {
+        window_len: 0,
+        ..from_peer(0, 0)
+    };
+    send(&mut s, at(100), closed, b"");
+    s.send(b"hello").unwrap();
+    recv_nothing(&mut s, at(100));
+    // Answered probes: any number.
+    for _ in 0..5 {
+        let t = s.persist_at.expect("persist");
+        assert_eq!(s.on_timers(t), Event::None);
+        assert_eq!(recv(&mut s, t).len(), 1, "a probe");
+        send(&mut s, t, closed, b"");
+        assert_eq!(s.probes_out, 0);
+    }
+    // Unanswered: two probes, then the end.
+    for n in 1..=2 {
+        let t = s.persist_at.expect("persist");
+        assert_eq!(s.on_timers(t), Event::None);
+        assert_eq!(recv(&mut s, t).len(), 1, "a probe");
+        assert_eq!(s.probes_out, n);
+    }
+    let t = s.persist_at.expect("persist");
+    assert_eq!(s.on_timers(t), Event::Closed);
+    assert_eq!(s.state, State::Closed);
+    assert_eq!(s.poll_at(), None);
+    assert_eq!(s.recv(&mut [0; 8]), Err(Errno::ETIMEDOUT));
+}
+
+#[test]
+fn established_data_queued_behind_a_closed_window_wants_the_persist_timer() {
+    // Everything acknowledged, the window closed, then the program sends:
+    // nothing can go out, but the socket must still be dispatched once so
+    // the persist timer starts (the interface dispatches only sockets that
+    // want to send); else the data waits for a window update that, if
+    // lost, never comes.
+    let mut s = socket_established();
+    let closed = TcpRepr {
+        window_len: 0,
+        ..from_peer(0, 0)
+    };
+    send(&mut s, at(100), closed, b"");
+    assert!(!s.wants_to_send());
+    s.send(b"hello").unwrap();
+    assert!(s.wants_to_send(), "dispatch it, to start the persist timer");
+    assert_eq!(
+        s.check_invariants().map_err(|_| ()),
+        Err(()),
+        "stuck, no persist timer yet"
+    );
+    recv_nothing(&mut s, at(100));
+    assert_eq!(s.persist_at, Some(at(300)));
+    assert!(!s.wants_to_send());
+    assert_eq!(s.check_invariants(), Ok(()));
+}
+
+#[test]
 fn established_window_reopening_cancels_persist_and_sends() {
     let mut s = socket_established();
     let closed = TcpRepr {
@@ -399,6 +469,28 @@ fn established_full_ack_ends_recovery() {
 }
 
 #[test]
+fn established_sack_ranges_below_a_cumulative_ack_without_blocks_go() {
+    // Found by the property test (through the scoreboard invariant): an
+    // ACK past a SACKed range that carries no SACK blocks of its own left
+    // the range in the scoreboard, below snd_una. Sequence comparisons are
+    // only meaningful within half the number space, so 2 GiB later such a
+    // range would have looked SACKed again.
+    let mut s = socket_established_sack_with(cfg_reno());
+    s.send(&data(4 * MSS)).unwrap();
+    assert_eq!(recv(&mut s, at(100)).len(), 4);
+    let seg_at = |i: usize| lseq(i * MSS);
+    let dup = TcpRepr {
+        sack_ranges: [sack(seg_at(1), seg_at(2)), None, None],
+        ..from_peer(0, 0)
+    };
+    send(&mut s, at(110), dup, b"");
+    assert!(!s.scoreboard.is_empty());
+    send(&mut s, at(120), from_peer(0, 3 * MSS), b"");
+    assert!(s.scoreboard.is_empty(), "{:?}", s.scoreboard);
+    assert_eq!(s.check_invariants(), Ok(()));
+}
+
+#[test]
 fn established_sack_recovery_retransmits_the_holes() {
     // RFC 6675: segments 0 and 2 of 6 are lost. The third duplicate ACK
     // starts recovery (cwnd = ssthresh = FlightSize / 2, no inflation) and
@@ -480,14 +572,20 @@ fn established_keepalive_answer_rearms_the_idle_timer() {
 
 #[test]
 fn established_keepalive_unanswered_times_out() {
-    // Linux: after `count` unanswered probes the connection fails with
-    // ETIMEDOUT.
+    // Linux (tcp_keepalive_timer): after `count` unanswered probes the
+    // connection is reset and fails with ETIMEDOUT.
     let mut s = socket_established_with(cfg_keepalive(), &peer_syn());
     for t in [10_010, 11_010, 12_010] {
         assert_eq!(s.on_timers(at(t)), Event::None);
         assert_eq!(recv(&mut s, at(t)), [keepalive_probe()]);
     }
-    assert_eq!(s.on_timers(at(13_010)), Event::Closed);
+    assert_eq!(s.on_timers(at(13_010)), Event::None, "the RST goes first");
+    assert!(s.readiness().error);
+    let rst = TcpRepr {
+        control: TcpControl::Rst,
+        ..to_peer(0, 0, 0)
+    };
+    assert_eq!(dispatch(&mut s, at(13_010)), (Event::Closed, vec![seg(rst, b"")]));
     assert_eq!(s.state, State::Closed);
     recv_nothing(&mut s, at(13_010));
     assert_eq!(s.recv(&mut [0; 8]), Err(Errno::ETIMEDOUT));
