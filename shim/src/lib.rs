@@ -51,12 +51,14 @@
     )
 )]
 
+pub mod acceptors;
 pub mod config;
 pub mod counters;
 pub mod device;
 pub mod epoll;
 mod exec;
 pub mod fdtable;
+pub mod flight;
 mod hooks;
 pub mod interpose;
 pub mod io;

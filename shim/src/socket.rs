@@ -21,6 +21,7 @@
 //!
 //! Errors are the kernel's errnos, from the stack or from the placeholder.
 
+use crate::acceptors;
 use crate::counters::{self, Stay};
 use crate::epoll;
 use crate::fdtable::{Entry, State, FDS};
@@ -350,6 +351,7 @@ pub fn listen(entry: Entry, fd: c_int, backlog: c_int) -> Answer<c_int> {
                 backlog,
                 tcp: None,
                 kernel,
+                blocked: Default::default(),
             };
             if worker::status() == worker::Status::Up {
                 activate(&mut core, fd, entry);
@@ -372,6 +374,7 @@ pub fn activate(core: &mut Core, fd: c_int, entry: Entry) -> Entry {
                 backlog,
                 tcp: None,
                 kernel,
+                ..
             },
         opts,
         nonblock,
@@ -566,15 +569,20 @@ pub unsafe fn accept(
         return Dispatch::Done(f(&mut core).unwrap_or(Err(Errno(libc::EAGAIN))));
     }
     let deadline = deadline(timeout);
-    let mut f = try_accept;
-    loop {
+    // Blocked threads take the connections in the order they blocked, as
+    // the kernel's exclusive waits give them (see `acceptors`).
+    let mut line = acceptors::Place::default();
+    let mut f = |core: &mut Core| line.attempt(core, entry.handle(), &try_accept);
+    let r = loop {
         match block(deadline, &[WaitOn::Sock(entry.handle())], extra, None, &mut f) {
-            Ok(r) => return Dispatch::Done(r),
-            Err(WaitEnd::TimedOut) => return fail(libc::EAGAIN),
-            Err(WaitEnd::Interrupted { restart: false }) => return fail(libc::EINTR),
+            Ok(r) => break Dispatch::Done(r),
+            Err(WaitEnd::TimedOut) => break fail(libc::EAGAIN),
+            Err(WaitEnd::Interrupted { restart: false }) => break fail(libc::EINTR),
             Err(WaitEnd::Interrupted { .. }) => {}
         }
-    }
+    };
+    line.leave(&mut worker::lock(), entry.handle());
+    r
 }
 
 /// One try at accepting: a stack connection first, then a kernel one.

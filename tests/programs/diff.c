@@ -2388,6 +2388,47 @@ static void accept_queue_order(void)
 	close(l);
 }
 
+/* Three threads block in accept on one listener, 300 ms apart; three
+ * connections come one at a time: the kernel hands each to the thread
+ * that has waited longest (exclusive waits, oldest first). */
+static int blocked_listener, blocked_pipe[2];
+
+static void *blocked_acceptor(void *arg)
+{
+	char me = (char)(intptr_t)arg;
+	int a = accept(blocked_listener, NULL, NULL);
+	if (write(blocked_pipe[1], a >= 0 ? &me : "x", 1) != 1)
+		return NULL;
+	if (a >= 0)
+		close(a);
+	return NULL;
+}
+
+static void accept_blocked_threads_in_order(void)
+{
+	pthread_t t[3];
+	char who;
+	int c[3];
+	blocked_listener = listener(P(0));
+	S(pipe(blocked_pipe));
+	for (int k = 0; k < 3; k++) {
+		S(pthread_create(&t[k], NULL, blocked_acceptor, (void *)(intptr_t)('0' + k)) == 0);
+		usleep(300000);
+	}
+	for (int k = 0; k < 3; k++) {
+		S((c[k] = dial(P(0), "hold")) >= 0);
+		S(read(blocked_pipe[0], &who, 1));
+		V("accepted by thread", "%c", who);
+	}
+	for (int k = 0; k < 3; k++) {
+		pthread_join(t[k], NULL);
+		close(c[k]);
+	}
+	close(blocked_pipe[0]);
+	close(blocked_pipe[1]);
+	close(blocked_listener);
+}
+
 /* Hang-ups (the peer's FIN after ours) in the order 2, 3, 1. */
 static void epoll_order_hangup(void)
 {
@@ -2956,6 +2997,7 @@ static const struct {
 	C(accept_empty_nonblocking), C(accept_not_listening), C(accept_dialed), C(accept4_flags),
 	C(accept_does_not_inherit_nonblock), C(accept_small_addrlen), C(accept_errors),
 	C(accept_timeout), C(accept_after_peer_closed),
+	C(accept_blocked_threads_in_order),
 	C(connect_blocking), C(connect_refused), C(connect_refused_nonblocking), C(connect_nonblocking),
 	C(connect_twice), C(connect_in_progress), C(connect_sndtimeo), C(connect_errors),
 	C(connect_listening), C(connect_unspec),
