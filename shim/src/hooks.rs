@@ -40,6 +40,23 @@ pub(crate) unsafe fn sigaction(sig: c_int, act: *const libc::sigaction, old: *mu
         // program's: they go straight to libc and never count as an
         // interruption.
         Some(f) if crate::skeleton::InShim::active() => {
+            if sig == libc::SIGIO && act.is_null() && !old.is_null() {
+                // net_tap asks whether SIGIO is free for its Rx trigger
+                // (a SIGIO per received frame, so that an empty Rx burst
+                // costs no read). It is told the signal is taken, and
+                // reads at each burst instead: the signal woke a thread
+                // (the keeper) for every frame, a context switch that a
+                // 2-core machine pays on the cores its server and
+                // clients need. Waiting threads sleep on the queue fds
+                // in `ppoll` either way.
+                // SAFETY: `old` is DPDK's, valid for a write.
+                unsafe {
+                    let mut taken: libc::sigaction = std::mem::zeroed();
+                    taken.sa_sigaction = tap_trigger_refused as extern "C" fn(c_int) as usize;
+                    old.write(taken);
+                }
+                return 0;
+            }
             crate::signals::internal(sig, act);
             // SAFETY: DPDK's arguments, passed on.
             unsafe { f(sig, act, old) }
@@ -49,6 +66,10 @@ pub(crate) unsafe fn sigaction(sig: c_int, act: *const libc::sigaction, old: *mu
         None => skeleton::missing(Call::sigaction),
     })
 }
+
+/// What net_tap finds as SIGIO's handler when it asks (see `sigaction`):
+/// never installed, never run.
+extern "C" fn tap_trigger_refused(_sig: c_int) {}
 
 /// `signal(3)`, through the shim's handler table (see `signals`).
 ///

@@ -7,12 +7,16 @@
 //!   the epoll fds of the shim's sets, so that a kernel member that becomes
 //!   ready is noted in order among the stack's events (see `epoll`'s module
 //!   docs on order).
-//! - While threads wait and one of them sleeps on the device for everyone
-//!   (`wait`'s sleeper), it parks and costs nothing.
-//! - While threads wait and none sleeps on the device (the sleeper left:
-//!   its own socket was ready), it takes the sleeper's role: it sleeps on
-//!   the Rx interrupt (or backs off polling), polls the stack when frames
-//!   come, which wakes exactly the threads they are for.
+//! - While threads wait and one of them spins or sleeps on the device for
+//!   everyone (`wait`'s spinner and sleeper), it parks. While the program's
+//!   waits come and go (a busy server), it parks one period at a time and
+//!   looks by itself, so that no request pays a futex wake for it; once a
+//!   thread has waited through a whole period, its parks double up to a
+//!   second and the thread that leaves the last wait wakes it (`Away`).
+//! - While threads wait and none spins or sleeps on the device (the
+//!   sleeper left: its own socket was ready), it takes the sleeper's role:
+//!   it sleeps on the Rx interrupt (or backs off polling), polls the stack
+//!   when frames come, which wakes exactly the threads they are for.
 //!
 //! It takes no signal of the program's, only DPDK's (net_tap's per-frame
 //! Rx trigger is sent to it), so it never interrupts the program's calls.
@@ -101,23 +105,81 @@ fn keeper_signals() {
 fn keeper(period: Duration) {
     let parker = Parker::current();
     let mut halves = Halves::default();
+    let mut away = Away::new(period);
     loop {
         if status() != Status::Up {
             return;
         }
         crate::stats::tick();
         if W.waiters.load(SeqCst) == 0 {
+            away.reset();
             halves.round(period);
             continue;
         }
         halves.clear();
-        if W.sleeping.compare_exchange(false, true, AcqRel, Relaxed).is_ok() {
+        // A spinning thread becomes the sleeper itself when its spin ends:
+        // taking the role from it would put it to sleep on its futex, and
+        // its next frame would wake two threads (the keeper, then it).
+        if !W.spinning.load(SeqCst)
+            && W.sleeping.compare_exchange(false, true, AcqRel, Relaxed).is_ok()
+        {
             on_device(&parker);
             W.sleeping.store(false, Release);
         } else {
-            // A waiting thread sleeps on the device: until it leaves.
-            let _ = parker.park(Some(Duration::from_secs(1)));
+            // A waiting thread spins or sleeps on the device: until it
+            // leaves, or for as long as `Away` says.
+            let _ = parker.park(Some(away.next()));
         }
+    }
+}
+
+/// How long the keeper parks while a thread waits on the device. A thread
+/// that leaves the last wait would have to wake it (a futex wake, and a
+/// context switch on a core its program's clients may need) for every
+/// request of a busy server; instead, while the waits come and go, the
+/// keeper parks for one period at a time and looks by itself. Once a
+/// period passes with a thread waiting throughout (the program is idle),
+/// the parks double, up to a second, and `W.keeper_away` tells the next
+/// thread to leave to wake it: an idle process costs no wake-ups.
+struct Away {
+    period: Duration,
+    park: Duration,
+    seen: u64,
+}
+
+impl Away {
+    fn new(period: Duration) -> Away {
+        Away {
+            period,
+            park: period,
+            seen: W.emptied.load(SeqCst),
+        }
+    }
+
+    /// The program's threads left their waits: parks are short again.
+    fn reset(&mut self) {
+        self.park = self.period;
+        W.keeper_away.store(false, SeqCst);
+    }
+
+    /// The next park's length.
+    fn next(&mut self) -> Duration {
+        let emptied = W.emptied.load(SeqCst);
+        if emptied != self.seen {
+            self.seen = emptied;
+            self.park = self.period;
+        } else {
+            self.park = (self.park * 2).min(Duration::from_secs(1));
+        }
+        let away = self.park > self.period;
+        W.keeper_away.store(away, SeqCst);
+        if away && W.emptied.load(SeqCst) != emptied {
+            // A thread left the last wait between our look and the store,
+            // and saw no need to nudge: look again at once.
+            self.park = self.period;
+            W.keeper_away.store(false, SeqCst);
+        }
+        self.park
     }
 }
 

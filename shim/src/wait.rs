@@ -109,10 +109,17 @@ pub fn block<R>(
     let was_sleeper = roles.sleeper;
     drop(roles);
     let left = W.waiters.fetch_sub(1, SeqCst).saturating_sub(1);
-    if left == 0 || was_sleeper {
-        // Nobody waits now (the keeper drives while the program
-        // computes), or others wait with nobody on the device: the keeper
-        // takes over either way.
+    if left == 0 {
+        // Nobody waits now: the keeper drives while the program computes.
+        // It looks within its period by itself while the program keeps
+        // coming back (a server between two requests), so only a keeper
+        // parked for longer is woken: no futex wake per request.
+        W.emptied.fetch_add(1, SeqCst);
+        if W.keeper_away.load(SeqCst) {
+            keeper::nudge();
+        }
+    } else if was_sleeper || !W.sleeping.load(SeqCst) {
+        // Others wait with nobody on the device: the keeper takes over.
         keeper::nudge();
     }
     r

@@ -86,6 +86,12 @@ pub(crate) struct Worker {
     pub(crate) sleeping: AtomicBool,
     /// When the stack was last polled (ns of the monotonic clock).
     pub(crate) last_drive: AtomicU64,
+    /// How many times `waiters` fell to zero (the keeper reads from it
+    /// whether the program came and went while it was parked).
+    pub(crate) emptied: AtomicU64,
+    /// The keeper is parked for longer than its period: the thread that
+    /// leaves the last wait must nudge it (see `keeper`).
+    pub(crate) keeper_away: AtomicBool,
 }
 
 pub(crate) static W: Worker = Worker {
@@ -102,6 +108,8 @@ pub(crate) static W: Worker = Worker {
     spinning: AtomicBool::new(false),
     sleeping: AtomicBool::new(false),
     last_drive: AtomicU64::new(0),
+    emptied: AtomicU64::new(0),
+    keeper_away: AtomicBool::new(true),
 };
 
 /// The worker's state, locked. Threads that the holder's work woke are
