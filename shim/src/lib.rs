@@ -18,6 +18,7 @@
 //! | [`udp`] | UDP on the stack |
 //! | [`epoll`], [`pollsel`] | readiness over mixed fds |
 //! | [`worker`] | the stack, the lock, lazy start, waiting, the keeper |
+//! | [`proxy`], [`forked`], [`forkwire`] | `fork`: a child's inherited connections, served through the parent's proxy |
 //! | [`sock`], [`sockaddr`], [`netns`] | socket objects, C addresses, moving a tap into a namespace |
 //! | [`startup`] | staged, recursion-safe start-up and the exit summary |
 //! | [`config`] | `ACCEL_*` environment variables |
@@ -55,6 +56,8 @@ pub mod device;
 pub mod epoll;
 mod exec;
 pub mod fdtable;
+pub mod forked;
+pub mod forkwire;
 mod hooks;
 pub mod interpose;
 pub mod io;
@@ -63,6 +66,7 @@ pub mod logging;
 pub mod netns;
 pub mod ops;
 pub mod pollsel;
+pub mod proxy;
 pub mod ready;
 pub mod reaper;
 pub mod signals;

@@ -13,6 +13,7 @@
 
 use crate::epoll;
 use crate::fdtable::{Entry, State};
+use crate::forked;
 use crate::interpose::Ops;
 use crate::io::{self, one};
 use crate::logging;
@@ -43,6 +44,8 @@ pub fn fd_dropped(fd: c_int, entry: Entry) {
     match entry.state() {
         State::Internal => logging::fd_lost(fd),
         State::Pending | State::Tcp | State::Udp | State::Epoll => socket::dropped(fd, entry),
+        State::Inherited => forked::released(entry),
+        State::Proxy => forked::proxy_fd_dropped(fd),
         _ => {}
     }
 }
@@ -52,16 +55,34 @@ pub fn fd_duplicated(entry: Entry) {
     socket::duplicated(entry);
 }
 
-/// `EBADF` and a log line for an fd of the parent's stack.
+/// An fd of the parent's stack (after `fork`): `EBADF` and a log line if
+/// it is inert; attached first if it is an inherited connection (see
+/// `forked`), then, as an attached one, the kernel's (a socketpair end).
 macro_rules! inert {
     ($entry:expr, $fd:expr, $what:literal) => {
-        if $entry.state() == State::Inert {
-            return match io::inert($fd, $what) {
-                Dispatch::Done(Err(e)) => Dispatch::Done(Err(e)),
-                _ => fail(libc::EBADF),
-            };
+        match $entry.state() {
+            State::Inert => {
+                return match io::inert($fd, $what) {
+                    Dispatch::Done(Err(e)) => Dispatch::Done(Err(e)),
+                    _ => fail(libc::EBADF),
+                };
+            }
+            State::Inherited => {
+                return match forked::attach($fd, $entry) {
+                    Ok(()) => Dispatch::NotOurs,
+                    Err(e) => Dispatch::Done(Err(e)),
+                };
+            }
+            State::Proxied => return Dispatch::NotOurs,
+            _ => {}
         }
     };
+}
+
+/// Whether the entry is a connection of the parent's stack (inherited or
+/// attached), whose names, options and shutdown the parent answers.
+fn parents(entry: Entry) -> bool {
+    matches!(entry.state(), State::Inherited | State::Proxied)
 }
 
 /// The iovecs of a `msghdr`, as a slice.
@@ -284,6 +305,9 @@ impl Ops for Accel {
     }
 
     unsafe fn shutdown(&self, entry: Entry, fd: c_int, how: c_int) -> Dispatch<c_int> {
+        if parents(entry) {
+            return forked::shutdown(fd, entry, how);
+        }
         inert!(entry, fd, "shutdown");
         io::shutdown(entry, fd, how)
     }
@@ -297,6 +321,10 @@ impl Ops for Accel {
         val: *mut c_void,
         len: *mut socklen_t,
     ) -> Dispatch<c_int> {
+        if parents(entry) {
+            // SAFETY: the program's arguments.
+            return unsafe { forked::getsockopt(entry, level, name, val, len) };
+        }
         inert!(entry, fd, "getsockopt");
         if !matches!(entry.state(), State::Pending | State::Tcp | State::Udp) {
             return Dispatch::NotOurs;
@@ -314,6 +342,10 @@ impl Ops for Accel {
         val: *const c_void,
         len: socklen_t,
     ) -> Dispatch<c_int> {
+        if parents(entry) {
+            // SAFETY: the program's arguments.
+            return unsafe { forked::setsockopt(fd, entry, level, name, val, len) };
+        }
         inert!(entry, fd, "setsockopt");
         if !matches!(entry.state(), State::Pending | State::Tcp | State::Udp) {
             return Dispatch::NotOurs;
@@ -329,6 +361,10 @@ impl Ops for Accel {
         addr: *mut sockaddr,
         len: *mut socklen_t,
     ) -> Dispatch<c_int> {
+        if parents(entry) {
+            // SAFETY: the program's arguments.
+            return unsafe { forked::name(entry, false, addr, len) };
+        }
         inert!(entry, fd, "getsockname");
         // SAFETY: the program's arguments.
         unsafe { io::name(entry, false, addr, len) }
@@ -341,6 +377,10 @@ impl Ops for Accel {
         addr: *mut sockaddr,
         len: *mut socklen_t,
     ) -> Dispatch<c_int> {
+        if parents(entry) {
+            // SAFETY: the program's arguments.
+            return unsafe { forked::name(entry, true, addr, len) };
+        }
         inert!(entry, fd, "getpeername");
         // SAFETY: the program's arguments.
         unsafe { io::name(entry, true, addr, len) }

@@ -126,6 +126,13 @@ pub struct Sock {
     pub in_progress: bool,
     /// Its slot in the reaper's table (a TCP connection), if any.
     pub reap: Option<u32>,
+    /// Children of `fork` that hold the connection (see `proxy`): the
+    /// socket closes when neither an fd of this process nor a child
+    /// refers to it.
+    pub children: u32,
+    /// A copy of the placeholder the fork proxy keeps (a connection that
+    /// children hold), for their socket options; closed with the socket.
+    pub kept: Option<i32>,
 }
 
 impl Sock {
@@ -146,6 +153,8 @@ impl Sock {
             user_bound: None,
             in_progress: false,
             reap: None,
+            children: 0,
+            kept: None,
         }
     }
 }

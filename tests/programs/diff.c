@@ -2128,6 +2128,168 @@ static void execve_inherits_sockets(void)
 	close(t);
 }
 
+/* ---- fork after accept: the child serves the connection --------------- */
+
+/* An accepted connection (the peer echoes) whose copy the parent keeps
+ * (`hold`: the parent goes on) or closes (the child is then the only
+ * holder); `go` is a pipe the child waits on until the parent has closed
+ * its copy. */
+static int fork_accepted(int l, int *c, const char *mode)
+{
+	S((*c = dial(P(0), mode)) >= 0);
+	wait_ev(l, POLLIN, POLLIN);
+	return F(accept(l, NULL, NULL));
+}
+
+static void child_waits(int go)
+{
+	char x;
+	while (read(go, &x, 1) < 0 && errno == EINTR)
+		;
+}
+
+static void fork_child_serves(void)
+{
+	int l = listener(P(0)), c, a, go[2], status = -1, ep;
+	pid_t pid;
+	a = fork_accepted(l, &c, "echo");
+	if (pipe(go) < 0)
+		return;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		close(go[1]);
+		close(l);
+		child_waits(go[0]);
+		echo_check(a, "child");
+		names(a);
+		V("type", "%d", geti(a, SOL_SOCKET, SO_TYPE));
+		V("error", "%d", geti(a, SOL_SOCKET, SO_ERROR));
+		V("nodelay", "%d", geti(a, IPPROTO_TCP, TCP_NODELAY));
+		SETI(a, IPPROTO_TCP, TCP_NODELAY, 1);
+		V("nodelay", "%d", geti(a, IPPROTO_TCP, TCP_NODELAY));
+		SETI(a, SOL_SOCKET, SO_KEEPALIVE, 1);
+		SETI(a, IPPROTO_TCP, TCP_KEEPIDLE, 30);
+		V("keepidle", "%d", geti(a, IPPROTO_TCP, TCP_KEEPIDLE));
+		ep = epoll_create1(0);
+		S(ep_add(ep, a, EPOLLIN, 1));
+		S(write(a, "again", 5));
+		ep_show(ep, 5000);
+		memset(buf, 0, 8);
+		V("read", "%ld %.5s", read_exact(a, buf, 5), buf);
+		S(close(a));
+		_exit(0);
+	}
+	close(go[0]);
+	S(close(a));
+	S(write(go[1], "g", 1));
+	S(waitpid(pid, &status, 0) == pid);
+	V("child", "exit=%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	/* Both copies closed: the peer saw the end, and ended its control
+	 * connection. */
+	V("peer_done", "%s", evs(wait_ev(c, POLLIN | POLLRDHUP, POLLRDHUP)));
+	S(read(c, buf, 10));
+	close(go[1]);
+	close(c);
+	close(l);
+}
+
+static void fork_child_leaves_it_alone(void)
+{
+	int l = listener(P(0)), c, a, go[2], status = -1;
+	pid_t pid;
+	a = fork_accepted(l, &c, "echo");
+	if (pipe(go) < 0)
+		return;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		/* redis's BGSAVE child: never touches the connection. */
+		close(go[1]);
+		child_waits(go[0]);
+		_exit(3);
+	}
+	close(go[0]);
+	/* The parent serves meanwhile; the child's copy takes nothing. */
+	echo_check(a, "before");
+	S(write(go[1], "g", 1));
+	S(waitpid(pid, &status, 0) == pid);
+	V("child", "exit=%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	echo_check(a, "after");
+	/* A child that closes it without using it. */
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0)
+		_exit(close(a) == 0 ? 4 : 1);
+	S(waitpid(pid, &status, 0) == pid);
+	V("child", "exit=%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	echo_check(a, "still");
+	close(go[1]);
+	close(a);
+	close(c);
+	close(l);
+}
+
+static void fork_child_shutdown_wr(void)
+{
+	int l = listener(P(0)), c, a, go[2], status = -1;
+	pid_t pid;
+	a = fork_accepted(l, &c, "echo");
+	if (pipe(go) < 0)
+		return;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		close(go[1]);
+		child_waits(go[0]);
+		S(send(a, "abc", 3, MSG_NOSIGNAL));
+		S(shutdown(a, SHUT_WR));
+		memset(buf, 0, 8);
+		V("read", "%ld %.3s", read_exact(a, buf, 3), buf);
+		V("eof", "%s", evs(wait_ev(a, POLLIN | POLLRDHUP, POLLRDHUP)));
+		S(read(a, buf, 10));
+		S(send(a, "x", 1, MSG_NOSIGNAL));
+		S(shutdown(a, 99));
+		S(close(a));
+		_exit(0);
+	}
+	close(go[0]);
+	S(close(a));
+	S(write(go[1], "g", 1));
+	S(waitpid(pid, &status, 0) == pid);
+	V("child", "exit=%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	V("peer_done", "%s", evs(wait_ev(c, POLLIN | POLLRDHUP, POLLRDHUP)));
+	close(go[1]);
+	close(c);
+	close(l);
+}
+
+/* inetd: the child puts the connection on its standard input and runs a
+ * program that reads it. */
+static void fork_exec_serves(void)
+{
+	int l = listener(P(0)), c, a, status = -1;
+	pid_t pid;
+	a = fork_accepted(l, &c, "say-hello");
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		char *argv[] = { "sh", "-c", "head -c 6", NULL };
+		dup2(a, 0);
+		close(a);
+		close(l);
+		printf("case %s step %d: child=", cur, stepno + 1);
+		fflush(stdout);
+		execve("/bin/sh", argv, environ);
+		_exit(127);
+	}
+	S(close(a));
+	S(waitpid(pid, &status, 0) == pid);
+	V("exit", "%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	close(c);
+	close(l);
+}
+
 static void close_range_sockets(void)
 {
 	int ep = epoll_create1(0), s = conn(7001), d = dup(s);
@@ -2486,6 +2648,7 @@ static const struct {
 	C(epoll_exclusive), C(epoll_wait_timeout),
 	C(poll_mixed), C(ppoll_timeout), C(select_calls), C(select_timeout),
 	C(sendfile_socket), C(fork_child_closes), C(execve_inherits_sockets), C(close_range_sockets),
+	C(fork_child_serves), C(fork_child_leaves_it_alone), C(fork_child_shutdown_wr), C(fork_exec_serves),
 	C(udp_echo), C(udp_connected), C(udp_refused), C(udp_nonblocking_empty), C(udp_mmsg), C(udp_trunc),
 	C(loopback_kernel), C(wildcard_accepts_loopback_and_remote),
 	C(epoll_order_data), C(epoll_order_edge), C(epoll_order_accept), C(accept_queue_order),

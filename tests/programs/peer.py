@@ -118,6 +118,12 @@ def dialer(ctl):
             d.close()
             ctl.sendall(b"ok\n")
             return
+        if mode == "echo":
+            # Echoes until the stack's side ends the stream, then closes
+            # both (the control connection's end says it saw the end).
+            ctl.sendall(b"ok\n")
+            echo(d)
+            return
         ctl.sendall(b"ok\n")
         while ctl.recv(100):
             pass
