@@ -517,6 +517,19 @@ impl Ops for Accel {
         addr: *const sockaddr,
         alen: socklen_t,
     ) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied && !addr.is_null() {
+            // A stream socket ignores the address, as Linux's TCP does
+            // (the socketpair end would say EISCONN).
+            let _ = alen;
+            return match crate::interpose::real::send.get() {
+                // SAFETY: the program's buffer, passed on.
+                Some(f) => match unsafe { f(fd, buf, len, flags) } {
+                    n if n < 0 => fail(crate::sys::errno()),
+                    n => ok(n),
+                },
+                None => Dispatch::NotOurs,
+            };
+        }
         inert!(entry, fd, "sendto");
         if !addr.is_null() && matches!(entry.state(), State::Udp | State::Pending) {
             // SAFETY: the program's buffers.

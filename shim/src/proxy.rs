@@ -49,7 +49,7 @@ use crate::sock::Kind;
 use crate::stacks::{self, Q};
 use crate::sys;
 use crate::wait::WaitOn;
-use crate::worker::{self, Core, Status};
+use crate::worker::{self, Core, Status, W};
 use accel_stack::iface::TcpHandle;
 use libc::{c_int, pollfd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::*};
@@ -67,6 +67,8 @@ struct Child {
     ctl: c_int,
     /// The connections it holds and has not attached, by socket handle.
     refs: Vec<u32>,
+    /// Its channel may hold a request.
+    ready: bool,
 }
 
 /// Children made by forks, for the proxy thread to take.
@@ -77,6 +79,8 @@ static CHILD_END: AtomicI32 = AtomicI32::new(-1);
 static EFD: AtomicI32 = AtomicI32::new(-1);
 /// Whether the proxy thread runs.
 static RUNNING: AtomicBool = AtomicBool::new(false);
+/// The proxy thread sleeps, or is about to: wakers write its eventfd.
+static ASLEEP: AtomicBool = AtomicBool::new(false);
 
 /// Wakes the proxy thread.
 fn nudge() {
@@ -87,16 +91,25 @@ fn nudge() {
     }
 }
 
-/// The waker the stack fires (through the connections' waiter lists).
-struct ProxyWaker;
+/// Connections (by socket handle) whose stack wakers fired.
+static WOKE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
-impl Wake for ProxyWaker {
+/// The waker of an attached connection: the stack fires it (through the
+/// socket's waiter list, see `ready`) when the connection may move.
+struct ConnWaker(u32);
+
+impl Wake for ConnWaker {
     fn wake(self: Arc<Self>) {
-        nudge();
+        self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        nudge();
+        WOKE.lock().unwrap_or_else(|e| e.into_inner()).push(self.0);
+        // The eventfd only if the proxy sleeps (or is about to): it looks
+        // at the list before it does (see `run`).
+        if ASLEEP.load(SeqCst) {
+            nudge();
+        }
     }
 }
 
@@ -160,9 +173,11 @@ pub fn before_fork(core: &mut Core) {
             s.children += 1;
         }
     }
-    NEW.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(Child { ctl: p, refs: conns });
+    NEW.lock().unwrap_or_else(|e| e.into_inner()).push(Child {
+        ctl: p,
+        refs: conns,
+        ready: true,
+    });
     CHILD_END.store(c, Release);
 }
 
@@ -233,6 +248,11 @@ struct Conn {
     want_in: bool,
     want_out: bool,
     want_stack: bool,
+    /// Something may have changed: pump it.
+    dirty: bool,
+    /// Its waker is on the socket's waiter list (taken when it fires).
+    registered: bool,
+    waker: Waker,
 }
 
 impl Conn {
@@ -257,6 +277,9 @@ impl Conn {
             want_in: false,
             want_out: false,
             want_stack: false,
+            dirty: true,
+            registered: false,
+            waker: Waker::from(Arc::new(ConnWaker(handle))),
         }
     }
 
@@ -384,7 +407,6 @@ struct Proxy {
     children: Vec<Child>,
     conns: Vec<Conn>,
     buf: Vec<u8>,
-    waker: Waker,
 }
 
 /// Releases a child's reference to socket `handle`: the last reference
@@ -414,15 +436,25 @@ fn run() {
         children: Vec::new(),
         conns: Vec::new(),
         buf: vec![0; CHUNK],
-        waker: Waker::from(Arc::new(ProxyWaker)),
     };
     let mut fds: Vec<pollfd> = Vec::new();
+    let mut woke: Vec<u32> = Vec::new();
+    let mut sleeper = false;
     loop {
         if worker::status() != Status::Up {
+            if sleeper {
+                W.sleeping.store(false, Release);
+            }
             return;
         }
         p.children
             .append(&mut NEW.lock().unwrap_or_else(|e| e.into_inner()));
+        woke.append(&mut WOKE.lock().unwrap_or_else(|e| e.into_inner()));
+        for c in p.conns.iter_mut().filter(|c| woke.contains(&c.handle)) {
+            c.dirty = true;
+            c.registered = false;
+        }
+        woke.clear();
         let mut progress = p.serve_children();
         progress |= p.pump_all();
         if progress {
@@ -431,18 +463,45 @@ fn run() {
         // About to sleep: the stack wakes us for the connections that wait
         // on it (registered first, then one more look, so nothing that
         // happens in between is missed).
+        let mut fresh = false;
         {
-            let mut core = worker::lock();
+            let mut core = None;
             for c in p
                 .conns
-                .iter()
-                .filter(|c| c.want_stack || (!c.stack_eof && !c.dead))
+                .iter_mut()
+                .filter(|c| !c.registered && !c.dead && (c.want_stack || !c.stack_eof))
             {
-                core.register(WaitOn::Sock(c.handle), &p.waker);
+                core.get_or_insert_with(worker::lock)
+                    .register(WaitOn::Sock(c.handle), &c.waker);
+                c.registered = true;
+                c.dirty = true;
+                fresh = true;
             }
         }
-        if p.pump_all() {
+        if fresh && p.pump_all() {
             continue;
+        }
+        // While it pumps, the proxy sleeps on the device for every waiting
+        // thread (wait's sleeper): frames for its connections wake it
+        // alone, and the program's waiting threads sleep until theirs.
+        // It keeps the role while it has connections (a waiting thread that
+        // took it would sleep on the device and drive it for the proxy, a
+        // hop more per frame).
+        if p.conns.is_empty() {
+            if std::mem::take(&mut sleeper) {
+                W.sleeping.store(false, Release);
+                // Whoever waits needs the keeper on the device now.
+                crate::keeper::nudge();
+            }
+        } else if !sleeper {
+            sleeper = W.sleeping.compare_exchange(false, true, AcqRel, Relaxed).is_ok();
+        }
+        let mut wait = Duration::from_millis(500);
+        if sleeper {
+            let r = stacks::poll_all();
+            if let Some(n) = r.next {
+                wait = wait.min(n.saturating_since(worker::now()));
+            }
         }
         fds.clear();
         let efd = EFD.load(Acquire);
@@ -473,22 +532,58 @@ fn run() {
             });
         }
         let ours = fds.len();
-        if !p.conns.is_empty() {
-            // Frames for the connections wake us directly.
+        if sleeper {
             stacks::arm_rx_interrupts(&mut fds);
         }
-        // SAFETY: no signal mask.
-        let _ = unsafe { sys::ppoll(&mut fds, Some(Duration::from_millis(500)), std::ptr::null()) };
+        // Spin first, as a waiting thread does (ACCEL_SPIN_US): the
+        // child's answer, or the peer's next request, often comes within
+        // it, and a sleep and a wake-up cost more.
+        let spun = sleeper && spin(fds.get_mut(1 + p.children.len()..ours).unwrap_or_default());
+        if !spun {
+            ASLEEP.store(true, SeqCst);
+            if WOKE.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+                // SAFETY: no signal mask.
+                let _ = unsafe { sys::ppoll(&mut fds, Some(wait), std::ptr::null()) };
+            }
+            ASLEEP.store(false, SeqCst);
+        }
         if fds.first().is_some_and(|f| f.revents != 0) {
             sys::drain(efd);
         }
-        let first_conn = 1 + p.children.len();
-        for (c, f) in p.conns.iter_mut().zip(fds.iter().skip(first_conn)) {
-            c.hup |= f.revents & libc::POLLHUP != 0;
+        let mut at = fds.iter().skip(1);
+        for (ch, f) in p.children.iter_mut().zip(at.by_ref()) {
+            ch.ready |= f.revents != 0;
         }
-        if fds.iter().skip(ours).any(|f| f.revents != 0) {
+        for (c, f) in p.conns.iter_mut().zip(at) {
+            c.hup |= f.revents & libc::POLLHUP != 0;
+            c.dirty |= f.revents != 0;
+        }
+        if sleeper && fds.iter().skip(ours).any(|f| f.revents != 0) {
             stacks::poll_all();
         }
+    }
+}
+
+/// Polls the device and looks at the connections' socketpair ends
+/// `pairs` (without sleeping) for up to `ACCEL_SPIN_US`; whether something
+/// came (a connection's waker fired, or an end has events: their
+/// `revents` are set). The control channels wait for the sleep.
+fn spin(pairs: &mut [pollfd]) -> bool {
+    let spin = Duration::from_micros(u64::from(crate::startup::config().spin_us));
+    let t0 = worker::now();
+    loop {
+        stacks::poll_all();
+        if !WOKE.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            return true;
+        }
+        // SAFETY: no signal mask.
+        if unsafe { sys::ppoll(pairs, Some(Duration::ZERO), std::ptr::null()) }.is_ok_and(|n| n > 0) {
+            return true;
+        }
+        if worker::now().saturating_since(t0) >= spin {
+            return false;
+        }
+        std::hint::spin_loop();
     }
 }
 
@@ -499,8 +594,9 @@ impl Proxy {
         let mut progress = false;
         let mut i = 0;
         while i < self.children.len() {
-            let Some(ctl) = self.children.get(i).map(|c| c.ctl) else {
-                break;
+            let Some(ctl) = self.children.get(i).filter(|c| c.ready).map(|c| c.ctl) else {
+                i += 1;
+                continue;
             };
             let mut msg = [0u8; REQUEST_LEN + 8];
             match wire::recv_msg(ctl, &mut msg, libc::MSG_DONTWAIT) {
@@ -527,7 +623,11 @@ impl Proxy {
                     // The same child again: it may have sent more.
                     continue;
                 }
-                Err(_) => {}
+                Err(_) => {
+                    if let Some(c) = self.children.get_mut(i) {
+                        c.ready = false;
+                    }
+                }
             }
             i += 1;
         }
@@ -611,12 +711,14 @@ impl Proxy {
     fn pump_all(&mut self) -> bool {
         let mut progress = false;
         let mut touched: Vec<Q> = Vec::new();
-        for c in &mut self.conns {
+        for c in self.conns.iter_mut().filter(|c| c.dirty) {
             if c.pump(&mut self.buf) {
                 progress = true;
                 if !touched.contains(&c.q) {
                     touched.push(c.q);
                 }
+            } else {
+                c.dirty = false;
             }
         }
         for q in touched {

@@ -2162,6 +2162,16 @@ static void fork_child_serves(void)
 		close(l);
 		child_waits(go[0]);
 		echo_check(a, "child");
+		{
+			struct sockaddr_in x = PEER(9), from;
+			socklen_t flen = sizeof from;
+			S(sendto(a, "to", 2, MSG_NOSIGNAL, SA(x), L));
+			V("read", "%ld", read_exact(a, buf, 2));
+			S(write(a, "ab", 2));
+			S(wait_inq(a, 2));
+			S(recvfrom(a, buf, 2, 0, SA(from), &flen));
+			V("fromlen", "%d", flen);
+		}
 		names(a);
 		V("type", "%d", geti(a, SOL_SOCKET, SO_TYPE));
 		V("error", "%d", geti(a, SOL_SOCKET, SO_ERROR));
