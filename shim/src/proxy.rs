@@ -864,6 +864,42 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_closes_when_its_last_holder_lets_go() {
+        // A socket of this process held by one fd and two children.
+        let h = {
+            let mut core = worker::lock();
+            let mut s = crate::sock::Sock::pending(false, false);
+            s.children = 2;
+            core.socks.insert(s)
+        };
+        let entry = Entry::of(State::Pending, h);
+        let alive = || worker::lock().socks.get(h).is_some();
+        // The parent closes its fd (PostgreSQL's postmaster, right after
+        // the fork): the children still hold it.
+        crate::socket::dropped(-1, entry);
+        assert!(alive());
+        assert_eq!(
+            worker::lock().socks.get(h).map(|s| (s.refs, s.children)),
+            Some((0, 2))
+        );
+        release(h);
+        assert!(alive(), "one child still holds it");
+        release(h);
+        assert!(!alive(), "the last holder let go: closed");
+        // A socket whose children let go first closes at the parent's close.
+        let h = {
+            let mut core = worker::lock();
+            let mut s = crate::sock::Sock::pending(false, false);
+            s.children = 1;
+            core.socks.insert(s)
+        };
+        release(h);
+        assert!(worker::lock().socks.get(h).is_some(), "the parent's fd holds it");
+        crate::socket::dropped(-1, Entry::of(State::Pending, h));
+        assert!(worker::lock().socks.get(h).is_none());
+    }
+
+    #[test]
     fn the_child_end_of_a_fork_is_taken_once() {
         CHILD_END.store(42, Release);
         assert_eq!(take_child_end(), 42);

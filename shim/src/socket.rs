@@ -907,7 +907,9 @@ pub fn close_last(mut core: worker::CoreGuard, fd: c_int, handle: u32) {
     if let Some(slot) = sock.reap.take() {
         crate::reaper::forget(slot);
     }
-    if let (Kind::Tcp(q, h), Some(time)) = (&kind, sock.opts.linger) {
+    // SO_LINGER's wait is the last close's; a child's (fd -1) has
+    // returned already, and the proxy that closes for it waits for nobody.
+    if let (Kind::Tcp(q, h), Some(time), true) = (&kind, sock.opts.linger, fd >= 0) {
         // SO_LINGER with a timeout: close on the stack, then wait
         // (the socket stays known meanwhile, to be woken).
         let (q, h) = (*q, *h);
