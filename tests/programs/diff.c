@@ -2274,6 +2274,53 @@ static void fork_child_shutdown_wr(void)
 	close(l);
 }
 
+/* A child killed (SIGKILL): what it held is let go, attached or not. */
+static void fork_child_killed(void)
+{
+	int l = listener(P(0)), c, a, ready[2], status = -1;
+	char x;
+	pid_t pid;
+	a = fork_accepted(l, &c, "echo");
+	if (pipe(ready) < 0)
+		return;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		/* Never touches it. */
+		close(ready[0]);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	S(read(ready[0], &x, 1));
+	S(kill(pid, SIGKILL));
+	S(waitpid(pid, &status, 0) == pid);
+	V("child", "signal=%d", WIFSIGNALED(status) ? WTERMSIG(status) : -1);
+	echo_check(a, "alive");
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		/* Uses it, then dies with it. */
+		char b[8];
+		if (write(a, "used", 4) != 4 || read_exact(a, b, 4) != 4 || write(ready[1], "r", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	S(close(a));
+	S(read(ready[0], &x, 1));
+	S(kill(pid, SIGKILL));
+	S(waitpid(pid, &status, 0) == pid);
+	V("child", "signal=%d", WIFSIGNALED(status) ? WTERMSIG(status) : -1);
+	/* The last holder is gone: the peer saw the end. */
+	V("peer_done", "%s", evs(wait_ev(c, POLLIN | POLLRDHUP, POLLRDHUP)));
+	close(ready[0]);
+	close(ready[1]);
+	close(c);
+	close(l);
+}
+
 /* inetd: the child puts the connection on its standard input and runs a
  * program that reads it. */
 static void fork_exec_serves(void)
@@ -2658,7 +2705,7 @@ static const struct {
 	C(epoll_exclusive), C(epoll_wait_timeout),
 	C(poll_mixed), C(ppoll_timeout), C(select_calls), C(select_timeout),
 	C(sendfile_socket), C(fork_child_closes), C(execve_inherits_sockets), C(close_range_sockets),
-	C(fork_child_serves), C(fork_child_leaves_it_alone), C(fork_child_shutdown_wr), C(fork_exec_serves),
+	C(fork_child_serves), C(fork_child_leaves_it_alone), C(fork_child_shutdown_wr), C(fork_child_killed), C(fork_exec_serves),
 	C(udp_echo), C(udp_connected), C(udp_refused), C(udp_nonblocking_empty), C(udp_mmsg), C(udp_trunc),
 	C(loopback_kernel), C(wildcard_accepts_loopback_and_remote),
 	C(epoll_order_data), C(epoll_order_edge), C(epoll_order_accept), C(accept_queue_order),

@@ -234,14 +234,12 @@ fn while_forked(clients: &mut [Redis], what: &str, flag: &str, status: &str, key
     assert!(matches!(started, Resp::Simple(_)), "{what}: {started:?}");
     let t0 = Instant::now();
     let mut rounds = 0;
-    loop {
+    // The child is there (200 us per key keeps it a while): every client
+    // works until it is gone.
+    while clients[0].persistence(flag) != "0" {
         rounds += 1;
         // Values that change while the child writes the parent's memory.
         set_get_all(clients, keys / 10, 1000 + rounds);
-        let busy = clients[0].persistence(flag);
-        if busy == "0" {
-            break;
-        }
         assert!(t0.elapsed() < Duration::from_secs(120), "{what} did not end");
     }
     assert_eq!(clients[0].persistence(status), "ok", "{what}");
@@ -315,9 +313,8 @@ fn redis_forks_for_bgsave_and_bgrewriteaof_while_clients_work() {
             t0.elapsed().as_secs_f64(),
             "s",
         );
-        // The children ran long enough (200 us per key) for the clients to
-        // work while they did.
-        assert!(save_rounds >= 2 && aof_rounds >= 2, "{save_rounds} {aof_rounds}");
+        // The clients worked while the children ran.
+        assert!(save_rounds >= 1 && aof_rounds >= 1, "{save_rounds} {aof_rounds}");
         assert!(!server.exited(), "redis died: {}", server.report());
         let log = server.stdout() + &server.stderr();
         assert!(
