@@ -81,12 +81,17 @@ pub fn after_fork_in_child(ctl: c_int) -> (usize, usize) {
 
 /// Sends `req` and waits for the reply (and the fd it carries).
 fn rpc(req: &Request) -> Result<(Reply, Option<c_int>), Errno> {
+    rpc_with(req, None)
+}
+
+/// [`rpc`], passing `fd` along.
+fn rpc_with(req: &Request, fd: Option<c_int>) -> Result<(Reply, Option<c_int>), Errno> {
     let _one = RPC.lock().unwrap_or_else(|e| e.into_inner());
     let ctl = CTL.load(Acquire);
     if ctl < 0 {
         return Err(Errno(libc::EBADF));
     }
-    wire::send_msg(ctl, &req.encode(), None, 0).map_err(|_| Errno(libc::EBADF))?;
+    wire::send_msg(ctl, &req.encode(), fd, 0).map_err(|_| Errno(libc::EBADF))?;
     let mut buf = [0u8; REPLY_LEN + 8];
     match wire::recv_msg(ctl, &mut buf, 0) {
         Ok((n, fd)) => match buf.get(..n).and_then(Reply::decode) {
@@ -107,7 +112,8 @@ fn rpc(req: &Request) -> Result<(Reply, Option<c_int>), Errno> {
 /// module docs. Every fd holding it is [`State::Proxied`] after.
 pub fn attach(fd: c_int, entry: Entry) -> Result<(), Errno> {
     let handle = entry.handle();
-    let (r, got) = rpc(&Request::new(Op::Attach, handle, 0, 0, 0))?;
+    // The placeholder goes along: the parent keeps it for the options.
+    let (r, got) = rpc_with(&Request::new(Op::Attach, handle, 0, 0, 0), Some(fd))?;
     if let Err(e) = r.result() {
         log!(
             warn,
@@ -256,12 +262,19 @@ pub fn proxy_fd_dropped(fd: c_int) {
 ///
 /// `val`/`len` as for `getsockopt`.
 pub unsafe fn getsockopt(
+    fd: c_int,
     entry: Entry,
     level: c_int,
     name: c_int,
     val: *mut c_void,
     len: *mut socklen_t,
 ) -> Answer<c_int> {
+    // The parent answers on the placeholder the attach hands it.
+    let entry = if entry.state() == State::Inherited {
+        attach_if_inherited(fd)
+    } else {
+        entry
+    };
     if len.is_null() {
         return Dispatch::Done(Err(Errno(libc::EFAULT)));
     }

@@ -323,7 +323,7 @@ impl Ops for Accel {
     ) -> Dispatch<c_int> {
         if parents(entry) {
             // SAFETY: the program's arguments.
-            return unsafe { forked::getsockopt(entry, level, name, val, len) };
+            return unsafe { forked::getsockopt(fd, entry, level, name, val, len) };
         }
         inert!(entry, fd, "getsockopt");
         if !matches!(entry.state(), State::Pending | State::Tcp | State::Udp) {

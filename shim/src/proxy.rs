@@ -7,13 +7,15 @@
 //! ([`before_fork`], with the worker's lock held), the proxy makes a
 //! control channel (an `AF_UNIX` `SOCK_SEQPACKET` socketpair, see
 //! `forkwire`), and every connection gains a reference held by the child
-//! ([`Sock::children`](crate::sock::Sock)); the parent keeps a copy of
-//! each such connection's placeholder, so that the child's socket options
-//! are checked and kept by the kernel exactly as the parent's are. The
-//! child ([`crate::forked`]) attaches a connection lazily, at its first
-//! use: the proxy then makes an `AF_UNIX` stream socketpair, passes one end
-//! to the child (which puts it on the connection's fd number) and pumps
-//! bytes between the other end and the stack connection.
+//! ([`Sock::children`](crate::sock::Sock)). The child
+//! ([`crate::forked`]) attaches a connection lazily, at its first use,
+//! sending its copy of the connection's placeholder along (the parent
+//! keeps it, so that the child's socket options are checked and kept by
+//! the kernel exactly as the parent's own are, at the cost of one fd per
+//! attached connection, none per connection merely inherited): the proxy
+//! then makes an `AF_UNIX` stream socketpair, passes one end to the child
+//! (which puts it on the connection's fd number) and pumps bytes between
+//! the other end and the stack connection.
 //!
 //! The proxy thread, started at the first such fork, sleeps in `ppoll` on
 //! an eventfd, the control channels, the socketpair ends it waits on, and
@@ -157,17 +159,6 @@ pub fn before_fork(core: &mut Core) {
         }
     };
     let _ = FDS.install(p, State::Proxy, 0);
-    // A copy of each connection's placeholder, for the children's options.
-    FDS.each_in(State::Tcp, |fd, e| {
-        if let Some(s) = core.socks.get_mut(e.handle()) {
-            if matches!(s.kind, Kind::Tcp(..)) && s.kept.is_none() {
-                if let Ok(copy) = wire::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) {
-                    let _ = FDS.install(copy, State::Proxy, 0);
-                    s.kept = Some(copy);
-                }
-            }
-        }
-    });
     for &h in &conns {
         if let Some(s) = core.socks.get_mut(h) {
             s.children += 1;
@@ -612,12 +603,15 @@ impl Proxy {
                     continue;
                 }
                 Ok((n, fd)) => {
-                    if let Some(fd) = fd {
-                        sys::close(fd);
-                    }
                     match msg.get(..n).and_then(Request::decode) {
-                        Some(req) => self.answer(i, ctl, &req),
+                        Some(req) => self.answer(i, ctl, &req, fd),
                         None => log!(warn, "fork proxy: a bad message from a child ({n} bytes)"),
+                    }
+                    if let Some(fd) = fd {
+                        // Not kept by the request (see `keep`).
+                        if FDS.get(fd).state() != State::Proxy {
+                            sys::close(fd);
+                        }
                     }
                     progress = true;
                     // The same child again: it may have sent more.
@@ -634,8 +628,9 @@ impl Proxy {
         progress
     }
 
-    /// Answers request `req` of child `i` (control channel `ctl`).
-    fn answer(&mut self, i: usize, ctl: c_int, req: &Request) {
+    /// Answers request `req` of child `i` (control channel `ctl`), which
+    /// came with `fd` (an attach: the child's copy of the placeholder).
+    fn answer(&mut self, i: usize, ctl: c_int, req: &Request, fd: Option<c_int>) {
         let holds = self.children.get(i).is_some_and(|c| c.refs.contains(&req.handle));
         let attached = self
             .conns
@@ -658,6 +653,9 @@ impl Proxy {
                 if attached.is_some() {
                     reply(ctl, Reply::of(Err(libc::EALREADY)), None);
                     return;
+                }
+                if let Some(fd) = fd {
+                    keep(req.handle, fd);
                 }
                 match self.attach(ctl, req.handle) {
                     Ok(child_end) => {
@@ -737,6 +735,18 @@ impl Proxy {
             i += 1;
         }
         progress
+    }
+}
+
+/// Keeps `fd`, a child's copy of socket `handle`'s placeholder, as the
+/// socket's kept placeholder (for the children's options), unless the
+/// socket has one.
+fn keep(handle: u32, fd: c_int) {
+    let mut core = worker::lock();
+    if let Some(s) = core.socks.get_mut(handle) {
+        if s.kept.is_none() && FDS.install(fd, State::Proxy, 0).is_ok() {
+            s.kept = Some(fd);
+        }
     }
 }
 

@@ -130,8 +130,9 @@ pub struct Sock {
     /// socket closes when neither an fd of this process nor a child
     /// refers to it.
     pub children: u32,
-    /// A copy of the placeholder the fork proxy keeps (a connection that
-    /// children hold), for their socket options; closed with the socket.
+    /// A copy of the placeholder the fork proxy keeps (a child's, handed
+    /// over when it attached the connection), for the children's socket
+    /// options; closed with the socket.
     pub kept: Option<i32>,
 }
 
