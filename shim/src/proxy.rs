@@ -39,7 +39,7 @@
 //! does (`socket::close_last`).
 //!
 //! Locks: the proxy thread owns its tables; the forking thread hands new
-//! children over through a queue ([`NEW`], a leaf lock). The thread takes
+//! children over through a queue (`NEW`, a leaf lock). The thread takes
 //! the worker's and the stacks' locks like any thread, never while it
 //! sleeps. It blocks every signal (the program's go to the program's
 //! threads) and runs marked as inside the shim.
