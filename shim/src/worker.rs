@@ -563,14 +563,18 @@ pub fn after_fork_in_child() {
     device::after_fork();
     crate::reaper::after_fork();
     if status() == Status::Up {
+        crate::ready::after_fork();
         // The stacks (in a static, never dropped) are the parent's: with
         // the status Forked nothing reaches them ([`crate::stacks::cells`]
         // is empty here).
         W.status.store(Status::Forked as u8, Release);
-        let mut core = lock();
-        core.to_wake.clear();
-        if let Some(eal) = core.eal.take() {
-            std::mem::forget(eal);
+        // (Held only if a signal handler forked inside this thread's own
+        // shim call, see `before_fork`: then that frame has it.)
+        if let Some(mut core) = try_lock() {
+            core.to_wake.clear();
+            if let Some(eal) = core.eal.take() {
+                std::mem::forget(eal);
+            }
         }
     }
 }
