@@ -46,6 +46,86 @@ static CTL: AtomicI32 = AtomicI32::new(-1);
 static ANY: AtomicBool = AtomicBool::new(false);
 /// One request at a time on the channel.
 static RPC: Mutex<()> = Mutex::new(());
+/// Failures the parent reported (a reset), by socket handle, not yet
+/// reported to the program.
+static FAILED: Mutex<Vec<(u32, c_int)>> = Mutex::new(Vec::new());
+
+/// Records message `msg` if it is the parent's unasked notice of a
+/// failure; whether it was.
+fn note(msg: &[u8]) -> bool {
+    match Request::decode(msg) {
+        Some(r) if r.op == Op::Failed => {
+            FAILED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((r.handle, r.a));
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The failure the parent reported for connection `handle` (a reset),
+/// once: a read that found the end of the stream, or a write that found
+/// it shut, reports it instead, as the kernel's TCP reports a reset. The
+/// notices waiting on the channel are read first.
+pub fn failure(handle: u32) -> Option<c_int> {
+    let ctl = CTL.load(Acquire);
+    if ctl < 0 {
+        return None;
+    }
+    {
+        let _one = RPC.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buf = [0u8; REPLY_LEN + 8];
+        while let Ok((n, fd)) = wire::recv_msg(ctl, &mut buf, libc::MSG_DONTWAIT) {
+            if let Some(fd) = fd {
+                sys::close(fd);
+            }
+            if n == 0 || !note(buf.get(..n).unwrap_or_default()) {
+                break;
+            }
+        }
+    }
+    let mut failed = FAILED.lock().unwrap_or_else(|e| e.into_inner());
+    let i = failed.iter().position(|&(h, _)| h == handle)?;
+    Some(failed.swap_remove(i).1)
+}
+
+/// A read on an attached connection returned `r` (for `want` bytes):
+/// the end of the stream is the connection's failure, if the parent
+/// reported one.
+pub fn after_read(entry: Entry, r: isize, want: usize) -> Answer<isize> {
+    if r < 0 {
+        return Dispatch::Done(Err(Errno(sys::errno())));
+    }
+    if r == 0 && want > 0 {
+        if let Some(e) = failure(entry.handle()) {
+            return Dispatch::Done(Err(Errno(e)));
+        }
+    }
+    Dispatch::Done(Ok(r))
+}
+
+/// A write on an attached connection (made with `MSG_NOSIGNAL`) returned
+/// `r`: `EPIPE` is the connection's failure if the parent reported one
+/// (no `SIGPIPE` then, as the kernel's TCP), else `EPIPE` with `SIGPIPE`
+/// unless the program asked for none (`nosignal`).
+pub fn after_write(entry: Entry, r: isize, nosignal: bool) -> Answer<isize> {
+    if r >= 0 {
+        return Dispatch::Done(Ok(r));
+    }
+    let e = sys::errno();
+    if e != libc::EPIPE {
+        return Dispatch::Done(Err(Errno(e)));
+    }
+    if let Some(f) = failure(entry.handle()) {
+        return Dispatch::Done(Err(Errno(f)));
+    }
+    if !nosignal {
+        crate::io::sigpipe();
+    }
+    Dispatch::Done(Err(Errno(libc::EPIPE)))
+}
 
 /// In the child of `fork`, from its handler: `ctl` is the channel's end
 /// the fork made (-1: none). Returns how many fds became inert and how
@@ -93,7 +173,15 @@ fn rpc_with(req: &Request, fd: Option<c_int>) -> Result<(Reply, Option<c_int>), 
     }
     wire::send_msg(ctl, &req.encode(), fd, 0).map_err(|_| Errno(libc::EBADF))?;
     let mut buf = [0u8; REPLY_LEN + 8];
-    match wire::recv_msg(ctl, &mut buf, 0) {
+    let mut got = wire::recv_msg(ctl, &mut buf, 0);
+    // The parent's notices may come first.
+    while let Ok((n, None)) = got {
+        if n == 0 || !note(buf.get(..n).unwrap_or_default()) {
+            break;
+        }
+        got = wire::recv_msg(ctl, &mut buf, 0);
+    }
+    match got {
         Ok((n, fd)) => match buf.get(..n).and_then(Reply::decode) {
             Some(r) => Ok((r, fd)),
             None => {

@@ -6,7 +6,8 @@
 //! the fork (`proxy::before_fork`): one message is one [`Request`] or one
 //! [`Reply`], fixed-size, little-endian. A child sends a request and waits
 //! for its reply (its requests are serialised); only [`Op::Release`] has
-//! no reply. An attach's reply carries the child's end of the
+//! no reply. The parent sends one message unasked, [`Op::Failed`] (a
+//! request-sized message, told from a reply by its length). An attach's reply carries the child's end of the
 //! connection's socketpair as `SCM_RIGHTS`.
 //!
 //! Every call here is a raw system call (`libc::syscall`): the shim never
@@ -37,6 +38,9 @@ pub enum Op {
     Name = 5,
     /// `shutdown(a)`.
     Shutdown = 6,
+    /// From the parent, unasked: the connection failed with errno `a` (a
+    /// reset); its socketpair end is shut.
+    Failed = 7,
 }
 
 impl Op {
@@ -48,6 +52,7 @@ impl Op {
             4 => Op::SetOpt,
             5 => Op::Name,
             6 => Op::Shutdown,
+            7 => Op::Failed,
             _ => return None,
         })
     }

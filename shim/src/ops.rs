@@ -79,6 +79,36 @@ macro_rules! inert {
     };
 }
 
+/// The real function `$name` called with `$args` (the program's, passed
+/// on), or `NotOurs` if libc has none.
+macro_rules! real_call {
+    ($name:ident($($a:expr),*)) => {
+        match crate::interpose::real::$name.get() {
+            // SAFETY: the program's arguments, passed on to the function of
+            // that name and C type.
+            Some(f) => unsafe { f($($a),*) },
+            None => return Dispatch::NotOurs,
+        }
+    };
+}
+
+/// `sendmsg` of `iov` with `MSG_NOSIGNAL` added to `flags`, for a write
+/// on an attached connection (see `forked::after_write`).
+fn proxied_send_iov(
+    entry: Entry,
+    fd: c_int,
+    iov: *const iovec,
+    iovcnt: c_int,
+    flags: c_int,
+) -> Dispatch<ssize_t> {
+    // SAFETY: an all-zero msghdr is valid (no name, no control).
+    let mut m: msghdr = unsafe { std::mem::zeroed() };
+    m.msg_iov = iov as *mut iovec;
+    m.msg_iovlen = iovcnt.max(0) as usize;
+    let r = real_call!(sendmsg(fd, &m, flags | libc::MSG_NOSIGNAL));
+    forked::after_write(entry, r, flags & libc::MSG_NOSIGNAL != 0)
+}
+
 /// Whether the entry is a connection of the parent's stack (inherited or
 /// attached), whose names, options and shutdown the parent answers.
 fn parents(entry: Entry) -> bool {
@@ -387,12 +417,21 @@ impl Ops for Accel {
     }
 
     unsafe fn read(&self, entry: Entry, fd: c_int, buf: *mut c_void, count: size_t) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied {
+            return forked::after_read(entry, real_call!(read(fd, buf, count)), count);
+        }
         inert!(entry, fd, "read");
         // SAFETY: the program's buffer.
         unsafe { io::recv(entry, fd, &[one(buf, count)], 0) }
     }
 
     unsafe fn readv(&self, entry: Entry, fd: c_int, iov: *const iovec, iovcnt: c_int) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied {
+            let r = real_call!(readv(fd, iov, iovcnt));
+            // SAFETY: the program's iovec array (the kernel took it).
+            let want = unsafe { iovs(iov, iovcnt) }.map_or(0, io::iov_len);
+            return forked::after_read(entry, r, want);
+        }
         inert!(entry, fd, "readv");
         // SAFETY: the program's iovec array.
         match unsafe { iovs(iov, iovcnt) } {
@@ -403,12 +442,22 @@ impl Ops for Accel {
     }
 
     unsafe fn write(&self, entry: Entry, fd: c_int, buf: *const c_void, count: size_t) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied {
+            let r = real_call!(send(fd, buf, count, libc::MSG_NOSIGNAL));
+            return forked::after_write(entry, r, false);
+        }
         inert!(entry, fd, "write");
         // SAFETY: the program's buffer.
         unsafe { io::send(entry, &[one(buf, count)], 0) }
     }
 
     unsafe fn writev(&self, entry: Entry, fd: c_int, iov: *const iovec, iovcnt: c_int) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied {
+            if !(0..=1024).contains(&iovcnt) {
+                return fail(libc::EINVAL);
+            }
+            return proxied_send_iov(entry, fd, iov, iovcnt, 0);
+        }
         inert!(entry, fd, "writev");
         // SAFETY: the program's iovec array.
         match unsafe { iovs(iov, iovcnt) } {
@@ -426,6 +475,9 @@ impl Ops for Accel {
         len: size_t,
         flags: c_int,
     ) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied {
+            return forked::after_read(entry, real_call!(recv(fd, buf, len, flags)), len);
+        }
         inert!(entry, fd, "recv");
         // SAFETY: the program's buffer.
         unsafe { io::recv(entry, fd, &[one(buf, len)], flags) }
@@ -441,6 +493,10 @@ impl Ops for Accel {
         addr: *mut sockaddr,
         alen: *mut socklen_t,
     ) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied {
+            let r = real_call!(recvfrom(fd, buf, len, flags, addr, alen));
+            return forked::after_read(entry, r, len);
+        }
         inert!(entry, fd, "recvfrom");
         if entry.state() == State::Udp {
             // SAFETY: the program's buffers.
@@ -502,6 +558,10 @@ impl Ops for Accel {
         len: size_t,
         flags: c_int,
     ) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied {
+            let r = real_call!(send(fd, buf, len, flags | libc::MSG_NOSIGNAL));
+            return forked::after_write(entry, r, flags & libc::MSG_NOSIGNAL != 0);
+        }
         inert!(entry, fd, "send");
         // SAFETY: the program's buffer.
         unsafe { io::send(entry, &[one(buf, len)], flags) }
@@ -517,18 +577,12 @@ impl Ops for Accel {
         addr: *const sockaddr,
         alen: socklen_t,
     ) -> Dispatch<ssize_t> {
-        if entry.state() == State::Proxied && !addr.is_null() {
+        if entry.state() == State::Proxied {
             // A stream socket ignores the address, as Linux's TCP does
             // (the socketpair end would say EISCONN).
-            let _ = alen;
-            return match crate::interpose::real::send.get() {
-                // SAFETY: the program's buffer, passed on.
-                Some(f) => match unsafe { f(fd, buf, len, flags) } {
-                    n if n < 0 => fail(crate::sys::errno()),
-                    n => ok(n),
-                },
-                None => Dispatch::NotOurs,
-            };
+            let _ = (addr, alen);
+            let r = real_call!(send(fd, buf, len, flags | libc::MSG_NOSIGNAL));
+            return forked::after_write(entry, r, flags & libc::MSG_NOSIGNAL != 0);
         }
         inert!(entry, fd, "sendto");
         if !addr.is_null() && matches!(entry.state(), State::Udp | State::Pending) {

@@ -27,8 +27,9 @@
 //! [`CHUNK`] bytes in the proxy). The peer's FIN becomes `shutdown(SHUT_WR)`
 //! of the proxy's end (the child reads the end of the stream), the child's
 //! `shutdown(SHUT_WR)` (announced by an RPC) the stack's FIN; a reset or an
-//! error ends the proxy's end (the child reads the end, and a write fails
-//! with `EPIPE`).
+//! error shuts the proxy's end and is sent to the child, which reports it
+//! (`ECONNRESET`) where the kernel's TCP would: at the read that finds the
+//! end, or the write that finds the end shut.
 //!
 //! References: a child's reference goes when the child releases the
 //! connection unattached (closed it), when its attached end is closed (the
@@ -233,6 +234,8 @@ struct Conn {
     stack_shut: bool,
     /// The stack connection failed (reset): nothing more moves.
     dead: bool,
+    /// Its errno, for the child (sent once).
+    failure: Option<c_int>,
     /// The child's end is closed (`POLLHUP` on ours).
     hup: bool,
     /// What the last pump found it waits for.
@@ -264,6 +267,7 @@ impl Conn {
             shut_wanted: false,
             stack_shut: false,
             dead: false,
+            failure: None,
             hup: false,
             want_in: false,
             want_out: false,
@@ -284,6 +288,17 @@ impl Conn {
             self.fc_at >= self.from_child.len(),
             self.dead,
         )
+    }
+
+    /// The stack connection failed with `errno` (a reset): its end is
+    /// shut both ways, and the child is told (it reports the errno where
+    /// the kernel's TCP would, see `forked::failure`).
+    fn fail(&mut self, errno: c_int) {
+        if !self.dead {
+            self.dead = true;
+            self.failure = Some(errno);
+            let _ = wire::shutdown(self.pair, libc::SHUT_RDWR);
+        }
     }
 
     /// Moves what can move, without blocking; whether anything did.
@@ -307,11 +322,12 @@ impl Conn {
                     progress = true;
                 }
                 Some(Err(e)) if e.0 == libc::EAGAIN => self.want_stack = true,
-                _ => {
-                    // Reset, or gone: the child reads the end; its writes
-                    // fail.
-                    self.dead = true;
-                    let _ = wire::shutdown(self.pair, libc::SHUT_RDWR);
+                Some(Err(e)) => {
+                    self.fail(e.0);
+                    progress = true;
+                }
+                None => {
+                    self.fail(libc::ECONNRESET);
                     progress = true;
                 }
             }
@@ -371,6 +387,13 @@ impl Conn {
                     }
                 }
                 Some(Err(e)) if e.0 == libc::EAGAIN => self.want_stack = true,
+                Some(Err(e)) if e.0 != libc::EPIPE => {
+                    self.fc_at = self.from_child.len();
+                    self.fail(e.0);
+                    progress = true;
+                }
+                // The connection's sending side is shut: dropped, as the
+                // kernel's would fail the write.
                 _ => self.fc_at = self.from_child.len(),
             }
         }
@@ -684,6 +707,7 @@ impl Proxy {
                 reply(ctl, Reply::of(r.map(|()| 0)), None);
             }
             Op::GetOpt | Op::SetOpt | Op::Name => reply(ctl, sockcall(req), None),
+            Op::Failed => reply(ctl, Reply::of(Err(libc::EINVAL)), None),
         }
     }
 
@@ -710,7 +734,12 @@ impl Proxy {
         let mut progress = false;
         let mut touched: Vec<Q> = Vec::new();
         for c in self.conns.iter_mut().filter(|c| c.dirty) {
-            if c.pump(&mut self.buf) {
+            let moved = c.pump(&mut self.buf);
+            if let Some(e) = c.failure.take() {
+                let notice = Request::new(Op::Failed, c.handle, e, 0, 0);
+                let _ = wire::send_msg(c.child, &notice.encode(), None, libc::MSG_DONTWAIT);
+            }
+            if moved {
                 progress = true;
                 if !touched.contains(&c.q) {
                     touched.push(c.q);

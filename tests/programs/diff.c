@@ -2321,6 +2321,39 @@ static void fork_child_killed(void)
 	close(l);
 }
 
+/* The peer resets a connection a child holds alone. */
+static void fork_child_peer_reset(void)
+{
+	int l = listener(P(0)), c, a, ready[2], status = -1;
+	char x;
+	pid_t pid;
+	a = fork_accepted(l, &c, "rst");
+	if (pipe(ready) < 0)
+		return;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		S(poll1(a, POLLIN, 0));
+		if (write(ready[1], "r", 1) != 1)
+			_exit(1);
+		wait_ev(a, POLLIN, POLLIN);
+		S(read(a, buf, 10));
+		S(read(a, buf, 10));
+		S(send(a, "x", 1, MSG_NOSIGNAL));
+		S(close(a));
+		_exit(0);
+	}
+	S(read(ready[0], &x, 1));
+	S(close(a));
+	S(write(c, "x\n", 2));
+	S(waitpid(pid, &status, 0) == pid);
+	V("child", "exit=%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	close(ready[0]);
+	close(ready[1]);
+	close(c);
+	close(l);
+}
+
 /* inetd: the child puts the connection on its standard input and runs a
  * program that reads it. */
 static void fork_exec_serves(void)
@@ -2705,7 +2738,7 @@ static const struct {
 	C(epoll_exclusive), C(epoll_wait_timeout),
 	C(poll_mixed), C(ppoll_timeout), C(select_calls), C(select_timeout),
 	C(sendfile_socket), C(fork_child_closes), C(execve_inherits_sockets), C(close_range_sockets),
-	C(fork_child_serves), C(fork_child_leaves_it_alone), C(fork_child_shutdown_wr), C(fork_child_killed), C(fork_exec_serves),
+	C(fork_child_serves), C(fork_child_leaves_it_alone), C(fork_child_shutdown_wr), C(fork_child_killed), C(fork_child_peer_reset), C(fork_exec_serves),
 	C(udp_echo), C(udp_connected), C(udp_refused), C(udp_nonblocking_empty), C(udp_mmsg), C(udp_trunc),
 	C(loopback_kernel), C(wildcard_accepts_loopback_and_remote),
 	C(epoll_order_data), C(epoll_order_edge), C(epoll_order_accept), C(accept_queue_order),
