@@ -5,8 +5,11 @@
 //! Each method maps one C call onto the modules that implement it:
 //! [`socket`] (life and decisions), [`io`] (data
 //! and control), [`udp`], [`epoll`],
-//! [`pollsel`]. An fd inherited across `fork` from a
-//! process whose stack ran is `Inert`: `close` works, every other call
+//! [`pollsel`]. In a child of `fork` of a process whose stack ran, an
+//! inherited connection is `Inherited` (attached through the parent's
+//! proxy at its first use, then `Proxied`: data calls go to the kernel,
+//! names, options and `shutdown` to the parent; see [`forked`]), and any
+//! other accelerated socket is `Inert`: `close` works, every other call
 //! fails with `EBADF` and a log line. A method that returns
 //! [`Dispatch::NotOurs`] sends the call on to libc: that is how pending
 //! sockets (still the kernel's placeholders) answer most calls.

@@ -234,8 +234,6 @@ struct Conn {
     stack_shut: bool,
     /// The stack connection failed (reset): nothing more moves.
     dead: bool,
-    /// Its errno, for the child (sent once).
-    failure: Option<c_int>,
     /// The child's end is closed (`POLLHUP` on ours).
     hup: bool,
     /// What the last pump found it waits for.
@@ -267,7 +265,6 @@ impl Conn {
             shut_wanted: false,
             stack_shut: false,
             dead: false,
-            failure: None,
             hup: false,
             want_in: false,
             want_out: false,
@@ -296,7 +293,10 @@ impl Conn {
     fn fail(&mut self, errno: c_int) {
         if !self.dead {
             self.dead = true;
-            self.failure = Some(errno);
+            // The notice first: the child looks for it when it sees the
+            // end.
+            let notice = Request::new(Op::Failed, self.handle, errno, 0, 0);
+            let _ = wire::send_msg(self.child, &notice.encode(), None, libc::MSG_DONTWAIT);
             let _ = wire::shutdown(self.pair, libc::SHUT_RDWR);
         }
     }
@@ -734,12 +734,7 @@ impl Proxy {
         let mut progress = false;
         let mut touched: Vec<Q> = Vec::new();
         for c in self.conns.iter_mut().filter(|c| c.dirty) {
-            let moved = c.pump(&mut self.buf);
-            if let Some(e) = c.failure.take() {
-                let notice = Request::new(Op::Failed, c.handle, e, 0, 0);
-                let _ = wire::send_msg(c.child, &notice.encode(), None, libc::MSG_DONTWAIT);
-            }
-            if moved {
+            if c.pump(&mut self.buf) {
                 progress = true;
                 if !touched.contains(&c.q) {
                     touched.push(c.q);
