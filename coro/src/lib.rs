@@ -56,6 +56,7 @@ pub mod stack;
 pub mod sync;
 pub mod task;
 pub mod time;
+mod valgrind;
 pub mod wait;
 pub mod waitlist;
 mod waker;

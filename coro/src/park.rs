@@ -367,19 +367,25 @@ mod tests {
 
     #[test]
     fn another_thread_wakes_a_parked_one_through_its_waker() {
+        // Each wake waits for the previous one to be taken: two wakes
+        // before a park are one permit (as they should be), which a
+        // fixed pause cannot rule out on a loaded machine or under
+        // Valgrind.
         let (tx, rx) = std::sync::mpsc::channel();
+        let (ack_tx, ack_rx) = std::sync::mpsc::channel();
         let t = std::thread::spawn(move || {
             tx.send(Parker::current_waker()).unwrap();
             let mut woke = Vec::new();
             for _ in 0..100 {
                 woke.push(Parker::current().park(Some(Duration::from_secs(10))));
+                ack_tx.send(()).unwrap();
             }
             woke
         });
         let waker = rx.recv().unwrap();
         for _ in 0..100 {
             waker.wake_by_ref();
-            std::thread::sleep(Duration::from_micros(200));
+            ack_rx.recv().unwrap();
         }
         let woke = t.join().unwrap();
         assert!(woke.iter().all(|w| *w == Woke::Notified), "{woke:?}");

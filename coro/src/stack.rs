@@ -55,6 +55,8 @@ pub struct MmapStack {
     low: NonNull<u8>,
     /// Total length of the mapping, guard page included.
     len: usize,
+    /// Valgrind's id of the stack (see [`crate::valgrind`]).
+    valgrind: usize,
 }
 
 impl MmapStack {
@@ -83,6 +85,7 @@ impl MmapStack {
             // SAFETY: mmap succeeded, so p is not null.
             low: unsafe { NonNull::new_unchecked(p.cast()) },
             len,
+            valgrind: 0,
         };
         // SAFETY: the range lies inside the mapping we just created.
         let rc = unsafe {
@@ -95,6 +98,9 @@ impl MmapStack {
         if rc != 0 {
             return Err(io::Error::last_os_error()); // `stack` unmaps on drop
         }
+        let mut stack = stack;
+        let low = p as usize + page;
+        stack.valgrind = crate::valgrind::stack_register(low, low + usable);
         Ok(stack)
     }
 
@@ -106,6 +112,7 @@ impl MmapStack {
 
 impl Drop for MmapStack {
     fn drop(&mut self) {
+        crate::valgrind::stack_deregister(self.valgrind);
         // SAFETY: we own this mapping; no coroutine runs on it any more
         // (corosensei only gives a stack back once its coroutine finished).
         unsafe { libc::munmap(self.low.as_ptr().cast(), self.len) };

@@ -74,8 +74,8 @@ struct Member {
     tick: Option<u64>,
     /// `EPOLLONESHOT` fired: silent until `MOD`.
     disabled: bool,
-    /// In the set's ready queue.
-    queued: bool,
+    /// In the set's ready queue: the tag of its entry there.
+    queued: Option<u64>,
 }
 
 /// A member's key: the fd it was added as and its socket object.
@@ -93,10 +93,17 @@ type Members = HashMap<Key, Member, DemuxHash>;
 #[derive(Debug)]
 pub struct EpollSet {
     members: Members,
-    /// Members that may be ready, each at most once (see the module docs);
-    /// a key whose member went is skipped. [`KERNEL_HALF`] marks where the
+    /// Members that may be ready, each at most once (see the module docs),
+    /// with the tag their member holds in `queued`. An entry whose tag is
+    /// not its member's is skipped: its member went (`EPOLL_CTL_DEL`, the
+    /// socket closed), and a member made since under the same key (the fd
+    /// number and the socket slot both reused, as a client that reconnects
+    /// does) has its own entry or none. Without the tag both entries were
+    /// its, and one wait reported it twice. [`KERNEL_HALF`] marks where the
     /// kernel's events go.
-    ready: VecDeque<Key>,
+    ready: VecDeque<(Key, u64)>,
+    /// The last tag given.
+    tags: u64,
     /// [`KERNEL_HALF`] is in `ready`.
     kernel_queued: bool,
 }
@@ -110,6 +117,7 @@ impl Default for EpollSet {
         EpollSet {
             members: HashMap::with_hasher(hash),
             ready: VecDeque::new(),
+            tags: 0,
             kernel_queued: false,
         }
     }
@@ -161,17 +169,19 @@ impl EpollSet {
     /// had one, and waits for its socket's next wake.
     fn put(&mut self, m: Member, ready: bool) {
         let key = (m.fd, m.sock);
-        let was = self.members.get(&key).is_some_and(|o| o.queued);
-        self.members.insert(
-            key,
-            Member {
-                queued: was || ready,
-                ..m
-            },
-        );
-        if ready && !was {
-            self.ready.push_back(key);
-        }
+        let was = self.members.get(&key).and_then(|o| o.queued);
+        let queued = match was {
+            None if ready => Some(self.push(key)),
+            was => was,
+        };
+        self.members.insert(key, Member { queued, ..m });
+    }
+
+    /// Puts `key` at the back of the ready queue; its tag.
+    fn push(&mut self, key: Key) -> u64 {
+        self.tags += 1;
+        self.ready.push_back((key, self.tags));
+        self.tags
     }
 
     /// Queues the kernel's events at this point (the kernel half was seen
@@ -179,16 +189,16 @@ impl EpollSet {
     fn queue_kernel(&mut self) {
         if !self.kernel_queued {
             self.kernel_queued = true;
-            self.ready.push_back(KERNEL_HALF);
+            self.push(KERNEL_HALF);
         }
     }
 
     /// Queues member `key` to be looked at (it may be ready).
     fn queue(&mut self, key: Key) {
-        if let Some(m) = self.members.get_mut(&key) {
-            if !m.queued {
-                m.queued = true;
-                self.ready.push_back(key);
+        if self.members.get(&key).is_some_and(|m| m.queued.is_none()) {
+            let tag = self.push(key);
+            if let Some(m) = self.members.get_mut(&key) {
+                m.queued = Some(tag);
             }
         }
     }
@@ -210,7 +220,9 @@ impl EpollSet {
             if got >= out.len() {
                 break;
             }
-            let Some(key) = self.ready.pop_front() else { break };
+            let Some((key, tag)) = self.ready.pop_front() else {
+                break;
+            };
             if key == KERNEL_HALF {
                 self.kernel_queued = false;
                 asked = true;
@@ -225,7 +237,10 @@ impl EpollSet {
             let Some(m) = self.members.get_mut(&key) else {
                 continue; // removed since it was queued
             };
-            m.queued = false;
+            if m.queued != Some(tag) {
+                continue; // queued for a member that went: not this one's
+            }
+            m.queued = None;
             if !socks.alive(m.sock, m.id) {
                 // Its socket went (the last fd closed) without the
                 // clean-up seeing this set: the member goes.
@@ -264,8 +279,9 @@ impl EpollSet {
             // stays so (the kernel puts it back on its ready list too).
             let level = reported && m.events & (ET | ONESHOT) == 0;
             if (level || requeue) && !m.disabled {
-                m.queued = true;
-                self.ready.push_back(key);
+                self.tags += 1;
+                m.queued = Some(self.tags);
+                self.ready.push_back((key, self.tags));
             }
         }
         (got, asked)
@@ -444,7 +460,7 @@ pub unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, entry: Entry, ev: *mut epol
         data: want.u64,
         tick: None,
         disabled: false,
-        queued: false,
+        queued: None,
     };
     let r = match (op, existing) {
         (libc::EPOLL_CTL_ADD, Some(_)) => Err(Errno(libc::EEXIST)),
@@ -601,7 +617,7 @@ pub fn moved_to_shim(core: &mut Core, fd: c_int, entry: Entry, regs: &[(c_int, u
                     data,
                     tick: None,
                     disabled: false,
-                    queued: false,
+                    queued: None,
                 },
                 ready_now,
             );
@@ -782,7 +798,7 @@ mod tests {
             data: u64::from(sock),
             tick: None,
             disabled: false,
-            queued: false,
+            queued: None,
         }
     }
 
@@ -804,6 +820,29 @@ mod tests {
 
     const IN: u32 = libc::EPOLLIN as u32;
     const OUT: u32 = libc::EPOLLOUT as u32;
+
+    #[test]
+    fn a_member_deleted_while_queued_and_added_again_is_reported_once() {
+        let mut set = set_of([member(0, IN)]);
+        let mut socks = Fake {
+            ready: vec![(IN, 1)],
+            ..Fake::default()
+        };
+        // EPOLL_CTL_DEL as ctl does it: the member goes, its queue entry stays.
+        set.members.remove(&(10, 0));
+        // The same fd number and socket slot come back, registered again.
+        set.put(
+            Member {
+                data: 77,
+                ..member(0, IN)
+            },
+            true,
+        );
+        let mut out = [epoll_event { events: 0, u64: 0 }; 8];
+        let n = collect(&mut set, &mut socks, &mut out);
+        let datas: Vec<u64> = out[..n].iter().map(|e| e.u64).collect();
+        assert_eq!(datas, vec![77], "one event per fd per wait, as the kernel's");
+    }
 
     #[test]
     fn level_edge_and_oneshot() {

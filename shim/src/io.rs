@@ -179,7 +179,10 @@ pub fn iov_len(iov: Iov<'_>) -> usize {
 }
 
 /// The socket's blocking view and timeouts.
-fn mode(core: &mut Core, entry: Entry) -> Result<(bool, Option<Duration>, Option<Duration>), Errno> {
+pub(crate) fn mode(
+    core: &mut Core,
+    entry: Entry,
+) -> Result<(bool, Option<Duration>, Option<Duration>), Errno> {
     let s = sock_mut(core, entry)?;
     Ok((s.nonblock, s.opts.rcvtimeo, s.opts.sndtimeo))
 }

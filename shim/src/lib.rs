@@ -15,7 +15,9 @@
 //! | [`socket`] | a socket's life and the stack-or-kernel decisions |
 //! | [`io`] | data and control on accelerated sockets |
 //! | [`sockopt`] | socket options: the kernel checks, the stack acts |
+//! | [`splice`] | `splice` between an accelerated socket and a pipe |
 //! | [`udp`] | UDP on the stack |
+//! | [`uring`] | io_uring (through liburing) refused on accelerated sockets |
 //! | [`epoll`], [`pollsel`] | readiness over mixed fds |
 //! | [`worker`] | the stack, the lock, lazy start, waiting, the keeper |
 //! | [`proxy`], [`forked`], [`forkwire`] | `fork`: a child's inherited connections, served through the parent's proxy |
@@ -50,12 +52,14 @@
     )
 )]
 
+pub mod acceptors;
 pub mod config;
 pub mod counters;
 pub mod device;
 pub mod epoll;
 mod exec;
 pub mod fdtable;
+pub mod flight;
 pub mod forked;
 pub mod forkwire;
 mod hooks;
@@ -75,11 +79,13 @@ pub mod sock;
 pub mod sockaddr;
 pub mod socket;
 pub mod sockopt;
+pub mod splice;
 pub mod stacks;
 pub mod startup;
 pub mod stats;
 pub mod sys;
 pub mod tcpinfo;
 pub mod udp;
+pub mod uring;
 pub mod wait;
 pub mod worker;

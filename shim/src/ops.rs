@@ -516,6 +516,12 @@ impl Ops for Accel {
     }
 
     unsafe fn recvmsg(&self, entry: Entry, fd: c_int, msg: *mut msghdr, flags: c_int) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied {
+            let r = real_call!(recvmsg(fd, msg, flags));
+            // SAFETY: the program's message (the kernel took it).
+            let want = unsafe { msg_iov(msg) }.map_or(0, io::iov_len);
+            return forked::after_read(entry, r, want);
+        }
         inert!(entry, fd, "recvmsg");
         if !matches!(entry.state(), State::Tcp | State::Udp) {
             return Dispatch::NotOurs;
@@ -598,6 +604,16 @@ impl Ops for Accel {
     }
 
     unsafe fn sendmsg(&self, entry: Entry, fd: c_int, msg: *const msghdr, flags: c_int) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied {
+            // The data only: a stream socket ignores the address, and the
+            // socketpair must not carry control messages (fds) to the
+            // proxy.
+            // SAFETY: the program's message.
+            return match unsafe { msg_iov(msg) } {
+                Ok(v) => proxied_send_iov(entry, fd, v.as_ptr(), v.len() as c_int, flags),
+                Err(e) => Dispatch::Done(Err(e)),
+            };
+        }
         inert!(entry, fd, "sendmsg");
         if !matches!(entry.state(), State::Tcp | State::Udp) {
             return Dispatch::NotOurs;
@@ -646,6 +662,82 @@ impl Ops for Accel {
         inert!(entry, out_fd, "sendfile64");
         // SAFETY: the program's offset pointer.
         unsafe { io::sendfile(entry, in_fd, offset, count) }
+    }
+
+    unsafe fn splice(
+        &self,
+        fd_in: c_int,
+        off_in: *mut off64_t,
+        fd_out: c_int,
+        off_out: *mut off64_t,
+        len: size_t,
+        flags: c_uint,
+    ) -> Dispatch<ssize_t> {
+        // SAFETY: the program's offset pointers.
+        unsafe { crate::splice::splice(fd_in, off_in, fd_out, off_out, len, flags) }
+    }
+
+    unsafe fn io_uring_submit(&self, ring: *mut c_void) -> Dispatch<c_int> {
+        // SAFETY: the program's ring.
+        unsafe { crate::uring::before_submit(ring) }
+    }
+
+    unsafe fn io_uring_submit_and_wait(&self, ring: *mut c_void, wait_nr: c_uint) -> Dispatch<c_int> {
+        let _ = wait_nr;
+        // SAFETY: the program's ring.
+        unsafe { crate::uring::before_submit(ring) }
+    }
+
+    unsafe fn io_uring_submit_and_wait_timeout(
+        &self,
+        ring: *mut c_void,
+        cqe: *mut *mut c_void,
+        wait_nr: c_uint,
+        ts: *mut c_void,
+        sigmask: *mut sigset_t,
+    ) -> Dispatch<c_int> {
+        let _ = (cqe, wait_nr, ts, sigmask);
+        // SAFETY: the program's ring.
+        unsafe { crate::uring::before_submit(ring) }
+    }
+
+    unsafe fn io_uring_submit_and_get_events(&self, ring: *mut c_void) -> Dispatch<c_int> {
+        // SAFETY: the program's ring.
+        unsafe { crate::uring::before_submit(ring) }
+    }
+
+    unsafe fn io_uring_wait_cqes(
+        &self,
+        ring: *mut c_void,
+        cqe: *mut *mut c_void,
+        wait_nr: c_uint,
+        ts: *mut c_void,
+        sigmask: *mut sigset_t,
+    ) -> Dispatch<c_int> {
+        let _ = (cqe, wait_nr, ts, sigmask);
+        // SAFETY: the program's ring.
+        unsafe { crate::uring::before_submit(ring) }
+    }
+
+    unsafe fn io_uring_register_files(
+        &self,
+        ring: *mut c_void,
+        files: *const c_int,
+        nr: c_uint,
+    ) -> Dispatch<c_int> {
+        // SAFETY: the program's arguments.
+        unsafe { crate::uring::register_files(ring, files, nr) }
+    }
+
+    unsafe fn io_uring_register_files_update(
+        &self,
+        ring: *mut c_void,
+        off: c_uint,
+        files: *const c_int,
+        nr: c_uint,
+    ) -> Dispatch<c_int> {
+        // SAFETY: the program's arguments.
+        unsafe { crate::uring::register_files_update(ring, off, files, nr) }
     }
 
     unsafe fn __read_chk(

@@ -18,7 +18,8 @@
 //! number ends the connection there (RFC 5961 §3); it answers ARP for our
 //! address meanwhile, asks for a peer MAC it lacks, and gives up after 2 s.
 //! A normal exit, which closed everything properly, tells it to leave
-//! quietly.
+//! quietly. Before resetting, it writes out the flight recorder (see
+//! `flight`), unless the process exec'd.
 //!
 //! Why not the port owner of issue 12: there is none yet; the reaper needs
 //! nothing but the tap's fds. Memif and other ports have no reaper (their
@@ -506,6 +507,10 @@ fn reap(sh: &Shared, pipe: i32, pipe_w: i32, parent: i32, taps: &[i32]) -> ! {
     }
     if sh.head.quiet.load(Acquire) != 0 {
         sys_exit();
+    }
+    if sh.head.exec.load(Acquire) == 0 {
+        // Died rather than exec'd: its connections' last events.
+        crate::flight::dump(parent);
     }
     reset_all(sh, taps);
     sys_exit()

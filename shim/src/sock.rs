@@ -89,6 +89,9 @@ pub enum Kind {
         tcp: Option<Box<[TcpHandle]>>,
         /// Whether the kernel placeholder also listens (wildcard address).
         kernel: bool,
+        /// Threads blocked in `accept`, by ticket, oldest first (see
+        /// `acceptors`).
+        blocked: std::collections::VecDeque<u64>,
     },
     /// A TCP connection on stack `.0` (a queue pair).
     Tcp(Q, TcpHandle),

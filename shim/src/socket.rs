@@ -21,6 +21,7 @@
 //!
 //! Errors are the kernel's errnos, from the stack or from the placeholder.
 
+use crate::acceptors;
 use crate::counters::{self, Stay};
 use crate::epoll;
 use crate::fdtable::{Entry, State, FDS};
@@ -62,12 +63,14 @@ pub fn our_ip() -> Option<Ipv4Addr> {
     startup::config().ip.map(|c| c.addr)
 }
 
-/// Whether the stack routes `ip`: on its network, or anywhere but
-/// loopback and our own address when a gateway is set.
+/// Whether the stack routes `ip`: on its network (its own address
+/// included: the stack loops packets to itself back, as the kernel's `lo`
+/// does for an interface's address, so a program connects to its own
+/// servers on the stack), or anywhere but loopback when a gateway is set.
 pub fn routed(ip: Ipv4Addr) -> bool {
     let cfg = startup::config();
     let Some(c) = cfg.ip else { return false };
-    if ip.is_loopback() || ip.is_unspecified() || ip == c.addr || ip.is_multicast() {
+    if ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() {
         return false;
     }
     let mask = u32::MAX
@@ -348,6 +351,7 @@ pub fn listen(entry: Entry, fd: c_int, backlog: c_int) -> Answer<c_int> {
                 backlog,
                 tcp: None,
                 kernel,
+                blocked: Default::default(),
             };
             if worker::status() == worker::Status::Up {
                 activate(&mut core, fd, entry);
@@ -370,6 +374,7 @@ pub fn activate(core: &mut Core, fd: c_int, entry: Entry) -> Entry {
                 backlog,
                 tcp: None,
                 kernel,
+                ..
             },
         opts,
         nonblock,
@@ -449,6 +454,47 @@ pub fn activate(core: &mut Core, fd: c_int, entry: Entry) -> Entry {
     }
 }
 
+/// The state `fd` has once a deferred listener on it is made live (the
+/// stack started if need be), for calls that bypass `accept`, `epoll_ctl`
+/// and `poll` (io_uring's accept waits in the kernel, where no connection
+/// for an accelerated listener arrives). Any other fd's state unchanged.
+pub fn settle(fd: c_int) -> State {
+    let entry = FDS.get(fd);
+    if entry.state() != State::Pending {
+        return entry.state();
+    }
+    let mut core = worker::lock();
+    let entry = FDS.get(fd);
+    match core.socks.get(entry.handle()) {
+        Some(Sock {
+            kind: Kind::Listener { tcp: None, .. },
+            ..
+        }) if entry.state() == State::Pending => activate(&mut core, fd, entry).state(),
+        _ => entry.state(),
+    }
+}
+
+/// A connection to our own address finds its listener on the stack: this
+/// process's deferred listeners on `port` are made now. (The kernel's
+/// `listen` is immediate; a deferred one waits for the first `accept`,
+/// `epoll_ctl` or `poll`, which a program connecting to itself may not
+/// have made yet.) Their fds are found by a scan of the fd table up to
+/// the open-files limit, only when such a listener exists.
+fn activate_own_listeners(core: &mut Core, port: u16) {
+    let deferred =
+        |s: &Sock| matches!(s.kind, Kind::Listener { local, tcp: None, .. } if local.port() == port);
+    if !core.socks.iter().any(|(_, s)| deferred(s)) {
+        return;
+    }
+    let limit = sys::nofile_limit().min(crate::fdtable::MAX_FDS);
+    for fd in 0..limit as c_int {
+        let e = FDS.get(fd);
+        if e.state() == State::Pending && core.socks.get(e.handle()).is_some_and(deferred) {
+            activate(core, fd, e);
+        }
+    }
+}
+
 /// Applies recorded options to a stack socket (one that is not connected
 /// yet, or a listener: its settings, with no side effects).
 pub fn apply_opts(tcp: &mut accel_stack::iface::TcpTable, h: TcpHandle, o: &Opts) {
@@ -523,15 +569,20 @@ pub unsafe fn accept(
         return Dispatch::Done(f(&mut core).unwrap_or(Err(Errno(libc::EAGAIN))));
     }
     let deadline = deadline(timeout);
-    let mut f = try_accept;
-    loop {
+    // Blocked threads take the connections in the order they blocked, as
+    // the kernel's exclusive waits give them (see `acceptors`).
+    let mut line = acceptors::Place::default();
+    let mut f = |core: &mut Core| line.attempt(core, entry.handle(), &try_accept);
+    let r = loop {
         match block(deadline, &[WaitOn::Sock(entry.handle())], extra, None, &mut f) {
-            Ok(r) => return Dispatch::Done(r),
-            Err(WaitEnd::TimedOut) => return fail(libc::EAGAIN),
-            Err(WaitEnd::Interrupted { restart: false }) => return fail(libc::EINTR),
+            Ok(r) => break Dispatch::Done(r),
+            Err(WaitEnd::TimedOut) => break fail(libc::EAGAIN),
+            Err(WaitEnd::Interrupted { restart: false }) => break fail(libc::EINTR),
             Err(WaitEnd::Interrupted { .. }) => {}
         }
-    }
+    };
+    line.leave(&mut worker::lock(), entry.handle());
+    r
 }
 
 /// One try at accepting: a stack connection first, then a kernel one.
@@ -669,6 +720,9 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
                 to_kernel(&mut core, fd, entry, Stay::StackDown);
                 return Dispatch::NotOurs;
             }
+            if !dgram && our_ip() == Some(*a.ip()) {
+                activate_own_listeners(&mut core, a.port());
+            }
             if dgram {
                 let r = crate::udp::activate_for(&mut core, fd, entry, bound);
                 return match r {
@@ -742,11 +796,16 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
     let mut f = |core: &mut Core| connected(core, entry);
     // A timed-out connect reports EINPROGRESS and goes on, as Linux's;
     // an interrupted one EINTR (it goes on too). Either way a later
-    // connect reports how it ended.
-    let r = match block(deadline, &[WaitOn::Sock(entry.handle())], &mut [], None, &mut f) {
-        Ok(r) => r,
-        Err(WaitEnd::TimedOut) => Err(Errno(libc::EINPROGRESS)),
-        Err(WaitEnd::Interrupted { .. }) => Err(Errno(libc::EINTR)),
+    // connect reports how it ended. Under SA_RESTART (and without
+    // SO_SNDTIMEO) Linux restarts the call, which waits on for the same
+    // connection: so does this one.
+    let r = loop {
+        match block(deadline, &[WaitOn::Sock(entry.handle())], &mut [], None, &mut f) {
+            Ok(r) => break r,
+            Err(WaitEnd::TimedOut) => break Err(Errno(libc::EINPROGRESS)),
+            Err(WaitEnd::Interrupted { restart: true }) => {}
+            Err(WaitEnd::Interrupted { restart: false }) => break Err(Errno(libc::EINTR)),
+        }
     };
     let mut core = worker::lock();
     match r {

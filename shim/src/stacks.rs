@@ -189,7 +189,7 @@ pub fn poll(q: Q) -> PollResult {
     for packet in &strays {
         let owner = (0..count() as Q)
             .filter(|&o| o != q)
-            .find_map(|o| lock(o).filter(|s| s.iface.has_tcp_flow(packet)));
+            .find_map(|o| lock(o).filter(|s| s.iface.has_tcp_flow(packet, t)));
         match owner {
             Some(mut s) => s.ingest(packet, t),
             None => {
@@ -254,7 +254,8 @@ pub fn interrupts() -> bool {
 }
 
 /// The stacks' counters, for the log at exit: per queue pair, the frames
-/// received and sent and the segments handed to another stack.
+/// received and sent, the segments handed to another stack, and every
+/// other interface counter that is not zero (drops by reason, SYN cookies).
 pub struct Summary;
 
 impl std::fmt::Display for Summary {
@@ -268,9 +269,17 @@ impl std::fmt::Display for Summary {
             let st = s.iface.stats();
             write!(
                 f,
-                " q{q}: rx={} tx={} handed_over={};",
+                " q{q}: rx={} tx={} handed_over={}",
                 st.rx_frames, st.tx_frames, st.tcp_handed_over
             )?;
+            // The drops and defences that happened, by their counters' names.
+            for (name, v) in st.fields() {
+                let shown = matches!(name, "rx_frames" | "tx_frames" | "tcp_handed_over");
+                if v > 0 && !shown && !name.ends_with("_bytes") {
+                    write!(f, " {name}={v}")?;
+                }
+            }
+            write!(f, ";")?;
         }
         Ok(())
     }

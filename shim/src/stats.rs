@@ -1,9 +1,10 @@
 //! The engine's counters, written every second to `ACCEL_STATS_FILE` (one
 //! JSON object per line), for the soak and for whoever watches a long
 //! run: what must not grow without bound (mbufs in use, sockets, epoll
-//! sets, connections, TIME-WAIT entries) and what the link did (frames,
+//! sets, connections, TIME-WAIT entries), what the link did (frames,
 //! frames dropped on purpose by `ACCEL_LOSS`, segments handed between
-//! stacks).
+//! stacks), and, under `iface`, every counter of the stacks' interfaces
+//! summed (each drop by its reason: SYN cookies, ARP, checksums...).
 //!
 //! The keeper calls [`tick`]; the file is opened, appended to and closed
 //! each time with raw system calls (the shim never calls what it
@@ -52,6 +53,7 @@ fn snapshot(t: u64) -> Option<String> {
     let (mut conns, mut listeners, mut time_wait) = (0, 0, 0);
     let (mut rx, mut tx, mut lost_rx, mut lost_tx, mut handed) = (0, 0, 0, 0, 0);
     let (mut mbufs, mut mbufs_free) = (0, 0);
+    let mut all = accel_stack::iface::IfaceStats::default();
     for q in 0..stacks::count() as Q {
         let s = stacks::lock(q)?;
         let (c, l, tw) = s.iface.tcp.counts();
@@ -59,6 +61,7 @@ fn snapshot(t: u64) -> Option<String> {
         listeners += l;
         time_wait += tw;
         let st = s.iface.stats();
+        all.add(&st);
         rx += st.rx_frames;
         tx += st.tx_frames;
         handed += st.tcp_handed_over;
@@ -67,15 +70,21 @@ fn snapshot(t: u64) -> Option<String> {
         // One pool per port: every queue reports the same.
         (mbufs, mbufs_free) = s.device.dpdk.mempool_free();
     }
-    let mut line = String::with_capacity(256);
-    let _ = writeln!(
+    let mut line = String::with_capacity(1536);
+    let _ = write!(
         line,
         "{{\"t_ms\":{},\"pid\":{},\"sockets\":{sockets},\"epoll_sets\":{sets},\"tcp_conns\":{conns},\
          \"tcp_listeners\":{listeners},\"time_wait\":{time_wait},\"mbufs_in_use\":{},\"rx_frames\":{rx},\
-         \"tx_frames\":{tx},\"lost_rx\":{lost_rx},\"lost_tx\":{lost_tx},\"handed_over\":{handed}}}",
+         \"tx_frames\":{tx},\"lost_rx\":{lost_rx},\"lost_tx\":{lost_tx},\"handed_over\":{handed},\"iface\":{{",
         t / 1_000_000,
         sys::getpid(),
         mbufs.saturating_sub(mbufs_free),
     );
+    // Every interface counter, summed over the stacks: each drop by its
+    // reason (SYN cookies, ARP, checksums, ...).
+    for (i, (name, v)) in all.fields().enumerate() {
+        let _ = write!(line, "{}\"{name}\":{v}", if i == 0 { "" } else { "," });
+    }
+    line.push_str("}}\n");
     Some(line)
 }

@@ -234,6 +234,110 @@ pub fn pread(fd: c_int, buf: &mut [u8], offset: i64) -> Result<usize, c_int> {
     })
 }
 
+/// `read(2)`, raw.
+pub fn read(fd: c_int, buf: &mut [u8]) -> Result<usize, c_int> {
+    keep_errno(|| {
+        // SAFETY: `buf` is writable for its length.
+        let ret = unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) };
+        check(ret).map(|n| n as usize)
+    })
+}
+
+/// A write of `buf` to `fd` at its current position that never blocks
+/// (`pwritev2` with `RWF_NOWAIT`: a pipe takes what fits, or `EAGAIN`),
+/// whatever `fd`'s `O_NONBLOCK`.
+pub fn write_nowait(fd: c_int, buf: &[u8]) -> Result<usize, c_int> {
+    let iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut c_void,
+        iov_len: buf.len(),
+    };
+    keep_errno(|| {
+        // SAFETY: `iov` describes `buf`, readable for its length; offset
+        // -1 (low half; the high half 0) is "the current position". Every
+        // argument is register-sized: a variadic `int` would leave the
+        // upper half of its register undefined, and the kernel reads all
+        // of it (unknown RWF_ flags: EOPNOTSUPP).
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_pwritev2,
+                c_long::from(fd),
+                &iov as *const libc::iovec,
+                1 as c_long,
+                -1 as c_long,
+                0 as c_long,
+                c_long::from(libc::RWF_NOWAIT),
+            )
+        };
+        check(ret).map(|n| n as usize)
+    })
+}
+
+/// `write(2)` once, raw: how much was written, or the errno.
+pub fn write_once(fd: c_int, buf: &[u8]) -> Result<usize, c_int> {
+    keep_errno(|| {
+        // SAFETY: `buf` is readable for its length.
+        let ret = unsafe { libc::syscall(libc::SYS_write, fd, buf.as_ptr(), buf.len()) };
+        check(ret).map(|n| n as usize)
+    })
+}
+
+/// Bytes waiting to be read in `fd` (`FIONREAD`), raw.
+pub fn fionread(fd: c_int) -> Result<usize, c_int> {
+    let mut n: c_int = 0;
+    keep_errno(|| {
+        // SAFETY: FIONREAD writes one int, to `n`.
+        check(unsafe { libc::syscall(libc::SYS_ioctl, fd, libc::FIONREAD, &mut n as *mut c_int) })
+            .map(|_| n.max(0) as usize)
+    })
+}
+
+/// A pipe's capacity in bytes (`F_GETPIPE_SZ`), raw.
+pub fn pipe_size(fd: c_int) -> Result<usize, c_int> {
+    keep_errno(|| {
+        // SAFETY: F_GETPIPE_SZ takes no pointer.
+        check(unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_GETPIPE_SZ) }).map(|n| n as usize)
+    })
+}
+
+/// The file type bits of `fd`'s `st_mode` and its file status flags
+/// (`F_GETFL`), raw; `EBADF` for a closed fd.
+pub fn kind_and_flags(fd: c_int) -> Result<(libc::mode_t, c_int), c_int> {
+    keep_errno(|| {
+        // SAFETY: an all-zero stat is a valid buffer for fstat to fill.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `st` is writable.
+        check(unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) })?;
+        // SAFETY: F_GETFL takes no pointer.
+        let fl = check(unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_GETFL) })?;
+        Ok((st.st_mode & libc::S_IFMT, fl as c_int))
+    })
+}
+
+/// The soft limit on open files (`RLIMIT_NOFILE`), raw; 1024 if unknown.
+pub fn nofile_limit() -> usize {
+    let mut lim = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    keep_errno(|| {
+        // SAFETY: prlimit64 of this process (pid 0) writes one rlimit64.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_prlimit64,
+                0 as c_long,
+                libc::RLIMIT_NOFILE as c_long,
+                std::ptr::null::<libc::rlimit64>(),
+                &mut lim as *mut libc::rlimit64,
+            )
+        };
+        if r == 0 {
+            usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+        } else {
+            1024
+        }
+    })
+}
+
 /// `lseek(2)`, raw.
 pub fn lseek(fd: c_int, offset: i64, whence: c_int) -> Result<i64, c_int> {
     keep_errno(|| {

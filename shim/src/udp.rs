@@ -148,16 +148,16 @@ unsafe fn recv_once(
         return Err(Errno(libc::EBADF));
     };
     let kernel_bound = *kernel_bound;
-    // The stack with a datagram waiting, this thread's first (else this
-    // thread's, for the error or EAGAIN).
+    // The stack whose next datagram came first, as one kernel socket's
+    // queue would give them (else this thread's, for the error or EAGAIN).
     let mine = stacks::mine();
     let q = stacks::mine_first()
-        .find(|&q| {
-            hs.get(usize::from(q))
-                .and_then(|&h| Some(stacks::lock(q)?.iface.udp(h)?.next_len() > 0))
-                .unwrap_or(false)
+        .filter_map(|q| {
+            let h = *hs.get(usize::from(q))?;
+            Some((stacks::lock(q)?.iface.udp(h)?.next_arrival()?, q))
         })
-        .unwrap_or(mine);
+        .min()
+        .map_or(mine, |(_, q)| q);
     let h = *hs.get(usize::from(q)).or(hs.first()).ok_or(Errno(libc::EBADF))?;
     let mut stack = stacks::lock(q)
         .or_else(|| stacks::lock(0))

@@ -474,6 +474,7 @@ fn start(core: &mut Core) -> Result<String, String> {
     devs.insert(0, dev);
     let mut stacks = Vec::with_capacity(devs.len());
     let mut txqs = Vec::with_capacity(devs.len());
+    let mut flights = crate::flight::arenas(devs.len()).into_iter();
     for (q, mut dev) in devs.into_iter().enumerate() {
         let rx = match dev.rx_interrupt_fd() {
             Some(fd) if dev.arm_rx_interrupt().is_ok() => fd,
@@ -485,6 +486,9 @@ fn start(core: &mut Core) -> Result<String, String> {
             .iface
             .set_port_share(q as u16, n)
             .map_err(|e| format!("port {port}: {e}"))?;
+        if let Some(slots) = flights.next() {
+            stack.iface.set_flight_recorder(slots);
+        }
         stacks.push((stack, rx));
         txqs.push(txq);
     }

@@ -159,6 +159,9 @@ fn bindings(cflags: &[String]) {
         .allowlist_function("rte_mempool_avail_count")
         .allowlist_function("rte_mempool_in_use_count")
         .allowlist_function("rte_mempool_free")
+        .allowlist_function("rte_mempool_lookup")
+        .allowlist_function("rte_eal_process_type")
+        .allowlist_function("rte_eth_dev_conf_get")
         .allowlist_type("rte_mbuf")
         .allowlist_type("rte_mempool")
         // Ports.

@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 
 use crate::error::{Errno, Result};
 use crate::tcp::Readiness;
+use crate::time::Instant;
 
 /// Largest UDP payload over IPv4 without fragmentation support: we do not
 /// fragment, so the MTU bounds it (checked by the interface).
@@ -35,6 +36,8 @@ pub struct UdpSocket {
     pub(crate) local: Option<SocketAddrV4>,
     pub(crate) remote: Option<SocketAddrV4>,
     rx: VecDeque<(SocketAddrV4, Vec<u8>)>,
+    /// When each datagram of `rx` arrived (same order).
+    rx_at: VecDeque<Instant>,
     rx_bytes: usize,
     rx_cap: usize,
     pub(crate) tx: VecDeque<(SocketAddrV4, Vec<u8>)>,
@@ -55,6 +58,7 @@ impl UdpSocket {
             local: None,
             remote: None,
             rx: VecDeque::new(),
+            rx_at: VecDeque::new(),
             rx_bytes: 0,
             rx_cap,
             tx: VecDeque::new(),
@@ -138,6 +142,7 @@ impl UdpSocket {
         buf[..n].copy_from_slice(&data[..n]);
         if !peek {
             self.rx.pop_front();
+            self.rx_at.pop_front();
             self.rx_bytes -= full;
             self.tick += 1;
         }
@@ -149,8 +154,22 @@ impl UdpSocket {
         self.rx.front().map_or(0, |(_, d)| d.len())
     }
 
+    /// When the next datagram arrived (`None`: none is queued), so that a
+    /// program reading a socket present in several stacks (one per queue
+    /// pair) takes the datagrams in the order they came.
+    pub fn next_arrival(&self) -> Option<Instant> {
+        self.rx_at.front().copied()
+    }
+
     /// Accepts a datagram from the network; false if the queue is full.
+    #[cfg(test)]
     pub(crate) fn deliver(&mut self, src: SocketAddrV4, data: &[u8]) -> bool {
+        self.deliver_at(src, data, Instant::from_nanos(0))
+    }
+
+    /// Accepts a datagram from the network that arrived at `now`; false if
+    /// the queue is full.
+    pub(crate) fn deliver_at(&mut self, src: SocketAddrV4, data: &[u8], now: Instant) -> bool {
         if let Some(r) = self.remote {
             if r != src {
                 return true; // not for a connected socket: silently ignored
@@ -162,6 +181,7 @@ impl UdpSocket {
         }
         self.rx_bytes += data.len();
         self.rx.push_back((src, data.to_vec()));
+        self.rx_at.push_back(now);
         self.stats.rx_datagrams += 1;
         self.tick += 1;
         if let Some(w) = self.rx_waker.take() {
@@ -234,6 +254,26 @@ mod tests {
 
     fn addr(p: u16) -> SocketAddrV4 {
         SocketAddrV4::new([198, 18, 0, 1].into(), p)
+    }
+
+    #[test]
+    fn each_datagram_keeps_its_arrival_time_until_read() {
+        let mut s = UdpSocket::new(100, 100);
+        assert_eq!(s.next_arrival(), None);
+        assert!(s.deliver_at(addr(1), b"a", Instant::from_millis(5)));
+        assert!(s.deliver_at(addr(1), b"b", Instant::from_millis(7)));
+        assert_eq!(s.next_arrival(), Some(Instant::from_millis(5)));
+        let mut b = [0u8; 4];
+        s.peek_from(&mut b).unwrap();
+        assert_eq!(
+            s.next_arrival(),
+            Some(Instant::from_millis(5)),
+            "a peek takes nothing"
+        );
+        s.recv_from(&mut b).unwrap();
+        assert_eq!(s.next_arrival(), Some(Instant::from_millis(7)));
+        s.recv_from(&mut b).unwrap();
+        assert_eq!(s.next_arrival(), None);
     }
 
     #[test]

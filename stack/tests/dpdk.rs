@@ -15,15 +15,21 @@
 //! `net_tap` delivers the kernel's ARP request (kernel side in a network
 //! namespace the test creates and removes, 198.18.97.0/24), wakes its Rx
 //! interrupt descriptor, and carries our ARP reply and an offloaded-checksum
-//! UDP datagram back to the kernel.
+//! UDP datagram back to the kernel; and DPDK's multi-process model on
+//! `net_tap` (huge pages, set up by the test if the machine has none
+//! reserved): a primary opens a 4-queue port and detaches the queues no
+//! process polls ([`TapQueues`]), a secondary attaches to queue pair 2
+//! with the primary's mempool, receives every one of 32 flows the kernel
+//! sends (none strays to a detached queue) and transmits from the shared
+//! pool.
 #![cfg(feature = "dpdk")]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant as Clock};
 
-use accel_stack::phy::dpdk::{DpdkConfig, DpdkDevice, Eal, Mbuf, SPARE_MAX};
+use accel_stack::phy::dpdk::{hugepages_ready, DpdkConfig, DpdkDevice, Eal, Mbuf, TapQueues, SPARE_MAX};
 use accel_stack::phy::Device;
 use accel_stack::wire::{
     ArpOperation, ArpPacket, ArpRepr, Checksum, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
@@ -92,6 +98,8 @@ fn child() {
         "bad_vdev" => bad_vdev(),
         "ring" => ring_loopback(),
         "tap" => tap_kernel(),
+        "tap_owner" => tap_owner(),
+        "tap_member" => tap_member(),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -635,4 +643,226 @@ fn send_udp(
     let mut datagram = UdpPacket::new_unchecked(packet.payload_mut());
     udp.emit(&mut datagram, IpAddr::V4(OUR_IP), IpAddr::V4(KERNEL_IP), caps);
     assert_eq!(dev.transmit(now(), &mut vec![buf]), 1);
+}
+
+/// Huge pages for a multi-process EAL of `mb` MB: reserves more if too few
+/// are free (as `scripts/install-deps` does), and mounts hugetlbfs if none
+/// is mounted.
+fn ensure_hugepages(mb: u32) {
+    if hugepages_ready(mb).is_ok() {
+        return;
+    }
+    let total: u64 = std::fs::read_to_string("/proc/sys/vm/nr_hugepages")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = std::fs::write(
+        "/proc/sys/vm/nr_hugepages",
+        format!("{}", total + u64::from(mb) / 2 + 8),
+    );
+    let mounted = std::fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs"));
+    if !mounted {
+        let _ = std::fs::create_dir_all("/dev/hugepages");
+        let _ = Command::new("mount")
+            .args(["-t", "hugetlbfs", "nodev", "/dev/hugepages"])
+            .status();
+    }
+    if let Err(e) = hugepages_ready(mb) {
+        panic!("{e}");
+    }
+}
+
+/// Megabytes of huge pages the multi-process primary takes.
+const MP_MEM_MB: u32 = 128;
+
+/// The EAL arguments of the multi-process scenarios.
+fn mp_args(secondary: bool, vdevs: &[&str]) -> Vec<String> {
+    let mut args = Eal::multi_process_args(&prefix(), secondary, MP_MEM_MB, vdevs);
+    args.push("--log-level=*:warning".into());
+    args
+}
+
+#[test]
+fn a_secondary_process_takes_a_queue_of_the_primarys_tap_and_the_kernel_steers_to_it() {
+    assert_eq!(
+        effective_uid(),
+        0,
+        "this test must run as root (net_tap, namespaces, huge pages)"
+    );
+    ensure_hugepages(MP_MEM_MB);
+    let pid = std::process::id();
+    let ns = Netns(format!("accel-dpdkmp-{pid}"));
+    ip(&["netns", "add", &ns.0]);
+    let iface = format!("dpdkmp{}", pid % 100_000);
+    let prefix = format!("accel-test-{pid}-mp");
+    let owner = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "tap_owner")
+        .env("ACCEL_DPDK_PREFIX", &prefix)
+        .env("ACCEL_TEST_NETNS", &ns.0)
+        .env("ACCEL_TEST_IFACE", &iface)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut owner = Reap(owner);
+    let mut said = BufReader::new(owner.0.stdout.take().unwrap());
+    let mut pool = None;
+    let mut transcript = String::new();
+    let mut line = String::new();
+    while pool.is_none() && said.read_line(&mut line).unwrap_or(0) > 0 {
+        transcript.push_str(&line);
+        // The harness's "test child ... " may precede it on the line.
+        pool = line
+            .split_once("owner ready pool=")
+            .map(|(_, p)| p.trim().to_owned());
+        line.clear();
+    }
+    let pool = pool.unwrap_or_else(|| panic!("the primary did not start:\n{transcript}"));
+    run_child(
+        "tap_member",
+        &[
+            ("ACCEL_DPDK_PREFIX", &prefix),
+            ("ACCEL_TEST_NETNS", &ns.0),
+            ("ACCEL_TEST_POOL", &pool),
+        ],
+    );
+    drop(owner.0.stdin.take()); // the primary's cue to finish
+    let status = owner.0.wait().unwrap();
+    let _ = said.read_to_string(&mut transcript);
+    for dir in ["/var/run/dpdk", "/run/dpdk"] {
+        let _ = std::fs::remove_dir_all(format!("{dir}/{prefix}"));
+    }
+    assert!(status.success(), "the primary failed:\n{transcript}");
+}
+
+/// The primary: a 4-queue `net_tap` port whose queues 0, 1 and 3 are
+/// detached (nobody polls them), the kernel side in the test's namespace
+/// with a static neighbour entry for us; then waits for its standard
+/// input to close.
+fn tap_owner() {
+    let ns = std::env::var("ACCEL_TEST_NETNS").unwrap();
+    let iface = std::env::var("ACCEL_TEST_IFACE").unwrap();
+    let eal = Eal::init(&mp_args(false, &[&format!("net_tap_mp0,iface={iface}")])).expect("primary EAL");
+    let config = DpdkConfig {
+        rx_queues: 4,
+        tx_queues: 4,
+        rx_desc: 256,
+        tx_desc: 256,
+        extra_mbufs: 1024,
+        rx_interrupts: false,
+        ..DpdkConfig::default()
+    };
+    let dev = DpdkDevice::open(&eal, "net_tap_mp0", config).expect("open net_tap_mp0 with 4 queues");
+    let mut queues = TapQueues::find(&iface, 4).expect("the port's queue descriptors");
+    for q in [0, 1, 3] {
+        queues.set_attached(q, false).unwrap();
+    }
+    let last = queues.set_attached(2, false).unwrap_err();
+    assert_eq!(last.errno(), libc::EBUSY, "the last attached queue stays: {last}");
+    assert!(queues.is_attached(2) && !queues.is_attached(0));
+    let mac = dev.mac().to_string();
+    ip(&["link", "set", "dev", &iface, "netns", &ns]);
+    ip(&[
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{KERNEL_IP}/24"),
+        "dev",
+        &iface,
+    ]);
+    ip(&["-n", &ns, "link", "set", &iface, "up"]);
+    ip(&[
+        "-n",
+        &ns,
+        "neigh",
+        "add",
+        &OUR_IP.to_string(),
+        "lladdr",
+        &mac,
+        "dev",
+        &iface,
+        "nud",
+        "permanent",
+    ]);
+    // Straight to the descriptor: the test harness may hold `println!`
+    // output until the test ends, and the parent waits for this line.
+    let mut out = std::io::stdout();
+    writeln!(out, "owner ready pool={}", dev.mempool_name()).unwrap();
+    out.flush().unwrap();
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    println!("owner: {:?}", dev.port_stats());
+    drop(dev);
+}
+
+/// The secondary: queue pair 2 of the primary's port; every one of 32
+/// flows from the kernel arrives on it, and a datagram it sends from the
+/// primary's mempool reaches the kernel.
+fn tap_member() {
+    let ns = std::env::var("ACCEL_TEST_NETNS").unwrap();
+    let pool = std::env::var("ACCEL_TEST_POOL").unwrap();
+    let eal = Eal::init(&mp_args(true, &[])).expect("secondary EAL");
+    let error = DpdkDevice::attach(&eal, "net_tap_mp0", "no_such_pool", 2, 32).unwrap_err();
+    assert_eq!(error.errno(), libc::ENOENT, "{error}");
+    let mut dev = DpdkDevice::attach(&eal, "net_tap_mp0", &pool, 2, 32).expect("attach to queue pair 2");
+    assert_eq!((dev.queue(), dev.queue_counts()), (2, (4, 4)));
+    assert_eq!(dev.queue_pair(2).unwrap_err().errno(), libc::EBUSY);
+    let flows = Command::new("ip")
+        .args(["netns", "exec", &ns, "python3", "-c"])
+        .arg(format!(
+            "import socket\n\
+             r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); r.bind(('{KERNEL_IP}', 7777))\n\
+             r.settimeout(5); print('ready', flush=True)\n\
+             for i in range(32):\n\
+             \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('{KERNEL_IP}', 20000 + i))\n\
+             \x20   s.sendto(b'flow %d' % i, ('{OUR_IP}', 9)); s.close()\n\
+             print(r.recvfrom(100)[0].decode(), flush=True)\n"
+        ))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 in the namespace");
+    let mut flows = Reap(flows);
+    let mut heard = BufReader::new(flows.0.stdout.take().unwrap());
+    let mut line = String::new();
+    heard.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n", "the kernel side did not start");
+
+    let deadline = Clock::now() + Duration::from_secs(5);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut kernel_mac = None;
+    let mut frames = Vec::new();
+    while seen.len() < 32 && Clock::now() < deadline {
+        frames.clear();
+        if dev.receive(now(), &mut frames, 32) == 0 {
+            std::thread::yield_now();
+        }
+        for f in &frames {
+            if let Some(p) = udp_to_us(f.as_ref()) {
+                seen.insert(String::from_utf8_lossy(&p).into_owned());
+                kernel_mac = EthernetFrame::new_checked(f.as_ref()).ok().map(|e| e.src_addr());
+            }
+        }
+    }
+    println!("queue pair 2 received {} of 32 flows", seen.len());
+    assert_eq!(seen.len(), 32, "flows strayed to detached queues: {seen:?}");
+    let caps = dev.capabilities();
+    let our_mac = dev.mac();
+    send_udp(
+        &mut dev,
+        &caps.checksum,
+        our_mac,
+        kernel_mac.unwrap(),
+        b"hello from a secondary",
+    );
+    let mut out = String::new();
+    let _ = heard.read_to_string(&mut out);
+    assert_eq!(
+        out, "hello from a secondary\n",
+        "the kernel did not receive our datagram"
+    );
 }

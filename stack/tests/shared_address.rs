@@ -10,7 +10,9 @@
 //!   arrived there; with handover off it is reset, as before;
 //! - an ARP reply taught to one stack is taught to the other, which then
 //!   sends what waited for it;
-//! - the stacks' ephemeral ports never collide (each its share).
+//! - the stacks' ephemeral ports never collide (each its share);
+//! - the ACK of a SYN cookie that one stack sent makes the connection
+//!   there, even when the device delivers it to another.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -23,6 +25,10 @@ use accel_stack::phy::{Capabilities, Device, DeviceStats};
 use accel_stack::tcp::{State, TcpConfig};
 use accel_stack::wire::EthernetAddress;
 use accel_stack::Instant;
+
+#[path = "common/raw.rs"]
+#[allow(dead_code)]
+mod raw;
 
 const PEER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const OUR_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -145,7 +151,7 @@ impl Net {
                 for packet in self.ours[q].iface.take_handover() {
                     self.handed += 1;
                     progress = true;
-                    let owner = if self.ours[other].iface.has_tcp_flow(&packet) {
+                    let owner = if self.ours[other].iface.has_tcp_flow(&packet, self.now) {
                         other
                     } else {
                         q
@@ -361,4 +367,79 @@ fn connections_queued_on_both_stacks_are_accepted_in_the_order_they_came() {
     }
     assert_eq!(order, ports, "accepted in the order they were established");
     assert!(n.ours[0].iface.tcp.accept_since(ls[0]).is_none());
+}
+
+#[test]
+fn a_cookies_ack_on_the_other_queue_makes_the_connection_where_it_checks_out() {
+    let mut n = net(true);
+    let ls: Vec<TcpHandle> = (0..2)
+        .map(|q| {
+            let l = n.ours[q].iface.tcp.socket_new();
+            n.ours[q]
+                .iface
+                .tcp_bind(l, SocketAddrV4::new(OUR_IP, 8081))
+                .unwrap();
+            n.ours[q].iface.tcp.listen(l, 1).unwrap();
+            l
+        })
+        .collect();
+    // A SYN from an address that never answers fills stack 0's backlog.
+    let spoofed = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 99), 4000);
+    let syn = accel_stack::wire::TcpRepr {
+        control: accel_stack::wire::TcpControl::Syn,
+        seq_number: accel_stack::wire::SeqNumber(1),
+        window_len: 1000,
+        ..Default::default()
+    };
+    let frame = raw::tcp_frame(
+        EthernetAddress([2, 0, 0, 0, 0, 99]),
+        EthernetAddress([2, 0, 0, 0, 0, 2]),
+        spoofed,
+        SocketAddrV4::new(OUR_IP, 8081),
+        &syn,
+        &[],
+    );
+    n.ours[0].device.wire.borrow_mut().to_q[0].push_back(frame);
+    let _ = n.run_until(Duration::from_millis(1), |_| false);
+    // The peer's SYN comes to stack 0 (a cookie), everything else to 1.
+    n.steer(|f| match raw::parse_tcp(f) {
+        Some((_, _, r, _)) if r.control == accel_stack::wire::TcpControl::Syn => 0,
+        _ => 1,
+    });
+    let c = n.peer.iface.tcp.socket_new();
+    n.peer
+        .iface
+        .tcp_connect(c, SocketAddrV4::new(OUR_IP, 8081), n.now)
+        .unwrap();
+    let mut accepted = None;
+    let ok = n.run_until(Duration::from_millis(500), |n| {
+        accepted = accepted.or_else(|| n.ours[0].iface.tcp.accept(ls[0]).ok());
+        accepted.is_some()
+            && n.peer
+                .iface
+                .tcp
+                .socket(c)
+                .is_some_and(|s| s.state() == State::Established)
+    });
+    let (s0, s1) = (n.ours[0].iface.stats(), n.ours[1].iface.stats());
+    assert!(ok, "no connection: {s0:?} {s1:?}");
+    assert_eq!((s0.syn_cookies_sent, s0.syn_cookies_ok), (1, 1));
+    assert_eq!(s1.syn_cookies_failed + s1.drop_tcp_no_socket, 0, "{s1:?}");
+    assert!(s1.tcp_handed_over > 0, "the ACK came through stack 1: {s1:?}");
+    assert!(
+        n.ours[1].iface.tcp.accept(ls[1]).is_err(),
+        "made on stack 0 alone"
+    );
+    // Data flows, every segment of the peer's through stack 1.
+    let (h, _) = accepted.unwrap();
+    n.peer.iface.tcp.send(c, b"through the cookie").unwrap();
+    let mut buf = [0u8; 64];
+    let mut got = Vec::new();
+    let ok = n.run_until(Duration::from_secs(2), |n| {
+        if let Ok(k) = n.ours[0].iface.tcp.recv(h, &mut buf) {
+            got.extend_from_slice(&buf[..k]);
+        }
+        got == b"through the cookie"
+    });
+    assert!(ok, "got {got:?}");
 }

@@ -46,6 +46,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -2172,6 +2173,31 @@ static void fork_child_serves(void)
 			S(recvfrom(a, buf, 2, 0, SA(from), &flen));
 			V("fromlen", "%d", flen);
 		}
+		{
+			/* sendmsg and recvmsg, two iovecs each. */
+			char r1[2], r2[2];
+			struct iovec v[2] = { { "ms", 2 }, { "g!", 2 } }, w[2] = { { r1, 2 }, { r2, 2 } };
+			struct msghdr m = { .msg_iov = v, .msg_iovlen = 2 }, n = { .msg_iov = w, .msg_iovlen = 2 };
+			S(sendmsg(a, &m, MSG_NOSIGNAL));
+			S(wait_inq(a, 4));
+			S(recvmsg(a, &n, 0));
+			V("msg", "%.2s%.2s flags=%d", r1, r2, n.msg_flags);
+		}
+		{
+			/* splice, pipe to socket and back. */
+			int p[2];
+			if (pipe(p) == 0) {
+				S(write(p[1], "spl", 3));
+				S(splice(p[0], NULL, a, NULL, 3, 0));
+				S(wait_inq(a, 3));
+				S(splice(a, NULL, p[1], NULL, 3, 0));
+				memset(buf, 0, 8);
+				S(read(p[0], buf, 3));
+				V("spliced", "%.3s", buf);
+				close(p[0]);
+				close(p[1]);
+			}
+		}
 		names(a);
 		V("type", "%d", geti(a, SOL_SOCKET, SO_TYPE));
 		V("error", "%d", geti(a, SOL_SOCKET, SO_ERROR));
@@ -2649,6 +2675,47 @@ static void accept_queue_order(void)
 	close(l);
 }
 
+/* Three threads block in accept on one listener, 300 ms apart; three
+ * connections come one at a time: the kernel hands each to the thread
+ * that has waited longest (exclusive waits, oldest first). */
+static int blocked_listener, blocked_pipe[2];
+
+static void *blocked_acceptor(void *arg)
+{
+	char me = (char)(intptr_t)arg;
+	int a = accept(blocked_listener, NULL, NULL);
+	if (write(blocked_pipe[1], a >= 0 ? &me : "x", 1) != 1)
+		return NULL;
+	if (a >= 0)
+		close(a);
+	return NULL;
+}
+
+static void accept_blocked_threads_in_order(void)
+{
+	pthread_t t[3];
+	char who;
+	int c[3];
+	blocked_listener = listener(P(0));
+	S(pipe(blocked_pipe));
+	for (int k = 0; k < 3; k++) {
+		S(pthread_create(&t[k], NULL, blocked_acceptor, (void *)(intptr_t)('0' + k)) == 0);
+		usleep(300000);
+	}
+	for (int k = 0; k < 3; k++) {
+		S((c[k] = dial(P(0), "hold")) >= 0);
+		S(read(blocked_pipe[0], &who, 1));
+		V("accepted by thread", "%c", who);
+	}
+	for (int k = 0; k < 3; k++) {
+		pthread_join(t[k], NULL);
+		close(c[k]);
+	}
+	close(blocked_pipe[0]);
+	close(blocked_pipe[1]);
+	close(blocked_listener);
+}
+
 /* Hang-ups (the peer's FIN after ours) in the order 2, 3, 1. */
 static void epoll_order_hangup(void)
 {
@@ -2716,6 +2783,495 @@ static void epoll_order_mixed(void)
 	close(ep);
 }
 
+/* ---- blocking calls interrupted by a signal ---------------------------- */
+
+/* A thread sends SIGUSR1 to the main thread every 20 ms (at most 500
+ * times) while the main thread is blocked in a call; once `after` signals
+ * were handled it runs `act` once, which lets the call complete (data
+ * comes, a peer dials). Without SA_RESTART the first signal that finds
+ * the call asleep ends it with EINTR; with SA_RESTART the call goes on
+ * until `act` (or, for poll/epoll_wait/select and calls with a socket
+ * timeout, which are never restarted, ends with EINTR too). A signal that
+ * comes before the call sleeps is handled and the next one interrupts:
+ * what is printed does not depend on timing. */
+static volatile sig_atomic_t sig_hits;
+static void on_usr1(int sig) { (void)sig; sig_hits++; }
+
+struct kicker {
+	pthread_t main, thread;
+	volatile int stop;
+	int after, fd, out;
+	void (*act)(struct kicker *);
+};
+
+static void *kicker_run(void *p)
+{
+	struct kicker *k = p;
+	int acted = 0;
+	for (int n = 0; n < 500 && !k->stop; n++) {
+		usleep(20000);
+		if (k->stop)
+			break;
+		pthread_kill(k->main, SIGUSR1);
+		if (k->act && !acted && sig_hits >= k->after) {
+			k->act(k);
+			acted = 1;
+		}
+	}
+	return NULL;
+}
+
+static void kick(struct kicker *k, int restart, int after, void (*act)(struct kicker *))
+{
+	struct sigaction sa = { .sa_handler = on_usr1, .sa_flags = restart ? SA_RESTART : 0 };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	sig_hits = 0;
+	k->main = pthread_self();
+	k->stop = 0;
+	k->after = after;
+	k->act = act;
+	pthread_create(&k->thread, NULL, kicker_run, k);
+}
+
+static void unkick(struct kicker *k)
+{
+	k->stop = 1;
+	pthread_join(k->thread, NULL);
+	V("handler_ran", "%d", sig_hits > 0);
+}
+
+static void no_timeouts(int fd)
+{
+	struct timeval tv = { 0, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+static void act_write(struct kicker *k) { (void)!write(k->fd, "x", 1); }
+static void act_dial(struct kicker *k) { k->out = dial(k->fd, "hold"); }
+
+static void act_sendto(struct kicker *k)
+{
+	struct sockaddr_in echo = PEER(7001);
+	sendto(k->fd, "u", 1, 0, SA(echo), L);
+}
+
+/* Fills connection s's send buffer for good (the peer does not read, or
+ * its acknowledgements are lost): non-blocking sends until EAGAIN, first
+ * large, then of one byte, in rounds 100 ms apart (acknowledgements of
+ * what was in flight make room) until a round sends nothing. */
+static void fill(int s)
+{
+	int e = 0;
+	for (int round = 0; round < 100; round++) {
+		long sent = 0, r;
+		for (int i = 0; i < 100000 && (r = send(s, buf, sizeof buf, MSG_DONTWAIT)) > 0; i++)
+			sent += r;
+		for (int i = 0; i < 100000 && (r = send(s, buf, 1, MSG_DONTWAIT)) > 0; i++)
+			sent += r;
+		e = errno;
+		if (sent == 0 && round > 0)
+			break;
+		usleep(100000);
+	}
+	V("filled", "%s", en(e));
+}
+
+static void sig_recv(void)
+{
+	struct kicker k = { 0 };
+	int s = conn(7001);
+	no_timeouts(s);
+	k.fd = s;
+	kick(&k, 0, 0, NULL);
+	S(recv(s, buf, sizeof buf, 0));
+	unkick(&k);
+	kick(&k, 1, 3, act_write);
+	S(recv(s, buf, sizeof buf, 0));
+	unkick(&k);
+	kick(&k, 0, 0, NULL);
+	S(read(s, buf, sizeof buf));
+	unkick(&k);
+	/* SO_RCVTIMEO: EINTR even with SA_RESTART. */
+	timeouts(s);
+	kick(&k, 1, 0, NULL);
+	S(recv(s, buf, sizeof buf, 0));
+	unkick(&k);
+	close(s);
+}
+
+static void sig_accept(void)
+{
+	struct kicker k = { 0 };
+	int l = listener(P(0)), a;
+	no_timeouts(l);
+	k.fd = P(0);
+	kick(&k, 0, 0, NULL);
+	S(accept(l, NULL, NULL));
+	unkick(&k);
+	k.out = -1;
+	kick(&k, 1, 3, act_dial);
+	a = F(accept(l, NULL, NULL));
+	unkick(&k);
+	V("dialed", "%d", k.out >= 0);
+	close(a);
+	close(k.out);
+	timeouts(l);
+	kick(&k, 1, 0, NULL);
+	S(accept4(l, NULL, NULL, SOCK_CLOEXEC));
+	unkick(&k);
+	close(l);
+}
+
+static void sig_connect(void)
+{
+	struct kicker k = { 0 };
+	struct sockaddr_in nobody = in4("198.18.0.3", P(0)), echo = PEER(7001);
+	int s = tcp(), w;
+	kick(&k, 0, 0, NULL);
+	S(connect(s, SA(nobody), L));
+	unkick(&k);
+	nonblock(s);
+	S(connect(s, SA(nobody), L));
+	close(s);
+	/* SO_SNDTIMEO: EINTR even with SA_RESTART. */
+	s = tcp();
+	timeouts(s);
+	kick(&k, 1, 0, NULL);
+	S(connect(s, SA(nobody), L));
+	unkick(&k);
+	close(s);
+	/* SA_RESTART without a timeout: the connect goes on through the
+	 * signals and completes once the peer's answers get through. */
+	w = conn(7007);
+	s = tcp();
+	V("mute", "%s", ask(w, 2000, "mute 1200"));
+	usleep(100000);
+	kick(&k, 1, 0, NULL);
+	S(connect(s, SA(echo), L));
+	unkick(&k);
+	V("unmuted", "%s", line_in(w, 6000));
+	timeouts(s);
+	echo_check(s, "restarted");
+	close(s);
+	close(w);
+}
+
+/* A send on a full buffer: the sink's acknowledgements are dropped (the
+ * wire's mute) so that no room is made until they get through again. */
+static void sig_send_full(void)
+{
+	struct kicker k = { 0 };
+	int w = conn(7007), c = conn(7009);
+	no_timeouts(c);
+	V("mute", "%s", ask(w, 2000, "mute 2500"));
+	usleep(100000);
+	fill(c);
+	kick(&k, 0, 0, NULL);
+	S(send(c, buf, 1000, 0));
+	unkick(&k);
+	kick(&k, 0, 0, NULL);
+	S(write(c, buf, 1000));
+	unkick(&k);
+	/* SO_SNDTIMEO: EINTR even with SA_RESTART. */
+	timeouts(c);
+	kick(&k, 1, 0, NULL);
+	S(send(c, buf, 1000, 0));
+	unkick(&k);
+	/* SA_RESTART without a timeout: the send waits through the signals
+	 * until the acknowledgements get through and make room. */
+	no_timeouts(c);
+	kick(&k, 1, 0, NULL);
+	S(send(c, buf, 1000, 0));
+	unkick(&k);
+	V("unmuted", "%s", line_in(w, 6000));
+	close(c);
+	close(w);
+}
+
+/* poll, ppoll, select and epoll_wait end with EINTR with or without
+ * SA_RESTART, and with or without a timeout. */
+static void sig_poll_epoll(void)
+{
+	struct kicker k = { 0 };
+	struct epoll_event ev[4];
+	int s = conn(7001), ep = epoll_create1(0);
+	struct pollfd p = { s, POLLIN, 0 };
+	S(ep_add(ep, s, EPOLLIN, 1));
+	for (int restart = 0; restart < 2; restart++) {
+		fd_set r;
+		struct timeval tv = { 5, 0 };
+		kick(&k, restart, 0, NULL);
+		S(poll(&p, 1, -1));
+		unkick(&k);
+		kick(&k, restart, 0, NULL);
+		S(ppoll(&p, 1, &(struct timespec){ 5, 0 }, NULL));
+		unkick(&k);
+		kick(&k, restart, 0, NULL);
+		S(epoll_wait(ep, ev, 4, -1));
+		unkick(&k);
+		kick(&k, restart, 0, NULL);
+		S(epoll_wait(ep, ev, 4, 5000));
+		unkick(&k);
+		FD_ZERO(&r);
+		FD_SET(s, &r);
+		kick(&k, restart, 0, NULL);
+		S(select(s + 1, &r, NULL, NULL, &tv));
+		unkick(&k);
+	}
+	close(ep);
+	close(s);
+}
+
+static void sig_udp_recv(void)
+{
+	struct kicker k = { 0 };
+	struct sockaddr_in me = ANY(P(0));
+	int u = udp();
+	S(bind(u, SA(me), L));
+	k.fd = u;
+	kick(&k, 0, 0, NULL);
+	S(recvfrom(u, buf, sizeof buf, 0, NULL, NULL));
+	unkick(&k);
+	kick(&k, 1, 3, act_sendto);
+	S(recvfrom(u, buf, sizeof buf, 0, NULL, NULL));
+	unkick(&k);
+	timeouts(u);
+	kick(&k, 1, 0, NULL);
+	S(recv(u, buf, sizeof buf, 0));
+	unkick(&k);
+	close(u);
+}
+
+/* ---- splice between an accelerated socket and a pipe ------------------- */
+
+static char pattern[200000], back[200000];
+
+static void pattern_fill(void)
+{
+	for (size_t i = 0; i < sizeof pattern; i++)
+		pattern[i] = (char)(i * 7 + i / 251);
+}
+
+/* Socket to pipe: len and what is there bound it, the pipe's room
+ * (SPLICE_F_NONBLOCK or its O_NONBLOCK) and the socket's O_NONBLOCK say
+ * EAGAIN, the stream's end 0; 200,000 bytes through it intact; the
+ * argument errors. */
+static void splice_socket_to_pipe(void)
+{
+	int s = conn(7001), p[2], f = open("/dev/null", O_WRONLY);
+	loff_t off = 0;
+	long moved = 0;
+	S(pipe(p));
+	S(write(s, "0123456789", 10));
+	S(wait_inq(s, 10));
+	S(splice(s, NULL, p[1], NULL, 4, 0));
+	S(splice(s, NULL, p[1], NULL, 100, SPLICE_F_MOVE | SPLICE_F_MORE));
+	memset(buf, 0, 16);
+	S(read(p[0], buf, 100));
+	V("piped", "%s", buf);
+	S(splice(s, NULL, p[1], NULL, 0, 0));
+	S(splice(s, NULL, p[1], NULL, 100, 0x100));
+	S(splice(s, &off, p[1], NULL, 100, 0));
+	S(splice(s, NULL, p[1], &off, 100, 0));
+	S(splice(s, NULL, p[0], NULL, 100, 0));
+	S(splice(s, NULL, s, NULL, 100, 0));
+	S(splice(s, NULL, f, NULL, 100, 0));
+	S(splice(s, NULL, 999, NULL, 100, 0));
+	nonblock(s);
+	S(splice(s, NULL, p[1], NULL, 100, 0));
+	S(splice(s, NULL, p[1], NULL, 100, SPLICE_F_NONBLOCK));
+	/* A full pipe: EAGAIN with SPLICE_F_NONBLOCK or the pipe's
+	 * O_NONBLOCK, even with data waiting; the data stays. */
+	nonblock(p[1]);
+	for (int i = 0; i < 100 && write(p[1], buf, sizeof buf) > 0; i++)
+		;
+	for (int i = 0; i < 100000 && write(p[1], buf, 1) > 0; i++)
+		;
+	S(write(s, "abc", 3));
+	S(wait_inq(s, 3));
+	S(splice(s, NULL, p[1], NULL, 100, 0));
+	fcntl(p[1], F_SETFL, 0);
+	S(splice(s, NULL, p[1], NULL, 100, SPLICE_F_NONBLOCK));
+	V("inq", "%d", wait_inq(s, 3));
+	close(p[0]);
+	close(p[1]);
+	S(pipe(p));
+	S(splice(s, NULL, p[1], NULL, 100, 0));
+	S(read(p[0], buf, 100));
+	/* 200,000 bytes: the peer echoes them; through the pipe in chunks. */
+	pattern_fill();
+	fcntl(s, F_SETFL, 0);
+	S(send(s, pattern, sizeof pattern, 0));
+	while (moved < (long)sizeof back) {
+		if (poll1(s, POLLIN, 5000) <= 0)
+			break;
+		ssize_t n = splice(s, NULL, p[1], NULL, sizeof back - moved, 0), got = 0, r = 1;
+		if (n <= 0)
+			break;
+		while (got < n && (r = read(p[0], back + moved + got, n - got)) > 0)
+			got += r;
+		if (got != n)
+			break;
+		moved += n;
+	}
+	V("moved", "%ld intact=%d", moved, memcmp(pattern, back, sizeof back) == 0);
+	/* The end of the stream. */
+	S(shutdown(s, SHUT_WR));
+	V("eof", "%s", evs(wait_ev(s, POLLIN | POLLRDHUP, POLLRDHUP)));
+	S(splice(s, NULL, p[1], NULL, 100, 0));
+	/* tee and vmsplice take pipes only. */
+	S(tee(p[0], s, 100, 0));
+	S(tee(s, p[1], 100, 0));
+	S(vmsplice(s, &(struct iovec){ buf, 10 }, 1, 0));
+	close(p[0]);
+	close(p[1]);
+	close(f);
+	close(s);
+}
+
+/* Pipe to socket: len and what the pipe holds bound it; an empty pipe
+ * with SPLICE_F_NONBLOCK or O_NONBLOCK says EAGAIN, one without writer 0;
+ * a full socket (the sink's acks muted) EAGAIN when non-blocking, the
+ * pipe's data staying; a shut socket EPIPE; 200,000 bytes intact. */
+static void splice_pipe_to_socket(void)
+{
+	int s = conn(7001), p[2], w, c;
+	loff_t off = 0;
+	long moved = 0;
+	S(pipe(p));
+	S(write(p[1], "abcdefghij", 10));
+	S(splice(p[0], NULL, s, NULL, 4, 0));
+	S(splice(p[0], NULL, s, NULL, 100, SPLICE_F_MORE));
+	memset(buf, 0, 16);
+	V("echoed", "%ld %s", read_exact(s, buf, 10), buf);
+	S(splice(p[0], NULL, s, NULL, 100, SPLICE_F_NONBLOCK));
+	S(splice(p[0], &off, s, NULL, 100, 0));
+	S(splice(p[0], NULL, s, &off, 100, 0));
+	S(splice(p[1], NULL, s, NULL, 100, 0));
+	S(splice(p[0], NULL, p[0], NULL, 100, 0));
+	nonblock(p[0]);
+	S(splice(p[0], NULL, s, NULL, 100, 0));
+	fcntl(p[0], F_SETFL, 0);
+	/* 200,000 bytes, 50,000 at a time into the pipe, each echo read
+	 * before the next. */
+	pattern_fill();
+	long got = 0;
+	for (int round = 0; round < 4; round++) {
+		if (write(p[1], pattern + round * 50000, 50000) != 50000)
+			break;
+		int q = 0;
+		while (ioctl(p[0], FIONREAD, &q) == 0 && q > 0) {
+			ssize_t n = splice(p[0], NULL, s, NULL, 65536, 0);
+			if (n <= 0)
+				break;
+			moved += n;
+		}
+		got += read_exact(s, back + round * 50000, 50000);
+	}
+	V("moved", "%ld", moved);
+	V("echoed", "%ld intact=%d", got, memcmp(pattern, back, sizeof back) == 0);
+	close(p[1]);
+	S(splice(p[0], NULL, s, NULL, 100, 0));
+	close(p[0]);
+	/* A full socket. */
+	S(pipe(p));
+	w = conn(7007);
+	c = conn(7009);
+	V("mute", "%s", ask(w, 2000, "mute 1500"));
+	usleep(100000);
+	fill(c);
+	S(write(p[1], "0123456789", 10));
+	nonblock(c);
+	S(splice(p[0], NULL, c, NULL, 100, 0));
+	S(splice(p[0], NULL, c, NULL, 100, SPLICE_F_NONBLOCK));
+	int q = 0;
+	S(ioctl(p[0], FIONREAD, &q));
+	V("pipe_holds", "%d", q);
+	V("unmuted", "%s", line_in(w, 6000));
+	close(c);
+	close(w);
+	/* A socket shut for writing: EPIPE (SIGPIPE is ignored here). */
+	S(shutdown(s, SHUT_WR));
+	S(splice(p[0], NULL, s, NULL, 100, 0));
+	S(ioctl(p[0], FIONREAD, &q));
+	V("pipe_holds", "%d", q);
+	close(p[0]);
+	close(p[1]);
+	close(s);
+}
+
+/* ---- connections to our own address ----------------------------------- */
+
+/* A TCP connection to our own address (198.18.0.2): the kernel's lo, the
+ * stack's own loopback. Names, data both ways (200,000 bytes intact), the
+ * end of the stream, and a refused connect to a port nobody listens on. */
+static void self_connect(void)
+{
+	int l = listener(P(0)), c = tcp(), a, d = tcp();
+	struct sockaddr_in me = ME(P(0)), closed = ME(P(1));
+	long sent = 0, got = 0;
+	struct timespec t0;
+	timeouts(c);
+	S(connect(c, SA(me), L));
+	a = F(accept(l, NULL, NULL));
+	names(c);
+	names(a);
+	S(write(c, "hello", 5));
+	memset(buf, 0, 16);
+	S(read_exact(a, buf, 5));
+	V("read", "%s", buf);
+	S(send(a, "world", 5, 0));
+	memset(buf, 0, 16);
+	S(read_exact(c, buf, 5));
+	V("read", "%s", buf);
+	pattern_fill();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (got < (long)sizeof pattern && ms_since(&t0) < 5000) {
+		if (sent < (long)sizeof pattern) {
+			ssize_t n = send(c, pattern + sent, sizeof pattern - sent, MSG_DONTWAIT);
+			if (n > 0)
+				sent += n;
+		}
+		ssize_t n = recv(a, back + got, sizeof back - got, MSG_DONTWAIT);
+		if (n > 0)
+			got += n;
+		else
+			poll1(a, POLLIN, 10);
+	}
+	V("moved", "%ld intact=%d", got, memcmp(pattern, back, sizeof back) == 0);
+	S(shutdown(c, SHUT_WR));
+	S(wait_ev(a, POLLIN, POLLIN));
+	S(read(a, buf, 16));
+	S(connect(d, SA(closed), L));
+	close(d);
+	close(a);
+	close(c);
+	close(l);
+}
+
+/* UDP datagrams to our own address, both ways. */
+static void self_udp(void)
+{
+	int u = udp(), v = udp();
+	struct sockaddr_in me = ME(P(0)), from;
+	socklen_t fl = L;
+	S(bind(u, SA(me), L));
+	S(sendto(v, "dgram", 5, 0, SA(me), L));
+	S(poll1(u, POLLIN, 5000));
+	memset(buf, 0, 16);
+	S(recvfrom(u, buf, sizeof buf, 0, SA(from), &fl));
+	V("got", "%s from %s", buf, show_ip(&from));
+	S(sendto(u, "reply", 5, 0, SA(from), fl));
+	S(poll1(v, POLLIN, 5000));
+	memset(buf, 0, 16);
+	S(recv(v, buf, sizeof buf, 0));
+	V("got", "%s", buf);
+	close(u);
+	close(v);
+}
+
 static const struct {
 	const char *name;
 	void (*run)(void);
@@ -2728,6 +3284,7 @@ static const struct {
 	C(accept_empty_nonblocking), C(accept_not_listening), C(accept_dialed), C(accept4_flags),
 	C(accept_does_not_inherit_nonblock), C(accept_small_addrlen), C(accept_errors),
 	C(accept_timeout), C(accept_after_peer_closed),
+	C(accept_blocked_threads_in_order),
 	C(connect_blocking), C(connect_refused), C(connect_refused_nonblocking), C(connect_nonblocking),
 	C(connect_twice), C(connect_in_progress), C(connect_sndtimeo), C(connect_errors),
 	C(connect_listening), C(connect_unspec),
@@ -2753,6 +3310,8 @@ static const struct {
 	C(loopback_kernel), C(wildcard_accepts_loopback_and_remote),
 	C(epoll_order_data), C(epoll_order_edge), C(epoll_order_accept), C(accept_queue_order),
 	C(epoll_order_hangup), C(epoll_order_kinds), C(epoll_order_mixed),
+	C(sig_recv), C(sig_accept), C(sig_connect), C(sig_send_full), C(sig_poll_epoll), C(sig_udp_recv),
+	C(splice_socket_to_pipe), C(splice_pipe_to_socket), C(self_connect), C(self_udp),
 #undef C
 };
 

@@ -485,17 +485,36 @@ pub struct TapNet {
     /// outside the test's namespaces, and clashes with no port of the host.
     host: Option<Netns>,
     tag: String,
+    /// The prefix length of the link (24 unless [`TapNet::with_prefix`]).
+    prefix: u8,
 }
 
 impl TapNet {
     /// The clients' namespace for test `tag` (at most 4 characters).
     pub fn new(tag: &str) -> TapNet {
+        TapNet::with_prefix(tag, 24)
+    }
+
+    /// As [`TapNet::new`], with the link a /`prefix` instead of a /24
+    /// (both ends keep their addresses): a test that needs many on-link
+    /// addresses (a flood from spoofed ones) takes a /16.
+    pub fn with_prefix(tag: &str, prefix: u8) -> TapNet {
         let tag = unique(tag);
         TapNet {
             clients: Netns::new(&tag),
             server_ns: None,
             host: None,
             tag,
+            prefix,
+        }
+    }
+
+    /// The name of the clients' end of the link: the accelerated server's
+    /// tap, or the kernel server's veth.
+    pub fn client_iface(&self, leg: Leg) -> String {
+        match leg {
+            Leg::Accel if !kernel_form() => format!("acc-{}", self.clients.name).chars().take(15).collect(),
+            _ => "va".to_owned(),
         }
     }
 
@@ -514,7 +533,13 @@ impl TapNet {
         self.server_ns = None;
         let veth_ns = |this: &mut TapNet| {
             let ns = Netns::new(&format!("{}s", this.tag));
-            veth(&this.clients, "198.18.0.1/24", &ns, "198.18.0.2/24");
+            let p = this.prefix;
+            veth(
+                &this.clients,
+                &format!("198.18.0.1/{p}"),
+                &ns,
+                &format!("198.18.0.2/{p}"),
+            );
             this.server_ns.insert(ns).name.clone()
         };
         match leg {
@@ -527,7 +552,12 @@ impl TapNet {
                 }
             }
             Leg::Accel => {
-                let opts = vec!["--tap".to_owned(), self.clients.name.clone()];
+                let mut opts = vec!["--tap".to_owned(), self.clients.name.clone()];
+                let mut env = Vec::new();
+                if self.prefix != 24 {
+                    opts.extend(["--ip".to_owned(), format!("198.18.0.2/{}", self.prefix)]);
+                    env.push(("ACCEL_TAP_PEER".to_owned(), format!("198.18.0.1/{}", self.prefix)));
+                }
                 let ns = if kernel_form() {
                     veth_ns(self)
                 } else {
@@ -541,7 +571,7 @@ impl TapNet {
                 Place {
                     ns,
                     accel: Some(opts),
-                    env: Vec::new(),
+                    env,
                 }
             }
         }

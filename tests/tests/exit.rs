@@ -12,7 +12,9 @@
 //! SIGABRT, `_exit`) with a connection open: its peer must learn within a
 //! second. The kernel closes the dead process's socket (the peer reads the
 //! end of the stream); accelerated, the shim's reaper resets it (the peer
-//! sees a reset). Port 17201.
+//! sees a reset), after writing out the flight recorder: the file names
+//! the connection and holds its handshake and the byte it received, and a
+//! program that exits normally leaves none. Port 17201.
 
 use accel_tests::net::{repo, root_or_skip, wait_until, Leg, Place, Proc, TapNet};
 use accel_tests::{command, output, python, Scratch};
@@ -98,15 +100,39 @@ fn a_program_that_exits_with_connections_open_is_seen_as_on_the_kernel() {
     for leg in [Leg::Kernel, Leg::Accel] {
         let dir = scratch.join(leg.name());
         std::fs::create_dir_all(&dir).unwrap();
-        let place = net.place(leg);
+        let flights = dir.join("flight");
+        std::fs::create_dir_all(&flights).unwrap();
+        let place = net
+            .place(leg)
+            .with_env("ACCEL_FLIGHT_DIR", flights.to_str().unwrap());
         // Three megabytes written just before exit: all arrive, then FIN.
         let saw = peer_saw(&dir, &net, &place, &exe, &["send", &n]);
         assert_eq!(saw, format!("got {n} eof"), "{}", leg.name());
         // Data left unread at exit: a reset.
         let saw = peer_saw(&dir, &net, &place, &exe, &["unread"]);
         assert_eq!(saw, "reset", "{}", leg.name());
+        assert!(
+            flight_records(&flights).is_empty(),
+            "a normal exit writes no flight record"
+        );
         net.clear();
     }
+}
+
+/// The flight records in `dir`, oldest first: (file name, text).
+fn flight_records(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut files: Vec<(std::time::SystemTime, String, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let at = e.metadata().ok()?.modified().ok()?;
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            name.starts_with("accel-flight-").then_some((at, name, text))
+        })
+        .collect();
+    files.sort();
+    files.into_iter().map(|(_, n, t)| (n, t)).collect()
 }
 
 #[test]
@@ -132,8 +158,12 @@ fn the_peers_of_a_program_that_dies_learn_it_within_a_second() {
     for leg in [Leg::Kernel, Leg::Accel] {
         let dir = scratch.join(leg.name());
         std::fs::create_dir_all(&dir).unwrap();
-        let place = net.place(leg);
-        for how in ["kill", "segv", "abort", "_exit"] {
+        let flights = dir.join("flight");
+        std::fs::create_dir_all(&flights).unwrap();
+        let place = net
+            .place(leg)
+            .with_env("ACCEL_FLIGHT_DIR", flights.to_str().unwrap());
+        for (k, how) in ["kill", "segv", "abort", "_exit"].into_iter().enumerate() {
             let saw = peer_saw_as(&dir, &net, &place, &exe, &[how], &["wait"], false);
             let (end, ms) = saw.split_once(' ').unwrap_or(("?", "0"));
             let ms: u64 = ms.parse().unwrap_or(u64::MAX);
@@ -143,6 +173,23 @@ fn the_peers_of_a_program_that_dies_learn_it_within_a_second() {
             assert!(ms < 1100, "{} {how}: the peer saw {saw:?}", leg.name());
             let want = if leg == Leg::Kernel { "eof" } else { "reset" };
             assert_eq!(end, want, "{} {how}: the peer saw {saw:?}", leg.name());
+            let records = flight_records(&flights);
+            if leg == Leg::Accel {
+                assert_eq!(records.len(), k + 1, "{how}: one flight record per death");
+                let text = records.last().map(|(_, t)| t.as_str()).unwrap_or_default();
+                println!("crash {how}: flight record:\n{text}");
+                assert!(
+                    text.contains(&format!(" - 198.18.0.1:{PORT} (open)")),
+                    "{how}: {text}"
+                );
+                assert!(
+                    text.contains("out [S....]") && text.contains("in  [S...A]"),
+                    "{how}: {text}"
+                );
+                assert!(text.contains("len=1 "), "{how}: the peer's byte: {text}");
+            } else {
+                assert!(records.is_empty(), "the kernel leg has no recorder");
+            }
             // The tap goes once the reaper is done (within 10 s).
             net.clear();
             let _ = net.place(leg);

@@ -53,6 +53,11 @@
 //!
 //! `ACCEL_BENCH_ONLY=echo` runs only `echo_mpps` (with
 //! `echo_frames_per_msg`), `raw_mpps` and `echo_over_raw`, for profiling;
+//! `ACCEL_BENCH_ONLY=rr` only `rr_us_p50`, `rr_us_p99` and `rr_per_s`
+//! (round trips per second, one after the other) and the same three of a
+//! raw frame ping-pong, `raw_rr_*` (one 130-byte frame in flight, both
+//! ends busy polling the port with no stack: the limit of the memif path,
+//! which `scripts/bench` puts beside its round trips);
 //! `ACCEL_BENCH_LOOP_STATS=1` adds the drivers' loop figures on stderr
 //! (busy time, frames per receiving poll) and `ACCEL_BENCH_RX_BUDGET` sets
 //! both stacks' `rx_budget`.
@@ -328,9 +333,12 @@ fn client() {
     }
 
     // ACCEL_BENCH_ONLY=echo: only the echo and raw measurements (for
-    // profiling them: `perf record` over the whole run mixes the phases).
-    let only_echo = std::env::var("ACCEL_BENCH_ONLY").is_ok_and(|v| v == "echo");
-    if !only_echo {
+    // profiling them: `perf record` over the whole run mixes the phases);
+    // ACCEL_BENCH_ONLY=rr: only the round trips, the stack's and raw
+    // frames' (scripts/bench's limits of the memif path).
+    let only = std::env::var("ACCEL_BENCH_ONLY").unwrap_or_default();
+    let (only_echo, only_rr) = (only == "echo", only == "rr");
+    if !only_echo && !only_rr {
         let (p50, p99) = kernel::rr(a, b);
         report("kernel_rr_us_p50", p50, "us");
         report("kernel_rr_us_p99", p99, "us");
@@ -356,41 +364,65 @@ fn client() {
     }
     let mut drv = Driver::new(iface_config(CLIENT_IP, dev.mac()), tcp_config(), dev);
 
-    if !only_echo {
-        let mut rtts = apps::rr(&mut drv, RR_WARM, RR_ROUNDS);
-        let (p50, p99) = percentiles(&mut rtts);
-        report("rr_us_p50", p50, "us");
-        report("rr_us_p99", p99, "us");
-        let bulk = (0..3).map(|_| apps::bulk(&mut drv, BULK)).fold(0.0, f64::max);
-        report("bulk_gbps", bulk, "Gbit/s");
+    if only_rr {
+        round_trips(&mut drv, "rr");
+        apps::request_raw(&mut drv);
+        let mut rtts = apps::raw_rr(&mut drv, RR_WARM, RR_ROUNDS);
+        report_round_trips(&mut rtts, "raw_rr");
+    } else {
+        if !only_echo {
+            round_trips(&mut drv, "rr");
+            let bulk = (0..3).map(|_| apps::bulk(&mut drv, BULK)).fold(0.0, f64::max);
+            report("bulk_gbps", bulk, "Gbit/s");
+        }
+        let flows = std::env::var("ACCEL_BENCH_FLOWS").map_or(FLOWS, |v| v.parse().unwrap());
+        let (echo, frames) = apps::echo(
+            &mut drv,
+            flows,
+            Duration::from_millis(500),
+            Duration::from_millis(500),
+        );
+        report("echo_mpps", echo / 1e6, "Mpps");
+        report("echo_frames_per_msg", frames, "frames");
+        apps::request_raw(&mut drv);
+        let raw = apps::raw(
+            &mut drv,
+            flows,
+            Duration::from_millis(300),
+            Duration::from_millis(500),
+        );
+        report("raw_mpps", raw / 1e6, "Mpps");
+        report("echo_over_raw", echo / raw, "ratio");
     }
-    let flows = std::env::var("ACCEL_BENCH_FLOWS").map_or(FLOWS, |v| v.parse().unwrap());
-    let (echo, frames) = apps::echo(
-        &mut drv,
-        flows,
-        Duration::from_millis(500),
-        Duration::from_millis(500),
-    );
-    report("echo_mpps", echo / 1e6, "Mpps");
-    report("echo_frames_per_msg", frames, "frames");
-    apps::request_raw(&mut drv);
-    let raw = apps::raw(
-        &mut drv,
-        flows,
-        Duration::from_millis(300),
-        Duration::from_millis(500),
-    );
-    report("raw_mpps", raw / 1e6, "Mpps");
-    report("echo_over_raw", echo / raw, "ratio");
     let out = peer.finish(Duration::from_secs(10));
     assert!(out.contains("RAW_DONE"), "the peer: {out}");
     drop((drv, _eal));
     let _ = std::fs::remove_file(&sock);
     remove_runtime_dir();
 
-    if !only_echo {
+    if !only_echo && !only_rr {
         idle_both();
     }
+}
+
+/// The stack's 64-byte round trips on one connection, reported as `name_*`.
+fn round_trips(drv: &mut Driver, name: &str) {
+    let mut rtts = apps::rr(drv, RR_WARM, RR_ROUNDS);
+    report_round_trips(&mut rtts, name);
+}
+
+/// Reports `name_us_p50` and `name_us_p99` of `rtts`, and `name_per_s`,
+/// round trips per second one after the other (the inverse of the mean).
+fn report_round_trips(rtts: &mut [Duration], name: &str) {
+    let (p50, p99) = percentiles(rtts);
+    report(&format!("{name}_us_p50"), p50, "us");
+    report(&format!("{name}_us_p99"), p99, "us");
+    let total: Duration = rtts.iter().sum();
+    report(
+        &format!("{name}_per_s"),
+        rtts.len() as f64 / total.as_secs_f64(),
+        "1/s",
+    );
 }
 
 fn peer() {

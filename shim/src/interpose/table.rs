@@ -46,6 +46,7 @@ interpose! {
     fd(fd) sendmmsg(fd: c_int, msgs: *mut mmsghdr, vlen: c_uint, flags: c_int) -> c_int;
     fd(out_fd) sendfile(out_fd: c_int, in_fd: c_int, offset: *mut off_t, count: size_t) -> ssize_t;
     fd(out_fd) sendfile64(out_fd: c_int, in_fd: c_int, offset: *mut off64_t, count: size_t) -> ssize_t;
+    any splice(fd_in: c_int, off_in: *mut off64_t, fd_out: c_int, off_out: *mut off64_t, len: size_t, flags: c_uint) -> ssize_t;
 
     // Fortified variants (-D_FORTIFY_SOURCE): the same calls, with a buffer size to check.
     fd(fd) __read_chk(fd: c_int, buf: *mut c_void, count: size_t, buflen: size_t) -> ssize_t;
@@ -92,6 +93,15 @@ interpose! {
     hook execvpe(file: *const c_char, argv: *const *mut c_char, envp: *const *mut c_char) -> c_int;
     hook posix_spawn(pid: *mut pid_t, path: *const c_char, actions: *const posix_spawn_file_actions_t, attr: *const posix_spawnattr_t, argv: *const *mut c_char, envp: *const *mut c_char) -> c_int;
     hook posix_spawnp(pid: *mut pid_t, file: *const c_char, actions: *const posix_spawn_file_actions_t, attr: *const posix_spawnattr_t, argv: *const *mut c_char, envp: *const *mut c_char) -> c_int;
+
+    // io_uring through liburing.so: SQEs on accelerated sockets are refused (see `uring`).
+    any io_uring_submit(ring: *mut c_void) -> c_int;
+    any io_uring_submit_and_wait(ring: *mut c_void, wait_nr: c_uint) -> c_int;
+    any io_uring_submit_and_wait_timeout(ring: *mut c_void, cqe: *mut *mut c_void, wait_nr: c_uint, ts: *mut c_void, sigmask: *mut sigset_t) -> c_int;
+    any io_uring_submit_and_get_events(ring: *mut c_void) -> c_int;
+    any io_uring_wait_cqes(ring: *mut c_void, cqe: *mut *mut c_void, wait_nr: c_uint, ts: *mut c_void, sigmask: *mut sigset_t) -> c_int;
+    any io_uring_register_files(ring: *mut c_void, files: *const c_int, nr: c_uint) -> c_int;
+    any io_uring_register_files_update(ring: *mut c_void, off: c_uint, files: *const c_int, nr: c_uint) -> c_int;
 
     // Files: to the blocking-call pool inside a coroutine (later), else libc.
     any open(path: *const c_char, flags: c_int, ...mode: c_ulong) -> c_int;

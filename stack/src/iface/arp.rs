@@ -6,9 +6,13 @@
 //! and tells their senders (as Linux answers such a loss with an ICMP host
 //! unreachable). At most `pending_max` packets of at most
 //! `pending_max_bytes` in all wait per address (Linux's `unres_qlen_bytes`;
-//! a burst of connects to one new neighbour must not lose its SYNs); the
-//! table holds at most `max_entries` addresses (the oldest goes first). All
-//! time comes from the caller.
+//! a burst of connects to one new neighbour must not lose its SYNs), at
+//! most `pending_addrs_max` addresses are resolved at once and their
+//! packets hold at most `pending_total_bytes` (a flood of SYNs from
+//! spoofed on-link addresses makes one SYN-ACK per address, none of which
+//! will ever resolve: it must not take memory or requests without bound);
+//! the table holds at most `max_entries` addresses (the oldest goes
+//! first). All time comes from the caller.
 
 use core::net::Ipv4Addr;
 use core::time::Duration;
@@ -31,6 +35,10 @@ pub struct ArpConfig {
     pub pending_max: usize,
     /// Bytes those packets may hold in all.
     pub pending_max_bytes: usize,
+    /// Addresses that may be being resolved at once.
+    pub pending_addrs_max: usize,
+    /// Bytes the packets waiting for all of them may hold.
+    pub pending_total_bytes: usize,
     /// Addresses the cache holds.
     pub max_entries: usize,
 }
@@ -43,6 +51,8 @@ impl Default for ArpConfig {
             retries: 3,
             pending_max: 1024,
             pending_max_bytes: 212_992,
+            pending_addrs_max: 512,
+            pending_total_bytes: 1 << 20,
             max_entries: 1024,
         }
     }
@@ -62,6 +72,21 @@ pub struct ArpCache {
     cfg: ArpConfig,
     entries: HashMap<Ipv4Addr, (EthernetAddress, Instant), DemuxHash>,
     pending: HashMap<Ipv4Addr, Pending, DemuxHash>,
+    /// Bytes of all pending packets.
+    pending_bytes: usize,
+    /// No pending request is due before this (a lower bound, made exact by
+    /// each [`ArpCache::poll`]), so that asking costs no walk of the table.
+    next_at: Option<Instant>,
+}
+
+/// Why a packet could not wait for its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue of that address is full.
+    AddressFull,
+    /// Too many addresses are being resolved, or their packets hold too
+    /// many bytes in all.
+    TableFull,
 }
 
 /// Something the cache wants done.
@@ -81,6 +106,8 @@ impl ArpCache {
             cfg,
             entries: HashMap::with_hasher(demux),
             pending: HashMap::with_hasher(demux),
+            pending_bytes: 0,
+            next_at: None,
         }
     }
 
@@ -105,10 +132,17 @@ impl ArpCache {
             }
         }
         self.entries.insert(ip, (mac, now + self.cfg.ttl));
-        self.pending
-            .remove(&ip)
-            .map(|p| p.packets.into())
-            .unwrap_or_default()
+        self.take_pending(ip)
+    }
+
+    fn take_pending(&mut self, ip: Ipv4Addr) -> Vec<Vec<u8>> {
+        match self.pending.remove(&ip) {
+            Some(p) => {
+                self.pending_bytes -= p.bytes;
+                p.packets.into()
+            }
+            None => Vec::new(),
+        }
     }
 
     /// Whether `ip` is in the cache (fresh or not): a reply from it is
@@ -118,29 +152,35 @@ impl ArpCache {
     }
 
     /// Queues an IP packet until `ip` is resolved. Returns whether a request
-    /// should go out now (the first packet for this address), or `Err` with
-    /// the packet if the queue for the address is full (in packets or in
-    /// bytes).
-    pub fn queue(&mut self, ip: Ipv4Addr, packet: Vec<u8>, now: Instant) -> Result<bool, Vec<u8>> {
+    /// should go out now (the first packet for this address), or why the
+    /// packet was dropped: the queue of the address is full (in packets or
+    /// in bytes), or the table is (in addresses or in bytes).
+    pub fn queue(&mut self, ip: Ipv4Addr, packet: Vec<u8>, now: Instant) -> Result<bool, (Refused, Vec<u8>)> {
         let cfg = self.cfg;
         let fresh = !self.pending.contains_key(&ip);
+        if self.pending_bytes + packet.len() > cfg.pending_total_bytes
+            || fresh && self.pending.len() >= cfg.pending_addrs_max
+        {
+            return Err((Refused::TableFull, packet));
+        }
         let p = self.pending.entry(ip).or_insert_with(|| Pending {
             packets: VecDeque::new(),
             bytes: 0,
-            requests: 0,
-            next_request: now,
+            requests: 1,
+            next_request: now + cfg.retry,
         });
         if p.packets.len() >= cfg.pending_max || p.bytes + packet.len() > cfg.pending_max_bytes {
             if p.packets.is_empty() {
                 self.pending.remove(&ip); // nothing waits: no request either
             }
-            return Err(packet);
+            return Err((Refused::AddressFull, packet));
         }
         p.bytes += packet.len();
+        self.pending_bytes += packet.len();
         p.packets.push_back(packet);
         if fresh {
-            p.requests = 1;
-            p.next_request = now + cfg.retry;
+            let at = now + cfg.retry;
+            self.next_at = Some(self.next_at.map_or(at, |t| t.min(at)));
         }
         Ok(fresh)
     }
@@ -162,22 +202,20 @@ impl ArpCache {
             }
         }
         for ip in give_up {
-            let packets = self
-                .pending
-                .remove(&ip)
-                .map(|p| p.packets.into())
-                .unwrap_or_default();
+            let packets = self.take_pending(ip);
             out.push(ArpAction::GiveUp(ip, packets));
         }
+        self.next_at = self.pending.values().map(|p| p.next_request).min();
         self.entries.retain(|_, (_, expires)| *expires > now);
     }
 
-    /// The next time [`Self::poll`] has work.
+    /// The next time [`Self::poll`] may have work (never later than it
+    /// has; perhaps earlier, if an address resolved meanwhile).
     pub fn poll_at(&self) -> Option<Instant> {
         if self.pending.is_empty() {
-            return None; // the common case, without walking the table
+            return None;
         }
-        self.pending.values().map(|p| p.next_request).min()
+        self.next_at
     }
 
     /// Learned addresses.
@@ -193,6 +231,11 @@ impl ArpCache {
     /// Addresses being resolved.
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Bytes of the packets waiting for them.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
     }
 }
 
@@ -231,7 +274,11 @@ mod tests {
         for i in 2..1024 {
             c.queue(IP, vec![i as u8], t).unwrap();
         }
-        assert_eq!(c.queue(IP, vec![99], t), Err(vec![99]), "1024 packets at most");
+        assert_eq!(
+            c.queue(IP, vec![99], t),
+            Err((Refused::AddressFull, vec![99])),
+            "1024 packets at most"
+        );
         let flushed = c.learn(IP, MAC, t);
         assert_eq!(flushed.len(), 1024);
         assert_eq!(flushed[0], vec![1]);
@@ -247,9 +294,14 @@ mod tests {
         for i in 0..fit {
             assert_eq!(c.queue(IP, big.clone(), t), Ok(i == 0));
         }
-        assert_eq!(c.queue(IP, big.clone(), t), Err(big), "212,992 bytes at most");
+        assert_eq!(
+            c.queue(IP, big.clone(), t),
+            Err((Refused::AddressFull, big.clone())),
+            "212,992 bytes at most"
+        );
         assert_eq!(c.queue(IP, vec![1; 60], t), Ok(false), "a small one still fits");
         assert_eq!(c.learn(IP, MAC, t).len(), fit + 1);
+        assert_eq!(c.pending_bytes(), 0);
         // A packet larger than the whole bound is refused and leaves no
         // pending entry behind.
         let other = Ipv4Addr::new(198, 18, 0, 9);
@@ -274,5 +326,64 @@ mod tests {
         c.poll(t + Duration::from_secs(3), &mut out);
         assert_eq!(out, vec![ArpAction::GiveUp(IP, vec![vec![1, 2]])]);
         assert_eq!(c.pending(), 0);
+    }
+
+    #[test]
+    fn addresses_being_resolved_and_their_bytes_are_bounded() {
+        // A SYN flood from spoofed on-link addresses: one SYN-ACK each,
+        // none of which resolves.
+        let mut c = cache();
+        let t = Instant::ZERO;
+        let max = ArpConfig::default().pending_addrs_max;
+        let addr = |i: usize| Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 1, 0)) + i as u32);
+        for i in 0..max {
+            assert_eq!(c.queue(addr(i), vec![0; 60], t), Ok(true));
+        }
+        assert_eq!(
+            c.queue(addr(max), vec![0; 60], t),
+            Err((Refused::TableFull, vec![0; 60]))
+        );
+        assert_eq!(c.pending(), max);
+        // An address already waiting still takes packets.
+        assert_eq!(c.queue(addr(0), vec![0; 60], t), Ok(false));
+        // Given up after the retries, they make room again.
+        let mut out = Vec::new();
+        for s in 1..=3 {
+            c.poll(t + Duration::from_secs(s), &mut out);
+        }
+        let gave_up = out.iter().filter(|a| matches!(a, ArpAction::GiveUp(..))).count();
+        assert_eq!((gave_up, c.pending(), c.pending_bytes()), (max, 0, 0));
+        assert_eq!(c.queue(addr(max), vec![0; 60], t), Ok(true));
+
+        // The bytes of all of them, too.
+        let mut c = cache();
+        let total = ArpConfig::default().pending_total_bytes;
+        let big = 200_000;
+        let fit = total / big;
+        for i in 0..fit {
+            assert_eq!(c.queue(addr(i), vec![0; big], t), Ok(true));
+        }
+        assert_eq!(
+            c.queue(addr(fit), vec![0; big], t),
+            Err((Refused::TableFull, vec![0; big]))
+        );
+        assert_eq!(c.pending_bytes(), fit * big);
+    }
+
+    #[test]
+    fn poll_at_is_the_earliest_request_without_a_walk() {
+        let mut c = cache();
+        let ip2 = Ipv4Addr::new(198, 18, 0, 9);
+        c.queue(IP, vec![1], Instant::from_millis(500)).unwrap();
+        c.queue(ip2, vec![1], Instant::from_millis(200)).unwrap();
+        assert_eq!(c.poll_at(), Some(Instant::from_millis(1200)));
+        c.learn(ip2, MAC, Instant::from_millis(300));
+        // A lower bound until the next poll makes it exact.
+        let mut out = Vec::new();
+        c.poll(Instant::from_millis(1200), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(c.poll_at(), Some(Instant::from_millis(1500)));
+        c.learn(IP, MAC, Instant::from_millis(1300));
+        assert_eq!(c.poll_at(), None);
     }
 }

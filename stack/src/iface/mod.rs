@@ -23,8 +23,11 @@ use std::collections::HashMap;
 pub use net::{IfaceConfig, IfaceStats, Io, Net};
 pub use tcp_table::{TcpHandle, TcpTable};
 
+use tcp_table::{CookieAck, SynOutcome};
+
 use crate::error::{Errno, Result};
 use crate::phy::Device;
+use crate::tcp::flight::{FlightSlot, Kind as FlightKind};
 use crate::tcp::{Event, Input, TcpConfig};
 use crate::time::Instant;
 use crate::udp::UdpSocket;
@@ -143,6 +146,7 @@ impl Interface {
         let net = Net::new(cfg, caps);
         let mut table = TcpTable::new(net.key, tcp);
         table.set_tw_max(tw_max);
+        table.syn_cookies = net.cfg.syn_cookies;
         Interface {
             udp_ports: HashMap::with_hasher(hash::DemuxHash::from_key(&net.key)),
             net,
@@ -158,6 +162,8 @@ impl Interface {
     pub fn stats(&self) -> IfaceStats {
         let mut s = self.net.stats;
         s.time_wait_evicted = self.tcp.tw_evicted;
+        s.drop_accept_queue = self.tcp.accept_dropped;
+        s.syn_recv_dropped = self.tcp.syn_recv_dropped;
         s
     }
 
@@ -189,8 +195,9 @@ impl Interface {
     }
 
     /// Whether this interface has the connection (or the TIME-WAIT entry)
-    /// of the TCP segment in IPv4 packet `packet`.
-    pub fn has_tcp_flow(&self, packet: &[u8]) -> bool {
+    /// of the TCP segment in IPv4 packet `packet`, or would make it at
+    /// `now` from the SYN cookie the segment carries back.
+    pub fn has_tcp_flow(&self, packet: &[u8], now: Instant) -> bool {
         let Ok(ip) = Ipv4Packet::new_checked(packet) else {
             return false;
         };
@@ -207,7 +214,31 @@ impl Interface {
             SocketAddrV4::new(ip.dst_addr(), dst_port),
             SocketAddrV4::new(ip.src_addr(), src_port),
         );
-        self.tcp.conns.contains_key(&key) || self.tcp.time_wait.contains_key(&key)
+        if self.tcp.conns.contains_key(&key) || self.tcp.time_wait.contains_key(&key) {
+            return true;
+        }
+        let caps = self.net.checksum();
+        let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
+        TcpPacket::new_checked(payload)
+            .and_then(|p| TcpRepr::parse(&p, src, dst, &caps))
+            .is_ok_and(|seg| self.tcp.takes_cookie(key.0, key.1, &seg, now))
+    }
+
+    /// Turns the flight recorder on over `slots` (see
+    /// [`crate::tcp::flight`]): from now on each connection records its
+    /// last events there, one slot each while slots last.
+    pub fn set_flight_recorder(&mut self, slots: &'static mut [FlightSlot]) {
+        self.tcp.flight = crate::tcp::flight::Flight::new(slots);
+    }
+
+    /// The flight recorder's slots (empty when it is off).
+    pub fn flight_records(&self) -> &[FlightSlot] {
+        self.tcp.flight.slots()
+    }
+
+    /// Connections the flight recorder had no slot for.
+    pub fn flight_unrecorded(&self) -> u64 {
+        self.tcp.flight.unrecorded
     }
 
     /// Several stacks share one address (one per queue pair of a port):
@@ -269,15 +300,41 @@ impl Interface {
         }
         res.progress = res.rx > 0;
         for packet in self.net.arp_poll(io) {
-            self.host_unreachable(&packet, now);
+            self.host_unreachable(&packet, now, false);
         }
         self.tcp.expire_time_wait(now);
         res.progress |= self.run_timers(now);
         res.progress |= self.tcp_output(io);
         res.progress |= self.udp_output(io);
+        res.progress |= self.loop_back(io);
+        for packet in std::mem::take(&mut self.net.unqueued) {
+            self.host_unreachable(&packet, now, true);
+        }
         io.flush(&mut self.net.stats);
         res.next = self.poll_at();
         res
+    }
+
+    /// Takes in the packets the interface sent to its own address, and
+    /// sends what they make it send (to itself again, or out): a bounded
+    /// number of rounds per poll (a handshake and a reply take a few); what
+    /// is left waits for the next poll, which [`Interface::poll_at`] asks
+    /// for at once.
+    fn loop_back<D: Device>(&mut self, io: &mut Io<'_, D>) -> bool {
+        const ROUNDS: usize = 8;
+        let mut progress = false;
+        for _ in 0..ROUNDS {
+            if self.net.loopback.is_empty() {
+                break;
+            }
+            for packet in std::mem::take(&mut self.net.loopback) {
+                self.ipv4_input(io, &packet);
+            }
+            self.tcp_output(io);
+            self.udp_output(io);
+            progress = true;
+        }
+        progress
     }
 
     /// The next time a poll has timer work.
@@ -288,6 +345,10 @@ impl Interface {
             (a, None) => a,
             (None, b) => b,
         };
+        if !self.net.loopback.is_empty() {
+            // Packets to ourselves wait: the next poll is due now.
+            return Some(Instant::ZERO);
+        }
         let tcp = self.tcp.timers.peek().map(|r| r.0 .0);
         let tw = self.tcp.time_wait_next();
         min(min(tcp, tw), self.net.arp.poll_at())
@@ -322,7 +383,13 @@ impl Interface {
                 continue;
             }
             budget -= 1;
+            let embryonic = sock.state() == crate::tcp::State::SynReceived && !sock.active_open;
             let ev = sock.on_timers(now);
+            let retries = sock.retries;
+            if embryonic && ev == Event::Closed {
+                self.tcp.syn_recv_dropped += 1;
+            }
+            self.tcp.record_mark(h, now, FlightKind::Timer, retries);
             progress = true;
             self.tcp.schedule(h);
             if let Some(p) = self.tcp.on_event(h, ev, now) {
@@ -340,14 +407,18 @@ impl Interface {
         for _ in 0..self.tcp.ready_len() {
             let Some(h) = self.tcp.pop_ready() else { break };
             let net = &mut self.net;
-            let Some(sock) = self.tcp.sock_mut(h) else {
+            let Some((sock, mut flight)) = self.tcp.sock_and_flight(h) else {
                 continue;
             };
             if !sock.wants_to_send() {
                 continue;
             }
             let (src, dst, tos) = (sock.local, sock.remote, sock.config().tos);
+            let state = sock.state();
             let d = sock.dispatch(now, &mut |repr, a, b| {
+                if let Some((f, i)) = flight.as_mut() {
+                    f.segment(*i, now, FlightKind::Out, repr, a.len() + b.len(), state);
+                }
                 send_tcp(net, io, (src, dst, tos), repr, a, b)
             });
             progress |= d.sent > 0 || d.event != Event::None;
@@ -422,10 +493,18 @@ impl Interface {
     /// An IP packet of ours that ARP gave up delivering (its next hop never
     /// answered). Linux answers such a loss with an ICMP host unreachable
     /// to the sender; as there, a connection still in SYN-SENT fails with
-    /// `EHOSTUNREACH` and a UDP socket connected to the destination gets
-    /// the error, while a synchronized connection only lost a segment
-    /// (TCP retransmits, and ARP is asked again).
-    fn host_unreachable(&mut self, packet: &[u8], now: Instant) {
+    /// `EHOSTUNREACH`, an embryonic one (SYN-RECEIVED, passive) whose
+    /// SYN-ACK it was is dropped (Linux's `tcp_req_err`: a spoofed SYN's
+    /// slot in the backlog is freed after the ARP retries, not after the
+    /// SYN-ACK's), and a UDP socket connected to the destination gets the
+    /// error, while a synchronized connection only lost a segment (TCP
+    /// retransmits, and ARP is asked again).
+    ///
+    /// `unqueued`: the packet could not even wait for ARP (too many
+    /// addresses being resolved: a flood from spoofed addresses). Only an
+    /// embryonic connection whose SYN-ACK it was is given up (its backlog
+    /// slot is worth more to the next SYN); anyone else just lost a packet.
+    fn host_unreachable(&mut self, packet: &[u8], now: Instant, unqueued: bool) {
         let Ok(p) = Ipv4Packet::new_checked(packet) else {
             return;
         };
@@ -443,16 +522,24 @@ impl Interface {
                 let Some(sock) = self.tcp.sock_mut(h) else {
                     return;
                 };
-                if sock.state() != crate::tcp::State::SynSent {
-                    return;
+                let seq = p
+                    .payload()
+                    .get(4..8)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                match sock.state() {
+                    crate::tcp::State::SynSent if !unqueued => sock.fail(Errno::EHOSTUNREACH),
+                    crate::tcp::State::SynReceived if !sock.active_open && seq == Some(sock.iss.0) => {
+                        sock.drop_embryonic();
+                        self.tcp.syn_recv_dropped += 1;
+                    }
+                    _ => return,
                 }
-                sock.fail(Errno::EHOSTUNREACH);
                 self.tcp.schedule(h);
                 if let Some(p) = self.tcp.on_event(h, Event::Closed, now) {
                     self.tcp.schedule(p);
                 }
             }
-            IpProtocol::Udp => {
+            IpProtocol::Udp if !unqueued => {
                 if let Some(s) = self.udp_ports.get(&sport).copied().and_then(|h| self.udp_mut(h)) {
                     s.icmp_error(remote, Errno::EHOSTUNREACH);
                 }
@@ -580,18 +667,7 @@ impl Interface {
         let local = SocketAddrV4::new(ip.dst_addr, seg.dst_port);
         let remote = SocketAddrV4::new(ip.src_addr, seg.src_port);
         if let Some(&h) = self.tcp.conns.get(&(local, remote)) {
-            if let Some(sock) = self.tcp.sock_mut(h) {
-                match sock.input(now, &seg, data) {
-                    Input::Reset => {
-                        self.send_rst(io, local, remote, &seg);
-                    }
-                    Input::Done(ev) => {
-                        if let Some(p) = self.tcp.on_event(h, ev, now) {
-                            self.tcp.schedule(p);
-                        }
-                    }
-                }
-                self.tcp.schedule(h);
+            if self.conn_input(io, h, local, remote, &seg, data) {
                 return;
             }
         }
@@ -627,24 +703,85 @@ impl Interface {
                 }
             }
         }
+        let mut bad_cookie = false;
         if seg.control == TcpControl::Syn && seg.ack_number.is_none() {
             match self.tcp.on_syn(local, remote, &seg, now) {
-                Ok(_) => return,
-                Err(true) => {
+                SynOutcome::Queued(h) => {
+                    self.tcp.record_segment(h, now, FlightKind::In, &seg, 0);
+                    return;
+                }
+                SynOutcome::Cookie(syn_ack, tos) => {
+                    self.net.stats.syn_cookies_sent += 1;
+                    send_tcp(&mut self.net, io, (local, remote, tos), &syn_ack, &[], &[]);
+                    return;
+                }
+                SynOutcome::Dropped => {
                     self.net.stats.drop_syn_backlog += 1;
                     return;
                 }
-                Err(false) => {}
+                SynOutcome::NoListener => {}
+            }
+        } else if seg.ack_number.is_some() {
+            // The ACK of a SYN cookie? Checked before any handover: every
+            // stack of a port shares the secret, so the one it came to can
+            // make the connection.
+            match self.tcp.cookie_ack(local, remote, &seg, now) {
+                CookieAck::Made(h) => {
+                    self.net.stats.syn_cookies_ok += 1;
+                    self.conn_input(io, h, local, remote, &seg, data);
+                    return;
+                }
+                CookieAck::Full => {
+                    self.tcp.accept_dropped += 1;
+                    return;
+                }
+                CookieAck::Bad => bad_cookie = true,
+                CookieAck::NotACookie => {}
             }
         }
         if let Some(kept) = self.handover.as_mut().filter(|k| k.len() < HANDOVER_MAX) {
-            // Maybe another stack's (see `set_handover`).
+            // Maybe another stack's (see `set_handover`): an embryonic
+            // connection's ACK may look like a bad cookie here.
             kept.push(packet.to_vec());
             self.net.stats.tcp_handed_over += 1;
             return;
         }
+        if bad_cookie {
+            self.net.stats.syn_cookies_failed += 1;
+        }
         self.net.stats.drop_tcp_no_socket += 1;
         self.send_rst(io, local, remote, &seg);
+    }
+
+    /// Hands segment `seg` (payload `data`) to connection `h`; false if
+    /// there is no such connection.
+    fn conn_input<D: Device>(
+        &mut self,
+        io: &mut Io<'_, D>,
+        h: TcpHandle,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &TcpRepr,
+        data: &[u8],
+    ) -> bool {
+        let now = io.now;
+        let Some(sock) = self.tcp.sock_mut(h) else {
+            return false;
+        };
+        let r = sock.input(now, seg, data);
+        self.tcp.record_segment(h, now, FlightKind::In, seg, data.len());
+        match r {
+            Input::Reset => {
+                self.send_rst(io, local, remote, seg);
+            }
+            Input::Done(ev) => {
+                if let Some(p) = self.tcp.on_event(h, ev, now) {
+                    self.tcp.schedule(p);
+                }
+            }
+        }
+        self.tcp.schedule(h);
+        true
     }
 
     /// RFC 9293 §3.10.7.1: a reset for a segment nobody wants.
@@ -698,7 +835,7 @@ impl Interface {
             let bound_ip = self.udp_local(h).map(|a| *a.ip());
             let matches = bound_ip.is_some_and(|b| b.is_unspecified() || b == ip.dst_addr);
             if let (true, Some(s)) = (matches, self.udp_mut(h)) {
-                if !s.deliver(from, data) {
+                if !s.deliver_at(from, data, io.now) {
                     self.net.stats.drop_udp_queue_full += 1;
                 }
                 return;

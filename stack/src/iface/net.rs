@@ -9,7 +9,7 @@
 use core::net::Ipv4Addr;
 use core::time::Duration;
 
-use super::arp::{ArpCache, ArpConfig};
+use super::arp::{ArpCache, ArpConfig, Refused};
 use super::hash::KeyedHash;
 use crate::phy::{Capabilities, Device};
 use crate::time::Instant;
@@ -44,6 +44,9 @@ pub struct IfaceConfig {
     pub time_wait_max: usize,
     /// ICMP errors sent per second at most (Linux's `icmp_ratelimit`).
     pub icmp_rate: u32,
+    /// Answer SYNs with SYN cookies once a listener's SYN backlog is full
+    /// (Linux's `tcp_syncookies = 1`, the default); off, they are dropped.
+    pub syn_cookies: bool,
 }
 
 impl IfaceConfig {
@@ -59,6 +62,7 @@ impl IfaceConfig {
             rx_budget: 64,
             time_wait_max: 16384,
             icmp_rate: 1000,
+            syn_cookies: true,
         }
     }
 
@@ -83,76 +87,114 @@ impl IfaceConfig {
     }
 }
 
-/// Interface counters: traffic, and every drop by its reason.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct IfaceStats {
+/// Declares [`IfaceStats`] from its list of counters, with
+/// [`IfaceStats::fields`] naming each (so a new counter is listed wherever
+/// the counters are shown, the shim's stats file included).
+macro_rules! iface_stats {
+    ($($(#[doc = $doc:literal])+ $name:ident,)+) => {
+        /// Interface counters: traffic, and every drop by its reason.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct IfaceStats {
+            $($(#[doc = $doc])+ pub $name: u64,)+
+        }
+
+        impl IfaceStats {
+            /// Every counter with its name, in declaration order.
+            pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> {
+                [$((stringify!($name), self.$name)),+].into_iter()
+            }
+
+            /// Adds `other`'s counters to these (the stacks of one port).
+            pub fn add(&mut self, other: &IfaceStats) {
+                $(self.$name += other.$name;)+
+            }
+        }
+    };
+}
+
+iface_stats! {
     /// Frames received.
-    pub rx_frames: u64,
+    rx_frames,
     /// Bytes received.
-    pub rx_bytes: u64,
+    rx_bytes,
     /// Frames transmitted (accepted by the device).
-    pub tx_frames: u64,
+    tx_frames,
     /// Bytes transmitted.
-    pub tx_bytes: u64,
+    tx_bytes,
     /// Ethernet frames too short or malformed.
-    pub drop_eth_malformed: u64,
+    drop_eth_malformed,
     /// Frames for another hardware address.
-    pub drop_eth_not_ours: u64,
+    drop_eth_not_ours,
     /// Frames of an EtherType we do not handle (IPv6 included, for now).
-    pub drop_eth_unsupported: u64,
+    drop_eth_unsupported,
     /// ARP packets malformed, not Ethernet/IPv4, or from a sender
     /// claiming a multicast hardware address.
-    pub drop_arp_malformed: u64,
+    drop_arp_malformed,
     /// IPv4 packets malformed.
-    pub drop_ip_malformed: u64,
+    drop_ip_malformed,
     /// IPv4 header checksum errors.
-    pub drop_ip_checksum: u64,
+    drop_ip_checksum,
     /// IPv4 packets for another address.
-    pub drop_ip_not_ours: u64,
+    drop_ip_not_ours,
     /// IPv4 fragments (not reassembled).
-    pub drop_ip_fragment: u64,
+    drop_ip_fragment,
     /// IPv4 packets of a protocol we do not handle.
-    pub drop_ip_unsupported: u64,
+    drop_ip_unsupported,
     /// ICMP messages malformed or of an unsupported type.
-    pub drop_icmp: u64,
+    drop_icmp,
     /// TCP segments malformed.
-    pub drop_tcp_malformed: u64,
+    drop_tcp_malformed,
     /// TCP checksum errors.
-    pub drop_tcp_checksum: u64,
+    drop_tcp_checksum,
     /// TCP segments for no socket (answered with RST).
-    pub drop_tcp_no_socket: u64,
+    drop_tcp_no_socket,
     /// TCP segments for no socket of this interface kept for the caller
     /// ([`super::Interface::set_handover`]): another stack on the same
     /// address may have the connection.
-    pub tcp_handed_over: u64,
-    /// SYNs dropped because the listener's SYN backlog was full.
-    pub drop_syn_backlog: u64,
-    /// Connections dropped because the listener's accept queue was full.
-    pub drop_accept_queue: u64,
+    tcp_handed_over,
+    /// SYNs dropped: the listener's accept queue was full (or its SYN
+    /// backlog, with SYN cookies off).
+    drop_syn_backlog,
+    /// Connections dropped because the listener's accept queue was full
+    /// when their handshake completed.
+    drop_accept_queue,
+    /// SYNs answered with a SYN cookie (the SYN backlog was full).
+    syn_cookies_sent,
+    /// Connections made from a valid SYN cookie.
+    syn_cookies_ok,
+    /// ACKs that reached a listener using SYN cookies with no valid
+    /// cookie (expired or forged): answered with RST, nothing made.
+    syn_cookies_failed,
+    /// Embryonic connections given up: no ACK of the SYN-ACK after its
+    /// retransmissions, or its peer's address never resolved.
+    syn_recv_dropped,
     /// UDP datagrams malformed.
-    pub drop_udp_malformed: u64,
+    drop_udp_malformed,
     /// UDP checksum errors.
-    pub drop_udp_checksum: u64,
+    drop_udp_checksum,
     /// UDP datagrams for no socket (answered with port unreachable).
-    pub drop_udp_no_socket: u64,
+    drop_udp_no_socket,
     /// UDP datagrams dropped because the socket's queue was full.
-    pub drop_udp_queue_full: u64,
+    drop_udp_queue_full,
     /// Packets dropped waiting for ARP (queue full or no answer).
-    pub drop_arp_unresolved: u64,
+    drop_arp_unresolved,
+    /// Packets dropped because too many addresses were being resolved at
+    /// once, or their packets held too many bytes in all.
+    drop_arp_pending_full,
     /// Frames not sent because the device had no buffer.
-    pub drop_tx_no_buffer: u64,
+    drop_tx_no_buffer,
     /// Packets for which we have no route.
-    pub drop_no_route: u64,
+    drop_no_route,
     /// TIME-WAIT entries evicted because the table was full.
-    pub time_wait_evicted: u64,
+    time_wait_evicted,
     /// ICMP errors not sent because of the rate limit.
-    pub icmp_rate_limited: u64,
+    icmp_rate_limited,
     /// ICMP echo requests answered.
-    pub icmp_echo_replies: u64,
+    icmp_echo_replies,
     /// Polls whose timer round was cut short because a socket's timers
     /// came due again in the same poll (they failed to advance: a bug,
     /// contained so the poll still ends).
-    pub timer_overruns: u64,
+    timer_overruns,
 }
 
 /// The transmit side of one poll: the device and its pending batch.
@@ -199,11 +241,26 @@ pub struct Net {
     ident: u16,
     icmp_tokens: u32,
     icmp_refill: Instant,
+    /// IPv4 packets the interface sent to its own address, for the
+    /// interface to take in as received ([`Interface::poll`](super::Interface::poll)),
+    /// at most [`LOOPBACK_MAX`].
+    pub(crate) loopback: Vec<Vec<u8>>,
     /// Neighbours learned or changed since the last
     /// [`Interface::take_learned_neighbours`](super::Interface::take_learned_neighbours)
     /// (at most [`LEARNED_MAX`], the oldest dropped).
     pub(crate) learned: Vec<(Ipv4Addr, EthernetAddress)>,
+    /// TCP packets that could not even wait for ARP (too many addresses
+    /// being resolved), for the interface to tell their connections (at
+    /// most [`UNQUEUED_MAX`] between two polls).
+    pub(crate) unqueued: Vec<Vec<u8>>,
 }
+
+/// Most packets to our own address waiting to be taken in: beyond, a
+/// send reports "no buffer" and TCP retries later.
+pub(crate) const LOOPBACK_MAX: usize = 1024;
+
+/// Most packets kept in [`Net::unqueued`].
+const UNQUEUED_MAX: usize = 256;
 
 /// Most neighbours kept for [`Net::learned`] between two takes.
 pub(crate) const LEARNED_MAX: usize = 256;
@@ -223,6 +280,8 @@ impl Net {
             icmp_tokens: cfg.icmp_rate,
             icmp_refill: Instant::ZERO,
             learned: Vec::new(),
+            loopback: Vec::new(),
+            unqueued: Vec::new(),
             cfg,
         }
     }
@@ -293,6 +352,22 @@ impl Net {
             more_frags: false,
             frag_offset: 0,
         };
+        if dst == self.cfg.ip {
+            // To ourselves: looped back, never on the wire (the kernel's
+            // `lo` for an interface's own address). Checksums in software,
+            // since the receiving side may verify them.
+            if self.loopback.len() >= LOOPBACK_MAX {
+                self.stats.drop_tx_no_buffer += 1;
+                return false;
+            }
+            let caps = ChecksumCaps::default();
+            let mut pkt = vec![0u8; IP + payload_len];
+            let mut p = Ipv4Packet::new_unchecked(&mut pkt[..]);
+            ip.emit(&mut p, &caps);
+            fill(&mut p.payload_mut()[..payload_len], &caps);
+            self.loopback.push(pkt);
+            return true;
+        }
         let caps = self.caps.checksum;
         let mac = if dst.is_broadcast() || dst == self.cfg.broadcast() {
             Some(EthernetAddress::BROADCAST)
@@ -310,7 +385,13 @@ impl Net {
                     self.send_arp_request(io, hop);
                 }
                 Ok(false) => {}
-                Err(_) => self.stats.drop_arp_unresolved += 1,
+                Err((Refused::AddressFull, _)) => self.stats.drop_arp_unresolved += 1,
+                Err((Refused::TableFull, pkt)) => {
+                    self.stats.drop_arp_pending_full += 1;
+                    if protocol == IpProtocol::Tcp && self.unqueued.len() < UNQUEUED_MAX {
+                        self.unqueued.push(pkt);
+                    }
+                }
             }
             return true;
         };

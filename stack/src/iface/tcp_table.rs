@@ -1,6 +1,7 @@
 //! TCP's tables: every socket (connections and listeners) behind stable
 //! handles, the 4-tuple demultiplexer, the listeners with their bounded SYN
-//! backlog and accept queue, the bounded TIME-WAIT table, local ports, and
+//! backlog and accept queue (how a SYN and a SYN cookie's ACK are taken is
+//! in the `listen` module), the bounded TIME-WAIT table, local ports, and
 //! the socket operations programs call.
 //!
 //! Listeners on one address that all set `SO_REUSEPORT` form a group, as
@@ -19,8 +20,13 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use core::task::Waker;
 use std::collections::{HashMap, VecDeque};
 
+mod listen;
+
+pub(crate) use listen::{CookieAck, SynOutcome};
+
 use super::hash::{initial_seq, DemuxHash, KeyedHash};
 use crate::error::{Errno, Result};
+use crate::tcp::flight::{Flight, Kind as FlightKind};
 use crate::tcp::{Event, Readiness, SockOpt, State, TcpConfig, TcpSocket};
 use crate::time::Instant;
 use crate::wire::SeqNumber;
@@ -47,6 +53,9 @@ pub struct Listener {
     pub(crate) template: TcpConfig,
     tick: u64,
     waker: Option<Waker>,
+    /// When the SYN backlog last overflowed into SYN cookies: ACKs are
+    /// checked for a cookie for [`crate::tcp::syncookie::LIFETIME`] after.
+    cookies_at: Option<Instant>,
 }
 
 pub(crate) enum Entry {
@@ -73,6 +82,8 @@ struct Slot {
     timer_at: Option<Instant>,
     /// Whether the socket is in the ready queue (at most once).
     queued: bool,
+    /// Its flight recorder slot, once it recorded something.
+    flight: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -108,9 +119,21 @@ pub struct TcpTable {
     tw_max: usize,
     /// TIME-WAIT entries evicted because the table was full.
     pub(crate) tw_evicted: u64,
+    /// Answer SYNs with cookies when a SYN backlog is full (Linux's
+    /// `tcp_syncookies = 1`); otherwise drop them.
+    pub(crate) syn_cookies: bool,
+    /// Connections dropped because the accept queue was full.
+    pub(crate) accept_dropped: u64,
+    /// Embryonic connections given up (see `IfaceStats::syn_recv_dropped`).
+    pub(crate) syn_recv_dropped: u64,
+    /// The connections' flight records (off until given an arena).
+    pub(crate) flight: Flight,
 }
 
 const EPHEMERAL: core::ops::RangeInclusive<u16> = 32768..=60999;
+
+/// A connection the flight recorder had no slot for.
+const NO_FLIGHT_SLOT: u32 = u32::MAX;
 
 impl TcpTable {
     pub(crate) fn new(key: KeyedHash, defaults: TcpConfig) -> TcpTable {
@@ -131,6 +154,10 @@ impl TcpTable {
             share: (0, 1),
             tw_max: 16384,
             tw_evicted: 0,
+            syn_cookies: true,
+            accept_dropped: 0,
+            syn_recv_dropped: 0,
+            flight: Flight::default(),
         }
     }
 
@@ -142,6 +169,7 @@ impl TcpTable {
             s.reuse_port = false;
             s.timer_at = None;
             s.queued = false;
+            s.flight = None;
             return TcpHandle { idx: i, gen: s.gen };
         }
         self.slots.push(Slot {
@@ -151,6 +179,7 @@ impl TcpTable {
             reuse_port: false,
             timer_at: None,
             queued: false,
+            flight: None,
         });
         TcpHandle {
             idx: self.slots.len() as u32 - 1,
@@ -180,6 +209,9 @@ impl TcpTable {
                 s.entry = None;
                 s.gen = s.gen.wrapping_add(1);
                 self.free.push(h.idx);
+                if let Some(i) = s.flight.take().filter(|&i| i != NO_FLIGHT_SLOT) {
+                    self.flight.free(i);
+                }
             }
         }
     }
@@ -207,6 +239,62 @@ impl TcpTable {
     /// Local ports held.
     pub fn ports_len(&self) -> usize {
         self.ports.len()
+    }
+
+    /// The flight recorder slot of connection `h`, taken on first use
+    /// (`None`: the recorder is off or full, or `h` is no connection).
+    fn flight_slot(&mut self, h: TcpHandle) -> Option<u32> {
+        if !self.flight.is_on() {
+            return None;
+        }
+        let s = self.slots.get(h.idx as usize).filter(|s| s.gen == h.gen)?;
+        if let Some(i) = s.flight {
+            return (i != NO_FLIGHT_SLOT).then_some(i);
+        }
+        let Some(Entry::Conn { sock, .. }) = &s.entry else {
+            return None;
+        };
+        // Counted once per connection: one that found none stays without.
+        let i = self.flight.take(sock.local, sock.remote);
+        if let Some(s) = self.slots.get_mut(h.idx as usize) {
+            s.flight = Some(i.unwrap_or(NO_FLIGHT_SLOT));
+        }
+        i
+    }
+
+    /// Records segment `seg` (`len` payload bytes) of connection `h`.
+    pub(crate) fn record_segment(
+        &mut self,
+        h: TcpHandle,
+        now: Instant,
+        kind: FlightKind,
+        seg: &crate::wire::TcpRepr,
+        len: usize,
+    ) {
+        let Some(i) = self.flight_slot(h) else { return };
+        let state = self.socket(h).map_or(State::Closed, |s| s.state);
+        self.flight.segment(i, now, kind, seg, len, state);
+    }
+
+    /// Records an event of connection `h` without a segment.
+    pub(crate) fn record_mark(&mut self, h: TcpHandle, now: Instant, kind: FlightKind, extra: u32) {
+        let Some(i) = self.flight_slot(h) else { return };
+        let state = self.socket(h).map_or(State::Closed, |s| s.state);
+        self.flight.mark(i, now, kind, state, extra);
+    }
+
+    /// Connection `h` and, with the recorder on, its flight slot, for the
+    /// output pass to record what it sends.
+    pub(crate) fn sock_and_flight(
+        &mut self,
+        h: TcpHandle,
+    ) -> Option<(&mut TcpSocket, Option<(&mut Flight, u32)>)> {
+        let i = self.flight_slot(h);
+        let s = self.slots.get_mut(h.idx as usize).filter(|s| s.gen == h.gen)?;
+        let Some(Entry::Conn { sock, .. }) = s.entry.as_mut() else {
+            return None;
+        };
+        Some((sock, i.map(|i| (&mut self.flight, i))))
     }
 
     pub(crate) fn sock_mut(&mut self, h: TcpHandle) -> Option<&mut TcpSocket> {
@@ -471,6 +559,7 @@ impl TcpTable {
             template: cfg,
             tick: 0,
             waker: None,
+            cookies_at: None,
         });
         self.listeners.entry(local).or_default().push(h);
         Ok(())
@@ -736,7 +825,9 @@ impl TcpTable {
             }
             Entry::Conn { sock, .. } => {
                 let free_now = sock.close(now);
-                if free_now || sock.state == State::Closed {
+                let closed = sock.state == State::Closed;
+                self.record_mark(h, now, FlightKind::State, 0);
+                if free_now || closed {
                     self.finish(h, now);
                 } else {
                     self.schedule(h);
@@ -850,6 +941,9 @@ impl TcpTable {
                 };
                 if !queued {
                     // The listener is gone or its queue is full: reset.
+                    if matches!(self.get(p), Some(Entry::Listener(_))) {
+                        self.accept_dropped += 1;
+                    }
                     if let Some(Entry::Conn { sock, parent }) = self.get_mut(h) {
                         sock.abort();
                         sock.orphan = true;
@@ -863,6 +957,10 @@ impl TcpTable {
                 None
             }
             Event::Closed | Event::TimeWait => {
+                if self.flight.is_on() {
+                    let error = self.socket(h).and_then(|s| s.error).map_or(0, |e| e.0 as u32);
+                    self.record_mark(h, now, FlightKind::End, error);
+                }
                 let (orphan, owes) = match self.get(h) {
                     Some(Entry::Conn { sock, parent }) => {
                         (sock.orphan || parent.is_some(), sock.wants_to_send())
@@ -897,37 +995,6 @@ impl TcpTable {
             1 => Some(group[0]),
             n => Some(group[(self.key.hash_one_keyed((local, remote)) % n as u64) as usize]),
         }
-    }
-
-    /// A SYN for a listener: creates the embryonic connection if the
-    /// backlogs allow. Returns its handle, or `Err(true)` when a backlog
-    /// was full (dropped), `Err(false)` when no listener matches.
-    pub(crate) fn on_syn(
-        &mut self,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        syn: &crate::wire::TcpRepr,
-        now: Instant,
-    ) -> core::result::Result<TcpHandle, bool> {
-        let lh = self.listener_for(local, remote).ok_or(false)?;
-        let Some(Entry::Listener(l)) = self.get_mut(lh) else {
-            return Err(false);
-        };
-        if l.embryonic >= l.backlog || l.accept_queue.len() >= l.backlog {
-            return Err(true);
-        }
-        l.embryonic += 1;
-        let cfg = l.template;
-        let iss = initial_seq(&self.key, local, remote, now);
-        let sock = Box::new(TcpSocket::accept_syn(cfg, local, remote, syn, iss, now));
-        let h = self.alloc(Entry::Conn {
-            sock,
-            parent: Some(lh),
-        });
-        *self.ports.entry(local.port()).or_insert(0) += 1;
-        self.conns.insert((local, remote), h);
-        self.schedule(h);
-        Ok(h)
     }
 
     /// Checks the tables' invariants and every connection's (for tests and
@@ -1082,8 +1149,12 @@ mod tests {
             window_len: 65535,
             ..TcpRepr::default()
         };
-        let a = t.on_syn(local, peer(40000), &syn, now).unwrap();
-        let _b = t.on_syn(local, peer(40001), &syn, now).unwrap();
+        let SynOutcome::Queued(a) = t.on_syn(local, peer(40000), &syn, now) else {
+            panic!("A's SYN is not queued");
+        };
+        let SynOutcome::Queued(_) = t.on_syn(local, peer(40001), &syn, now) else {
+            panic!("B's SYN is not queued");
+        };
         let embryonic = |t: &TcpTable| match t.get(l) {
             Some(Entry::Listener(l)) => l.embryonic,
             _ => panic!("the listener"),

@@ -50,10 +50,12 @@ mod eal;
 mod mbuf;
 mod offload;
 mod port;
+mod tap_queues;
 
-pub use eal::{set_log_echo, DpdkError, Eal};
+pub use eal::{hugepages_ready, set_log_echo, DpdkError, Eal};
 pub use mbuf::Mbuf;
 pub use port::{LinkStatus, PortStats};
+pub use tap_queues::TapQueues;
 
 pub use offload::Offloads;
 use port::Port;
@@ -198,6 +200,34 @@ impl DpdkDevice {
         let port = Arc::new(Port::open(eal, port, &config)?);
         port.claim(0)?;
         Ok(DpdkDevice::new(port, 0, usize::from(config.burst)))
+    }
+
+    /// In a secondary process: queue pair `queue` of the port `port` that
+    /// the primary process configured and started, its mbufs from the
+    /// primary's mempool `pool` (see [`mempool_name`](Self::mempool_name)).
+    /// Other pairs of the port are had with [`queue_pair`](Self::queue_pair).
+    /// The port stays the primary's: dropping the last handle leaves it
+    /// running.
+    pub fn attach(
+        eal: &Eal,
+        port: &str,
+        pool: &str,
+        queue: u16,
+        burst: u16,
+    ) -> Result<DpdkDevice, DpdkError> {
+        if burst == 0 || usize::from(burst) > MAX_BURST {
+            return Err(DpdkError::new("DpdkDevice::attach", libc::EINVAL)
+                .with(format_args!("burst {burst} is outside 1..={MAX_BURST}")));
+        }
+        let port = Arc::new(Port::attach(eal, port, pool)?);
+        port.claim(queue)?;
+        Ok(DpdkDevice::new(port, queue, usize::from(burst)))
+    }
+
+    /// The name of the port's mempool, by which a secondary process attaches
+    /// ([`attach`](Self::attach)).
+    pub fn mempool_name(&self) -> &str {
+        &self.port.pool_name
     }
 
     fn new(port: Arc<Port>, queue: u16, burst: usize) -> DpdkDevice {

@@ -59,6 +59,10 @@ pub struct TcpConfig {
     pub window_scaling: bool,
     /// SYN retransmissions before `connect` fails with `ETIMEDOUT`.
     pub syn_retries: u32,
+    /// SYN-ACK retransmissions before a passive open is given up (Linux's
+    /// `tcp_synack_retries`: 5, so an unanswered SYN-ACK holds its backlog
+    /// slot for 1 + 2 + 4 + 8 + 16 + 32 = 63 s).
+    pub synack_retries: u32,
     /// Data retransmissions before the connection fails with `ETIMEDOUT`.
     pub max_retries: u32,
     /// Retransmission timeout bounds (RFC 6298; Linux's 200 ms minimum).
@@ -115,6 +119,7 @@ impl Default for TcpConfig {
             sack: true,
             window_scaling: true,
             syn_retries: 6,
+            synack_retries: 5,
             max_retries: 15,
             rto_min: Duration::from_millis(200),
             rto_max: Duration::from_secs(120),

@@ -1,6 +1,7 @@
 //! TCP (RFC 9293), split by phase: sequence-space buffers ([`buffer`]),
 //! round-trip estimation ([`rtt`]), congestion control ([`congestion`]:
-//! NewReno and CUBIC), the SACK scoreboard ([`scoreboard`]), and the socket
+//! NewReno and CUBIC), the SACK scoreboard ([`scoreboard`]), SYN cookies
+//! for a listener whose backlog is full ([`syncookie`]), and the socket
 //! ([`socket`]: state and the program's operations; [`input`]: segment
 //! arrival; [`output`]: segment generation and timers; [`options`]: what
 //! a socket option does to an open connection; [`info`]: a snapshot of
@@ -11,6 +12,7 @@ pub mod buffer;
 mod check;
 pub mod config;
 pub mod congestion;
+pub mod flight;
 pub mod info;
 pub mod input;
 pub mod options;
@@ -18,6 +20,7 @@ pub mod output;
 pub mod rtt;
 pub mod scoreboard;
 pub mod socket;
+pub mod syncookie;
 
 pub use config::{Keepalive, TcpConfig};
 pub use congestion::Algorithm;

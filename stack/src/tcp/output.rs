@@ -188,6 +188,7 @@ impl TcpSocket {
 
     fn on_rto(&mut self, now: Instant) -> Event {
         let limit = match self.state {
+            State::SynReceived if !self.active_open => self.cfg.synack_retries,
             State::SynSent | State::SynReceived => self.cfg.syn_retries,
             _ => self.cfg.max_retries,
         };
@@ -201,9 +202,7 @@ impl TcpSocket {
         if self.retries >= limit || user_timeout {
             if self.state == State::SynReceived && !self.active_open {
                 // An embryonic connection of a listener goes silently.
-                self.state = State::Closed;
-                self.stop_timers();
-                self.touch();
+                self.drop_embryonic();
             } else {
                 // A connect() (a simultaneous open included) fails.
                 self.fail(Errno::ETIMEDOUT);

@@ -450,6 +450,11 @@ impl TcpSocket {
         self.tx.len()
     }
 
+    /// Bytes a send could queue now (free room in the send buffer).
+    pub fn send_room(&self) -> usize {
+        self.tx.free()
+    }
+
     /// Bytes waiting to be read (`FIONREAD`).
     pub fn recv_queue(&self) -> usize {
         self.rx.len()
@@ -480,7 +485,20 @@ impl TcpSocket {
         self.snd_nxt = iss;
         self.snd_max = iss;
         self.high_rxt = iss;
-        self.ts_offset = iss.0.rotate_left(13);
+        self.ts_offset = Self::ts_offset_for(iss);
+    }
+
+    /// Our timestamp clock's offset on a connection with initial sequence
+    /// number `iss` (each connection's clock starts somewhere of its own).
+    fn ts_offset_for(iss: SeqNumber) -> u32 {
+        iss.0.rotate_left(13)
+    }
+
+    /// What our timestamp clock reads at `now` on a connection with
+    /// initial sequence number `iss` (a SYN cookie's SYN-ACK is timestamped
+    /// before that connection exists).
+    pub(crate) fn ts_clock(iss: SeqNumber, now: Instant) -> u32 {
+        ((now.nanos() / 1_000_000) as u32).wrapping_add(Self::ts_offset_for(iss))
     }
 
     /// Queues data; returns how much was taken. `EAGAIN` when the buffer is
@@ -639,6 +657,14 @@ impl TcpSocket {
             self.touch();
         }
         e
+    }
+
+    /// Gives up a connection still in SYN-RECEIVED, silently (Linux drops
+    /// the request sock): no RST, no error for anyone.
+    pub(crate) fn drop_embryonic(&mut self) {
+        self.state = State::Closed;
+        self.stop_timers();
+        self.touch();
     }
 
     /// Records a fatal error: the connection is over.

@@ -1,6 +1,9 @@
-//! Two stacks over the in-memory pair, driven by a simulated clock.
+//! Two stacks over the in-memory pair, driven by a simulated clock; and
+//! ([`raw`]) a raw peer that builds frames by hand.
 
 #![allow(dead_code)]
+
+pub mod raw;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -17,6 +20,8 @@ pub type Dev = FaultInjector<PairDevice>;
 
 pub const A_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const B_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub const A_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
+pub const B_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
 
 /// Two stacks joined by a pair, each receiving through a fault injector.
 pub struct Net {
@@ -26,6 +31,12 @@ pub struct Net {
 }
 
 pub fn net_with(faults: FaultConfig, tcp: TcpConfig) -> Net {
+    net_with_iface(faults, tcp, |_| {})
+}
+
+/// As [`net_with`], with both interfaces' configurations adjusted by
+/// `tweak` (a wider prefix, smaller bounds).
+pub fn net_with_iface(faults: FaultConfig, tcp: TcpConfig, tweak: impl Fn(&mut IfaceConfig)) -> Net {
     let caps = Capabilities::default();
     let (da, db) = pair(caps, 4096);
     let mut fa = faults;
@@ -36,6 +47,7 @@ pub fn net_with(faults: FaultConfig, tcp: TcpConfig) -> Net {
         let mut cfg = IfaceConfig::new(EthernetAddress([2, 0, 0, 0, 0, last]), ip, 24);
         cfg.secret = [last; 16];
         cfg.rx_budget = 4096;
+        tweak(&mut cfg);
         Stack::new(cfg, tcp, FaultInjector::new(dev, f))
     };
     Net {
@@ -50,6 +62,35 @@ pub fn net() -> Net {
 }
 
 impl Net {
+    /// Queues `frame` for B to receive, as if from the link.
+    pub fn inject_b(&self, frame: &[u8]) {
+        assert!(self.b.device.inner().inject(frame), "B's receive queue is full");
+    }
+
+    /// Takes the frames B sent that A has not received (A stands aside
+    /// while a raw peer plays the other end).
+    pub fn sent_by_b(&mut self) -> Vec<Vec<u8>> {
+        use accel_stack::phy::Device;
+        let mut got = Vec::new();
+        let mut out = Vec::new();
+        while self.a.device.receive(self.now, &mut out, 256) > 0 {
+            for f in out.drain(..) {
+                got.push(f.as_ref().to_vec());
+                self.a.device.recycle(f);
+            }
+        }
+        got
+    }
+
+    /// Polls B alone until it has no immediate work.
+    pub fn poll_b(&mut self) {
+        for _ in 0..10_000 {
+            if !self.b.poll(self.now).progress {
+                break;
+            }
+        }
+    }
+
     /// Polls both stacks until neither has immediate work; then, if
     /// `advance`, jumps the clock to the next timer. Returns false when
     /// nothing at all is scheduled.

@@ -99,8 +99,17 @@ impl Driver {
             Some(fd) if device.arm_rx_interrupt().is_ok() => Wait::Interrupt(fd),
             _ => Wait::Backoff,
         };
+        let mut stack = Stack::new(cfg, tcp, device);
+        if std::env::var_os("ACCEL_BENCH_FLIGHT").is_some() {
+            // The flight recorder on, as the shim runs it (to measure its
+            // cost in the benchmark).
+            let slots = vec![accel_stack::tcp::flight::FlightSlot::default(); 4096];
+            stack
+                .iface
+                .set_flight_recorder(Box::leak(slots.into_boxed_slice()));
+        }
         Driver {
-            stack: Stack::new(cfg, tcp, device),
+            stack,
             stats: LoopStats::default(),
             wait,
             max_sleep: Duration::from_millis(10),

@@ -463,29 +463,13 @@ fn raw_frame(f: &mut [u8], mac: EthernetAddress, seq: u64) {
 /// [`WINDOWS`] windows of `measure` after `warm`. Ends the peer's raw
 /// phase.
 pub fn raw(drv: &mut Driver, window: usize, warm: Duration, measure: Duration) -> f64 {
+    raw_sync(drv);
     let t = drv.now();
     let dev = &mut drv.stack.device;
     let mac = dev.mac();
     let (mut tx, mut rx) = (Vec::with_capacity(window), Vec::with_capacity(256));
     let (mut next_tx, mut next_rx) = (0u64, 0u64);
     let mut want = [0u8; RAW_LEN];
-    // Until the peer has left its stack phase, raw frames are lost: send
-    // one every 10 ms until one comes back.
-    let is_raw = |f: &[u8]| f.len() == RAW_LEN && f[12..14] == RAW_TYPE;
-    let is_sync = |f: &[u8]| is_raw(f) && f[14..22] == RAW_SYNC.to_le_bytes();
-    let mut synced = false;
-    for _ in 0..200 {
-        let mut buf = dev.alloc_tx(RAW_LEN).expect("an mbuf");
-        raw_frame(buf.as_mut(), mac, RAW_SYNC);
-        assert_eq!(dev.transmit(t, &mut vec![buf]), 1);
-        std::thread::sleep(Duration::from_millis(10));
-        dev.receive(t, &mut rx, 256);
-        synced |= rx.drain(..).any(|f| is_sync(f.as_ref()));
-        if synced {
-            break;
-        }
-    }
-    assert!(synced, "raw: the peer echoed nothing within 2 s");
     let start = Clock::now();
     let mut last = Clock::now();
     let mut mark: Option<(Clock, u64)> = None;
@@ -546,8 +530,92 @@ pub fn raw(drv: &mut Driver, window: usize, warm: Duration, measure: Duration) -
             .count() as u64;
     }
     assert_eq!(next_rx, next_tx, "raw: frames lost at the end");
-    let mut stop = dev.alloc_tx(RAW_LEN).expect("an mbuf");
-    raw_frame(stop.as_mut(), mac, RAW_STOP);
-    assert_eq!(dev.transmit(t, &mut vec![stop]), 1);
+    raw_stop(drv);
     result
+}
+
+/// Whether `f` is a raw benchmark frame.
+fn is_raw(f: &[u8]) -> bool {
+    f.len() == RAW_LEN && f[12..14] == RAW_TYPE
+}
+
+/// Whether `f` is a raw frame of the sync sequence.
+fn is_sync(f: &[u8]) -> bool {
+    is_raw(f) && f[14..22] == RAW_SYNC.to_le_bytes()
+}
+
+/// Waits until the peer echoes raw frames: until it has left its stack
+/// phase they are lost, so one goes out every 10 ms until one comes back.
+fn raw_sync(drv: &mut Driver) {
+    let t = drv.now();
+    let dev = &mut drv.stack.device;
+    let mac = dev.mac();
+    let mut rx = Vec::with_capacity(256);
+    for _ in 0..200 {
+        let mut buf = dev.alloc_tx(RAW_LEN).expect("an mbuf");
+        raw_frame(buf.as_mut(), mac, RAW_SYNC);
+        assert_eq!(dev.transmit(t, &mut vec![buf]), 1);
+        std::thread::sleep(Duration::from_millis(10));
+        dev.receive(t, &mut rx, 256);
+        if rx.drain(..).any(|f| is_sync(f.as_ref())) {
+            return;
+        }
+    }
+    panic!("raw: the peer echoed nothing within 2 s");
+}
+
+/// Ends the peer's raw phase.
+fn raw_stop(drv: &mut Driver) {
+    let t = drv.now();
+    let dev = &mut drv.stack.device;
+    let mut stop = dev.alloc_tx(RAW_LEN).expect("an mbuf");
+    raw_frame(stop.as_mut(), dev.mac(), RAW_STOP);
+    assert_eq!(dev.transmit(t, &mut vec![stop]), 1);
+}
+
+/// Raw frame ping-pong, the limit of the memif path for round trips: one
+/// frame in flight, sent and received by busy polling (no stack), each
+/// echo checked; every round trip's time after `warm` rounds, from the
+/// transmit call to the echo's receipt. Ends the peer's raw phase.
+pub fn raw_rr(drv: &mut Driver, warm: usize, rounds: usize) -> Vec<Duration> {
+    raw_sync(drv);
+    let t = drv.now();
+    let dev = &mut drv.stack.device;
+    let mac = dev.mac();
+    let mut rx = Vec::with_capacity(256);
+    let mut want = [0u8; RAW_LEN];
+    let mut rtts = Vec::with_capacity(rounds);
+    for round in 0..(warm + rounds) as u64 {
+        let mut buf = dev.alloc_tx(RAW_LEN).expect("an mbuf");
+        raw_frame(buf.as_mut(), mac, round);
+        raw_frame(&mut want, mac, round);
+        want[..6].copy_from_slice(&mac.0);
+        let t0 = Clock::now();
+        assert_eq!(
+            dev.transmit(t, &mut vec![buf]),
+            1,
+            "raw rr: the port refused a frame"
+        );
+        let back = 'wait: loop {
+            dev.receive(t, &mut rx, 256);
+            for frame in rx.drain(..) {
+                let f = frame.as_ref();
+                if is_raw(f) && !is_sync(f) {
+                    // Addressed to us, from the peer, contents as sent.
+                    assert_eq!(f[..6], want[..6], "raw rr: round {round} not addressed to us");
+                    assert_eq!(f[12..], want[12..], "raw rr: round {round} differs");
+                    break 'wait t0.elapsed();
+                }
+            }
+            assert!(
+                t0.elapsed() < STALL,
+                "raw rr: round {round} not echoed within {STALL:?}"
+            );
+        };
+        if round >= warm as u64 {
+            rtts.push(back);
+        }
+    }
+    raw_stop(drv);
+    rtts
 }

@@ -163,6 +163,31 @@ impl Eal {
         args
     }
 
+    /// The arguments of a process in DPDK's multi-process model, where one
+    /// port is shared by several processes: the primary (`secondary`
+    /// false) creates the virtual devices `vdevs` and `mem_mb` MB of
+    /// shared memory, in huge pages (which [`hugepages_ready`] checks
+    /// for); a secondary finds the primary by `prefix` (its runtime files
+    /// under `/var/run/dpdk/<prefix>`) and sees its ports without naming
+    /// them. Neither scans PCI.
+    pub fn multi_process_args(prefix: &str, secondary: bool, mem_mb: u32, vdevs: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "--file-prefix".into(),
+            prefix.into(),
+            "--proc-type".into(),
+            if secondary { "secondary" } else { "primary" }.into(),
+            "--no-pci".into(),
+        ];
+        if !secondary {
+            args.extend(["-m".into(), mem_mb.to_string()]);
+            for vdev in vdevs {
+                args.push("--vdev".to_owned());
+                args.push((*vdev).to_owned());
+            }
+        }
+        args
+    }
+
     /// Starts DPDK's EAL with `args` (EAL arguments only, without a program
     /// name: see [`default_args`](Self::default_args)).
     ///
@@ -319,6 +344,42 @@ pub(crate) fn port_by_name(name: &str) -> Option<u16> {
     // (callers hold or are creating an `Eal`).
     let rc = unsafe { sys::rte_eth_dev_get_port_by_name(name.as_ptr(), &mut id) };
     (rc == 0).then_some(id)
+}
+
+/// Whether this machine can give a multi-process EAL `mb` MB of huge
+/// pages: enough free pages of the default size, and a hugetlbfs mounted.
+/// The error is one line naming the fix.
+pub fn hugepages_ready(mb: u32) -> Result<(), String> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").map_err(|e| format!("/proc/meminfo: {e}"))?;
+    let field = |name: &str| -> u64 {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let (free, page_kb) = (field("HugePages_Free:"), field("Hugepagesize:"));
+    let need = (u64::from(mb) * 1024).div_ceil(page_kb.max(1));
+    let mounted = std::fs::read_to_string("/proc/mounts")
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs"))
+        })
+        .unwrap_or(false);
+    let fix = "reserve them and mount hugetlbfs (scripts/install-deps does: \
+               echo 256 > /proc/sys/vm/nr_hugepages; mount -t hugetlbfs nodev /dev/hugepages)";
+    if free < need {
+        return Err(format!(
+            "several processes on one port need {mb} MB of huge pages ({need} pages of {page_kb} kB), \
+             {free} are free: {fix}"
+        ));
+    }
+    if !mounted {
+        return Err(format!(
+            "several processes on one port need a hugetlbfs mount, and none is mounted: {fix}"
+        ));
+    }
+    Ok(())
 }
 
 /// The calling thread's CPU affinity, saved around `rte_eal_init`.

@@ -8,6 +8,12 @@
 //! an mbuf; either way the mempool is then freed. A started port is
 //! stopped and closed when the `Port` is dropped. Control-path calls are serialised by a lock,
 //! since DPDK's are not thread-safe; the data path (bursts) takes no lock.
+//!
+//! In DPDK's multi-process model one process (the primary, the port's
+//! owner) opens the port and its mempool, and others (secondaries) use
+//! queue pairs of it: [`Port::attach`] takes a port that the primary
+//! started, with the primary's mempool found by name, and leaves the port
+//! and the pool alone when dropped (they are the owner's).
 #![allow(unsafe_code)]
 
 use std::ffi::{c_int, CString};
@@ -64,7 +70,12 @@ pub(crate) struct Port {
     pub id: u16,
     pub name: String,
     pub pool: NonNull<sys::rte_mempool>,
+    /// The mempool's name (how a secondary process finds it).
+    pub pool_name: String,
     pub pool_size: u32,
+    /// Whether this process configured and started the port (and so stops
+    /// and closes it), rather than attached to it.
+    owner: bool,
     pub mtu: u16,
     pub mac: EthernetAddress,
     pub offloads: Offloads,
@@ -216,7 +227,10 @@ impl Port {
             id,
             name: name.clone(),
             pool: pool_ptr,
+            // SAFETY: the pool is alive; its name is a NUL-terminated array.
+            pool_name: c_text(unsafe { &(*pool_ptr.as_ptr()).name }),
             pool_size,
+            owner: true,
             mtu: config.mtu,
             mac: EthernetAddress([0; 6]),
             offloads: Offloads::from_flags(conf.rxmode.offloads, conf.txmode.offloads),
@@ -247,6 +261,76 @@ impl Port {
             port.mtu = mtu;
         }
         Ok(port)
+    }
+
+    /// Attaches to `port` as the primary process (its owner) configured and
+    /// started it, in a secondary process: the queues, offloads and MTU are
+    /// the owner's; transmitted frames come from the owner's mempool
+    /// `pool`. No Rx interrupts (their descriptors are the owner's).
+    /// Fails with `ENODEV` if there is no such port or it is not started,
+    /// `ENOENT` if there is no such pool, `EBUSY` if already attached here.
+    pub fn attach(eal: &Eal, port: &str, pool: &str) -> Result<Port, DpdkError> {
+        let id = resolve(port)?;
+        if !mark_open(id) {
+            return Err(DpdkError::new("DpdkDevice::attach", libc::EBUSY)
+                .with(format_args!("port {port} is already open in this process")));
+        }
+        let mut open_mark = OpenMark(Some(id));
+        let name = port_name(id);
+        let at = |e: DpdkError| e.with(format_args!("port {name} ({id})"));
+        let info = dev_info(id).map_err(at)?;
+        let (rxq, txq) = (info.nb_rx_queues, info.nb_tx_queues);
+        if rxq == 0 || txq == 0 {
+            return Err(at(DpdkError::new("DpdkDevice::attach", libc::ENODEV)
+                .with("the port has no queues: its owner has not started it")));
+        }
+        let mut conf = sys::rte_eth_conf::default();
+        // SAFETY: the port is valid; `conf` is writable.
+        let rc = unsafe { sys::rte_eth_dev_conf_get(id, &mut conf) };
+        if rc != 0 {
+            return Err(at(DpdkError::new("rte_eth_dev_conf_get", rc)));
+        }
+        let c_pool = CString::new(pool).map_err(|_| {
+            DpdkError::new("rte_mempool_lookup", libc::EINVAL).with("a pool name with a NUL byte")
+        })?;
+        // SAFETY: `c_pool` is NUL-terminated; the lookup only reads.
+        let pool_ptr =
+            NonNull::new(unsafe { sys::rte_mempool_lookup(c_pool.as_ptr()) }).ok_or_else(|| {
+                DpdkError::new("rte_mempool_lookup", libc::ENOENT)
+                    .with(format_args!("no mempool {pool:?} in the primary process"))
+            })?;
+        // SAFETY: the pool is alive (the owner keeps it while the port is).
+        let pool_size = unsafe { (*pool_ptr.as_ptr()).size };
+        let mut mac = sys::rte_ether_addr::default();
+        // SAFETY: the port is valid; `mac` is writable.
+        let rc = unsafe { sys::rte_eth_macaddr_get(id, &mut mac) };
+        if rc != 0 {
+            return Err(at(DpdkError::new("rte_eth_macaddr_get", rc)));
+        }
+        let mut mtu = 0u16;
+        // SAFETY: the port is valid; `mtu` is writable.
+        if unsafe { sys::rte_eth_dev_get_mtu(id, &mut mtu) } != 0 || mtu == 0 {
+            mtu = 1500;
+        }
+        open_mark.0 = None;
+        Ok(Port {
+            eal: eal.clone(),
+            id,
+            name,
+            pool: pool_ptr,
+            pool_name: pool.to_owned(),
+            pool_size,
+            owner: false,
+            mtu,
+            mac: EthernetAddress(mac.addr_bytes),
+            offloads: Offloads::from_flags(conf.rxmode.offloads, conf.txmode.offloads),
+            rss: conf.rxmode.mq_mode == sys::RTE_ETH_MQ_RX_RSS,
+            rx_interrupts: false,
+            rx_queues: rxq,
+            tx_queues: txq,
+            claimed: claims(rxq.min(txq)),
+            control: Mutex::new(()),
+        })
     }
 
     /// Claims queue pair `queue` for one handle.
@@ -393,6 +477,11 @@ impl fmt::Debug for Port {
 
 impl Drop for Port {
     fn drop(&mut self) {
+        if !self.owner {
+            // The port and its pool are the primary process's.
+            mark_closed(self.id);
+            return;
+        }
         // SAFETY: no handle is left (each holds an Arc of the port), so no
         // queue is in use; stop and close release the rings and the mbufs
         // in them. Errors here cannot be acted on.

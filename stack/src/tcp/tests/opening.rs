@@ -521,7 +521,7 @@ fn syn_received_syn_ack_is_retransmitted_then_given_up() {
     // embryonic connection is dropped silently after the retries.
     let mut s = socket_syn_received_with(
         TcpConfig {
-            syn_retries: 1,
+            synack_retries: 1,
             ..cfg()
         },
         &peer_syn(),
@@ -535,6 +535,27 @@ fn syn_received_syn_ack_is_retransmitted_then_given_up() {
     assert_eq!(s.on_timers(at(3000)), Event::Closed);
     assert_eq!(s.state, State::Closed);
     recv_nothing(&mut s, at(3000));
+}
+
+#[test]
+fn syn_received_gives_up_after_five_syn_ack_retransmissions_by_default() {
+    // Linux tcp_synack_retries = 5: an unanswered SYN-ACK (a spoofed SYN's)
+    // holds its backlog slot 1 + 2 + 4 + 8 + 16 + 32 = 63 s, not the
+    // 127 s of the SYN's six retries.
+    let mut s = socket_syn_received_with(TcpConfig::default(), &peer_syn());
+    let mut sent = 0;
+    let mut closed_at = None;
+    for _ in 0..10 {
+        let Some(t) = s.rto_at else { break };
+        if s.on_timers(t) == Event::Closed {
+            closed_at = Some(t);
+            break;
+        }
+        sent += recv(&mut s, t).len();
+    }
+    assert_eq!(sent, 5);
+    assert_eq!(closed_at, Some(at(63_000)));
+    assert_eq!(s.state, State::Closed);
 }
 
 #[test]
@@ -605,7 +626,7 @@ fn syn_received_of_a_simultaneous_open_times_out_with_etimedout_and_no_timer_lef
 fn syn_received_give_up_leaves_no_timer() {
     let mut s = socket_syn_received_with(
         TcpConfig {
-            syn_retries: 0,
+            synack_retries: 0,
             keepalive: Some(Keepalive {
                 idle: Duration::from_secs(10),
                 interval: Duration::from_secs(1),
