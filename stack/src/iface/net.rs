@@ -130,10 +130,18 @@ iface_stats! {
     /// ARP packets malformed, not Ethernet/IPv4, or from a sender
     /// claiming a multicast hardware address.
     drop_arp_malformed,
+    /// ARP packets claiming a neighbour's address for another hardware
+    /// address while the entry we have is fresh: not learned (see
+    /// [`super::arp`]; a reply spoofing another host cannot hijack it).
+    drop_arp_conflict,
     /// IPv4 packets malformed.
     drop_ip_malformed,
     /// IPv4 header checksum errors.
     drop_ip_checksum,
+    /// IPv4 packets whose options are malformed (a length below 2 or
+    /// past the header) or ask for source routing (as Linux with
+    /// `accept_source_route = 0`).
+    drop_ip_options,
     /// IPv4 packets for another address.
     drop_ip_not_ours,
     /// IPv4 fragments (not reassembled).
@@ -146,6 +154,33 @@ iface_stats! {
     drop_tcp_malformed,
     /// TCP checksum errors.
     drop_tcp_checksum,
+    /// SYNs announcing an MSS below the least we send (64 bytes; Linux's
+    /// `tcp_min_snd_mss` is 48): the connection uses 64.
+    tcp_mss_clamped,
+    /// Segments outside a connection's receive window, or failing PAWS
+    /// (dropped; answered with an ACK, rate-limited when they carry no
+    /// data). Summed over the connections, as the rest of the `tcp_`
+    /// counters below.
+    tcp_out_of_window,
+    /// RSTs in the window but not at RCV.NXT: challenged, not obeyed
+    /// (RFC 5961 §3.2).
+    tcp_rst_challenged,
+    /// SYNs on synchronized connections: challenged (RFC 5961 §4).
+    tcp_syn_challenged,
+    /// Segments dropped for an unacceptable ACK (RFC 5961 §5.2).
+    tcp_ack_invalid,
+    /// Challenge ACKs sent.
+    tcp_challenge_acks,
+    /// Challenge ACKs (and ACKs to out-of-window segments) not sent: one
+    /// per connection per 500 ms at most.
+    tcp_challenge_acks_limited,
+    /// Out-of-order segments the reassembly queue refused (all its
+    /// ranges in use).
+    tcp_ooo_refused,
+    /// Segments whose payload met a closed receive window.
+    tcp_zero_window_dropped,
+    /// Zero-window probes sent.
+    tcp_window_probes,
     /// TCP segments for no socket (answered with RST).
     drop_tcp_no_socket,
     /// TCP segments for no socket of this interface kept for the caller
@@ -476,9 +511,26 @@ impl Net {
             return;
         }
         let for_us = repr.target_protocol_addr == self.cfg.ip;
-        if for_us || self.arp.knows(repr.source_protocol_addr) {
-            let (ip, mac) = (repr.source_protocol_addr, repr.source_hardware_addr);
-            if self.arp.lookup(ip, io.now) != Some(mac) {
+        let (ip, mac) = (repr.source_protocol_addr, repr.source_hardware_addr);
+        let fresh = self.arp.lookup(ip, io.now);
+        if fresh.is_some_and(|known| known != mac) {
+            // Another hardware address for a neighbour whose entry is
+            // fresh: a spoofed reply (or request, or gratuitous ARP)
+            // trying to take its traffic. Not learned. Linux ignores such
+            // a claim for `locktime` (1 s) after the entry changed and then
+            // believes it, so repeated spoofed replies win there; here the
+            // entry holds until it expires (`ttl`, refreshed only by its
+            // own hardware address) and is then resolved afresh, the first
+            // answer winning. A host that really changed its address is
+            // reached again within `ttl`.
+            self.stats.drop_arp_conflict += 1;
+        } else if ip == self.cfg.ip {
+            // Someone else claims our own address (or gratuitous ARP
+            // of a duplicate): nothing to learn.
+            self.stats.drop_arp_conflict += 1;
+        } else if (for_us || self.arp.knows(ip)) && !ip.is_unspecified() {
+            // (An RFC 5227 probe's sender is 0.0.0.0: answered, not learned.)
+            if fresh != Some(mac) {
                 if self.learned.len() >= LEARNED_MAX {
                     self.learned.remove(0);
                 }
@@ -597,6 +649,70 @@ mod tests {
         io.flush(&mut net.stats);
         assert_eq!(peer.receive(Instant::ZERO, &mut got, 8), 1);
         assert!(net.arp.knows(sender));
+    }
+
+    #[test]
+    fn arp_replies_claiming_a_fresh_neighbour_for_another_mac_are_counted_and_ignored() {
+        use crate::phy::pair::pair;
+        let caps = Capabilities::default();
+        let (mut dev, _peer) = pair(caps, 64);
+        let ip = Ipv4Addr::new(198, 18, 0, 2);
+        let mut net = Net::new(
+            IfaceConfig::new(EthernetAddress([2, 0, 0, 0, 0, 2]), ip, 24),
+            caps,
+        );
+        let mut batch = Vec::new();
+        let host = Ipv4Addr::new(198, 18, 0, 1);
+        let (real, fake) = (
+            EthernetAddress([2, 0, 0, 0, 0, 1]),
+            EthernetAddress([2, 0, 0, 0, 0, 0x66]),
+        );
+        let arp = |op, sha, spa: Ipv4Addr, tpa| {
+            let repr = ArpRepr {
+                operation: op,
+                source_hardware_addr: sha,
+                source_protocol_addr: spa,
+                target_hardware_addr: EthernetAddress([0; 6]),
+                target_protocol_addr: tpa,
+            };
+            let mut buf = vec![0; repr.buffer_len()];
+            repr.emit(&mut ArpPacket::new_unchecked(&mut buf[..]));
+            buf
+        };
+        let mut at = |net: &mut Net, ms, frame: &[u8]| {
+            let mut io = Io {
+                dev: &mut dev,
+                batch: &mut batch,
+                now: Instant::from_millis(ms),
+            };
+            net.arp_input(&mut io, frame);
+            io.flush(&mut net.stats);
+        };
+        // The real host asks for us: learned.
+        at(&mut net, 0, &arp(ArpOperation::Request, real, host, ip));
+        assert_eq!(net.arp.lookup(host, Instant::from_millis(0)), Some(real));
+        // Unsolicited replies and gratuitous ARP claiming it, for seconds
+        // (Linux would believe one after its 1 s locktime).
+        for ms in (1..5000).step_by(250) {
+            at(&mut net, ms, &arp(ArpOperation::Reply, fake, host, ip));
+            at(&mut net, ms, &arp(ArpOperation::Request, fake, host, host));
+        }
+        assert_eq!(net.arp.lookup(host, Instant::from_millis(5000)), Some(real));
+        assert_eq!(net.stats.drop_arp_conflict, 40);
+        // The real host refreshes its entry; a claim on our own address is
+        // ignored as well.
+        at(&mut net, 30_000, &arp(ArpOperation::Request, real, host, ip));
+        at(&mut net, 30_001, &arp(ArpOperation::Reply, fake, ip, ip));
+        assert_eq!(net.stats.drop_arp_conflict, 41);
+        assert!(!net.arp.knows(ip));
+        assert_eq!(net.arp.lookup(host, Instant::from_millis(89_000)), Some(real));
+        // Once the entry expired, the address is resolved afresh: the
+        // first answer is believed (a host that changed its card).
+        let later = 91_000;
+        assert_eq!(net.arp.lookup(host, Instant::from_millis(later)), None);
+        at(&mut net, later, &arp(ArpOperation::Reply, fake, host, ip));
+        assert_eq!(net.arp.lookup(host, Instant::from_millis(later)), Some(fake));
+        assert_eq!(net.stats.drop_arp_conflict, 41);
     }
 
     #[test]
