@@ -229,8 +229,10 @@ impl TcpSocket {
             }
         }
         if !acceptable {
+            self.stats.out_of_window += 1;
             if seg.control != TcpControl::Rst {
-                self.stats.out_of_window += 1;
+                // (A RST outside the window is dropped unanswered: RFC
+                // 5961 §3.2 (1).)
                 if seg.control == TcpControl::Syn {
                     // RFC 5961 §4.2: whatever its sequence number.
                     self.stats.syn_challenged += 1;

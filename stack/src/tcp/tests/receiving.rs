@@ -450,6 +450,7 @@ fn established_rst_outside_the_window_is_ignored() {
     }
     assert_eq!(s.state, State::Established);
     recv_nothing(&mut s, at(100));
+    assert_eq!(s.stats.out_of_window, 2);
 }
 
 #[test]
