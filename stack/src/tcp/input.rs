@@ -1,6 +1,7 @@
 //! Segment arrival: RFC 9293 §3.10.7 step by step, with RFC 5961's
 //! defences (exact-sequence RST, challenge ACKs for in-window RST and SYN,
-//! the ACK acceptability range), RFC 7323's PAWS and timestamp echo, RFC
+//! the ACK acceptability range; challenge ACKs and ACKs to empty
+//! out-of-window segments rate-limited per connection, §7), RFC 7323's PAWS and timestamp echo, RFC
 //! 2018 SACK blocks fed to the scoreboard, and loss detection for fast
 //! retransmit and recovery (RFC 5681, 6582 NewReno, 6675 SACK).
 //!
