@@ -255,12 +255,39 @@ fn blind_injection_is_challenged_counted_and_the_connection_survives() {
     );
 }
 
+/// B's frames since the last call: ARP requests B sent to ask the peer
+/// (answered from the peer's card when `alive`), and the TCP segments to
+/// the peer with the Ethernet destination each went to.
+fn drain(n: &mut Net, alive: bool) -> (usize, Vec<(EthernetAddress, TcpRepr, Vec<u8>)>) {
+    use accel_stack::wire::{ArpPacket, ArpRepr, EthernetFrame};
+    let mut asked = 0;
+    let mut segs = Vec::new();
+    for f in n.sent_by_b() {
+        let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+        if eth.ethertype() == EtherType::Arp {
+            let r = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()).unwrap();
+            if r.operation == ArpOperation::Request && r.target_protocol_addr == PEER_IP {
+                asked += 1;
+                assert_eq!(eth.dst_addr(), PEER_MAC, "the old address is asked alone");
+                if alive {
+                    n.inject_b(&arp(ArpOperation::Reply, PEER_MAC, PEER_IP, B_MAC, B_IP));
+                }
+            }
+        } else if let Some((_, _, r, p)) = parse_tcp(&f).filter(|(_, to, _, _)| *to == peer()) {
+            segs.push((eth.dst_addr(), r, p));
+        }
+    }
+    (asked, segs)
+}
+
 #[test]
 fn arp_replies_claiming_the_peer_do_not_hijack_its_connection() {
     let mut n = net();
     let c = connect(&mut n);
     sent(&mut n);
-    // Unsolicited replies and gratuitous requests, 200 of them over 10 s.
+    // Unsolicited replies and gratuitous requests, 200 of them over 10 s;
+    // the peer answers when B asks it.
+    let mut asked = 0;
     for i in 0..200 {
         let (op, dst) = if i % 2 == 0 {
             (ArpOperation::Reply, B_MAC)
@@ -270,27 +297,37 @@ fn arp_replies_claiming_the_peer_do_not_hijack_its_connection() {
         let target = if op == ArpOperation::Reply { B_IP } else { PEER_IP };
         n.inject_b(&arp(op, FAKE_MAC, PEER_IP, dst, target));
         n.poll_b();
+        asked += drain(&mut n, true).0;
+        n.poll_b();
         n.now += Duration::from_millis(50);
-        // The peer keeps talking (its ARP entry stays fresh by its own
-        // requests, as a kernel's does).
-        if i % 40 == 0 {
-            n.inject_b(&arp(
-                ArpOperation::Request,
-                PEER_MAC,
-                PEER_IP,
-                EthernetAddress([0; 6]),
-                B_IP,
-            ));
-        }
     }
     n.poll_b();
     let st = n.b.iface.stats();
-    assert_eq!(st.drop_arp_conflict, 200, "{st:?}");
+    assert_eq!((st.drop_arp_conflict, st.arp_claims_won), (200, 0), "{st:?}");
+    assert_eq!(asked, 200, "each claim verified with the peer");
     n.b.iface.tcp.send(c.h, b"to the real peer").unwrap();
     n.poll_b();
-    let out = sent(&mut n);
+    let (_, out) = drain(&mut n, true);
     let data: Vec<_> = out.iter().filter(|(_, _, p)| !p.is_empty()).collect();
     assert_eq!(data.len(), 1, "{out:?}");
     assert_eq!(data[0].0, PEER_MAC, "sent to the real peer's card");
     assert_eq!(data[0].2, b"to the real peer");
+
+    // The peer's card is replaced (it no longer answers): the new one's
+    // claim wins 100 ms later, and the retransmission reaches it.
+    n.inject_b(&arp(ArpOperation::Reply, FAKE_MAC, PEER_IP, B_MAC, B_IP));
+    n.poll_b();
+    assert_eq!(drain(&mut n, false).0, 1);
+    n.now += Duration::from_millis(100);
+    n.poll_b();
+    assert_eq!(n.b.iface.stats().arp_claims_won, 1);
+    assert_eq!(n.b.iface.neighbour(PEER_IP, n.now), Some(FAKE_MAC));
+    n.now += Duration::from_secs(2);
+    n.poll_b();
+    let (_, out) = drain(&mut n, false);
+    assert!(
+        out.iter()
+            .any(|(mac, _, p)| *mac == FAKE_MAC && p == b"to the real peer"),
+        "{out:?}"
+    );
 }

@@ -573,8 +573,14 @@ fn hostile_peers_are_counted_and_dropped_while_a_client_is_served() {
         .scenario("ARP replies/gratuitous ARP claiming the client's address", |_| {
             py("arpspoof", &[&count.to_string()])
         });
-    row.rose = rose(&d, &["drop_arp_conflict"]);
+    row.rose = rose(&d, &["drop_arp_conflict", "arp_claims_won"]);
+    row.rose.push(("(claims won)".into(), get(&d, "arp_claims_won")));
     assert!(get(&d, "drop_arp_conflict") >= count * 9 / 10, "{:?}", row.rose);
+    assert_eq!(
+        get(&d, "arp_claims_won"),
+        0,
+        "a spoofed claim won over the live client"
+    );
     rows.push(row);
 
     // Whatever the scenarios left is gone: the connections, the memory.

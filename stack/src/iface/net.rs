@@ -131,9 +131,13 @@ iface_stats! {
     /// claiming a multicast hardware address.
     drop_arp_malformed,
     /// ARP packets claiming a neighbour's address for another hardware
-    /// address while the entry we have is fresh: not learned (see
-    /// [`super::arp`]; a reply spoofing another host cannot hijack it).
+    /// address while the entry we have is fresh, or claiming our own:
+    /// not learned (see [`super::arp`]: the old address is asked, and a
+    /// live host keeps its traffic).
     drop_arp_conflict,
+    /// Claims that won: the old address did not answer in time, so the
+    /// neighbour's entry moved to the claimed one (a replaced host).
+    arp_claims_won,
     /// IPv4 packets malformed.
     drop_ip_malformed,
     /// IPv4 header checksum errors.
@@ -512,17 +516,23 @@ impl Net {
         }
         let for_us = repr.target_protocol_addr == self.cfg.ip;
         let (ip, mac) = (repr.source_protocol_addr, repr.source_hardware_addr);
-        let fresh = self.arp.lookup(ip, io.now);
-        if fresh.is_some_and(|known| known != mac) {
+        let fresh = self.arp.known(ip, io.now);
+        if let Some(old) = fresh.filter(|known| *known != mac) {
             // Another hardware address for a neighbour whose entry is
             // fresh: a spoofed reply (or request, or gratuitous ARP)
-            // trying to take its traffic. Not learned. Linux ignores such
-            // a claim for `locktime` (1 s) after the entry changed and then
-            // believes it, so repeated spoofed replies win there; here the
-            // entry holds until it expires (`ttl`, refreshed only by its
-            // own hardware address) and is then resolved afresh, the first
-            // answer winning. A host that really changed its address is
-            // reached again within `ttl`.
+            // trying to take its traffic, or a host that was replaced.
+            // Not believed until the old address, asked alone, fails to
+            // answer in time (see `arp`).
+            if self.arp.claim(ip, mac, io.now) {
+                let ask = ArpRepr {
+                    operation: ArpOperation::Request,
+                    source_hardware_addr: self.cfg.mac,
+                    source_protocol_addr: self.cfg.ip,
+                    target_hardware_addr: old,
+                    target_protocol_addr: ip,
+                };
+                self.send_arp(io, ask, old);
+            }
             self.stats.drop_arp_conflict += 1;
         } else if ip == self.cfg.ip {
             // Someone else claims our own address (or gratuitous ARP
@@ -569,6 +579,14 @@ impl Net {
         for a in actions {
             match a {
                 super::arp::ArpAction::Request(ip) => self.send_arp_request(io, ip),
+                super::arp::ArpAction::Changed(ip, mac, packets) => {
+                    self.stats.arp_claims_won += 1;
+                    if self.learned.len() >= LEARNED_MAX {
+                        self.learned.remove(0);
+                    }
+                    self.learned.push((ip, mac));
+                    self.send_parked(io, mac, packets);
+                }
                 super::arp::ArpAction::GiveUp(_, packets) => {
                     self.stats.drop_arp_unresolved += packets.len() as u64;
                     lost.extend(packets);
@@ -652,10 +670,10 @@ mod tests {
     }
 
     #[test]
-    fn arp_replies_claiming_a_fresh_neighbour_for_another_mac_are_counted_and_ignored() {
+    fn an_arp_claim_on_a_fresh_neighbour_is_verified_with_the_old_address() {
         use crate::phy::pair::pair;
         let caps = Capabilities::default();
-        let (mut dev, _peer) = pair(caps, 64);
+        let (mut dev, mut peer) = pair(caps, 256);
         let ip = Ipv4Addr::new(198, 18, 0, 2);
         let mut net = Net::new(
             IfaceConfig::new(EthernetAddress([2, 0, 0, 0, 0, 2]), ip, 24),
@@ -679,40 +697,126 @@ mod tests {
             repr.emit(&mut ArpPacket::new_unchecked(&mut buf[..]));
             buf
         };
-        let mut at = |net: &mut Net, ms, frame: &[u8]| {
+        // Feeds `frame` (if any) at `ms`, runs ARP's timers; the frames
+        // sent, as (Ethernet destination, ARP operation or None for IP).
+        let mut at = |net: &mut Net, ms, frame: Option<&[u8]>, send: bool| {
             let mut io = Io {
                 dev: &mut dev,
                 batch: &mut batch,
                 now: Instant::from_millis(ms),
             };
-            net.arp_input(&mut io, frame);
+            if let Some(f) = frame {
+                net.arp_input(&mut io, f);
+            }
+            if send {
+                net.send_ip(&mut io, host, IpProtocol::Udp, 8, |b, _| b.fill(0));
+            }
+            net.arp_poll(&mut io);
             io.flush(&mut net.stats);
+            let mut got = Vec::new();
+            peer.receive(Instant::from_millis(ms), &mut got, 256);
+            got.iter()
+                .map(|f| {
+                    let eth = EthernetFrame::new_checked(f.as_ref()).unwrap();
+                    let op = ArpPacket::new_checked(eth.payload())
+                        .and_then(|p| ArpRepr::parse(&p))
+                        .ok()
+                        .filter(|_| eth.ethertype() == EtherType::Arp)
+                        .map(|r| r.operation);
+                    (eth.dst_addr(), op)
+                })
+                .collect::<Vec<_>>()
         };
-        // The real host asks for us: learned.
-        at(&mut net, 0, &arp(ArpOperation::Request, real, host, ip));
+        // The real host asks for us: learned (and answered).
+        at(
+            &mut net,
+            0,
+            Some(&arp(ArpOperation::Request, real, host, ip)),
+            false,
+        );
         assert_eq!(net.arp.lookup(host, Instant::from_millis(0)), Some(real));
-        // Unsolicited replies and gratuitous ARP claiming it, for seconds
+        // A spoofed reply: not believed; the real host is asked, alone.
+        let sent = at(
+            &mut net,
+            10,
+            Some(&arp(ArpOperation::Reply, fake, host, ip)),
+            false,
+        );
+        assert_eq!(sent, [(real, Some(ArpOperation::Request))]);
+        assert_eq!(net.arp.known(host, Instant::from_millis(10)), Some(real));
+        // Packets meanwhile wait (no broadcast request).
+        assert!(at(&mut net, 20, None, true).is_empty());
+        // More claims meanwhile: counted, nothing sent.
+        for ms in 30..40 {
+            assert!(at(
+                &mut net,
+                ms,
+                Some(&arp(ArpOperation::Request, fake, host, host)),
+                false
+            )
+            .is_empty());
+        }
+        // The real host answers: it keeps its entry; the packet goes to it.
+        let sent = at(
+            &mut net,
+            50,
+            Some(&arp(ArpOperation::Reply, real, host, ip)),
+            false,
+        );
+        assert_eq!(sent, [(real, None)]);
+        assert_eq!(net.arp.lookup(host, Instant::from_millis(500)), Some(real));
+        assert_eq!((net.stats.drop_arp_conflict, net.stats.arp_claims_won), (11, 0));
+        // Repeated spoofing for seconds changes nothing while it answers
         // (Linux would believe one after its 1 s locktime).
-        for ms in (1..5000).step_by(250) {
-            at(&mut net, ms, &arp(ArpOperation::Reply, fake, host, ip));
-            at(&mut net, ms, &arp(ArpOperation::Request, fake, host, host));
+        for ms in (1000..5000).step_by(250) {
+            let sent = at(
+                &mut net,
+                ms,
+                Some(&arp(ArpOperation::Reply, fake, host, ip)),
+                false,
+            );
+            assert_eq!(sent, [(real, Some(ArpOperation::Request))]);
+            at(
+                &mut net,
+                ms + 1,
+                Some(&arp(ArpOperation::Reply, real, host, ip)),
+                false,
+            );
         }
         assert_eq!(net.arp.lookup(host, Instant::from_millis(5000)), Some(real));
-        assert_eq!(net.stats.drop_arp_conflict, 40);
-        // The real host refreshes its entry; a claim on our own address is
-        // ignored as well.
-        at(&mut net, 30_000, &arp(ArpOperation::Request, real, host, ip));
-        at(&mut net, 30_001, &arp(ArpOperation::Reply, fake, ip, ip));
-        assert_eq!(net.stats.drop_arp_conflict, 41);
+        assert_eq!((net.stats.drop_arp_conflict, net.stats.arp_claims_won), (27, 0));
+        // A claim on our own address is ignored.
+        at(
+            &mut net,
+            6000,
+            Some(&arp(ArpOperation::Reply, fake, ip, ip)),
+            false,
+        );
         assert!(!net.arp.knows(ip));
-        assert_eq!(net.arp.lookup(host, Instant::from_millis(89_000)), Some(real));
-        // Once the entry expired, the address is resolved afresh: the
-        // first answer is believed (a host that changed its card).
-        let later = 91_000;
-        assert_eq!(net.arp.lookup(host, Instant::from_millis(later)), None);
-        at(&mut net, later, &arp(ArpOperation::Reply, fake, host, ip));
-        assert_eq!(net.arp.lookup(host, Instant::from_millis(later)), Some(fake));
-        assert_eq!(net.stats.drop_arp_conflict, 41);
+        assert_eq!(net.stats.drop_arp_conflict, 28);
+        // The host was replaced (a new card, a new process on a memif): the
+        // old address does not answer, and 100 ms later the claim wins.
+        at(
+            &mut net,
+            7000,
+            Some(&arp(ArpOperation::Request, fake, host, ip)),
+            false,
+        );
+        assert_eq!(
+            net.arp.lookup(host, Instant::from_millis(7050)),
+            None,
+            "being verified"
+        );
+        at(&mut net, 7099, None, false);
+        assert_eq!(net.stats.arp_claims_won, 0);
+        at(&mut net, 7100, None, false);
+        assert_eq!(net.arp.lookup(host, Instant::from_millis(7100)), Some(fake));
+        assert_eq!(net.stats.arp_claims_won, 1);
+        assert_eq!(
+            net.learned.last(),
+            Some(&(host, fake)),
+            "told to the other stacks"
+        );
     }
 
     #[test]

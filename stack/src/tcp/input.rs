@@ -238,10 +238,16 @@ impl TcpSocket {
                     // RFC 5961 §4.2: whatever its sequence number.
                     self.stats.syn_challenged += 1;
                     self.challenge_ack(now);
-                } else if seg.segment_len() > 0 {
+                } else if seg.segment_len() > 0 || seq + 1 == self.rcv_nxt {
                     // Data (or a FIN) gets its duplicate ACK every time, as
                     // on Linux: the sender's loss recovery may hang on it,
-                    // and one segment draws at most one ACK.
+                    // and one segment draws at most one ACK. So does the
+                    // zero-window or keepalive probe, <SEQ=RCV.NXT-1>: its
+                    // answer is how a sender learns that our window opened
+                    // (rate-limited, a window that closes and opens often
+                    // would stall 200-600 ms each time), and it takes the
+                    // exact sequence number, which a blind attacker does
+                    // not have. (Linux limits these too.)
                     self.ack_now = true;
                 } else {
                     self.rate_limited_ack(now);

@@ -266,11 +266,19 @@ fn established_empty_segment_outside_the_window_is_acked() {
     send(&mut s, at(600), probe, b"");
     assert_eq!(recv(&mut s, at(600)), [seg(to_peer(0, 0, WIN), b"")]);
     assert_eq!(s.stats.out_of_window, 2);
-    // Sooner than 500 ms after the last such ACK, none (RFC 5961 §7:
-    // forged empty segments must not make us flood the peer).
-    send(&mut s, at(700), probe, b"");
+    // Another empty segment outside the window sooner than 500 ms after
+    // the last such ACK gets none (RFC 5961 §7: forged empty segments
+    // must not make us flood the peer).
+    send(&mut s, at(650), from_peer(WIN, 0), b"");
+    assert_eq!(recv(&mut s, at(650)), [seg(to_peer(0, 0, WIN), b"")]);
+    send(&mut s, at(700), from_peer(WIN + 5, 0), b"");
     recv_nothing(&mut s, at(700));
-    assert_eq!((s.stats.out_of_window, s.stats.challenge_acks_limited), (3, 1));
+    assert_eq!((s.stats.out_of_window, s.stats.challenge_acks_limited), (4, 1));
+    // The probe, <SEQ=RCV.NXT-1>, is answered every time: a sender
+    // learns of our window opening from it, and it takes the exact
+    // sequence number.
+    send(&mut s, at(710), probe, b"");
+    assert_eq!(recv(&mut s, at(710)), [seg(to_peer(0, 0, WIN), b"")]);
 }
 
 #[test]
