@@ -40,15 +40,16 @@ pub(crate) unsafe fn sigaction(sig: c_int, act: *const libc::sigaction, old: *mu
         // program's: they go straight to libc and never count as an
         // interruption.
         Some(f) if crate::skeleton::InShim::active() => {
-            if sig == libc::SIGIO && act.is_null() && !old.is_null() {
-                // net_tap asks whether SIGIO is free for its Rx trigger
-                // (a SIGIO per received frame, so that an empty Rx burst
-                // costs no read). It is told the signal is taken, and
-                // reads at each burst instead: the signal woke a thread
-                // (the keeper) for every frame, a context switch that a
-                // 2-core machine pays on the cores its server and
-                // clients need. Waiting threads sleep on the queue fds
-                // in `ppoll` either way.
+            if tap_trigger_query(sig) && act.is_null() && !old.is_null() {
+                // net_tap asks whether a real-time signal (SIGRTMIN+1 up
+                // to SIGRTMAX; SIGIO before DPDK 20.11) is free for its Rx
+                // trigger: a signal per received frame, so that an empty
+                // Rx burst costs no read. Each is said to be taken, so it
+                // finds none, and reads at each burst instead: the signal
+                // woke a thread (the keeper) for every frame, a context
+                // switch that a 2-core machine pays on the cores its
+                // server and clients need. Waiting threads sleep on the
+                // queue fds in `ppoll` either way.
                 // SAFETY: `old` is DPDK's, valid for a write.
                 unsafe {
                     let mut taken: libc::sigaction = std::mem::zeroed();
@@ -67,9 +68,15 @@ pub(crate) unsafe fn sigaction(sig: c_int, act: *const libc::sigaction, old: *mu
     })
 }
 
-/// What net_tap finds as SIGIO's handler when it asks (see `sigaction`):
-/// never installed, never run.
+/// What net_tap finds as the handler of each signal it could take for its
+/// Rx trigger when it asks (see `sigaction`): never installed, never run.
 extern "C" fn tap_trigger_refused(_sig: c_int) {}
+
+/// Whether DPDK asking about `sig` is net_tap looking for a free Rx
+/// trigger signal.
+fn tap_trigger_query(sig: c_int) -> bool {
+    sig == libc::SIGIO || (libc::SIGRTMIN() < sig && sig < libc::SIGRTMAX())
+}
 
 /// `signal(3)`, through the shim's handler table (see `signals`).
 ///

@@ -152,7 +152,7 @@ impl Away {
         Away {
             period,
             park: period,
-            seen: W.emptied.load(SeqCst),
+            seen: W.undriven.load(SeqCst),
         }
     }
 
@@ -164,7 +164,7 @@ impl Away {
 
     /// The next park's length.
     fn next(&mut self) -> Duration {
-        let emptied = W.emptied.load(SeqCst);
+        let emptied = W.undriven.load(SeqCst);
         if emptied != self.seen {
             self.seen = emptied;
             self.park = self.period;
@@ -173,7 +173,7 @@ impl Away {
         }
         let away = self.park > self.period;
         W.keeper_away.store(away, SeqCst);
-        if away && W.emptied.load(SeqCst) != emptied {
+        if away && W.undriven.load(SeqCst) != emptied {
             // A thread left the last wait between our look and the store,
             // and saw no need to nudge: look again at once.
             self.park = self.period;
@@ -183,11 +183,21 @@ impl Away {
     }
 }
 
-/// The sleeper's role, for the waiting threads, until none waits.
+/// The sleeper's role, for the waiting threads, until none waits, or the
+/// program's threads drive the device themselves again: one of them spins
+/// (it becomes the sleeper when its spin ends), or every wait it took the
+/// role for has ended (`W.undriven` moved) and later waits find their own
+/// sleeper. Holding on to the role while a single-threaded server comes
+/// and goes would wake the keeper for every frame its thread takes anyway.
 fn on_device(parker: &Parker) {
     let mut backoff = Duration::from_micros(50);
     let mut fds: Vec<pollfd> = Vec::new();
-    while W.waiters.load(SeqCst) > 0 && status() == Status::Up {
+    let emptied = W.undriven.load(SeqCst);
+    while W.waiters.load(SeqCst) > 0
+        && W.undriven.load(SeqCst) == emptied
+        && !W.spinning.load(SeqCst)
+        && status() == Status::Up
+    {
         crate::stats::tick();
         let (progress, next) = {
             let r = stacks::poll_all();
@@ -236,12 +246,21 @@ impl Halves {
     /// if nobody did in that time, and notes the kernel halves seen ready:
     /// after that poll, so that frames that came before are ordered first.
     fn round(&mut self, period: Duration) {
-        // The devices' Rx interrupts too: a frame is handled when it comes
-        // (net_tap wakes the keeper for each anyway, with its signal), so
-        // that ACKs leave at once and events keep their order across
-        // queues as closely as the device lets us know it.
+        // The devices' Rx interrupts too, once the program has not driven
+        // the stacks for a period (it computes, or waits on kernel fds
+        // only): a frame is then handled when it comes, so that ACKs leave
+        // at once and events keep their order across queues as closely as
+        // the device lets us know it. While the program comes back to the
+        // shim within the period (a busy server between two requests) its
+        // own calls poll, and the keeper sleeping on the Rx interrupt would
+        // wake for every frame that the program's thread is about to take
+        // anyway: a context switch per request on the cores its clients
+        // need.
         let halves = self.fds.len();
-        stacks::arm_rx_interrupts(&mut self.fds);
+        let last = W.last_drive.load(Relaxed);
+        if now().nanos().saturating_sub(last) >= period.as_nanos() as u64 {
+            stacks::arm_rx_interrupts(&mut self.fds);
+        }
         if self.fds.is_empty() {
             std::thread::sleep(period);
         } else {

@@ -109,18 +109,20 @@ pub fn block<R>(
     let was_sleeper = roles.sleeper;
     drop(roles);
     let left = W.waiters.fetch_sub(1, SeqCst).saturating_sub(1);
-    if left == 0 {
-        // Nobody waits now: the keeper drives while the program computes.
-        // It looks within its period by itself while the program keeps
-        // coming back (a server between two requests), so only a keeper
-        // parked for longer is woken: no futex wake per request.
-        W.emptied.fetch_add(1, SeqCst);
-        if W.keeper_away.load(SeqCst) {
+    if left == 0 || was_sleeper || !(W.sleeping.load(SeqCst) || W.spinning.load(SeqCst)) {
+        // The device is left to nobody: no thread waits now (the program
+        // computes), or those that wait are parked on their own sockets.
+        // The keeper drives then. It looks within its period by itself
+        // while the program keeps coming back (a server between two
+        // requests: its thread drives again on its next call), so only a
+        // keeper parked for longer is woken, and no request pays a futex
+        // wake and a context switch for it. A sleeper that leaves others
+        // waiting wakes it at once: they may wait for frames that are
+        // already there.
+        W.undriven.fetch_add(1, SeqCst);
+        if (was_sleeper && left > 0) || W.keeper_away.load(SeqCst) {
             keeper::nudge();
         }
-    } else if was_sleeper || !W.sleeping.load(SeqCst) {
-        // Others wait with nobody on the device: the keeper takes over.
-        keeper::nudge();
     }
     r
 }
@@ -226,7 +228,13 @@ fn block_inner<R>(
         let mask = sigmask.map_or(std::ptr::null(), |m| m as *const sigset_t);
         fds.clear();
         let own;
-        let woke = if roles.sleeper || roles.take_sleeper() {
+        // A thread that spins becomes the sleeper when its spin ends: one
+        // that slept on the device meanwhile would wake for every frame
+        // the spinner takes anyway, so it parks on its own sockets instead.
+        if roles.sleeper && W.spinning.load(SeqCst) {
+            roles.release_sleeper();
+        }
+        let woke = if roles.sleeper || (!W.spinning.load(SeqCst) && roles.take_sleeper()) {
             // Asleep on the devices for everyone.
             let interrupts = stacks::interrupts();
             let mut wait = if interrupts || status() != Status::Up {
@@ -301,14 +309,19 @@ impl Roles {
         self.sleeper = W.sleeping.compare_exchange(false, true, AcqRel, Relaxed).is_ok();
         self.sleeper
     }
+
+    /// Stops sleeping on the device.
+    fn release_sleeper(&mut self) {
+        if std::mem::take(&mut self.sleeper) {
+            W.sleeping.store(false, Release);
+        }
+    }
 }
 
 impl Drop for Roles {
     fn drop(&mut self) {
         self.release_spinner();
-        if self.sleeper {
-            W.sleeping.store(false, Release);
-        }
+        self.release_sleeper();
     }
 }
 

@@ -86,9 +86,11 @@ pub(crate) struct Worker {
     pub(crate) sleeping: AtomicBool,
     /// When the stack was last polled (ns of the monotonic clock).
     pub(crate) last_drive: AtomicU64,
-    /// How many times `waiters` fell to zero (the keeper reads from it
-    /// whether the program came and went while it was parked).
-    pub(crate) emptied: AtomicU64,
+    /// How many times a wait ended leaving the device to nobody (no
+    /// thread waits any more, or those that wait have no spinner and no
+    /// sleeper): the keeper reads from it whether the program came and
+    /// went while it was parked.
+    pub(crate) undriven: AtomicU64,
     /// The keeper is parked for longer than its period: the thread that
     /// leaves the last wait must nudge it (see `keeper`).
     pub(crate) keeper_away: AtomicBool,
@@ -108,7 +110,7 @@ pub(crate) static W: Worker = Worker {
     spinning: AtomicBool::new(false),
     sleeping: AtomicBool::new(false),
     last_drive: AtomicU64::new(0),
-    emptied: AtomicU64::new(0),
+    undriven: AtomicU64::new(0),
     keeper_away: AtomicBool::new(true),
 };
 
