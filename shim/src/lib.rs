@@ -21,6 +21,7 @@
 //! | [`epoll`], [`pollsel`] | readiness over mixed fds |
 //! | [`worker`] | the stack, the lock, lazy start, waiting, the keeper |
 //! | [`sock`], [`sockaddr`], [`netns`] | socket objects, C addresses, moving a tap into a namespace |
+//! | [`procs`], [`owner`] | many processes on one port: a process's attachment, and the port owner |
 //! | [`startup`] | staged, recursion-safe start-up and the exit summary |
 //! | [`config`] | `ACCEL_*` environment variables |
 //! | [`logging`] | the allocation-free log |
@@ -66,7 +67,9 @@ pub mod keeper;
 pub mod logging;
 pub mod netns;
 pub mod ops;
+pub mod owner;
 pub mod pollsel;
+pub mod procs;
 pub mod ready;
 pub mod reaper;
 pub mod signals;
