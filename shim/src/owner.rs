@@ -70,6 +70,8 @@ struct Port {
     prefix: String,
     /// Which process holds each queue pair.
     held: Vec<Option<i32>>,
+    /// The secret the processes' stacks share.
+    secret: [u8; 16],
 }
 
 /// Runs the owner and exits the process; never returns.
@@ -302,6 +304,7 @@ fn start(cfg: &Config, vdev: &str, port: &str, key: u64) -> Result<Port, String>
         peer,
         prefix,
         held: vec![None; usize::from(queues)],
+        secret: sys::random16(),
     })
 }
 
@@ -355,6 +358,7 @@ impl Port {
             queues: self.held.len() as u16,
             peer: self.peer,
             take: free,
+            secret: self.secret,
         };
         log!(
             info,

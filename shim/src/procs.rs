@@ -21,6 +21,18 @@
 //!   the owner takes the queues back, after the reaper has reset the
 //!   process's connections.
 //!
+//! Strays: the device hands a flow to whichever queue its hash (or what it
+//! learned from our frames) says, which may be another process's: a SYN
+//! for a port only another program listens on (two programs on one
+//! address), a segment of a connection whose queue the device forgot
+//! after queues came and went. A stack keeps a segment it has no socket
+//! for ([`accel_stack::iface::Interface::set_handover`]), and it goes to
+//! the next process round the port's queues ([`forward`]) over a datagram
+//! socket per queue (abstract, `accel-fwd-KEY-Q`); a process that would
+//! take it ([`accel_stack::iface::Interface::would_take`]) takes it, one
+//! that would not passes it on, and the last before the one it came from
+//! answers it with a reset, as the kernel would.
+//!
 //! The protocol is one request and one reply, text in `SOCK_SEQPACKET`
 //! messages: `take N PID`; `ok port=P pool=M prefix=F queues=T peer=MAC
 //! take=Q1,Q2` with, on a net_tap port, each queue's descriptor
@@ -35,6 +47,7 @@ use crate::sys;
 use accel_stack::phy::dpdk::{DpdkDevice, Eal};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicI32, Ordering::*};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Huge-page memory the owner gives DPDK, MB.
@@ -219,6 +232,205 @@ pub fn recv_msg(fd: i32, buf: &mut [u8], limit: Option<Duration>) -> Result<(usi
     Ok((n, fds))
 }
 
+/// The forwarding sockets of this process: the port's key and queue
+/// pairs, and per local stack its queue on the port and socket.
+struct Forwarding {
+    key: u64,
+    total: u16,
+    local: Vec<(u16, i32)>,
+}
+
+static FORWARDING: OnceLock<Forwarding> = OnceLock::new();
+
+/// The abstract name of queue `q`'s forwarding socket on port `key`.
+fn forward_name(key: u64, q: u16) -> String {
+    format!("accel-fwd-{key:016x}-{q}")
+}
+
+/// Opens a forwarding socket for each of this process's queues `qs` (in
+/// the order of its stacks) on port `key` of `total` queue pairs.
+pub fn open_forwarding(key: u64, total: u16, qs: &[u16]) -> Result<(), String> {
+    let mut local = Vec::with_capacity(qs.len());
+    for &q in qs {
+        // SAFETY: socket takes no pointers.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_socket,
+                libc::AF_UNIX,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                0,
+            )
+        };
+        if fd < 0 {
+            return Err(format!("forwarding socket: errno {}", sys::errno()));
+        }
+        let fd = fd as i32;
+        let name = forward_name(key, q);
+        let (addr, len) = abstract_addr(&name);
+        // SAFETY: `addr` is a sockaddr_un of `len` bytes.
+        let rc = unsafe { libc::syscall(libc::SYS_bind, fd, &addr as *const libc::sockaddr_un, len) };
+        if rc != 0 {
+            let e = sys::errno();
+            sys::close(fd);
+            return Err(format!(
+                "bind {name}: errno {e} (a process that held queue {q} still runs?)"
+            ));
+        }
+        let _ = crate::fdtable::FDS.install(fd, crate::fdtable::State::Internal, 0);
+        local.push((q, fd));
+    }
+    FORWARDING
+        .set(Forwarding { key, total, local })
+        .map_err(|_| "forwarding is set up already".to_owned())
+}
+
+/// Local stack `i`'s queue on the port (`i` without forwarding).
+pub fn global(i: usize) -> u16 {
+    FORWARDING
+        .get()
+        .and_then(|f| f.local.get(i))
+        .map_or(i as u16, |&(q, _)| q)
+}
+
+/// The forwarding socket of local stack `i`, if any.
+pub fn forward_fd(i: usize) -> Option<i32> {
+    FORWARDING.get()?.local.get(i).map(|&(_, fd)| fd)
+}
+
+/// What became of a packet to forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forwarded {
+    /// Sent to the next process.
+    Sent,
+    /// Kept to be sent later ([`retry_forwarding`]): the next process's
+    /// socket is full (a Unix datagram socket queues few: a burst of SYNs
+    /// fills it).
+    Later,
+    /// Nobody else is there, or the next would be the queue it came to
+    /// first: the caller resets it.
+    Nobody,
+}
+
+/// Packets waiting for room at the next process: (packet, the queue it came
+/// to first, the local stack it goes on from).
+static LATER: std::sync::Mutex<Vec<(Vec<u8>, u16, usize)>> = std::sync::Mutex::new(Vec::new());
+/// Most packets kept for later; beyond, they are reset as if nobody took
+/// them (as a full backlog drops a SYN).
+const LATER_MAX: usize = 4096;
+
+/// Sends IPv4 packet `packet`, which came to queue `origin` first, on from
+/// local stack `from` to the next process round the port's queues.
+pub fn forward(packet: &[u8], origin: u16, from: usize) -> Forwarded {
+    match send_on(packet, origin, from) {
+        Forwarded::Later => {
+            let mut later = LATER.lock().unwrap_or_else(|e| e.into_inner());
+            if later.len() >= LATER_MAX {
+                return Forwarded::Nobody;
+            }
+            later.push((packet.to_vec(), origin, from));
+            Forwarded::Later
+        }
+        other => other,
+    }
+}
+
+/// Whether packets wait to be forwarded.
+pub fn forwarding_later() -> bool {
+    LATER.try_lock().is_ok_and(|l| !l.is_empty())
+}
+
+/// Tries the packets kept for later again, oldest first; those nobody
+/// takes are handed to `reset`, with the local stack they were on.
+pub fn retry_forwarding(mut reset: impl FnMut(&[u8], usize)) {
+    let batch = {
+        let Ok(mut later) = LATER.try_lock() else { return };
+        if later.is_empty() {
+            return;
+        }
+        std::mem::take(&mut *later)
+    };
+    let mut keep = Vec::new();
+    for (packet, origin, from) in batch {
+        match send_on(&packet, origin, from) {
+            Forwarded::Sent => {}
+            Forwarded::Later => keep.push((packet, origin, from)),
+            Forwarded::Nobody => reset(&packet, from),
+        }
+    }
+    if !keep.is_empty() {
+        let mut later = LATER.lock().unwrap_or_else(|e| e.into_inner());
+        keep.append(&mut later);
+        *later = keep;
+    }
+}
+
+/// One try of [`forward`].
+fn send_on(packet: &[u8], origin: u16, from: usize) -> Forwarded {
+    let Some(f) = FORWARDING.get() else {
+        return Forwarded::Nobody;
+    };
+    let Some(&(me, _)) = f.local.get(from) else {
+        return Forwarded::Nobody;
+    };
+    let mut msg = Vec::with_capacity(packet.len() + 4);
+    msg.extend_from_slice(&origin.to_le_bytes());
+    msg.extend_from_slice(&0u16.to_le_bytes());
+    msg.extend_from_slice(packet);
+    for k in 1..f.total {
+        let q = (me + k) % f.total;
+        if q == origin {
+            return Forwarded::Nobody;
+        }
+        if f.local.iter().any(|&(l, _)| l == q) {
+            continue;
+        }
+        let (addr, len) = abstract_addr(&forward_name(f.key, q));
+        // SAFETY: `msg` and `addr` are live for their lengths.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_sendto,
+                f.local.first().map_or(-1, |&(_, fd)| fd),
+                msg.as_ptr(),
+                msg.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                &addr as *const libc::sockaddr_un,
+                len,
+            )
+        };
+        if rc >= 0 {
+            return Forwarded::Sent;
+        }
+        if sys::errno() == libc::EAGAIN {
+            return Forwarded::Later;
+        }
+        // Nobody holds queue q: the next.
+    }
+    Forwarded::Nobody
+}
+
+/// Receives one forwarded packet on local stack `i`'s socket into `buf`:
+/// the queue it came to first, and its length; `None` when none waits.
+pub fn receive_forwarded(i: usize, buf: &mut [u8]) -> Option<(u16, usize)> {
+    let fd = forward_fd(i)?;
+    // SAFETY: `buf` is writable for its length; no address is asked.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_recvfrom,
+            fd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut::<libc::sockaddr>(),
+            std::ptr::null_mut::<libc::socklen_t>(),
+        )
+    };
+    if n < 4 {
+        return None;
+    }
+    let origin = u16::from_le_bytes([*buf.first()?, *buf.get(1)?]);
+    Some((origin, n as usize))
+}
+
 /// What the owner gave this process.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Grant {
@@ -234,6 +446,9 @@ pub struct Grant {
     pub peer: Option<[u8; 6]>,
     /// The queue pairs taken, first to last.
     pub take: Vec<u16>,
+    /// The secret every process's stacks share (initial sequence numbers,
+    /// SYN cookies: the ACK of a cookie may reach another process).
+    pub secret: [u8; 16],
 }
 
 impl Grant {
@@ -247,8 +462,9 @@ impl Grant {
             None => "-".to_owned(),
         };
         let take: Vec<String> = self.take.iter().map(u16::to_string).collect();
+        let secret: String = self.secret.iter().map(|b| format!("{b:02x}")).collect();
         format!(
-            "ok port={} pool={} prefix={} queues={} peer={peer} take={}",
+            "ok port={} pool={} prefix={} queues={} peer={peer} take={} secret={secret}",
             self.port,
             self.pool,
             self.prefix,
@@ -283,7 +499,17 @@ impl Grant {
         if take.is_empty() || take.iter().any(|&q| q >= queues) {
             return Err(bad("take"));
         }
+        let hex = field("secret")?;
+        let mut secret = [0u8; 16];
+        if hex.len() != 32 {
+            return Err(bad("secret"));
+        }
+        for (i, b) in secret.iter_mut().enumerate() {
+            let pair = hex.get(2 * i..2 * i + 2).ok_or_else(|| bad("secret"))?;
+            *b = u8::from_str_radix(pair, 16).map_err(|_| bad("secret"))?;
+        }
         Ok(Grant {
+            secret,
             port: field("port")?.to_owned(),
             pool: field("pool")?.to_owned(),
             prefix: field("prefix")?.to_owned(),
@@ -296,6 +522,8 @@ impl Grant {
 
 /// The queue pairs this process attached to.
 pub struct Attached {
+    /// The port's key.
+    pub key: u64,
     /// DPDK, as a secondary.
     pub eal: Eal,
     /// The queue pairs, with their numbers on the port.
@@ -376,6 +604,7 @@ pub fn attach(vdev: &str, want: u16, cpu: usize) -> Result<Attached, String> {
     }
     devs.insert(0, (first, dev));
     Ok(Attached {
+        key,
         eal,
         devs,
         grant,
@@ -507,9 +736,14 @@ pub fn attached() -> bool {
 
 /// In the child of `fork`: the connection is the parent's (the child
 /// holding it would keep the parent's queues taken after the parent died).
+/// Likewise the forwarding sockets: their names must go with the parent.
 pub fn after_fork() {
     let fd = CONTROL.swap(-1, AcqRel);
     if fd >= 0 {
+        crate::fdtable::FDS.clear(fd);
+        sys::close(fd);
+    }
+    for &(_, fd) in FORWARDING.get().map_or(&[][..], |f| &f.local[..]) {
         crate::fdtable::FDS.clear(fd);
         sys::close(fd);
     }
@@ -528,15 +762,23 @@ mod tests {
             queues: 8,
             peer: Some([2, 0, 0, 0, 0, 0xab]),
             take: vec![3, 5],
+            secret: [0xa5; 16],
         };
         let text = g.reply();
         assert_eq!(
             text,
-            "ok port=net_tap0 pool=accel_pool_1 prefix=accel-00ff queues=8 peer=02:00:00:00:00:ab take=3,5"
+            format!(
+                "ok port=net_tap0 pool=accel_pool_1 prefix=accel-00ff queues=8 peer=02:00:00:00:00:ab take=3,5 secret={}",
+                "a5".repeat(16)
+            )
         );
         assert_eq!(Grant::parse(&text), Ok(g));
-        let none = "ok port=p pool=m prefix=f queues=2 peer=- take=1";
-        assert_eq!(Grant::parse(none).map(|g| g.peer), Ok(None));
+        let none = format!(
+            "ok port=p pool=m prefix=f queues=2 peer=- take=1 secret={}",
+            "00".repeat(16)
+        );
+        assert_eq!(Grant::parse(&none).map(|g| g.peer), Ok(None));
+        assert!(Grant::parse("ok port=p pool=m prefix=f queues=2 peer=- take=1 secret=abc").is_err());
     }
 
     #[test]

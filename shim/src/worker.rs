@@ -454,6 +454,7 @@ fn start(core: &mut Core) -> Result<String, String> {
     let mut devs: Vec<(u16, DpdkDevice)>;
     let mut moved = String::new();
     let eal;
+    let mut secret = None;
     let shared: Option<(u16, Option<[u8; 6]>, Vec<i32>)>;
     if multi_process(cfg, vdev)? {
         let a = crate::procs::attach(vdev, cfg.queues.max(1), first_cpu())?;
@@ -461,6 +462,9 @@ fn start(core: &mut Core) -> Result<String, String> {
             "; port shared (ACCEL_PROCS): queue pairs {:?} of {}, prefix {}",
             a.grant.take, a.grant.queues, a.grant.prefix
         );
+        let qs: Vec<u16> = a.devs.iter().map(|(q, _)| *q).collect();
+        crate::procs::open_forwarding(a.key, a.grant.queues, &qs)?;
+        secret = Some(a.grant.secret);
         shared = Some((a.grant.queues, a.grant.peer, a.fds));
         devs = a.devs;
         eal = a.eal;
@@ -502,7 +506,7 @@ fn start(core: &mut Core) -> Result<String, String> {
     let name = first.name().to_owned();
     let mut ic = IfaceConfig::new(mac, ip.addr, ip.prefix_len);
     ic.gateway = cfg.gateway;
-    ic.secret = sys::random16();
+    ic.secret = secret.unwrap_or_else(sys::random16);
     if let Some((_, Some(peer), _)) = &shared {
         // Every process sends to the tap's kernel side: an ARP reply would
         // reach one process only.

@@ -9,12 +9,16 @@
 //!   count per worker is printed.
 //! - a worker killed with `SIGKILL` under load: the master's replacement
 //!   attaches and serves, and no connection of the other worker fails.
+//! - redis-server and nginx accelerated at once, one address (198.18.0.2),
+//!   ports 16403 and 18093: both serve (a SYN the device gives the other
+//!   program's queue is forwarded to a process that listens).
 //! - an idle 2-worker nginx, the owner included, costs at most 1 % of a
 //!   core over 10 s.
 //!
-//! Port: 18093.
+//! Ports: 18093 (nginx), 16403 (redis).
 
-use accel_tests::net::{measured, root_or_skip, wait_for_port, wait_until, Leg, Proc, TapNet};
+use accel_tests::clients::{dataset, redis_set_get};
+use accel_tests::net::{measured, root_or_skip, wait_for_port, wait_until, Leg, Place, Proc, TapNet};
 use accel_tests::{bytes, Scratch};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -24,6 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const NGINX_PORT: u16 = 18093;
+const REDIS_PORT: u16 = 16403;
 const LIMIT: Duration = Duration::from_secs(300);
 const BODY_LEN: usize = 1024;
 
@@ -320,6 +325,68 @@ fn a_killed_worker_is_replaced_and_the_other_loses_nothing() {
     );
     assert!(served.get(&survivor).is_some_and(|&n| n > 0), "{served:?}");
     assert!(!server.exited(), "nginx died: {}", server.report());
+}
+
+#[test]
+fn redis_and_nginx_share_one_address() {
+    if !root_or_skip("redis_and_nginx_share_one_address") {
+        return;
+    }
+    let scratch = Scratch::new("procs-two");
+    let mut net = TapNet::new("p2");
+    let host = net.server_ip();
+    let rdir = scratch.join("redis");
+    std::fs::create_dir_all(&rdir).unwrap();
+    std::fs::write(
+        rdir.join("redis.conf"),
+        format!(
+            "port {REDIS_PORT}\nbind 0.0.0.0\nprotected-mode no\ndaemonize no\nsave \"\"\nappendonly no\n\
+             dir {}\nlogfile \"\"\ndatabases 1\n",
+            rdir.display()
+        ),
+    )
+    .unwrap();
+    let place = net.place(Leg::Accel).with_env("ACCEL_PROCS", "multi");
+    let conf = rdir.join("redis.conf");
+    let mut redis = Proc::spawn(
+        &rdir,
+        "redis",
+        &place,
+        LIMIT,
+        &["redis-server", conf.to_str().unwrap()],
+    );
+    let raddr: SocketAddr = format!("{host}:{REDIS_PORT}").parse().unwrap();
+    wait_for_port(&net.clients, raddr, &mut redis, Duration::from_secs(60));
+    let ndir = scratch.join("nginx");
+    std::fs::create_dir_all(&ndir).unwrap();
+    let args = nginx(&ndir, "2");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let place: Place = net.place(Leg::Accel).with_env("ACCEL_PROCS", "multi");
+    let mut nginx = Proc::spawn(&ndir, "nginx", &place, LIMIT, &args);
+    let naddr: SocketAddr = format!("{host}:{NGINX_PORT}").parse().unwrap();
+    wait_for_port(&net.clients, naddr, &mut nginx, Duration::from_secs(60));
+    let items = dataset(2000, 4096, 12);
+    let (per_pid, redis_t) = net.clients.enter(|| {
+        std::thread::scope(|sc| {
+            let h = sc.spawn(|| load(naddr, 100, 10));
+            let r = redis_set_get(raddr, &items);
+            (h.join().unwrap(), r)
+        })
+    });
+    println!(
+        "procs_tap two programs: redis {} SET+GET pairs at {:.0}/s; nginx per worker {per_pid:?}",
+        items.len(),
+        redis_t.rps()
+    );
+    measured("procs_tap_two", "redis_rps", redis_t.rps(), "req/s");
+    assert_eq!(per_pid.values().sum::<usize>(), 1000);
+    assert_eq!(per_pid.len(), 2, "both nginx workers serve: {per_pid:?}");
+    assert!(
+        redis.accel_log().contains("port shared (ACCEL_PROCS)"),
+        "{}",
+        redis.report()
+    );
+    assert!(!redis.exited() && !nginx.exited());
 }
 
 /// CPU time (user + system, in clock ticks) of `pid`, 0 if it is gone.
