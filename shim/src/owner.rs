@@ -15,10 +15,8 @@
 //!    pairs, and on net_tap finds the queues' descriptors, stops their
 //!    per-frame signal, detaches every queue but one (the kernel sends
 //!    frames only to attached queues: an attached queue nobody polls loses
-//!    its flows), reads the kernel side's MAC (every process's stack sends
-//!    every frame there: an ARP reply would reach only one process) and
-//!    moves the kernel side into `ACCEL_TAP_NETNS` as the single-process
-//!    start does.
+//!    its flows) and moves the kernel side into `ACCEL_TAP_NETNS` as the
+//!    single-process start does.
 //! 3. It serves: `take N PID` gets the N lowest free queue pairs, which
 //!    are attached before the reply (frames that come before the process
 //!    polls wait in the queue), with their descriptors. When a process's
@@ -66,7 +64,6 @@ struct Port {
     dev: DpdkDevice,
     _eal: Eal,
     taps: Option<TapQueues>,
-    peer: Option<[u8; 6]>,
     prefix: String,
     /// Which process holds each queue pair.
     held: Vec<Option<i32>>,
@@ -269,7 +266,6 @@ fn start(cfg: &Config, vdev: &str, port: &str, key: u64) -> Result<Port, String>
     };
     let dev = DpdkDevice::open(&eal, port, config).map_err(|e| format!("port {port}: {e}"))?;
     let mut taps = None;
-    let mut peer = None;
     if let Some(iface) = netns::tap_iface(vdev) {
         let mut t = TapQueues::find(iface, queues).map_err(|e| format!("port {port}: {e}"))?;
         t.quiet_signals().map_err(|e| format!("port {port}: {e}"))?;
@@ -278,7 +274,6 @@ fn start(cfg: &Config, vdev: &str, port: &str, key: u64) -> Result<Port, String>
                 .map_err(|e| format!("port {port}: {e}"))?;
         }
         taps = Some(t);
-        peer = read_mac(iface);
         let ns = String::from_utf8_lossy(cfg.tap_netns.as_bytes()).into_owned();
         if !ns.is_empty() {
             let ip = cfg
@@ -301,17 +296,10 @@ fn start(cfg: &Config, vdev: &str, port: &str, key: u64) -> Result<Port, String>
         dev,
         _eal: eal,
         taps,
-        peer,
         prefix,
         held: vec![None; usize::from(queues)],
         secret: sys::random16(),
     })
-}
-
-/// The MAC of kernel interface `iface` (in this namespace).
-fn read_mac(iface: &str) -> Option<[u8; 6]> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{iface}/address")).ok()?;
-    crate::config::parse_mac(text.trim().as_bytes())
 }
 
 impl Port {
@@ -356,7 +344,6 @@ impl Port {
             pool: self.dev.mempool_name().to_owned(),
             prefix: self.prefix.clone(),
             queues: self.held.len() as u16,
-            peer: self.peer,
             take: free,
             secret: self.secret,
         };

@@ -31,11 +31,13 @@
 //! socket per queue (abstract, `accel-fwd-KEY-Q`); a process that would
 //! take it ([`accel_stack::iface::Interface::would_take`]) takes it, one
 //! that would not passes it on, and the last before the one it came from
-//! answers it with a reset, as the kernel would.
+//! answers it with a reset, as the kernel would. Likewise a neighbour that
+//! ARP taught one process is told to the others ([`share_neighbours`]):
+//! the reply to a request comes in on one queue only.
 //!
 //! The protocol is one request and one reply, text in `SOCK_SEQPACKET`
-//! messages: `take N PID`; `ok port=P pool=M prefix=F queues=T peer=MAC
-//! take=Q1,Q2` with, on a net_tap port, each queue's descriptor
+//! messages: `take N PID`; `ok port=P pool=M prefix=F queues=T
+//! take=Q1,Q2 secret=HEX` with, on a net_tap port, each queue's descriptor
 //! (`SCM_RIGHTS`: the process polls it for frames, and the reaper writes its
 //! resets there), or `err WHY`.
 //!
@@ -51,7 +53,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Huge-page memory the owner gives DPDK, MB.
-pub const OWNER_MEM_MB: u32 = 160;
+pub const OWNER_MEM_MB: u32 = 64;
 /// Most queue descriptors one reply carries.
 pub const MAX_FDS: usize = 64;
 /// Longest message.
@@ -374,7 +376,7 @@ fn send_on(packet: &[u8], origin: u16, from: usize) -> Forwarded {
     };
     let mut msg = Vec::with_capacity(packet.len() + 4);
     msg.extend_from_slice(&origin.to_le_bytes());
-    msg.extend_from_slice(&0u16.to_le_bytes());
+    msg.extend_from_slice(&KIND_PACKET.to_le_bytes());
     msg.extend_from_slice(packet);
     for k in 1..f.total {
         let q = (me + k) % f.total;
@@ -408,9 +410,60 @@ fn send_on(packet: &[u8], origin: u16, from: usize) -> Forwarded {
     Forwarded::Nobody
 }
 
-/// Receives one forwarded packet on local stack `i`'s socket into `buf`:
-/// the queue it came to first, and its length; `None` when none waits.
-pub fn receive_forwarded(i: usize, buf: &mut [u8]) -> Option<(u16, usize)> {
+/// A forwarded message: an IPv4 packet.
+const KIND_PACKET: u16 = 0;
+/// A forwarded message: a neighbour (IPv4 address, MAC) learned by ARP.
+const KIND_NEIGHBOUR: u16 = 1;
+
+/// What another process sent to a stack of this one.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Message {
+    /// An IPv4 packet, at offset 4 of the buffer.
+    Packet {
+        /// The queue it came to first.
+        origin: u16,
+        /// The message's length (the packet's plus 4).
+        len: usize,
+    },
+    /// A neighbour ARP taught that process.
+    Neighbour(std::net::Ipv4Addr, [u8; 6]),
+}
+
+/// Tells every other process of the port the neighbours `learned` (an ARP
+/// reply reaches one process only: the one whose queue the device gave it).
+pub fn share_neighbours(learned: &[(std::net::Ipv4Addr, [u8; 6])]) {
+    let Some(f) = FORWARDING.get() else { return };
+    let Some(&(origin, fd)) = f.local.first() else {
+        return;
+    };
+    for &(ip, mac) in learned {
+        let [o0, o1] = origin.to_le_bytes();
+        let [k0, k1] = KIND_NEIGHBOUR.to_le_bytes();
+        let [a, b, c, d] = ip.octets();
+        let [m0, m1, m2, m3, m4, m5] = mac;
+        let msg = [o0, o1, k0, k1, a, b, c, d, m0, m1, m2, m3, m4, m5];
+        for q in (0..f.total).filter(|q| !f.local.iter().any(|&(l, _)| l == *q)) {
+            let (addr, len) = abstract_addr(&forward_name(f.key, q));
+            // SAFETY: `msg` and `addr` are live for their lengths. A queue
+            // nobody holds refuses it, which is fine.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_sendto,
+                    fd,
+                    msg.as_ptr(),
+                    msg.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    &addr as *const libc::sockaddr_un,
+                    len,
+                )
+            };
+        }
+    }
+}
+
+/// Receives one message on local stack `i`'s socket into `buf`; `None`
+/// when none waits.
+pub fn receive_forwarded(i: usize, buf: &mut [u8]) -> Option<Message> {
     let fd = forward_fd(i)?;
     // SAFETY: `buf` is writable for its length; no address is asked.
     let n = unsafe {
@@ -428,7 +481,17 @@ pub fn receive_forwarded(i: usize, buf: &mut [u8]) -> Option<(u16, usize)> {
         return None;
     }
     let origin = u16::from_le_bytes([*buf.first()?, *buf.get(1)?]);
-    Some((origin, n as usize))
+    match u16::from_le_bytes([*buf.get(2)?, *buf.get(3)?]) {
+        KIND_NEIGHBOUR => {
+            let ip: [u8; 4] = buf.get(4..8)?.try_into().ok()?;
+            let mac: [u8; 6] = buf.get(8..14)?.try_into().ok()?;
+            Some(Message::Neighbour(std::net::Ipv4Addr::from(ip), mac))
+        }
+        _ => Some(Message::Packet {
+            origin,
+            len: n as usize,
+        }),
+    }
 }
 
 /// What the owner gave this process.
@@ -442,8 +505,6 @@ pub struct Grant {
     pub prefix: String,
     /// The port's queue pairs in all.
     pub queues: u16,
-    /// The link's other end (a tap's kernel side), if the owner knows it.
-    pub peer: Option<[u8; 6]>,
     /// The queue pairs taken, first to last.
     pub take: Vec<u16>,
     /// The secret every process's stacks share (initial sequence numbers,
@@ -454,17 +515,10 @@ pub struct Grant {
 impl Grant {
     /// The reply that carries this grant.
     pub fn reply(&self) -> String {
-        let peer = match self.peer {
-            Some(m) => format!(
-                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-                m[0], m[1], m[2], m[3], m[4], m[5]
-            ),
-            None => "-".to_owned(),
-        };
         let take: Vec<String> = self.take.iter().map(u16::to_string).collect();
         let secret: String = self.secret.iter().map(|b| format!("{b:02x}")).collect();
         format!(
-            "ok port={} pool={} prefix={} queues={} peer={peer} take={} secret={secret}",
+            "ok port={} pool={} prefix={} queues={} take={} secret={secret}",
             self.port,
             self.pool,
             self.prefix,
@@ -487,10 +541,6 @@ impl Grant {
                 .ok_or_else(|| format!("the port owner's reply has no {name}: {reply:?}"))
         };
         let bad = |what: &str| format!("the port owner's reply has a bad {what}: {reply:?}");
-        let peer = match field("peer")? {
-            "-" => None,
-            m => Some(crate::config::parse_mac(m.as_bytes()).ok_or_else(|| bad("peer"))?),
-        };
         let take = field("take")?
             .split(',')
             .map(|q| q.parse::<u16>().map_err(|_| bad("take")))
@@ -514,7 +564,6 @@ impl Grant {
             pool: field("pool")?.to_owned(),
             prefix: field("prefix")?.to_owned(),
             queues,
-            peer,
             take,
         })
     }
@@ -760,7 +809,6 @@ mod tests {
             pool: "accel_pool_1".into(),
             prefix: "accel-00ff".into(),
             queues: 8,
-            peer: Some([2, 0, 0, 0, 0, 0xab]),
             take: vec![3, 5],
             secret: [0xa5; 16],
         };
@@ -768,17 +816,17 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                "ok port=net_tap0 pool=accel_pool_1 prefix=accel-00ff queues=8 peer=02:00:00:00:00:ab take=3,5 secret={}",
+                "ok port=net_tap0 pool=accel_pool_1 prefix=accel-00ff queues=8 take=3,5 secret={}",
                 "a5".repeat(16)
             )
         );
         assert_eq!(Grant::parse(&text), Ok(g));
         let none = format!(
-            "ok port=p pool=m prefix=f queues=2 peer=- take=1 secret={}",
+            "ok port=p pool=m prefix=f queues=2 take=1 secret={}",
             "00".repeat(16)
         );
-        assert_eq!(Grant::parse(&none).map(|g| g.peer), Ok(None));
-        assert!(Grant::parse("ok port=p pool=m prefix=f queues=2 peer=- take=1 secret=abc").is_err());
+        assert_eq!(Grant::parse(&none).map(|g| g.take), Ok(vec![1]));
+        assert!(Grant::parse("ok port=p pool=m prefix=f queues=2 take=1 secret=abc").is_err());
     }
 
     #[test]
@@ -787,9 +835,9 @@ mod tests {
             Grant::parse("err all 8 queue pairs are taken"),
             Err("all 8 queue pairs are taken".to_owned())
         );
-        assert!(Grant::parse("ok port=p pool=m prefix=f queues=2 peer=- take=2").is_err());
-        assert!(Grant::parse("ok port=p pool=m prefix=f queues=2 peer=- take=").is_err());
-        assert!(Grant::parse("ok port=p pool=m queues=2 peer=- take=0").is_err());
+        assert!(Grant::parse("ok port=p pool=m prefix=f queues=2 take=2").is_err());
+        assert!(Grant::parse("ok port=p pool=m prefix=f queues=2 take=").is_err());
+        assert!(Grant::parse("ok port=p pool=m queues=2 take=0").is_err());
         assert!(Grant::parse("hello").is_err());
     }
 

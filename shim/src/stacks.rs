@@ -211,6 +211,8 @@ pub fn poll(q: Q) -> PollResult {
         r.next = Some(r.next.map_or(soon, |n| n.min(soon)));
     }
     if !learned.is_empty() {
+        let shared: Vec<_> = learned.iter().map(|&(ip, mac)| (ip, mac.0)).collect();
+        crate::procs::share_neighbours(&shared);
         for other in (0..count() as Q).filter(|&o| o != q) {
             if let Some(mut s) = lock(other) {
                 for &(ip, mac) in &learned {
@@ -241,8 +243,19 @@ fn receive_forwarded(q: Q, t: accel_stack::Instant) {
     });
     let mut buf = [0u8; 9220];
     for _ in 0..64 {
-        let Some((origin, n)) = crate::procs::receive_forwarded(usize::from(q), &mut buf) else {
+        let Some(msg) = crate::procs::receive_forwarded(usize::from(q), &mut buf) else {
             return;
+        };
+        let (origin, n) = match msg {
+            crate::procs::Message::Packet { origin, len } => (origin, len),
+            crate::procs::Message::Neighbour(ip, mac) => {
+                for o in 0..count() as Q {
+                    if let Some(mut s) = lock(o) {
+                        s.learn_neighbour(ip, accel_stack::wire::EthernetAddress(mac), t);
+                    }
+                }
+                continue;
+            }
         };
         let Some(packet) = buf.get(4..n) else { continue };
         let taker = (0..count() as Q).find_map(|o| lock(o).filter(|s| s.iface.would_take(packet, t)));

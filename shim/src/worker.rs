@@ -449,15 +449,26 @@ fn start(core: &mut Core) -> Result<String, String> {
         _ => 0,
     });
     // The queue pairs, with their numbers on the port, and what the port
-    // is shared with: (port queue pairs, the tap's kernel side's MAC, the
-    // queues' descriptors from the owner).
+    // is shared with: (port queue pairs, the queues' descriptors from the
+    // owner).
     let mut devs: Vec<(u16, DpdkDevice)>;
     let mut moved = String::new();
     let eal;
     let mut secret = None;
-    let shared: Option<(u16, Option<[u8; 6]>, Vec<i32>)>;
-    if multi_process(cfg, vdev)? {
-        let a = crate::procs::attach(vdev, cfg.queues.max(1), first_cpu())?;
+    let shared: Option<(u16, Vec<i32>)>;
+    let attached = if multi_process(cfg, vdev)? {
+        match crate::procs::attach(vdev, cfg.queues.max(1), first_cpu()) {
+            Ok(a) => Some(a),
+            Err(why) if cfg.procs == crate::config::Procs::Auto && !crate::procs::attached() => {
+                log!(info, "ACCEL_PROCS=auto: one process on the port ({why})");
+                None
+            }
+            Err(why) => return Err(why),
+        }
+    } else {
+        None
+    };
+    if let Some(a) = attached {
         moved = format!(
             "; port shared (ACCEL_PROCS): queue pairs {:?} of {}, prefix {}",
             a.grant.take, a.grant.queues, a.grant.prefix
@@ -465,7 +476,7 @@ fn start(core: &mut Core) -> Result<String, String> {
         let qs: Vec<u16> = a.devs.iter().map(|(q, _)| *q).collect();
         crate::procs::open_forwarding(a.key, a.grant.queues, &qs)?;
         secret = Some(a.grant.secret);
-        shared = Some((a.grant.queues, a.grant.peer, a.fds));
+        shared = Some((a.grant.queues, a.fds));
         devs = a.devs;
         eal = a.eal;
     } else {
@@ -507,11 +518,6 @@ fn start(core: &mut Core) -> Result<String, String> {
     let mut ic = IfaceConfig::new(mac, ip.addr, ip.prefix_len);
     ic.gateway = cfg.gateway;
     ic.secret = secret.unwrap_or_else(sys::random16);
-    if let Some((_, Some(peer), _)) = &shared {
-        // Every process sends to the tap's kernel side: an ARP reply would
-        // reach one process only.
-        ic.arp.peer = Some(EthernetAddress(*peer));
-    }
     let n = devs.len() as u16;
     // Ephemeral ports are shared out by queue pair over the whole port.
     let of = shared.as_ref().map_or(n, |s| s.0);
@@ -522,7 +528,7 @@ fn start(core: &mut Core) -> Result<String, String> {
         let rx = match &shared {
             // The owner's copy of the queue's descriptor: readable when
             // frames wait (net_tap's Rx interrupt is that descriptor).
-            Some((_, _, fds)) => fds.get(i).copied().unwrap_or(-1),
+            Some((_, fds)) => fds.get(i).copied().unwrap_or(-1),
             None => match dev.rx_interrupt_fd() {
                 Some(fd) if dev.arm_rx_interrupt().is_ok() => fd,
                 _ => -1,

@@ -41,9 +41,6 @@ pub struct ArpConfig {
     pub pending_total_bytes: usize,
     /// Addresses the cache holds.
     pub max_entries: usize,
-    /// The one other end of a point-to-point link: every neighbour is at
-    /// this address, learned or not (see the module documentation).
-    pub peer: Option<EthernetAddress>,
 }
 
 impl Default for ArpConfig {
@@ -57,7 +54,6 @@ impl Default for ArpConfig {
             pending_addrs_max: 512,
             pending_total_bytes: 1 << 20,
             max_entries: 1024,
-            peer: None,
         }
     }
 }
@@ -117,9 +113,6 @@ impl ArpCache {
 
     /// The hardware address of `ip`, if known and fresh.
     pub fn lookup(&self, ip: Ipv4Addr, now: Instant) -> Option<EthernetAddress> {
-        if let Some(peer) = self.cfg.peer {
-            return Some(peer);
-        }
         match self.entries.get(&ip) {
             Some(&(mac, expires)) if expires > now => Some(mac),
             _ => None,
@@ -270,30 +263,6 @@ mod tests {
         assert!(c.is_empty());
         assert!(c.learn(IP, EthernetAddress::BROADCAST, t).is_empty());
         assert!(c.lookup(IP, t).is_none(), "broadcast is never learned");
-    }
-
-    #[test]
-    fn a_fixed_peer_answers_for_every_neighbour_and_is_never_asked() {
-        let peer = EthernetAddress([2, 0, 0, 0, 0, 9]);
-        let cfg = ArpConfig {
-            peer: Some(peer),
-            ..ArpConfig::default()
-        };
-        let mut c = ArpCache::new(cfg, KeyedHash::new([7; 16]));
-        let t = Instant::from_millis(1);
-        assert_eq!(c.lookup(IP, t), Some(peer));
-        assert_eq!(c.lookup(Ipv4Addr::new(198, 18, 7, 7), t), Some(peer));
-        c.learn(IP, MAC, t);
-        assert_eq!(c.lookup(IP, t), Some(peer), "the peer wins over what ARP says");
-        assert_eq!(
-            c.lookup(IP, t + Duration::from_secs(3600)),
-            Some(peer),
-            "and never expires"
-        );
-        let mut out = Vec::new();
-        c.poll(t + Duration::from_secs(10), &mut out);
-        assert!(out.is_empty(), "{out:?}");
-        assert_eq!(cache().lookup(IP, t), None, "without a peer, unknown is unknown");
     }
 
     #[test]

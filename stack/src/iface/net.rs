@@ -245,7 +245,7 @@ pub struct Net {
     /// interface to take in as received ([`Interface::poll`](super::Interface::poll)),
     /// at most [`LOOPBACK_MAX`].
     pub(crate) loopback: Vec<Vec<u8>>,
-    /// Neighbours learned or changed since the last
+    /// Neighbours learned or changed, and every ARP reply to us, since the last
     /// [`Interface::take_learned_neighbours`](super::Interface::take_learned_neighbours)
     /// (at most [`LEARNED_MAX`], the oldest dropped).
     pub(crate) learned: Vec<(Ipv4Addr, EthernetAddress)>,
@@ -478,7 +478,11 @@ impl Net {
         let for_us = repr.target_protocol_addr == self.cfg.ip;
         if for_us || self.arp.knows(repr.source_protocol_addr) {
             let (ip, mac) = (repr.source_protocol_addr, repr.source_hardware_addr);
-            if self.arp.lookup(ip, io.now) != Some(mac) {
+            // A reply is passed on even when it changes nothing here: the
+            // stack that asked may be another one (the device gave the reply
+            // to this one's queue).
+            let reply = for_us && repr.operation == ArpOperation::Reply;
+            if reply || self.arp.lookup(ip, io.now) != Some(mac) {
                 if self.learned.len() >= LEARNED_MAX {
                     self.learned.remove(0);
                 }
