@@ -494,6 +494,66 @@ pub fn receive_forwarded(i: usize, buf: &mut [u8]) -> Option<Message> {
     }
 }
 
+/// Ports this process listened on and closed, with when (ns of the
+/// monotonic clock): at most a few, the newest kept.
+static CLOSED_PORTS: std::sync::Mutex<[(u16, u64); 8]> = std::sync::Mutex::new([(0, 0); 8]);
+
+/// How long a SYN for a port whose listener this process closed is
+/// dropped rather than reset, when no other process takes it.
+const CLOSED_GRACE_NS: u64 = 10_000_000_000;
+
+/// The program closed its listener on `port` (in every stack of this
+/// process). With the port shared, it may be handing the port over to
+/// processes that are only starting (an nginx reload: the old workers
+/// close their listeners as the new ones come up): see
+/// [`drop_unclaimed_syn`].
+pub fn listener_closed(port: u16) {
+    if !attached() {
+        return;
+    }
+    let t = crate::worker::now().nanos();
+    let mut ports = CLOSED_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let slot = ports
+        .iter()
+        .position(|&(p, _)| p == port)
+        .or_else(|| (0..ports.len()).min_by_key(|&i| ports.get(i).map_or(0, |s| s.1)));
+    if let Some(s) = slot.and_then(|i| ports.get_mut(i)) {
+        *s = (port, t);
+    }
+}
+
+/// Whether IPv4 packet `packet`, which no process took, is a SYN for a
+/// port this process stopped listening on in the last 10 s: it is then
+/// dropped, not reset, so that the client's retransmission (1 s later)
+/// finds the processes taking over the port, as the kernel's one
+/// listening socket shared by all the workers would have kept it.
+pub fn drop_unclaimed_syn(packet: &[u8]) -> bool {
+    if !attached() {
+        return false;
+    }
+    let Some(port) = syn_port(packet) else {
+        return false;
+    };
+    let t = crate::worker::now().nanos();
+    let ports = CLOSED_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    ports
+        .iter()
+        .any(|&(p, at)| p == port && p != 0 && t.saturating_sub(at) < CLOSED_GRACE_NS)
+}
+
+/// The destination port of IPv4 packet `packet` if it is a TCP SYN
+/// (without ACK).
+fn syn_port(packet: &[u8]) -> Option<u16> {
+    let ihl = usize::from(packet.first()? & 0x0f) * 4;
+    let (&proto, &d0, &d1, &flags) = (
+        packet.get(9)?,
+        packet.get(ihl + 2)?,
+        packet.get(ihl + 3)?,
+        packet.get(ihl + 13)?,
+    );
+    (ihl >= 20 && proto == 6 && flags & 0x12 == 0x02).then(|| u16::from_be_bytes([d0, d1]))
+}
+
 /// What the owner gave this process.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Grant {
@@ -839,6 +899,25 @@ mod tests {
         assert!(Grant::parse("ok port=p pool=m prefix=f queues=2 take=").is_err());
         assert!(Grant::parse("ok port=p pool=m queues=2 take=0").is_err());
         assert!(Grant::parse("hello").is_err());
+    }
+
+    #[test]
+    fn only_a_syn_without_ack_names_its_port() {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x45;
+        p[9] = 6;
+        p[22..24].copy_from_slice(&8080u16.to_be_bytes());
+        p[33] = 0x02;
+        assert_eq!(syn_port(&p), Some(8080));
+        p[33] = 0x12; // SYN-ACK
+        assert_eq!(syn_port(&p), None);
+        p[33] = 0x10; // ACK
+        assert_eq!(syn_port(&p), None);
+        p[33] = 0x02;
+        p[9] = 17; // UDP
+        assert_eq!(syn_port(&p), None);
+        assert_eq!(syn_port(&p[..30]), None, "too short");
+        assert!(!drop_unclaimed_syn(&p), "never without a port owner");
     }
 
     #[test]

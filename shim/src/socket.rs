@@ -474,6 +474,26 @@ pub fn settle(fd: c_int) -> State {
     }
 }
 
+/// Makes every deferred listener of this process live (see `activate`):
+/// a process that shares its port with others (`procs`) binds them as its
+/// stack starts, before anything polls the stack, so that a SYN the device
+/// hands its queue finds them (else it would go round the other
+/// processes, none of which may listen yet while an nginx reload replaces
+/// every worker).
+pub fn activate_all_deferred(core: &mut Core) {
+    let deferred = |s: &Sock| matches!(s.kind, Kind::Listener { tcp: None, .. });
+    if !core.socks.iter().any(|(_, s)| deferred(s)) {
+        return;
+    }
+    let limit = sys::nofile_limit().min(crate::fdtable::MAX_FDS);
+    for fd in 0..limit as c_int {
+        let e = FDS.get(fd);
+        if e.state() == State::Pending && core.socks.get(e.handle()).is_some_and(deferred) {
+            activate(core, fd, e);
+        }
+    }
+}
+
 /// A connection to our own address finds its listener on the stack: this
 /// process's deferred listeners on `port` are made now. (The kernel's
 /// `listen` is immediate; a deferred one waits for the first `accept`,
@@ -967,7 +987,12 @@ pub fn dropped(fd: c_int, entry: Entry) {
                     }
                     touched.push(q);
                 }
-                Kind::Listener { tcp: Some(hs), .. } => {
+                Kind::Listener {
+                    tcp: Some(hs), local, ..
+                } => {
+                    // Other processes may take this port's SYNs over (an
+                    // nginx reload): see `procs::listener_closed`.
+                    crate::procs::listener_closed(local.port());
                     for (q, h) in hs.iter().enumerate() {
                         if let Some(mut stack) = stacks::lock(q as Q) {
                             let _ = stack.iface.tcp.close(*h, t);

@@ -196,6 +196,9 @@ pub fn poll(q: Q) -> PollResult {
             // Another process's, maybe (see `procs`); else a reset here.
             None if crate::procs::forward(packet, crate::procs::global(usize::from(q)), usize::from(q))
                 != crate::procs::Forwarded::Nobody => {}
+            // A SYN for a port whose listener went here, while others take
+            // the port over: the client's retransmission finds them.
+            None if crate::procs::drop_unclaimed_syn(packet) => {}
             None => {
                 if let Some(mut s) = lock(q) {
                     s.ingest(packet, t);
@@ -237,6 +240,9 @@ fn receive_forwarded(q: Q, t: accel_stack::Instant) {
         return;
     }
     crate::procs::retry_forwarding(|packet, from| {
+        if crate::procs::drop_unclaimed_syn(packet) {
+            return;
+        }
         if let Some(mut s) = lock(from as Q) {
             s.ingest(packet, t);
         }
@@ -263,6 +269,9 @@ fn receive_forwarded(q: Q, t: accel_stack::Instant) {
             Some(mut s) => s.ingest(packet, t),
             None if crate::procs::forward(packet, origin, usize::from(q))
                 != crate::procs::Forwarded::Nobody => {}
+            // A SYN for a port whose listener went here, while others take
+            // the port over: the client's retransmission finds them.
+            None if crate::procs::drop_unclaimed_syn(packet) => {}
             None => {
                 if let Some(mut s) = lock(q) {
                     s.ingest(packet, t);

@@ -338,6 +338,9 @@ pub fn ensure_started(core: &mut Core) -> bool {
             W.status.store(Status::Up as u8, Release);
             let ms = now().saturating_since(t0).as_millis();
             log!(info, "stack up in {ms} ms: {what}");
+            if crate::procs::attached() {
+                crate::socket::activate_all_deferred(core);
+            }
             let keeper = keeper::spawn();
             // A shared port's queues signal nobody (the owner turned it
             // off): pointing them at this process would kill it with a
@@ -416,11 +419,19 @@ pub fn eal_args(line: &str) -> (Vec<String>, String) {
 /// number (a PCI device: no owner creates it).
 fn multi_process(cfg: &crate::config::Config, vdev: &str) -> Result<bool, String> {
     use crate::config::Procs;
+    // Shared ports are net_tap's for now: DPDK 22.11's net_memif in a
+    // secondary process reads and writes the primary's interrupt
+    // descriptor *numbers* in its own descriptor table (an unrelated fd
+    // of the program there), so it is not offered.
+    let tap = netns::tap_iface(vdev).is_some() || vdev.starts_with("net_tap");
     match cfg.procs {
         Procs::Single => Ok(false),
-        Procs::Multi if vdev.is_empty() => {
-            Err("ACCEL_PROCS=multi needs a --vdev in ACCEL_DPDK_ARGS (the port its owner creates)".into())
-        }
+        Procs::Multi if !tap => Err(format!(
+            "ACCEL_PROCS=multi shares net_tap ports only (not {:?}); run one process per port \
+             (ACCEL_PROCS=single)",
+            vdev.split(',').next().unwrap_or(vdev)
+        )),
+        Procs::Auto if !tap => Ok(false),
         Procs::Multi => {
             accel_stack::phy::dpdk::hugepages_ready(crate::procs::OWNER_MEM_MB)?;
             Ok(true)
@@ -430,7 +441,7 @@ fn multi_process(cfg: &crate::config::Config, vdev: &str) -> Result<bool, String
             if let Err(why) = &ready {
                 log!(info, "ACCEL_PROCS=auto: one process on the port ({why})");
             }
-            Ok(ready.is_ok() && !vdev.is_empty())
+            Ok(ready.is_ok())
         }
     }
 }
