@@ -401,6 +401,17 @@ pub fn activate(core: &mut Core, fd: c_int, entry: Entry) -> Entry {
     if !ensure_started(core) {
         return fallback(core, Stay::StackDown);
     }
+    // Starting the stack of a process that shares its port makes every
+    // deferred listener live (`activate_all_deferred`), this one too.
+    if !matches!(
+        core.socks.get(entry.handle()),
+        Some(Sock {
+            kind: Kind::Listener { tcp: None, .. },
+            ..
+        })
+    ) {
+        return FDS.get(fd);
+    }
     // A listener in every stack: a connection comes in on any queue.
     let mut hs = Vec::with_capacity(stacks::count());
     let mut failed = None;
