@@ -10,8 +10,8 @@
 //!    another owner has it, this one leaves quietly (two processes may
 //!    start one at once). It listens at once; requests wait until the port
 //!    is up, or are answered with the reason it could not start.
-//! 2. It starts DPDK as the primary with huge pages (`--file-prefix`
-//!    named by the key), opens the port with `ACCEL_PORT_QUEUES` queue
+//! 2. It removes the runtime files that killed owners left, starts DPDK
+//!    as the primary with huge pages (`--file-prefix` named by the key), opens the port with `ACCEL_PORT_QUEUES` queue
 //!    pairs, and on net_tap finds the queues' descriptors, stops their
 //!    per-frame signal, detaches every queue but one (the kernel sends
 //!    frames only to attached queues: an attached queue nobody polls loses
@@ -25,8 +25,8 @@
 //!    are detached and free again. The last attached queue stays attached
 //!    (the kernel refuses to detach it).
 //! 4. One second after the last process left (30 s if none ever came),
-//!    it closes the control socket, stops the port (the tap goes) and
-//!    exits.
+//!    it closes the control socket, stops the port (the tap goes), removes
+//!    DPDK's runtime files of its prefix and exits.
 //!
 //! If the owner dies, the processes attached go on with the queues they
 //! hold (DPDK's memory and the queues' descriptors stay theirs); none can
@@ -203,8 +203,63 @@ fn serve(cfg: &Config) -> Result<(), String> {
         sys::getpid(),
         port.prefix
     );
+    let prefix = port.prefix.clone();
     drop(port);
+    remove_runtime_dir(&prefix);
     Ok(())
+}
+
+/// DPDK's runtime directory (`/var/run/dpdk` for root, else under
+/// `$XDG_RUNTIME_DIR` or `/tmp`).
+fn runtime_base() -> String {
+    // SAFETY: geteuid has no preconditions.
+    let base = if unsafe { libc::geteuid() } == 0 {
+        "/var/run".to_owned()
+    } else {
+        std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".to_owned())
+    };
+    format!("{base}/dpdk")
+}
+
+/// Removes the runtime files of port owners that died without removing
+/// them (killed: a test's namespace going, say): a directory named as
+/// ours (`accel-` and 16 hex digits) whose `config` no process locks (a
+/// live DPDK primary keeps a write lock on it).
+fn sweep_stale_runtime_dirs(ours: &str) {
+    let base = runtime_base();
+    let Ok(dir) = std::fs::read_dir(&base) else { return };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let hex = name.strip_prefix("accel-").unwrap_or("");
+        if name == ours || hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let config = e.path().join("config");
+        let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).open(&config) else {
+            continue;
+        };
+        // SAFETY: all zeroes is a valid flock; F_GETLK fills it in.
+        let mut lk: libc::flock = unsafe { std::mem::zeroed() };
+        lk.l_type = libc::F_WRLCK as libc::c_short;
+        lk.l_whence = libc::SEEK_SET as libc::c_short;
+        use std::os::fd::AsRawFd;
+        // SAFETY: F_GETLK on a descriptor of ours with a valid flock.
+        let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut lk) };
+        if rc == 0 && lk.l_type == libc::F_UNLCK as libc::c_short {
+            let _ = std::fs::remove_dir_all(e.path());
+            log!(info, "port owner: removed {name}, left by an owner that died");
+        }
+    }
+}
+
+/// Removes DPDK's runtime files of `prefix` (its configuration, memory
+/// maps and multi-process sockets, about 2 MB in a tmpfs): every process
+/// of the port is gone, and the next owner of the port makes new ones.
+fn remove_runtime_dir(prefix: &str) {
+    let dir = format!("{}/{prefix}", runtime_base());
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        log!(info, "port owner: cannot remove {dir}: {e}");
+    }
 }
 
 /// Accepts one connection, waiting at most `limit`.
@@ -234,6 +289,7 @@ fn accept(listener: i32, limit: Duration) -> Option<i32> {
 /// Starts DPDK and the port; see the module documentation.
 fn start(cfg: &Config, vdev: &str, port: &str, key: u64) -> Result<Port, String> {
     hugepages_ready(procs::OWNER_MEM_MB)?;
+    sweep_stale_runtime_dirs(&procs::file_prefix(key));
     let mut queues = cfg.port_queues.max(1);
     if netns::tap_iface(vdev).is_some() && queues > TAP_MAX_QUEUES {
         log!(

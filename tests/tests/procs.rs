@@ -374,6 +374,9 @@ fn a_killed_worker_is_replaced_and_the_other_loses_nothing() {
     assert!(served.get(&survivor).is_some_and(|&n| n > 0), "{served:?}");
     let mut server = server;
     assert!(!server.exited(), "nginx died: {}", server.report());
+    // The owner leaves (and cleans up) once the workers are gone.
+    drop(server);
+    net.clear();
 }
 
 #[test]
@@ -540,6 +543,8 @@ fn redis_and_nginx_share_one_address() {
         redis.report()
     );
     assert!(!redis.exited() && !nginx.exited());
+    drop((redis, nginx));
+    net.clear();
 }
 
 /// CPU time (user + system, in clock ticks) of `pid`, 0 if it is gone.
@@ -617,4 +622,6 @@ fn an_idle_two_worker_nginx_and_its_owner_cost_under_one_percent_of_a_core() {
     );
     measured("procs_tap_idle", "nginx2_and_owner_cpu", pct, "% of a core");
     assert!(pct <= 1.0, "idle cost {pct:.2} % > 1 %: {}", server.report());
+    drop(server);
+    net.clear();
 }
