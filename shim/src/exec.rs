@@ -160,6 +160,8 @@ pub(crate) unsafe fn execve(
     argv: *const *mut c_char,
     envp: *const *mut c_char,
 ) -> c_int {
+    // Inherited connections the new program keeps must work there.
+    crate::forked::before_exec();
     skeleton::any(
         Call::execve,
         // SAFETY: the program's arguments, passed on.
@@ -184,6 +186,8 @@ pub(crate) unsafe fn execvpe(
     argv: *const *mut c_char,
     envp: *const *mut c_char,
 ) -> c_int {
+    // Inherited connections the new program keeps must work there.
+    crate::forked::before_exec();
     skeleton::any(
         Call::execvpe,
         // SAFETY: the program's arguments, passed on.
@@ -204,6 +208,8 @@ pub(crate) unsafe fn execvpe(
 ///
 /// As for [`execve`].
 pub(crate) unsafe fn execv(path: *const c_char, argv: *const *mut c_char) -> c_int {
+    // Inherited connections the new program keeps must work there.
+    crate::forked::before_exec();
     let envp = current_environ();
     skeleton::any(
         Call::execv,
@@ -228,6 +234,8 @@ pub(crate) unsafe fn execv(path: *const c_char, argv: *const *mut c_char) -> c_i
 ///
 /// As for [`execve`].
 pub(crate) unsafe fn execvp(file: *const c_char, argv: *const *mut c_char) -> c_int {
+    // Inherited connections the new program keeps must work there.
+    crate::forked::before_exec();
     let envp = current_environ();
     skeleton::any(
         Call::execvp,
@@ -259,6 +267,8 @@ pub(crate) unsafe fn posix_spawn(
     argv: *const *mut c_char,
     envp: *const *mut c_char,
 ) -> c_int {
+    // Inherited connections the new program keeps must work there.
+    crate::forked::before_exec();
     skeleton::any(
         Call::posix_spawn,
         // SAFETY: the program's arguments, passed on.
@@ -286,6 +296,8 @@ pub(crate) unsafe fn posix_spawnp(
     argv: *const *mut c_char,
     envp: *const *mut c_char,
 ) -> c_int {
+    // Inherited connections the new program keeps must work there.
+    crate::forked::before_exec();
     skeleton::any(
         Call::posix_spawnp,
         // SAFETY: the program's arguments, passed on.

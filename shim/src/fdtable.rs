@@ -57,6 +57,19 @@ pub enum State {
     Inert = 5,
     /// An fd the shim opened for itself (the log file).
     Internal = 6,
+    /// An fd of the fork proxy (`proxy`, `forked`): a control channel, a
+    /// connection's socketpair end, a kept placeholder. A child of `fork`
+    /// closes the parent's at once.
+    Proxy = 7,
+    /// A TCP connection of the parent's stack inherited across `fork`, not
+    /// yet attached (`forked`): the handle is the parent's socket handle.
+    /// Its first use attaches it; `close` releases it.
+    Inherited = 8,
+    /// An inherited TCP connection attached through the parent's proxy:
+    /// the fd is a kernel socketpair end (data calls go to the kernel),
+    /// the handle the parent's socket (names, options and `shutdown` ask
+    /// the parent).
+    Proxied = 9,
 }
 
 impl State {
@@ -68,6 +81,9 @@ impl State {
             4 => State::Epoll,
             5 => State::Inert,
             6 => State::Internal,
+            7 => State::Proxy,
+            8 => State::Inherited,
+            9 => State::Proxied,
             _ => State::Kernel,
         }
     }
@@ -118,6 +134,12 @@ impl Entry {
     fn with(self, state: State, handle: u32, generation: u32) -> Entry {
         let gen = (u64::from(generation) << STATE_BITS) & GEN_MASK;
         Entry((u64::from(handle) << HANDLE_SHIFT) | gen | state as u64)
+    }
+
+    /// An entry of `state` with `handle` at generation 0, for code that
+    /// names a socket by its handle without an fd (the fork proxy).
+    pub fn of(state: State, handle: u32) -> Entry {
+        Entry::KERNEL.with(state, handle, 0)
     }
 
     /// This entry's successor in a new hand: the next generation.
@@ -252,16 +274,51 @@ impl<const N: usize> FdTable<N> {
     }
 
     /// In a child process after `fork`: every accelerated socket becomes
-    /// [`State::Inert`] (it lives in the parent's stack). Returns how many.
-    pub fn mark_inert_after_fork(&self) -> usize {
-        let mut marked = 0;
+    /// [`State::Inert`] (it lives in the parent's stack), or
+    /// [`State::Inherited`] where `connection(handle)` says it is a TCP
+    /// connection the child may attach (with `connection` `None`, none is:
+    /// this child cannot reach its parent's proxy). Returns how many became
+    /// inert and how many inherited. No allocation, no lock.
+    pub fn mark_after_fork(&self, connection: Option<&dyn Fn(u32) -> bool>) -> (usize, usize) {
+        let (mut inert, mut inherited) = (0, 0);
         for fd in 0..self.high_water.load(Ordering::Acquire).min(N) {
             let e = self.get(fd as i32);
-            if e.state().inert_after_fork() && self.transition(fd as i32, e, State::Inert).is_ok() {
-                marked += 1;
+            let to = match e.state() {
+                State::Tcp if connection.is_some_and(|c| c(e.handle())) => State::Inherited,
+                State::Inherited if connection.is_none() => State::Inert,
+                s if s.inert_after_fork() => State::Inert,
+                _ => continue,
+            };
+            if self.transition(fd as i32, e, to).is_ok() {
+                if to == State::Inert {
+                    inert += 1;
+                } else {
+                    inherited += 1;
+                }
             }
         }
-        marked
+        (inert, inherited)
+    }
+
+    /// The fds from 0 up to the high water mark whose entries are in state
+    /// `state`, each with its entry, to `f`.
+    pub fn each_in(&self, state: State, mut f: impl FnMut(i32, Entry)) {
+        for fd in 0..self.high_water.load(Ordering::Acquire).min(N) {
+            let e = self.get(fd as i32);
+            if e.state() == state {
+                f(fd as i32, e);
+            }
+        }
+    }
+
+    /// Moves `fd` from exactly `expected` to `state` with `handle`,
+    /// keeping its generation (the same fd, known otherwise).
+    pub fn rehandle(&self, fd: i32, expected: Entry, state: State, handle: u32) -> Result<Entry, Entry> {
+        let slot = self.slot(fd).ok_or(Entry::KERNEL)?;
+        let new = expected.with(state, handle, expected.generation());
+        slot.compare_exchange(expected.0, new.0, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| new)
+            .map_err(Entry)
     }
 }
 
@@ -389,7 +446,7 @@ mod tests {
         t.install(4, State::Udp, 2).unwrap();
         t.install(5, State::Internal, 0).unwrap();
         t.install(6, State::Epoll, 3).unwrap();
-        assert_eq!(t.mark_inert_after_fork(), 2);
+        assert_eq!(t.mark_after_fork(None), (2, 0));
         let inert = t.get(3);
         assert_eq!(
             (inert.state(), inert.generation(), inert.handle()),
@@ -398,9 +455,37 @@ mod tests {
         assert_eq!(t.get(4).state(), State::Inert);
         assert_eq!(t.get(5).state(), State::Internal);
         assert_eq!(t.get(6).state(), State::Epoll);
-        assert_eq!(t.mark_inert_after_fork(), 0, "idempotent");
+        assert_eq!(t.mark_after_fork(None), (0, 0), "idempotent");
         // close still works on an inert fd.
         assert!(t.clear(3).is_some() && t.get(3).is_kernel());
+    }
+
+    #[test]
+    fn fork_makes_connections_inherited_where_the_child_can_attach() {
+        let t = FdTable::<16>::new();
+        let conn = t.install(3, State::Tcp, 1).unwrap();
+        t.install(4, State::Tcp, 2).unwrap(); // a listener
+        t.install(5, State::Udp, 3).unwrap();
+        let is_conn = |h: u32| h == 1;
+        assert_eq!(t.mark_after_fork(Some(&is_conn)), (2, 1));
+        let e = t.get(3);
+        assert_eq!(
+            (e.state(), e.generation(), e.handle()),
+            (State::Inherited, conn.generation(), 1)
+        );
+        assert_eq!(t.get(4).state(), State::Inert);
+        assert_eq!(t.get(5).state(), State::Inert);
+        let mut seen = Vec::new();
+        t.each_in(State::Inherited, |fd, e| seen.push((fd, e.handle())));
+        assert_eq!(seen, [(3, 1)]);
+        // Attached: the same fd, now proxied.
+        let p = t.rehandle(3, e, State::Proxied, 1).unwrap();
+        assert_eq!((p.state(), p.generation()), (State::Proxied, e.generation()));
+        // A grandchild cannot reach the proxy: what is still inherited is inert.
+        t.install(6, State::Inherited, 9).unwrap();
+        assert_eq!(t.mark_after_fork(None), (1, 0));
+        assert_eq!(t.get(6).state(), State::Inert);
+        assert_eq!(t.get(3).state(), State::Proxied, "a kernel fd now");
     }
 
     #[test]

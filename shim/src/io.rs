@@ -325,7 +325,7 @@ pub fn trimmed(iov: Iov<'_>, mut skip: usize) -> Vec<iovec> {
 
 /// Raises `SIGPIPE` in the calling thread, as the kernel does for a send
 /// on a shut socket.
-fn sigpipe() {
+pub(crate) fn sigpipe() {
     // SAFETY: gettid/tgkill take no pointers.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid);

@@ -20,6 +20,7 @@
 //! | [`uring`] | io_uring (through liburing) refused on accelerated sockets |
 //! | [`epoll`], [`pollsel`] | readiness over mixed fds |
 //! | [`worker`] | the stack, the lock, lazy start, waiting, the keeper |
+//! | [`proxy`], [`forked`], [`forkwire`] | `fork`: a child's inherited connections, served through the parent's proxy |
 //! | [`sock`], [`sockaddr`], [`netns`] | socket objects, C addresses, moving a tap into a namespace |
 //! | [`procs`], [`owner`] | many processes on one port: a process's attachment, and the port owner |
 //! | [`startup`] | staged, recursion-safe start-up and the exit summary |
@@ -60,6 +61,8 @@ pub mod epoll;
 mod exec;
 pub mod fdtable;
 pub mod flight;
+pub mod forked;
+pub mod forkwire;
 mod hooks;
 pub mod interpose;
 pub mod io;
@@ -70,6 +73,7 @@ pub mod ops;
 pub mod owner;
 pub mod pollsel;
 pub mod procs;
+pub mod proxy;
 pub mod ready;
 pub mod reaper;
 pub mod signals;

@@ -5,14 +5,18 @@
 //! Each method maps one C call onto the modules that implement it:
 //! [`socket`] (life and decisions), [`io`] (data
 //! and control), [`udp`], [`epoll`],
-//! [`pollsel`]. An fd inherited across `fork` from a
-//! process whose stack ran is `Inert`: `close` works, every other call
+//! [`pollsel`]. In a child of `fork` of a process whose stack ran, an
+//! inherited connection is `Inherited` (attached through the parent's
+//! proxy at its first use, then `Proxied`: data calls go to the kernel,
+//! names, options and `shutdown` to the parent; see [`forked`]), and any
+//! other accelerated socket is `Inert`: `close` works, every other call
 //! fails with `EBADF` and a log line. A method that returns
 //! [`Dispatch::NotOurs`] sends the call on to libc: that is how pending
 //! sockets (still the kernel's placeholders) answer most calls.
 
 use crate::epoll;
 use crate::fdtable::{Entry, State};
+use crate::forked;
 use crate::interpose::Ops;
 use crate::io::{self, one};
 use crate::logging;
@@ -43,6 +47,8 @@ pub fn fd_dropped(fd: c_int, entry: Entry) {
     match entry.state() {
         State::Internal => logging::fd_lost(fd),
         State::Pending | State::Tcp | State::Udp | State::Epoll => socket::dropped(fd, entry),
+        State::Inherited => forked::released(entry),
+        State::Proxy => forked::proxy_fd_dropped(fd),
         _ => {}
     }
 }
@@ -52,16 +58,64 @@ pub fn fd_duplicated(entry: Entry) {
     socket::duplicated(entry);
 }
 
-/// `EBADF` and a log line for an fd of the parent's stack.
+/// An fd of the parent's stack (after `fork`): `EBADF` and a log line if
+/// it is inert; attached first if it is an inherited connection (see
+/// `forked`), then, as an attached one, the kernel's (a socketpair end).
 macro_rules! inert {
     ($entry:expr, $fd:expr, $what:literal) => {
-        if $entry.state() == State::Inert {
-            return match io::inert($fd, $what) {
-                Dispatch::Done(Err(e)) => Dispatch::Done(Err(e)),
-                _ => fail(libc::EBADF),
-            };
+        match $entry.state() {
+            State::Inert => {
+                return match io::inert($fd, $what) {
+                    Dispatch::Done(Err(e)) => Dispatch::Done(Err(e)),
+                    _ => fail(libc::EBADF),
+                };
+            }
+            State::Inherited => {
+                return match forked::attach($fd, $entry) {
+                    Ok(()) => Dispatch::NotOurs,
+                    Err(e) => Dispatch::Done(Err(e)),
+                };
+            }
+            State::Proxied => return Dispatch::NotOurs,
+            _ => {}
         }
     };
+}
+
+/// The real function `$name` called with `$args` (the program's, passed
+/// on), or `NotOurs` if libc has none.
+macro_rules! real_call {
+    ($name:ident($($a:expr),*)) => {
+        match crate::interpose::real::$name.get() {
+            // SAFETY: the program's arguments, passed on to the function of
+            // that name and C type.
+            Some(f) => unsafe { f($($a),*) },
+            None => return Dispatch::NotOurs,
+        }
+    };
+}
+
+/// `sendmsg` of `iov` with `MSG_NOSIGNAL` added to `flags`, for a write
+/// on an attached connection (see `forked::after_write`).
+fn proxied_send_iov(
+    entry: Entry,
+    fd: c_int,
+    iov: *const iovec,
+    iovcnt: c_int,
+    flags: c_int,
+) -> Dispatch<ssize_t> {
+    // SAFETY: an all-zero msghdr is valid (no name, no control).
+    let mut m: msghdr = unsafe { std::mem::zeroed() };
+    m.msg_iov = iov as *mut iovec;
+    m.msg_iovlen = iovcnt.max(0) as usize;
+    let r = real_call!(sendmsg(fd, &m, flags | libc::MSG_NOSIGNAL));
+    forked::after_write(entry, r, flags & libc::MSG_NOSIGNAL != 0)
+}
+
+/// Whether the entry is a connection of the parent's stack (inherited or
+/// attached), whose names, options and shutdown the parent answers.
+fn parents(entry: Entry) -> bool {
+    matches!(entry.state(), State::Inherited | State::Proxied)
 }
 
 /// The iovecs of a `msghdr`, as a slice.
@@ -284,6 +338,9 @@ impl Ops for Accel {
     }
 
     unsafe fn shutdown(&self, entry: Entry, fd: c_int, how: c_int) -> Dispatch<c_int> {
+        if parents(entry) {
+            return forked::shutdown(fd, entry, how);
+        }
         inert!(entry, fd, "shutdown");
         io::shutdown(entry, fd, how)
     }
@@ -297,6 +354,10 @@ impl Ops for Accel {
         val: *mut c_void,
         len: *mut socklen_t,
     ) -> Dispatch<c_int> {
+        if parents(entry) {
+            // SAFETY: the program's arguments.
+            return unsafe { forked::getsockopt(fd, entry, level, name, val, len) };
+        }
         inert!(entry, fd, "getsockopt");
         if !matches!(entry.state(), State::Pending | State::Tcp | State::Udp) {
             return Dispatch::NotOurs;
@@ -314,6 +375,10 @@ impl Ops for Accel {
         val: *const c_void,
         len: socklen_t,
     ) -> Dispatch<c_int> {
+        if parents(entry) {
+            // SAFETY: the program's arguments.
+            return unsafe { forked::setsockopt(fd, entry, level, name, val, len) };
+        }
         inert!(entry, fd, "setsockopt");
         if !matches!(entry.state(), State::Pending | State::Tcp | State::Udp) {
             return Dispatch::NotOurs;
@@ -329,6 +394,10 @@ impl Ops for Accel {
         addr: *mut sockaddr,
         len: *mut socklen_t,
     ) -> Dispatch<c_int> {
+        if parents(entry) {
+            // SAFETY: the program's arguments.
+            return unsafe { forked::name(entry, false, addr, len) };
+        }
         inert!(entry, fd, "getsockname");
         // SAFETY: the program's arguments.
         unsafe { io::name(entry, false, addr, len) }
@@ -341,18 +410,31 @@ impl Ops for Accel {
         addr: *mut sockaddr,
         len: *mut socklen_t,
     ) -> Dispatch<c_int> {
+        if parents(entry) {
+            // SAFETY: the program's arguments.
+            return unsafe { forked::name(entry, true, addr, len) };
+        }
         inert!(entry, fd, "getpeername");
         // SAFETY: the program's arguments.
         unsafe { io::name(entry, true, addr, len) }
     }
 
     unsafe fn read(&self, entry: Entry, fd: c_int, buf: *mut c_void, count: size_t) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied {
+            return forked::after_read(entry, real_call!(read(fd, buf, count)), count);
+        }
         inert!(entry, fd, "read");
         // SAFETY: the program's buffer.
         unsafe { io::recv(entry, fd, &[one(buf, count)], 0) }
     }
 
     unsafe fn readv(&self, entry: Entry, fd: c_int, iov: *const iovec, iovcnt: c_int) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied {
+            let r = real_call!(readv(fd, iov, iovcnt));
+            // SAFETY: the program's iovec array (the kernel took it).
+            let want = unsafe { iovs(iov, iovcnt) }.map_or(0, io::iov_len);
+            return forked::after_read(entry, r, want);
+        }
         inert!(entry, fd, "readv");
         // SAFETY: the program's iovec array.
         match unsafe { iovs(iov, iovcnt) } {
@@ -363,12 +445,22 @@ impl Ops for Accel {
     }
 
     unsafe fn write(&self, entry: Entry, fd: c_int, buf: *const c_void, count: size_t) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied {
+            let r = real_call!(send(fd, buf, count, libc::MSG_NOSIGNAL));
+            return forked::after_write(entry, r, false);
+        }
         inert!(entry, fd, "write");
         // SAFETY: the program's buffer.
         unsafe { io::send(entry, &[one(buf, count)], 0) }
     }
 
     unsafe fn writev(&self, entry: Entry, fd: c_int, iov: *const iovec, iovcnt: c_int) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied {
+            if !(0..=1024).contains(&iovcnt) {
+                return fail(libc::EINVAL);
+            }
+            return proxied_send_iov(entry, fd, iov, iovcnt, 0);
+        }
         inert!(entry, fd, "writev");
         // SAFETY: the program's iovec array.
         match unsafe { iovs(iov, iovcnt) } {
@@ -386,6 +478,9 @@ impl Ops for Accel {
         len: size_t,
         flags: c_int,
     ) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied {
+            return forked::after_read(entry, real_call!(recv(fd, buf, len, flags)), len);
+        }
         inert!(entry, fd, "recv");
         // SAFETY: the program's buffer.
         unsafe { io::recv(entry, fd, &[one(buf, len)], flags) }
@@ -401,6 +496,10 @@ impl Ops for Accel {
         addr: *mut sockaddr,
         alen: *mut socklen_t,
     ) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied {
+            let r = real_call!(recvfrom(fd, buf, len, flags, addr, alen));
+            return forked::after_read(entry, r, len);
+        }
         inert!(entry, fd, "recvfrom");
         if entry.state() == State::Udp {
             // SAFETY: the program's buffers.
@@ -417,6 +516,12 @@ impl Ops for Accel {
     }
 
     unsafe fn recvmsg(&self, entry: Entry, fd: c_int, msg: *mut msghdr, flags: c_int) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied {
+            let r = real_call!(recvmsg(fd, msg, flags));
+            // SAFETY: the program's message (the kernel took it).
+            let want = unsafe { msg_iov(msg) }.map_or(0, io::iov_len);
+            return forked::after_read(entry, r, want);
+        }
         inert!(entry, fd, "recvmsg");
         if !matches!(entry.state(), State::Tcp | State::Udp) {
             return Dispatch::NotOurs;
@@ -462,6 +567,10 @@ impl Ops for Accel {
         len: size_t,
         flags: c_int,
     ) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied {
+            let r = real_call!(send(fd, buf, len, flags | libc::MSG_NOSIGNAL));
+            return forked::after_write(entry, r, flags & libc::MSG_NOSIGNAL != 0);
+        }
         inert!(entry, fd, "send");
         // SAFETY: the program's buffer.
         unsafe { io::send(entry, &[one(buf, len)], flags) }
@@ -477,6 +586,13 @@ impl Ops for Accel {
         addr: *const sockaddr,
         alen: socklen_t,
     ) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied {
+            // A stream socket ignores the address, as Linux's TCP does
+            // (the socketpair end would say EISCONN).
+            let _ = (addr, alen);
+            let r = real_call!(send(fd, buf, len, flags | libc::MSG_NOSIGNAL));
+            return forked::after_write(entry, r, flags & libc::MSG_NOSIGNAL != 0);
+        }
         inert!(entry, fd, "sendto");
         if !addr.is_null() && matches!(entry.state(), State::Udp | State::Pending) {
             // SAFETY: the program's buffers.
@@ -488,6 +604,16 @@ impl Ops for Accel {
     }
 
     unsafe fn sendmsg(&self, entry: Entry, fd: c_int, msg: *const msghdr, flags: c_int) -> Dispatch<ssize_t> {
+        if entry.state() == State::Proxied {
+            // The data only: a stream socket ignores the address, and the
+            // socketpair must not carry control messages (fds) to the
+            // proxy.
+            // SAFETY: the program's message.
+            return match unsafe { msg_iov(msg) } {
+                Ok(v) => proxied_send_iov(entry, fd, v.as_ptr(), v.len() as c_int, flags),
+                Err(e) => Dispatch::Done(Err(e)),
+            };
+        }
         inert!(entry, fd, "sendmsg");
         if !matches!(entry.state(), State::Tcp | State::Udp) {
             return Dispatch::NotOurs;

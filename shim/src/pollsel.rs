@@ -61,8 +61,26 @@ fn to_poll(m: u32) -> c_short {
     r
 }
 
-/// The poll loop over `fds` (see the module documentation).
+/// The poll loop over `fds` (see the module documentation), with the
+/// program's signals held off except while the thread sleeps (with
+/// `sigmask`, or the mask it had), as `pselect` does: a handler then never
+/// runs while this thread holds the shim's locks. (PostgreSQL 15's
+/// postmaster unblocks its signals only around `select`, and its handlers
+/// fork: a handler that ran while this thread held the worker's lock
+/// would wait for it in the fork handler for ever.)
 fn poll_fds(
+    fds: &mut [pollfd],
+    timeout: Option<Duration>,
+    sigmask: Option<&libc::sigset_t>,
+) -> Result<c_int, Errno> {
+    let old = sys::block_signals();
+    let r = poll_fds_masked(fds, timeout, Some(sigmask.unwrap_or(&old)));
+    sys::set_mask(&old);
+    r
+}
+
+/// [`poll_fds`] with signals blocked; `sigmask` is the mask to sleep with.
+fn poll_fds_masked(
     fds: &mut [pollfd],
     timeout: Option<Duration>,
     sigmask: Option<&libc::sigset_t>,
@@ -170,6 +188,8 @@ pub unsafe fn poll(
     }
     // SAFETY: the caller's contract.
     let fds = unsafe { std::slice::from_raw_parts_mut(fds, nfds as usize) };
+    // A child's inherited connections become kernel fds first.
+    crate::forked::attach_each(fds.iter().map(|p| p.fd));
     if !any_ours(fds) {
         return Dispatch::NotOurs;
     }
@@ -232,6 +252,10 @@ pub unsafe fn select(
         let (ri, wi, xi) = unsafe { (isset(r, fd), isset(w, fd), isset(x, fd)) };
         if !(ri || wi || xi) {
             continue;
+        }
+        // A child's inherited connection becomes a kernel fd first.
+        if crate::forked::any() {
+            crate::forked::attach_each([fd]);
         }
         ours |= matches!(FDS.get(fd).state(), State::Tcp | State::Udp | State::Pending);
         let mut ev = 0;

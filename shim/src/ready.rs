@@ -52,6 +52,13 @@ pub fn pending() -> bool {
     ANY_WOKEN.load(Acquire)
 }
 
+/// In the child of `fork`: no stack signals anything here, and the list
+/// may have been locked by a parent's thread that is not here (a waker
+/// fired by a poll in another thread at the fork): it is never looked at.
+pub fn after_fork() {
+    ANY_WOKEN.store(false, Release);
+}
+
 /// Pushes `entry` on [`WOKEN`].
 fn push_woken(entry: u32) {
     WOKEN.lock().push(entry);

@@ -129,6 +129,14 @@ pub struct Sock {
     pub in_progress: bool,
     /// Its slot in the reaper's table (a TCP connection), if any.
     pub reap: Option<u32>,
+    /// Children of `fork` that hold the connection (see `proxy`): the
+    /// socket closes when neither an fd of this process nor a child
+    /// refers to it.
+    pub children: u32,
+    /// A copy of the placeholder the fork proxy keeps (a child's, handed
+    /// over when it attached the connection), for the children's socket
+    /// options; closed with the socket.
+    pub kept: Option<i32>,
 }
 
 impl Sock {
@@ -149,6 +157,8 @@ impl Sock {
             user_bound: None,
             in_progress: false,
             reap: None,
+            children: 0,
+            kept: None,
         }
     }
 }

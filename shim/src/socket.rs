@@ -967,67 +967,92 @@ pub fn dropped(fd: c_int, entry: Entry) {
             if sock.refs > 0 {
                 return;
             }
-            let kind = sock.kind.clone();
-            if let Some(slot) = sock.reap.take() {
-                crate::reaper::forget(slot);
-            }
-            if let (Kind::Tcp(q, h), Some(time)) = (&kind, sock.opts.linger) {
-                // SO_LINGER with a timeout: close on the stack, then wait
-                // (the socket stays known meanwhile, to be woken).
-                let (q, h) = (*q, *h);
-                if let Some(mut stack) = stacks::lock(q) {
-                    let _ = stack.iface.tcp.close(h, now());
-                }
-                drop(core);
-                stacks::poll(q);
-                linger(entry.handle(), q, h, time);
-                core = worker::lock();
-                core.socks.remove(entry.handle());
+            if sock.children > 0 {
+                // Children of fork still hold the connection (`proxy`):
+                // it closes when the last of them lets it go. This
+                // process's epoll sets no longer watch it.
+                let children = sock.children;
                 epoll::forget_socket(&mut core, entry.handle());
-                log!(debug, "fd {fd}: closed (lingered)");
+                log!(debug, "fd {fd}: closed here; {children} children still hold it");
                 return;
             }
-            core.socks.remove(entry.handle());
-            epoll::forget_socket(&mut core, entry.handle());
-            let t = now();
-            let mut touched = Vec::new();
-            match kind {
-                Kind::Tcp(q, h) => {
-                    if let Some(mut stack) = stacks::lock(q) {
-                        let _ = stack.iface.tcp.close(h, t);
-                    }
-                    touched.push(q);
-                }
-                Kind::Listener {
-                    tcp: Some(hs), local, ..
-                } => {
-                    // Other processes may take this port's SYNs over (an
-                    // nginx reload): see `procs::listener_closed`.
-                    crate::procs::listener_closed(local.port());
-                    for (q, h) in hs.iter().enumerate() {
-                        if let Some(mut stack) = stacks::lock(q as Q) {
-                            let _ = stack.iface.tcp.close(*h, t);
-                        }
-                        touched.push(q as Q);
-                    }
-                }
-                Kind::Udp(hs) => {
-                    for (q, h) in hs.iter().enumerate() {
-                        if let Some(mut stack) = stacks::lock(q as Q) {
-                            let _ = stack.iface.udp_close(*h);
-                        }
-                    }
-                }
-                _ => {}
-            }
-            // A closed connection's FIN (or reset) goes out now.
-            for q in touched {
-                stacks::poll(q);
-            }
-            log!(debug, "fd {fd}: closed");
+            close_last(core, fd, entry.handle());
         }
         _ => {}
     }
+}
+
+/// The last reference to socket `handle` is gone (an fd `fd` of this
+/// process, -1 for a child's): the socket closes (a connection sends what
+/// it queued, then its FIN, or resets if data was left unread).
+pub fn close_last(mut core: worker::CoreGuard, fd: c_int, handle: u32) {
+    let Some(sock) = core.socks.get_mut(handle) else {
+        return;
+    };
+    if let Some(kept) = sock.kept.take() {
+        FDS.clear(kept);
+        sys::close(kept);
+    }
+    let kind = sock.kind.clone();
+    if let Some(slot) = sock.reap.take() {
+        crate::reaper::forget(slot);
+    }
+    // SO_LINGER's wait is the last close's; a child's (fd -1) has
+    // returned already, and the proxy that closes for it waits for nobody.
+    if let (Kind::Tcp(q, h), Some(time), true) = (&kind, sock.opts.linger, fd >= 0) {
+        // SO_LINGER with a timeout: close on the stack, then wait
+        // (the socket stays known meanwhile, to be woken).
+        let (q, h) = (*q, *h);
+        if let Some(mut stack) = stacks::lock(q) {
+            let _ = stack.iface.tcp.close(h, now());
+        }
+        drop(core);
+        stacks::poll(q);
+        linger(handle, q, h, time);
+        core = worker::lock();
+        core.socks.remove(handle);
+        epoll::forget_socket(&mut core, handle);
+        log!(debug, "fd {fd}: closed (lingered)");
+        return;
+    }
+    core.socks.remove(handle);
+    epoll::forget_socket(&mut core, handle);
+    let t = now();
+    let mut touched = Vec::new();
+    match kind {
+        Kind::Tcp(q, h) => {
+            if let Some(mut stack) = stacks::lock(q) {
+                let _ = stack.iface.tcp.close(h, t);
+            }
+            touched.push(q);
+        }
+        Kind::Listener {
+            tcp: Some(hs), local, ..
+        } => {
+            // Other processes may take this port's SYNs over (an nginx
+            // reload): see `procs::listener_closed`.
+            crate::procs::listener_closed(local.port());
+            for (q, h) in hs.iter().enumerate() {
+                if let Some(mut stack) = stacks::lock(q as Q) {
+                    let _ = stack.iface.tcp.close(*h, t);
+                }
+                touched.push(q as Q);
+            }
+        }
+        Kind::Udp(hs) => {
+            for (q, h) in hs.iter().enumerate() {
+                if let Some(mut stack) = stacks::lock(q as Q) {
+                    let _ = stack.iface.udp_close(*h);
+                }
+            }
+        }
+        _ => {}
+    }
+    // A closed connection's FIN (or reset) goes out now.
+    for q in touched {
+        stacks::poll(q);
+    }
+    log!(debug, "fd {fd}: closed");
 }
 
 /// `SO_LINGER` with a timeout, at the last close of connection `h` (of

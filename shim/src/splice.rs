@@ -30,6 +30,10 @@
 //! pipe at either end → `EINVAL`; an offset for the socket (which has no
 //! position) → `EINVAL`.
 //!
+//! In a child of `fork`, an inherited connection is attached first (see
+//! `forked`): its fd is then a kernel socketpair end, spliced by the
+//! kernel.
+//!
 //! Not intercepted: `tee` and `vmsplice` take pipes only, and the
 //! placeholder (a socket) gets the kernel's own answer (`EINVAL`,
 //! `EBADF`), which is right. An accelerated UDP socket: `EINVAL` and a log
@@ -117,6 +121,12 @@ pub unsafe fn splice(
     len: usize,
     flags: c_uint,
 ) -> Answer<isize> {
+    // A fork child's inherited connection becomes a kernel fd (a
+    // socketpair end the parent's proxy pumps, see `forked`) first: the
+    // kernel splices that.
+    if crate::forked::any() {
+        crate::forked::attach_each([fd_in, fd_out]);
+    }
     let (ein, eout) = (FDS.get(fd_in), FDS.get(fd_out));
     if !is_ours(ein) && !is_ours(eout) {
         return Dispatch::NotOurs;

@@ -210,14 +210,17 @@ fn open_log(path: &Text<4096>) {
     }
 }
 
-/// The `fork` child handler: the child's accelerated sockets are inert.
+/// The `fork` child handler: the child's accelerated connections are
+/// reached through the parent's proxy (`forked`); its other accelerated
+/// sockets are inert.
 extern "C" fn after_fork_in_child() {
     crate::worker::after_fork_in_child();
-    let n = FDS.mark_inert_after_fork();
-    if n > 0 {
+    let ctl = crate::proxy::take_child_end();
+    let (inert, inherited) = crate::forked::after_fork_in_child(ctl);
+    if inert + inherited > 0 {
         log!(
             info,
-            "fork: {n} accelerated sockets are inert in this child (pid {})",
+            "fork: {inherited} connections of the parent's stack reachable through its proxy, {inert} accelerated sockets inert in this child (pid {})",
             sys::getpid()
         );
     }
@@ -351,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn a_forked_child_finds_accelerated_sockets_inert() {
+    fn a_forked_child_without_a_channel_finds_accelerated_sockets_inert() {
         // A pretend accelerated socket far from the test's real fds.
         let fd = 50_000;
         FDS.install(fd, State::Tcp, 77).unwrap();

@@ -2,9 +2,11 @@
 //! JSON object per line), for the soak and for whoever watches a long
 //! run: what must not grow without bound (mbufs in use, sockets, epoll
 //! sets, connections, TIME-WAIT entries), what the link did (frames,
-//! frames dropped on purpose by `ACCEL_LOSS`, segments handed between
-//! stacks), and, under `iface`, every counter of the stacks' interfaces
-//! summed (each drop by its reason: SYN cookies, ARP, checksums...).
+//! frames dropped on purpose by `ACCEL_LOSS`, frames the device's
+//! checksum offload found bad, segments handed between stacks), and,
+//! under `iface`, every counter of the stacks' interfaces summed (each
+//! drop by its reason: SYN cookies, ARP, checksums, RFC 5961's
+//! challenges...).
 //!
 //! The keeper calls [`tick`]; the file is opened, appended to and closed
 //! each time with raw system calls (the shim never calls what it
@@ -53,6 +55,7 @@ fn snapshot(t: u64) -> Option<String> {
     let (mut conns, mut listeners, mut time_wait) = (0, 0, 0);
     let (mut rx, mut tx, mut lost_rx, mut lost_tx, mut handed) = (0, 0, 0, 0, 0);
     let (mut mbufs, mut mbufs_free) = (0, 0);
+    let mut bad_sum = 0;
     let mut all = accel_stack::iface::IfaceStats::default();
     for q in 0..stacks::count() as Q {
         let s = stacks::lock(q)?;
@@ -67,6 +70,7 @@ fn snapshot(t: u64) -> Option<String> {
         handed += st.tcp_handed_over;
         lost_rx += s.device.lost.0;
         lost_tx += s.device.lost.1;
+        bad_sum += s.device.dpdk.counters().rx_checksum_dropped;
         // One pool per port: every queue reports the same.
         (mbufs, mbufs_free) = s.device.dpdk.mempool_free();
     }
@@ -75,7 +79,7 @@ fn snapshot(t: u64) -> Option<String> {
         line,
         "{{\"t_ms\":{},\"pid\":{},\"sockets\":{sockets},\"epoll_sets\":{sets},\"tcp_conns\":{conns},\
          \"tcp_listeners\":{listeners},\"time_wait\":{time_wait},\"mbufs_in_use\":{},\"rx_frames\":{rx},\
-         \"tx_frames\":{tx},\"lost_rx\":{lost_rx},\"lost_tx\":{lost_tx},\"handed_over\":{handed},\"iface\":{{",
+         \"tx_frames\":{tx},\"rx_checksum_dropped\":{bad_sum},\"lost_rx\":{lost_rx},\"lost_tx\":{lost_tx},\"handed_over\":{handed},\"iface\":{{",
         t / 1_000_000,
         sys::getpid(),
         mbufs.saturating_sub(mbufs_free),

@@ -82,6 +82,42 @@ pub fn close(fd: c_int) {
     })
 }
 
+/// Blocks every signal a handler may take in the calling thread (not the
+/// synchronous ones, nor glibc's own 32 and 33); returns the mask it had,
+/// to sleep with and to restore ([`set_mask`]).
+pub fn block_signals() -> libc::sigset_t {
+    keep_errno(|| {
+        // SAFETY: all-zero sigset_t values are empty sets; the kernel reads
+        // and writes their first 8 bytes.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            for keep in [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, 32, 33] {
+                libc::sigdelset(&mut all, keep);
+            }
+            libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_BLOCK, &all, &mut old, 8usize);
+            old
+        }
+    })
+}
+
+/// Sets the calling thread's signal mask to `mask`.
+pub fn set_mask(mask: &libc::sigset_t) {
+    keep_errno(|| {
+        // SAFETY: `mask` is a valid set; no old set is asked for.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                mask as *const libc::sigset_t,
+                std::ptr::null_mut::<libc::sigset_t>(),
+                8usize,
+            )
+        };
+    });
+}
+
 /// The calling process's id.
 pub fn getpid() -> libc::pid_t {
     // SAFETY: getpid has no preconditions and cannot fail.

@@ -19,6 +19,10 @@
 //! "io_uring is not accelerated: ...", the first time. The same for the
 //! fds of `io_uring_register_files` (registered as empty slots, -1).
 //!
+//! In a child of `fork`, an inherited connection (see `forked`) is
+//! attached instead: its fd becomes a kernel socketpair end the parent's
+//! proxy pumps, and the request goes through.
+//!
 //! Not covered: liburing linked statically, and other io_uring libraries
 //! (raw system calls): their requests reach the placeholder as above.
 //!
@@ -107,6 +111,11 @@ fn refused(what: &str, fd: c_int, why: &str) {
 
 /// Why an io_uring request on `fd` must be refused, if it must.
 fn refuse(fd: c_int) -> Option<&'static str> {
+    // A fork child's inherited connection is attached first: its fd is
+    // then a kernel socketpair end (see `forked`), which io_uring serves.
+    if fd >= 0 && crate::forked::any() {
+        crate::forked::attach_each([fd]);
+    }
     (fd >= 0 && matches!(socket::settle(fd), State::Tcp | State::Udp | State::Inert))
         .then_some("an accelerated socket")
 }

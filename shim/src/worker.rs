@@ -237,13 +237,28 @@ pub fn close_all_at_exit(linger: std::time::Duration) -> usize {
 /// the fork, so the child's copy of the core is consistent and unlocked
 /// (no other thread of the parent's survives in the child to hold it).
 pub extern "C" fn before_fork() {
-    let g = W.core.lock().unwrap_or_else(|e| e.into_inner());
+    if held() {
+        // A signal handler forks while this very thread is inside the
+        // shim with the lock (its own wait holds signals off: this is some
+        // other call). Waiting for the lock would wait for ever; the child
+        // gets the tables as they are, and no channel to the proxy (its
+        // connections are inert).
+        log!(
+            warn,
+            "fork from a signal handler inside a socket call: the child's connections are inert"
+        );
+        return;
+    }
+    let mut g = W.core.lock().unwrap_or_else(|e| e.into_inner());
+    // Connections a child will hold: its channel to the proxy.
+    crate::proxy::before_fork(&mut g);
     let _ = FORK_HOLD.try_with(|h| *h.borrow_mut() = Some(g));
 }
 
 /// The `fork` parent handler: releases what [`before_fork`] took.
 pub extern "C" fn after_fork_in_parent() {
     let _ = FORK_HOLD.try_with(|h| h.borrow_mut().take());
+    crate::proxy::after_fork_in_parent();
 }
 
 impl std::ops::Deref for CoreGuard {
@@ -633,14 +648,18 @@ pub fn after_fork_in_child() {
     crate::reaper::after_fork();
     crate::procs::after_fork();
     if status() == Status::Up {
+        crate::ready::after_fork();
         // The stacks (in a static, never dropped) are the parent's: with
         // the status Forked nothing reaches them ([`crate::stacks::cells`]
         // is empty here).
         W.status.store(Status::Forked as u8, Release);
-        let mut core = lock();
-        core.to_wake.clear();
-        if let Some(eal) = core.eal.take() {
-            std::mem::forget(eal);
+        // (Held only if a signal handler forked inside this thread's own
+        // shim call, see `before_fork`: then that frame has it.)
+        if let Some(mut core) = try_lock() {
+            core.to_wake.clear();
+            if let Some(eal) = core.eal.take() {
+                std::mem::forget(eal);
+            }
         }
     }
 }

@@ -2129,6 +2129,293 @@ static void execve_inherits_sockets(void)
 	close(t);
 }
 
+/* ---- fork after accept: the child serves the connection --------------- */
+
+/* An accepted connection (the peer echoes) whose copy the parent keeps
+ * (`hold`: the parent goes on) or closes (the child is then the only
+ * holder); `go` is a pipe the child waits on until the parent has closed
+ * its copy. */
+static int fork_accepted(int l, int *c, const char *mode)
+{
+	S((*c = dial(P(0), mode)) >= 0);
+	wait_ev(l, POLLIN, POLLIN);
+	return F(accept(l, NULL, NULL));
+}
+
+static void child_waits(int go)
+{
+	char x;
+	while (read(go, &x, 1) < 0 && errno == EINTR)
+		;
+}
+
+static void fork_child_serves(void)
+{
+	int l = listener(P(0)), c, a, go[2], status = -1, ep;
+	pid_t pid;
+	a = fork_accepted(l, &c, "echo");
+	if (pipe(go) < 0)
+		return;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		close(go[1]);
+		close(l);
+		child_waits(go[0]);
+		echo_check(a, "child");
+		{
+			struct sockaddr_in x = PEER(9), from;
+			socklen_t flen = sizeof from;
+			S(sendto(a, "to", 2, MSG_NOSIGNAL, SA(x), L));
+			V("read", "%ld", read_exact(a, buf, 2));
+			S(write(a, "ab", 2));
+			S(wait_inq(a, 2));
+			S(recvfrom(a, buf, 2, 0, SA(from), &flen));
+			V("fromlen", "%d", flen);
+		}
+		{
+			/* sendmsg and recvmsg, two iovecs each. */
+			char r1[2], r2[2];
+			struct iovec v[2] = { { "ms", 2 }, { "g!", 2 } }, w[2] = { { r1, 2 }, { r2, 2 } };
+			struct msghdr m = { .msg_iov = v, .msg_iovlen = 2 }, n = { .msg_iov = w, .msg_iovlen = 2 };
+			S(sendmsg(a, &m, MSG_NOSIGNAL));
+			S(wait_inq(a, 4));
+			S(recvmsg(a, &n, 0));
+			V("msg", "%.2s%.2s flags=%d", r1, r2, n.msg_flags);
+		}
+		{
+			/* splice, pipe to socket and back. */
+			int p[2];
+			if (pipe(p) == 0) {
+				S(write(p[1], "spl", 3));
+				S(splice(p[0], NULL, a, NULL, 3, 0));
+				S(wait_inq(a, 3));
+				S(splice(a, NULL, p[1], NULL, 3, 0));
+				memset(buf, 0, 8);
+				S(read(p[0], buf, 3));
+				V("spliced", "%.3s", buf);
+				close(p[0]);
+				close(p[1]);
+			}
+		}
+		names(a);
+		V("type", "%d", geti(a, SOL_SOCKET, SO_TYPE));
+		V("error", "%d", geti(a, SOL_SOCKET, SO_ERROR));
+		V("nodelay", "%d", geti(a, IPPROTO_TCP, TCP_NODELAY));
+		SETI(a, IPPROTO_TCP, TCP_NODELAY, 1);
+		V("nodelay", "%d", geti(a, IPPROTO_TCP, TCP_NODELAY));
+		SETI(a, SOL_SOCKET, SO_KEEPALIVE, 1);
+		SETI(a, IPPROTO_TCP, TCP_KEEPIDLE, 30);
+		V("keepidle", "%d", geti(a, IPPROTO_TCP, TCP_KEEPIDLE));
+		ep = epoll_create1(0);
+		S(ep_add(ep, a, EPOLLIN, 1));
+		S(write(a, "again", 5));
+		ep_show(ep, 5000);
+		memset(buf, 0, 8);
+		V("read", "%ld %.5s", read_exact(a, buf, 5), buf);
+		S(close(a));
+		_exit(0);
+	}
+	close(go[0]);
+	S(close(a));
+	S(write(go[1], "g", 1));
+	S(waitpid(pid, &status, 0) == pid);
+	V("child", "exit=%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	/* Both copies closed: the peer saw the end, and ended its control
+	 * connection. */
+	V("peer_done", "%s", evs(wait_ev(c, POLLIN | POLLRDHUP, POLLRDHUP)));
+	S(read(c, buf, 10));
+	close(go[1]);
+	close(c);
+	close(l);
+}
+
+static void fork_child_leaves_it_alone(void)
+{
+	int l = listener(P(0)), c, a, go[2], status = -1;
+	pid_t pid;
+	a = fork_accepted(l, &c, "echo");
+	if (pipe(go) < 0)
+		return;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		/* redis's BGSAVE child: never touches the connection. */
+		close(go[1]);
+		child_waits(go[0]);
+		_exit(3);
+	}
+	close(go[0]);
+	/* The parent serves meanwhile; the child's copy takes nothing. */
+	echo_check(a, "before");
+	S(write(go[1], "g", 1));
+	S(waitpid(pid, &status, 0) == pid);
+	V("child", "exit=%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	echo_check(a, "after");
+	/* A child that closes it without using it. */
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0)
+		_exit(close(a) == 0 ? 4 : 1);
+	S(waitpid(pid, &status, 0) == pid);
+	V("child", "exit=%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	echo_check(a, "still");
+	close(go[1]);
+	close(a);
+	close(c);
+	close(l);
+}
+
+static void fork_child_shutdown_wr(void)
+{
+	int l = listener(P(0)), c, a, go[2], status = -1;
+	pid_t pid;
+	a = fork_accepted(l, &c, "echo");
+	if (pipe(go) < 0)
+		return;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		close(go[1]);
+		child_waits(go[0]);
+		S(send(a, "abc", 3, MSG_NOSIGNAL));
+		S(shutdown(a, SHUT_WR));
+		memset(buf, 0, 8);
+		V("read", "%ld %.3s", read_exact(a, buf, 3), buf);
+		V("eof", "%s", evs(wait_ev(a, POLLIN | POLLRDHUP, POLLRDHUP)));
+		S(read(a, buf, 10));
+		S(send(a, "x", 1, MSG_NOSIGNAL));
+		S(shutdown(a, 99));
+		S(close(a));
+		_exit(0);
+	}
+	close(go[0]);
+	S(close(a));
+	S(write(go[1], "g", 1));
+	S(waitpid(pid, &status, 0) == pid);
+	V("child", "exit=%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	V("peer_done", "%s", evs(wait_ev(c, POLLIN | POLLRDHUP, POLLRDHUP)));
+	close(go[1]);
+	close(c);
+	close(l);
+}
+
+/* A child killed (SIGKILL): what it held is let go, attached or not. */
+static void fork_child_killed(void)
+{
+	int l = listener(P(0)), c, a, ready[2], status = -1;
+	char x;
+	pid_t pid;
+	a = fork_accepted(l, &c, "echo");
+	if (pipe(ready) < 0)
+		return;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		/* Never touches it. */
+		close(ready[0]);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	S(read(ready[0], &x, 1));
+	S(kill(pid, SIGKILL));
+	S(waitpid(pid, &status, 0) == pid);
+	V("child", "signal=%d", WIFSIGNALED(status) ? WTERMSIG(status) : -1);
+	echo_check(a, "alive");
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		/* Uses it, then dies with it. */
+		char b[8];
+		if (write(a, "used", 4) != 4 || read_exact(a, b, 4) != 4 || write(ready[1], "r", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	S(close(a));
+	S(read(ready[0], &x, 1));
+	S(kill(pid, SIGKILL));
+	S(waitpid(pid, &status, 0) == pid);
+	V("child", "signal=%d", WIFSIGNALED(status) ? WTERMSIG(status) : -1);
+	/* The last holder is gone: the peer saw the end. */
+	V("peer_done", "%s", evs(wait_ev(c, POLLIN | POLLRDHUP, POLLRDHUP)));
+	close(ready[0]);
+	close(ready[1]);
+	close(c);
+	close(l);
+}
+
+/* The peer resets a connection a child holds alone. */
+static void fork_child_peer_reset(void)
+{
+	int l = listener(P(0)), c, a, ready[2], status = -1;
+	char x;
+	pid_t pid;
+	a = fork_accepted(l, &c, "rst");
+	if (pipe(ready) < 0)
+		return;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		S(poll1(a, POLLIN, 0));
+		if (write(ready[1], "r", 1) != 1)
+			_exit(1);
+		wait_ev(a, POLLIN, POLLIN);
+		S(read(a, buf, 10));
+		S(read(a, buf, 10));
+		S(send(a, "x", 1, MSG_NOSIGNAL));
+		S(close(a));
+		_exit(0);
+	}
+	S(read(ready[0], &x, 1));
+	S(close(a));
+	/* Unprinted: the child's lines may come at once. */
+	if (write(c, "x\n", 2) != 2)
+		V("trigger", "failed");
+	S(waitpid(pid, &status, 0) == pid);
+	V("child", "exit=%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	close(ready[0]);
+	close(ready[1]);
+	close(c);
+	close(l);
+}
+
+/* inetd: the child puts the connection on its standard input and runs a
+ * program that reads it. */
+static void fork_exec_serves(void)
+{
+	int l = listener(P(0)), c, a, go[2], status = -1;
+	pid_t pid;
+	a = fork_accepted(l, &c, "say-hello");
+	if (pipe(go) < 0)
+		return;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		char *argv[] = { "sh", "-c", "head -c 6", NULL };
+		close(go[1]);
+		child_waits(go[0]);
+		close(go[0]);
+		dup2(a, 0);
+		close(a);
+		close(l);
+		printf("case %s step %d: child=", cur, stepno + 1);
+		fflush(stdout);
+		execve("/bin/sh", argv, environ);
+		_exit(127);
+	}
+	close(go[0]);
+	S(close(a));
+	S(write(go[1], "g", 1));
+	S(waitpid(pid, &status, 0) == pid);
+	V("exit", "%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	close(go[1]);
+	close(c);
+	close(l);
+}
+
 static void close_range_sockets(void)
 {
 	int ep = epoll_create1(0), s = conn(7001), d = dup(s);
@@ -3018,6 +3305,7 @@ static const struct {
 	C(epoll_exclusive), C(epoll_wait_timeout),
 	C(poll_mixed), C(ppoll_timeout), C(select_calls), C(select_timeout),
 	C(sendfile_socket), C(fork_child_closes), C(execve_inherits_sockets), C(close_range_sockets),
+	C(fork_child_serves), C(fork_child_leaves_it_alone), C(fork_child_shutdown_wr), C(fork_child_killed), C(fork_child_peer_reset), C(fork_exec_serves),
 	C(udp_echo), C(udp_connected), C(udp_refused), C(udp_nonblocking_empty), C(udp_mmsg), C(udp_trunc),
 	C(loopback_kernel), C(wildcard_accepts_loopback_and_remote),
 	C(epoll_order_data), C(epoll_order_edge), C(epoll_order_accept), C(accept_queue_order),

@@ -118,6 +118,21 @@ def dialer(ctl):
             d.close()
             ctl.sendall(b"ok\n")
             return
+        if mode == "rst":
+            # Resets the connection when the control connection says so.
+            ctl.sendall(b"ok\n")
+            if ctl.recv(100):
+                d.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                d.close()
+            while ctl.recv(100):
+                pass
+            return
+        if mode == "echo":
+            # Echoes until the stack's side ends the stream, then closes
+            # both (the control connection's end says it saw the end).
+            ctl.sendall(b"ok\n")
+            echo(d)
+            return
         ctl.sendall(b"ok\n")
         while ctl.recv(100):
             pass

@@ -13,6 +13,17 @@
 //! will ever resolve: it must not take memory or requests without bound);
 //! the table holds at most `max_entries` addresses (the oldest goes
 //! first). All time comes from the caller.
+//!
+//! A *claim* that a fresh entry's address now belongs to another hardware
+//! address (a reply, a request or a gratuitous ARP from it) is not
+//! believed at once: the old address is asked, by a request sent to it
+//! alone ([`ArpCache::claim`]), and has `verify` to answer. If it does,
+//! the entry stays (a spoofed reply cannot take a live host's traffic);
+//! if not, the claim wins (a host that was replaced: a new process on a
+//! memif, a new card). Meanwhile packets for the address wait, as for an
+//! unresolved one, and go to whichever address won. Linux instead
+//! believes a claim once its entry is older than `locktime` (1 s), so
+//! repeated spoofed replies hijack a live host there.
 
 use core::net::Ipv4Addr;
 use core::time::Duration;
@@ -41,6 +52,10 @@ pub struct ArpConfig {
     pub pending_total_bytes: usize,
     /// Addresses the cache holds.
     pub max_entries: usize,
+    /// How long the old address of a claimed entry has to answer.
+    pub verify: Duration,
+    /// Claims being verified at once (more are ignored meanwhile).
+    pub verify_max: usize,
 }
 
 impl Default for ArpConfig {
@@ -54,6 +69,8 @@ impl Default for ArpConfig {
             pending_addrs_max: 512,
             pending_total_bytes: 1 << 20,
             max_entries: 1024,
+            verify: Duration::from_millis(100),
+            verify_max: 64,
         }
     }
 }
@@ -74,6 +91,9 @@ pub struct ArpCache {
     pending: HashMap<Ipv4Addr, Pending, DemuxHash>,
     /// Bytes of all pending packets.
     pending_bytes: usize,
+    /// Claims being verified: the claimed hardware address, and when it
+    /// wins unless the old one answered.
+    verifying: HashMap<Ipv4Addr, (EthernetAddress, Instant), DemuxHash>,
     /// No pending request is due before this (a lower bound, made exact by
     /// each [`ArpCache::poll`]), so that asking costs no walk of the table.
     next_at: Option<Instant>,
@@ -96,6 +116,9 @@ pub enum ArpAction {
     Request(Ipv4Addr),
     /// Give up on this address: the IP packets that waited for it.
     GiveUp(Ipv4Addr, Vec<Vec<u8>>),
+    /// A claim won (the old address did not answer): the address now
+    /// resolves to this one; the IP packets that waited for it.
+    Changed(Ipv4Addr, EthernetAddress, Vec<Vec<u8>>),
 }
 
 impl ArpCache {
@@ -107,12 +130,23 @@ impl ArpCache {
             entries: HashMap::with_hasher(demux),
             pending: HashMap::with_hasher(demux),
             pending_bytes: 0,
+            verifying: HashMap::with_hasher(demux),
             next_at: None,
         }
     }
 
-    /// The hardware address of `ip`, if known and fresh.
+    /// The hardware address to send to for `ip`, if known and fresh (and
+    /// not being verified: see the module).
     pub fn lookup(&self, ip: Ipv4Addr, now: Instant) -> Option<EthernetAddress> {
+        if self.verifying.contains_key(&ip) {
+            return None;
+        }
+        self.known(ip, now)
+    }
+
+    /// The hardware address the entry of `ip` holds, if fresh, even while
+    /// a claim on it is being verified.
+    pub fn known(&self, ip: Ipv4Addr, now: Instant) -> Option<EthernetAddress> {
         match self.entries.get(&ip) {
             Some(&(mac, expires)) if expires > now => Some(mac),
             _ => None,
@@ -132,7 +166,30 @@ impl ArpCache {
             }
         }
         self.entries.insert(ip, (mac, now + self.cfg.ttl));
+        self.verifying.remove(&ip);
         self.take_pending(ip)
+    }
+
+    /// `mac` claims `ip`, whose fresh entry holds another address: starts
+    /// verifying the claim (see the module). True if the old address is
+    /// to be asked now; false if a claim on `ip` is already being
+    /// verified, or too many are.
+    pub fn claim(&mut self, ip: Ipv4Addr, mac: EthernetAddress, now: Instant) -> bool {
+        if !mac.is_unicast()
+            || self.verifying.contains_key(&ip)
+            || self.verifying.len() >= self.cfg.verify_max
+        {
+            return false;
+        }
+        let at = now + self.cfg.verify;
+        self.verifying.insert(ip, (mac, at));
+        self.next_at = Some(self.next_at.map_or(at, |t| t.min(at)));
+        true
+    }
+
+    /// Claims being verified.
+    pub fn verifying(&self) -> usize {
+        self.verifying.len()
     }
 
     fn take_pending(&mut self, ip: Ipv4Addr) -> Vec<Vec<u8>> {
@@ -157,7 +214,10 @@ impl ArpCache {
     /// in bytes), or the table is (in addresses or in bytes).
     pub fn queue(&mut self, ip: Ipv4Addr, packet: Vec<u8>, now: Instant) -> Result<bool, (Refused, Vec<u8>)> {
         let cfg = self.cfg;
+        // While a claim is verified, packets wait without a request: the
+        // old address was asked already.
         let fresh = !self.pending.contains_key(&ip);
+        let ask = fresh && !self.verifying.contains_key(&ip);
         if self.pending_bytes + packet.len() > cfg.pending_total_bytes
             || fresh && self.pending.len() >= cfg.pending_addrs_max
         {
@@ -182,12 +242,22 @@ impl ArpCache {
             let at = now + cfg.retry;
             self.next_at = Some(self.next_at.map_or(at, |t| t.min(at)));
         }
-        Ok(fresh)
+        Ok(ask)
     }
 
     /// Requests to repeat and addresses to give up on, as of `now`.
     pub fn poll(&mut self, now: Instant, out: &mut Vec<ArpAction>) {
         let cfg = self.cfg;
+        let won: Vec<_> = self
+            .verifying
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(ip, (mac, _))| (*ip, *mac))
+            .collect();
+        for (ip, mac) in won {
+            let packets = self.learn(ip, mac, now);
+            out.push(ArpAction::Changed(ip, mac, packets));
+        }
         let mut give_up = Vec::new();
         for (ip, p) in self.pending.iter_mut() {
             if p.next_request > now {
@@ -205,14 +275,15 @@ impl ArpCache {
             let packets = self.take_pending(ip);
             out.push(ArpAction::GiveUp(ip, packets));
         }
-        self.next_at = self.pending.values().map(|p| p.next_request).min();
+        let verify = self.verifying.values().map(|v| v.1);
+        self.next_at = self.pending.values().map(|p| p.next_request).chain(verify).min();
         self.entries.retain(|_, (_, expires)| *expires > now);
     }
 
     /// The next time [`Self::poll`] may have work (never later than it
     /// has; perhaps earlier, if an address resolved meanwhile).
     pub fn poll_at(&self) -> Option<Instant> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.verifying.is_empty() {
             return None;
         }
         self.next_at

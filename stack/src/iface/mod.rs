@@ -164,6 +164,16 @@ impl Interface {
         s.time_wait_evicted = self.tcp.tw_evicted;
         s.drop_accept_queue = self.tcp.accept_dropped;
         s.syn_recv_dropped = self.tcp.syn_recv_dropped;
+        let t = self.tcp.tcp_stats();
+        s.tcp_out_of_window = t.out_of_window;
+        s.tcp_rst_challenged = t.rst_challenged;
+        s.tcp_syn_challenged = t.syn_challenged;
+        s.tcp_ack_invalid = t.ack_invalid;
+        s.tcp_challenge_acks = t.challenge_acks;
+        s.tcp_challenge_acks_limited = t.challenge_acks_limited;
+        s.tcp_ooo_refused = t.ooo_refused;
+        s.tcp_zero_window_dropped = t.zero_window_dropped;
+        s.tcp_window_probes = t.window_probes;
         s
     }
 
@@ -628,6 +638,10 @@ impl Interface {
             self.net.stats.drop_ip_fragment += 1;
             return;
         }
+        if !options_acceptable(pkt.options()) {
+            self.net.stats.drop_ip_options += 1;
+            return;
+        }
         let payload = &pkt.payload()[..ip.payload_len];
         match ip.protocol {
             IpProtocol::Tcp => self.tcp_input(io, &ip, payload, packet),
@@ -733,6 +747,9 @@ impl Interface {
             }
         }
         let mut bad_cookie = false;
+        if seg.control == TcpControl::Syn && seg.max_seg_size.is_some_and(|m| m < crate::tcp::MIN_MSS) {
+            self.net.stats.tcp_mss_clamped += 1;
+        }
         if seg.control == TcpControl::Syn && seg.ack_number.is_none() {
             match self.tcp.on_syn(local, remote, &seg, now) {
                 SynOutcome::Queued(h) => {
@@ -1011,6 +1028,35 @@ impl Interface {
     }
 }
 
+/// Whether IPv4 options `opts` may be accepted, as Linux's
+/// `ip_options_compile` and `ip_options_rcv_srr` decide with
+/// `accept_source_route = 0`: each option but End of List and No
+/// Operation carries a length of at least 2 that stays inside the header,
+/// and none asks for source routing (loose, strict, or the obsolete
+/// stream identifier's neighbour, kind 0x88, is fine). Options are not
+/// acted upon otherwise (a timestamp or record-route is not filled in).
+fn options_acceptable(mut opts: &[u8]) -> bool {
+    const EOL: u8 = 0;
+    const NOP: u8 = 1;
+    const LSRR: u8 = 0x83;
+    const SSRR: u8 = 0x89;
+    while let Some(&kind) = opts.first() {
+        match kind {
+            EOL => return true,
+            NOP => opts = &opts[1..],
+            _ => {
+                let Some(&len) = opts.get(1) else { return false };
+                let len = usize::from(len);
+                if len < 2 || len > opts.len() || kind == LSRR || kind == SSRR {
+                    return false;
+                }
+                opts = &opts[len..];
+            }
+        }
+    }
+    true
+}
+
 /// Writes one TCP segment from `src` to `dst` with the TOS byte `tos`
 /// (header from `repr`, payload from `a` then `b`).
 fn send_tcp<D: Device>(
@@ -1044,6 +1090,25 @@ fn send_tcp<D: Device>(
 mod tests {
     use super::*;
     use crate::wire::EthernetAddress;
+
+    #[test]
+    fn ip_options_are_accepted_only_when_well_formed_and_not_source_routes() {
+        // Router alert (RFC 2113), NOPs, EOL then padding: fine.
+        assert!(options_acceptable(&[]));
+        assert!(options_acceptable(&[0x94, 0x04, 0x00, 0x00]));
+        assert!(options_acceptable(&[1, 1, 1, 0]));
+        assert!(options_acceptable(&[0, 0xff, 0xff, 0xff]), "after EOL: padding");
+        // An unknown kind with a sane length is skipped, as Linux does.
+        assert!(options_acceptable(&[0x99, 0x03, 0xaa, 0x00]));
+        // Lengths below 2, past the header, or missing.
+        assert!(!options_acceptable(&[0x99, 0x00, 0x00, 0x00]));
+        assert!(!options_acceptable(&[0x99, 0x01, 0x00, 0x00]));
+        assert!(!options_acceptable(&[0x99, 0x09, 0x00, 0x00]));
+        assert!(!options_acceptable(&[1, 1, 1, 0x99]));
+        // Source routes, loose and strict.
+        assert!(!options_acceptable(&[0x83, 0x07, 0x04, 198, 18, 0, 1, 0]));
+        assert!(!options_acceptable(&[0x89, 0x07, 0x04, 198, 18, 0, 1, 0]));
+    }
 
     #[test]
     fn a_udp_association_is_made_and_dissolved() {

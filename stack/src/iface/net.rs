@@ -130,10 +130,22 @@ iface_stats! {
     /// ARP packets malformed, not Ethernet/IPv4, or from a sender
     /// claiming a multicast hardware address.
     drop_arp_malformed,
+    /// ARP packets claiming a neighbour's address for another hardware
+    /// address while the entry we have is fresh, or claiming our own:
+    /// not learned (see [`super::arp`]: the old address is asked, and a
+    /// live host keeps its traffic).
+    drop_arp_conflict,
+    /// Claims that won: the old address did not answer in time, so the
+    /// neighbour's entry moved to the claimed one (a replaced host).
+    arp_claims_won,
     /// IPv4 packets malformed.
     drop_ip_malformed,
     /// IPv4 header checksum errors.
     drop_ip_checksum,
+    /// IPv4 packets whose options are malformed (a length below 2 or
+    /// past the header) or ask for source routing (as Linux with
+    /// `accept_source_route = 0`).
+    drop_ip_options,
     /// IPv4 packets for another address.
     drop_ip_not_ours,
     /// IPv4 fragments (not reassembled).
@@ -146,6 +158,33 @@ iface_stats! {
     drop_tcp_malformed,
     /// TCP checksum errors.
     drop_tcp_checksum,
+    /// SYNs announcing an MSS below the least we send (64 bytes; Linux's
+    /// `tcp_min_snd_mss` is 48): the connection uses 64.
+    tcp_mss_clamped,
+    /// Segments outside a connection's receive window, or failing PAWS
+    /// (dropped; answered with an ACK, rate-limited when they carry no
+    /// data). Summed over the connections, as the rest of the `tcp_`
+    /// counters below.
+    tcp_out_of_window,
+    /// RSTs in the window but not at RCV.NXT: challenged, not obeyed
+    /// (RFC 5961 §3.2).
+    tcp_rst_challenged,
+    /// SYNs on synchronized connections: challenged (RFC 5961 §4).
+    tcp_syn_challenged,
+    /// Segments dropped for an unacceptable ACK (RFC 5961 §5.2).
+    tcp_ack_invalid,
+    /// Challenge ACKs sent.
+    tcp_challenge_acks,
+    /// Challenge ACKs (and ACKs to out-of-window segments) not sent: one
+    /// per connection per 500 ms at most.
+    tcp_challenge_acks_limited,
+    /// Out-of-order segments the reassembly queue refused (all its
+    /// ranges in use).
+    tcp_ooo_refused,
+    /// Segments whose payload met a closed receive window.
+    tcp_zero_window_dropped,
+    /// Zero-window probes sent.
+    tcp_window_probes,
     /// TCP segments for no socket (answered with RST).
     drop_tcp_no_socket,
     /// TCP segments for no socket of this interface kept for the caller
@@ -476,13 +515,36 @@ impl Net {
             return;
         }
         let for_us = repr.target_protocol_addr == self.cfg.ip;
-        if for_us || self.arp.knows(repr.source_protocol_addr) {
-            let (ip, mac) = (repr.source_protocol_addr, repr.source_hardware_addr);
+        let (ip, mac) = (repr.source_protocol_addr, repr.source_hardware_addr);
+        let fresh = self.arp.known(ip, io.now);
+        if let Some(old) = fresh.filter(|known| *known != mac) {
+            // Another hardware address for a neighbour whose entry is
+            // fresh: a spoofed reply (or request, or gratuitous ARP)
+            // trying to take its traffic, or a host that was replaced.
+            // Not believed until the old address, asked alone, fails to
+            // answer in time (see `arp`).
+            if self.arp.claim(ip, mac, io.now) {
+                let ask = ArpRepr {
+                    operation: ArpOperation::Request,
+                    source_hardware_addr: self.cfg.mac,
+                    source_protocol_addr: self.cfg.ip,
+                    target_hardware_addr: old,
+                    target_protocol_addr: ip,
+                };
+                self.send_arp(io, ask, old);
+            }
+            self.stats.drop_arp_conflict += 1;
+        } else if ip == self.cfg.ip {
+            // Someone else claims our own address (or gratuitous ARP
+            // of a duplicate): nothing to learn.
+            self.stats.drop_arp_conflict += 1;
+        } else if (for_us || self.arp.knows(ip)) && !ip.is_unspecified() {
+            // (An RFC 5227 probe's sender is 0.0.0.0: answered, not learned.)
             // A reply is passed on even when it changes nothing here: the
-            // stack that asked may be another one (the device gave the reply
-            // to this one's queue).
+            // stack that asked may be another one (the device gave the
+            // reply to this one's queue).
             let reply = for_us && repr.operation == ArpOperation::Reply;
-            if reply || self.arp.lookup(ip, io.now) != Some(mac) {
+            if reply || fresh != Some(mac) {
                 if self.learned.len() >= LEARNED_MAX {
                     self.learned.remove(0);
                 }
@@ -521,6 +583,14 @@ impl Net {
         for a in actions {
             match a {
                 super::arp::ArpAction::Request(ip) => self.send_arp_request(io, ip),
+                super::arp::ArpAction::Changed(ip, mac, packets) => {
+                    self.stats.arp_claims_won += 1;
+                    if self.learned.len() >= LEARNED_MAX {
+                        self.learned.remove(0);
+                    }
+                    self.learned.push((ip, mac));
+                    self.send_parked(io, mac, packets);
+                }
                 super::arp::ArpAction::GiveUp(_, packets) => {
                     self.stats.drop_arp_unresolved += packets.len() as u64;
                     lost.extend(packets);
@@ -601,6 +671,156 @@ mod tests {
         io.flush(&mut net.stats);
         assert_eq!(peer.receive(Instant::ZERO, &mut got, 8), 1);
         assert!(net.arp.knows(sender));
+    }
+
+    #[test]
+    fn an_arp_claim_on_a_fresh_neighbour_is_verified_with_the_old_address() {
+        use crate::phy::pair::pair;
+        let caps = Capabilities::default();
+        let (mut dev, mut peer) = pair(caps, 256);
+        let ip = Ipv4Addr::new(198, 18, 0, 2);
+        let mut net = Net::new(
+            IfaceConfig::new(EthernetAddress([2, 0, 0, 0, 0, 2]), ip, 24),
+            caps,
+        );
+        let mut batch = Vec::new();
+        let host = Ipv4Addr::new(198, 18, 0, 1);
+        let (real, fake) = (
+            EthernetAddress([2, 0, 0, 0, 0, 1]),
+            EthernetAddress([2, 0, 0, 0, 0, 0x66]),
+        );
+        let arp = |op, sha, spa: Ipv4Addr, tpa| {
+            let repr = ArpRepr {
+                operation: op,
+                source_hardware_addr: sha,
+                source_protocol_addr: spa,
+                target_hardware_addr: EthernetAddress([0; 6]),
+                target_protocol_addr: tpa,
+            };
+            let mut buf = vec![0; repr.buffer_len()];
+            repr.emit(&mut ArpPacket::new_unchecked(&mut buf[..]));
+            buf
+        };
+        // Feeds `frame` (if any) at `ms`, runs ARP's timers; the frames
+        // sent, as (Ethernet destination, ARP operation or None for IP).
+        let mut at = |net: &mut Net, ms, frame: Option<&[u8]>, send: bool| {
+            let mut io = Io {
+                dev: &mut dev,
+                batch: &mut batch,
+                now: Instant::from_millis(ms),
+            };
+            if let Some(f) = frame {
+                net.arp_input(&mut io, f);
+            }
+            if send {
+                net.send_ip(&mut io, host, IpProtocol::Udp, 8, |b, _| b.fill(0));
+            }
+            net.arp_poll(&mut io);
+            io.flush(&mut net.stats);
+            let mut got = Vec::new();
+            peer.receive(Instant::from_millis(ms), &mut got, 256);
+            got.iter()
+                .map(|f| {
+                    let eth = EthernetFrame::new_checked(f.as_ref()).unwrap();
+                    let op = ArpPacket::new_checked(eth.payload())
+                        .and_then(|p| ArpRepr::parse(&p))
+                        .ok()
+                        .filter(|_| eth.ethertype() == EtherType::Arp)
+                        .map(|r| r.operation);
+                    (eth.dst_addr(), op)
+                })
+                .collect::<Vec<_>>()
+        };
+        // The real host asks for us: learned (and answered).
+        at(
+            &mut net,
+            0,
+            Some(&arp(ArpOperation::Request, real, host, ip)),
+            false,
+        );
+        assert_eq!(net.arp.lookup(host, Instant::from_millis(0)), Some(real));
+        // A spoofed reply: not believed; the real host is asked, alone.
+        let sent = at(
+            &mut net,
+            10,
+            Some(&arp(ArpOperation::Reply, fake, host, ip)),
+            false,
+        );
+        assert_eq!(sent, [(real, Some(ArpOperation::Request))]);
+        assert_eq!(net.arp.known(host, Instant::from_millis(10)), Some(real));
+        // Packets meanwhile wait (no broadcast request).
+        assert!(at(&mut net, 20, None, true).is_empty());
+        // More claims meanwhile: counted, nothing sent.
+        for ms in 30..40 {
+            assert!(at(
+                &mut net,
+                ms,
+                Some(&arp(ArpOperation::Request, fake, host, host)),
+                false
+            )
+            .is_empty());
+        }
+        // The real host answers: it keeps its entry; the packet goes to it.
+        let sent = at(
+            &mut net,
+            50,
+            Some(&arp(ArpOperation::Reply, real, host, ip)),
+            false,
+        );
+        assert_eq!(sent, [(real, None)]);
+        assert_eq!(net.arp.lookup(host, Instant::from_millis(500)), Some(real));
+        assert_eq!((net.stats.drop_arp_conflict, net.stats.arp_claims_won), (11, 0));
+        // Repeated spoofing for seconds changes nothing while it answers
+        // (Linux would believe one after its 1 s locktime).
+        for ms in (1000..5000).step_by(250) {
+            let sent = at(
+                &mut net,
+                ms,
+                Some(&arp(ArpOperation::Reply, fake, host, ip)),
+                false,
+            );
+            assert_eq!(sent, [(real, Some(ArpOperation::Request))]);
+            at(
+                &mut net,
+                ms + 1,
+                Some(&arp(ArpOperation::Reply, real, host, ip)),
+                false,
+            );
+        }
+        assert_eq!(net.arp.lookup(host, Instant::from_millis(5000)), Some(real));
+        assert_eq!((net.stats.drop_arp_conflict, net.stats.arp_claims_won), (27, 0));
+        // A claim on our own address is ignored.
+        at(
+            &mut net,
+            6000,
+            Some(&arp(ArpOperation::Reply, fake, ip, ip)),
+            false,
+        );
+        assert!(!net.arp.knows(ip));
+        assert_eq!(net.stats.drop_arp_conflict, 28);
+        // The host was replaced (a new card, a new process on a memif): the
+        // old address does not answer, and 100 ms later the claim wins.
+        at(
+            &mut net,
+            7000,
+            Some(&arp(ArpOperation::Request, fake, host, ip)),
+            false,
+        );
+        assert_eq!(
+            net.arp.lookup(host, Instant::from_millis(7050)),
+            None,
+            "being verified"
+        );
+        at(&mut net, 7099, None, false);
+        assert_eq!(net.stats.arp_claims_won, 0);
+        at(&mut net, 7100, None, false);
+        assert_eq!(net.arp.lookup(host, Instant::from_millis(7100)), Some(fake));
+        assert_eq!(net.stats.arp_claims_won, 1);
+        assert_eq!(
+            net.learned.last(),
+            Some(&(host, fake)),
+            "told to the other stacks"
+        );
     }
 
     #[test]

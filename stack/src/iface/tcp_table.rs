@@ -27,7 +27,7 @@ pub(crate) use listen::{CookieAck, SynOutcome};
 use super::hash::{initial_seq, DemuxHash, KeyedHash};
 use crate::error::{Errno, Result};
 use crate::tcp::flight::{Flight, Kind as FlightKind};
-use crate::tcp::{Event, Readiness, SockOpt, State, TcpConfig, TcpSocket};
+use crate::tcp::{Event, Readiness, SockOpt, State, TcpConfig, TcpSocket, TcpStats};
 use crate::time::Instant;
 use crate::wire::SeqNumber;
 
@@ -128,6 +128,8 @@ pub struct TcpTable {
     pub(crate) syn_recv_dropped: u64,
     /// The connections' flight records (off until given an arena).
     pub(crate) flight: Flight,
+    /// The counters of the connections freed so far.
+    retired: TcpStats,
 }
 
 const EPHEMERAL: core::ops::RangeInclusive<u16> = 32768..=60999;
@@ -158,7 +160,20 @@ impl TcpTable {
             accept_dropped: 0,
             syn_recv_dropped: 0,
             flight: Flight::default(),
+            retired: TcpStats::default(),
         }
+    }
+
+    /// The counters of every connection this table has had, summed: those
+    /// freed and those alive.
+    pub fn tcp_stats(&self) -> TcpStats {
+        let mut all = self.retired;
+        for s in &self.slots {
+            if let Some(Entry::Conn { sock, .. }) = &s.entry {
+                all.add(&sock.stats);
+            }
+        }
+        all
     }
 
     fn alloc(&mut self, entry: Entry) -> TcpHandle {
@@ -206,7 +221,9 @@ impl TcpTable {
     fn release(&mut self, h: TcpHandle) {
         if let Some(s) = self.slots.get_mut(h.idx as usize) {
             if s.gen == h.gen && s.entry.is_some() {
-                s.entry = None;
+                if let Some(Entry::Conn { sock, .. }) = s.entry.take() {
+                    self.retired.add(&sock.stats);
+                }
                 s.gen = s.gen.wrapping_add(1);
                 self.free.push(h.idx);
                 if let Some(i) = s.flight.take().filter(|&i| i != NO_FLIGHT_SLOT) {

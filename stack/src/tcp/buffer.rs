@@ -403,6 +403,8 @@ pub struct RecvBuffer {
     /// Readable contiguous bytes.
     len: usize,
     assembler: Assembler,
+    /// Out-of-order writes refused because every range was in use.
+    refused: u64,
 }
 
 impl RecvBuffer {
@@ -414,6 +416,7 @@ impl RecvBuffer {
             head: 0,
             len: 0,
             assembler: Assembler::new(),
+            refused: 0,
         }
     }
 
@@ -503,8 +506,18 @@ impl RecvBuffer {
                 self.len += k;
                 k
             }
-            Err(TooManyRanges) => 0,
+            Err(TooManyRanges) => {
+                self.refused += 1;
+                0
+            }
         }
+    }
+
+    /// Out-of-order writes refused so far because they would have needed a
+    /// range beyond [`MAX_OOO_RANGES`] (a flood of tiny out-of-order
+    /// segments, each its own hole, stops there).
+    pub fn refused(&self) -> u64 {
+        self.refused
     }
 
     /// Copies readable bytes into `dst` and consumes them; returns how many.

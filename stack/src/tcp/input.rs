@@ -1,6 +1,7 @@
 //! Segment arrival: RFC 9293 §3.10.7 step by step, with RFC 5961's
 //! defences (exact-sequence RST, challenge ACKs for in-window RST and SYN,
-//! the ACK acceptability range), RFC 7323's PAWS and timestamp echo, RFC
+//! the ACK acceptability range; challenge ACKs and ACKs to empty
+//! out-of-window segments rate-limited per connection, §7), RFC 7323's PAWS and timestamp echo, RFC
 //! 2018 SACK blocks fed to the scoreboard, and loss detection for fast
 //! retransmit and recovery (RFC 5681, 6582 NewReno, 6675 SACK).
 //!
@@ -11,7 +12,7 @@
 use core::net::SocketAddrV4;
 
 use super::config::TcpConfig;
-use super::socket::{Event, State, TcpSocket};
+use super::socket::{Event, State, TcpSocket, OOW_ACK_INTERVAL};
 use crate::error::Errno;
 use crate::time::Instant;
 use crate::wire::{SeqNumber, TcpControl, TcpRepr};
@@ -70,7 +71,9 @@ impl TcpSocket {
     fn take_syn_options(&mut self, syn: &TcpRepr) {
         // RFC 9293 §3.7.1: 536 when the peer names no MSS.
         let peer_mss = syn.max_seg_size.unwrap_or(536) as usize;
-        self.mss = peer_mss.min(self.cfg.advertised_mss() as usize).max(64);
+        self.mss = peer_mss
+            .min(self.cfg.advertised_mss() as usize)
+            .max(super::MIN_MSS as usize);
         self.cc.set_mss(self.mss);
         match syn.window_scale {
             Some(ws) if self.cfg.window_scaling => {
@@ -227,9 +230,28 @@ impl TcpSocket {
             }
         }
         if !acceptable {
+            self.stats.out_of_window += 1;
             if seg.control != TcpControl::Rst {
-                self.stats.out_of_window += 1;
-                self.ack_now = true;
+                // (A RST outside the window is dropped unanswered: RFC
+                // 5961 §3.2 (1).)
+                if seg.control == TcpControl::Syn {
+                    // RFC 5961 §4.2: whatever its sequence number.
+                    self.stats.syn_challenged += 1;
+                    self.challenge_ack(now);
+                } else if seg.segment_len() > 0 || seq + 1 == self.rcv_nxt {
+                    // Data (or a FIN) gets its duplicate ACK every time, as
+                    // on Linux: the sender's loss recovery may hang on it,
+                    // and one segment draws at most one ACK. So does the
+                    // zero-window or keepalive probe, <SEQ=RCV.NXT-1>: its
+                    // answer is how a sender learns that our window opened
+                    // (rate-limited, a window that closes and opens often
+                    // would stall 200-600 ms each time), and it takes the
+                    // exact sequence number, which a blind attacker does
+                    // not have. (Linux limits these too.)
+                    self.ack_now = true;
+                } else {
+                    self.rate_limited_ack(now);
+                }
                 if self.state == State::TimeWait && seg.control == TcpControl::Fin {
                     self.timewait_at = Some(now + self.cfg.time_wait);
                 }
@@ -240,7 +262,8 @@ impl TcpSocket {
         // Second: RST (RFC 5961 §3.2: only an exact match resets).
         if seg.control == TcpControl::Rst {
             if seq != self.rcv_nxt {
-                self.challenge_ack();
+                self.stats.rst_challenged += 1;
+                self.challenge_ack(now);
                 return Input::Done(Event::None);
             }
             return Input::Done(match self.state {
@@ -274,7 +297,8 @@ impl TcpSocket {
 
         // Fourth: a SYN in a synchronized state (RFC 5961 §4).
         if seg.control == TcpControl::Syn {
-            self.challenge_ack();
+            self.stats.syn_challenged += 1;
+            self.challenge_ack(now);
             return Input::Done(Event::None);
         }
 
@@ -311,14 +335,17 @@ impl TcpSocket {
             }
         }
         if ack.distance(self.snd_max) > 0 {
-            // Acknowledges something not yet sent.
-            self.ack_now = true;
+            // Acknowledges something not yet sent (RFC 5961 §5.2: send
+            // an ACK, rate-limited as a challenge ACK, and drop it).
+            self.stats.ack_invalid += 1;
+            self.rate_limited_ack(now);
             return Input::Done(event);
         }
         // RFC 5961 §5.2: too old to be credible.
         let floor = self.max_snd_wnd.max(65535);
         if ack.distance(self.snd_una) < -(floor.min(i32::MAX as usize) as i32) {
-            self.challenge_ack();
+            self.stats.ack_invalid += 1;
+            self.challenge_ack(now);
             return Input::Done(event);
         }
         // An acceptable ACK: the peer is there (it answers our probes).
@@ -374,6 +401,7 @@ impl TcpSocket {
 
         // Seventh: the data.
         if drop_payload {
+            self.stats.zero_window_dropped += 1;
             self.ack_now = true;
         } else if seg.payload_len > 0 {
             if self.state.can_receive() {
@@ -422,9 +450,25 @@ impl TcpSocket {
         self.retries = 0;
     }
 
-    fn challenge_ack(&mut self) {
-        self.stats.challenge_acks += 1;
+    /// RFC 5961's challenge ACK, at most one per [`OOW_ACK_INTERVAL`].
+    fn challenge_ack(&mut self, now: Instant) {
+        if self.rate_limited_ack(now) {
+            self.stats.challenge_acks += 1;
+        }
+    }
+
+    /// An ACK owed to a segment that could be forged blind (a challenge,
+    /// or an answer to an out-of-window segment without data): sent unless
+    /// one went out less than [`OOW_ACK_INTERVAL`] ago (Linux's
+    /// `tcp_oow_rate_limited`). Whether it is sent.
+    fn rate_limited_ack(&mut self, now: Instant) -> bool {
+        if self.oow_ack_at.is_some_and(|t| now < t + OOW_ACK_INTERVAL) {
+            self.stats.challenge_acks_limited += 1;
+            return false;
+        }
+        self.oow_ack_at = Some(now);
         self.ack_now = true;
+        true
     }
 
     fn enter_time_wait(&mut self, now: Instant) -> Event {
@@ -474,7 +518,11 @@ impl TcpSocket {
         }
         let offset = seq.distance(self.rcv_nxt) as usize;
         let had_holes = self.rx.has_ooo();
+        let refused = self.rx.refused();
         let fresh = self.rx.write_at(offset, data);
+        if self.rx.refused() > refused {
+            self.stats.ooo_refused += 1;
+        }
         self.last_data_rx = Some(now);
         if fresh > 0 {
             self.rcv_nxt += fresh;

@@ -31,3 +31,8 @@ pub use socket::{Event, Readiness, State, TcpSocket, TcpStats};
 
 #[cfg(test)]
 mod tests;
+
+/// The least MSS a connection sends with, whatever the peer announces
+/// (Linux's `tcp_min_snd_mss` is 48): a peer asking for 1-byte segments
+/// would otherwise make the stack spend a segment's cost on every byte.
+pub const MIN_MSS: u16 = 64;

@@ -64,6 +64,11 @@ struct Plan {
     push: bool,
 }
 
+/// Zero-window probes an orphaned connection sends before it is given up,
+/// whether its peer answers them or not (Linux's `tcp_orphan_retries`
+/// when left at 0, its default, on a peer that answers: 8).
+pub const ORPHAN_PROBES: u32 = 8;
+
 impl TcpSocket {
     /// Runs the timers that are due.
     pub(crate) fn on_timers(&mut self, now: Instant) -> Event {
@@ -107,7 +112,13 @@ impl TcpSocket {
                 // the clock that TCP_USER_TIMEOUT bounds.
                 let since = *self.probes_since.get_or_insert(now);
                 let timed_out = self.cfg.user_timeout.is_some_and(|t| now - since >= t);
-                if self.probes_out >= self.cfg.max_retries || timed_out {
+                // An orphan (the program closed it) whose peer answers
+                // every probe with its window still closed would hold its
+                // queued data for ever: as Linux (tcp_orphan_retries), it
+                // is given up after ORPHAN_PROBES backed-off probes,
+                // answered or not (about 100 s with a 200 ms RTO).
+                let orphan_done = self.orphan && self.persist_backoff >= ORPHAN_PROBES;
+                if self.probes_out >= self.cfg.max_retries || timed_out || orphan_done {
                     self.fail(Errno::ETIMEDOUT);
                     return Event::Closed;
                 }

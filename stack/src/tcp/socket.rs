@@ -143,7 +143,74 @@ pub struct TcpStats {
     pub challenge_acks: u64,
     /// Zero-window probes sent.
     pub window_probes: u64,
+    /// Challenge ACKs and ACKs to out-of-window segments not sent: one
+    /// went out less than [`OOW_ACK_INTERVAL`] before (RFC 5961 §7).
+    pub challenge_acks_limited: u64,
+    /// RSTs in the window but not at RCV.NXT (RFC 5961 §3.2): challenged,
+    /// not obeyed.
+    pub rst_challenged: u64,
+    /// SYNs on a synchronized connection (RFC 5961 §4): challenged, not
+    /// obeyed.
+    pub syn_challenged: u64,
+    /// Segments dropped for an unacceptable ACK: of data not yet sent, or
+    /// older than the peer's largest window allows (RFC 5961 §5.2).
+    pub ack_invalid: u64,
+    /// Out-of-order segments the reassembly queue refused (it tracks at
+    /// most [`super::buffer::MAX_OOO_RANGES`] holes; the peer retransmits).
+    pub ooo_refused: u64,
+    /// Segments whose payload met our closed window (dropped, ACKed).
+    pub zero_window_dropped: u64,
 }
+
+impl TcpStats {
+    /// Adds `other`'s counters to these (the connections of an interface).
+    pub fn add(&mut self, other: &TcpStats) {
+        let TcpStats {
+            segs_in,
+            segs_out,
+            bytes_sent,
+            bytes_acked,
+            bytes_received,
+            retransmits,
+            fast_retransmits,
+            timeouts,
+            dup_acks,
+            out_of_window,
+            challenge_acks,
+            window_probes,
+            challenge_acks_limited,
+            rst_challenged,
+            syn_challenged,
+            ack_invalid,
+            ooo_refused,
+            zero_window_dropped,
+        } = *other;
+        self.segs_in += segs_in;
+        self.segs_out += segs_out;
+        self.bytes_sent += bytes_sent;
+        self.bytes_acked += bytes_acked;
+        self.bytes_received += bytes_received;
+        self.retransmits += retransmits;
+        self.fast_retransmits += fast_retransmits;
+        self.timeouts += timeouts;
+        self.dup_acks += dup_acks;
+        self.out_of_window += out_of_window;
+        self.challenge_acks += challenge_acks;
+        self.window_probes += window_probes;
+        self.challenge_acks_limited += challenge_acks_limited;
+        self.rst_challenged += rst_challenged;
+        self.syn_challenged += syn_challenged;
+        self.ack_invalid += ack_invalid;
+        self.ooo_refused += ooo_refused;
+        self.zero_window_dropped += zero_window_dropped;
+    }
+}
+
+/// At most one challenge ACK, or ACK to an out-of-window segment without
+/// data, per connection in this time (Linux's `tcp_invalid_ratelimit`,
+/// 500 ms; RFC 5961 §7): a blind attacker's flood of forged RSTs, SYNs or
+/// ACKs cannot make the connection flood its peer in turn.
+pub const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What a timer or input step asks the interface to do with the socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,6 +297,8 @@ pub struct TcpSocket {
     pub(crate) probes_out: u32,
     /// A zero-window or keepalive probe is to be sent.
     pub(crate) probe_pending: bool,
+    /// When the last rate-limited ACK went out ([`OOW_ACK_INTERVAL`]).
+    pub(crate) oow_ack_at: Option<Instant>,
     pub(crate) keepalive_at: Option<Instant>,
     pub(crate) keepalive_sent: u32,
     /// When a segment last arrived (keepalive counts idleness from here).
@@ -354,6 +423,7 @@ impl TcpSocket {
             persist_backoff: 0,
             probes_out: 0,
             probe_pending: false,
+            oow_ack_at: None,
             keepalive_at: None,
             keepalive_sent: 0,
             last_rx_at: Instant::ZERO,

@@ -263,9 +263,76 @@ fn established_empty_segment_outside_the_window_is_acked() {
         seq_number: rseq(0) - 1,
         ..from_peer(0, 0)
     };
-    send(&mut s, at(110), probe, b"");
-    assert_eq!(recv(&mut s, at(110)), [seg(to_peer(0, 0, WIN), b"")]);
+    send(&mut s, at(600), probe, b"");
+    assert_eq!(recv(&mut s, at(600)), [seg(to_peer(0, 0, WIN), b"")]);
     assert_eq!(s.stats.out_of_window, 2);
+    // Another empty segment outside the window sooner than 500 ms after
+    // the last such ACK gets none (RFC 5961 §7: forged empty segments
+    // must not make us flood the peer).
+    send(&mut s, at(650), from_peer(WIN, 0), b"");
+    assert_eq!(recv(&mut s, at(650)), [seg(to_peer(0, 0, WIN), b"")]);
+    send(&mut s, at(700), from_peer(WIN + 5, 0), b"");
+    recv_nothing(&mut s, at(700));
+    assert_eq!((s.stats.out_of_window, s.stats.challenge_acks_limited), (4, 1));
+    // The probe, <SEQ=RCV.NXT-1>, is answered every time: a sender
+    // learns of our window opening from it, and it takes the exact
+    // sequence number.
+    send(&mut s, at(710), probe, b"");
+    assert_eq!(recv(&mut s, at(710)), [seg(to_peer(0, 0, WIN), b"")]);
+}
+
+#[test]
+fn established_challenge_acks_are_rate_limited_and_the_connection_survives() {
+    // A blind attacker who knows the 4-tuple floods forged RSTs in the
+    // window, SYNs, and data with ACKs outside the acceptable range: each
+    // is dropped and counted; one challenge ACK per 500 ms goes out; the
+    // connection goes on, and data at RCV.NXT is still taken (and ACKed:
+    // in-window data is never rate-limited).
+    let mut s = socket_established();
+    let mut sent = 0;
+    for i in 0..300u64 {
+        let t = at(100 + i); // 300 forgeries in 300 ms
+        let forged = match i % 3 {
+            0 => TcpRepr {
+                control: TcpControl::Rst,
+                ..from_peer(1 + i as usize, 0)
+            },
+            1 => TcpRepr {
+                control: TcpControl::Syn,
+                ack_number: None,
+                ..from_peer(7 * i as usize, 0)
+            },
+            _ => TcpRepr {
+                ack_number: Some(lseq(0) + 1_000_000),
+                ..from_peer(0, 0)
+            },
+        };
+        let payload: &[u8] = if i % 3 == 2 { b"evil" } else { b"" };
+        assert_eq!(send(&mut s, t, forged, payload), Input::Done(Event::None));
+        sent += recv(&mut s, t).len();
+    }
+    assert_eq!(s.state, State::Established);
+    assert_eq!(s.error, None);
+    assert_eq!(s.recv_queue(), 0, "no forged data taken");
+    assert_eq!(sent, 1, "one challenge ACK in 300 ms");
+    let st = s.stats;
+    assert_eq!(
+        (st.rst_challenged, st.syn_challenged, st.ack_invalid),
+        (100, 100, 100)
+    );
+    assert_eq!((st.challenge_acks, st.challenge_acks_limited), (1, 299));
+    // 500 ms on, the next forgery is challenged again.
+    let rst = TcpRepr {
+        control: TcpControl::Rst,
+        ..from_peer(5, 0)
+    };
+    send(&mut s, at(600), rst, b"");
+    assert_eq!(recv(&mut s, at(600)), [seg(to_peer(0, 0, WIN), b"")]);
+    // The real peer's data is taken and acknowledged.
+    send(&mut s, at(601), from_peer(0, 0), b"real");
+    send(&mut s, at(602), from_peer(4, 0), b"data");
+    assert_eq!(s.recv_queue(), 8);
+    assert_eq!(recv(&mut s, at(602)), [seg(to_peer(0, 8, WIN - 8), b"")]);
 }
 
 #[test]
@@ -363,14 +430,15 @@ fn established_rst_in_window_gets_challenge_ack() {
     // RFC 5961 §3.2: a RST in the window but not at RCV.NXT draws a
     // challenge ACK <SEQ=SND.NXT><ACK=RCV.NXT> and is dropped.
     let mut s = socket_established();
-    for off in [1, 1000, WIN - 1] {
+    for (i, off) in [1, 1000, WIN - 1].into_iter().enumerate() {
         let rst = TcpRepr {
             control: TcpControl::Rst,
             ..from_peer(off, 0)
         };
-        assert_eq!(send(&mut s, at(100), rst, b""), Input::Done(Event::None));
+        let t = at(100 + 500 * i as u64); // one per 500 ms at most
+        assert_eq!(send(&mut s, t, rst, b""), Input::Done(Event::None));
         assert_eq!(s.state, State::Established);
-        assert_eq!(recv(&mut s, at(100)), [seg(to_peer(0, 0, WIN), b"")]);
+        assert_eq!(recv(&mut s, t), [seg(to_peer(0, 0, WIN), b"")]);
     }
     assert_eq!(s.stats.challenge_acks, 3);
     assert_eq!(s.error, None);
@@ -390,6 +458,7 @@ fn established_rst_outside_the_window_is_ignored() {
     }
     assert_eq!(s.state, State::Established);
     recv_nothing(&mut s, at(100));
+    assert_eq!(s.stats.out_of_window, 2);
 }
 
 #[test]
@@ -412,9 +481,10 @@ fn established_syn_gets_challenge_ack() {
         seq_number: REMOTE_SEQ - 1_000_000,
         ..syn
     };
-    assert_eq!(send(&mut s, at(110), syn, b""), Input::Done(Event::None));
+    assert_eq!(send(&mut s, at(610), syn, b""), Input::Done(Event::None));
     assert_eq!(s.state, State::Established);
-    assert_eq!(recv(&mut s, at(110)), [seg(to_peer(0, 0, WIN), b"")]);
+    assert_eq!(recv(&mut s, at(610)), [seg(to_peer(0, 0, WIN), b"")]);
+    assert_eq!(s.stats.syn_challenged, 2);
 }
 
 #[test]
@@ -657,4 +727,24 @@ fn established_receiver_sws_avoidance_keeps_the_edge_for_tiny_openings() {
     };
     send(&mut s, at(300), probe, b"");
     assert_eq!(recv(&mut s, at(300)), [seg(to_peer(0, WIN, 0), b"")]);
+}
+
+#[test]
+fn established_a_flood_of_tiny_out_of_order_segments_stays_bounded() {
+    // 2,000 one-byte segments, each its own hole: the reassembly queue
+    // keeps at most MAX_OOO_RANGES ranges (and never more bytes than the
+    // window); the rest is refused and counted; in-order data still flows.
+    use crate::tcp::buffer::MAX_OOO_RANGES;
+    let mut s = socket_established();
+    for i in 0..2000usize {
+        let off = 100 + 2 * (i % (WIN / 2 - 100));
+        send(&mut s, at(100), from_peer(off, 0), b"x");
+    }
+    assert_eq!(s.rx.ooo_ranges().count(), MAX_OOO_RANGES);
+    assert_eq!(s.stats.ooo_refused, 2000 - MAX_OOO_RANGES as u64);
+    assert!(s.rx.allocated() <= s.rx.capacity());
+    assert_eq!(s.recv_queue(), 0);
+    send(&mut s, at(200), from_peer(0, 0), &[b'a'; 100]);
+    assert_eq!(s.recv_queue(), 101, "in order, joined to the first held byte");
+    assert_eq!(s.check_invariants(), Ok(()));
 }

@@ -1,6 +1,7 @@
 //! ESTABLISHED, sending: segmentation, Nagle and SWS avoidance, zero-window probes, retransmission timeouts, fast retransmit and recovery, keepalive.
 
 use super::*;
+use crate::tcp::output::ORPHAN_PROBES;
 
 // ---- ESTABLISHED: sending ----
 
@@ -222,6 +223,68 @@ fn established_zero_window_probes_unanswered_time_out() {
     assert_eq!(s.state, State::Closed);
     assert_eq!(s.poll_at(), None);
     assert_eq!(s.recv(&mut [0; 8]), Err(Errno::ETIMEDOUT));
+}
+
+#[test]
+fn an_orphan_behind_a_window_closed_for_ever_is_given_up() {
+    // A peer that never reads: it answers every probe, its window still
+    // closed. While the program holds the socket, probing goes on (the
+    // program decides; nginx's send_timeout closes it); once the program
+    // closed it, ORPHAN_PROBES probes later its queued data is freed.
+    let mut s = socket_established();
+    let closed = TcpRepr {
+        window_len: 0,
+        ..from_peer(0, 0)
+    };
+    send(&mut s, at(100), closed, b"");
+    s.send(&[7; 4000]).unwrap();
+    recv_nothing(&mut s, at(100));
+    let probe = |s: &mut TcpSocket| {
+        let t = s.persist_at.expect("persist");
+        let ev = s.on_timers(t);
+        if ev == Event::None {
+            assert_eq!(recv(s, t).len(), 1, "a probe");
+            send(s, t, closed, b"");
+        }
+        ev
+    };
+    for _ in 0..20 {
+        assert_eq!(probe(&mut s), Event::None);
+    }
+    assert_eq!(s.state, State::Established, "a program's socket probes on");
+    // The back-off restarts when the window opens and closes again.
+    let open = from_peer(0, 0);
+    send(&mut s, at(9_000_000), open, b"");
+    assert_eq!(s.persist_backoff, 0);
+    let t = at(9_000_001);
+    while !recv(&mut s, t).is_empty() {}
+    let all_acked = TcpRepr {
+        window_len: 0,
+        ..from_peer(0, s.snd_max.distance(lseq(0)) as usize)
+    };
+    send(&mut s, t, all_acked, b"");
+    s.send(&[7; 4000]).unwrap();
+    recv_nothing(&mut s, t);
+    assert!(!s.close(t), "queued data: the stack finishes it");
+    let closed_now = TcpRepr {
+        window_len: 0,
+        ..from_peer(0, s.snd_una.distance(lseq(0)) as usize)
+    };
+    let mut probes = 0;
+    loop {
+        let t = s.persist_at.expect("persist");
+        let ev = s.on_timers(t);
+        if ev == Event::Closed {
+            break;
+        }
+        assert_eq!(recv(&mut s, t).len(), 1, "a probe");
+        send(&mut s, t, closed_now, b"");
+        probes += 1;
+        assert!(probes <= ORPHAN_PROBES, "still probing after {probes}");
+    }
+    assert_eq!(probes, ORPHAN_PROBES);
+    assert_eq!(s.state, State::Closed);
+    assert_eq!(s.stats.window_probes, 20 + u64::from(ORPHAN_PROBES));
 }
 
 #[test]
