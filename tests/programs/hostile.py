@@ -375,14 +375,17 @@ def tinymss(iface, dst, port, args):
 
 
 def zerowindow(iface, dst, port, args):
-    secs = float(args[0])
+    # Held until `want` probes were answered or `secs` passed: the probe
+    # interval follows the RTO, which a slow peer (scapy on a loaded
+    # machine) can stretch to a second or more.
+    want, secs = int(args[0]), float(args[1])
     link = Link(iface, dst)
     c = RawConn(link, port, 62)
     c.connect(window=0)
     c.request("/big.bin", window=0)
     probes, data = 0, 0
     end = time.monotonic() + secs
-    while time.monotonic() < end:
+    while time.monotonic() < end and probes < want:
         seg = c.recv(0.5)
         if seg is None:
             continue

@@ -517,9 +517,10 @@ fn hostile_peers_are_counted_and_dropped_while_a_client_is_served() {
     rows.push(row);
 
     // A zero window held for ever (answered probes).
-    let (mut row, d, extra, _) = range.scenario("zero window held 3 s, every probe answered", |_| {
-        py("zerowindow", &["3"])
-    });
+    let (mut row, d, extra, _) = range.scenario(
+        "zero window held for 3 probes (at most 20 s), every probe answered",
+        |_| py("zerowindow", &["3", "20"]),
+    );
     row.rose = rose(&d, &["tcp_window_probes", "tcp_zero_window_dropped"]);
     let probes: u64 = extra["probes"].parse().unwrap();
     assert!(
