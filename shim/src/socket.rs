@@ -381,7 +381,17 @@ pub fn activate(core: &mut Core, fd: c_int, entry: Entry) -> Entry {
         ..
     }) = core.socks.get(entry.handle())
     else {
-        return entry;
+        // Not (or no longer) a deferred listener. The caller read `entry`
+        // before it took the lock: another thread may have made the
+        // listener live meanwhile (a shared port's stack makes every
+        // deferred listener live as it starts), and a stale `Pending`
+        // would register an epoll interest with the kernel only.
+        let current = FDS.get(fd);
+        return if (current.handle(), current.generation()) == (entry.handle(), entry.generation()) {
+            current
+        } else {
+            entry
+        };
     };
     let fallback = |core: &mut Core, why: Stay| {
         if kernel {
