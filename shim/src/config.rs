@@ -14,6 +14,8 @@
 //! | `ACCEL_LOG` | `error`, `warn`, `info` or `debug` | `warn` |
 //! | `ACCEL_LOG_FILE` | append the log to this file instead of stderr | stderr |
 //! | `ACCEL_FALLBACK` | when the stack cannot start: `kernel` (run on kernel sockets) or `fail` (exit) | `kernel` |
+//! | `ACCEL_PROCS` | `single` (this process owns the port), `multi` (a port owner process shares it; see `procs`), `auto` (`multi` where huge pages are ready) | `single` |
+//! | `ACCEL_PORT_QUEUES` | queue pairs the port owner opens the port with (`multi`), 1 to 64 (net_tap: at most 4) | 4 |
 //!
 //! Parsing is pure ([`Config::parse`] takes a lookup function) and never
 //! allocates: text values are kept in fixed buffers, so the start-up can
@@ -115,6 +117,19 @@ pub enum Fallback {
     Fail,
 }
 
+/// Who owns the port (`ACCEL_PROCS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Procs {
+    /// This process opens the port (DPDK without huge pages); a second
+    /// process cannot use it.
+    Single,
+    /// A port owner process opens it; this process attaches as a DPDK
+    /// secondary and takes queue pairs of its own (huge pages needed).
+    Multi,
+    /// `Multi` where huge pages are ready, else `Single`.
+    Auto,
+}
+
 /// The shim's configuration.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Config {
@@ -154,6 +169,13 @@ pub struct Config {
     /// `ACCEL_TAP_PEER`: the kernel side's address there; `None`: the
     /// first host address of `ACCEL_IP`'s network.
     pub tap_peer: Option<Cidr>,
+    /// `ACCEL_PROCS`: who owns the port.
+    pub procs: Procs,
+    /// `ACCEL_PORT_QUEUES`: the queue pairs a port owner opens.
+    pub port_queues: u16,
+    /// `ACCEL_OWNER=1`: this process is a port owner started by the
+    /// library (see `owner`), not a program.
+    pub owner: bool,
 }
 
 /// One bad value, as passed to the `report` function of [`Config::parse`].
@@ -197,6 +219,9 @@ impl Config {
         fallback: Fallback::Kernel,
         tap_netns: Text::empty(),
         tap_peer: None,
+        procs: Procs::Single,
+        port_queues: 4,
+        owner: false,
     };
 
     /// Reads the configuration through `lookup` (a variable's value, or
@@ -265,6 +290,18 @@ impl Config {
             "the network's first address",
             parse_cidr,
         );
+        if let Some(v) = env.read("ACCEL_PROCS", "single, multi or auto", "single", parse_procs) {
+            c.procs = v;
+        }
+        let expected = "a number of queue pairs from 1 to 64";
+        if let Some(v) = env.read("ACCEL_PORT_QUEUES", expected, "4", |v| {
+            parse_u32(v).filter(|&n| (1..=64).contains(&n))
+        }) {
+            c.port_queues = v as u16;
+        }
+        c.owner = env.read("ACCEL_OWNER", "1", "not an owner", |v| {
+            (v == b"1").then_some(true)
+        }) == Some(true);
         c
     }
 }
@@ -314,6 +351,18 @@ pub fn parse_fallback(v: &[u8]) -> Option<Fallback> {
     } else {
         None
     }
+}
+
+/// `single`, `multi` or `auto` (any case).
+pub fn parse_procs(v: &[u8]) -> Option<Procs> {
+    [
+        ("single", Procs::Single),
+        ("multi", Procs::Multi),
+        ("auto", Procs::Auto),
+    ]
+    .into_iter()
+    .find(|(name, _)| v.eq_ignore_ascii_case(name.as_bytes()))
+    .map(|(_, p)| p)
 }
 
 /// A share from 0 to 0.5 written as a decimal fraction (`0`, `0.01`,
@@ -413,8 +462,14 @@ mod tests {
             ("ACCEL_FALLBACK", "fail"),
             ("ACCEL_TAP_NETNS", "accel-t1"),
             ("ACCEL_TAP_PEER", "198.18.0.1/24"),
+            ("ACCEL_PROCS", "Multi"),
+            ("ACCEL_PORT_QUEUES", "4"),
         ]);
         assert!(reports.is_empty(), "{reports:?}");
+        assert_eq!(
+            (config.procs, config.port_queues, config.owner),
+            (Procs::Multi, 4, false)
+        );
         assert_eq!(config.tap_netns.as_bytes(), b"accel-t1");
         assert_eq!(
             config.tap_peer.map(|c| c.to_string()),
@@ -453,9 +508,14 @@ mod tests {
             ("ACCEL_LOSS", "0.6"),
             ("ACCEL_LOG", "verbose"),
             ("ACCEL_FALLBACK", "panic"),
+            ("ACCEL_PROCS", "many"),
+            ("ACCEL_PORT_QUEUES", "0"),
         ]);
         assert_eq!(config, Config::DEFAULT);
-        assert_eq!(reports.len(), 9, "{reports:?}");
+        assert_eq!(reports.len(), 11, "{reports:?}");
+        assert!(reports
+            .iter()
+            .any(|r| r == "ACCEL_PROCS=\"many\": expected single, multi or auto; using single"));
         assert_eq!(
             reports[0],
             "ACCEL_LOG=\"verbose\": expected error, warn, info or debug; using warn"

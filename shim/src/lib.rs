@@ -22,6 +22,7 @@
 //! | [`worker`] | the stack, the lock, lazy start, waiting, the keeper |
 //! | [`proxy`], [`forked`], [`forkwire`] | `fork`: a child's inherited connections, served through the parent's proxy |
 //! | [`sock`], [`sockaddr`], [`netns`] | socket objects, C addresses, moving a tap into a namespace |
+//! | [`procs`], [`owner`] | many processes on one port: a process's attachment, and the port owner |
 //! | [`startup`] | staged, recursion-safe start-up and the exit summary |
 //! | [`config`] | `ACCEL_*` environment variables |
 //! | [`logging`] | the allocation-free log |
@@ -69,7 +70,9 @@ pub mod keeper;
 pub mod logging;
 pub mod netns;
 pub mod ops;
+pub mod owner;
 pub mod pollsel;
+pub mod procs;
 pub mod proxy;
 pub mod ready;
 pub mod reaper;

@@ -27,7 +27,17 @@ pub fn tap_iface(vdev: &str) -> Option<&str> {
 /// which step failed and how.
 pub fn move_tap(iface: &str, ns: &str, peer: Cidr) -> Result<(), String> {
     let addr = peer.to_string();
-    run(&["ip", "link", "set", "dev", iface, "netns", ns])?;
+    if let Err(e) = run(&["ip", "link", "set", "dev", iface, "netns", ns]) {
+        let there = format!("/sys/class/net/{iface}");
+        if run(&["ip", "netns", "exec", ns, "test", "-e", &there]).is_ok() {
+            return Err(format!(
+                "{e}: namespace {ns} has an interface {iface} already: another process holds this port \
+                 (processes that share a port all need ACCEL_PROCS=multi or auto, as scripts/accel --tap \
+                 sets, and huge pages)"
+            ));
+        }
+        return Err(e);
+    }
     run(&["ip", "-n", ns, "addr", "add", &addr, "dev", iface])?;
     run(&["ip", "-n", ns, "link", "set", "dev", iface, "up"])?;
     Ok(())

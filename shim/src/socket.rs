@@ -381,7 +381,17 @@ pub fn activate(core: &mut Core, fd: c_int, entry: Entry) -> Entry {
         ..
     }) = core.socks.get(entry.handle())
     else {
-        return entry;
+        // Not (or no longer) a deferred listener. The caller read `entry`
+        // before it took the lock: another thread may have made the
+        // listener live meanwhile (a shared port's stack makes every
+        // deferred listener live as it starts), and a stale `Pending`
+        // would register an epoll interest with the kernel only.
+        let current = FDS.get(fd);
+        return if (current.handle(), current.generation()) == (entry.handle(), entry.generation()) {
+            current
+        } else {
+            entry
+        };
     };
     let fallback = |core: &mut Core, why: Stay| {
         if kernel {
@@ -400,6 +410,17 @@ pub fn activate(core: &mut Core, fd: c_int, entry: Entry) -> Entry {
     };
     if !ensure_started(core) {
         return fallback(core, Stay::StackDown);
+    }
+    // Starting the stack of a process that shares its port makes every
+    // deferred listener live (`activate_all_deferred`), this one too.
+    if !matches!(
+        core.socks.get(entry.handle()),
+        Some(Sock {
+            kind: Kind::Listener { tcp: None, .. },
+            ..
+        })
+    ) {
+        return FDS.get(fd);
     }
     // A listener in every stack: a connection comes in on any queue.
     let mut hs = Vec::with_capacity(stacks::count());
@@ -471,6 +492,26 @@ pub fn settle(fd: c_int) -> State {
             ..
         }) if entry.state() == State::Pending => activate(&mut core, fd, entry).state(),
         _ => entry.state(),
+    }
+}
+
+/// Makes every deferred listener of this process live (see `activate`):
+/// a process that shares its port with others (`procs`) binds them as its
+/// stack starts, before anything polls the stack, so that a SYN the device
+/// hands its queue finds them (else it would go round the other
+/// processes, none of which may listen yet while an nginx reload replaces
+/// every worker).
+pub fn activate_all_deferred(core: &mut Core) {
+    let deferred = |s: &Sock| matches!(s.kind, Kind::Listener { tcp: None, .. });
+    if !core.socks.iter().any(|(_, s)| deferred(s)) {
+        return;
+    }
+    let limit = sys::nofile_limit().min(crate::fdtable::MAX_FDS);
+    for fd in 0..limit as c_int {
+        let e = FDS.get(fd);
+        if e.state() == State::Pending && core.socks.get(e.handle()).is_some_and(deferred) {
+            activate(core, fd, e);
+        }
     }
 }
 
@@ -995,7 +1036,12 @@ pub fn close_last(mut core: worker::CoreGuard, fd: c_int, handle: u32) {
             }
             touched.push(q);
         }
-        Kind::Listener { tcp: Some(hs), .. } => {
+        Kind::Listener {
+            tcp: Some(hs), local, ..
+        } => {
+            // Other processes may take this port's SYNs over (an nginx
+            // reload): see `procs::listener_closed`.
+            crate::procs::listener_closed(local.port());
             for (q, h) in hs.iter().enumerate() {
                 if let Some(mut stack) = stacks::lock(q as Q) {
                     let _ = stack.iface.tcp.close(*h, t);

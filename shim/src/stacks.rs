@@ -53,7 +53,8 @@ static CELLS: OnceLock<Box<[Cell]>> = OnceLock::new();
 
 /// Installs the stacks (once, at start).
 pub fn install(stacks: Vec<(ShimStack, i32)>) -> Result<(), String> {
-    let several = stacks.len() > 1;
+    // Other processes' stacks share the address too (see `procs`).
+    let several = stacks.len() > 1 || crate::procs::attached();
     let cells: Box<[Cell]> = stacks
         .into_iter()
         .map(|(mut s, rx_fd)| {
@@ -189,9 +190,15 @@ pub fn poll(q: Q) -> PollResult {
     for packet in &strays {
         let owner = (0..count() as Q)
             .filter(|&o| o != q)
-            .find_map(|o| lock(o).filter(|s| s.iface.has_tcp_flow(packet, t)));
+            .find_map(|o| lock(o).filter(|s| s.iface.would_take(packet, t)));
         match owner {
             Some(mut s) => s.ingest(packet, t),
+            // Another process's, maybe (see `procs`); else a reset here.
+            None if crate::procs::forward(packet, crate::procs::global(usize::from(q)), usize::from(q))
+                != crate::procs::Forwarded::Nobody => {}
+            // A SYN for a port whose listener went here, while others take
+            // the port over: the client's retransmission finds them.
+            None if crate::procs::drop_unclaimed_syn(packet) => {}
             None => {
                 if let Some(mut s) = lock(q) {
                     s.ingest(packet, t);
@@ -199,7 +206,16 @@ pub fn poll(q: Q) -> PollResult {
             }
         }
     }
+    receive_forwarded(q, t);
+    let mut r = r;
+    if crate::procs::forwarding_later() {
+        // Try again soon, not at the next frame or timer.
+        let soon = t + std::time::Duration::from_micros(200);
+        r.next = Some(r.next.map_or(soon, |n| n.min(soon)));
+    }
     if !learned.is_empty() {
+        let shared: Vec<_> = learned.iter().map(|&(ip, mac)| (ip, mac.0)).collect();
+        crate::procs::share_neighbours(&shared);
         for other in (0..count() as Q).filter(|&o| o != q) {
             if let Some(mut s) = lock(other) {
                 for &(ip, mac) in &learned {
@@ -214,6 +230,55 @@ pub fn poll(q: Q) -> PollResult {
         crate::epoll::distribute(&mut crate::worker::lock());
     }
     r
+}
+
+/// Takes the packets other processes forwarded to stack `q` (see
+/// `procs`): a stack of this process that would take one gets it; else it
+/// goes on to the next process, or is reset here if it came round.
+fn receive_forwarded(q: Q, t: accel_stack::Instant) {
+    if crate::procs::forward_fd(usize::from(q)).is_none() {
+        return;
+    }
+    crate::procs::retry_forwarding(|packet, from| {
+        if crate::procs::drop_unclaimed_syn(packet) {
+            return;
+        }
+        if let Some(mut s) = lock(from as Q) {
+            s.ingest(packet, t);
+        }
+    });
+    let mut buf = [0u8; 9220];
+    for _ in 0..64 {
+        let Some(msg) = crate::procs::receive_forwarded(usize::from(q), &mut buf) else {
+            return;
+        };
+        let (origin, n) = match msg {
+            crate::procs::Message::Packet { origin, len } => (origin, len),
+            crate::procs::Message::Neighbour(ip, mac) => {
+                for o in 0..count() as Q {
+                    if let Some(mut s) = lock(o) {
+                        s.learn_neighbour(ip, accel_stack::wire::EthernetAddress(mac), t);
+                    }
+                }
+                continue;
+            }
+        };
+        let Some(packet) = buf.get(4..n) else { continue };
+        let taker = (0..count() as Q).find_map(|o| lock(o).filter(|s| s.iface.would_take(packet, t)));
+        match taker {
+            Some(mut s) => s.ingest(packet, t),
+            None if crate::procs::forward(packet, origin, usize::from(q))
+                != crate::procs::Forwarded::Nobody => {}
+            // A SYN for a port whose listener went here, while others take
+            // the port over: the client's retransmission finds them.
+            None if crate::procs::drop_unclaimed_syn(packet) => {}
+            None => {
+                if let Some(mut s) = lock(q) {
+                    s.ingest(packet, t);
+                }
+            }
+        }
+    }
 }
 
 /// Polls every stack once; the union of what they did.
@@ -233,6 +298,16 @@ pub fn poll_all() -> PollResult {
 
 /// Arms the Rx interrupt of every stack that has one; their fds.
 pub fn arm_rx_interrupts(out: &mut Vec<libc::pollfd>) {
+    for q in 0..cells().len() {
+        // Packets other processes forward to this stack (see `procs`).
+        if let Some(fd) = crate::procs::forward_fd(q) {
+            out.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+    }
     for (q, cell) in cells().iter().enumerate() {
         if cell.rx_fd < 0 {
             continue;

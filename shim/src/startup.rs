@@ -104,6 +104,14 @@ pub fn start_once() {
     }
     let config = Config::parse(getenv, |bad| log!(warn, "{bad}"));
     let _ = CONFIG.set(config);
+    if config.owner {
+        // A port owner started by the library (see `owner`): it runs from
+        // `__libc_start_main`, once every constructor has run (DPDK's
+        // drivers register themselves in constructors of this library that
+        // may come after this one), and the program's own `main` never
+        // runs. The stage stays at Starting: its calls go straight to libc.
+        return;
+    }
     if !exec::remember_preload(getenv("LD_PRELOAD").unwrap_or_default()) {
         log!(warn, "LD_PRELOAD is too long to keep: programs started without it in their environment will not get it back");
     }
@@ -127,6 +135,52 @@ pub fn start_once() {
     }
     STAGE.store(Stage::Ready as u8, Ordering::Release);
     log!(info, "started: {N_CALLS} calls interposed; {}", Summary(&config));
+}
+
+/// The program's `main`, as `__libc_start_main` takes it.
+#[cfg(not(test))]
+type Main = extern "C" fn(libc::c_int, *mut *mut libc::c_char, *mut *mut libc::c_char) -> libc::c_int;
+
+/// glibc's `__libc_start_main`, called by the program's `_start` after the
+/// constructors of every shared object: in a port owner (`ACCEL_OWNER=1`)
+/// it runs the owner and never returns; otherwise it calls libc's.
+///
+/// # Safety
+///
+/// The C runtime's contract: called once, by `_start`, with its arguments.
+#[cfg(not(test))]
+#[no_mangle]
+pub unsafe extern "C" fn __libc_start_main(
+    main: Main,
+    argc: libc::c_int,
+    argv: *mut *mut libc::c_char,
+    init: *const libc::c_void,
+    fini: *const libc::c_void,
+    rtld_fini: *const libc::c_void,
+    stack_end: *const libc::c_void,
+) -> libc::c_int {
+    type Real = unsafe extern "C" fn(
+        Main,
+        libc::c_int,
+        *mut *mut libc::c_char,
+        *const libc::c_void,
+        *const libc::c_void,
+        *const libc::c_void,
+        *const libc::c_void,
+    ) -> libc::c_int;
+    if let Some(c) = CONFIG.get().filter(|c| c.owner) {
+        crate::owner::run(c);
+    }
+    // SAFETY: a static NUL-terminated name; RTLD_NEXT finds libc's.
+    let real = unsafe { libc::dlsym(libc::RTLD_NEXT, c"__libc_start_main".as_ptr()) };
+    if real.is_null() {
+        // SAFETY: without libc's start there is nothing to run.
+        unsafe { libc::_exit(127) };
+    }
+    // SAFETY: dlsym found libc's __libc_start_main, whose type this is.
+    let real: Real = unsafe { std::mem::transmute::<*mut libc::c_void, Real>(real) };
+    // SAFETY: the caller's arguments, passed on.
+    unsafe { real(main, argc, argv, init, fini, rtld_fini, stack_end) }
 }
 
 /// `ACCEL_QUEUES` as shown (unset: 1).

@@ -363,8 +363,18 @@ pub fn ensure_started(core: &mut Core) -> bool {
             W.status.store(Status::Up as u8, Release);
             let ms = now().saturating_since(t0).as_millis();
             log!(info, "stack up in {ms} ms: {what}");
+            if crate::procs::attached() {
+                crate::socket::activate_all_deferred(core);
+            }
             let keeper = keeper::spawn();
-            for cell in crate::stacks::cells().iter().filter(|c| c.rx_fd >= 0) {
+            // A shared port's queues signal nobody (the owner turned it
+            // off): pointing them at this process would kill it with a
+            // signal it has no handler for.
+            let signalled = !crate::procs::attached();
+            for cell in crate::stacks::cells()
+                .iter()
+                .filter(|c| c.rx_fd >= 0 && signalled)
+            {
                 let Some(tid) = keeper else { break };
                 // net_tap signals every frame (its Rx trigger, F_SETSIG):
                 // send it to the keeper, so that it never interrupts the
@@ -429,6 +439,38 @@ pub fn eal_args(line: &str) -> (Vec<String>, String) {
     (args, vdev.unwrap_or_default() + "\0" + &port)
 }
 
+/// Whether this process shares its port with others (`ACCEL_PROCS`):
+/// `multi`; `auto` where huge pages are ready; never for a port named by
+/// number (a PCI device: no owner creates it).
+fn multi_process(cfg: &crate::config::Config, vdev: &str) -> Result<bool, String> {
+    use crate::config::Procs;
+    // Shared ports are net_tap's for now: DPDK 22.11's net_memif in a
+    // secondary process reads and writes the primary's interrupt
+    // descriptor *numbers* in its own descriptor table (an unrelated fd
+    // of the program there), so it is not offered.
+    let tap = netns::tap_iface(vdev).is_some() || vdev.starts_with("net_tap");
+    match cfg.procs {
+        Procs::Single => Ok(false),
+        Procs::Multi if !tap => Err(format!(
+            "ACCEL_PROCS=multi shares net_tap ports only (not {:?}); run one process per port \
+             (ACCEL_PROCS=single)",
+            vdev.split(',').next().unwrap_or(vdev)
+        )),
+        Procs::Auto if !tap => Ok(false),
+        Procs::Multi => {
+            accel_stack::phy::dpdk::hugepages_ready(crate::procs::OWNER_MEM_MB)?;
+            Ok(true)
+        }
+        Procs::Auto => {
+            let ready = accel_stack::phy::dpdk::hugepages_ready(crate::procs::OWNER_MEM_MB);
+            if let Err(why) = &ready {
+                log!(info, "ACCEL_PROCS=auto: one process on the port ({why})");
+            }
+            Ok(ready.is_ok())
+        }
+    }
+}
+
 fn start(core: &mut Core) -> Result<String, String> {
     let cfg = startup::config();
     let ip = cfg.ip.ok_or("ACCEL_IP is not set")?;
@@ -442,59 +484,97 @@ fn start(core: &mut Core) -> Result<String, String> {
         Level::Info => 5,
         _ => 0,
     });
-    let eal = Eal::init(&args).map_err(|e| format!("DPDK did not start ({}): {e}", args.join(" ")))?;
-    // One queue pair unless asked for more (see `stacks`: on net_tap more
-    // queues cost more, and on two cores one stack is as fast).
-    let want = cfg.queues.max(1);
-    let open = |queues: u16| {
+    // The queue pairs, with their numbers on the port, and what the port
+    // is shared with: (port queue pairs, the queues' descriptors from the
+    // owner).
+    let mut devs: Vec<(u16, DpdkDevice)>;
+    let mut moved = String::new();
+    let eal;
+    let mut secret = None;
+    let shared: Option<(u16, Vec<i32>)>;
+    let attached = if multi_process(cfg, vdev)? {
+        match crate::procs::attach(vdev, cfg.queues.max(1), first_cpu()) {
+            Ok(a) => Some(a),
+            Err(why) if cfg.procs == crate::config::Procs::Auto && !crate::procs::attached() => {
+                log!(info, "ACCEL_PROCS=auto: one process on the port ({why})");
+                None
+            }
+            Err(why) => return Err(why),
+        }
+    } else {
+        None
+    };
+    if let Some(a) = attached {
+        moved = format!(
+            "; port shared (ACCEL_PROCS): queue pairs {:?} of {}, prefix {}",
+            a.grant.take, a.grant.queues, a.grant.prefix
+        );
+        let qs: Vec<u16> = a.devs.iter().map(|(q, _)| *q).collect();
+        crate::procs::open_forwarding(a.key, a.grant.queues, &qs)?;
+        secret = Some(a.grant.secret);
+        shared = Some((a.grant.queues, a.fds));
+        devs = a.devs;
+        eal = a.eal;
+    } else {
+        shared = None;
+        eal = Eal::init(&args).map_err(|e| format!("DPDK did not start ({}): {e}", args.join(" ")))?;
+        // One queue pair unless asked for more (see `stacks`: on net_tap
+        // more queues cost more, and on two cores one stack is as fast).
+        let want = cfg.queues.max(1);
         let dpdk = DpdkConfig {
-            rx_queues: queues,
-            tx_queues: queues,
+            rx_queues: want,
+            tx_queues: want,
             ..DpdkConfig::default()
         };
-        DpdkDevice::open(&eal, port, dpdk)
-    };
-    let dev = match open(want) {
-        Ok(d) => d,
-        Err(e) => return Err(format!("port {port}: {e}")),
-    };
-    let ns = String::from_utf8_lossy(cfg.tap_netns.as_bytes()).into_owned();
-    let mut moved = String::new();
-    if !ns.is_empty() {
-        let iface = netns::tap_iface(vdev).ok_or_else(|| {
-            format!("ACCEL_TAP_NETNS={ns} needs a net_tap vdev with iface=NAME (have {vdev:?})")
-        })?;
-        let peer = cfg.tap_peer.unwrap_or(crate::config::Cidr {
-            addr: first_host(ip.addr, ip.prefix_len),
-            prefix_len: ip.prefix_len,
-        });
-        netns::move_tap(iface, &ns, peer)?;
-        moved = format!("; {iface} moved into namespace {ns} as {peer}");
+        let dev = DpdkDevice::open(&eal, port, dpdk).map_err(|e| format!("port {port}: {e}"))?;
+        let ns = String::from_utf8_lossy(cfg.tap_netns.as_bytes()).into_owned();
+        if !ns.is_empty() {
+            let iface = netns::tap_iface(vdev).ok_or_else(|| {
+                format!("ACCEL_TAP_NETNS={ns} needs a net_tap vdev with iface=NAME (have {vdev:?})")
+            })?;
+            let peer = cfg.tap_peer.unwrap_or(crate::config::Cidr {
+                addr: first_host(ip.addr, ip.prefix_len),
+                prefix_len: ip.prefix_len,
+            });
+            netns::move_tap(iface, &ns, peer)?;
+            moved = format!("; {iface} moved into namespace {ns} as {peer}");
+        }
+        let n = dev.queue_counts().0.min(dev.queue_counts().1).max(1);
+        devs = Vec::with_capacity(usize::from(n));
+        for q in 1..n {
+            devs.push((q, dev.queue_pair(q).map_err(|e| format!("port {port}: {e}"))?));
+        }
+        devs.insert(0, (0, dev));
     }
-    let mac = cfg.mac.map(EthernetAddress).unwrap_or_else(|| dev.mac());
+    let Some((_, first)) = devs.first() else {
+        return Err(format!("port {port}: no queue pair"));
+    };
+    let mac = cfg.mac.map(EthernetAddress).unwrap_or_else(|| first.mac());
+    let name = first.name().to_owned();
     let mut ic = IfaceConfig::new(mac, ip.addr, ip.prefix_len);
     ic.gateway = cfg.gateway;
-    ic.secret = sys::random16();
-    let name = dev.name().to_owned();
-    let n = dev.queue_counts().0.min(dev.queue_counts().1).max(1);
-    let mut devs = Vec::with_capacity(usize::from(n));
-    for q in 1..n {
-        devs.push(dev.queue_pair(q).map_err(|e| format!("port {port}: {e}"))?);
-    }
-    devs.insert(0, dev);
+    ic.secret = secret.unwrap_or_else(sys::random16);
+    let n = devs.len() as u16;
+    // Ephemeral ports are shared out by queue pair over the whole port.
+    let of = shared.as_ref().map_or(n, |s| s.0);
     let mut stacks = Vec::with_capacity(devs.len());
     let mut txqs = Vec::with_capacity(devs.len());
     let mut flights = crate::flight::arenas(devs.len()).into_iter();
-    for (q, mut dev) in devs.into_iter().enumerate() {
-        let rx = match dev.rx_interrupt_fd() {
-            Some(fd) if dev.arm_rx_interrupt().is_ok() => fd,
-            _ => -1,
+    for (i, (q, mut dev)) in devs.drain(..).enumerate() {
+        let rx = match &shared {
+            // The owner's copy of the queue's descriptor: readable when
+            // frames wait (net_tap's Rx interrupt is that descriptor).
+            Some((_, fds)) => fds.get(i).copied().unwrap_or(-1),
+            None => match dev.rx_interrupt_fd() {
+                Some(fd) if dev.arm_rx_interrupt().is_ok() => fd,
+                _ => -1,
+            },
         };
         let (dev, txq) = ShimDevice::new(dev).map_err(|e| format!("port {port}: {e}"))?;
         let mut stack = Stack::new(ic.clone(), TcpConfig::default(), dev);
         stack
             .iface
-            .set_port_share(q as u16, n)
+            .set_port_share(q, of)
             .map_err(|e| format!("port {port}: {e}"))?;
         if let Some(slots) = flights.next() {
             stack.iface.set_flight_recorder(slots);
@@ -535,7 +615,7 @@ pub fn cpus() -> u32 {
 }
 
 /// The first CPU the calling thread may run on (the EAL's main lcore).
-fn first_cpu() -> usize {
+pub(crate) fn first_cpu() -> usize {
     // SAFETY: an all-zero cpu_set_t is the empty set; sched_getaffinity
     // fills it for this thread.
     unsafe {
@@ -551,7 +631,7 @@ fn first_cpu() -> usize {
 
 /// The first host address of `ip`'s network (`198.18.0.1` for
 /// `198.18.0.2/24`).
-fn first_host(ip: core::net::Ipv4Addr, prefix_len: u8) -> core::net::Ipv4Addr {
+pub(crate) fn first_host(ip: core::net::Ipv4Addr, prefix_len: u8) -> core::net::Ipv4Addr {
     let mask = u32::MAX
         .checked_shl(32 - u32::from(prefix_len.min(32)))
         .unwrap_or(0);
@@ -576,6 +656,7 @@ pub fn after_fork_in_child() {
     keeper::after_fork();
     device::after_fork();
     crate::reaper::after_fork();
+    crate::procs::after_fork();
     if status() == Status::Up {
         crate::ready::after_fork();
         // The stacks (in a static, never dropped) are the parent's: with

@@ -12,7 +12,9 @@
 //!   sends what waited for it;
 //! - the stacks' ephemeral ports never collide (each its share);
 //! - the ACK of a SYN cookie that one stack sent makes the connection
-//!   there, even when the device delivers it to another.
+//!   there, even when the device delivers it to another;
+//! - a SYN for a port only the other stack listens on (two programs on
+//!   one address, each in a process of its own) is handed to it.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -151,7 +153,7 @@ impl Net {
                 for packet in self.ours[q].iface.take_handover() {
                     self.handed += 1;
                     progress = true;
-                    let owner = if self.ours[other].iface.has_tcp_flow(&packet, self.now) {
+                    let owner = if self.ours[other].iface.would_take(&packet, self.now) {
                         other
                     } else {
                         q
@@ -278,6 +280,64 @@ fn a_neighbour_one_stack_learns_is_taught_to_the_other() {
     let (c, _) = connect_from(&mut n, 1, 7003);
     assert_eq!(n.ours[1].iface.tcp.socket(c).unwrap().state(), State::Established);
     assert!(n.handed > 0, "stack 0 handed stack 1 its segments");
+}
+
+#[test]
+fn a_syn_for_a_port_only_the_other_stack_listens_on_is_handed_to_it() {
+    let mut n = net(true);
+    n.steer(|_| 1);
+    let l = n.ours[0].iface.tcp.socket_new();
+    n.ours[0]
+        .iface
+        .tcp_bind(l, SocketAddrV4::new(OUR_IP, 8080))
+        .unwrap();
+    n.ours[0].iface.tcp.listen(l, 16).unwrap();
+    let c = n.peer.iface.tcp.socket_new();
+    n.peer
+        .iface
+        .tcp_connect(c, SocketAddrV4::new(OUR_IP, 8080), n.now)
+        .unwrap();
+    let mut accepted = None;
+    let ok = n.run_until(Duration::from_secs(2), |n| {
+        if accepted.is_none() {
+            accepted = n.ours[0].iface.tcp.accept(l).ok().map(|(h, _)| h);
+        }
+        accepted.is_some()
+    });
+    assert!(ok, "stack 0 accepted nothing: {:?}", n.peer.iface.tcp.socket(c));
+    assert!(n.handed > 0, "the SYN came through a handover");
+    assert_eq!(n.ours[1].iface.stats().drop_tcp_no_socket, 0, "nothing was reset");
+    let syn = {
+        // A SYN to port 8080 and one to port 9, as IPv4 packets.
+        let mut v = Vec::new();
+        for port in [8080u16, 9] {
+            let mut p = vec![0u8; 40];
+            p[0] = 0x45;
+            p[3] = 40;
+            p[8] = 64;
+            p[9] = 6;
+            p[12..16].copy_from_slice(&PEER_IP.octets());
+            p[16..20].copy_from_slice(&OUR_IP.octets());
+            p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+            p[22..24].copy_from_slice(&port.to_be_bytes());
+            p[32] = 0x50;
+            p[33] = 0x02;
+            v.push(p);
+        }
+        v
+    };
+    assert!(
+        n.ours[0].iface.would_take(&syn[0], n.now),
+        "a SYN to its listener"
+    );
+    assert!(
+        !n.ours[0].iface.would_take(&syn[1], n.now),
+        "a SYN to no listener"
+    );
+    assert!(
+        !n.ours[1].iface.would_take(&syn[0], n.now),
+        "not the other stack's"
+    );
 }
 
 #[test]

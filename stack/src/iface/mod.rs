@@ -234,6 +234,35 @@ impl Interface {
             .is_ok_and(|seg| self.tcp.takes_cookie(key.0, key.1, &seg, now))
     }
 
+    /// Whether this interface would take the TCP segment in IPv4 packet
+    /// `packet` rather than reset it: it has the connection (see
+    /// [`Interface::has_tcp_flow`]), or the segment is a SYN for a port
+    /// it listens on. Several processes sharing one address ask this of
+    /// a segment another process had no socket for.
+    pub fn would_take(&self, packet: &[u8], now: Instant) -> bool {
+        if self.has_tcp_flow(packet, now) {
+            return true;
+        }
+        let Ok(ip) = Ipv4Packet::new_checked(packet) else {
+            return false;
+        };
+        let payload = ip.payload();
+        if ip.protocol() != IpProtocol::Tcp || payload.len() < 14 {
+            return false;
+        }
+        let (Some(sp), Some(dp), Some(&flags)) = (payload.get(0..2), payload.get(2..4), payload.get(13))
+        else {
+            return false;
+        };
+        // SYN without ACK.
+        if flags & 0x12 != 0x02 {
+            return false;
+        }
+        let local = SocketAddrV4::new(ip.dst_addr(), u16::from_be_bytes([dp[0], dp[1]]));
+        let remote = SocketAddrV4::new(ip.src_addr(), u16::from_be_bytes([sp[0], sp[1]]));
+        self.tcp.listener_for(local, remote).is_some()
+    }
+
     /// Turns the flight recorder on over `slots` (see
     /// [`crate::tcp::flight`]): from now on each connection records its
     /// last events there, one slot each while slots last.

@@ -284,7 +284,7 @@ pub struct Net {
     /// interface to take in as received ([`Interface::poll`](super::Interface::poll)),
     /// at most [`LOOPBACK_MAX`].
     pub(crate) loopback: Vec<Vec<u8>>,
-    /// Neighbours learned or changed since the last
+    /// Neighbours learned or changed, and every ARP reply to us, since the last
     /// [`Interface::take_learned_neighbours`](super::Interface::take_learned_neighbours)
     /// (at most [`LEARNED_MAX`], the oldest dropped).
     pub(crate) learned: Vec<(Ipv4Addr, EthernetAddress)>,
@@ -540,7 +540,11 @@ impl Net {
             self.stats.drop_arp_conflict += 1;
         } else if (for_us || self.arp.knows(ip)) && !ip.is_unspecified() {
             // (An RFC 5227 probe's sender is 0.0.0.0: answered, not learned.)
-            if fresh != Some(mac) {
+            // A reply is passed on even when it changes nothing here: the
+            // stack that asked may be another one (the device gave the
+            // reply to this one's queue).
+            let reply = for_us && repr.operation == ArpOperation::Reply;
+            if reply || fresh != Some(mac) {
                 if self.learned.len() >= LEARNED_MAX {
                     self.learned.remove(0);
                 }

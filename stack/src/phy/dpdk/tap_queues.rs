@@ -128,6 +128,34 @@ impl TapQueues {
         self.fds.is_empty()
     }
 
+    /// The descriptor of `queue` (this process's; the driver owns it), to
+    /// poll for frames or to pass to another process.
+    pub fn fd(&self, queue: u16) -> Option<RawFd> {
+        self.fds.get(usize::from(queue)).copied()
+    }
+
+    /// Stops the kernel's per-frame signal (`O_ASYNC`, net_tap's Rx
+    /// trigger) on every queue: a port owner that never polls has no use
+    /// for it, and the processes that poll the queues read them whether
+    /// signalled or not (the trigger is per process, and theirs never
+    /// moves). Fails with the kernel's error.
+    pub fn quiet_signals(&self) -> Result<(), DpdkError> {
+        for (q, &fd) in self.fds.iter().enumerate() {
+            // SAFETY: F_GETFL/F_SETFL on a descriptor of this process.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+            // SAFETY: as above.
+            if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_ASYNC) } < 0 {
+                let e = std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO);
+                return Err(
+                    DpdkError::new("fcntl(F_SETFL)", e).with(format_args!("queue {q} of {}", self.iface))
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the kernel sends frames to `queue`.
     pub fn is_attached(&self, queue: u16) -> bool {
         self.attached.get(usize::from(queue)).copied().unwrap_or(false)

@@ -1,0 +1,443 @@
+//! The port owner (`ACCEL_PROCS=multi`): the DPDK primary process of one
+//! port, which configures the port with its queue pairs, never polls it,
+//! and hands the queue pairs out to the accelerated processes (see
+//! [`crate::procs`] for their side and for how it is started).
+//!
+//! It is this library, run by the constructor instead of the program when
+//! `ACCEL_OWNER=1` (the start-up stage stays at *Starting*, so every call
+//! the owner or DPDK's threads make goes straight to libc). In order:
+//! 1. It binds the control socket (abstract, named by the port's key): if
+//!    another owner has it, this one leaves quietly (two processes may
+//!    start one at once). It listens at once; requests wait until the port
+//!    is up, or are answered with the reason it could not start.
+//! 2. It removes the runtime files that killed owners left, starts DPDK
+//!    as the primary with huge pages (`--file-prefix` named by the key), opens the port with `ACCEL_PORT_QUEUES` queue
+//!    pairs, and on net_tap finds the queues' descriptors, stops their
+//!    per-frame signal, detaches every queue but one (the kernel sends
+//!    frames only to attached queues: an attached queue nobody polls loses
+//!    its flows) and moves the kernel side into `ACCEL_TAP_NETNS` as the
+//!    single-process start does.
+//! 3. It serves: `take N PID` gets the N lowest free queue pairs, which
+//!    are attached before the reply (frames that come before the process
+//!    polls wait in the queue), with their descriptors. When a process's
+//!    connection ends (exit, crash, `SIGKILL`: the kernel closes it; the
+//!    reaper holds a copy until it has reset the connections), its queues
+//!    are detached and free again. The last attached queue stays attached
+//!    (the kernel refuses to detach it).
+//! 4. One second after the last process left (30 s if none ever came),
+//!    it closes the control socket, stops the port (the tap goes), removes
+//!    DPDK's runtime files of its prefix and exits.
+//!
+//! If the owner dies, the processes attached go on with the queues they
+//! hold (DPDK's memory and the queues' descriptors stay theirs); none can
+//! attach or give queues back until they are all gone, when the next
+//! process starts a new owner. Each logs that the owner went.
+
+use crate::config::{Cidr, Config};
+use crate::logging::log;
+use crate::procs::{self, Grant};
+use crate::{netns, sys, worker};
+use accel_stack::phy::dpdk::{hugepages_ready, set_log_echo, DpdkConfig, DpdkDevice, Eal, TapQueues};
+use std::time::{Duration, Instant};
+
+/// How long the owner stays after the last process left.
+const LINGER: Duration = Duration::from_secs(1);
+/// How long it waits for a first process.
+const FIRST: Duration = Duration::from_secs(30);
+
+/// Most queue pairs of a net_tap port shared by processes: DPDK 22.11's
+/// net_tap passes each queue's two descriptors to the secondaries in one
+/// message, which carries 8 at most (with more, the primary crashes when
+/// the port starts).
+const TAP_MAX_QUEUES: u16 = 4;
+
+/// A process holding queue pairs.
+struct Client {
+    fd: i32,
+    pid: i32,
+    queues: Vec<u16>,
+}
+
+/// The port, once up.
+struct Port {
+    /// Keeps the port (and DPDK) up; dropped to stop it.
+    dev: DpdkDevice,
+    _eal: Eal,
+    taps: Option<TapQueues>,
+    prefix: String,
+    /// Which process holds each queue pair.
+    held: Vec<Option<i32>>,
+    /// The secret the processes' stacks share.
+    secret: [u8; 16],
+}
+
+/// Runs the owner and exits the process; never returns.
+pub fn run(cfg: &Config) -> ! {
+    let code = match serve(cfg) {
+        Ok(()) => 0,
+        Err(why) => {
+            log!(error, "port owner: {why}");
+            1
+        }
+    };
+    // SAFETY: ending this process (the owner) is always allowed.
+    unsafe { libc::_exit(code) }
+}
+
+fn serve(cfg: &Config) -> Result<(), String> {
+    let line = String::from_utf8_lossy(cfg.dpdk_args.as_bytes()).into_owned();
+    let (_, vdev_port) = worker::eal_args(&line);
+    let (vdev, port) = vdev_port.split_once('\0').unwrap_or(("", "0"));
+    if vdev.is_empty() {
+        return Err(format!(
+            "ACCEL_DPDK_ARGS names no --vdev ({line:?}): a port owner creates its port"
+        ));
+    }
+    let key = procs::key(vdev);
+    let name = procs::control_name(key);
+    let listener = procs::seqpacket().map_err(|e| format!("socket: errno {e}"))?;
+    let (addr, len) = procs::abstract_addr(&name);
+    // SAFETY: `addr` is a sockaddr_un of `len` bytes.
+    let rc = unsafe { libc::syscall(libc::SYS_bind, listener, &addr as *const libc::sockaddr_un, len) };
+    if rc != 0 {
+        let e = sys::errno();
+        if e == libc::EADDRINUSE {
+            log!(info, "port owner: another owner serves {name}; leaving");
+            return Ok(());
+        }
+        return Err(format!("bind {name}: errno {e}"));
+    }
+    // SAFETY: listen takes no pointers.
+    if unsafe { libc::syscall(libc::SYS_listen, listener, 128) } != 0 {
+        return Err(format!("listen {name}: errno {}", sys::errno()));
+    }
+    log!(
+        info,
+        "port owner {} for {vdev}: control socket @{name}",
+        sys::getpid()
+    );
+    let mut clients: Vec<Client> = Vec::new();
+    let port = match start(cfg, vdev, port, key) {
+        Ok(p) => p,
+        Err(why) => {
+            // Tell whoever waits (and comes within a moment) why.
+            let until = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < until {
+                if let Some(fd) = accept(listener, Duration::from_millis(100)) {
+                    let mut buf = [0u8; procs::MSG_MAX];
+                    let _ = procs::recv_msg(fd, &mut buf, Some(Duration::from_millis(500)));
+                    let _ = procs::send_msg(fd, format!("err {why}").as_bytes(), &[]);
+                    sys::close(fd);
+                }
+            }
+            return Err(why);
+        }
+    };
+    let mut port = port;
+    let mut idle_since = Some((Instant::now(), FIRST));
+    loop {
+        let mut fds: Vec<libc::pollfd> = std::iter::once(listener)
+            .chain(clients.iter().map(|c| c.fd))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let timeout = idle_since.map(|(t, limit)| limit.saturating_sub(t.elapsed()));
+        if timeout.is_some_and(|t| t.is_zero()) {
+            break;
+        }
+        // SAFETY: a null mask: the thread's own.
+        match unsafe { sys::ppoll(&mut fds, timeout, std::ptr::null()) } {
+            Ok(_) | Err(libc::EINTR) => {}
+            Err(e) => return Err(format!("ppoll: errno {e}")),
+        }
+        // Requests and departures, before new arrivals.
+        let mut gone = Vec::new();
+        for (i, p) in fds.iter().enumerate().skip(1) {
+            if p.revents == 0 {
+                continue;
+            }
+            let Some(c) = clients.get_mut(i - 1) else { continue };
+            let mut buf = [0u8; procs::MSG_MAX];
+            match procs::recv_msg(c.fd, &mut buf, Some(Duration::ZERO)) {
+                Ok((0, _)) | Err(_) => gone.push(i - 1),
+                Ok((n, extra)) => {
+                    for f in extra {
+                        sys::close(f);
+                    }
+                    let text = String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).into_owned();
+                    if let Err(why) = port.request(c, &text) {
+                        log!(warn, "port owner: process {} asked {text:?}: {why}", c.pid);
+                        let _ = procs::send_msg(c.fd, format!("err {why}").as_bytes(), &[]);
+                    }
+                }
+            }
+        }
+        for i in gone.into_iter().rev() {
+            let c = clients.remove(i);
+            port.release(&c);
+            sys::close(c.fd);
+        }
+        if fds.first().is_some_and(|p| p.revents != 0) {
+            while let Some(fd) = accept(listener, Duration::ZERO) {
+                clients.push(Client {
+                    fd,
+                    pid: 0,
+                    queues: Vec::new(),
+                });
+            }
+        }
+        idle_since = match (clients.is_empty(), idle_since) {
+            (false, _) => None,
+            (true, Some(t)) => Some(t),
+            (true, None) => Some((Instant::now(), LINGER)),
+        };
+    }
+    // Refuse newcomers first (they start a new owner), then stop the port.
+    sys::close(listener);
+    log!(
+        info,
+        "port owner {}: no process left; stopping {}",
+        sys::getpid(),
+        port.prefix
+    );
+    let prefix = port.prefix.clone();
+    drop(port);
+    remove_runtime_dir(&prefix);
+    Ok(())
+}
+
+/// DPDK's runtime directory (`/var/run/dpdk` for root, else under
+/// `$XDG_RUNTIME_DIR` or `/tmp`).
+fn runtime_base() -> String {
+    // SAFETY: geteuid has no preconditions.
+    let base = if unsafe { libc::geteuid() } == 0 {
+        "/var/run".to_owned()
+    } else {
+        std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".to_owned())
+    };
+    format!("{base}/dpdk")
+}
+
+/// Removes the runtime files of port owners that died without removing
+/// them (killed: a test's namespace going, say): a directory named as
+/// ours (`accel-` and 16 hex digits) whose `config` no process locks (a
+/// live DPDK primary keeps a write lock on it).
+fn sweep_stale_runtime_dirs(ours: &str) {
+    let base = runtime_base();
+    let Ok(dir) = std::fs::read_dir(&base) else { return };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let hex = name.strip_prefix("accel-").unwrap_or("");
+        if name == ours || hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let config = e.path().join("config");
+        let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).open(&config) else {
+            continue;
+        };
+        // SAFETY: all zeroes is a valid flock; F_GETLK fills it in.
+        let mut lk: libc::flock = unsafe { std::mem::zeroed() };
+        lk.l_type = libc::F_WRLCK as libc::c_short;
+        lk.l_whence = libc::SEEK_SET as libc::c_short;
+        use std::os::fd::AsRawFd;
+        // SAFETY: F_GETLK on a descriptor of ours with a valid flock.
+        let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut lk) };
+        if rc == 0 && lk.l_type == libc::F_UNLCK as libc::c_short {
+            let _ = std::fs::remove_dir_all(e.path());
+            log!(info, "port owner: removed {name}, left by an owner that died");
+        }
+    }
+}
+
+/// Removes DPDK's runtime files of `prefix` (its configuration, memory
+/// maps and multi-process sockets, about 2 MB in a tmpfs): every process
+/// of the port is gone, and the next owner of the port makes new ones.
+fn remove_runtime_dir(prefix: &str) {
+    let dir = format!("{}/{prefix}", runtime_base());
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        log!(info, "port owner: cannot remove {dir}: {e}");
+    }
+}
+
+/// Accepts one connection, waiting at most `limit`.
+fn accept(listener: i32, limit: Duration) -> Option<i32> {
+    let mut p = [libc::pollfd {
+        fd: listener,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: a null mask: the thread's own.
+    if unsafe { sys::ppoll(&mut p, Some(limit), std::ptr::null()) }.ok()? == 0 {
+        return None;
+    }
+    // SAFETY: accept4 with null address arguments.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_accept4,
+            listener,
+            std::ptr::null_mut::<libc::sockaddr>(),
+            std::ptr::null_mut::<libc::socklen_t>(),
+            libc::SOCK_CLOEXEC,
+        )
+    };
+    (fd >= 0).then_some(fd as i32)
+}
+
+/// Starts DPDK and the port; see the module documentation.
+fn start(cfg: &Config, vdev: &str, port: &str, key: u64) -> Result<Port, String> {
+    hugepages_ready(procs::OWNER_MEM_MB)?;
+    sweep_stale_runtime_dirs(&procs::file_prefix(key));
+    let mut queues = cfg.port_queues.max(1);
+    if netns::tap_iface(vdev).is_some() && queues > TAP_MAX_QUEUES {
+        log!(
+            warn,
+            "port owner: ACCEL_PORT_QUEUES={queues}, but a shared net_tap port has at most {TAP_MAX_QUEUES} queue pairs (DPDK 22.11 passes their descriptors to other processes in one message of at most 8); using {TAP_MAX_QUEUES}"
+        );
+        queues = TAP_MAX_QUEUES;
+    }
+    let prefix = procs::file_prefix(key);
+    let mut args = Eal::multi_process_args(&prefix, false, procs::OWNER_MEM_MB, &[vdev]);
+    args.extend([
+        "--lcores".to_owned(),
+        format!("0@{}", worker::first_cpu()),
+        "--no-telemetry".to_owned(),
+    ]);
+    set_log_echo(match cfg.log_level {
+        crate::logging::Level::Debug => u32::MAX,
+        crate::logging::Level::Info => 5,
+        _ => 0,
+    });
+    let eal = Eal::init(&args).map_err(|e| format!("DPDK did not start ({}): {e}", args.join(" ")))?;
+    let config = DpdkConfig {
+        rx_queues: queues,
+        tx_queues: queues,
+        rx_desc: 256,
+        tx_desc: 256,
+        extra_mbufs: 2048 * u32::from(queues),
+        rx_interrupts: false,
+        ..DpdkConfig::default()
+    };
+    let dev = DpdkDevice::open(&eal, port, config).map_err(|e| format!("port {port}: {e}"))?;
+    let mut taps = None;
+    if let Some(iface) = netns::tap_iface(vdev) {
+        let mut t = TapQueues::find(iface, queues).map_err(|e| format!("port {port}: {e}"))?;
+        t.quiet_signals().map_err(|e| format!("port {port}: {e}"))?;
+        for q in 1..queues {
+            t.set_attached(q, false)
+                .map_err(|e| format!("port {port}: {e}"))?;
+        }
+        taps = Some(t);
+        let ns = String::from_utf8_lossy(cfg.tap_netns.as_bytes()).into_owned();
+        if !ns.is_empty() {
+            let ip = cfg
+                .ip
+                .ok_or("ACCEL_TAP_NETNS needs ACCEL_IP (for the kernel side's address)")?;
+            let peer_ip = cfg.tap_peer.unwrap_or(Cidr {
+                addr: worker::first_host(ip.addr, ip.prefix_len),
+                prefix_len: ip.prefix_len,
+            });
+            netns::move_tap(iface, &ns, peer_ip)?;
+            log!(info, "port owner: {iface} moved into namespace {ns} as {peer_ip}");
+        }
+    }
+    log!(
+        info,
+        "port owner: {port} up with {queues} queue pairs, pool {}, prefix {prefix}",
+        dev.mempool_name()
+    );
+    Ok(Port {
+        dev,
+        _eal: eal,
+        taps,
+        prefix,
+        held: vec![None; usize::from(queues)],
+        secret: sys::random16(),
+    })
+}
+
+impl Port {
+    /// Serves request `text` of client `c`.
+    fn request(&mut self, c: &mut Client, text: &str) -> Result<(), String> {
+        let mut words = text.split_whitespace();
+        let (Some("take"), Some(n), Some(pid)) = (words.next(), words.next(), words.next()) else {
+            return Err("not a request".into());
+        };
+        let n: usize = n.parse().map_err(|_| "a bad count")?;
+        c.pid = pid.parse().map_err(|_| "a bad pid")?;
+        if !c.queues.is_empty() {
+            return Err("this process holds queue pairs already".into());
+        }
+        let free: Vec<u16> = (0..self.held.len() as u16)
+            .filter(|&q| self.held.get(usize::from(q)).is_some_and(Option::is_none))
+            .take(n)
+            .collect();
+        if n == 0 || free.len() < n {
+            return Err(format!(
+                "{n} queue pairs asked, {} of {} free (ACCEL_PORT_QUEUES sets how many the port has)",
+                free.len(),
+                self.held.len()
+            ));
+        }
+        let mut fds = Vec::new();
+        if let Some(t) = self.taps.as_mut() {
+            for &q in &free {
+                t.set_attached(q, true).map_err(|e| e.to_string())?;
+                fds.extend(t.fd(q));
+            }
+        }
+        for &q in &free {
+            if let Some(h) = self.held.get_mut(usize::from(q)) {
+                *h = Some(c.pid);
+            }
+        }
+        c.queues = free.clone();
+        self.detach_unheld();
+        let grant = Grant {
+            port: self.dev.name().to_owned(),
+            pool: self.dev.mempool_name().to_owned(),
+            prefix: self.prefix.clone(),
+            queues: self.held.len() as u16,
+            take: free,
+            secret: self.secret,
+        };
+        log!(
+            info,
+            "port owner: process {} takes queue pairs {:?}",
+            c.pid,
+            grant.take
+        );
+        procs::send_msg(c.fd, grant.reply().as_bytes(), &fds).map_err(|e| format!("send: errno {e}"))
+    }
+
+    /// Gives back what `c` held.
+    fn release(&mut self, c: &Client) {
+        for &q in &c.queues {
+            if let Some(h) = self.held.get_mut(usize::from(q)) {
+                *h = None;
+            }
+        }
+        self.detach_unheld();
+        if !c.queues.is_empty() {
+            log!(
+                info,
+                "port owner: process {} left; queue pairs {:?} are free",
+                c.pid,
+                c.queues
+            );
+        }
+    }
+
+    /// Detaches every queue nobody holds (but the last attached one).
+    fn detach_unheld(&mut self) {
+        let Some(t) = self.taps.as_mut() else { return };
+        for (q, h) in self.held.iter().enumerate() {
+            if h.is_none() && t.is_attached(q as u16) {
+                // The last attached queue stays (EBUSY): nobody polls it.
+                let _ = t.set_attached(q as u16, false);
+            }
+        }
+    }
+}
