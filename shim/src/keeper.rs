@@ -19,7 +19,8 @@
 //!   when frames come, which wakes exactly the threads they are for.
 //!
 //! It takes no signal of the program's, only DPDK's (net_tap's per-frame
-//! Rx trigger is sent to it), so it never interrupts the program's calls.
+//! Rx trigger would be sent to it, were it on: `hooks::sigaction` refuses
+//! it), so it never interrupts the program's calls.
 
 use crate::logging::log;
 use crate::worker::{lock, now, status, try_lock, Status, W};
@@ -120,9 +121,7 @@ fn keeper(period: Duration) {
         // A spinning thread becomes the sleeper itself when its spin ends:
         // taking the role from it would put it to sleep on its futex, and
         // its next frame would wake two threads (the keeper, then it).
-        if !W.spinning.load(SeqCst)
-            && W.sleeping.compare_exchange(false, true, AcqRel, Relaxed).is_ok()
-        {
+        if !W.spinning.load(SeqCst) && W.sleeping.compare_exchange(false, true, AcqRel, Relaxed).is_ok() {
             on_device(&parker);
             W.sleeping.store(false, Release);
         } else {

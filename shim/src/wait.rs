@@ -20,12 +20,19 @@
 //! - the *sleeper*: at most one thread sleeps on the device for everyone,
 //!   in `ppoll` on the port's Rx interrupt fd (without one: a back-off of
 //!   50 µs doubling to 1 ms), never past the stack's next timer; it drives
-//!   the stack when frames come, which wakes their owners;
+//!   the stack when frames come, which wakes their owners. Never while a
+//!   thread spins: the spinner takes the role when its spin ends, and a
+//!   sleeper that finds a spinner parks instead (else it would wake for
+//!   every frame that the spinner takes anyway);
 //! - everyone else parks, woken only for its own socket or set.
 //!
 //! A single-threaded program's thread is its own sleeper, as before: one
 //! wake-up per frame. When a sleeper leaves while others still wait, the
-//! keeper thread takes the role ([`crate::keeper`]).
+//! keeper thread takes the role at once ([`crate::keeper`]); when a wait
+//! ends leaving the device to nobody otherwise (no thread waits any more,
+//! or the rest are parked), the keeper looks within its period by itself,
+//! and is woken only if it parks for longer: a busy server comes back to
+//! the shim sooner, and pays no futex wake per request.
 //!
 //! Registration and the condition are checked under the lock, and a wake
 //! that comes before the sleep leaves a permit in the parker: no wake-up is

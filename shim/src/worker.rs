@@ -376,9 +376,10 @@ pub fn ensure_started(core: &mut Core) -> bool {
                 .filter(|c| c.rx_fd >= 0 && signalled)
             {
                 let Some(tid) = keeper else { break };
-                // net_tap signals every frame (its Rx trigger, F_SETSIG):
-                // send it to the keeper, so that it never interrupts the
-                // program.
+                // net_tap's Rx trigger (a signal per frame, F_SETSIG) is
+                // refused (`hooks::sigaction`): should a DPDK that asks
+                // otherwise turn it on anyway, it goes to the keeper, so
+                // that it never interrupts the program.
                 if let Err(e) = sys::set_owner_thread(cell.rx_fd, tid) {
                     log!(warn, "cannot send the port's SIGIO to the keeper thread (errno {e}): it may interrupt the program's calls");
                 }
