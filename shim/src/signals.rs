@@ -10,7 +10,7 @@
 //! asked for. The program always sees its own handler: the old action
 //! `sigaction` returns is the program's, never the trampoline.
 //!
-//! A waiting call ([`crate::wait::block`]) reads the counters when it
+//! A waiting call ([`crate::sockets::block::block`]) reads the counters when it
 //! starts and after each poll: a change is an interruption, also while it
 //! spins and no system call could have been interrupted. Handlers installed
 //! before the library started, or with a raw system call, are not seen

@@ -25,7 +25,7 @@ use crate::counters::COUNTERS;
 use crate::fdtable::{State, FDS};
 use crate::interpose::N_CALLS;
 use crate::logging::{self, log, Level};
-use crate::{exec, sys};
+use crate::{interpose::exec, sys};
 use std::ffi::CStr;
 use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -112,17 +112,20 @@ pub fn start_once() {
         // runs. The stage stays at Starting: its calls go straight to libc.
         return;
     }
+    // The engine calls up to the sockets layer through this (see
+    // `engine::Above`).
+    crate::engine::set_above(&crate::sockets::table::Tables);
     if !exec::remember_preload(getenv("LD_PRELOAD").unwrap_or_default()) {
         log!(warn, "LD_PRELOAD is too long to keep: programs started without it in their environment will not get it back");
     }
     // SAFETY: registering handlers with no preconditions: the forking
-    // thread takes the worker's lock before and releases it after, in both
+    // thread takes the sockets' lock before and releases it after, in both
     // processes; in the child the handler then touches only the shim's own
     // state.
     let r = unsafe {
         libc::pthread_atfork(
-            Some(crate::worker::before_fork),
-            Some(crate::worker::after_fork_in_parent),
+            Some(crate::sockets::table::before_fork),
+            Some(crate::sockets::table::after_fork_in_parent),
             Some(after_fork_in_child),
         )
     };
@@ -169,7 +172,7 @@ pub unsafe extern "C" fn __libc_start_main(
         *const libc::c_void,
     ) -> libc::c_int;
     if let Some(c) = CONFIG.get().filter(|c| c.owner) {
-        crate::owner::run(c);
+        crate::engine::owner::run(c);
     }
     // SAFETY: a static NUL-terminated name; RTLD_NEXT finds libc's.
     let real = unsafe { libc::dlsym(libc::RTLD_NEXT, c"__libc_start_main".as_ptr()) };
@@ -214,9 +217,10 @@ fn open_log(path: &Text<4096>) {
 /// reached through the parent's proxy (`forked`); its other accelerated
 /// sockets are inert.
 extern "C" fn after_fork_in_child() {
-    crate::worker::after_fork_in_child();
-    let ctl = crate::proxy::take_child_end();
-    let (inert, inherited) = crate::forked::after_fork_in_child(ctl);
+    crate::sockets::table::after_fork_in_child();
+    crate::engine::worker::after_fork_in_child();
+    let ctl = crate::sockets::proxy::take_child_end();
+    let (inert, inherited) = crate::sockets::forked::after_fork_in_child(ctl);
     if inert + inherited > 0 {
         log!(
             info,
@@ -227,10 +231,10 @@ extern "C" fn after_fork_in_child() {
 }
 
 /// At exit, run from `.fini_array`: the sockets close as a dying
-/// process's do (see [`crate::worker::close_all_at_exit`]), then the
+/// process's do (see [`crate::sockets::table::close_all_at_exit`]), then the
 /// summary.
 extern "C" fn at_exit() {
-    let owing = crate::worker::close_all_at_exit(std::time::Duration::from_secs(2));
+    let owing = crate::sockets::table::close_all_at_exit(std::time::Duration::from_secs(2));
     if owing > 0 {
         log!(
             warn,
@@ -240,8 +244,8 @@ extern "C" fn at_exit() {
     if logging::enabled(Level::Info) {
         let snap = COUNTERS.snapshot();
         log!(info, "exit: calls: {snap}; {}", crate::counters::Sockets);
-        if crate::stacks::count() > 0 {
-            log!(info, "exit: stacks:{}", crate::stacks::Summary);
+        if crate::engine::stacks::count() > 0 {
+            log!(info, "exit: stacks:{}", crate::engine::stacks::Summary);
         }
         if logging::enabled(Level::Debug) {
             log!(debug, "exit: calls by function: {}", ByCall(&snap));

@@ -10,9 +10,9 @@
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 
-use accel::skeleton::Errno;
-use accel::sockaddr::{self as sa, Addr};
-use accel::{epoll, io, ops};
+use accel::interpose::skeleton::Errno;
+use accel::sockets::sockaddr::{self as sa, Addr};
+use accel::{interpose::ops, sockets::epoll, sockets::io};
 use libc::{c_int, c_void, epoll_event, iovec, msghdr, sockaddr, socklen_t};
 
 use crate::bytes::Bytes;

@@ -3,7 +3,7 @@
 //!
 //! From each line of the table, `interpose!` generates:
 //! - the exported function (`exports::read`, `#[no_mangle] extern "C"`),
-//!   whose body is the one [`skeleton`](crate::skeleton) for its kind;
+//!   whose body is the one [`skeleton`] for its kind;
 //! - the pointer to the real function ([`real`]`::read`), resolved on first
 //!   use with `dlsym(RTLD_NEXT, "read")` and cached in an atomic;
 //! - a method of the [`Ops`] trait, the shim's own version of the call for
@@ -42,7 +42,11 @@
 #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
 compile_error!("libaccel.so interposes variadic calls as shown above: Linux on x86-64 or AArch64 only");
 
+pub(crate) mod exec;
+pub(crate) mod hooks;
+pub mod ops;
 pub mod script;
+pub mod skeleton;
 pub mod table;
 
 pub use table::{exports, real, Call, Ops, NAMES, N_CALLS};
@@ -162,7 +166,7 @@ macro_rules! interpose {
         /// to answer (an `fd(P)` call on an fd that is not a kernel fd; an
         /// `any` call once start-up is done), and never while the shim is
         /// re-entered. Every method's default answers
-        /// [`Dispatch::NotOurs`](crate::skeleton::Dispatch::NotOurs): the
+        /// [`Dispatch::NotOurs`](crate::interpose::skeleton::Dispatch::NotOurs): the
         /// call goes to libc. The acceleration overrides the ones it
         /// implements.
         #[allow(clippy::too_many_arguments)]
@@ -194,10 +198,10 @@ macro_rules! ops_method {
             pointers are valid only as far as the C contract of `", stringify!($name), "` says."
         )]
         unsafe fn $name(&self, entry: $crate::fdtable::Entry, $($a: $t,)* $($va: $vt)?)
-            -> $crate::skeleton::Dispatch<$ret>
+            -> $crate::interpose::skeleton::Dispatch<$ret>
         {
             let _ = (entry, $($a,)* $($va)?);
-            $crate::skeleton::Dispatch::NotOurs
+            $crate::interpose::skeleton::Dispatch::NotOurs
         }
     };
     ($kind:ident [] $name:ident [$($a:ident : $t:ty),*] [$($va:ident : $vt:ty)?] $ret:ty) => {
@@ -205,9 +209,9 @@ macro_rules! ops_method {
             "Our `", stringify!($name), "`.\n\n# Safety\n\nThe arguments are the program's, unchecked: \
             pointers are valid only as far as the C contract of `", stringify!($name), "` says."
         )]
-        unsafe fn $name(&self, $($a: $t,)* $($va: $vt)?) -> $crate::skeleton::Dispatch<$ret> {
+        unsafe fn $name(&self, $($a: $t,)* $($va: $vt)?) -> $crate::interpose::skeleton::Dispatch<$ret> {
             let _ = ($($a,)* $($va)?);
-            $crate::skeleton::Dispatch::NotOurs
+            $crate::interpose::skeleton::Dispatch::NotOurs
         }
     };
 }
@@ -220,7 +224,7 @@ macro_rules! call_real {
             // SAFETY: the program's arguments, passed on unchanged to the
             // function of the same name and C type.
             Some(f) => unsafe { f($($a,)* $($va)?) },
-            None => $crate::skeleton::missing(Call::$name),
+            None => $crate::interpose::skeleton::missing(Call::$name),
         }
     };
 }
@@ -230,11 +234,11 @@ macro_rules! export {
     (fd [$key:ident] $name:ident [$($a:ident : $t:ty),*] [$($va:ident : $vt:ty)?] $ret:ty) => {
         $crate::interpose::export!(@sig $name [$($a: $t),*] [$($va: $vt)?] $ret,
             concat!("the fd table decides on `", stringify!($key), "`"), {
-            $crate::skeleton::by_fd(
+            $crate::interpose::skeleton::by_fd(
                 Call::$name,
                 $key,
                 // SAFETY: the program's arguments, passed on unchanged.
-                |entry| unsafe { $crate::ops::ACTIVE.$name(entry, $($a,)* $($va)?) },
+                |entry| unsafe { $crate::interpose::ops::ACTIVE.$name(entry, $($a,)* $($va)?) },
                 $crate::interpose::call_real!($name [$($a),*] [$($va)?]),
             )
         });
@@ -242,10 +246,10 @@ macro_rules! export {
     (any [] $name:ident [$($a:ident : $t:ty),*] [$($va:ident : $vt:ty)?] $ret:ty) => {
         $crate::interpose::export!(@sig $name [$($a: $t),*] [$($va: $vt)?] $ret,
             "the shim's operations are asked once start-up is done", {
-            $crate::skeleton::any(
+            $crate::interpose::skeleton::any(
                 Call::$name,
                 // SAFETY: the program's arguments, passed on unchanged.
-                || unsafe { $crate::ops::ACTIVE.$name($($a,)* $($va)?) },
+                || unsafe { $crate::interpose::ops::ACTIVE.$name($($a,)* $($va)?) },
                 $crate::interpose::call_real!($name [$($a),*] [$($va)?]),
             )
         });
@@ -254,13 +258,13 @@ macro_rules! export {
         $crate::interpose::export!(@sig $name [$($a: $t),*] [$($va: $vt)?] $ret,
             "the fd table follows the kernel's fd numbers (see `hooks`)", {
             // SAFETY: the program's arguments, passed on unchanged.
-            unsafe { $crate::hooks::$name($($a,)* $($va)?) }
+            unsafe { $crate::interpose::hooks::$name($($a,)* $($va)?) }
         });
     };
     (pass [] $name:ident [$($a:ident : $t:ty),*] [$($va:ident : $vt:ty)?] $ret:ty) => {
         $crate::interpose::export!(@sig $name [$($a: $t),*] [$($va: $vt)?] $ret,
             "always straight to libc", {
-            $crate::skeleton::pass(Call::$name, $crate::interpose::call_real!($name [$($a),*] [$($va)?]))
+            $crate::interpose::skeleton::pass(Call::$name, $crate::interpose::call_real!($name [$($a),*] [$($va)?]))
         });
     };
     (@sig $name:ident [$($a:ident : $t:ty),*] [$($va:ident : $vt:ty)?] $ret:ty, $how:expr, $body:block) => {

@@ -1,16 +1,17 @@
 //! How a thread waits in the shim: a blocking call (`read`, `accept`,
 //! `connect`, a send with no room) or `epoll_wait`/`poll`/`select` with
-//! nothing ready.
+//! nothing ready, below the sockets layer's registration
+//! ([`crate::sockets::block`]).
 //!
-//! [`block`] drives the stack and tries the caller's condition; if it is not
-//! met the thread registers its waker on what it waits for ([`WaitOn`]: a
-//! socket, or an epoll set) and sleeps until *that* is woken: whoever
-//! drives the stack wakes the threads of the sockets the stack signalled
-//! and no others (`epoll::distribute`), so with N threads waiting a frame
-//! costs one wake-up, not N. The waiting primitive is accel-coro's
-//! [`Parker`] (libtcr's and libwire's waits for plain threads): a futex, or
-//! `ppoll` on its eventfd when the thread must also hear kernel fds or take
-//! a signal mask.
+//! [`drive_until`] drives the stacks and asks the caller's `look` (which
+//! registers the thread's waker on what it waits for and tries the
+//! condition); if that finds nothing the thread sleeps until *its* waker is
+//! woken: whoever drives the stacks wakes the threads of the sockets they
+//! signalled and no others, so with N threads waiting a frame costs one
+//! wake-up, not N. The waiting primitive is accel-coro's [`Parker`]
+//! (libtcr's and libwire's waits for plain threads): a futex, or `ppoll` on
+//! its eventfd when the thread must also hear kernel fds or take a signal
+//! mask.
 //!
 //! Who drives the device while threads wait, in three roles:
 //! - the *spinner*: at most one thread polls the device in a loop for
@@ -28,60 +29,27 @@
 //!
 //! A single-threaded program's thread is its own sleeper, as before: one
 //! wake-up per frame. When a sleeper leaves while others still wait, the
-//! keeper thread takes the role at once ([`crate::keeper`]); when a wait
+//! keeper thread takes the role at once ([`crate::engine::keeper`]); when a wait
 //! ends leaving the device to nobody otherwise (no thread waits any more,
 //! or the rest are parked), the keeper looks within its period by itself,
 //! and is woken only if it parks for longer: a busy server comes back to
 //! the shim sooner, and pays no futex wake per request.
 //!
-//! Registration and the condition are checked under the lock, and a wake
-//! that comes before the sleep leaves a permit in the parker: no wake-up is
-//! lost. A signal handler that runs ends the wait as
+//! `look` registers and checks the condition under the sockets' lock, and
+//! a wake that comes before the sleep leaves a permit in the parker: no
+//! wake-up is lost. A signal handler that runs ends the wait as
 //! [`WaitEnd::Interrupted`], with the kernel's restart rule.
 
-use crate::keeper;
+use crate::engine::keeper;
+use crate::engine::stacks;
+use crate::engine::worker::{now, status, Status, W};
 use crate::signals;
-use crate::stacks;
 use crate::startup;
-use crate::worker::{lock, now, status, Core, Status, W};
 use accel_coro::park::{Parker, Woke};
 use accel_stack::Instant;
 use libc::{pollfd, sigset_t};
 use std::sync::atomic::Ordering::*;
-use std::task::Waker;
 use std::time::Duration;
-
-/// What a waiting thread is woken for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WaitOn {
-    /// A socket (by handle): data, room, a connection, an error, the end.
-    Sock(u32),
-    /// An epoll set (by handle): a member may be ready.
-    Set(u32),
-}
-
-impl Core {
-    /// Wakes `waker` when `on` may have changed: the socket's stack wakers
-    /// are armed, and the thread is on its list.
-    pub fn register(&mut self, on: WaitOn, waker: &Waker) {
-        match on {
-            WaitOn::Sock(h) => {
-                let Core { socks, watch, .. } = self;
-                watch.arm(socks, h);
-                watch.wait_sock(h, waker);
-            }
-            WaitOn::Set(h) => self.watch.wait_set(h, waker),
-        }
-    }
-
-    /// The thread with `waker` no longer waits for `on`.
-    pub fn unregister(&mut self, on: WaitOn, waker: &Waker) {
-        match on {
-            WaitOn::Sock(h) => self.watch.unwait_sock(h, waker),
-            WaitOn::Set(h) => self.watch.unwait_set(h, waker),
-        }
-    }
-}
 
 /// How a wait ended without its condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,22 +65,22 @@ pub enum WaitEnd {
     },
 }
 
-/// Drives the worker until `attempt` returns a result, the `deadline`
-/// passes or a signal arrives (see the module documentation). `attempt`
-/// runs with the lock held, right after a poll of the stack and the
-/// registration of this thread on `on`; `extra` are kernel fds to sleep on
-/// as well (their `revents` are overwritten); `sigmask` is the mask to
-/// sleep with (`ppoll`'s).
-pub fn block<R>(
+/// Drives the stacks until `look` returns a result, the `deadline`
+/// passes or a signal arrives (see the module documentation). `look` runs
+/// right after a poll of the stacks (or, when the caller's kernel fds woke
+/// the sleep, without one); it takes the sockets' lock, registers the
+/// thread where it waits and tries its condition. `extra` are kernel fds
+/// to sleep on as well (their `revents` are overwritten); `sigmask` is the
+/// mask to sleep with (`ppoll`'s).
+pub fn drive_until<R>(
     deadline: Option<Instant>,
-    on: &[WaitOn],
     extra: &mut [pollfd],
     sigmask: Option<&sigset_t>,
-    mut attempt: impl FnMut(&mut Core) -> Option<R>,
+    mut look: impl FnMut() -> Option<R>,
 ) -> Result<R, WaitEnd> {
     W.waiters.fetch_add(1, SeqCst);
     let mut roles = Roles::default();
-    let r = block_inner(deadline, on, extra, sigmask, &mut attempt, &mut roles);
+    let r = drive_inner(deadline, extra, sigmask, &mut look, &mut roles);
     let was_sleeper = roles.sleeper;
     drop(roles);
     let left = W.waiters.fetch_sub(1, SeqCst).saturating_sub(1);
@@ -134,16 +102,14 @@ pub fn block<R>(
     r
 }
 
-fn block_inner<R>(
+fn drive_inner<R>(
     deadline: Option<Instant>,
-    on: &[WaitOn],
     extra: &mut [pollfd],
     sigmask: Option<&sigset_t>,
-    attempt: &mut impl FnMut(&mut Core) -> Option<R>,
+    look: &mut impl FnMut() -> Option<R>,
     roles: &mut Roles,
 ) -> Result<R, WaitEnd> {
     let spin = Duration::from_micros(u64::from(startup::config().spin_us));
-    let waker = Parker::current_waker();
     let parker = Parker::current();
     let mut idle_since: Option<Instant> = None;
     let mut backoff = Duration::from_micros(50);
@@ -171,11 +137,7 @@ fn block_inner<R>(
     loop {
         if std::mem::take(&mut kernel_first) {
             // Once without a poll of the stack; then as usual.
-            let mut core = lock();
-            for &o in on {
-                core.register(o, &waker);
-            }
-            if let Some(r) = attempt(&mut core) {
+            if let Some(r) = look() {
                 return Ok(r);
             }
         }
@@ -185,28 +147,17 @@ fn block_inner<R>(
         // another spins.
         let drive = roles.spinner || roles.sleeper || (first && !W.spinning.load(Relaxed));
         first = false;
-        let (progress, next) = {
-            // The devices are polled without the worker's lock; what they
-            // signalled is handed out under it, before the look.
-            let res = if drive {
-                stacks::poll_all()
-            } else {
-                accel_stack::iface::PollResult::default()
-            };
-            let mut core = lock();
-            crate::epoll::distribute(&mut core);
-            for &o in on {
-                core.register(o, &waker);
-            }
-            if let Some(r) = attempt(&mut core) {
-                // Off the lists: a later event is not this thread's.
-                for &o in on {
-                    core.unregister(o, &waker);
-                }
-                return Ok(r);
-            }
-            (res.progress, res.next)
+        // The devices are polled without the sockets' lock; `look` hands
+        // out what they signalled under it, before it looks.
+        let res = if drive {
+            stacks::poll_all()
+        } else {
+            accel_stack::iface::PollResult::default()
         };
+        if let Some(r) = look() {
+            return Ok(r);
+        }
+        let (progress, next) = (res.progress, res.next);
         if signals::epoch().0 != start.0 {
             // A handler ran while we polled: the kernel's call would have
             // been interrupted in its sleep.
@@ -346,7 +297,7 @@ impl SpinCredit {
     /// Whether to spin now.
     fn ask() -> bool {
         static CPUS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-        let cpus = *CPUS.get_or_init(crate::worker::cpus);
+        let cpus = *CPUS.get_or_init(crate::engine::worker::cpus);
         W.waiters.load(Relaxed) <= cpus
     }
 }

@@ -13,18 +13,19 @@
 //! Every receive polls the stack first, so data that arrived is seen;
 //! every send polls after, so queued data leaves at once.
 
+use crate::engine::stacks::{self, Q};
+use crate::engine::worker::{self};
 use crate::fdtable::{Entry, State};
+use crate::interpose::skeleton::{Dispatch, Errno};
 use crate::logging::log;
-use crate::skeleton::{Dispatch, Errno};
-use crate::sock::{Kind, Sock};
-use crate::sockaddr as sa;
-use crate::socket::{self, conn_of, deadline, fail, ok, se, sock_mut, Answer};
-use crate::sockopt;
-use crate::stacks::{self, Q};
+use crate::sockets::block::{block, WaitEnd, WaitOn};
+use crate::sockets::sock::{Kind, Sock};
+use crate::sockets::sockaddr as sa;
+use crate::sockets::socket::{self, conn_of, deadline, fail, ok, se, sock_mut, Answer};
+use crate::sockets::sockopt;
+use crate::sockets::table::Core;
+use crate::sockets::tcpinfo;
 use crate::sys;
-use crate::tcpinfo;
-use crate::wait::{block, WaitEnd, WaitOn};
-use crate::worker::{self, Core};
 use accel_stack::iface::TcpHandle;
 use accel_stack::tcp::SockOpt;
 use core::net::SocketAddrV4;
@@ -167,7 +168,7 @@ unsafe fn tcp_write_on(q: Q, h: TcpHandle, iov: Iov<'_>, mut skip: usize) -> Res
 /// Polls the stack of `entry`'s connection (after a read: the window
 /// update goes out).
 fn poll_of(entry: Entry) {
-    let conn = conn_of(&worker::lock(), entry);
+    let conn = conn_of(&crate::sockets::table::lock(), entry);
     if let Ok((q, _)) = conn {
         stacks::poll(q);
     }
@@ -205,7 +206,7 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
     if entry.state() == State::Udp {
         // SAFETY: the caller's contract.
         return unsafe {
-            crate::udp::recv(entry, fd, iov, flags, std::ptr::null_mut(), std::ptr::null_mut())
+            crate::sockets::udp::recv(entry, fd, iov, flags, std::ptr::null_mut(), std::ptr::null_mut())
         };
     }
     let peek = flags & libc::MSG_PEEK != 0;
@@ -216,7 +217,7 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
         // The socket's stack and mode under the worker's lock; the poll and
         // the read under the stack's alone.
         let (conn, mode) = {
-            let mut core = worker::lock();
+            let mut core = crate::sockets::table::lock();
             (conn_of(&core, entry), mode(&mut core, entry))
         };
         let (nb, rt, _) = match mode {
@@ -344,12 +345,12 @@ pub unsafe fn send(entry: Entry, iov: Iov<'_>, flags: c_int) -> Answer<isize> {
     }
     if entry.state() == State::Udp {
         // SAFETY: the caller's contract.
-        return unsafe { crate::udp::send(entry, iov, flags, None) };
+        return unsafe { crate::sockets::udp::send(entry, iov, flags, None) };
     }
     let total = iov_len(iov);
     let (nonblock, timeout, first) = {
         let (conn, mode) = {
-            let mut core = worker::lock();
+            let mut core = crate::sockets::table::lock();
             (conn_of(&core, entry), mode(&mut core, entry))
         };
         let (nb, _, st) = match mode {
@@ -445,7 +446,7 @@ pub unsafe fn sendfile(entry: Entry, in_fd: c_int, offset: *mut i64, count: usiz
         unsafe { offset.read_unaligned() }
     };
     let (nonblock, timeout) = {
-        let mut core = worker::lock();
+        let mut core = crate::sockets::table::lock();
         match mode(&mut core, entry) {
             Ok((nb, _, st)) => (nb, st),
             Err(e) => return Dispatch::Done(Err(e)),
@@ -473,7 +474,7 @@ pub unsafe fn sendfile(entry: Entry, in_fd: c_int, offset: *mut i64, count: usiz
         while off < n {
             let v = [one(data.as_ptr().wrapping_add(off).cast(), n - off)];
             let r = {
-                let conn = conn_of(&worker::lock(), entry);
+                let conn = conn_of(&crate::sockets::table::lock(), entry);
                 match conn {
                     Ok((q, h)) => {
                         // SAFETY: `v` points into `chunk`.
@@ -558,14 +559,14 @@ pub fn shutdown(entry: Entry, fd: c_int, how: c_int) -> Answer<c_int> {
         libc::SHUT_RDWR => (true, true),
         _ => return fail(libc::EINVAL),
     };
-    let mut core = worker::lock();
+    let mut core = crate::sockets::table::lock();
     if let Ok(Sock {
         kind: Kind::Listener { .. },
         ..
     }) = sock_mut(&mut core, entry)
     {
         if rd {
-            crate::socket::unlisten(&mut core, fd, entry);
+            crate::sockets::socket::unlisten(&mut core, fd, entry);
         }
         return ok(0);
     }
@@ -605,7 +606,7 @@ pub unsafe fn name(entry: Entry, peer: bool, addr: *mut sockaddr, len: *mut sock
         }
         return Dispatch::NotOurs;
     }
-    let core = worker::lock();
+    let core = crate::sockets::table::lock();
     let kind = match core.socks.get(entry.handle()) {
         Some(s) => s.kind.clone(),
         None => return Dispatch::NotOurs,
@@ -647,7 +648,7 @@ pub unsafe fn name(entry: Entry, peer: bool, addr: *mut sockaddr, len: *mut sock
                     let local = local.unwrap_or(SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0));
                     // Connected, the socket has a source address (Linux sets
                     // it at connect), the stack's.
-                    Ok(match (remote, crate::socket::our_ip()) {
+                    Ok(match (remote, crate::sockets::socket::our_ip()) {
                         (Some(_), Some(ip)) if local.ip().is_unspecified() => {
                             SocketAddrV4::new(ip, local.port())
                         }
@@ -693,7 +694,7 @@ pub unsafe fn time_val(val: *const c_void, len: socklen_t) -> Option<Option<Dura
 
 /// `setsockopt(2)`: the placeholder takes every option first (so errors
 /// are the kernel's); the ones the stack needs are recorded and applied
-/// (see [`crate::sockopt`]).
+/// (see [`crate::sockets::sockopt`]).
 ///
 /// # Safety
 ///
@@ -707,14 +708,14 @@ pub unsafe fn setsockopt(
     len: socklen_t,
 ) -> Answer<c_int> {
     let connected = {
-        let mut core = worker::lock();
+        let mut core = crate::sockets::table::lock();
         matches!(sock_mut(&mut core, entry).map(|s| &s.kind), Ok(Kind::Tcp(..)))
     };
     // SAFETY: the caller's arguments, passed on.
     if let Err(e) = unsafe { sockopt::to_kernel(fd, connected, level, name, val, len) } {
         return Dispatch::Done(Err(e));
     }
-    let mut core = worker::lock();
+    let mut core = crate::sockets::table::lock();
     let Ok(s) = sock_mut(&mut core, entry) else {
         return ok(0);
     };
@@ -759,7 +760,7 @@ pub unsafe fn setsockopt(
     let (kind, opts) = (s.kind.clone(), s.opts);
     for (q, h) in tcp_handles(&kind) {
         if let Some(mut stack) = stacks::lock(q) {
-            crate::socket::apply_opts(&mut stack.iface.tcp, h, &opts);
+            crate::sockets::socket::apply_opts(&mut stack.iface.tcp, h, &opts);
         }
     }
     ok(0)
@@ -840,7 +841,7 @@ pub unsafe fn getsockopt(
     val: *mut c_void,
     len: *mut socklen_t,
 ) -> Answer<c_int> {
-    let core = worker::lock();
+    let core = crate::sockets::table::lock();
     let Some(Sock { kind, opts, .. }) = core.socks.get(entry.handle()).cloned() else {
         return Dispatch::NotOurs;
     };
@@ -928,7 +929,7 @@ pub fn fcntl(entry: Entry, fd: c_int, cmd: c_int, arg: libc::c_ulong) -> Answer<
     {
         return Dispatch::NotOurs;
     }
-    let mut core = worker::lock();
+    let mut core = crate::sockets::table::lock();
     let Ok(s) = sock_mut(&mut core, entry) else {
         return Dispatch::NotOurs;
     };
@@ -971,7 +972,7 @@ pub fn fcntl(entry: Entry, fd: c_int, cmd: c_int, arg: libc::c_ulong) -> Answer<
 ///
 /// `arg` is what the request takes.
 pub unsafe fn ioctl(entry: Entry, request: libc::c_ulong, arg: libc::c_ulong) -> Answer<c_int> {
-    let mut core = worker::lock();
+    let mut core = crate::sockets::table::lock();
     let Ok(s) = sock_mut(&mut core, entry) else {
         return Dispatch::NotOurs;
     };

@@ -15,10 +15,11 @@
 //! (round robin at first use): its connects and its sends of datagrams go
 //! out there, and it looks there first for a connection to accept.
 //!
-//! Locks: the worker's lock ([`crate::worker::lock`], the socket and epoll
-//! tables) may be held while a stack's is taken, never the other way
-//! round. A stack's frames are sent after its lock (and the worker's, if
-//! held) is dropped ([`crate::device`]).
+//! Locks: the sockets layer's lock (its socket and epoll tables) may be
+//! held while a stack's is taken, never the other way round. A stack's
+//! frames are sent after its lock is dropped, or at the end of the batch
+//! the thread has open ([`crate::engine::device::hold_flushes`]: the
+//! sockets layer's lock holds one).
 //!
 //! Strays: the device may deliver a segment on another queue than its
 //! connection's (net_tap answers the first segment of a connection on the
@@ -30,8 +31,8 @@
 //! maybe not the one that asked; what one stack learns is taught to the
 //! others after its poll ([`poll`]).
 
-use crate::device;
-use crate::worker::{now, ShimStack, W};
+use crate::engine::device;
+use crate::engine::worker::{now, ShimStack, W};
 use accel_stack::iface::PollResult;
 use std::cell::Cell as StdCell;
 use std::mem::ManuallyDrop;
@@ -54,7 +55,7 @@ static CELLS: OnceLock<Box<[Cell]>> = OnceLock::new();
 /// Installs the stacks (once, at start).
 pub fn install(stacks: Vec<(ShimStack, i32)>) -> Result<(), String> {
     // Other processes' stacks share the address too (see `procs`).
-    let several = stacks.len() > 1 || crate::procs::attached();
+    let several = stacks.len() > 1 || crate::engine::procs::attached();
     let cells: Box<[Cell]> = stacks
         .into_iter()
         .map(|(mut s, rx_fd)| {
@@ -75,7 +76,7 @@ pub fn install(stacks: Vec<(ShimStack, i32)>) -> Result<(), String> {
 /// The stacks (none before start, and none in the child of a fork: they
 /// are the parent's).
 pub fn cells() -> &'static [Cell] {
-    if crate::worker::status() != crate::worker::Status::Up {
+    if crate::engine::worker::status() != crate::engine::worker::Status::Up {
         return &[];
     }
     CELLS.get().map_or(&[], |c| c)
@@ -138,7 +139,7 @@ impl Drop for StackGuard {
         self.guard.device.stage();
         // SAFETY: the guard is dropped once, here, and not used after.
         drop(unsafe { ManuallyDrop::take(&mut self.guard) });
-        if !crate::worker::held() {
+        if !device::flushes_held() {
             device::flush(self.q);
         }
     }
@@ -194,11 +195,14 @@ pub fn poll(q: Q) -> PollResult {
         match owner {
             Some(mut s) => s.ingest(packet, t),
             // Another process's, maybe (see `procs`); else a reset here.
-            None if crate::procs::forward(packet, crate::procs::global(usize::from(q)), usize::from(q))
-                != crate::procs::Forwarded::Nobody => {}
+            None if crate::engine::procs::forward(
+                packet,
+                crate::engine::procs::global(usize::from(q)),
+                usize::from(q),
+            ) != crate::engine::procs::Forwarded::Nobody => {}
             // A SYN for a port whose listener went here, while others take
             // the port over: the client's retransmission finds them.
-            None if crate::procs::drop_unclaimed_syn(packet) => {}
+            None if crate::engine::procs::drop_unclaimed_syn(packet) => {}
             None => {
                 if let Some(mut s) = lock(q) {
                     s.ingest(packet, t);
@@ -208,14 +212,14 @@ pub fn poll(q: Q) -> PollResult {
     }
     receive_forwarded(q, t);
     let mut r = r;
-    if crate::procs::forwarding_later() {
+    if crate::engine::procs::forwarding_later() {
         // Try again soon, not at the next frame or timer.
         let soon = t + std::time::Duration::from_micros(200);
         r.next = Some(r.next.map_or(soon, |n| n.min(soon)));
     }
     if !learned.is_empty() {
         let shared: Vec<_> = learned.iter().map(|&(ip, mac)| (ip, mac.0)).collect();
-        crate::procs::share_neighbours(&shared);
+        crate::engine::procs::share_neighbours(&shared);
         for other in (0..count() as Q).filter(|&o| o != q) {
             if let Some(mut s) = lock(other) {
                 for &(ip, mac) in &learned {
@@ -224,10 +228,10 @@ pub fn poll(q: Q) -> PollResult {
             }
         }
     }
-    // Hand out what the stack signalled (the worker's guard does it if
-    // this thread holds that lock).
-    if !crate::worker::held() && crate::ready::pending() {
-        crate::epoll::distribute(&mut crate::worker::lock());
+    // Hand out what the stack signalled (the sockets' guard does it if
+    // this thread holds their lock).
+    if let Some(above) = crate::engine::above() {
+        above.hand_out(true);
     }
     r
 }
@@ -236,11 +240,11 @@ pub fn poll(q: Q) -> PollResult {
 /// `procs`): a stack of this process that would take one gets it; else it
 /// goes on to the next process, or is reset here if it came round.
 fn receive_forwarded(q: Q, t: accel_stack::Instant) {
-    if crate::procs::forward_fd(usize::from(q)).is_none() {
+    if crate::engine::procs::forward_fd(usize::from(q)).is_none() {
         return;
     }
-    crate::procs::retry_forwarding(|packet, from| {
-        if crate::procs::drop_unclaimed_syn(packet) {
+    crate::engine::procs::retry_forwarding(|packet, from| {
+        if crate::engine::procs::drop_unclaimed_syn(packet) {
             return;
         }
         if let Some(mut s) = lock(from as Q) {
@@ -249,12 +253,12 @@ fn receive_forwarded(q: Q, t: accel_stack::Instant) {
     });
     let mut buf = [0u8; 9220];
     for _ in 0..64 {
-        let Some(msg) = crate::procs::receive_forwarded(usize::from(q), &mut buf) else {
+        let Some(msg) = crate::engine::procs::receive_forwarded(usize::from(q), &mut buf) else {
             return;
         };
         let (origin, n) = match msg {
-            crate::procs::Message::Packet { origin, len } => (origin, len),
-            crate::procs::Message::Neighbour(ip, mac) => {
+            crate::engine::procs::Message::Packet { origin, len } => (origin, len),
+            crate::engine::procs::Message::Neighbour(ip, mac) => {
                 for o in 0..count() as Q {
                     if let Some(mut s) = lock(o) {
                         s.learn_neighbour(ip, accel_stack::wire::EthernetAddress(mac), t);
@@ -267,11 +271,11 @@ fn receive_forwarded(q: Q, t: accel_stack::Instant) {
         let taker = (0..count() as Q).find_map(|o| lock(o).filter(|s| s.iface.would_take(packet, t)));
         match taker {
             Some(mut s) => s.ingest(packet, t),
-            None if crate::procs::forward(packet, origin, usize::from(q))
-                != crate::procs::Forwarded::Nobody => {}
+            None if crate::engine::procs::forward(packet, origin, usize::from(q))
+                != crate::engine::procs::Forwarded::Nobody => {}
             // A SYN for a port whose listener went here, while others take
             // the port over: the client's retransmission finds them.
-            None if crate::procs::drop_unclaimed_syn(packet) => {}
+            None if crate::engine::procs::drop_unclaimed_syn(packet) => {}
             None => {
                 if let Some(mut s) = lock(q) {
                     s.ingest(packet, t);
@@ -300,7 +304,7 @@ pub fn poll_all() -> PollResult {
 pub fn arm_rx_interrupts(out: &mut Vec<libc::pollfd>) {
     for q in 0..cells().len() {
         // Packets other processes forward to this stack (see `procs`).
-        if let Some(fd) = crate::procs::forward_fd(q) {
+        if let Some(fd) = crate::engine::procs::forward_fd(q) {
             out.push(libc::pollfd {
                 fd,
                 events: libc::POLLIN,

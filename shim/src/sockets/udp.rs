@@ -10,17 +10,18 @@
 //! `MSG_TRUNC` as the kernel does; a blocking receive drives the worker.
 
 use crate::counters::{self, Stay};
+use crate::engine::stacks;
 use crate::fdtable::{Entry, State, FDS};
 use crate::interpose::real;
-use crate::io::Iov;
-use crate::skeleton::{Dispatch, Errno};
-use crate::sock::{Kind, Sock};
-use crate::sockaddr::{self as sa, Addr};
-use crate::socket::{deadline, fail, ok, routed, se, sock_mut, to_kernel, Answer};
-use crate::stacks;
+use crate::interpose::skeleton::{Dispatch, Errno};
+use crate::sockets::block::{block, WaitEnd, WaitOn};
+use crate::sockets::io::Iov;
+use crate::sockets::sock::{Kind, Sock};
+use crate::sockets::sockaddr::{self as sa, Addr};
+use crate::sockets::socket::ensure_started;
+use crate::sockets::socket::{deadline, fail, ok, routed, se, sock_mut, to_kernel, Answer};
+use crate::sockets::table::Core;
 use crate::sys;
-use crate::wait::{block, WaitEnd, WaitOn};
-use crate::worker::{self, ensure_started, Core};
 use core::net::{Ipv4Addr, SocketAddrV4};
 use libc::{c_int, sockaddr, socklen_t};
 
@@ -270,7 +271,7 @@ pub unsafe fn recv_msg(
     let peek = flags & libc::MSG_PEEK != 0;
     stacks::poll_all();
     let (nonblock, timeout) = {
-        let mut core = worker::lock();
+        let mut core = crate::sockets::table::lock();
         match sock_mut(&mut core, entry) {
             Ok(s) => (s.nonblock || flags & libc::MSG_DONTWAIT != 0, s.opts.rcvtimeo),
             Err(e) => return Dispatch::Done(Err(e)),
@@ -284,7 +285,7 @@ pub unsafe fn recv_msg(
         }
     };
     let r = if nonblock {
-        let mut core = worker::lock();
+        let mut core = crate::sockets::table::lock();
         f(&mut core).unwrap_or(Err(Errno(libc::EAGAIN)))
     } else {
         let dl = deadline(timeout);
@@ -294,7 +295,7 @@ pub unsafe fn recv_msg(
             events: libc::POLLIN,
             revents: 0,
         }];
-        let kernel_bound = worker::lock()
+        let kernel_bound = crate::sockets::table::lock()
             .socks
             .get(entry.handle())
             .is_some_and(|s| s.kernel_bound);
@@ -351,7 +352,7 @@ pub unsafe fn send(entry: Entry, iov: Iov<'_>, flags: c_int, dst: Option<SocketA
             &gathered
         }
     };
-    let core = worker::lock();
+    let core = crate::sockets::table::lock();
     let Some(Sock {
         kind: Kind::Udp(hs), ..
     }) = core.socks.get(entry.handle())
@@ -399,10 +400,10 @@ pub unsafe fn sendto(
         Ok(Addr::V4(a)) => a,
         _ => return Dispatch::NotOurs,
     };
-    let iov = [crate::io::one(buf, len)];
+    let iov = [crate::sockets::io::one(buf, len)];
     let mut entry = entry;
     if entry.state() == State::Pending {
-        let mut core = worker::lock();
+        let mut core = crate::sockets::table::lock();
         let dgram = matches!(
             core.socks.get(entry.handle()),
             Some(Sock {

@@ -1,6 +1,6 @@
 //! Many processes on one port (`ACCEL_PROCS=multi`): DPDK's multi-process
 //! model, as F-Stack uses it. One *port owner* (the DPDK primary, see
-//! [`crate::owner`]) creates the port with its queue pairs and never polls
+//! [`crate::engine::owner`]) creates the port with its queue pairs and never polls
 //! it; each accelerated process attaches as a DPDK secondary and takes queue
 //! pairs of its own, each with its own stack.
 //!
@@ -511,7 +511,7 @@ pub fn listener_closed(port: u16) {
     if !attached() {
         return;
     }
-    let t = crate::worker::now().nanos();
+    let t = crate::engine::worker::now().nanos();
     let mut ports = CLOSED_PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let slot = ports
         .iter()
@@ -534,7 +534,7 @@ pub fn drop_unclaimed_syn(packet: &[u8]) -> bool {
     let Some(port) = syn_port(packet) else {
         return false;
     };
-    let t = crate::worker::now().nanos();
+    let t = crate::engine::worker::now().nanos();
     let ports = CLOSED_PORTS.lock().unwrap_or_else(|e| e.into_inner());
     ports
         .iter()

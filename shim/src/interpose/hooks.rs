@@ -22,12 +22,12 @@
 //! other intercept.
 
 use crate::fdtable::{Entry, FDS};
+use crate::interpose::ops::{self, ACTIVE};
+use crate::interpose::skeleton;
 use crate::interpose::{call_real, real, Call, Ops};
-use crate::ops::{self, ACTIVE};
-use crate::skeleton;
 use libc::{c_int, c_uint, c_ulong};
 
-pub(crate) use crate::exec::{execv, execve, execvp, execvpe, posix_spawn, posix_spawnp};
+pub(crate) use crate::interpose::exec::{execv, execve, execvp, execvpe, posix_spawn, posix_spawnp};
 
 /// `sigaction(2)`, through the shim's handler table (see `signals`).
 ///
@@ -39,7 +39,7 @@ pub(crate) unsafe fn sigaction(sig: c_int, act: *const libc::sigaction, old: *mu
         // DPDK's own handlers (net_tap's Rx trigger signal) are not the
         // program's: they go straight to libc and never count as an
         // interruption.
-        Some(f) if crate::skeleton::InShim::active() => {
+        Some(f) if crate::interpose::skeleton::InShim::active() => {
             if tap_trigger_query(sig) && act.is_null() && !old.is_null() {
                 // net_tap asks whether a real-time signal (SIGRTMIN+1 up
                 // to SIGRTMAX; SIGIO before DPDK 20.11) is free for its Rx

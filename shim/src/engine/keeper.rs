@@ -22,9 +22,10 @@
 //! Rx trigger would be sent to it, were it on: `hooks::sigaction` refuses
 //! it), so it never interrupts the program's calls.
 
+use crate::engine::stacks;
+use crate::engine::worker::{now, status, Status, W};
 use crate::logging::log;
-use crate::worker::{lock, now, status, try_lock, Status, W};
-use crate::{ready, signals, stacks, startup, sys};
+use crate::{signals, startup, sys};
 use accel_coro::park::Parker;
 use libc::pollfd;
 use std::sync::atomic::{AtomicI32, Ordering::*};
@@ -111,7 +112,7 @@ fn keeper(period: Duration) {
         if status() != Status::Up {
             return;
         }
-        crate::stats::tick();
+        crate::engine::stats::tick();
         if W.waiters.load(SeqCst) == 0 {
             away.reset();
             halves.round(period);
@@ -197,11 +198,11 @@ fn on_device(parker: &Parker) {
         && !W.spinning.load(SeqCst)
         && status() == Status::Up
     {
-        crate::stats::tick();
+        crate::engine::stats::tick();
         let (progress, next) = {
             let r = stacks::poll_all();
-            if ready::pending() {
-                crate::epoll::distribute(&mut lock());
+            if let Some(above) = crate::engine::above() {
+                above.hand_out(true);
             }
             (r.progress, r.next)
         };
@@ -233,6 +234,8 @@ fn on_device(parker: &Parker) {
 struct Halves {
     fds: Vec<pollfd>,
     sets: Vec<u32>,
+    /// The kernel halves the sockets layer gave last (fd, set).
+    list: Vec<(libc::c_int, u32)>,
 }
 
 impl Halves {
@@ -277,17 +280,25 @@ impl Halves {
         if due || seen || rx {
             stacks::poll_all();
         }
+        let Some(above) = crate::engine::above() else {
+            return;
+        };
+        let seen_sets: Vec<u32> = self
+            .fds
+            .iter()
+            .zip(&self.sets)
+            .filter(|(p, _)| p.revents != 0)
+            .map(|(_, &set)| set)
+            .collect();
         // Something seen must be noted: wait for the lock then.
-        let core = if seen { Some(lock()) } else { try_lock() };
-        let Some(mut core) = core else { return };
-        crate::epoll::distribute(&mut core);
-        for (p, &set) in self.fds.iter().zip(&self.sets) {
-            if p.revents != 0 {
-                core.watch.kernel_half_seen(set);
-            }
+        let mut list = std::mem::take(&mut self.list);
+        list.clear();
+        if !above.round_done(&seen_sets, &mut list, seen) {
+            self.list = list;
+            return;
         }
         self.clear();
-        for &(fd, set) in core.watch.kernel_halves() {
+        for &(fd, set) in &list {
             self.fds.push(pollfd {
                 fd,
                 events: libc::POLLIN,
@@ -295,5 +306,6 @@ impl Halves {
             });
             self.sets.push(set);
         }
+        self.list = list;
     }
 }

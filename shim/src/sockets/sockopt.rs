@@ -49,9 +49,9 @@
 //!   with it too, so the kernel side agrees.
 
 use crate::interpose::real;
+use crate::interpose::skeleton::Errno;
 use crate::logging::log;
-use crate::skeleton::Errno;
-use crate::sock::Opts;
+use crate::sockets::sock::Opts;
 use crate::sys;
 use accel_stack::tcp::{Keepalive, SockOpt};
 use libc::{c_int, c_void, socklen_t};

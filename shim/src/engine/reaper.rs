@@ -510,7 +510,7 @@ fn reap(sh: &Shared, pipe: i32, pipe_w: i32, parent: i32, taps: &[i32]) -> ! {
     }
     if sh.head.exec.load(Acquire) == 0 {
         // Died rather than exec'd: its connections' last events.
-        crate::flight::dump(parent);
+        crate::engine::flight::dump(parent);
     }
     reset_all(sh, taps);
     sys_exit()

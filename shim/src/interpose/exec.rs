@@ -24,10 +24,10 @@
 //! child). The program's arrays are never written.
 
 use crate::config::Text;
+use crate::interpose::ops::ACTIVE;
 use crate::interpose::{real, Call, Ops};
 use crate::logging::log;
-use crate::ops::ACTIVE;
-use crate::{skeleton, sys};
+use crate::{interpose::skeleton, sys};
 use libc::{c_char, c_int, pid_t, posix_spawn_file_actions_t, posix_spawnattr_t};
 use std::ffi::CStr;
 use std::sync::OnceLock;
@@ -70,13 +70,13 @@ unsafe fn is_preload(entry: *const c_char) -> bool {
 pub unsafe fn with_preload<R>(envp: *const *mut c_char, run: impl FnOnce(*const *mut c_char) -> R) -> R {
     // An exec that succeeds replaces the process and its stack: the reaper
     // resets the connections then (it returns only if it failed).
-    crate::reaper::exec_begins();
+    crate::engine::reaper::exec_begins();
     let r = match PRELOAD.get().filter(|p| !p.is_empty()) {
         // SAFETY: the caller's promise about `envp`.
         Some(preload) => unsafe { with_value(preload.as_bytes(), envp, run) },
         None => run(envp),
     };
-    crate::reaper::exec_failed();
+    crate::engine::reaper::exec_failed();
     r
 }
 
@@ -161,7 +161,7 @@ pub(crate) unsafe fn execve(
     envp: *const *mut c_char,
 ) -> c_int {
     // Inherited connections the new program keeps must work there.
-    crate::forked::before_exec();
+    crate::sockets::forked::before_exec();
     skeleton::any(
         Call::execve,
         // SAFETY: the program's arguments, passed on.
@@ -187,7 +187,7 @@ pub(crate) unsafe fn execvpe(
     envp: *const *mut c_char,
 ) -> c_int {
     // Inherited connections the new program keeps must work there.
-    crate::forked::before_exec();
+    crate::sockets::forked::before_exec();
     skeleton::any(
         Call::execvpe,
         // SAFETY: the program's arguments, passed on.
@@ -209,7 +209,7 @@ pub(crate) unsafe fn execvpe(
 /// As for [`execve`].
 pub(crate) unsafe fn execv(path: *const c_char, argv: *const *mut c_char) -> c_int {
     // Inherited connections the new program keeps must work there.
-    crate::forked::before_exec();
+    crate::sockets::forked::before_exec();
     let envp = current_environ();
     skeleton::any(
         Call::execv,
@@ -235,7 +235,7 @@ pub(crate) unsafe fn execv(path: *const c_char, argv: *const *mut c_char) -> c_i
 /// As for [`execve`].
 pub(crate) unsafe fn execvp(file: *const c_char, argv: *const *mut c_char) -> c_int {
     // Inherited connections the new program keeps must work there.
-    crate::forked::before_exec();
+    crate::sockets::forked::before_exec();
     let envp = current_environ();
     skeleton::any(
         Call::execvp,
@@ -268,7 +268,7 @@ pub(crate) unsafe fn posix_spawn(
     envp: *const *mut c_char,
 ) -> c_int {
     // Inherited connections the new program keeps must work there.
-    crate::forked::before_exec();
+    crate::sockets::forked::before_exec();
     skeleton::any(
         Call::posix_spawn,
         // SAFETY: the program's arguments, passed on.
@@ -297,7 +297,7 @@ pub(crate) unsafe fn posix_spawnp(
     envp: *const *mut c_char,
 ) -> c_int {
     // Inherited connections the new program keeps must work there.
-    crate::forked::before_exec();
+    crate::sockets::forked::before_exec();
     skeleton::any(
         Call::posix_spawnp,
         // SAFETY: the program's arguments, passed on.

@@ -21,20 +21,21 @@
 //!
 //! Errors are the kernel's errnos, from the stack or from the placeholder.
 
-use crate::acceptors;
 use crate::counters::{self, Stay};
-use crate::epoll;
+use crate::engine::stacks::{self, Q};
+use crate::engine::worker::{self, now};
 use crate::fdtable::{Entry, State, FDS};
 use crate::interpose::real;
+use crate::interpose::skeleton::{Dispatch, Errno};
 use crate::logging::log;
-use crate::skeleton::{Dispatch, Errno};
-use crate::sock::{Kind, Opts, Sock};
-use crate::sockaddr::{self as sa, Addr};
-use crate::stacks::{self, Q};
+use crate::sockets::acceptors;
+use crate::sockets::block::{block, WaitEnd, WaitOn};
+use crate::sockets::epoll;
+use crate::sockets::sock::{Kind, Opts, Sock};
+use crate::sockets::sockaddr::{self as sa, Addr};
+use crate::sockets::table::Core;
 use crate::startup;
 use crate::sys;
-use crate::wait::{block, WaitEnd, WaitOn};
-use crate::worker::{self, ensure_started, now, Core};
 use accel_stack::iface::TcpHandle;
 use core::net::{Ipv4Addr, SocketAddrV4};
 use libc::{c_int, sockaddr, socklen_t};
@@ -126,7 +127,7 @@ pub fn socket(domain: c_int, ty: c_int, protocol: c_int) -> Answer<c_int> {
     if fd < 0 {
         return Dispatch::Done(Err(Errno(sys::errno())));
     }
-    let mut core = worker::lock();
+    let mut core = crate::sockets::table::lock();
     let h = core
         .socks
         .insert(Sock::pending(dgram, ty & libc::SOCK_NONBLOCK != 0));
@@ -157,7 +158,7 @@ pub unsafe fn bind(entry: Entry, fd: c_int, addr: *const sockaddr, len: socklen_
     let Ok(Addr::V4(a)) = (unsafe { sa::read_in(addr, len) }) else {
         return Dispatch::NotOurs; // the kernel reports what is wrong
     };
-    let mut core = worker::lock();
+    let mut core = crate::sockets::table::lock();
     let ours = our_ip() == Some(*a.ip());
     if !ours && !a.ip().is_unspecified() {
         let Some(real_bind) = real::bind.get() else {
@@ -233,7 +234,7 @@ pub unsafe fn bind(entry: Entry, fd: c_int, addr: *const sockaddr, len: socklen_
     }
     if is_dgram {
         // UDP sockets need no deferral: they move to the stack now.
-        return match crate::udp::activate_for(&mut core, fd, entry, Some(local)) {
+        return match crate::sockets::udp::activate_for(&mut core, fd, entry, Some(local)) {
             Ok(_) => ok(0),
             Err(e) => Dispatch::Done(Err(e)),
         };
@@ -291,7 +292,7 @@ fn free_port(core: &mut Core, ip: Ipv4Addr, dgram: bool) -> Option<u16> {
 
 /// `listen(2)`.
 pub fn listen(entry: Entry, fd: c_int, backlog: c_int) -> Answer<c_int> {
-    let mut core = worker::lock();
+    let mut core = crate::sockets::table::lock();
     let Ok(sock) = sock_mut(&mut core, entry) else {
         return Dispatch::NotOurs;
     };
@@ -484,7 +485,7 @@ pub fn settle(fd: c_int) -> State {
     if entry.state() != State::Pending {
         return entry.state();
     }
-    let mut core = worker::lock();
+    let mut core = crate::sockets::table::lock();
     let entry = FDS.get(fd);
     match core.socks.get(entry.handle()) {
         Some(Sock {
@@ -493,6 +494,19 @@ pub fn settle(fd: c_int) -> State {
         }) if entry.state() == State::Pending => activate(&mut core, fd, entry).state(),
         _ => entry.state(),
     }
+}
+
+/// Starts the stacks if they are not running (with the lock held, so one
+/// thread does); `true` if they run now. A process that shares its port
+/// makes its deferred listeners live as its stacks start
+/// ([`activate_all_deferred`]).
+pub fn ensure_started(core: &mut Core) -> bool {
+    let was = worker::status();
+    let up = worker::ensure_started();
+    if up && was != worker::Status::Up && crate::engine::procs::attached() {
+        activate_all_deferred(core);
+    }
+    up
 }
 
 /// Makes every deferred listener of this process live (see `activate`):
@@ -542,7 +556,7 @@ pub fn apply_opts(tcp: &mut accel_stack::iface::TcpTable, h: TcpHandle, o: &Opts
     let _ = tcp.set_reuse_addr(h, o.reuse_addr);
     let _ = tcp.set_reuse_port(h, o.reuse_port);
     if let Ok(cfg) = tcp.config_mut(h) {
-        for opt in crate::sockopt::stack_opts(o) {
+        for opt in crate::sockets::sockopt::stack_opts(o) {
             cfg.apply(opt);
         }
         if let Some(b) = o.rcvbuf {
@@ -575,7 +589,7 @@ pub unsafe fn accept(
         return fail(libc::EINVAL);
     }
     let (entry, timeout, nonblock, kernel) = {
-        let mut core = worker::lock();
+        let mut core = crate::sockets::table::lock();
         let entry = activate(&mut core, fd, entry);
         match core.socks.get(entry.handle()) {
             Some(Sock {
@@ -605,7 +619,7 @@ pub unsafe fn accept(
     };
     if nonblock {
         stacks::poll_all();
-        let mut core = worker::lock();
+        let mut core = crate::sockets::table::lock();
         let f = try_accept;
         return Dispatch::Done(f(&mut core).unwrap_or(Err(Errno(libc::EAGAIN))));
     }
@@ -622,7 +636,7 @@ pub unsafe fn accept(
             Err(WaitEnd::Interrupted { .. }) => {}
         }
     };
-    line.leave(&mut worker::lock(), entry.handle());
+    line.leave(&mut crate::sockets::table::lock(), entry.handle());
     r
 }
 
@@ -697,10 +711,10 @@ unsafe fn accept_once(
             drop(stack);
             // Linux's accepted socket inherits its listener's options, but
             // not its timeouts, accept-queue settings or ACK mode.
-            crate::sockopt::inherit(fd, nfd, &opts);
+            crate::sockets::sockopt::inherit(fd, nfd, &opts);
             let mut sock = Sock::pending(false, flags & libc::SOCK_NONBLOCK != 0);
             sock.kind = Kind::Tcp(q, h);
-            sock.reap = local.and_then(|l| crate::reaper::record(l, remote, mac.map(|m| m.0)));
+            sock.reap = local.and_then(|l| crate::engine::reaper::record(l, remote, mac.map(|m| m.0)));
             sock.opts = Opts {
                 rcvtimeo: None,
                 sndtimeo: None,
@@ -741,13 +755,13 @@ unsafe fn accept_once(
 pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: socklen_t) -> Answer<c_int> {
     // SAFETY: the caller's contract.
     let parsed = unsafe { sa::read_in(addr, len) };
-    let mut core = worker::lock();
+    let mut core = crate::sockets::table::lock();
     let Ok(sock) = sock_mut(&mut core, entry) else {
         return Dispatch::NotOurs;
     };
     let (opts, nonblock) = (sock.opts, sock.nonblock);
     match (&sock.kind, parsed) {
-        (Kind::Udp(..), Ok(a)) => return crate::udp::connect(&mut core, entry, a),
+        (Kind::Udp(..), Ok(a)) => return crate::sockets::udp::connect(&mut core, entry, a),
         (_, Err(e)) => return Dispatch::Done(Err(e)),
         (Kind::Pending { dgram, bound, .. }, Ok(Addr::V4(a))) => {
             let (dgram, bound) = (*dgram, *bound);
@@ -765,9 +779,9 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
                 activate_own_listeners(&mut core, a.port());
             }
             if dgram {
-                let r = crate::udp::activate_for(&mut core, fd, entry, bound);
+                let r = crate::sockets::udp::activate_for(&mut core, fd, entry, bound);
                 return match r {
-                    Ok(e) => crate::udp::connect(&mut core, e, Addr::V4(a)),
+                    Ok(e) => crate::sockets::udp::connect(&mut core, e, Addr::V4(a)),
                     Err(e) => Dispatch::Done(Err(e)),
                 };
             }
@@ -801,7 +815,7 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
             drop(stack);
             if let Ok(s) = sock_mut(&mut core, entry) {
                 s.kind = Kind::Tcp(q, h);
-                s.reap = local.and_then(|l| crate::reaper::record(l, a, mac.map(|m| m.0)));
+                s.reap = local.and_then(|l| crate::engine::reaper::record(l, a, mac.map(|m| m.0)));
             }
             let entry = match FDS.transition(fd, entry, State::Tcp) {
                 Ok(e) => e,
@@ -848,7 +862,7 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
             Err(WaitEnd::Interrupted { restart: false }) => break Err(Errno(libc::EINTR)),
         }
     };
-    let mut core = worker::lock();
+    let mut core = crate::sockets::table::lock();
     match r {
         Err(Errno(e)) if e == libc::EINPROGRESS || e == libc::EINTR => {
             if let Ok(s) = sock_mut(&mut core, entry) {
@@ -909,7 +923,7 @@ fn disconnect(core: &mut Core, fd: c_int, entry: Entry, abort: bool) {
     let Ok(sock) = sock_mut(core, entry) else { return };
     let Kind::Tcp(q, h) = sock.kind else { return };
     if let Some(slot) = sock.reap.take() {
-        crate::reaper::forget(slot);
+        crate::engine::reaper::forget(slot);
     }
     sock.kind = Kind::Pending {
         dgram: false,
@@ -966,7 +980,7 @@ fn connected(core: &mut Core, entry: Entry) -> Option<Result<(), Errno>> {
 /// loses a reference, and goes when it has none (a TCP connection then
 /// closes gracefully on the stack).
 pub fn dropped(fd: c_int, entry: Entry) {
-    let mut core = worker::lock();
+    let mut core = crate::sockets::table::lock();
     match entry.state() {
         State::Epoll => epoll::forget_set(&mut core, entry.handle()),
         State::Pending | State::Tcp | State::Udp => {
@@ -995,7 +1009,7 @@ pub fn dropped(fd: c_int, entry: Entry) {
 /// The last reference to socket `handle` is gone (an fd `fd` of this
 /// process, -1 for a child's): the socket closes (a connection sends what
 /// it queued, then its FIN, or resets if data was left unread).
-pub fn close_last(mut core: worker::CoreGuard, fd: c_int, handle: u32) {
+pub fn close_last(mut core: crate::sockets::table::CoreGuard, fd: c_int, handle: u32) {
     let Some(sock) = core.socks.get_mut(handle) else {
         return;
     };
@@ -1005,7 +1019,7 @@ pub fn close_last(mut core: worker::CoreGuard, fd: c_int, handle: u32) {
     }
     let kind = sock.kind.clone();
     if let Some(slot) = sock.reap.take() {
-        crate::reaper::forget(slot);
+        crate::engine::reaper::forget(slot);
     }
     // SO_LINGER's wait is the last close's; a child's (fd -1) has
     // returned already, and the proxy that closes for it waits for nobody.
@@ -1019,7 +1033,7 @@ pub fn close_last(mut core: worker::CoreGuard, fd: c_int, handle: u32) {
         drop(core);
         stacks::poll(q);
         linger(handle, q, h, time);
-        core = worker::lock();
+        core = crate::sockets::table::lock();
         core.socks.remove(handle);
         epoll::forget_socket(&mut core, handle);
         log!(debug, "fd {fd}: closed (lingered)");
@@ -1041,7 +1055,7 @@ pub fn close_last(mut core: worker::CoreGuard, fd: c_int, handle: u32) {
         } => {
             // Other processes may take this port's SYNs over (an nginx
             // reload): see `procs::listener_closed`.
-            crate::procs::listener_closed(local.port());
+            crate::engine::procs::listener_closed(local.port());
             for (q, h) in hs.iter().enumerate() {
                 if let Some(mut stack) = stacks::lock(q as Q) {
                     let _ = stack.iface.tcp.close(*h, t);
@@ -1085,7 +1099,7 @@ fn linger(handle: u32, q: Q, h: TcpHandle, time: Duration) {
 /// A `dup` made another fd refer to the socket of `entry`.
 pub fn duplicated(entry: Entry) {
     if matches!(entry.state(), State::Pending | State::Tcp | State::Udp) {
-        if let Some(s) = worker::lock().socks.get_mut(entry.handle()) {
+        if let Some(s) = crate::sockets::table::lock().socks.get_mut(entry.handle()) {
             s.refs += 1;
         }
     }

@@ -12,12 +12,13 @@
 //! both sides. Timeouts are rounded up to the next microsecond, never
 //! down; `select` writes back the time left, as Linux does.
 
+use crate::engine::worker::{self};
 use crate::fdtable::{State, FDS};
-use crate::skeleton::{Dispatch, Errno};
-use crate::socket::{self, activate, fail, ok, Answer};
+use crate::interpose::skeleton::{Dispatch, Errno};
+use crate::sockets::block::{block, WaitEnd, WaitOn};
+use crate::sockets::socket::{self, activate, fail, ok, Answer};
+use crate::sockets::table::Core;
 use crate::sys;
-use crate::wait::{block, WaitEnd, WaitOn};
-use crate::worker::{self, Core};
 use libc::{c_int, c_short, fd_set, pollfd};
 use std::time::Duration;
 
@@ -88,7 +89,7 @@ fn poll_fds_masked(
     let mut sides = Vec::with_capacity(fds.len());
     let mut kernel: Vec<pollfd> = Vec::new();
     {
-        let mut core = worker::lock();
+        let mut core = crate::sockets::table::lock();
         for p in fds.iter() {
             if p.fd < 0 {
                 sides.push(Side::Skip);
@@ -149,8 +150,8 @@ fn poll_fds_masked(
         Ok(n)
     };
     {
-        crate::stacks::poll_all();
-        let mut core = worker::lock();
+        crate::engine::stacks::poll_all();
+        let mut core = crate::sockets::table::lock();
         match attempt(&mut core, &mut kernel) {
             Ok(0) => {}
             r => return r,
@@ -189,7 +190,7 @@ pub unsafe fn poll(
     // SAFETY: the caller's contract.
     let fds = unsafe { std::slice::from_raw_parts_mut(fds, nfds as usize) };
     // A child's inherited connections become kernel fds first.
-    crate::forked::attach_each(fds.iter().map(|p| p.fd));
+    crate::sockets::forked::attach_each(fds.iter().map(|p| p.fd));
     if !any_ours(fds) {
         return Dispatch::NotOurs;
     }
@@ -254,8 +255,8 @@ pub unsafe fn select(
             continue;
         }
         // A child's inherited connection becomes a kernel fd first.
-        if crate::forked::any() {
-            crate::forked::attach_each([fd]);
+        if crate::sockets::forked::any() {
+            crate::sockets::forked::attach_each([fd]);
         }
         ours |= matches!(FDS.get(fd).state(), State::Tcp | State::Udp | State::Pending);
         let mut ev = 0;

@@ -40,14 +40,14 @@
 //! line (not supported).
 
 use crate::fdtable::{Entry, State, FDS};
-use crate::io::{self, one};
+use crate::interpose::skeleton::{Dispatch, Errno};
 use crate::logging::log;
 use crate::signals;
-use crate::skeleton::{Dispatch, Errno};
-use crate::socket::{self, conn_of, deadline, fail, ok, se, Answer};
+use crate::sockets::block::{block, WaitEnd, WaitOn};
+use crate::sockets::io::{self, one};
+use crate::sockets::socket::{self, conn_of, deadline, fail, ok, se, Answer};
+use crate::sockets::table::Core;
 use crate::sys;
-use crate::wait::{block, WaitEnd, WaitOn};
-use crate::worker::{self, Core};
 use libc::{c_int, c_uint, pollfd};
 use std::time::Duration;
 
@@ -124,8 +124,8 @@ pub unsafe fn splice(
     // A fork child's inherited connection becomes a kernel fd (a
     // socketpair end the parent's proxy pumps, see `forked`) first: the
     // kernel splices that.
-    if crate::forked::any() {
-        crate::forked::attach_each([fd_in, fd_out]);
+    if crate::sockets::forked::any() {
+        crate::sockets::forked::attach_each([fd_in, fd_out]);
     }
     let (ein, eout) = (FDS.get(fd_in), FDS.get(fd_out));
     if !is_ours(ein) && !is_ours(eout) {
@@ -271,7 +271,7 @@ fn room_now(entry: Entry) -> Result<usize, Answer<isize>> {
         Dispatch::Done(Ok(_)) => {}
         other => return Err(other),
     }
-    let conn = conn_of(&worker::lock(), entry);
+    let conn = conn_of(&crate::sockets::table::lock(), entry);
     let room = conn.and_then(|(q, h)| {
         socket::stack(q)?
             .iface
@@ -285,7 +285,7 @@ fn room_now(entry: Entry) -> Result<usize, Answer<isize>> {
 /// Waits for room on the connection of `entry`, as a send waits.
 fn wait_room(entry: Entry) -> Result<usize, Answer<isize>> {
     let (nonblock, timeout) = {
-        let mut core = worker::lock();
+        let mut core = crate::sockets::table::lock();
         match io::mode(&mut core, entry) {
             Ok((nb, _, st)) => (nb, st),
             Err(e) => return Err(Dispatch::Done(Err(e))),

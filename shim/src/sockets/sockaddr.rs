@@ -7,7 +7,7 @@
 //! copies at most `*len` bytes and sets `*len` to the full size, so a short
 //! buffer gets a truncated address, as from the kernel.
 
-use crate::skeleton::Errno;
+use crate::interpose::skeleton::Errno;
 use core::net::{Ipv4Addr, SocketAddrV4};
 use libc::{c_int, sockaddr, sockaddr_in, socklen_t};
 

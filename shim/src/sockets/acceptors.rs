@@ -14,8 +14,8 @@
 //! threads in `accept` on one socket. A non-blocking `accept` takes no
 //! ticket and takes what is there, as on Linux.
 
-use crate::sock::Kind;
-use crate::worker::Core;
+use crate::sockets::sock::Kind;
+use crate::sockets::table::Core;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Tickets, process-wide (unique, increasing).

@@ -29,12 +29,11 @@
 //! handler); a failed channel (the parent is gone) answers `EBADF`.
 
 use crate::fdtable::{Entry, State, FDS};
-use crate::forkwire::{self as wire, Op, Reply, Request, DATA, REPLY_LEN};
+use crate::interpose::skeleton::{Dispatch, Errno};
 use crate::logging::log;
-use crate::skeleton::{Dispatch, Errno};
-use crate::socket::Answer;
+use crate::sockets::forkwire::{self as wire, Op, Reply, Request, DATA, REPLY_LEN};
+use crate::sockets::socket::Answer;
 use crate::sys;
-use crate::worker;
 use libc::{c_int, c_void, sockaddr, socklen_t};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::*};
 use std::sync::Mutex;
@@ -122,7 +121,7 @@ pub fn after_write(entry: Entry, r: isize, nosignal: bool) -> Answer<isize> {
         return Dispatch::Done(Err(Errno(f)));
     }
     if !nosignal {
-        crate::io::sigpipe();
+        crate::sockets::io::sigpipe();
     }
     Dispatch::Done(Err(Errno(libc::EPIPE)))
 }
@@ -138,7 +137,7 @@ pub fn after_fork_in_child(ctl: c_int) -> (usize, usize) {
         FDS.clear(fd);
         sys::close(fd);
     });
-    crate::proxy::after_fork_in_child();
+    crate::sockets::proxy::after_fork_in_child();
     CTL.store(ctl, Release);
     if ctl < 0 {
         let r = FDS.mark_after_fork(None);
@@ -146,11 +145,11 @@ pub fn after_fork_in_child(ctl: c_int) -> (usize, usize) {
         return r;
     }
     let _ = FDS.install(ctl, State::Proxy, 0);
-    let core = worker::lock();
+    let core = crate::sockets::table::lock();
     let is_conn = |h: u32| {
         matches!(
             core.socks.get(h).map(|s| &s.kind),
-            Some(crate::sock::Kind::Tcp(..))
+            Some(crate::sockets::sock::Kind::Tcp(..))
         )
     };
     let r = FDS.mark_after_fork(Some(&is_conn));
@@ -214,7 +213,7 @@ pub fn attach(fd: c_int, entry: Entry) -> Result<(), Errno> {
     };
     // The socket as this child's copy of the parent's table knew it.
     let (nonblock, rcv, snd) = {
-        let core = worker::lock();
+        let core = crate::sockets::table::lock();
         core.socks.get(handle).map_or((false, None, None), |s| {
             (s.nonblock, s.opts.rcvtimeo, s.opts.sndtimeo)
         })
@@ -382,7 +381,7 @@ pub unsafe fn getsockopt(
     // SAFETY: the caller's contract; at most `room` bytes.
     Dispatch::Done(
         unsafe {
-            crate::io::put_bytes(
+            crate::sockets::io::put_bytes(
                 val,
                 len,
                 r.data.get(..(r.len as usize).min(DATA)).unwrap_or_default(),

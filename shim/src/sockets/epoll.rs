@@ -27,7 +27,7 @@
 //! drives the worker and sleeps with the epoll fd among the fds it sleeps
 //! on. It looks only at members that may be ready (a set's ready queue, as
 //! the kernel's ready list): those the stack's wakers reported
-//! ([`crate::ready`]), those just added or modified, and level-triggered
+//! ([`crate::sockets::ready`]), those just added or modified, and level-triggered
 //! ones that were ready when last reported (they go to the back, so more
 //! ready members than `maxevents` take turns). UDP members are looked at
 //! on every wait (their room for sending changes without an event). A wait
@@ -39,7 +39,7 @@
 //! frames that readied them). The kernel members' events come as one block
 //! in the kernel's own order, placed where the kernel half was first seen
 //! ready: by the keeper thread, which watches the epoll fds while the
-//! program computes ([`crate::ready::Watch::kernel_half_seen`]), or by a waiting
+//! program computes ([`crate::sockets::ready::Watch::kernel_half_seen`]), or by a waiting
 //! thread woken by the epoll fd; unseen, they come after the stack's. So
 //! stack events are ordered exactly among themselves, kernel events among
 //! themselves, and the two by when the shim could see them (to within the
@@ -48,13 +48,13 @@
 
 use crate::fdtable::{Entry, State, FDS};
 use crate::interpose::real;
-use crate::ready;
-use crate::skeleton::{Dispatch, Errno};
-use crate::sock::{Kind, Sock};
-use crate::socket::{self, activate, fail, ok, Answer};
+use crate::interpose::skeleton::{Dispatch, Errno};
+use crate::sockets::block::{block, WaitEnd, WaitOn};
+use crate::sockets::ready;
+use crate::sockets::sock::{Kind, Sock};
+use crate::sockets::socket::{self, activate, fail, ok, Answer};
+use crate::sockets::table::Core;
 use crate::sys;
-use crate::wait::{block, WaitEnd, WaitOn};
-use crate::worker::{self, Core};
 use accel_stack::iface::hash::{DemuxHash, KeyedHash};
 use libc::{c_int, epoll_event};
 use std::collections::{HashMap, VecDeque};
@@ -403,7 +403,7 @@ pub unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, entry: Entry, ev: *mut epol
     ) {
         return fail(libc::EINVAL);
     }
-    let mut core = worker::lock();
+    let mut core = crate::sockets::table::lock();
     // A deferred listener becomes a stack listener when it is watched.
     let entry = activate(&mut core, fd, entry);
     match entry.state() {
@@ -702,8 +702,8 @@ pub unsafe fn wait(
     let h = entry.handle();
     {
         // The devices polled without the worker's lock.
-        crate::stacks::poll_all();
-        let mut core = worker::lock();
+        crate::engine::stacks::poll_all();
+        let mut core = crate::sockets::table::lock();
         distribute(&mut core);
         match gather(&mut core, h, epfd, out) {
             Ok(0) => {}

@@ -29,14 +29,14 @@
 //! across a yield; the wakers run inside the stack's poll, under the
 //! worker's lock.
 
-use crate::stacks;
+use crate::engine::stacks;
 use libc::c_int;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::Arc;
 use std::task::{Wake, Waker};
 
-use crate::sock::{Kind, Slab, Sock};
+use crate::sockets::sock::{Kind, Slab, Sock};
 
 /// Sockets whose wakers fired, by handle, in firing order (duplicates
 /// possible), and [`KERNEL`]-tagged epoll set handles.

@@ -12,7 +12,7 @@
 //! Options set before the stack holds the socket are kept in [`Opts`] and
 //! applied when it does.
 
-use crate::stacks::Q;
+use crate::engine::stacks::Q;
 use accel_stack::iface::{TcpHandle, UdpHandle};
 use core::net::SocketAddrV4;
 use std::time::Duration;

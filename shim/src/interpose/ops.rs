@@ -14,16 +14,16 @@
 //! [`Dispatch::NotOurs`] sends the call on to libc: that is how pending
 //! sockets (still the kernel's placeholders) answer most calls.
 
-use crate::epoll;
 use crate::fdtable::{Entry, State};
-use crate::forked;
+use crate::interpose::skeleton::{Dispatch, Errno};
 use crate::interpose::Ops;
-use crate::io::{self, one};
 use crate::logging;
-use crate::pollsel;
-use crate::skeleton::{Dispatch, Errno};
-use crate::socket::{self, fail, ok};
-use crate::udp;
+use crate::sockets::epoll;
+use crate::sockets::forked;
+use crate::sockets::io::{self, one};
+use crate::sockets::pollsel;
+use crate::sockets::socket::{self, fail, ok};
+use crate::sockets::udp;
 use libc::{
     c_int, c_uint, c_ulong, c_void, epoll_event, fd_set, iovec, mmsghdr, msghdr, nfds_t, off64_t, off_t,
     pollfd, sigset_t, size_t, sockaddr, socklen_t, ssize_t, timespec, timeval,
@@ -204,8 +204,8 @@ unsafe fn sendmsg_ours(entry: Entry, fd: c_int, msg: *const msghdr, flags: c_int
     let m = unsafe { &*msg };
     if entry.state() == State::Udp && !m.msg_name.is_null() {
         // SAFETY: the caller's contract.
-        let dst = match unsafe { crate::sockaddr::read_in(m.msg_name.cast(), m.msg_namelen) } {
-            Ok(crate::sockaddr::Addr::V4(a)) => a,
+        let dst = match unsafe { crate::sockets::sockaddr::read_in(m.msg_name.cast(), m.msg_namelen) } {
+            Ok(crate::sockets::sockaddr::Addr::V4(a)) => a,
             Ok(_) => return fail(libc::EAFNOSUPPORT),
             Err(e) => return Dispatch::Done(Err(e)),
         };
@@ -674,18 +674,18 @@ impl Ops for Accel {
         flags: c_uint,
     ) -> Dispatch<ssize_t> {
         // SAFETY: the program's offset pointers.
-        unsafe { crate::splice::splice(fd_in, off_in, fd_out, off_out, len, flags) }
+        unsafe { crate::sockets::splice::splice(fd_in, off_in, fd_out, off_out, len, flags) }
     }
 
     unsafe fn io_uring_submit(&self, ring: *mut c_void) -> Dispatch<c_int> {
         // SAFETY: the program's ring.
-        unsafe { crate::uring::before_submit(ring) }
+        unsafe { crate::sockets::uring::before_submit(ring) }
     }
 
     unsafe fn io_uring_submit_and_wait(&self, ring: *mut c_void, wait_nr: c_uint) -> Dispatch<c_int> {
         let _ = wait_nr;
         // SAFETY: the program's ring.
-        unsafe { crate::uring::before_submit(ring) }
+        unsafe { crate::sockets::uring::before_submit(ring) }
     }
 
     unsafe fn io_uring_submit_and_wait_timeout(
@@ -698,12 +698,12 @@ impl Ops for Accel {
     ) -> Dispatch<c_int> {
         let _ = (cqe, wait_nr, ts, sigmask);
         // SAFETY: the program's ring.
-        unsafe { crate::uring::before_submit(ring) }
+        unsafe { crate::sockets::uring::before_submit(ring) }
     }
 
     unsafe fn io_uring_submit_and_get_events(&self, ring: *mut c_void) -> Dispatch<c_int> {
         // SAFETY: the program's ring.
-        unsafe { crate::uring::before_submit(ring) }
+        unsafe { crate::sockets::uring::before_submit(ring) }
     }
 
     unsafe fn io_uring_wait_cqes(
@@ -716,7 +716,7 @@ impl Ops for Accel {
     ) -> Dispatch<c_int> {
         let _ = (cqe, wait_nr, ts, sigmask);
         // SAFETY: the program's ring.
-        unsafe { crate::uring::before_submit(ring) }
+        unsafe { crate::sockets::uring::before_submit(ring) }
     }
 
     unsafe fn io_uring_register_files(
@@ -726,7 +726,7 @@ impl Ops for Accel {
         nr: c_uint,
     ) -> Dispatch<c_int> {
         // SAFETY: the program's arguments.
-        unsafe { crate::uring::register_files(ring, files, nr) }
+        unsafe { crate::sockets::uring::register_files(ring, files, nr) }
     }
 
     unsafe fn io_uring_register_files_update(
@@ -737,7 +737,7 @@ impl Ops for Accel {
         nr: c_uint,
     ) -> Dispatch<c_int> {
         // SAFETY: the program's arguments.
-        unsafe { crate::uring::register_files_update(ring, off, files, nr) }
+        unsafe { crate::sockets::uring::register_files_update(ring, off, files, nr) }
     }
 
     unsafe fn __read_chk(

@@ -1,20 +1,19 @@
 //! The shim's device: a DPDK queue pair whose frames are built under the
-//! worker's lock and transmitted after it is released.
+//! stack's lock and transmitted after it is released.
 //!
 //! A transmit can be slow (net_tap's is a `writev` per frame, in which the
 //! kernel runs the peer's whole receive path), and while it runs under the
 //! lock every other thread of the program waits for it. So the stack's
-//! transmits only stage the frames ([`ShimDevice`]); [`Core::drive`]
-//! passes them to the queue pair's transmit queue ([`ShimDevice::stage`]),
-//! and whoever drops the lock sends them ([`flush`]) on the queue pair's
-//! split-off transmit side ([`DpdkTx`]).
+//! transmits only stage the frames ([`ShimDevice`]); dropping the stack's
+//! guard passes them to the queue pair's transmit queue
+//! ([`ShimDevice::stage`]), and whoever drops the lock (or closes the
+//! batch it holds, [`hold_flushes`]) sends them ([`flush`]) on the queue
+//! pair's split-off transmit side ([`DpdkTx`]).
 //!
-//! Order is kept: frames are staged under the worker's lock, so in the
+//! Order is kept: frames are staged under the stack's lock, so in the
 //! order they were built, and a flush sends every staged frame, oldest
 //! first, under the transmit side's own lock; a thread that flushes after
 //! another finds its frames gone already, never ahead of older ones.
-//!
-//! [`Core::drive`]: crate::worker::Core::drive
 
 use accel_stack::phy::dpdk::{DpdkDevice, DpdkTx, Mbuf};
 use accel_stack::phy::{Capabilities, Device, DeviceStats};
@@ -204,6 +203,38 @@ impl TxQueue {
             std::mem::swap(&mut batch, &mut *pending);
         }
     }
+}
+
+thread_local! {
+    /// How many batches this thread has open ([`hold_flushes`]).
+    static HOLDS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Opens a batch on this thread: a stack's guard dropped meanwhile leaves
+/// its frames staged, and [`release_flushes`] sends every queue's at once
+/// (the sockets layer holds one for as long as it holds its lock).
+pub fn hold_flushes() {
+    let _ = HOLDS.try_with(|h| h.set(h.get() + 1));
+}
+
+/// Closes a batch that [`hold_flushes`] opened; the last one sends what
+/// every queue pair staged.
+pub fn release_flushes() {
+    let open = HOLDS
+        .try_with(|h| {
+            let n = h.get().saturating_sub(1);
+            h.set(n);
+            n
+        })
+        .unwrap_or(0);
+    if open == 0 {
+        flush_all();
+    }
+}
+
+/// Whether this thread has a batch open.
+pub fn flushes_held() -> bool {
+    HOLDS.try_with(|h| h.get() > 0).unwrap_or(false)
 }
 
 /// Sends the frames staged on queue pair `q`.

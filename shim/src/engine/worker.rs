@@ -1,61 +1,31 @@
-//! The process's worker: one stack on one DPDK queue pair, the shim's
-//! socket and epoll objects, and the driving of the stack whenever a
-//! thread is in the shim.
-//!
-//! Everything lives in one [`Core`] behind one lock ([`lock`]); a thread
-//! holds it only for a bounded piece of work (one poll of the stack, one
-//! socket operation), never while it sleeps. Each shim operation polls the
-//! stack once before it looks at a socket, and once after it queued data,
-//! so frames move without a thread of their own. Every poll hands the
-//! sockets the stack signalled to the threads waiting for them
-//! (`epoll::distribute`); their wakers run when the lock is dropped
-//! ([`CoreGuard`]), so a woken thread does not wake into a held lock.
+//! The process's worker: its status, the roles of the threads that wait
+//! (read by [`crate::engine::wait`] and [`crate::engine::keeper`]), the
+//! lazy start of the port and its stacks, and the clock.
 //!
 //! Start is lazy ([`ensure_started`]): DPDK starts at the first socket call
 //! that needs the stack, never at load. If it cannot start, the program
 //! goes on with kernel sockets after one clear line (`ACCEL_FALLBACK=kernel`)
-//! or exits with that line (`fail`).
-//!
-//! How threads wait is [`crate::wait`]'s; the keeper thread that drives the
-//! stack while the program computes (and sleeps on the device when the
-//! waiting threads leave it) is [`crate::keeper`]'s.
+//! or exits with that line (`fail`). The stacks, one per queue pair, each
+//! behind its own lock, are [`crate::engine::stacks`]'s; how threads wait
+//! is [`crate::engine::wait`]'s; the keeper thread that drives the stacks
+//! while the program computes (and sleeps on the device when the waiting
+//! threads leave it) is [`crate::engine::keeper`]'s.
 
-use crate::device::{self, ShimDevice};
-use crate::epoll::EpollSet;
+use crate::engine::device::{self, ShimDevice};
+use crate::engine::{keeper, netns};
 use crate::logging::{log, Level};
-use crate::ready::Watch;
-use crate::sock::{Slab, Sock};
 use crate::startup;
-use crate::{config::Fallback, keeper, netns, sys};
-use accel_stack::iface::{IfaceConfig, PollResult, Stack};
+use crate::{config::Fallback, sys};
+use accel_stack::iface::{IfaceConfig, Stack};
 use accel_stack::phy::dpdk::{set_log_echo, DpdkConfig, DpdkDevice, Eal};
 use accel_stack::tcp::TcpConfig;
 use accel_stack::wire::EthernetAddress;
 use accel_stack::Instant;
-use std::cell::RefCell;
-use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
-use std::sync::{Mutex, MutexGuard};
-use std::task::Waker;
+use std::sync::Mutex;
 
 /// The stack's type in the shim.
 pub type ShimStack = Stack<ShimDevice>;
-
-/// Everything the worker's lock guards: the tables above the stacks (each
-/// stack has a lock of its own: [`crate::stacks`]).
-pub struct Core {
-    /// The shim's sockets, by fd-table handle.
-    pub socks: Slab<Sock>,
-    /// The shim's epoll interest sets, by fd-table handle.
-    pub epolls: Slab<EpollSet>,
-    /// Which sets watch which sockets, and the sockets' wakers.
-    pub watch: Watch,
-    /// The next port tried for a `bind` to port 0 before the stack runs.
-    pub next_port: u16,
-    /// Threads to wake once the lock is dropped (see [`CoreGuard`]).
-    pub to_wake: Vec<Waker>,
-    eal: Option<Eal>,
-}
 
 /// Where the worker is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,9 +44,8 @@ pub enum Status {
 
 /// The worker's shared state (the engine's modules read it).
 pub(crate) struct Worker {
-    core: Mutex<Core>,
     status: AtomicU8,
-    /// Threads inside [`crate::wait::block`] (waiting on the shim); the
+    /// Threads inside [`crate::engine::wait::drive_until`] (waiting on the shim); the
     /// keeper drives the stack while it is zero.
     pub(crate) waiters: AtomicU32,
     /// A thread is spinning on the device (at most one).
@@ -97,14 +66,6 @@ pub(crate) struct Worker {
 }
 
 pub(crate) static W: Worker = Worker {
-    core: Mutex::new(Core {
-        socks: Slab::new(),
-        epolls: Slab::new(),
-        watch: Watch::new(),
-        next_port: 40000,
-        to_wake: Vec::new(),
-        eal: None,
-    }),
     status: AtomicU8::new(Status::Off as u8),
     waiters: AtomicU32::new(0),
     spinning: AtomicBool::new(false),
@@ -113,207 +74,6 @@ pub(crate) static W: Worker = Worker {
     undriven: AtomicU64::new(0),
     keeper_away: AtomicBool::new(true),
 };
-
-/// The worker's state, locked. Threads that the holder's work woke are
-/// woken when the guard is dropped, after the lock.
-pub fn lock() -> CoreGuard {
-    // A panic is an abort here: the lock is never poisoned.
-    CoreGuard::new(W.core.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
-/// As [`lock`], if nobody holds it.
-pub fn try_lock() -> Option<CoreGuard> {
-    W.core.try_lock().ok().map(CoreGuard::new)
-}
-
-/// The locked [`Core`]; dropping it unlocks, then wakes the threads in
-/// [`Core::to_wake`] (mio's and tokio's habit: a thread woken while the
-/// lock is held would only wait for it).
-///
-/// The lock is std's futex mutex: under contention it spins briefly, then
-/// sleeps in the kernel. (parking_lot's yields the CPU a few times first:
-/// with ten threads on two cores, `sched_yield` took 9 % of a
-/// thread-per-connection server's time and doubled its context switches.)
-pub struct CoreGuard {
-    guard: ManuallyDrop<MutexGuard<'static, Core>>,
-}
-
-thread_local! {
-    /// Each thread's buffer for the wakers it wakes after unlocking (traded
-    /// with [`Core::to_wake`], so no wake-up allocates once both have grown).
-    static SPARE: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
-    /// The lock, held by this thread across `fork` ([`before_fork`]).
-    static FORK_HOLD: RefCell<Option<MutexGuard<'static, Core>>> = const { RefCell::new(None) };
-}
-
-impl CoreGuard {
-    fn new(guard: MutexGuard<'static, Core>) -> CoreGuard {
-        let _ = HELD.try_with(|h| h.set(h.get() + 1));
-        CoreGuard {
-            guard: ManuallyDrop::new(guard),
-        }
-    }
-}
-
-thread_local! {
-    /// How many [`CoreGuard`]s this thread holds (0 or 1; a stack guard
-    /// dropped meanwhile leaves its frames to this one's drop).
-    static HELD: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
-/// Whether this thread holds the worker's lock.
-pub fn held() -> bool {
-    HELD.try_with(|h| h.get() > 0).unwrap_or(false)
-}
-
-/// At the program's normal exit (`exit`, a return from `main`): every
-/// socket closes as the kernel closes those of a dying process: a
-/// connection with data the program never read is reset, every other
-/// sends what it queued, then its FIN; listeners and UDP sockets go. The
-/// kernel goes on sending for the dead process; this process cannot, so it
-/// polls the stacks until nothing is owed any more, for at most `linger`.
-/// Returns how many connections still owed data when it gave up.
-pub fn close_all_at_exit(linger: std::time::Duration) -> usize {
-    if status() != Status::Up {
-        return 0;
-    }
-    let t0 = now();
-    // Another thread of the program may still hold the tables: a moment.
-    let core = loop {
-        if let Some(c) = try_lock() {
-            break Some(c);
-        }
-        if now().saturating_since(t0) > std::time::Duration::from_millis(200) {
-            break None;
-        }
-        std::thread::yield_now();
-    };
-    let Some(core) = core else { return 0 };
-    let kinds: Vec<crate::sock::Kind> = core.socks.iter().map(|(_, s)| s.kind.clone()).collect();
-    drop(core);
-    let t = now();
-    for kind in kinds {
-        use crate::sock::Kind;
-        match kind {
-            Kind::Tcp(q, h) => {
-                if let Some(mut s) = crate::stacks::lock(q) {
-                    let unread = s.iface.tcp.socket(h).is_some_and(|c| c.recv_queue() > 0);
-                    if unread {
-                        let _ = s.iface.tcp.with_conn(h, |c| {
-                            c.abort();
-                            Ok(())
-                        });
-                    }
-                    let _ = s.iface.tcp.close(h, t);
-                }
-            }
-            Kind::Listener { tcp: Some(hs), .. } => {
-                for (q, h) in hs.iter().enumerate() {
-                    if let Some(mut s) = crate::stacks::lock(q as crate::stacks::Q) {
-                        let _ = s.iface.tcp.close(*h, t);
-                    }
-                }
-            }
-            Kind::Udp(hs) => {
-                for (q, h) in hs.iter().enumerate() {
-                    if let Some(mut s) = crate::stacks::lock(q as crate::stacks::Q) {
-                        let _ = s.iface.udp_close(*h);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    loop {
-        crate::stacks::poll_all();
-        let owing: usize = (0..crate::stacks::count() as crate::stacks::Q)
-            .filter_map(|q| Some(crate::stacks::lock(q)?.iface.tcp.owing()))
-            .sum();
-        if owing == 0 {
-            // Every connection closed properly: the reaper has nothing to
-            // reset.
-            crate::reaper::quiet();
-            return 0;
-        }
-        if now().saturating_since(t0) >= linger {
-            // The reaper resets what is still open.
-            return owing;
-        }
-        std::thread::sleep(std::time::Duration::from_micros(500));
-    }
-}
-
-/// The `fork` prepare handler: the forking thread holds the lock across
-/// the fork, so the child's copy of the core is consistent and unlocked
-/// (no other thread of the parent's survives in the child to hold it).
-pub extern "C" fn before_fork() {
-    if held() {
-        // A signal handler forks while this very thread is inside the
-        // shim with the lock (its own wait holds signals off: this is some
-        // other call). Waiting for the lock would wait for ever; the child
-        // gets the tables as they are, and no channel to the proxy (its
-        // connections are inert).
-        log!(
-            warn,
-            "fork from a signal handler inside a socket call: the child's connections are inert"
-        );
-        return;
-    }
-    let mut g = W.core.lock().unwrap_or_else(|e| e.into_inner());
-    // Connections a child will hold: its channel to the proxy.
-    crate::proxy::before_fork(&mut g);
-    let _ = FORK_HOLD.try_with(|h| *h.borrow_mut() = Some(g));
-}
-
-/// The `fork` parent handler: releases what [`before_fork`] took.
-pub extern "C" fn after_fork_in_parent() {
-    let _ = FORK_HOLD.try_with(|h| h.borrow_mut().take());
-    crate::proxy::after_fork_in_parent();
-}
-
-impl std::ops::Deref for CoreGuard {
-    type Target = Core;
-    fn deref(&self) -> &Core {
-        &self.guard
-    }
-}
-
-impl std::ops::DerefMut for CoreGuard {
-    fn deref_mut(&mut self) -> &mut Core {
-        &mut self.guard
-    }
-}
-
-impl Drop for CoreGuard {
-    fn drop(&mut self) {
-        if crate::ready::pending() {
-            // A stack polled under this lock signalled sockets.
-            crate::epoll::distribute(&mut self.guard);
-        }
-        let mut woken = Vec::new();
-        if !self.guard.to_wake.is_empty() {
-            let spare = SPARE
-                .try_with(|s| std::mem::take(&mut *s.borrow_mut()))
-                .unwrap_or_default();
-            woken = std::mem::replace(&mut self.guard.to_wake, spare);
-        }
-        // SAFETY: the guard is dropped once, here, and not used after.
-        drop(unsafe { ManuallyDrop::take(&mut self.guard) });
-        let _ = HELD.try_with(|h| h.set(h.get().saturating_sub(1)));
-        device::flush_all();
-        if woken.is_empty() {
-            return;
-        }
-        for w in woken.drain(..) {
-            w.wake();
-        }
-        let _ = SPARE.try_with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut() {
-                *s = woken;
-            }
-        });
-    }
-}
 
 /// Where the worker is.
 pub fn status() -> Status {
@@ -336,42 +96,40 @@ pub fn now() -> Instant {
     Instant::from_nanos(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
-impl Core {
-    /// Polls every stack once, then hands the sockets they signalled to
-    /// the sets and threads waiting for them. (Device I/O under the
-    /// worker's lock: the waits and the data calls poll without it, with
-    /// [`crate::stacks::poll`].)
-    pub fn drive(&mut self) -> PollResult {
-        let r = crate::stacks::poll_all();
-        crate::epoll::distribute(self);
-        r
-    }
-}
+/// The EAL, once the stacks run (never dropped: DPDK's memory is in use
+/// until the process ends). Its lock is the start's: one thread starts
+/// the stacks, the others wait and see them up.
+static EAL: Mutex<Option<Eal>> = Mutex::new(None);
 
-/// Starts the stack if it is not running; `true` if it runs now. Called
-/// with the lock held. A failure is logged once and, with
-/// `ACCEL_FALLBACK=fail`, ends the process.
-pub fn ensure_started(core: &mut Core) -> bool {
+/// Starts the stacks if they are not running; `true` if they run now. A
+/// failure is logged once and, with `ACCEL_FALLBACK=fail`, ends the
+/// process.
+pub fn ensure_started() -> bool {
+    match status() {
+        Status::Up => return true,
+        Status::Failed | Status::Forked => return false,
+        Status::Off => {}
+    }
+    // A panic is an abort here: the lock is never poisoned.
+    let mut eal = EAL.lock().unwrap_or_else(|e| e.into_inner());
     match status() {
         Status::Up => return true,
         Status::Failed | Status::Forked => return false,
         Status::Off => {}
     }
     let t0 = now();
-    match start(core) {
-        Ok(what) => {
+    match start() {
+        Ok((what, started)) => {
+            *eal = Some(started);
             W.status.store(Status::Up as u8, Release);
             let ms = now().saturating_since(t0).as_millis();
             log!(info, "stack up in {ms} ms: {what}");
-            if crate::procs::attached() {
-                crate::socket::activate_all_deferred(core);
-            }
             let keeper = keeper::spawn();
             // A shared port's queues signal nobody (the owner turned it
             // off): pointing them at this process would kill it with a
             // signal it has no handler for.
-            let signalled = !crate::procs::attached();
-            for cell in crate::stacks::cells()
+            let signalled = !crate::engine::procs::attached();
+            for cell in crate::engine::stacks::cells()
                 .iter()
                 .filter(|c| c.rx_fd >= 0 && signalled)
             {
@@ -459,11 +217,11 @@ fn multi_process(cfg: &crate::config::Config, vdev: &str) -> Result<bool, String
         )),
         Procs::Auto if !tap => Ok(false),
         Procs::Multi => {
-            accel_stack::phy::dpdk::hugepages_ready(crate::procs::OWNER_MEM_MB)?;
+            accel_stack::phy::dpdk::hugepages_ready(crate::engine::procs::OWNER_MEM_MB)?;
             Ok(true)
         }
         Procs::Auto => {
-            let ready = accel_stack::phy::dpdk::hugepages_ready(crate::procs::OWNER_MEM_MB);
+            let ready = accel_stack::phy::dpdk::hugepages_ready(crate::engine::procs::OWNER_MEM_MB);
             if let Err(why) = &ready {
                 log!(info, "ACCEL_PROCS=auto: one process on the port ({why})");
             }
@@ -472,7 +230,7 @@ fn multi_process(cfg: &crate::config::Config, vdev: &str) -> Result<bool, String
     }
 }
 
-fn start(core: &mut Core) -> Result<String, String> {
+fn start() -> Result<(String, Eal), String> {
     let cfg = startup::config();
     let ip = cfg.ip.ok_or("ACCEL_IP is not set")?;
     let line = String::from_utf8_lossy(cfg.dpdk_args.as_bytes()).into_owned();
@@ -494,9 +252,9 @@ fn start(core: &mut Core) -> Result<String, String> {
     let mut secret = None;
     let shared: Option<(u16, Vec<i32>)>;
     let attached = if multi_process(cfg, vdev)? {
-        match crate::procs::attach(vdev, cfg.queues.max(1), first_cpu()) {
+        match crate::engine::procs::attach(vdev, cfg.queues.max(1), first_cpu()) {
             Ok(a) => Some(a),
-            Err(why) if cfg.procs == crate::config::Procs::Auto && !crate::procs::attached() => {
+            Err(why) if cfg.procs == crate::config::Procs::Auto && !crate::engine::procs::attached() => {
                 log!(info, "ACCEL_PROCS=auto: one process on the port ({why})");
                 None
             }
@@ -511,7 +269,7 @@ fn start(core: &mut Core) -> Result<String, String> {
             a.grant.take, a.grant.queues, a.grant.prefix
         );
         let qs: Vec<u16> = a.devs.iter().map(|(q, _)| *q).collect();
-        crate::procs::open_forwarding(a.key, a.grant.queues, &qs)?;
+        crate::engine::procs::open_forwarding(a.key, a.grant.queues, &qs)?;
         secret = Some(a.grant.secret);
         shared = Some((a.grant.queues, a.fds));
         devs = a.devs;
@@ -560,7 +318,7 @@ fn start(core: &mut Core) -> Result<String, String> {
     let of = shared.as_ref().map_or(n, |s| s.0);
     let mut stacks = Vec::with_capacity(devs.len());
     let mut txqs = Vec::with_capacity(devs.len());
-    let mut flights = crate::flight::arenas(devs.len()).into_iter();
+    let mut flights = crate::engine::flight::arenas(devs.len()).into_iter();
     for (i, (q, mut dev)) in devs.drain(..).enumerate() {
         let rx = match &shared {
             // The owner's copy of the queue's descriptor: readable when
@@ -590,15 +348,15 @@ fn start(core: &mut Core) -> Result<String, String> {
     };
     device::install(txqs);
     let taps: Vec<i32> = stacks.iter().map(|(_, rx)| *rx).filter(|&fd| fd >= 0).collect();
-    crate::stacks::install(stacks)?;
+    crate::engine::stacks::install(stacks)?;
     if name.starts_with("net_tap") && taps.len() == usize::from(n) {
         // Something that outlives the process resets its connections if it
         // dies without closing them (see `reaper`).
-        crate::reaper::start(&taps, ip.addr, mac.0);
+        crate::engine::reaper::start(&taps, ip.addr, mac.0);
     }
-    core.eal = Some(eal);
-    Ok(format!(
-        "{name} at {ip}, mac {mac}, {n} queue pair(s), {wait}{moved}"
+    Ok((
+        format!("{name} at {ip}, mac {mac}, {n} queue pair(s), {wait}{moved}"),
+        eal,
     ))
 }
 
@@ -647,28 +405,24 @@ pub(crate) fn first_host(ip: core::net::Ipv4Addr, prefix_len: u8) -> core::net::
 /// the child: it is released. The parent's stack is never dropped here
 /// (that would stop the parent's port): it is forgotten.
 pub fn after_fork_in_child() {
-    // The lock this thread took before the fork ([`before_fork`]).
-    let _ = FORK_HOLD.try_with(|h| h.borrow_mut().take());
-    // Likewise the waiting threads and their roles, and the keeper.
+    // The waiting threads and their roles, and the keeper.
     W.spinning.store(false, Release);
     W.sleeping.store(false, Release);
     W.waiters.store(0, Release);
     accel_coro::park::Parker::current().after_fork();
     keeper::after_fork();
     device::after_fork();
-    crate::reaper::after_fork();
-    crate::procs::after_fork();
+    crate::engine::reaper::after_fork();
+    crate::engine::procs::after_fork();
     if status() == Status::Up {
-        crate::ready::after_fork();
         // The stacks (in a static, never dropped) are the parent's: with
-        // the status Forked nothing reaches them ([`crate::stacks::cells`]
+        // the status Forked nothing reaches them ([`crate::engine::stacks::cells`]
         // is empty here).
         W.status.store(Status::Forked as u8, Release);
-        // (Held only if a signal handler forked inside this thread's own
-        // shim call, see `before_fork`: then that frame has it.)
-        if let Some(mut core) = try_lock() {
-            core.to_wake.clear();
-            if let Some(eal) = core.eal.take() {
+        // (The start's lock is free: the stacks start under the sockets'
+        // lock, which the forking thread held.)
+        if let Ok(mut eal) = EAL.try_lock() {
+            if let Some(eal) = eal.take() {
                 std::mem::forget(eal);
             }
         }

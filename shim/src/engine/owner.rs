@@ -1,7 +1,7 @@
 //! The port owner (`ACCEL_PROCS=multi`): the DPDK primary process of one
 //! port, which configures the port with its queue pairs, never polls it,
 //! and hands the queue pairs out to the accelerated processes (see
-//! [`crate::procs`] for their side and for how it is started).
+//! [`crate::engine::procs`] for their side and for how it is started).
 //!
 //! It is this library, run by the constructor instead of the program when
 //! `ACCEL_OWNER=1` (the start-up stage stays at *Starting*, so every call
@@ -34,9 +34,9 @@
 //! process starts a new owner. Each logs that the owner went.
 
 use crate::config::{Cidr, Config};
+use crate::engine::procs::{self, Grant};
 use crate::logging::log;
-use crate::procs::{self, Grant};
-use crate::{netns, sys, worker};
+use crate::{engine::netns, engine::worker, sys};
 use accel_stack::phy::dpdk::{hugepages_ready, set_log_echo, DpdkConfig, DpdkDevice, Eal, TapQueues};
 use std::time::{Duration, Instant};
 

@@ -32,9 +32,9 @@
 
 use crate::fdtable::{State, FDS};
 use crate::interpose::real;
+use crate::interpose::skeleton::Dispatch;
 use crate::logging::log;
-use crate::skeleton::Dispatch;
-use crate::socket;
+use crate::sockets::socket;
 use libc::{c_int, c_uint, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -113,8 +113,8 @@ fn refused(what: &str, fd: c_int, why: &str) {
 fn refuse(fd: c_int) -> Option<&'static str> {
     // A fork child's inherited connection is attached first: its fd is
     // then a kernel socketpair end (see `forked`), which io_uring serves.
-    if fd >= 0 && crate::forked::any() {
-        crate::forked::attach_each([fd]);
+    if fd >= 0 && crate::sockets::forked::any() {
+        crate::sockets::forked::attach_each([fd]);
     }
     (fd >= 0 && matches!(socket::settle(fd), State::Tcp | State::Udp | State::Inert))
         .then_some("an accelerated socket")
@@ -146,7 +146,7 @@ unsafe fn check_entry(e: *mut u8) {
                 (op == OP_CONNECT && fd >= 0 && FDS.get(fd).state() == State::Pending && {
                     let addr = at::<u64>(e, sqe::ADDR) as usize as *const libc::sockaddr;
                     let len = at::<u64>(e, sqe::OFF) as libc::socklen_t;
-                    matches!(crate::sockaddr::read_in(addr, len), Ok(crate::sockaddr::Addr::V4(a)) if socket::routed(*a.ip()))
+                    matches!(crate::sockets::sockaddr::read_in(addr, len), Ok(crate::sockets::sockaddr::Addr::V4(a)) if socket::routed(*a.ip()))
                 })
                 .then_some("a connect to an address of the stack")
             });

@@ -7,8 +7,8 @@
 //! ([`before_fork`], with the worker's lock held), the proxy makes a
 //! control channel (an `AF_UNIX` `SOCK_SEQPACKET` socketpair, see
 //! `forkwire`), and every connection gains a reference held by the child
-//! ([`Sock::children`](crate::sock::Sock)). The child
-//! ([`crate::forked`]) attaches a connection lazily, at its first use,
+//! ([`Sock::children`](crate::sockets::sock::Sock)). The child
+//! ([`crate::sockets::forked`]) attaches a connection lazily, at its first use,
 //! sending its copy of the connection's placeholder along (the parent
 //! keeps it, so that the child's socket options are checked and kept by
 //! the kernel exactly as the parent's own are, at the cost of one fd per
@@ -45,14 +45,15 @@
 //! sleeps. It blocks every signal (the program's go to the program's
 //! threads) and runs marked as inside the shim.
 
+use crate::engine::stacks::{self, Q};
+use crate::engine::worker::{self, Status, W};
 use crate::fdtable::{Entry, State, FDS};
-use crate::forkwire::{self as wire, Op, Reply, Request, DATA, REQUEST_LEN};
 use crate::logging::log;
-use crate::sock::Kind;
-use crate::stacks::{self, Q};
+use crate::sockets::block::WaitOn;
+use crate::sockets::forkwire::{self as wire, Op, Reply, Request, DATA, REQUEST_LEN};
+use crate::sockets::sock::Kind;
+use crate::sockets::table::Core;
 use crate::sys;
-use crate::wait::WaitOn;
-use crate::worker::{self, Core, Status, W};
 use accel_stack::iface::TcpHandle;
 use libc::{c_int, pollfd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::*};
@@ -426,13 +427,13 @@ struct Proxy {
 /// Releases a child's reference to socket `handle`: the last reference
 /// closes it.
 fn release(handle: u32) {
-    let mut core = worker::lock();
+    let mut core = crate::sockets::table::lock();
     let Some(s) = core.socks.get_mut(handle) else {
         return;
     };
     s.children = s.children.saturating_sub(1);
     if s.refs == 0 && s.children == 0 {
-        crate::socket::close_last(core, -1, handle);
+        crate::sockets::socket::close_last(core, -1, handle);
     }
 }
 
@@ -444,7 +445,7 @@ fn close_own(fd: c_int) {
 
 /// The proxy thread.
 fn run() {
-    let _mark = crate::skeleton::InShim::enter();
+    let _mark = crate::interpose::skeleton::InShim::enter();
     block_signals();
     let mut p = Proxy {
         children: Vec::new(),
@@ -485,7 +486,7 @@ fn run() {
                 .iter_mut()
                 .filter(|c| !c.registered && !c.dead && (c.want_stack || !c.stack_eof))
             {
-                core.get_or_insert_with(worker::lock)
+                core.get_or_insert_with(crate::sockets::table::lock)
                     .register(WaitOn::Sock(c.handle), &c.waker);
                 c.registered = true;
                 c.dirty = true;
@@ -505,7 +506,7 @@ fn run() {
             if std::mem::take(&mut sleeper) {
                 W.sleeping.store(false, Release);
                 // Whoever waits needs the keeper on the device now.
-                crate::keeper::nudge();
+                crate::engine::keeper::nudge();
             }
         } else if !sleeper {
             sleeper = W.sleeping.compare_exchange(false, true, AcqRel, Relaxed).is_ok();
@@ -715,7 +716,7 @@ impl Proxy {
     /// new socketpair.
     fn attach(&mut self, ctl: c_int, handle: u32) -> Result<c_int, c_int> {
         let (q, h) = {
-            let core = worker::lock();
+            let core = crate::sockets::table::lock();
             match core.socks.get(handle).map(|s| &s.kind) {
                 Some(Kind::Tcp(q, h)) => (*q, *h),
                 _ => return Err(libc::EBADF),
@@ -766,7 +767,7 @@ impl Proxy {
 /// socket's kept placeholder (for the children's options), unless the
 /// socket has one.
 fn keep(handle: u32, fd: c_int) {
-    let mut core = worker::lock();
+    let mut core = crate::sockets::table::lock();
     if let Some(s) = core.socks.get_mut(handle) {
         if s.kept.is_none() && FDS.install(fd, State::Proxy, 0).is_ok() {
             s.kept = Some(fd);
@@ -790,7 +791,7 @@ fn shutdown(handle: u32, how: c_int) -> Result<(), c_int> {
         _ => return Err(libc::EINVAL),
     };
     let conn = {
-        let core = worker::lock();
+        let core = crate::sockets::table::lock();
         match core.socks.get(handle).map(|s| &s.kind) {
             Some(Kind::Tcp(q, h)) => Some((*q, *h)),
             _ => None,
@@ -812,7 +813,7 @@ fn shutdown(handle: u32, how: c_int) -> Result<(), c_int> {
 fn sockcall(req: &Request) -> Reply {
     let handle = req.handle;
     let kept = {
-        let core = worker::lock();
+        let core = crate::sockets::table::lock();
         core.socks.get(handle).and_then(|s| s.kept)
     };
     let Some(kept) = kept else {
@@ -822,15 +823,15 @@ fn sockcall(req: &Request) -> Reply {
     let mut data = [0u8; DATA];
     let mut len = req.len.min(DATA as u32) as libc::socklen_t;
     let ptr = data.as_mut_ptr().cast::<libc::c_void>();
-    use crate::skeleton::Dispatch;
+    use crate::interpose::skeleton::Dispatch;
     let r: Dispatch<c_int> = match req.op {
         // SAFETY: `data` has room for `len` bytes; `len` is writable.
-        Op::GetOpt => unsafe { crate::io::getsockopt(entry, req.a, req.b, ptr, &mut len) },
+        Op::GetOpt => unsafe { crate::sockets::io::getsockopt(entry, req.a, req.b, ptr, &mut len) },
         Op::SetOpt => {
             let v = req.data();
             // SAFETY: `v` is readable for its length.
             unsafe {
-                crate::io::setsockopt(
+                crate::sockets::io::setsockopt(
                     entry,
                     kept,
                     req.a,
@@ -841,7 +842,7 @@ fn sockcall(req: &Request) -> Reply {
             }
         }
         // SAFETY: as for GetOpt (an address).
-        _ => unsafe { crate::io::name(entry, req.a != 0, ptr.cast(), &mut len) },
+        _ => unsafe { crate::sockets::io::name(entry, req.a != 0, ptr.cast(), &mut len) },
     };
     let r = match r {
         Dispatch::Done(r) => r.map_err(|e| e.0),
@@ -901,19 +902,22 @@ mod tests {
     fn a_connection_closes_when_its_last_holder_lets_go() {
         // A socket of this process held by one fd and two children.
         let h = {
-            let mut core = worker::lock();
-            let mut s = crate::sock::Sock::pending(false, false);
+            let mut core = crate::sockets::table::lock();
+            let mut s = crate::sockets::sock::Sock::pending(false, false);
             s.children = 2;
             core.socks.insert(s)
         };
         let entry = Entry::of(State::Pending, h);
-        let alive = || worker::lock().socks.get(h).is_some();
+        let alive = || crate::sockets::table::lock().socks.get(h).is_some();
         // The parent closes its fd (PostgreSQL's postmaster, right after
         // the fork): the children still hold it.
-        crate::socket::dropped(-1, entry);
+        crate::sockets::socket::dropped(-1, entry);
         assert!(alive());
         assert_eq!(
-            worker::lock().socks.get(h).map(|s| (s.refs, s.children)),
+            crate::sockets::table::lock()
+                .socks
+                .get(h)
+                .map(|s| (s.refs, s.children)),
             Some((0, 2))
         );
         release(h);
@@ -922,15 +926,18 @@ mod tests {
         assert!(!alive(), "the last holder let go: closed");
         // A socket whose children let go first closes at the parent's close.
         let h = {
-            let mut core = worker::lock();
-            let mut s = crate::sock::Sock::pending(false, false);
+            let mut core = crate::sockets::table::lock();
+            let mut s = crate::sockets::sock::Sock::pending(false, false);
             s.children = 1;
             core.socks.insert(s)
         };
         release(h);
-        assert!(worker::lock().socks.get(h).is_some(), "the parent's fd holds it");
-        crate::socket::dropped(-1, Entry::of(State::Pending, h));
-        assert!(worker::lock().socks.get(h).is_none());
+        assert!(
+            crate::sockets::table::lock().socks.get(h).is_some(),
+            "the parent's fd holds it"
+        );
+        crate::sockets::socket::dropped(-1, Entry::of(State::Pending, h));
+        assert!(crate::sockets::table::lock().socks.get(h).is_none());
     }
 
     #[test]

@@ -13,8 +13,8 @@
 //! intercepts on its own behalf), so the program never sees its fd for
 //! longer than a write. Nothing is written when the variable is unset.
 
-use crate::stacks::{self, Q};
-use crate::worker::{self, now};
+use crate::engine::stacks::{self, Q};
+use crate::engine::worker::now;
 use crate::{startup, sys};
 use std::ffi::CStr;
 use std::fmt::Write as _;
@@ -48,10 +48,7 @@ pub fn tick() {
 /// One line of counters, or `None` if the tables are busy (the next tick
 /// tries again).
 fn snapshot(t: u64) -> Option<String> {
-    let (sockets, sets) = {
-        let core = worker::try_lock()?;
-        (core.socks.len(), core.epolls.len())
-    };
+    let (sockets, sets) = crate::engine::above()?.table_sizes()?;
     let (mut conns, mut listeners, mut time_wait) = (0, 0, 0);
     let (mut rx, mut tx, mut lost_rx, mut lost_tx, mut handed) = (0, 0, 0, 0, 0);
     let (mut mbufs, mut mbufs_free) = (0, 0);

@@ -1,0 +1,79 @@
+//! A blocking socket call's wait: the thread registers its waker on what
+//! it waits for ([`WaitOn`]: a socket, or an epoll set) and tries its
+//! condition under the sockets' lock, after each poll of the stacks that
+//! the engine's wait makes ([`crate::engine::wait::drive_until`], which
+//! decides who drives the device and how the thread sleeps). Whoever
+//! drives hands each signalled socket to its sets and wakes the threads
+//! registered on it or on those sets, and no others
+//! (`epoll::distribute`).
+//!
+//! A registration outlives a failed look (the thread sleeps on it) and is
+//! removed once the condition is met, so a later event is not this
+//! thread's.
+
+use crate::sockets::table::{lock, Core};
+use accel_coro::park::Parker;
+use accel_stack::Instant;
+use libc::{pollfd, sigset_t};
+use std::task::Waker;
+
+pub use crate::engine::wait::WaitEnd;
+
+/// What a waiting thread is woken for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitOn {
+    /// A socket (by handle): data, room, a connection, an error, the end.
+    Sock(u32),
+    /// An epoll set (by handle): a member may be ready.
+    Set(u32),
+}
+
+impl Core {
+    /// Wakes `waker` when `on` may have changed: the socket's stack wakers
+    /// are armed, and the thread is on its list.
+    pub fn register(&mut self, on: WaitOn, waker: &Waker) {
+        match on {
+            WaitOn::Sock(h) => {
+                let Core { socks, watch, .. } = self;
+                watch.arm(socks, h);
+                watch.wait_sock(h, waker);
+            }
+            WaitOn::Set(h) => self.watch.wait_set(h, waker),
+        }
+    }
+
+    /// The thread with `waker` no longer waits for `on`.
+    pub fn unregister(&mut self, on: WaitOn, waker: &Waker) {
+        match on {
+            WaitOn::Sock(h) => self.watch.unwait_sock(h, waker),
+            WaitOn::Set(h) => self.watch.unwait_set(h, waker),
+        }
+    }
+}
+
+/// Waits until `attempt` returns a result, the `deadline` passes or a
+/// signal arrives. `attempt` runs with the lock held, right after a poll
+/// of the stacks and the registration of this thread on `on`; `extra` are
+/// kernel fds to sleep on as well (their `revents` are overwritten);
+/// `sigmask` is the mask to sleep with (`ppoll`'s).
+pub fn block<R>(
+    deadline: Option<Instant>,
+    on: &[WaitOn],
+    extra: &mut [pollfd],
+    sigmask: Option<&sigset_t>,
+    mut attempt: impl FnMut(&mut Core) -> Option<R>,
+) -> Result<R, WaitEnd> {
+    let waker = Parker::current_waker();
+    crate::engine::wait::drive_until(deadline, extra, sigmask, || {
+        let mut core = lock();
+        crate::sockets::epoll::distribute(&mut core);
+        for &o in on {
+            core.register(o, &waker);
+        }
+        let r = attempt(&mut core)?;
+        for &o in on {
+            core.unregister(o, &waker);
+        }
+        Some(r)
+    })
+}
