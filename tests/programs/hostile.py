@@ -150,6 +150,10 @@ class Link:
 
     def __init__(self, iface, dst):
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        # The legitimate client's transfer shares the interface: every one of
+        # its frames queues here too, and a small buffer would drop the
+        # segments a scenario waits for (SO_RCVBUFFORCE: we are root).
+        self.sock.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)
         self.sock.bind((iface, 0))
         with open(f"/sys/class/net/{iface}/address") as f:
             self.mac = f.read().strip()
@@ -376,8 +380,9 @@ def tinymss(iface, dst, port, args):
 
 def zerowindow(iface, dst, port, args):
     # Held until `want` probes were answered or `secs` passed: the probe
-    # interval follows the RTO, which a slow peer (scapy on a loaded
-    # machine) can stretch to a second or more.
+    # interval follows the RTO, which this slow peer stretches (it reads
+    # every frame of the legitimate client's transfer to find the SYN-ACK:
+    # seconds on a loaded machine, the handshake's RTT sample).
     want, secs = int(args[0]), float(args[1])
     link = Link(iface, dst)
     c = RawConn(link, port, 62)
