@@ -247,18 +247,50 @@ fn sweep_stale_runtime_dirs(ours: &str) {
         let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut lk) };
         if rc == 0 && lk.l_type == libc::F_UNLCK as libc::c_short {
             let _ = std::fs::remove_dir_all(e.path());
+            remove_huge_files(&name);
             log!(info, "port owner: removed {name}, left by an owner that died");
         }
     }
 }
 
 /// Removes DPDK's runtime files of `prefix` (its configuration, memory
-/// maps and multi-process sockets, about 2 MB in a tmpfs): every process
-/// of the port is gone, and the next owner of the port makes new ones.
+/// maps and multi-process sockets, about 2 MB in a tmpfs) and its huge
+/// page files: every process of the port is gone, and the next owner of
+/// the port makes new ones.
 fn remove_runtime_dir(prefix: &str) {
     let dir = format!("{}/{prefix}", runtime_base());
     if let Err(e) = std::fs::remove_dir_all(&dir) {
         log!(info, "port owner: cannot remove {dir}: {e}");
+    }
+    remove_huge_files(prefix);
+}
+
+/// Removes the huge page files DPDK made for `prefix` (`PREFIXmap_N` in
+/// each hugetlbfs mount). DPDK keeps them after its primary ends, for
+/// secondaries to map: left there, they hold the owner's 64 MB of huge
+/// pages until some later DPDK primary sweeps them.
+fn remove_huge_files(prefix: &str) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
+        return;
+    };
+    let start = format!("{prefix}map_");
+    let mut removed = 0;
+    for dir in mounts.lines().filter_map(|l| {
+        let mut f = l.split_whitespace();
+        let (_, at, kind) = (f.next()?, f.next()?, f.next()?);
+        (kind == "hugetlbfs").then_some(at)
+    }) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&start) && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    if removed > 0 {
+        log!(info, "port owner: removed {removed} huge page files of {prefix}");
     }
 }
 
