@@ -139,6 +139,25 @@ impl Drop for Scratch {
     }
 }
 
+/// Writes `conf` as `dir`/nginx.conf and returns the command line that runs
+/// that nginx in the foreground with `dir` as its prefix (its error log
+/// there too).
+pub fn nginx_command(dir: &Path, conf: &str) -> Vec<String> {
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let d = dir.display();
+    [
+        "nginx".to_owned(),
+        "-p".to_owned(),
+        d.to_string(),
+        "-e".to_owned(),
+        format!("{d}/error.log"),
+        "-c".to_owned(),
+        path.display().to_string(),
+    ]
+    .into()
+}
+
 /// Deterministic pseudo-random bytes (xorshift), for test files.
 pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;

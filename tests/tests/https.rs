@@ -68,20 +68,7 @@ fn nginx(dir: &Path, site: &Path, cert: &str, key: &str) -> Vec<String> {
          root {}/www;\n  }}\n}}\n",
         site.display()
     );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    [
-        "nginx",
-        "-p",
-        &d.to_string(),
-        "-e",
-        &format!("{d}/error.log"),
-        "-c",
-        path.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    accel_tests::nginx_command(dir, &conf)
 }
 
 #[test]

@@ -58,20 +58,7 @@ fn nginx(dir: &Path, site: &Path, port: u16, master: bool) -> Vec<String> {
         if master { "on" } else { "off" },
         site.display()
     );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    [
-        "nginx",
-        "-p",
-        &d.to_string(),
-        "-e",
-        &format!("{d}/error.log"),
-        "-c",
-        path.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    accel_tests::nginx_command(dir, &conf)
 }
 
 /// Fetches each file with curl at `place` and checks its sha256.

@@ -48,20 +48,7 @@ fn nginx(dir: &Path, site: &Path) -> Vec<String> {
              keepalive_requests 1000000;\n    root {}/www;\n  }}\n}}\n",
         site.display()
     );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    [
-        "nginx",
-        "-p",
-        &d.to_string(),
-        "-e",
-        &format!("{d}/error.log"),
-        "-c",
-        path.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    accel_tests::nginx_command(dir, &conf)
 }
 
 /// The requests of the upstream's access log whose URI ends with `tag`

@@ -61,20 +61,7 @@ fn nginx(dir: &Path, workers: &str) -> Vec<String> {
          fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
          server {{ listen {NGINX_PORT}; root {d}/www; add_header X-Pid $pid always; }}\n}}\n"
     );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    [
-        "nginx",
-        "-p",
-        &d.to_string(),
-        "-e",
-        &format!("{d}/error.log"),
-        "-c",
-        path.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    accel_tests::nginx_command(dir, &conf)
 }
 
 /// One HTTP/1.1 GET of `/1k` on `s`; the pid of the worker that answered.

@@ -516,28 +516,23 @@ pub fn ensure_started(core: &mut Core) -> bool {
 /// processes, none of which may listen yet while an nginx reload replaces
 /// every worker).
 pub fn activate_all_deferred(core: &mut Core) {
-    let deferred = |s: &Sock| matches!(s.kind, Kind::Listener { tcp: None, .. });
-    if !core.socks.iter().any(|(_, s)| deferred(s)) {
-        return;
-    }
-    let limit = sys::nofile_limit().min(crate::fdtable::MAX_FDS);
-    for fd in 0..limit as c_int {
-        let e = FDS.get(fd);
-        if e.state() == State::Pending && core.socks.get(e.handle()).is_some_and(deferred) {
-            activate(core, fd, e);
-        }
-    }
+    activate_deferred_where(core, |_| true);
 }
 
 /// A connection to our own address finds its listener on the stack: this
 /// process's deferred listeners on `port` are made now. (The kernel's
 /// `listen` is immediate; a deferred one waits for the first `accept`,
 /// `epoll_ctl` or `poll`, which a program connecting to itself may not
-/// have made yet.) Their fds are found by a scan of the fd table up to
-/// the open-files limit, only when such a listener exists.
+/// have made yet.)
 fn activate_own_listeners(core: &mut Core, port: u16) {
-    let deferred =
-        |s: &Sock| matches!(s.kind, Kind::Listener { local, tcp: None, .. } if local.port() == port);
+    activate_deferred_where(core, |local| local.port() == port);
+}
+
+/// Makes live the deferred listeners whose local address `wanted` picks.
+/// Their fds are found by a scan of the fd table up to the open-files
+/// limit, only when such a listener exists.
+fn activate_deferred_where(core: &mut Core, wanted: impl Fn(SocketAddrV4) -> bool) {
+    let deferred = |s: &Sock| matches!(s.kind, Kind::Listener { local, tcp: None, .. } if wanted(local));
     if !core.socks.iter().any(|(_, s)| deferred(s)) {
         return;
     }
