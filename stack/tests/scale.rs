@@ -96,7 +96,18 @@ fn thousand_concurrent_connections_open_transfer_close_and_leave_nothing() {
     assert!(n.run_until(Duration::from_secs(10), |n| n.b.iface.tcp.is_empty()
         && n.a.iface.tcp.is_empty()));
     assert_eq!(n.a.iface.tcp.time_wait_len(), N);
+    assert_eq!(n.a.iface.stats().time_wait_entered, N as u64);
+    assert_eq!(
+        n.b.iface.stats().time_wait_entered,
+        0,
+        "the side that closed last holds none"
+    );
     assert!(n.run_until(Duration::from_secs(120), |n| n.a.iface.tcp.time_wait_len() == 0));
+    assert_eq!(
+        n.a.iface.stats().time_wait_entered,
+        N as u64,
+        "expiry does not unmake"
+    );
     for s in [&n.a, &n.b] {
         assert!(s.iface.tcp.is_empty() && s.iface.tcp.conns_len() == 0 && s.iface.tcp.ports_len() == 0);
         assert_eq!(

@@ -162,6 +162,7 @@ impl Interface {
     pub fn stats(&self) -> IfaceStats {
         let mut s = self.net.stats;
         s.time_wait_evicted = self.tcp.tw_evicted;
+        s.time_wait_entered = self.tcp.tw_entered;
         s.drop_accept_queue = self.tcp.accept_dropped;
         s.syn_recv_dropped = self.tcp.syn_recv_dropped;
         let t = self.tcp.tcp_stats();

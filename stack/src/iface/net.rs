@@ -224,6 +224,10 @@ iface_stats! {
     drop_tx_no_buffer,
     /// Packets for which we have no route.
     drop_no_route,
+    /// TIME-WAIT entries made (connections that ended in TIME-WAIT on
+    /// our side), ever: with the entries' lifetime, the bound on how many
+    /// can be in the table at once.
+    time_wait_entered,
     /// TIME-WAIT entries evicted because the table was full.
     time_wait_evicted,
     /// ICMP errors not sent because of the rate limit.

@@ -119,6 +119,8 @@ pub struct TcpTable {
     tw_max: usize,
     /// TIME-WAIT entries evicted because the table was full.
     pub(crate) tw_evicted: u64,
+    /// Compact TIME-WAIT entries made, ever.
+    pub(crate) tw_entered: u64,
     /// Answer SYNs with cookies when a SYN backlog is full (Linux's
     /// `tcp_syncookies = 1`); otherwise drop them.
     pub(crate) syn_cookies: bool,
@@ -156,6 +158,7 @@ impl TcpTable {
             share: (0, 1),
             tw_max: 16384,
             tw_evicted: 0,
+            tw_entered: 0,
             syn_cookies: true,
             accept_dropped: 0,
             syn_recv_dropped: 0,
@@ -913,6 +916,7 @@ impl TcpTable {
         }
         self.time_wait.insert(key, tw);
         self.tw_order.push_back((tw.expires, key));
+        self.tw_entered += 1;
     }
 
     fn max_time_wait(&self) -> usize {
