@@ -271,3 +271,34 @@ fn many_connects_to_a_new_neighbour_wait_for_one_arp_reply() {
         .sum();
     assert_eq!(retransmits, 0);
 }
+
+#[test]
+fn output_sends_what_was_written_and_leaves_received_frames_queued() {
+    let mut n = net();
+    let (ca, cb) = n.connect(8080);
+    n.step(false);
+    // B writes and polls: its segment waits in A's receive queue.
+    assert_eq!(n.b.iface.tcp.send(cb, b"from b"), Ok(6));
+    n.b.poll(n.now);
+    // A writes and only outputs: its segment goes out, B's stays queued.
+    assert_eq!(n.a.iface.tcp.send(ca, b"from a"), Ok(6));
+    let r = n.a.output(n.now);
+    assert!(r.progress, "the write left");
+    assert_eq!(r.rx, 0);
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        n.a.iface.tcp.recv(ca, &mut buf),
+        Err(Errno::EAGAIN),
+        "nothing was received"
+    );
+    n.b.poll(n.now);
+    assert_eq!(n.b.iface.tcp.recv(cb, &mut buf), Ok(6));
+    assert_eq!(&buf[..6], b"from a");
+    // A full poll takes B's segment in.
+    assert!(n.a.poll(n.now).rx > 0);
+    assert_eq!(n.a.iface.tcp.recv(ca, &mut buf), Ok(6));
+    assert_eq!(&buf[..6], b"from b");
+    // With nothing to send and no timer due, output does nothing.
+    n.step(false);
+    assert!(!n.a.output(n.now).progress);
+}

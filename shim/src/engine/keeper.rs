@@ -14,16 +14,20 @@
 //!   thread has waited through a whole period, its parks double up to a
 //!   second and the thread that leaves the last wait wakes it (`Away`).
 //! - While threads wait and none spins or sleeps on the device (the
-//!   sleeper left: its own socket was ready), it takes the sleeper's role:
-//!   it sleeps on the Rx interrupt (or backs off polling), polls the stack
-//!   when frames come, which wakes exactly the threads they are for.
+//!   sleeper left: its own socket was ready), and no thread of the program
+//!   has polled the stack for a period, it takes the sleeper's role: it
+//!   sleeps on the Rx interrupt (or backs off polling), polls the stack
+//!   when frames come, which wakes exactly the threads they are for. It
+//!   steps aside as soon as a thread comes to wait (which takes the role)
+//!   or what it polled woke one (the busy thread, which takes the role
+//!   when it waits again).
 //!
 //! It takes no signal of the program's, only DPDK's (net_tap's per-frame
 //! Rx trigger would be sent to it, were it on: `hooks::sigaction` refuses
 //! it), so it never interrupts the program's calls.
 
 use crate::engine::stacks;
-use crate::engine::worker::{now, status, Status, W};
+use crate::engine::worker::{now, status, Sleeper, Status, W};
 use crate::logging::log;
 use crate::{signals, startup, sys};
 use accel_coro::park::Parker;
@@ -34,6 +38,16 @@ use std::time::Duration;
 
 /// The keeper's parker, once it runs.
 static PARKER: OnceLock<Arc<Parker>> = OnceLock::new();
+
+thread_local! {
+    /// This thread is the keeper.
+    static KEEPER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is the keeper.
+pub fn on_keeper() -> bool {
+    KEEPER.try_with(|k| k.get()).unwrap_or(false)
+}
 
 /// Tells the keeper that the waiting threads changed (none waits now, or
 /// the one on the device left): it looks at once.
@@ -60,6 +74,7 @@ pub fn spawn() -> Option<libc::pid_t> {
         .name("accel-keeper".into())
         .spawn(move || {
             keeper_signals();
+            let _ = KEEPER.try_with(|k| k.set(true));
             let _ = PARKER.set(Parker::current());
             TID.store(sys::gettid(), Release);
             keeper(period)
@@ -122,9 +137,32 @@ fn keeper(period: Duration) {
         // A spinning thread becomes the sleeper itself when its spin ends:
         // taking the role from it would put it to sleep on its futex, and
         // its next frame would wake two threads (the keeper, then it).
-        if !W.spinning.load(SeqCst) && W.sleeping.compare_exchange(false, true, AcqRel, Relaxed).is_ok() {
-            on_device(&parker);
-            W.sleeping.store(false, Release);
+        // The device is the keeper's only once no thread of the program
+        // has driven it for a period: a busy thread's next wait polls it,
+        // and the keeper on the device meanwhile would take its frames
+        // (a wake-up and a context switch for each, and both threads
+        // contending for the stack).
+        let driven = now().nanos().saturating_sub(W.last_drive.load(Relaxed)) < period.as_nanos() as u64;
+        if !driven && !W.spinning.load(SeqCst) && W.take_sleeper(Sleeper::Keeper) {
+            let busy = on_device(&parker);
+            W.release_sleeper(Sleeper::Keeper);
+            if busy {
+                // The program's threads take the role as they wait again:
+                // the keeper parks a period at a time while they keep
+                // coming (waits begin), and takes the role back only
+                // after a whole period without a new wait.
+                W.keeper_away.store(false, SeqCst);
+                loop {
+                    let entered = W.entered.load(SeqCst);
+                    let _ = parker.park(Some(period));
+                    if W.entered.load(SeqCst) == entered
+                        || W.waiters.load(SeqCst) == 0
+                        || status() != Status::Up
+                    {
+                        break;
+                    }
+                }
+            }
         } else {
             // A waiting thread spins or sleeps on the device: until it
             // leaves, or for as long as `Away` says.
@@ -184,21 +222,35 @@ impl Away {
 }
 
 /// The sleeper's role, for the waiting threads, until none waits, or the
-/// program's threads drive the device themselves again: one of them spins
-/// (it becomes the sleeper when its spin ends), or every wait it took the
-/// role for has ended (`W.undriven` moved) and later waits find their own
-/// sleeper. Holding on to the role while a single-threaded server comes
-/// and goes would wake the keeper for every frame its thread takes anyway.
-fn on_device(parker: &Parker) {
+/// program's threads drive the device themselves again (`true`): one of
+/// them spins (it becomes the sleeper when its spin ends), or a wait began
+/// (that thread takes the role once its spin ends), or what the keeper
+/// polled woke a thread (that thread is the busy one, and takes the role
+/// when it waits again), or every wait it took the role for has ended
+/// (`W.undriven` moved) and later waits find their own sleeper. Holding
+/// on to the role while the program's threads come and go would make
+/// every frame wake two threads, the keeper and then the one it is for,
+/// and both contend for the stack: memcached's worker, while its accept
+/// thread waits for ever, parked on its sockets behind the keeper for
+/// every request.
+fn on_device(parker: &Parker) -> bool {
     let mut backoff = Duration::from_micros(50);
     let mut fds: Vec<pollfd> = Vec::new();
     let emptied = W.undriven.load(SeqCst);
-    while W.waiters.load(SeqCst) > 0
-        && W.undriven.load(SeqCst) == emptied
-        && !W.spinning.load(SeqCst)
-        && status() == Status::Up
-    {
+    let entered = W.entered.load(SeqCst);
+    loop {
+        if W.waiters.load(SeqCst) == 0 || status() != Status::Up {
+            return false;
+        }
+        if W.undriven.load(SeqCst) != emptied
+            || W.spinning.load(SeqCst)
+            || W.entered.load(SeqCst) != entered
+            || !W.sleeper_is(Sleeper::Keeper)
+        {
+            return true;
+        }
         crate::engine::stats::tick();
+        let _ = crate::engine::wait::take_woken();
         let (progress, next) = {
             let r = stacks::poll_all();
             if let Some(above) = crate::engine::above() {
@@ -206,6 +258,9 @@ fn on_device(parker: &Parker) {
             }
             (r.progress, r.next)
         };
+        if crate::engine::wait::take_woken() > 0 {
+            return true;
+        }
         if progress {
             backoff = Duration::from_micros(50);
         }

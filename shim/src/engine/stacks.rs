@@ -37,7 +37,7 @@ use accel_stack::iface::PollResult;
 use std::cell::Cell as StdCell;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU16, Ordering::*};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering::*};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// A queue pair's index.
@@ -48,9 +48,16 @@ pub struct Cell {
     stack: Mutex<ShimStack>,
     /// Its Rx interrupt fd, -1 if none.
     pub rx_fd: i32,
+    /// When its forwarding socket was last read (ns of [`now`]; 0: read
+    /// it at the next poll): see [`receive_forwarded`].
+    forward_read: AtomicU64,
 }
 
 static CELLS: OnceLock<Box<[Cell]>> = OnceLock::new();
+
+/// How often a thread that polls without sleeping reads the forwarding
+/// sockets (see [`receive_forwarded`]), ns.
+const FORWARD_READ_NS: u64 = 100_000;
 
 /// Installs the stacks (once, at start).
 pub fn install(stacks: Vec<(ShimStack, i32)>) -> Result<(), String> {
@@ -65,6 +72,7 @@ pub fn install(stacks: Vec<(ShimStack, i32)>) -> Result<(), String> {
             Cell {
                 stack: Mutex::new(s),
                 rx_fd,
+                forward_read: AtomicU64::new(0),
             }
         })
         .collect();
@@ -180,7 +188,9 @@ pub fn poll(q: Q) -> PollResult {
     };
     let t = now();
     let r = s.poll(t);
-    W.last_drive.store(t.nanos(), Relaxed);
+    if !crate::engine::keeper::on_keeper() {
+        W.last_drive.store(t.nanos(), Relaxed);
+    }
     let learned = s.iface.take_learned_neighbours();
     let strays = s.iface.take_handover();
     drop(s);
@@ -243,6 +253,20 @@ fn receive_forwarded(q: Q, t: accel_stack::Instant) {
     if crate::engine::procs::forward_fd(usize::from(q)).is_none() {
         return;
     }
+    // Other processes forward rarely (strays, neighbours), and a read that
+    // finds nothing is a system call per poll: a thread that polls in a
+    // loop reads the socket every FORWARD_READ_NS, and the first poll after
+    // any sleep reads it (a sleep arms the socket beside the Rx interrupt,
+    // and `arm_rx_interrupts` clears the mark, so a message that woke the
+    // sleeper is read at once).
+    let Some(cell) = cells().get(usize::from(q)) else {
+        return;
+    };
+    let last = cell.forward_read.load(Relaxed);
+    if last != 0 && t.nanos().saturating_sub(last) < FORWARD_READ_NS {
+        return;
+    }
+    cell.forward_read.store(t.nanos().max(1), Relaxed);
     crate::engine::procs::retry_forwarding(|packet, from| {
         if crate::engine::procs::drop_unclaimed_syn(packet) {
             return;
@@ -283,6 +307,18 @@ fn receive_forwarded(q: Q, t: accel_stack::Instant) {
             }
         }
     }
+    // More may wait: the next poll reads on.
+    cell.forward_read.store(0, Relaxed);
+}
+
+/// Sends what stack `q`'s sockets have to send (and runs its due timers)
+/// without asking the device for frames: after a write, or a read that
+/// opened the window. Receiving stays with the waits, the keeper and
+/// [`poll`] (on net_tap an empty receive is a system call).
+pub fn output(q: Q) {
+    if let Some(mut s) = lock(q) {
+        s.output(now());
+    }
 }
 
 /// Polls every stack once; the union of what they did.
@@ -302,9 +338,11 @@ pub fn poll_all() -> PollResult {
 
 /// Arms the Rx interrupt of every stack that has one; their fds.
 pub fn arm_rx_interrupts(out: &mut Vec<libc::pollfd>) {
-    for q in 0..cells().len() {
-        // Packets other processes forward to this stack (see `procs`).
+    for (q, cell) in cells().iter().enumerate() {
+        // Packets other processes forward to this stack (see `procs`); the
+        // next poll reads them whatever woke the sleep.
         if let Some(fd) = crate::engine::procs::forward_fd(q) {
+            cell.forward_read.store(0, Relaxed);
             out.push(libc::pollfd {
                 fd,
                 events: libc::POLLIN,

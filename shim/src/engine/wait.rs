@@ -28,12 +28,15 @@
 //! - everyone else parks, woken only for its own socket or set.
 //!
 //! A single-threaded program's thread is its own sleeper, as before: one
-//! wake-up per frame. When a sleeper leaves while others still wait, the
-//! keeper thread takes the role at once ([`crate::engine::keeper`]); when a wait
-//! ends leaving the device to nobody otherwise (no thread waits any more,
-//! or the rest are parked), the keeper looks within its period by itself,
-//! and is woken only if it parks for longer: a busy server comes back to
-//! the shim sooner, and pays no futex wake per request.
+//! wake-up per frame. The role goes to the busy thread: a thread that has
+//! waited a whole keeper period while others wait too gives it up and
+//! parks (memcached's accept thread beside its worker), and a thread that
+//! comes to wait takes it from the keeper. When a wait ends leaving the
+//! device to nobody (no thread waits any more, or the rest are parked),
+//! the keeper takes the role only once no thread of the program has
+//! driven the device for a period ([`crate::engine::keeper`]): a busy
+//! server comes back to the shim sooner, and pays no futex wake, no
+//! context switch and no contention for the stack per request.
 //!
 //! `look` registers and checks the condition under the sockets' lock, and
 //! a wake that comes before the sleep leaves a permit in the parker: no
@@ -42,7 +45,7 @@
 
 use crate::engine::keeper;
 use crate::engine::stacks;
-use crate::engine::worker::{now, status, Status, W};
+use crate::engine::worker::{now, status, Sleeper, Status, W};
 use crate::signals;
 use crate::startup;
 use accel_coro::park::{Parker, Woke};
@@ -50,6 +53,22 @@ use accel_stack::Instant;
 use libc::{pollfd, sigset_t};
 use std::sync::atomic::Ordering::*;
 use std::time::Duration;
+
+thread_local! {
+    /// Waiting threads this thread woke (see [`note_woken`]).
+    static WOKE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The layer above woke `n` waiting threads, from this thread: what it
+/// handed out after a poll went to them.
+pub fn note_woken(n: usize) {
+    let _ = WOKE.try_with(|w| w.set(w.get().saturating_add(n)));
+}
+
+/// How many waiting threads this thread woke since the last call.
+pub fn take_woken() -> usize {
+    WOKE.try_with(|w| w.replace(0)).unwrap_or(0)
+}
 
 /// How a wait ended without its condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,23 +98,24 @@ pub fn drive_until<R>(
     mut look: impl FnMut() -> Option<R>,
 ) -> Result<R, WaitEnd> {
     W.waiters.fetch_add(1, SeqCst);
+    W.entered.fetch_add(1, Relaxed);
     let mut roles = Roles::default();
     let r = drive_inner(deadline, extra, sigmask, &mut look, &mut roles);
     let was_sleeper = roles.sleeper;
     drop(roles);
     let left = W.waiters.fetch_sub(1, SeqCst).saturating_sub(1);
-    if left == 0 || was_sleeper || !(W.sleeping.load(SeqCst) || W.spinning.load(SeqCst)) {
+    if left == 0 || was_sleeper || !(W.device_watched() || W.spinning.load(SeqCst)) {
         // The device is left to nobody: no thread waits now (the program
         // computes), or those that wait are parked on their own sockets.
         // The keeper drives then. It looks within its period by itself
         // while the program keeps coming back (a server between two
         // requests: its thread drives again on its next call), so only a
         // keeper parked for longer is woken, and no request pays a futex
-        // wake and a context switch for it. A sleeper that leaves others
-        // waiting wakes it at once: they may wait for frames that are
-        // already there.
+        // wake and a context switch for it; a sleeper that leaves others
+        // waiting does not wake it either (the thread that waits next
+        // takes the device, or the keeper within its period).
         W.undriven.fetch_add(1, SeqCst);
-        if (was_sleeper && left > 0) || W.keeper_away.load(SeqCst) {
+        if W.keeper_away.load(SeqCst) {
             keeper::nudge();
         }
     }
@@ -110,6 +130,8 @@ fn drive_inner<R>(
     roles: &mut Roles,
 ) -> Result<R, WaitEnd> {
     let spin = Duration::from_micros(u64::from(startup::config().spin_us));
+    let period = Duration::from_micros(u64::from(startup::config().keeper_us.max(1)));
+    let entered_at = now();
     let parker = Parker::current();
     let mut idle_since: Option<Instant> = None;
     let mut backoff = Duration::from_micros(50);
@@ -192,7 +214,20 @@ fn drive_inner<R>(
         if roles.sleeper && W.spinning.load(SeqCst) {
             roles.release_sleeper();
         }
-        let woke = if roles.sleeper || (!W.spinning.load(SeqCst) && roles.take_sleeper()) {
+        // A thread that has waited a whole keeper period while others wait
+        // too is not the busy one (memcached's accept thread beside its
+        // worker): it parks on its own sockets and leaves the device to a
+        // thread that waits anew, or to the keeper meanwhile (which steps
+        // aside for the next thread to wait). Else every frame for the busy
+        // thread would wake two threads.
+        let long = t.saturating_since(entered_at) >= period && W.waiters.load(SeqCst) > 1;
+        if roles.sleeper && long {
+            roles.release_sleeper();
+            if W.keeper_away.load(SeqCst) {
+                keeper::nudge();
+            }
+        }
+        let woke = if roles.sleeper || (!long && !W.spinning.load(SeqCst) && roles.take_sleeper()) {
             // Asleep on the devices for everyone.
             let interrupts = stacks::interrupts();
             let mut wait = if interrupts || status() != Status::Up {
@@ -264,14 +299,14 @@ impl Roles {
 
     /// Becomes the sleeper, if no other thread is.
     fn take_sleeper(&mut self) -> bool {
-        self.sleeper = W.sleeping.compare_exchange(false, true, AcqRel, Relaxed).is_ok();
+        self.sleeper = W.take_sleeper(Sleeper::Thread);
         self.sleeper
     }
 
     /// Stops sleeping on the device.
     fn release_sleeper(&mut self) {
         if std::mem::take(&mut self.sleeper) {
-            W.sleeping.store(false, Release);
+            W.release_sleeper(Sleeper::Thread);
         }
     }
 }

@@ -27,6 +27,52 @@ use std::sync::Mutex;
 /// The stack's type in the shim.
 pub type ShimStack = Stack<ShimDevice>;
 
+/// Who holds the sleeper's role (see `wait`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Sleeper {
+    Nobody = 0,
+    /// A waiting thread of the program.
+    Thread = 1,
+    /// The keeper, for waiting threads that are all parked.
+    Keeper = 2,
+    /// The fork proxy, while it pumps connections for children.
+    Proxy = 3,
+}
+
+impl Worker {
+    /// Takes the sleeper's role for `who`, if nobody holds it; a
+    /// program's thread takes it from the keeper too (the keeper steps
+    /// aside at its next wake: the thread that waits is the busy one, and
+    /// with the keeper on the device every frame for it would wake two
+    /// threads).
+    pub(crate) fn take_sleeper(&self, who: Sleeper) -> bool {
+        let from = |f: Sleeper| {
+            self.sleeping
+                .compare_exchange(f as u8, who as u8, AcqRel, Relaxed)
+                .is_ok()
+        };
+        from(Sleeper::Nobody) || (who == Sleeper::Thread && from(Sleeper::Keeper))
+    }
+
+    /// Gives the role up, if `who` still holds it.
+    pub(crate) fn release_sleeper(&self, who: Sleeper) {
+        let _ = self
+            .sleeping
+            .compare_exchange(who as u8, Sleeper::Nobody as u8, AcqRel, Relaxed);
+    }
+
+    /// Whether `who` holds the role.
+    pub(crate) fn sleeper_is(&self, who: Sleeper) -> bool {
+        self.sleeping.load(SeqCst) == who as u8
+    }
+
+    /// Whether anybody sleeps on the device.
+    pub(crate) fn device_watched(&self) -> bool {
+        !self.sleeper_is(Sleeper::Nobody)
+    }
+}
+
 /// Where the worker is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -50,16 +96,21 @@ pub(crate) struct Worker {
     pub(crate) waiters: AtomicU32,
     /// A thread is spinning on the device (at most one).
     pub(crate) spinning: AtomicBool,
-    /// A thread sleeps on the device's Rx interrupt (or backs off polling
-    /// it) for everyone (at most one; see `wait`).
-    pub(crate) sleeping: AtomicBool,
-    /// When the stack was last polled (ns of the monotonic clock).
+    /// Who sleeps on the device's Rx interrupt (or backs off polling it)
+    /// for everyone, a [`Sleeper`] (at most one; see `wait`). Use
+    /// [`Worker::take_sleeper`] and [`Worker::release_sleeper`].
+    sleeping: AtomicU8,
+    /// When a thread of the program last polled the stack (ns of the
+    /// monotonic clock; the keeper's polls do not count).
     pub(crate) last_drive: AtomicU64,
     /// How many times a wait ended leaving the device to nobody (no
     /// thread waits any more, or those that wait have no spinner and no
     /// sleeper): the keeper reads from it whether the program came and
     /// went while it was parked.
     pub(crate) undriven: AtomicU64,
+    /// How many waits began: the keeper on the device steps aside when a
+    /// program thread comes to wait (it takes the device itself).
+    pub(crate) entered: AtomicU64,
     /// The keeper is parked for longer than its period: the thread that
     /// leaves the last wait must nudge it (see `keeper`).
     pub(crate) keeper_away: AtomicBool,
@@ -69,9 +120,10 @@ pub(crate) static W: Worker = Worker {
     status: AtomicU8::new(Status::Off as u8),
     waiters: AtomicU32::new(0),
     spinning: AtomicBool::new(false),
-    sleeping: AtomicBool::new(false),
+    sleeping: AtomicU8::new(Sleeper::Nobody as u8),
     last_drive: AtomicU64::new(0),
     undriven: AtomicU64::new(0),
+    entered: AtomicU64::new(0),
     keeper_away: AtomicBool::new(true),
 };
 
@@ -407,7 +459,7 @@ pub(crate) fn first_host(ip: core::net::Ipv4Addr, prefix_len: u8) -> core::net::
 pub fn after_fork_in_child() {
     // The waiting threads and their roles, and the keeper.
     W.spinning.store(false, Release);
-    W.sleeping.store(false, Release);
+    W.sleeping.store(Sleeper::Nobody as u8, Release);
     W.waiters.store(0, Release);
     accel_coro::park::Parker::current().after_fork();
     keeper::after_fork();

@@ -165,12 +165,22 @@ unsafe fn tcp_write_on(q: Q, h: TcpHandle, iov: Iov<'_>, mut skip: usize) -> Res
     Ok(total)
 }
 
-/// Polls the stack of `entry`'s connection (after a read: the window
-/// update goes out).
-fn poll_of(entry: Entry) {
+/// Sends what the stack of `entry`'s connection has to send (after a
+/// read: the window update goes out).
+fn output_of(entry: Entry) {
     let conn = conn_of(&crate::sockets::table::lock(), entry);
     if let Ok((q, _)) = conn {
+        stacks::output(q);
+    }
+}
+
+/// Sends what a write to stack `q` queued; a write that found no room
+/// polls instead, so the ACKs that make room come in.
+fn after_write<T>(q: stacks::Q, r: &Result<T, Errno>) {
+    if matches!(r, Err(Errno(libc::EAGAIN))) {
         stacks::poll(q);
+    } else {
+        stacks::output(q);
     }
 }
 
@@ -227,14 +237,21 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
         let nonblock = nb || flags & libc::MSG_DONTWAIT != 0;
         let r = match conn {
             Ok((q, h)) => {
-                stacks::poll(q);
+                // What the socket holds first; the device only when it
+                // holds nothing (on net_tap a poll that finds no frame is
+                // a system call).
                 // SAFETY: the caller's contract.
-                unsafe { tcp_read_on(q, h, iov, peek, trunc) }.inspect(|&n| {
-                    if n > 0 {
-                        // The window update goes out now.
-                        stacks::poll(q);
-                    }
-                })
+                let mut r = unsafe { tcp_read_on(q, h, iov, peek, trunc) };
+                if r == Err(Errno(libc::EAGAIN)) {
+                    stacks::poll(q);
+                    // SAFETY: as above.
+                    r = unsafe { tcp_read_on(q, h, iov, peek, trunc) };
+                }
+                if matches!(r, Ok(n) if n > 0) {
+                    // The window update goes out now.
+                    stacks::output(q);
+                }
+                r
             }
             Err(e) => Err(e),
         };
@@ -267,7 +284,7 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
                 return unsafe { recv_rest(entry, iov, n, timeout) };
             }
             Ok(r) => {
-                poll_of(entry);
+                output_of(entry);
                 return Dispatch::Done(r.map(|n| n as isize));
             }
             Err(WaitEnd::TimedOut) => return fail(libc::EAGAIN),
@@ -303,7 +320,7 @@ unsafe fn recv_rest(entry: Entry, iov: Iov<'_>, mut got: usize, timeout: Option<
             Err(_) => break,
         }
     }
-    poll_of(entry);
+    output_of(entry);
     ok(got as isize)
 }
 
@@ -363,7 +380,7 @@ pub unsafe fn send(entry: Entry, iov: Iov<'_>, flags: c_int) -> Answer<isize> {
             Ok((q, h)) => {
                 // SAFETY: the caller's contract.
                 let r = unsafe { tcp_write_on(q, h, iov, 0) };
-                stacks::poll(q);
+                after_write(q, &r);
                 r
             }
             Err(Errno(libc::ENOTCONN)) => Err(Errno(libc::EPIPE)),
@@ -388,7 +405,7 @@ pub unsafe fn send(entry: Entry, iov: Iov<'_>, flags: c_int) -> Answer<isize> {
             // SAFETY: the caller's contract.
             let r = unsafe { tcp_write(core, entry, iov, done) };
             if let Ok((q, _)) = conn_of(core, entry) {
-                stacks::poll(q);
+                after_write(q, &r);
             }
             match r {
                 Err(Errno(libc::EAGAIN)) => None,
@@ -479,7 +496,7 @@ pub unsafe fn sendfile(entry: Entry, in_fd: c_int, offset: *mut i64, count: usiz
                     Ok((q, h)) => {
                         // SAFETY: `v` points into `chunk`.
                         let r = unsafe { tcp_write_on(q, h, &v, 0) };
-                        stacks::poll(q);
+                        after_write(q, &r);
                         r
                     }
                     Err(Errno(libc::ENOTCONN)) => Err(Errno(libc::EPIPE)),
@@ -587,7 +604,7 @@ pub fn shutdown(entry: Entry, fd: c_int, how: c_int) -> Answer<c_int> {
         Err(_) => Err(Errno(libc::ENOTCONN)),
     };
     // The FIN goes out now.
-    stacks::poll(q);
+    stacks::output(q);
     Dispatch::Done(r.map(|()| 0))
 }
 
@@ -751,7 +768,7 @@ pub unsafe fn setsockopt(
                     if let Some(mut stack) = stacks::lock(q) {
                         let _ = stack.iface.tcp.set_option(h, o, t);
                     }
-                    stacks::poll(q);
+                    stacks::output(q);
                 }
                 return ok(0);
             }

@@ -46,7 +46,7 @@
 //! threads) and runs marked as inside the shim.
 
 use crate::engine::stacks::{self, Q};
-use crate::engine::worker::{self, Status, W};
+use crate::engine::worker::{self, Sleeper, Status, W};
 use crate::fdtable::{Entry, State, FDS};
 use crate::logging::log;
 use crate::sockets::block::WaitOn;
@@ -458,7 +458,7 @@ fn run() {
     loop {
         if worker::status() != Status::Up {
             if sleeper {
-                W.sleeping.store(false, Release);
+                W.release_sleeper(Sleeper::Proxy);
             }
             return;
         }
@@ -504,12 +504,12 @@ fn run() {
         // hop more per frame).
         if p.conns.is_empty() {
             if std::mem::take(&mut sleeper) {
-                W.sleeping.store(false, Release);
+                W.release_sleeper(Sleeper::Proxy);
                 // Whoever waits needs the keeper on the device now.
                 crate::engine::keeper::nudge();
             }
         } else if !sleeper {
-            sleeper = W.sleeping.compare_exchange(false, true, AcqRel, Relaxed).is_ok();
+            sleeper = W.take_sleeper(Sleeper::Proxy);
         }
         let mut wait = Duration::from_millis(500);
         if sleeper {

@@ -819,7 +819,7 @@ pub unsafe fn connect(entry: Entry, fd: c_int, addr: *const sockaddr, len: sockl
             counters::accelerated();
             epoll::moved_to_shim(&mut core, fd, entry, &epolls);
             // The SYN goes out now.
-            stacks::poll(q);
+            stacks::output(q);
         }
         (Kind::Pending { .. }, Ok(_)) => return Dispatch::NotOurs,
         (Kind::Listener { .. }, _) => return fail(libc::EISCONN),
@@ -936,7 +936,7 @@ fn disconnect(core: &mut Core, fd: c_int, entry: Entry, abort: bool) {
         }
         let _ = stack.iface.tcp.close(h, now());
     }
-    stacks::poll(q);
+    stacks::output(q);
     let _ = FDS.transition(fd, entry, State::Pending);
 }
 
@@ -1026,7 +1026,7 @@ pub fn close_last(mut core: crate::sockets::table::CoreGuard, fd: c_int, handle:
             let _ = stack.iface.tcp.close(h, now());
         }
         drop(core);
-        stacks::poll(q);
+        stacks::output(q);
         linger(handle, q, h, time);
         core = crate::sockets::table::lock();
         core.socks.remove(handle);
@@ -1069,7 +1069,7 @@ pub fn close_last(mut core: crate::sockets::table::CoreGuard, fd: c_int, handle:
     }
     // A closed connection's FIN (or reset) goes out now.
     for q in touched {
-        stacks::poll(q);
+        stacks::output(q);
     }
     log!(debug, "fd {fd}: closed");
 }

@@ -251,6 +251,7 @@ impl Drop for CoreGuard {
         if woken.is_empty() {
             return;
         }
+        crate::engine::wait::note_woken(woken.len());
         for w in woken.drain(..) {
             w.wake();
         }

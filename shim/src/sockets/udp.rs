@@ -374,7 +374,7 @@ pub unsafe fn send(entry: Entry, iov: Iov<'_>, flags: c_int, dst: Option<SocketA
         .map(|n| n as isize)
         .map_err(se);
     drop(stack);
-    stacks::poll(q);
+    stacks::output(q);
     Dispatch::Done(r)
 }
 

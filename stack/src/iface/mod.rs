@@ -6,7 +6,10 @@
 //! drop for anything malformed or unsupported, fragments included), runs
 //! the timers that are due, lets sockets send, and hands the frames to the
 //! device in batches. It returns when the next timer is due, so the caller
-//! knows how long it may sleep.
+//! knows how long it may sleep. [`Stack::output`] is the same round
+//! without receiving: what the sockets have to send (data just written, a
+//! window update after a read) leaves without asking the device for frames,
+//! which on some devices costs a system call even when none came.
 //!
 //! The interface never reads a clock and never blocks; the socket
 //! operations ([`Interface::tcp`], [`Interface::udp_send_to`], ...) are
@@ -137,6 +140,20 @@ impl<D: Device> Stack<D> {
             now,
         };
         self.iface.poll(&mut io, &mut self.rx)
+    }
+
+    /// [`Stack::poll`] without receiving: runs the due timers, lets the
+    /// sockets send and hands the frames to the device. `progress` says
+    /// whether anything was sent or a timer ran; `rx` is 0.
+    pub fn output(&mut self, now: Instant) -> PollResult {
+        let mut io = Io {
+            dev: &mut self.device,
+            batch: &mut self.tx,
+            now,
+        };
+        let mut res = PollResult::default();
+        self.iface.send_due(&mut io, &mut res);
+        res
     }
 }
 
@@ -339,6 +356,14 @@ impl Interface {
             }
         }
         res.progress = res.rx > 0;
+        self.send_due(io, &mut res);
+        res
+    }
+
+    /// The second half of a poll: ARP's and TCP's timers, the sockets'
+    /// output, packets to ourselves; then the batch goes to the device.
+    fn send_due<D: Device>(&mut self, io: &mut Io<'_, D>, res: &mut PollResult) {
+        let now = io.now;
         for packet in self.net.arp_poll(io) {
             self.host_unreachable(&packet, now, false);
         }
@@ -352,7 +377,6 @@ impl Interface {
         }
         io.flush(&mut self.net.stats);
         res.next = self.poll_at();
-        res
     }
 
     /// Takes in the packets the interface sent to its own address, and
