@@ -110,7 +110,8 @@ unsafe fn tcp_read_on(q: Q, h: TcpHandle, iov: Iov<'_>, peek: bool, discard: boo
     Ok(total)
 }
 
-/// One try at queueing `iov` (from byte `skip` on) on a TCP connection.
+/// One try at queueing `iov` (from byte `skip` on) on a TCP connection,
+/// and sending it ([`write_and_send`]).
 ///
 /// # Safety
 ///
@@ -125,7 +126,7 @@ unsafe fn tcp_write(core: &mut Core, entry: Entry, iov: Iov<'_>, skip: usize) ->
     })?;
     let (q, h) = h;
     // SAFETY: the caller's contract.
-    unsafe { tcp_write_on(q, h, iov, skip) }
+    unsafe { write_and_send(q, h, iov, skip) }
 }
 
 /// [`tcp_write`] on connection `h` of stack `q` (without the worker's lock).
@@ -174,14 +175,39 @@ fn output_of(entry: Entry) {
     }
 }
 
-/// Sends what a write to stack `q` queued; a write that found no room
-/// polls instead, so the ACKs that make room come in.
-fn after_write<T>(q: stacks::Q, r: &Result<T, Errno>) {
-    if matches!(r, Err(Errno(libc::EAGAIN))) {
-        stacks::poll(q);
-    } else {
+/// [`tcp_write_on`], then what it queued goes out. A write the buffer
+/// could not take whole polls the device first and tries the rest once
+/// more: the kernel takes ACKs as they come, so its send buffer never
+/// holds data the peer has acknowledged, and neither may ours when it
+/// answers `EAGAIN` (a write that took it all sends without receiving).
+///
+/// # Safety
+///
+/// As for [`tcp_write`].
+unsafe fn write_and_send(q: Q, h: TcpHandle, iov: Iov<'_>, skip: usize) -> Result<usize, Errno> {
+    let want = iov_len(iov).saturating_sub(skip);
+    // SAFETY: the caller's contract.
+    let first = unsafe { tcp_write_on(q, h, iov, skip) };
+    let took = match first {
+        Ok(n) if n >= want => {
+            stacks::output(q);
+            return first;
+        }
+        Ok(n) => n,
+        Err(Errno(libc::EAGAIN)) => 0,
+        Err(e) => return Err(e),
+    };
+    stacks::poll(q);
+    // SAFETY: as above.
+    let r = match unsafe { tcp_write_on(q, h, iov, skip + took) } {
+        Ok(n) => Ok(took + n),
+        Err(_) if took > 0 => Ok(took),
+        Err(e) => Err(e),
+    };
+    if matches!(r, Ok(n) if n > took) {
         stacks::output(q);
     }
+    r
 }
 
 /// Total length of `iov`.
@@ -379,9 +405,7 @@ pub unsafe fn send(entry: Entry, iov: Iov<'_>, flags: c_int) -> Answer<isize> {
         let r = match conn {
             Ok((q, h)) => {
                 // SAFETY: the caller's contract.
-                let r = unsafe { tcp_write_on(q, h, iov, 0) };
-                after_write(q, &r);
-                r
+                unsafe { write_and_send(q, h, iov, 0) }
             }
             Err(Errno(libc::ENOTCONN)) => Err(Errno(libc::EPIPE)),
             Err(e) => Err(e),
@@ -404,9 +428,6 @@ pub unsafe fn send(entry: Entry, iov: Iov<'_>, flags: c_int) -> Answer<isize> {
         let mut f = |core: &mut Core| {
             // SAFETY: the caller's contract.
             let r = unsafe { tcp_write(core, entry, iov, done) };
-            if let Ok((q, _)) = conn_of(core, entry) {
-                after_write(q, &r);
-            }
             match r {
                 Err(Errno(libc::EAGAIN)) => None,
                 r => Some(r),
@@ -495,9 +516,7 @@ pub unsafe fn sendfile(entry: Entry, in_fd: c_int, offset: *mut i64, count: usiz
                 match conn {
                     Ok((q, h)) => {
                         // SAFETY: `v` points into `chunk`.
-                        let r = unsafe { tcp_write_on(q, h, &v, 0) };
-                        after_write(q, &r);
-                        r
+                        unsafe { write_and_send(q, h, &v, 0) }
                     }
                     Err(Errno(libc::ENOTCONN)) => Err(Errno(libc::EPIPE)),
                     Err(e) => Err(e),
