@@ -264,11 +264,12 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
         let r = match conn {
             Ok((q, h)) => {
                 // What the socket holds first; the device only when it
-                // holds nothing (on net_tap a poll that finds no frame is
-                // a system call).
+                // holds nothing and the call would fail (on net_tap a poll
+                // that finds no frame is a system call; a blocking read's
+                // wait polls first anyway).
                 // SAFETY: the caller's contract.
                 let mut r = unsafe { tcp_read_on(q, h, iov, peek, trunc) };
-                if r == Err(Errno(libc::EAGAIN)) {
+                if r == Err(Errno(libc::EAGAIN)) && nonblock {
                     stacks::poll(q);
                     // SAFETY: as above.
                     r = unsafe { tcp_read_on(q, h, iov, peek, trunc) };

@@ -160,6 +160,7 @@ pub fn close_all_at_exit(linger: std::time::Duration) -> usize {
     }
     loop {
         crate::engine::stacks::poll_all();
+        crate::engine::device::flush_all_now();
         let owing: usize = (0..crate::engine::stacks::count() as crate::engine::stacks::Q)
             .filter_map(|q| Some(crate::engine::stacks::lock(q)?.iface.tcp.owing()))
             .sum();
