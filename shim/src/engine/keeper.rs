@@ -280,6 +280,7 @@ fn on_device(parker: &Parker) -> bool {
         if unsafe { parker.park_poll(&mut fds, Some(wait), std::ptr::null()) }.is_err() {
             std::thread::sleep(wait.min(Duration::from_millis(1)));
         }
+        stacks::slept(&fds);
     }
 }
 
@@ -324,6 +325,7 @@ impl Halves {
             // SAFETY: no signal mask pointer.
             let _ = unsafe { sys::ppoll(&mut self.fds, Some(period), std::ptr::null()) };
         }
+        stacks::slept(self.fds.get(halves..).unwrap_or_default());
         let rx = self.fds.iter().skip(halves).any(|p| p.revents != 0);
         self.fds.truncate(halves);
         if W.waiters.load(SeqCst) > 0 {

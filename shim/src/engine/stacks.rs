@@ -255,10 +255,9 @@ fn receive_forwarded(q: Q, t: accel_stack::Instant) {
     }
     // Other processes forward rarely (strays, neighbours), and a read that
     // finds nothing is a system call per poll: a thread that polls in a
-    // loop reads the socket every FORWARD_READ_NS, and the first poll after
-    // any sleep reads it (a sleep arms the socket beside the Rx interrupt,
-    // and `arm_rx_interrupts` clears the mark, so a message that woke the
-    // sleeper is read at once).
+    // loop reads the socket every FORWARD_READ_NS, and a sleeper that the
+    // socket woke (it sleeps on it beside the Rx interrupt) at its next
+    // poll (`slept` clears the mark).
     let Some(cell) = cells().get(usize::from(q)) else {
         return;
     };
@@ -338,11 +337,10 @@ pub fn poll_all() -> PollResult {
 
 /// Arms the Rx interrupt of every stack that has one; their fds.
 pub fn arm_rx_interrupts(out: &mut Vec<libc::pollfd>) {
-    for (q, cell) in cells().iter().enumerate() {
-        // Packets other processes forward to this stack (see `procs`); the
-        // next poll reads them whatever woke the sleep.
+    for q in 0..cells().len() {
+        // Packets other processes forward to this stack (see `procs`); if
+        // they wake the sleep, [`slept`] has the next poll read them.
         if let Some(fd) = crate::engine::procs::forward_fd(q) {
-            cell.forward_read.store(0, Relaxed);
             out.push(libc::pollfd {
                 fd,
                 events: libc::POLLIN,
@@ -362,6 +360,19 @@ pub fn arm_rx_interrupts(out: &mut Vec<libc::pollfd>) {
             events: libc::POLLIN,
             revents: 0,
         });
+    }
+}
+
+/// After a sleep on `fds` (among them what [`arm_rx_interrupts`] gave):
+/// a forwarding socket that woke it is read at the next poll, not after
+/// the wait between two reads of a thread that polls in a loop.
+pub fn slept(fds: &[libc::pollfd]) {
+    for (q, cell) in cells().iter().enumerate() {
+        if let Some(fd) = crate::engine::procs::forward_fd(q) {
+            if fds.iter().any(|p| p.fd == fd && p.revents != 0) {
+                cell.forward_read.store(0, Relaxed);
+            }
+        }
     }
 }
 

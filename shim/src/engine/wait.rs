@@ -247,7 +247,9 @@ fn drive_inner<R>(
             own = fds.len();
             fds.extend(extra.iter().map(|p| pollfd { revents: 0, ..*p }));
             // SAFETY: `mask` is null or a live signal set.
-            unsafe { parker.park_poll(&mut fds, Some(wait), mask) }
+            let woke = unsafe { parker.park_poll(&mut fds, Some(wait), mask) };
+            stacks::slept(fds.get(..own).unwrap_or_default());
+            woke
         } else if extra.is_empty() && mask.is_null() {
             own = 0;
             Ok(parker.park(left))

@@ -559,6 +559,7 @@ fn run() {
             if WOKE.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
                 // SAFETY: no signal mask.
                 let _ = unsafe { sys::ppoll(&mut fds, Some(wait), std::ptr::null()) };
+                stacks::slept(&fds);
             }
             ASLEEP.store(false, SeqCst);
         }
