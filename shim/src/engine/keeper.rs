@@ -142,20 +142,22 @@ fn keeper(period: Duration) {
         // and the keeper on the device meanwhile would take its frames
         // (a wake-up and a context switch for each, and both threads
         // contending for the stack).
-        let driven = now().nanos().saturating_sub(W.last_drive.load(Relaxed)) < period.as_nanos() as u64;
-        if !driven && !W.spinning.load(SeqCst) && W.take_sleeper(Sleeper::Keeper) {
+        let driven = || now().nanos().saturating_sub(W.last_drive.load(Relaxed)) < period.as_nanos() as u64;
+        if !driven() && !W.spinning.load(SeqCst) && W.take_sleeper(Sleeper::Keeper) {
             let busy = on_device(&parker);
             W.release_sleeper(Sleeper::Keeper);
             if busy {
                 // The program's threads take the role as they wait again:
                 // the keeper parks a period at a time while they keep
-                // coming (waits begin), and takes the role back only
-                // after a whole period without a new wait.
+                // coming (waits begin), and takes the role back after a
+                // whole period without a new wait, or once no thread
+                // drives (a sleeper that waited long gave the role up).
                 W.keeper_away.store(false, SeqCst);
                 loop {
                     let entered = W.entered.load(SeqCst);
                     let _ = parker.park(Some(period));
                     if W.entered.load(SeqCst) == entered
+                        || !driven()
                         || W.waiters.load(SeqCst) == 0
                         || status() != Status::Up
                     {

@@ -222,10 +222,11 @@ fn drive_inner<R>(
         // thread would wake two threads.
         let long = t.saturating_since(entered_at) >= period && W.waiters.load(SeqCst) > 1;
         if roles.sleeper && long {
+            // The keeper takes the device at once (no thread of the
+            // program drives it now): one wake-up per long wait.
             roles.release_sleeper();
-            if W.keeper_away.load(SeqCst) {
-                keeper::nudge();
-            }
+            W.last_drive.store(0, Relaxed);
+            keeper::nudge();
         }
         let woke = if roles.sleeper || (!long && !W.spinning.load(SeqCst) && roles.take_sleeper()) {
             // Asleep on the devices for everyone.
