@@ -11,6 +11,8 @@
 mod bytes;
 #[path = "../fuzz/src/iface.rs"]
 mod iface;
+#[path = "../fuzz/src/image.rs"]
+mod image;
 #[path = "../fuzz/src/net.rs"]
 mod net;
 #[path = "../fuzz/src/tcp.rs"]
@@ -62,6 +64,7 @@ target!(wire_tcp, wire::tcp);
 target!(wire_udp, wire::udp);
 target!(tcp_input, tcp::run);
 target!(iface_input, iface::run);
+target!(conn_image, image::conn_image);
 
 /// The regression inputs are there (a path typo would replay nothing).
 #[test]

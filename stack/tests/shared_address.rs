@@ -14,7 +14,12 @@
 //! - the ACK of a SYN cookie that one stack sent makes the connection
 //!   there, even when the device delivers it to another;
 //! - a SYN for a port only the other stack listens on (two programs on
-//!   one address, each in a process of its own) is handed to it.
+//!   one address, each in a process of its own) is handed to it;
+//! - a listener that closes keeping its connections (a process leaving a
+//!   shared port) leaves them alive until another stack's listener takes
+//!   their images: the requests, FINs and handshakes they held go on
+//!   there, the peer none the wiser; adrift too long, they are reset; an
+//!   image the other listener would not have negotiated is refused.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -502,4 +507,221 @@ fn a_cookies_ack_on_the_other_queue_makes_the_connection_where_it_checks_out() {
         got == b"through the cookie"
     });
     assert!(ok, "got {got:?}");
+}
+
+/// A listener on `port` in our stack `q`.
+fn listen_on(n: &mut Net, q: usize, port: u16) -> TcpHandle {
+    let l = n.ours[q].iface.tcp.socket_new();
+    n.ours[q]
+        .iface
+        .tcp_bind(l, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+        .unwrap();
+    n.ours[q].iface.tcp.listen(l, 16).unwrap();
+    l
+}
+
+/// The peer connects to our `port`; runs until it is established there.
+fn peer_connects(n: &mut Net, port: u16) -> TcpHandle {
+    let c = n.peer.iface.tcp.socket_new();
+    n.peer
+        .iface
+        .tcp_connect(c, SocketAddrV4::new(OUR_IP, port), n.now)
+        .unwrap();
+    let ok = n.run_until(Duration::from_secs(2), |n| {
+        n.peer
+            .iface
+            .tcp
+            .socket(c)
+            .is_some_and(|s| s.state() == State::Established)
+    });
+    assert!(ok, "the peer's connection did not open");
+    c
+}
+
+#[test]
+fn a_closing_listeners_connections_move_to_a_listener_of_the_other_stack() {
+    move_connections(true);
+}
+
+#[test]
+fn a_connection_still_in_its_handshake_moves_too() {
+    move_connections(false);
+}
+
+/// Three connections (two queued, one in the handshake) of a listener of
+/// stack 0 that closes keeping them move to stack 1's, after a while
+/// adrift (`wait`: the handshake completes meanwhile) or at once.
+fn move_connections(wait: bool) {
+    let mut n = net(true);
+    // Everything the peer sends lands on queue 0, whose program closes its
+    // listener (an old nginx worker); stack 1's listens afterwards (the
+    // new worker).
+    n.steer(|_| 0);
+    let l0 = listen_on(&mut n, 0, 8090);
+    // c1 sent a request; c2 sent one and its FIN; c3 is in the handshake
+    // (our SYN-ACK is on its way back when the listener closes).
+    let c1 = peer_connects(&mut n, 8090);
+    n.peer.iface.tcp.send(c1, b"request one").unwrap();
+    let c2 = peer_connects(&mut n, 8090);
+    n.peer.iface.tcp.send(c2, b"request two").unwrap();
+    n.peer.iface.tcp.shutdown(c2, false, true).unwrap();
+    let _ = n.run_until(Duration::from_millis(50), |_| false);
+    let c3 = n.peer.iface.tcp.socket_new();
+    n.peer
+        .iface
+        .tcp_connect(c3, SocketAddrV4::new(OUR_IP, 8090), n.now)
+        .unwrap();
+    let _ = n.peer.poll(n.now);
+    let _ = n.ours[0].poll(n.now);
+    let kept = n.ours[0].iface.tcp.close_keeping(l0, n.now).unwrap();
+    assert_eq!(kept, 3, "two queued connections and one in the handshake");
+    assert_eq!(n.ours[0].iface.tcp.adrift_ports(), vec![8090]);
+    let on_0 = |n: &Net| {
+        let at = n.peer.iface.tcp.local_addr(c3).unwrap().unwrap();
+        let s = &n.ours[0].iface.tcp;
+        let h = s.find(SocketAddrV4::new(OUR_IP, 8090), at)?;
+        Some(s.socket(h)?.state())
+    };
+    assert_eq!(on_0(&n), Some(State::SynReceived));
+    if wait {
+        // A while with nobody listening: the connections live on (c3's
+        // handshake completes) and nothing is reset.
+        let _ = n.run_until(Duration::from_millis(300), |_| false);
+        assert_eq!(n.ours[0].iface.tcp.adrift_len(), 3);
+        assert_eq!(on_0(&n), Some(State::Established));
+    }
+    let l1 = listen_on(&mut n, 1, 8090);
+    let now = n.now;
+    let [s0, s1] = &mut n.ours;
+    let moved = s0
+        .iface
+        .tcp
+        .export_adrift(8090, now, |image| s1.iface.tcp.import(image, now).is_ok());
+    assert_eq!(moved, 3);
+    assert_eq!(n.ours[0].iface.tcp.adrift_len(), 0);
+    // Stack 1 accepts them in the order they were queued, reads the
+    // requests and answers; the peer's segments still land on queue 0
+    // and are handed over.
+    let mut accepted = Vec::new();
+    let mut got: Vec<Vec<u8>> = vec![Vec::new(); 3];
+    let mut eof = [false; 3];
+    let mut answered = [false; 3];
+    let mut buf = [0u8; 64];
+    let ok = n.run_until(Duration::from_secs(5), |n| {
+        while let Ok((h, _)) = n.ours[1].iface.tcp.accept(l1) {
+            accepted.push(h);
+        }
+        for (i, &h) in accepted.iter().enumerate() {
+            loop {
+                match n.ours[1].iface.tcp.recv(h, &mut buf) {
+                    Ok(0) => {
+                        eof[i] = true;
+                        break;
+                    }
+                    Ok(k) => got[i].extend_from_slice(&buf[..k]),
+                    Err(_) => break,
+                }
+            }
+            if !answered[i] && (!got[i].is_empty() || i == 2) {
+                n.ours[1]
+                    .iface
+                    .tcp
+                    .send(h, format!("answer {i}").as_bytes())
+                    .unwrap();
+                answered[i] = true;
+            }
+        }
+        accepted.len() == 3 && answered.iter().all(|&a| a)
+    });
+    assert!(ok, "accepted {}, got {got:?}", accepted.len());
+    assert_eq!(got[0], b"request one");
+    assert_eq!(got[1], b"request two");
+    assert!(eof[1] && !eof[0], "c2's FIN came with it, c1 sent none");
+    let mut at_peer: Vec<Vec<u8>> = vec![Vec::new(); 3];
+    let ok = n.run_until(Duration::from_secs(5), |n| {
+        for (i, &c) in [c1, c2, c3].iter().enumerate() {
+            if let Ok(k) = n.peer.iface.tcp.recv(c, &mut buf) {
+                at_peer[i].extend_from_slice(&buf[..k]);
+            }
+        }
+        (0..3).all(|i| at_peer[i] == format!("answer {i}").as_bytes())
+    });
+    assert!(ok, "the peer got {at_peer:?}");
+    // c3, still opening when it moved, carries data both ways too.
+    n.peer.iface.tcp.send(c3, b"late").unwrap();
+    let mut late = Vec::new();
+    let ok = n.run_until(Duration::from_secs(2), |n| {
+        if let Ok(k) = n.ours[1].iface.tcp.recv(accepted[2], &mut buf) {
+            late.extend_from_slice(&buf[..k]);
+        }
+        late == b"late"
+    });
+    assert!(ok, "c3's data after the move: {late:?}");
+    for (q, s) in n.ours.iter().enumerate() {
+        assert_eq!(s.iface.stats().drop_tcp_no_socket, 0, "stack {q} reset something");
+        s.iface.tcp.check_invariants().unwrap();
+    }
+    for c in [c1, c2, c3] {
+        assert!(n.peer.iface.tcp.socket(c).unwrap().state().synchronized());
+    }
+}
+
+#[test]
+fn connections_adrift_that_nobody_takes_are_reset_in_time() {
+    let mut n = net(true);
+    n.steer(|_| 0);
+    let l0 = listen_on(&mut n, 0, 8091);
+    let c = peer_connects(&mut n, 8091);
+    n.peer.iface.tcp.send(c, b"anyone?").unwrap();
+    let _ = n.run_until(Duration::from_millis(50), |_| false);
+    assert_eq!(n.ours[0].iface.tcp.close_keeping(l0, n.now).unwrap(), 1);
+    let start = n.now;
+    let reset = n.run_until(Duration::from_secs(30), |n| {
+        n.peer.iface.tcp.readiness(c).unwrap().error
+    });
+    assert!(reset, "the peer never learned");
+    let took = n.now.saturating_since(start);
+    assert!(
+        took >= accel_stack::iface::ADRIFT_MAX
+            && took < accel_stack::iface::ADRIFT_MAX + Duration::from_secs(1),
+        "reset after {took:?}"
+    );
+    assert_eq!(n.ours[0].iface.tcp.adrift_len(), 0);
+    assert_eq!(n.ours[0].iface.tcp.len(), 0, "nothing left in the table");
+    n.ours[0].iface.tcp.check_invariants().unwrap();
+}
+
+#[test]
+fn an_image_this_listener_would_not_have_negotiated_is_refused() {
+    let mut n = net(true);
+    n.steer(|_| 0);
+    let l0 = listen_on(&mut n, 0, 8092);
+    let _c = peer_connects(&mut n, 8092);
+    n.ours[0].iface.tcp.close_keeping(l0, n.now).unwrap();
+    // Stack 1 listens without window scaling; the connection scales.
+    let l1 = n.ours[1].iface.tcp.socket_new();
+    n.ours[1].iface.tcp.config_mut(l1).unwrap().window_scaling = false;
+    n.ours[1]
+        .iface
+        .tcp_bind(l1, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8092))
+        .unwrap();
+    n.ours[1].iface.tcp.listen(l1, 16).unwrap();
+    let now = n.now;
+    let [s0, s1] = &mut n.ours;
+    let mut errors = Vec::new();
+    let moved = s0
+        .iface
+        .tcp
+        .export_adrift(8092, now, |image| match s1.iface.tcp.import(image, now) {
+            Ok(_) => true,
+            Err(e) => {
+                errors.push(e);
+                false
+            }
+        });
+    assert_eq!(moved, 0);
+    assert_eq!(errors, vec![accel_stack::Errno::EINVAL]);
+    assert_eq!(n.ours[0].iface.tcp.adrift_len(), 1, "kept where it was");
+    assert!(n.ours[1].iface.tcp.accept(l1).is_err());
+    n.ours[1].iface.tcp.check_invariants().unwrap();
 }

@@ -414,6 +414,13 @@ fn send_on(packet: &[u8], origin: u16, from: usize) -> Forwarded {
 const KIND_PACKET: u16 = 0;
 /// A forwarded message: a neighbour (IPv4 address, MAC) learned by ARP.
 const KIND_NEIGHBOUR: u16 = 1;
+/// A message: the sender has connections adrift on a port (see
+/// [`crate::engine::migrate`]).
+const KIND_OFFER: u16 = 2;
+/// A message: the sender listens on the port offered; send them here.
+const KIND_WANT: u16 = 3;
+/// A message: a connection's image (`accel_stack::tcp::image`).
+const KIND_CONN: u16 = 4;
 
 /// What another process sent to a stack of this one.
 #[derive(Debug, PartialEq, Eq)]
@@ -427,38 +434,96 @@ pub enum Message {
     },
     /// A neighbour ARP taught that process.
     Neighbour(std::net::Ipv4Addr, [u8; 6]),
+    /// That process (queue `from`) has connections adrift on `port`.
+    Offer {
+        /// Where to answer.
+        from: u16,
+        /// The port.
+        port: u16,
+    },
+    /// That process (queue `from`) listens on `port` and takes the
+    /// connections adrift there.
+    Want {
+        /// Where to send them.
+        from: u16,
+        /// The port.
+        port: u16,
+    },
+    /// A connection's image, at offset 4 of the buffer.
+    Conn {
+        /// The message's length (the image's plus 4).
+        len: usize,
+    },
 }
 
 /// Tells every other process of the port the neighbours `learned` (an ARP
 /// reply reaches one process only: the one whose queue the device gave it).
 pub fn share_neighbours(learned: &[(std::net::Ipv4Addr, [u8; 6])]) {
-    let Some(f) = FORWARDING.get() else { return };
-    let Some(&(origin, fd)) = f.local.first() else {
-        return;
-    };
     for &(ip, mac) in learned {
-        let [o0, o1] = origin.to_le_bytes();
-        let [k0, k1] = KIND_NEIGHBOUR.to_le_bytes();
-        let [a, b, c, d] = ip.octets();
-        let [m0, m1, m2, m3, m4, m5] = mac;
-        let msg = [o0, o1, k0, k1, a, b, c, d, m0, m1, m2, m3, m4, m5];
-        for q in (0..f.total).filter(|q| !f.local.iter().any(|&(l, _)| l == *q)) {
-            let (addr, len) = abstract_addr(&forward_name(f.key, q));
-            // SAFETY: `msg` and `addr` are live for their lengths. A queue
-            // nobody holds refuses it, which is fine.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_sendto,
-                    fd,
-                    msg.as_ptr(),
-                    msg.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                    &addr as *const libc::sockaddr_un,
-                    len,
-                )
-            };
+        let mut body = [0u8; 10];
+        body[..4].copy_from_slice(&ip.octets());
+        body[4..].copy_from_slice(&mac);
+        // A queue nobody holds refuses it, which is fine.
+        for q in others() {
+            send_kind(q, 0, KIND_NEIGHBOUR, &body);
         }
     }
+}
+
+/// The port's queues this process does not hold.
+fn others() -> impl Iterator<Item = u16> {
+    let f = FORWARDING.get();
+    let total = f.map_or(0, |f| f.total);
+    (0..total).filter(move |q| f.is_some_and(|f| !f.local.iter().any(|&(l, _)| l == *q)))
+}
+
+/// Sends a message of `kind` with `body` from local stack `from` to the
+/// process holding queue `q`; whether it was sent (a queue nobody holds,
+/// or a full socket, refuses it).
+fn send_kind(q: u16, from: usize, kind: u16, body: &[u8]) -> bool {
+    let Some(f) = FORWARDING.get() else {
+        return false;
+    };
+    let Some(&(me, fd)) = f.local.get(from) else {
+        return false;
+    };
+    let mut msg = Vec::with_capacity(body.len() + 4);
+    msg.extend_from_slice(&me.to_le_bytes());
+    msg.extend_from_slice(&kind.to_le_bytes());
+    msg.extend_from_slice(body);
+    let (addr, len) = abstract_addr(&forward_name(f.key, q));
+    // SAFETY: `msg` and `addr` are live for their lengths.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_sendto,
+            fd,
+            msg.as_ptr(),
+            msg.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            &addr as *const libc::sockaddr_un,
+            len,
+        )
+    };
+    rc >= 0
+}
+
+/// Tells every other process of the port that this one has connections
+/// adrift on `port` (see [`crate::engine::migrate`]).
+pub fn offer(port: u16) {
+    for q in others() {
+        send_kind(q, 0, KIND_OFFER, &port.to_le_bytes());
+    }
+}
+
+/// Answers an offer from queue `to`: local stack `from` listens on `port`.
+pub fn want(port: u16, to: u16, from: usize) {
+    send_kind(to, from, KIND_WANT, &port.to_le_bytes());
+}
+
+/// Sends connection image `image` from local stack `from` to the process
+/// holding queue `to`; whether it went.
+pub fn send_conn(to: u16, from: usize, image: &[u8]) -> bool {
+    send_kind(to, from, KIND_CONN, image)
 }
 
 /// Receives one message on local stack `i`'s socket into `buf`; `None`
@@ -487,6 +552,15 @@ pub fn receive_forwarded(i: usize, buf: &mut [u8]) -> Option<Message> {
             let mac: [u8; 6] = buf.get(8..14)?.try_into().ok()?;
             Some(Message::Neighbour(std::net::Ipv4Addr::from(ip), mac))
         }
+        kind @ (KIND_OFFER | KIND_WANT) => {
+            let port = u16::from_le_bytes(buf.get(4..6)?.try_into().ok()?);
+            Some(if kind == KIND_OFFER {
+                Message::Offer { from: origin, port }
+            } else {
+                Message::Want { from: origin, port }
+            })
+        }
+        KIND_CONN => Some(Message::Conn { len: n as usize }),
         _ => Some(Message::Packet {
             origin,
             len: n as usize,

@@ -222,6 +222,11 @@ pub fn poll(q: Q) -> PollResult {
     }
     receive_forwarded(q, t);
     let mut r = r;
+    if crate::engine::migrate::pending() {
+        // Connections adrift are offered again soon.
+        let soon = t + crate::engine::migrate::OFFER_EVERY;
+        r.next = Some(r.next.map_or(soon, |n| n.min(soon)));
+    }
     if crate::engine::procs::forwarding_later() {
         // Try again soon, not at the next frame or timer.
         let soon = t + std::time::Duration::from_micros(200);
@@ -274,18 +279,55 @@ fn receive_forwarded(q: Q, t: accel_stack::Instant) {
             s.ingest(packet, t);
         }
     });
-    let mut buf = [0u8; 9220];
+    crate::engine::migrate::offer_due(t);
+    thread_local! {
+        /// A message's room: a packet, or a connection's image.
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let _ = BUF.try_with(|b| {
+        let Ok(mut buf) = b.try_borrow_mut() else { return };
+        if buf.is_empty() {
+            buf.resize(FORWARD_MSG_MAX, 0);
+        }
+        read_forwarded(q, t, &mut buf);
+    });
+}
+
+/// The longest message another process sends: a connection's image.
+const FORWARD_MSG_MAX: usize = accel_stack::tcp::image::MAX_DATA + 1024;
+
+/// Reads and handles what waits on stack `q`'s forwarding socket (at most
+/// 64 messages; the next poll reads on).
+fn read_forwarded(q: Q, t: accel_stack::Instant, buf: &mut [u8]) {
+    use crate::engine::{migrate, procs::Message};
+    let Some(cell) = cells().get(usize::from(q)) else {
+        return;
+    };
     for _ in 0..64 {
-        let Some(msg) = crate::engine::procs::receive_forwarded(usize::from(q), &mut buf) else {
+        let Some(msg) = crate::engine::procs::receive_forwarded(usize::from(q), buf) else {
             return;
         };
         let (origin, n) = match msg {
-            crate::engine::procs::Message::Packet { origin, len } => (origin, len),
-            crate::engine::procs::Message::Neighbour(ip, mac) => {
+            Message::Packet { origin, len } => (origin, len),
+            Message::Neighbour(ip, mac) => {
                 for o in 0..count() as Q {
                     if let Some(mut s) = lock(o) {
                         s.learn_neighbour(ip, accel_stack::wire::EthernetAddress(mac), t);
                     }
+                }
+                continue;
+            }
+            Message::Offer { from, port } => {
+                migrate::on_offer(from, port);
+                continue;
+            }
+            Message::Want { from, port } => {
+                migrate::on_want(from, port, t);
+                continue;
+            }
+            Message::Conn { len } => {
+                if let Some(image) = buf.get(4..len) {
+                    migrate::on_conn(q, image, t);
                 }
                 continue;
             }

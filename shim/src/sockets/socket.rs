@@ -1049,11 +1049,12 @@ pub fn close_last(mut core: crate::sockets::table::CoreGuard, fd: c_int, handle:
             tcp: Some(hs), local, ..
         } => {
             // Other processes may take this port's SYNs over (an nginx
-            // reload): see `procs::listener_closed`.
+            // reload): see `procs::listener_closed`; and the connections
+            // nobody accepted (`migrate`).
             crate::engine::procs::listener_closed(local.port());
             for (q, h) in hs.iter().enumerate() {
                 if let Some(mut stack) = stacks::lock(q as Q) {
-                    let _ = stack.iface.tcp.close(*h, t);
+                    crate::engine::migrate::close_listener(&mut stack, *h, t);
                 }
                 touched.push(q as Q);
             }

@@ -142,9 +142,11 @@ pub fn close_all_at_exit(linger: std::time::Duration) -> usize {
                 }
             }
             Kind::Listener { tcp: Some(hs), .. } => {
+                // With the port shared, what nobody accepted goes to
+                // another process (`migrate`) while the loop below waits.
                 for (q, h) in hs.iter().enumerate() {
                     if let Some(mut s) = crate::engine::stacks::lock(q as crate::engine::stacks::Q) {
-                        let _ = s.iface.tcp.close(*h, t);
+                        crate::engine::migrate::close_listener(&mut s, *h, t);
                     }
                 }
             }

@@ -24,7 +24,7 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::HashMap;
 
 pub use net::{IfaceConfig, IfaceStats, Io, Net};
-pub use tcp_table::{TcpHandle, TcpTable};
+pub use tcp_table::{TcpHandle, TcpTable, ADRIFT_MAX};
 
 use tcp_table::{CookieAck, SynOutcome};
 
@@ -368,6 +368,7 @@ impl Interface {
             self.host_unreachable(&packet, now, false);
         }
         self.tcp.expire_time_wait(now);
+        self.tcp.expire_adrift(now);
         res.progress |= self.run_timers(now);
         res.progress |= self.tcp_output(io);
         res.progress |= self.udp_output(io);
@@ -414,7 +415,7 @@ impl Interface {
             return Some(Instant::ZERO);
         }
         let tcp = self.tcp.timers.peek().map(|r| r.0 .0);
-        let tw = self.tcp.time_wait_next();
+        let tw = min(self.tcp.time_wait_next(), self.tcp.adrift_next());
         min(min(tcp, tw), self.net.arp.poll_at())
     }
 

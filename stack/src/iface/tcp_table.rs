@@ -9,7 +9,9 @@
 //! goes to one of them, chosen by a keyed hash of its 4-tuple (so one
 //! client's retransmitted SYNs reach the same member). A member that
 //! closes resets the connections in its own queue; the others keep
-//! theirs.
+//! theirs. With several stacks sharing the port, a listener may instead
+//! close keeping its connections for another stack to take (the
+//! `migrate` module).
 //!
 //! Guarantees: a handle names one socket until the program closes it (a
 //! generation detects reuse); a closed connection finishes on its own
@@ -21,8 +23,10 @@ use core::task::Waker;
 use std::collections::{HashMap, VecDeque};
 
 mod listen;
+mod migrate;
 
 pub(crate) use listen::{CookieAck, SynOutcome};
+pub use migrate::ADRIFT_MAX;
 
 use super::hash::{initial_seq, DemuxHash, KeyedHash};
 use crate::error::{Errno, Result};
@@ -132,6 +136,9 @@ pub struct TcpTable {
     pub(crate) flight: Flight,
     /// The counters of the connections freed so far.
     retired: TcpStats,
+    /// Connections a closed listener left for another stack to take, with
+    /// when (see the `migrate` module).
+    pub(crate) adrift: Vec<(TcpHandle, Instant)>,
 }
 
 const EPHEMERAL: core::ops::RangeInclusive<u16> = 32768..=60999;
@@ -164,6 +171,7 @@ impl TcpTable {
             syn_recv_dropped: 0,
             flight: Flight::default(),
             retired: TcpStats::default(),
+            adrift: Vec::new(),
         }
     }
 
@@ -234,6 +242,11 @@ impl TcpTable {
                 }
             }
         }
+    }
+
+    /// The connection from `local` to `remote`, if there is one.
+    pub fn find(&self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<TcpHandle> {
+        self.conns.get(&(local, remote)).copied()
     }
 
     /// Sockets allocated (connections, listeners, fresh ones).

@@ -1,7 +1,8 @@
 //! TCP (RFC 9293), split by phase: sequence-space buffers ([`buffer`]),
 //! round-trip estimation ([`rtt`]), congestion control ([`congestion`]:
 //! NewReno and CUBIC), the SACK scoreboard ([`scoreboard`]), SYN cookies
-//! for a listener whose backlog is full ([`syncookie`]), and the socket
+//! for a listener whose backlog is full ([`syncookie`]), a connection's image for another stack to go on
+//! with ([`image`]), and the socket
 //! ([`socket`]: state and the program's operations; [`input`]: segment
 //! arrival; [`output`]: segment generation and timers; [`options`]: what
 //! a socket option does to an open connection; [`info`]: a snapshot of
@@ -13,6 +14,7 @@ mod check;
 pub mod config;
 pub mod congestion;
 pub mod flight;
+pub mod image;
 pub mod info;
 pub mod input;
 pub mod options;
