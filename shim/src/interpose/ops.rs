@@ -46,7 +46,7 @@ pub static ACTIVE: Accel = Accel;
 pub fn fd_dropped(fd: c_int, entry: Entry) {
     match entry.state() {
         State::Internal => logging::fd_lost(fd),
-        State::Pending | State::Tcp | State::Udp | State::Epoll => socket::dropped(fd, entry),
+        State::Pending | State::Tcp | State::Udp | State::Epoll => crate::sockets::close::dropped(fd, entry),
         State::Inherited => forked::released(entry),
         State::Proxy => forked::proxy_fd_dropped(fd),
         _ => {}
@@ -55,7 +55,7 @@ pub fn fd_dropped(fd: c_int, entry: Entry) {
 
 /// A `dup` made another fd number refer to the object of `entry`.
 pub fn fd_duplicated(entry: Entry) {
-    socket::duplicated(entry);
+    crate::sockets::close::duplicated(entry);
 }
 
 /// An fd of the parent's stack (after `fork`): `EBADF` and a log line if
@@ -306,7 +306,7 @@ impl Ops for Accel {
     ) -> Dispatch<c_int> {
         inert!(entry, fd, "accept");
         // SAFETY: the program's arguments.
-        unsafe { socket::accept(entry, fd, addr, len, 0) }
+        unsafe { crate::sockets::open::accept(entry, fd, addr, len, 0) }
     }
 
     unsafe fn accept4(
@@ -319,7 +319,7 @@ impl Ops for Accel {
     ) -> Dispatch<c_int> {
         inert!(entry, fd, "accept4");
         // SAFETY: the program's arguments.
-        unsafe { socket::accept(entry, fd, addr, len, flags) }
+        unsafe { crate::sockets::open::accept(entry, fd, addr, len, flags) }
     }
 
     unsafe fn connect(
@@ -334,7 +334,7 @@ impl Ops for Accel {
             return Dispatch::NotOurs;
         }
         // SAFETY: the program's arguments.
-        unsafe { socket::connect(entry, fd, addr, len) }
+        unsafe { crate::sockets::open::connect(entry, fd, addr, len) }
     }
 
     unsafe fn shutdown(&self, entry: Entry, fd: c_int, how: c_int) -> Dispatch<c_int> {

@@ -416,7 +416,7 @@ pub unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, entry: Entry, ev: *mut epol
         Ok(want) => want,
         Err(e) => return Dispatch::Done(Err(e)),
     };
-    let kernel_side = socket::kernel_side(&core, entry);
+    let kernel_side = crate::sockets::close::kernel_side(&core, entry);
     // A set the shim holds is a live epoll fd (its close would have
     // dropped it); only a socket with a kernel half needs the kernel asked.
     let known = FDS.get(epfd);

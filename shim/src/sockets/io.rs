@@ -603,7 +603,7 @@ pub fn shutdown(entry: Entry, fd: c_int, how: c_int) -> Answer<c_int> {
     }) = sock_mut(&mut core, entry)
     {
         if rd {
-            crate::sockets::socket::unlisten(&mut core, fd, entry);
+            crate::sockets::close::unlisten(&mut core, fd, entry);
         }
         return ok(0);
     }

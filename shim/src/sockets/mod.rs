@@ -10,7 +10,7 @@
 //! | --- | --- |
 //! | [`table`] | the sockets and sets behind their lock, handing out what the stacks signalled, closing at exit, the lock across `fork` |
 //! | [`block`] | a blocking call's wait: registration on a socket or set, the condition tried under the lock, around the engine's driving loop |
-//! | [`socket`], [`sock`], [`acceptors`] | a socket's life and the stack-or-kernel decisions; the socket objects; blocked accepts in order |
+//! | [`socket`], [`open`], [`close`], [`sock`], [`acceptors`] | a socket's making and the stack-or-kernel decisions; `accept` and `connect`; the last close; the socket objects; blocked accepts in order |
 //! | [`io`], [`udp`], [`splice`] | data and control on accelerated sockets |
 //! | [`sockopt`], [`tcpinfo`] | socket options: the kernel checks, the stack acts; `TCP_INFO` |
 //! | [`sockaddr`] | C addresses |
@@ -20,10 +20,12 @@
 
 pub mod acceptors;
 pub mod block;
+pub mod close;
 pub mod epoll;
 pub mod forked;
 pub mod forkwire;
 pub mod io;
+pub mod open;
 pub mod pollsel;
 pub mod proxy;
 pub mod ready;

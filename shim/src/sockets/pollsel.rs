@@ -96,7 +96,7 @@ fn poll_fds_masked(
                 continue;
             }
             let e = activate(&mut core, p.fd, FDS.get(p.fd));
-            let both = socket::kernel_side(&core, e);
+            let both = crate::sockets::close::kernel_side(&core, e);
             let side = match e.state() {
                 State::Tcp | State::Udp if both => Side::Both(kernel.len()),
                 State::Tcp | State::Udp => Side::Stack,

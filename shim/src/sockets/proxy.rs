@@ -36,8 +36,8 @@
 //! proxy reads the end of the stream with nothing announced), or when the
 //! child dies (the control channel's end: `SIGKILL` included). The parent's
 //! own `close` does not close a connection a child holds
-//! (`socket::dropped`); the last reference closes it as a last `close`
-//! does (`socket::close_last`).
+//! (`close::dropped`); the last reference closes it as a last `close`
+//! does (`close::close_last`).
 //!
 //! Locks: the proxy thread owns its tables; the forking thread hands new
 //! children over through a queue (`NEW`, a leaf lock). The thread takes
@@ -433,7 +433,7 @@ fn release(handle: u32) {
     };
     s.children = s.children.saturating_sub(1);
     if s.refs == 0 && s.children == 0 {
-        crate::sockets::socket::close_last(core, -1, handle);
+        crate::sockets::close::close_last(core, -1, handle);
     }
 }
 
@@ -912,7 +912,7 @@ mod tests {
         let alive = || crate::sockets::table::lock().socks.get(h).is_some();
         // The parent closes its fd (PostgreSQL's postmaster, right after
         // the fork): the children still hold it.
-        crate::sockets::socket::dropped(-1, entry);
+        crate::sockets::close::dropped(-1, entry);
         assert!(alive());
         assert_eq!(
             crate::sockets::table::lock()
@@ -937,7 +937,7 @@ mod tests {
             crate::sockets::table::lock().socks.get(h).is_some(),
             "the parent's fd holds it"
         );
-        crate::sockets::socket::dropped(-1, Entry::of(State::Pending, h));
+        crate::sockets::close::dropped(-1, Entry::of(State::Pending, h));
         assert!(crate::sockets::table::lock().socks.get(h).is_none());
     }
 
