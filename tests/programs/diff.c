@@ -2408,8 +2408,11 @@ static void fork_exec_serves(void)
 	}
 	close(go[0]);
 	S(close(a));
-	S(write(go[1], "g", 1));
+	/* Its result is shown after the child's: the child prints as soon as
+	   it reads this, and both write to the same stdout. */
+	ssize_t went = write(go[1], "g", 1);
 	S(waitpid(pid, &status, 0) == pid);
+	V("go", "%zd", went);
 	V("exit", "%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 	close(go[1]);
 	close(c);
