@@ -263,9 +263,12 @@ impl Proc {
         cmd.args(["-k", "5", &secs]);
         if let Some(opts) = &place.accel {
             cmd.arg(repo("scripts/accel")).args(opts).arg("--");
+            // A program killed with connections open leaves its flight
+            // record beside its output, not in /tmp (a test may say where).
             cmd.env("ACCEL_LIB", accel_lib())
                 .env("ACCEL_LOG", "info")
-                .env("ACCEL_LOG_FILE", &log);
+                .env("ACCEL_LOG_FILE", &log)
+                .env("ACCEL_FLIGHT_DIR", dir);
         }
         for (k, v) in &place.env {
             cmd.env(k, v);
