@@ -682,8 +682,19 @@ impl Tcp {
             }
             10 => {
                 if let Ok((h, remote)) = self.rig.stack.iface.tcp.accept(self.listener) {
+                    let seqs = self.rig.stack.iface.tcp.socket(h).map(|s| s.initial_seqs());
                     let f = self.flows.iter_mut().find(|f| f.peer_port == remote.port());
-                    f.expect("a known peer").adopt(h, &mut self.spare);
+                    let f = f.expect("a known peer");
+                    f.adopt(h, &mut self.spare);
+                    // The connection's own sequence spaces: one a SYN
+                    // cookie made never sent the SYN-ACK the oracle saw.
+                    if let Some((iss, irs)) = seqs {
+                        if f.s_iss != Some(iss) {
+                            f.s_max = iss + 1;
+                        }
+                        f.s_iss = Some(iss);
+                        f.s_irs = Some(irs);
+                    }
                 }
             }
             11 => {

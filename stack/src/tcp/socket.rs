@@ -460,6 +460,11 @@ impl TcpSocket {
         self.state
     }
 
+    /// The initial sequence numbers: ours and the peer's.
+    pub fn initial_seqs(&self) -> (SeqNumber, SeqNumber) {
+        (self.iss, self.irs)
+    }
+
     /// Local address.
     pub fn local(&self) -> SocketAddrV4 {
         self.local
