@@ -596,7 +596,7 @@ fn move_connections(wait: bool) {
     let moved = s0
         .iface
         .tcp
-        .export_adrift(8090, now, |image| s1.iface.tcp.import(image, now).is_ok());
+        .export_adrift(8090, now, |image| s1.iface.tcp_import(image, now).is_ok());
     assert_eq!(moved, 3);
     assert_eq!(n.ours[0].iface.tcp.adrift_len(), 0);
     // Stack 1 accepts them in the order they were queued, reads the
@@ -712,7 +712,7 @@ fn an_image_this_listener_would_not_have_negotiated_is_refused() {
     let moved = s0
         .iface
         .tcp
-        .export_adrift(8092, now, |image| match s1.iface.tcp.import(image, now) {
+        .export_adrift(8092, now, |image| match s1.iface.tcp_import(image, now) {
             Ok(_) => true,
             Err(e) => {
                 errors.push(e);

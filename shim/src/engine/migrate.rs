@@ -134,7 +134,7 @@ pub fn on_want(to: u16, port: u16, t: Instant) {
 /// has it and is reset.
 pub fn on_conn(q: Q, image: &[u8], t: Instant) {
     let Some(mut s) = stacks::lock(q) else { return };
-    if let Err(e) = s.iface.tcp.import(image, t) {
+    if let Err(e) = s.iface.tcp_import(image, t) {
         log!(
             warn,
             "a connection another process handed over was refused ({e}); its peer will be reset"

@@ -29,7 +29,7 @@ pub fn conn_image(data: &[u8]) {
         .tcp_bind(l, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, image.local.port()))
         .expect("bind");
     iface.tcp.listen(l, 8).expect("listen");
-    let made = iface.tcp.import(data, rig.now);
+    let made = iface.tcp_import(data, rig.now);
     let mut buf = [0u8; 4096];
     let mut accepted = None;
     for _ in 0..60 {

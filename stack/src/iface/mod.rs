@@ -330,6 +330,25 @@ impl Interface {
         self.tcp.connect(h, self.net.ip(), remote, now)
     }
 
+    /// Makes the connection that another stack's image `bytes` describes
+    /// (see [`TcpTable::import`]), if it is a connection to us: its local
+    /// address must be ours and its peer a unicast address elsewhere
+    /// (`EINVAL` otherwise).
+    pub fn tcp_import(&mut self, bytes: &[u8], now: Instant) -> Result<TcpHandle> {
+        let image = crate::tcp::image::ConnImage::decode(bytes).map_err(|_| Errno::EINVAL)?;
+        let (local, remote) = (image.local, image.remote);
+        let peer = *remote.ip();
+        let peer_ok = !(peer.is_unspecified()
+            || peer.is_broadcast()
+            || peer.is_multicast()
+            || peer.is_loopback()
+            || peer == self.net.ip());
+        if *local.ip() != self.net.ip() || local.port() == 0 || remote.port() == 0 || !peer_ok {
+            return Err(Errno::EINVAL);
+        }
+        self.tcp.import(bytes, now)
+    }
+
     /// Binds a TCP socket: the address must be ours or the wildcard.
     pub fn tcp_bind(&mut self, h: TcpHandle, addr: SocketAddrV4) -> Result<SocketAddrV4> {
         if !addr.ip().is_unspecified() && *addr.ip() != self.net.ip() {

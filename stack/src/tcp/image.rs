@@ -151,6 +151,10 @@ impl ConnImage {
         if mss < super::MIN_MSS {
             return None;
         }
+        // One encoding per image: what a flag leaves unused is zero.
+        if u16_at(b, 18)? != 0 || (flags & 2 == 0 && ws != 0) || (flags & 8 == 0 && word(2)? != 0) {
+            return None;
+        }
         let established = flags & 1 != 0;
         let fin = flags & 0x10 != 0;
         if !established && (fin || len > 0) {
@@ -373,6 +377,9 @@ mod tests {
             ConnImage::decode(&v).is_err(),
             "data or FIN before the handshake ended"
         );
+        let mut v = b.clone();
+        v[18] = 1;
+        assert!(ConnImage::decode(&v).is_err(), "padding not zero");
         let mut v = b.clone();
         v.push(0);
         assert!(ConnImage::decode(&v).is_err(), "a byte past the data");

@@ -14,7 +14,8 @@
 //! [`TcpTable::export_adrift`] hands each one's image
 //! ([`crate::tcp::image`]) to a caller that sends it to a stack with a
 //! listener on the port, and forgets it silently once it is sent;
-//! [`TcpTable::import`] there makes the connection again and queues it
+//! `Interface::tcp_import` there (which checks the addresses are its
+//! own) makes the connection again and queues it
 //! for `accept` (or back in SYN-RECEIVED). A connection adrift longer than
 //! [`ADRIFT_MAX`] is reset, as the listener's close would have.
 
@@ -173,7 +174,7 @@ impl TcpTable {
     /// would have negotiated otherwise, `ECONNREFUSED` if nothing here
     /// listens, `EADDRINUSE` if the connection is here already, `ENOBUFS` if
     /// the listener's backlog is full or the data does not fit.
-    pub fn import(&mut self, bytes: &[u8], now: Instant) -> Result<TcpHandle> {
+    pub(crate) fn import(&mut self, bytes: &[u8], now: Instant) -> Result<TcpHandle> {
         let image = ConnImage::decode(bytes).map_err(|_| Errno::EINVAL)?;
         let key = (image.local, image.remote);
         if self.conns.contains_key(&key) {
