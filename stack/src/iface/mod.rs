@@ -331,7 +331,7 @@ impl Interface {
     }
 
     /// Makes the connection that another stack's image `bytes` describes
-    /// (see [`TcpTable::import`]), if it is a connection to us: its local
+    /// (see [`TcpTable::export_adrift`]), if it is a connection to us: its local
     /// address must be ours and its peer a unicast address elsewhere
     /// (`EINVAL` otherwise).
     pub fn tcp_import(&mut self, bytes: &[u8], now: Instant) -> Result<TcpHandle> {
