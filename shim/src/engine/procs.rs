@@ -596,11 +596,17 @@ pub fn listener_closed(port: u16) {
     }
 }
 
+/// When this process attached to the port (ns of the stack's clock; 0:
+/// never).
+static ATTACHED_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Whether IPv4 packet `packet`, which no process took, is a SYN for a
-/// port this process stopped listening on in the last 10 s: it is then
-/// dropped, not reset, so that the client's retransmission (1 s later)
-/// finds the processes taking over the port, as the kernel's one
-/// listening socket shared by all the workers would have kept it.
+/// port this process stopped listening on in the last 10 s, or any SYN in
+/// the first 10 s after this process attached (a worker just forked may
+/// not have made its inherited listeners live yet): it is then dropped,
+/// not reset, so that the client's retransmission (1 s later) finds the
+/// processes taking over the port, as the kernel's one listening socket
+/// shared by all the workers would have kept it.
 pub fn drop_unclaimed_syn(packet: &[u8]) -> bool {
     if !attached() {
         return false;
@@ -609,6 +615,9 @@ pub fn drop_unclaimed_syn(packet: &[u8]) -> bool {
         return false;
     };
     let t = crate::engine::worker::now().nanos();
+    if t.saturating_sub(ATTACHED_AT.load(Acquire)) < CLOSED_GRACE_NS {
+        return true;
+    }
     let ports = CLOSED_PORTS.lock().unwrap_or_else(|e| e.into_inner());
     ports
         .iter()
@@ -761,6 +770,7 @@ pub fn attach(vdev: &str, want: u16, cpu: usize) -> Result<Attached, String> {
     // From here the connection stays: the owner takes the queues back when
     // it ends.
     CONTROL.store(fd, Release);
+    ATTACHED_AT.store(crate::engine::worker::now().nanos().max(1), Release);
     let _ = crate::fdtable::FDS.install(fd, crate::fdtable::State::Internal, 0);
     for &f in &fds {
         let _ = crate::fdtable::FDS.install(f, crate::fdtable::State::Internal, 0);
