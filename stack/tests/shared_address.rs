@@ -389,15 +389,7 @@ fn connections_queued_on_both_stacks_are_accepted_in_the_order_they_came() {
     let mut n = net(true);
     // A listener in each stack on one port, as the shim makes them.
     let ls: Vec<TcpHandle> = (0..2)
-        .map(|q| {
-            let l = n.ours[q].iface.tcp.socket_new();
-            n.ours[q]
-                .iface
-                .tcp_bind(l, SocketAddrV4::new(OUR_IP, 8080))
-                .unwrap();
-            n.ours[q].iface.tcp.listen(l, 16).unwrap();
-            l
-        })
+        .map(|q| listen_on(&mut n, q, SocketAddrV4::new(OUR_IP, 8080), 16))
         .collect();
     // Four connections, one at a time, steered to queues 1, 0, 1, 0.
     let mut ports = Vec::new();
@@ -438,15 +430,7 @@ fn connections_queued_on_both_stacks_are_accepted_in_the_order_they_came() {
 fn a_cookies_ack_on_the_other_queue_makes_the_connection_where_it_checks_out() {
     let mut n = net(true);
     let ls: Vec<TcpHandle> = (0..2)
-        .map(|q| {
-            let l = n.ours[q].iface.tcp.socket_new();
-            n.ours[q]
-                .iface
-                .tcp_bind(l, SocketAddrV4::new(OUR_IP, 8081))
-                .unwrap();
-            n.ours[q].iface.tcp.listen(l, 1).unwrap();
-            l
-        })
+        .map(|q| listen_on(&mut n, q, SocketAddrV4::new(OUR_IP, 8081), 1))
         .collect();
     // A SYN from an address that never answers fills stack 0's backlog.
     let spoofed = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 99), 4000);
@@ -509,15 +493,17 @@ fn a_cookies_ack_on_the_other_queue_makes_the_connection_where_it_checks_out() {
     assert!(ok, "got {got:?}");
 }
 
-/// A listener on `port` in our stack `q`.
-fn listen_on(n: &mut Net, q: usize, port: u16) -> TcpHandle {
+/// A listener on `at` in our stack `q`, with `backlog`.
+fn listen_on(n: &mut Net, q: usize, at: SocketAddrV4, backlog: usize) -> TcpHandle {
     let l = n.ours[q].iface.tcp.socket_new();
-    n.ours[q]
-        .iface
-        .tcp_bind(l, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
-        .unwrap();
-    n.ours[q].iface.tcp.listen(l, 16).unwrap();
+    n.ours[q].iface.tcp_bind(l, at).unwrap();
+    n.ours[q].iface.tcp.listen(l, backlog).unwrap();
     l
+}
+
+/// A listener on the wildcard address's `port` in our stack `q`.
+fn listen_any(n: &mut Net, q: usize, port: u16) -> TcpHandle {
+    listen_on(n, q, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port), 16)
 }
 
 /// The peer connects to our `port`; runs until it is established there.
@@ -557,7 +543,7 @@ fn move_connections(wait: bool) {
     // listener (an old nginx worker); stack 1's listens afterwards (the
     // new worker).
     n.steer(|_| 0);
-    let l0 = listen_on(&mut n, 0, 8090);
+    let l0 = listen_any(&mut n, 0, 8090);
     // c1 sent a request; c2 sent one and its FIN; c3 is in the handshake
     // (our SYN-ACK is on its way back when the listener closes).
     let c1 = peer_connects(&mut n, 8090);
@@ -590,7 +576,7 @@ fn move_connections(wait: bool) {
         assert_eq!(n.ours[0].iface.tcp.adrift_len(), 3);
         assert_eq!(on_0(&n), Some(State::Established));
     }
-    let l1 = listen_on(&mut n, 1, 8090);
+    let l1 = listen_any(&mut n, 1, 8090);
     let now = n.now;
     let [s0, s1] = &mut n.ours;
     let moved = s0
@@ -670,7 +656,7 @@ fn move_connections(wait: bool) {
 fn connections_adrift_that_nobody_takes_are_reset_in_time() {
     let mut n = net(true);
     n.steer(|_| 0);
-    let l0 = listen_on(&mut n, 0, 8091);
+    let l0 = listen_any(&mut n, 0, 8091);
     let c = peer_connects(&mut n, 8091);
     n.peer.iface.tcp.send(c, b"anyone?").unwrap();
     let _ = n.run_until(Duration::from_millis(50), |_| false);
@@ -695,7 +681,7 @@ fn connections_adrift_that_nobody_takes_are_reset_in_time() {
 fn an_image_this_listener_would_not_have_negotiated_is_refused() {
     let mut n = net(true);
     n.steer(|_| 0);
-    let l0 = listen_on(&mut n, 0, 8092);
+    let l0 = listen_any(&mut n, 0, 8092);
     let _c = peer_connects(&mut n, 8092);
     n.ours[0].iface.tcp.close_keeping(l0, n.now).unwrap();
     // Stack 1 listens without window scaling; the connection scales.
