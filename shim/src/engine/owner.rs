@@ -9,7 +9,9 @@
 //! 1. It binds the control socket (abstract, named by the port's key): if
 //!    another owner has it, this one leaves quietly (two processes may
 //!    start one at once). It listens at once; requests wait until the port
-//!    is up, or are answered with the reason it could not start.
+//!    is up, or are answered with the reason it could not start. Before
+//!    starting DPDK it waits for the previous owner of the port, which may
+//!    still be stopping (see [`outlive_predecessor`]).
 //! 2. It removes the runtime files that killed owners left, starts DPDK
 //!    as the primary with huge pages (`--file-prefix` named by the key), opens the port with `ACCEL_PORT_QUEUES` queue
 //!    pairs, and on net_tap finds the queues' descriptors, stops their
@@ -117,7 +119,7 @@ fn serve(cfg: &Config) -> Result<(), String> {
         sys::getpid()
     );
     let mut clients: Vec<Client> = Vec::new();
-    let port = match start(cfg, vdev, port, key) {
+    let port = match outlive_predecessor(&name).and_then(|()| start(cfg, vdev, port, key)) {
         Ok(p) => p,
         Err(why) => {
             // Tell whoever waits (and comes within a moment) why.
@@ -207,6 +209,56 @@ fn serve(cfg: &Config) -> Result<(), String> {
     drop(port);
     remove_runtime_dir(&prefix);
     Ok(())
+}
+
+/// How long a new owner waits for the previous one to finish stopping.
+const PREDECESSOR: Duration = Duration::from_secs(20);
+
+/// Waits until no earlier owner of this port is alive, then marks this
+/// one alive until it exits.
+///
+/// An owner closes its control socket first and then stops the port,
+/// which takes a while (DPDK's clean-up, the tap going, the runtime files
+/// removed). A process that comes in that window starts a new owner,
+/// which binds the control socket; if it started DPDK at once, it would
+/// find the old primary's lock on the same `--file-prefix` and fail (the
+/// suite saw it: nginx started again just after another nginx left). So
+/// each owner also binds a second abstract name, `NAME-life`, and holds it
+/// until it exits: the kernel releases it when the process ends, however
+/// it ends, and the next owner waits for that before starting DPDK.
+fn outlive_predecessor(name: &str) -> Result<(), String> {
+    let life = format!("{name}-life");
+    let fd = procs::seqpacket().map_err(|e| format!("socket: errno {e}"))?;
+    let (addr, len) = procs::abstract_addr(&life);
+    let start = Instant::now();
+    loop {
+        // SAFETY: `addr` is a sockaddr_un of `len` bytes.
+        let rc = unsafe { libc::syscall(libc::SYS_bind, fd, &addr as *const libc::sockaddr_un, len) };
+        if rc == 0 {
+            if start.elapsed() > Duration::from_millis(10) {
+                log!(
+                    info,
+                    "port owner: waited {} ms for the previous owner to stop",
+                    start.elapsed().as_millis()
+                );
+            }
+            // `fd` stays open until the process exits: that is the mark.
+            return Ok(());
+        }
+        let e = sys::errno();
+        if e != libc::EADDRINUSE {
+            sys::close(fd);
+            return Err(format!("bind {life}: errno {e}"));
+        }
+        if start.elapsed() > PREDECESSOR {
+            sys::close(fd);
+            return Err(format!(
+                "the port's previous owner has not finished stopping within {} s",
+                PREDECESSOR.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// DPDK's runtime directory (`/var/run/dpdk` for root, else under
@@ -471,5 +523,40 @@ impl Port {
                 let _ = t.set_attached(q as u16, false);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_owner_waits_for_the_previous_one_to_be_gone() {
+        let name = format!("accel-owner-test-{}", sys::getpid());
+        // The previous owner: holds the mark for 300 ms, then exits.
+        let (addr, len) = procs::abstract_addr(&format!("{name}-life"));
+        let old = procs::seqpacket().unwrap();
+        // SAFETY: `addr` is a sockaddr_un of `len` bytes.
+        let rc = unsafe { libc::syscall(libc::SYS_bind, old, &addr as *const libc::sockaddr_un, len) };
+        assert_eq!(rc, 0, "errno {}", sys::errno());
+        let t = Instant::now();
+        let gone = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            sys::close(old);
+        });
+        outlive_predecessor(&name).unwrap();
+        let waited = t.elapsed();
+        gone.join().unwrap();
+        assert!(
+            waited >= Duration::from_millis(300),
+            "went ahead after {waited:?}"
+        );
+        // And now this one holds the mark: a third must wait for it.
+        let third = procs::seqpacket().unwrap();
+        // SAFETY: as above.
+        let rc = unsafe { libc::syscall(libc::SYS_bind, third, &addr as *const libc::sockaddr_un, len) };
+        let e = sys::errno();
+        sys::close(third);
+        assert_eq!((rc, e), (-1, libc::EADDRINUSE));
     }
 }
