@@ -21,7 +21,11 @@
 //! process polls ([`TapQueues`]), a secondary attaches to queue pair 2
 //! with the primary's mempool, receives every one of 32 flows the kernel
 //! sends (none strays to a detached queue) and transmits from the shared
-//! pool.
+//! pool; and the same model on `net_memif`: a secondary takes queue pair
+//! 1 of the primary's memif server port and carries a peer's frames both
+//! ways, across the peer's restart (a new peer process brings new memory
+//! regions, which a secondary maps only when it has seen the link go down:
+//! so it checks the link as it polls).
 #![cfg(feature = "dpdk")]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -100,6 +104,9 @@ fn child() {
         "tap" => tap_kernel(),
         "tap_owner" => tap_owner(),
         "tap_member" => tap_member(),
+        "memif_owner" => memif_owner(),
+        "memif_member" => memif_member(),
+        "memif_peer" => memif_peer(),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -865,4 +872,214 @@ fn tap_member() {
         out, "hello from a secondary\n",
         "the kernel did not receive our datagram"
     );
+}
+
+/// The memif port's name in the multi-process memif scenario.
+const MEMIF_PORT: &str = "net_memif_mp0";
+/// Queue pairs of that port (and of its peer).
+const MEMIF_QUEUES: u16 = 2;
+/// The queue pair the secondary takes.
+const MEMIF_MEMBER_Q: u16 = 1;
+/// Frames the peer sends per run.
+const MEMIF_FRAMES: usize = 200;
+
+#[test]
+fn a_secondary_process_takes_a_memif_queue_pair_and_follows_the_peers_restart() {
+    assert_eq!(effective_uid(), 0, "this test must run as root (huge pages)");
+    ensure_hugepages(MP_MEM_MB);
+    let pid = std::process::id();
+    let prefix = format!("accel-test-{pid}-mpm");
+    let sock = std::env::temp_dir().join(format!("accel-memif-mp-{pid}.sock"));
+    let sock = sock.to_string_lossy().into_owned();
+    let _ = std::fs::remove_file(&sock);
+    let spawn = |scenario: &str, env: &[(&str, &str)]| {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+            .env(CHILD, scenario)
+            .env("ACCEL_DPDK_PREFIX", &prefix)
+            .env("ACCEL_TEST_MEMIF_SOCK", &sock)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Reap(child)
+    };
+    let mut owner = spawn("memif_owner", &[]);
+    let mut owner_said = BufReader::new(owner.0.stdout.take().unwrap());
+    let (pool, mut transcript) = wait_for_line(&mut owner_said, "owner ready pool=");
+    let pool = pool.unwrap_or_else(|| panic!("the primary did not start:\n{transcript}"));
+    let mut member = spawn("memif_member", &[("ACCEL_TEST_POOL", &pool)]);
+    let mut member_said = BufReader::new(member.0.stdout.take().unwrap());
+    let (ready, member_transcript) = wait_for_line(&mut member_said, "member ready");
+    assert!(
+        ready.is_some(),
+        "the secondary did not start:\n{member_transcript}"
+    );
+    // The peer connects, exchanges frames through the secondary, and
+    // leaves; a new peer process connects again (new memory regions).
+    for run in 0..2 {
+        let out = run_child("memif_peer", &[("ACCEL_TEST_MEMIF_SOCK", &sock)]);
+        assert!(
+            out.contains(&format!("peer: {MEMIF_FRAMES} of {MEMIF_FRAMES} echoed")),
+            "run {run}: {out}"
+        );
+    }
+    drop(member.0.stdin.take());
+    let member_status = member.0.wait().unwrap();
+    let mut member_out = String::new();
+    let _ = member_said.read_to_string(&mut member_out);
+    drop(owner.0.stdin.take());
+    let status = owner.0.wait().unwrap();
+    let _ = owner_said.read_to_string(&mut transcript);
+    for dir in ["/var/run/dpdk", "/run/dpdk"] {
+        let _ = std::fs::remove_dir_all(format!("{dir}/{prefix}"));
+    }
+    let _ = std::fs::remove_file(&sock);
+    println!("{member_out}");
+    assert!(member_status.success(), "the secondary failed:\n{member_out}");
+    assert!(status.success(), "the primary failed:\n{transcript}");
+}
+
+/// Reads `r` until a line holding `marker`; returns what follows the marker
+/// on that line (if one came) and everything read.
+fn wait_for_line(r: &mut impl BufRead, marker: &str) -> (Option<String>, String) {
+    let mut transcript = String::new();
+    let mut line = String::new();
+    while r.read_line(&mut line).unwrap_or(0) > 0 {
+        transcript.push_str(&line);
+        // The harness's "test child ... " may precede it on the line.
+        if let Some((_, rest)) = line.split_once(marker) {
+            return (Some(rest.trim().to_owned()), transcript);
+        }
+        line.clear();
+    }
+    (None, transcript)
+}
+
+/// Tells the parent a line at once (the harness may hold `println!`).
+fn say(text: &str) {
+    let mut out = std::io::stdout();
+    writeln!(out, "{text}").unwrap();
+    out.flush().unwrap();
+}
+
+/// The primary: a memif server port with two queue pairs, never polled;
+/// then waits for its standard input to close.
+fn memif_owner() {
+    let sock = std::env::var("ACCEL_TEST_MEMIF_SOCK").unwrap();
+    let vdev = format!("{MEMIF_PORT},role=server,socket={sock}");
+    let eal = Eal::init(&mp_args(false, &[&vdev])).expect("primary EAL");
+    let config = DpdkConfig {
+        rx_queues: MEMIF_QUEUES,
+        tx_queues: MEMIF_QUEUES,
+        rx_desc: 256,
+        tx_desc: 256,
+        extra_mbufs: 1024,
+        rx_interrupts: false,
+        ..DpdkConfig::default()
+    };
+    let dev = DpdkDevice::open(&eal, MEMIF_PORT, config).expect("open the memif port");
+    say(&format!("owner ready pool={}", dev.mempool_name()));
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    println!("owner: {:?}", dev.port_stats());
+    drop(dev);
+}
+
+/// The secondary: queue pair 1 of the primary's memif port; sends back
+/// every frame it receives, checking the link on every round (that is how
+/// a secondary learns that the peer went and maps the new peer's memory),
+/// until its standard input closes.
+fn memif_member() {
+    let pool = std::env::var("ACCEL_TEST_POOL").unwrap();
+    let eal = Eal::init(&mp_args(true, &[])).expect("secondary EAL");
+    let mut dev =
+        DpdkDevice::attach(&eal, MEMIF_PORT, &pool, MEMIF_MEMBER_Q, 32).expect("attach to queue pair 1");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    std::thread::spawn(move || {
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    say("member ready");
+    let (mut echoed, mut downs, mut was_up) = (0usize, 0usize, false);
+    let mut frames = Vec::new();
+    let deadline = Clock::now() + Duration::from_secs(60);
+    while !done.load(std::sync::atomic::Ordering::Relaxed) && Clock::now() < deadline {
+        let up = dev.link().map(|l| l.up).unwrap_or(false);
+        if was_up && !up {
+            downs += 1;
+        }
+        was_up = up;
+        frames.clear();
+        if dev.receive(now(), &mut frames, 32) == 0 {
+            std::thread::sleep(Duration::from_micros(50));
+            continue;
+        }
+        let mut out = Vec::new();
+        for f in &frames {
+            let mut b = dev.alloc_tx(f.as_ref().len()).expect("an mbuf");
+            b.as_mut().copy_from_slice(f.as_ref());
+            out.push(b);
+        }
+        echoed += dev.transmit(now(), &mut out);
+    }
+    say(&format!(
+        "member: echoed {echoed} frames; saw the link go down {downs} times"
+    ));
+}
+
+/// The peer: its own primary (no huge pages), the memif client with two
+/// queue pairs; sends numbered frames on queue pair 1 and expects each
+/// back, and nothing on queue pair 0.
+fn memif_peer() {
+    let sock = std::env::var("ACCEL_TEST_MEMIF_SOCK").unwrap();
+    let vdev = format!("net_memif_peer0,role=client,socket={sock}");
+    let eal = Eal::init(&eal_args(&[&vdev])).expect("peer EAL");
+    let config = DpdkConfig {
+        rx_queues: MEMIF_QUEUES,
+        tx_queues: MEMIF_QUEUES,
+        rx_interrupts: false,
+        ..DpdkConfig::default()
+    };
+    let dev = DpdkDevice::open(&eal, "net_memif_peer0", config).expect("open the peer's memif port");
+    let deadline = Clock::now() + Duration::from_secs(10);
+    while !dev.link().map(|l| l.up).unwrap_or(false) {
+        assert!(Clock::now() < deadline, "the memif link did not come up");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut q1 = dev.queue_pair(MEMIF_MEMBER_Q).expect("queue pair 1");
+    let mut q0 = dev;
+    let mut back = std::collections::BTreeSet::new();
+    let mut stray = 0;
+    let deadline = Clock::now() + Duration::from_secs(10);
+    let mut next = 0;
+    let mut got = Vec::new();
+    while back.len() < MEMIF_FRAMES && Clock::now() < deadline {
+        if next < MEMIF_FRAMES && next < back.len() + 16 {
+            let mut b = q1.alloc_tx(64).expect("an mbuf");
+            fill(&mut b, next);
+            b.as_mut()[..8].copy_from_slice(&(next as u64).to_le_bytes());
+            if q1.transmit(now(), &mut vec![b]) == 1 {
+                next += 1;
+            }
+        }
+        got.clear();
+        q1.receive(now(), &mut got, 32);
+        for f in &got {
+            let seq = u64::from_le_bytes(f.as_ref()[..8].try_into().unwrap()) as usize;
+            let mut want = q1.alloc_tx(64).unwrap();
+            fill(&mut want, seq);
+            want.as_mut()[..8].copy_from_slice(&(seq as u64).to_le_bytes());
+            assert_eq!(f.as_ref(), want.as_ref(), "frame {seq} came back changed");
+            back.insert(seq);
+        }
+        got.clear();
+        stray += q0.receive(now(), &mut got, 32);
+    }
+    println!(
+        "peer: {} of {MEMIF_FRAMES} echoed; {stray} on queue pair 0",
+        back.len()
+    );
+    assert_eq!(stray, 0, "frames came back on the other queue pair");
 }
