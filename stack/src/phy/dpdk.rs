@@ -47,6 +47,7 @@ use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
 mod eal;
+mod link_watch;
 mod mbuf;
 mod offload;
 mod port;
@@ -390,20 +391,9 @@ impl Drop for DpdkDevice {
     }
 }
 
-impl Device for DpdkDevice {
-    type RxBuf = Mbuf;
-    type TxBuf = Mbuf;
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            mtu: usize::from(self.port.mtu),
-            checksum: self.port.offloads.caps(),
-            tso_max: 0,
-            max_burst: self.burst,
-        }
-    }
-
-    fn receive(&mut self, _now: Instant, out: &mut Vec<Mbuf>, max: usize) -> usize {
+impl DpdkDevice {
+    /// Receives up to `max` frames in bursts (see [`Device::receive`]).
+    fn receive_bursts(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize {
         let check = self.port.offloads.any_rx();
         let mut taken = 0;
         let mut received = 0;
@@ -441,6 +431,38 @@ impl Device for DpdkDevice {
             }
         }
         received
+    }
+}
+
+impl Device for DpdkDevice {
+    type RxBuf = Mbuf;
+    type TxBuf = Mbuf;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            mtu: usize::from(self.port.mtu),
+            checksum: self.port.offloads.caps(),
+            tso_max: 0,
+            max_burst: self.burst,
+        }
+    }
+
+    fn receive(&mut self, now: Instant, out: &mut Vec<Mbuf>, max: usize) -> usize {
+        if self.port.watch.is_some() {
+            let port = self.port.clone();
+            let Some(watch) = &port.watch else { return 0 };
+            let Some(regions) = watch.burst() else {
+                watch.check(port.id, now.nanos());
+                return 0;
+            };
+            let n = self.receive_bursts(out, max);
+            drop(regions);
+            if n == 0 {
+                watch.check(self.port.id, now.nanos());
+            }
+            return n;
+        }
+        self.receive_bursts(out, max)
     }
 
     /// `None` (counted in `tx_alloc_failed`) when the pool is empty or
@@ -511,6 +533,19 @@ fn transmit_on(
     stats: &mut DeviceStats,
     counters: &mut DpdkCounters,
 ) -> usize {
+    // A shared memif port whose regions are not mapped here (the link is
+    // down): nothing can be sent (see `LinkWatch`).
+    let _regions = match &port.watch {
+        None => None,
+        Some(watch) => match watch.burst() {
+            Some(guard) => Some(guard),
+            None => {
+                stats.tx_dropped += batch.len() as u64;
+                batch.clear();
+                return 0;
+            }
+        },
+    };
     let offload = port.offloads.any_tx();
     let mut accepted = 0;
     let mut frames = batch.drain(..);

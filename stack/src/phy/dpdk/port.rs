@@ -25,6 +25,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use accel_dpdk_sys as sys;
 
 use super::eal::{self, DpdkError, Eal};
+use super::link_watch::LinkWatch;
 use super::offload::{self, Offloads};
 use super::{c_text, claims, mark_closed, mark_open, pool_name, DpdkConfig, MAX_BURST};
 use crate::wire::EthernetAddress;
@@ -87,6 +88,9 @@ pub(crate) struct Port {
     claimed: Vec<AtomicBool>,
     /// Serialises control-path calls.
     control: Mutex<()>,
+    /// In a secondary process on a net_memif port: the watch that keeps
+    /// the driver's memory regions right (see [`LinkWatch`]).
+    pub watch: Option<LinkWatch>,
 }
 
 // SAFETY: the mempool pointer refers to DPDK shared memory that is valid on
@@ -240,6 +244,7 @@ impl Port {
             tx_queues: txq,
             claimed: claims(rxq.min(txq)),
             control: Mutex::new(()),
+            watch: None,
         };
         if config.promiscuous {
             // SAFETY: the port is valid and started.
@@ -266,7 +271,9 @@ impl Port {
     /// Attaches to `port` as the primary process (its owner) configured and
     /// started it, in a secondary process: the queues, offloads and MTU are
     /// the owner's; transmitted frames come from the owner's mempool
-    /// `pool`. No Rx interrupts (their descriptors are the owner's).
+    /// `pool`. No Rx interrupts (their descriptors are the owner's). On
+    /// net_memif, the link is watched as the port is polled (see
+    /// [`LinkWatch`]).
     /// Fails with `ENODEV` if there is no such port or it is not started,
     /// `ENOENT` if there is no such pool, `EBUSY` if already attached here.
     pub fn attach(eal: &Eal, port: &str, pool: &str) -> Result<Port, DpdkError> {
@@ -312,6 +319,17 @@ impl Port {
         if unsafe { sys::rte_eth_dev_get_mtu(id, &mut mtu) } != 0 || mtu == 0 {
             mtu = 1500;
         }
+        let memif = if info.driver_name.is_null() {
+            false
+        } else {
+            // SAFETY: the driver's name is a static NUL-terminated string.
+            unsafe { std::ffi::CStr::from_ptr(info.driver_name) }.to_bytes() == b"net_memif"
+        };
+        let watch = memif.then(LinkWatch::new);
+        if let Some(w) = &watch {
+            // Maps the regions now if the link is up.
+            w.check(id, 0);
+        }
         open_mark.0 = None;
         Ok(Port {
             eal: eal.clone(),
@@ -330,6 +348,7 @@ impl Port {
             tx_queues: txq,
             claimed: claims(rxq.min(txq)),
             control: Mutex::new(()),
+            watch,
         })
     }
 
