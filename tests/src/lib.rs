@@ -19,6 +19,7 @@
 
 pub mod clients;
 pub mod net;
+pub mod shared_port;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -32,7 +32,8 @@
 
 use accel_tests::clients::{dataset, redis_set_get};
 use accel_tests::net::{measured, root_or_skip, wait_for_port, wait_until, Leg, Place, Proc, TapNet};
-use accel_tests::{bytes, Scratch};
+use accel_tests::shared_port::{attached_workers, body, nginx, redis_conf, NGINX_PORT, REDIS_PORT};
+use accel_tests::Scratch;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -40,28 +41,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-const NGINX_PORT: u16 = 18093;
-const REDIS_PORT: u16 = 16403;
 const LIMIT: Duration = Duration::from_secs(300);
-const BODY_LEN: usize = 1024;
-
-/// Writes nginx.conf (`workers`: `2`, `auto`) for a 1 KiB file whose
-/// answers carry the worker's pid, and returns its command line.
-fn nginx(dir: &Path, workers: &str) -> Vec<String> {
-    let d = dir.display();
-    let www = dir.join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("1k"), bytes(BODY_LEN, 7)).unwrap();
-    let conf = format!(
-        "daemon off;\nmaster_process on;\nworker_processes {workers};\nuser root;\npid {d}/nginx.pid;\n\
-         error_log {d}/error.log notice;\nevents {{ worker_connections 1024; }}\n\
-         http {{\n  access_log off;\n  default_type application/octet-stream;\n\
-         keepalive_requests 1000000;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-         server {{ listen {NGINX_PORT}; root {d}/www; add_header X-Pid $pid always; }}\n}}\n"
-    );
-    accel_tests::nginx_command(dir, &conf)
-}
 
 /// One HTTP/1.1 GET of `/1k` on `s`; the pid of the worker that answered.
 /// Any error, a status but 200 or a byte out of place is an `Err`.
@@ -106,7 +86,7 @@ fn get(s: &mut TcpStream, body: &[u8]) -> Result<u32, String> {
 /// `conns` keep-alive connections to `addr`, `per_conn` requests each, all
 /// at once; requests answered per worker pid. Panics on any failure.
 fn load(addr: SocketAddr, conns: usize, per_conn: usize) -> BTreeMap<u32, usize> {
-    let body = bytes(BODY_LEN, 7);
+    let body = body();
     let results: Vec<Result<Vec<u32>, String>> = std::thread::scope(|sc| {
         let handles: Vec<_> = (0..conns)
             .map(|_| {
@@ -145,20 +125,6 @@ fn start_nginx(net: &mut TapNet, dir: &Path, workers: &str) -> Proc {
     let addr = format!("{}:{NGINX_PORT}", net.server_ip()).parse().unwrap();
     wait_for_port(&net.clients, addr, &mut server, Duration::from_secs(60));
     server
-}
-
-/// The nginx worker pids (children of the master, which is the child of
-/// `timeout`).
-fn attached_workers(server: &Proc) -> Vec<u32> {
-    let log = server.accel_log();
-    let mut pids: Vec<u32> = log
-        .lines()
-        .filter(|l| l.contains("port shared (ACCEL_PROCS)"))
-        .filter_map(|l| l.strip_prefix("accel[")?.split(']').next()?.parse().ok())
-        .collect();
-    pids.sort_unstable();
-    pids.dedup();
-    pids
 }
 
 #[test]
@@ -226,7 +192,7 @@ struct Outcome {
 /// failure) while `act` runs on the calling thread, and for 60 s at most.
 fn looping(addr: SocketAddr, conns: usize, act: impl FnOnce()) -> Outcome {
     let stop = AtomicBool::new(false);
-    let body = bytes(BODY_LEN, 7);
+    let body = body();
     let outs: Vec<Outcome> = std::thread::scope(|sc| {
         let handles: Vec<_> = (0..conns)
             .map(|_| {
@@ -484,17 +450,8 @@ fn redis_and_nginx_share_one_address() {
     let host = net.server_ip();
     let rdir = scratch.join("redis");
     std::fs::create_dir_all(&rdir).unwrap();
-    std::fs::write(
-        rdir.join("redis.conf"),
-        format!(
-            "port {REDIS_PORT}\nbind 0.0.0.0\nprotected-mode no\ndaemonize no\nsave \"\"\nappendonly no\n\
-             dir {}\nlogfile \"\"\ndatabases 1\n",
-            rdir.display()
-        ),
-    )
-    .unwrap();
     let place = net.place(Leg::Accel).with_env("ACCEL_PROCS", "multi");
-    let conf = rdir.join("redis.conf");
+    let conf = redis_conf(&rdir);
     let mut redis = Proc::spawn(
         &rdir,
         "redis",

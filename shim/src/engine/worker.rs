@@ -255,15 +255,15 @@ pub fn eal_args(line: &str) -> (Vec<String>, String) {
 /// number (a PCI device: no owner creates it).
 fn multi_process(cfg: &crate::config::Config, vdev: &str) -> Result<bool, String> {
     use crate::config::Procs;
-    // Shared ports are net_tap's for now: DPDK 22.11's net_memif in a
-    // secondary process reads and writes the primary's interrupt
-    // descriptor *numbers* in its own descriptor table (an unrelated fd
-    // of the program there), so it is not offered.
+    // Shared ports are net_tap's and net_memif's (whose secondaries watch
+    // the link: `LinkWatch` in the stack). `auto` shares tap ports only: a
+    // memif port shared loses the reload (README, "Many processes").
     let tap = netns::tap_iface(vdev).is_some() || vdev.starts_with("net_tap");
+    let memif = vdev.starts_with("net_memif");
     match cfg.procs {
         Procs::Single => Ok(false),
-        Procs::Multi if !tap => Err(format!(
-            "ACCEL_PROCS=multi shares net_tap ports only (not {:?}); run one process per port \
+        Procs::Multi if !tap && !memif => Err(format!(
+            "ACCEL_PROCS=multi shares net_tap and net_memif ports only (not {:?}); run one process per port \
              (ACCEL_PROCS=single)",
             vdev.split(',').next().unwrap_or(vdev)
         )),
