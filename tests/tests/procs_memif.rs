@@ -13,17 +13,20 @@
 //! - a worker killed with `SIGKILL` under load (50 looping connections):
 //!   the master's replacement takes the freed queue pair and serves, and no
 //!   connection of the other worker fails.
+//! - `nginx -s reload` under load (50 looping keep-alive connections): the
+//!   new workers wait for the old ones' queue pairs (the port has as many
+//!   as workers: on memif a queue pair nobody holds loses the peer's flows
+//!   on it), take them as the old workers leave, and serve; no request
+//!   fails (a request on an idle keep-alive connection that an old worker
+//!   closes is retried, as HTTP clients do; counted).
 //! - redis-server and nginx accelerated at once, one address, redis on one
 //!   queue pair and nginx's two workers on the others: both serve (a SYN
 //!   that comes to the other program's queue is forwarded to the process
 //!   that listens), every value checked (`tests/programs/redis_check.py`).
 //!
-//! Not here, and why (see the README): `nginx -s reload` (the new workers
-//! find no free queue pair while the old ones still hold theirs, and a
-//! queue pair nobody holds black-holes the peer's flows on it: on memif
-//! nothing steers a flow elsewhere, unlike the kernel behind net_tap), and
-//! the idle cost (DPDK 22.11's memif has no Rx interrupt: an idle process
-//! polls, about 7 % of a core, as a single process on memif does).
+//! Not here, and why (see the README): the idle cost (DPDK 22.11's memif
+//! has no Rx interrupt: an idle process polls, about 7 % of a core, as a
+//! single process on memif does).
 //!
 //! Ports: 18093 (nginx), 16403 (redis).
 
@@ -167,6 +170,45 @@ fn start_nginx(dir: &Path, net: &MemifNet, workers: &str, queues: usize) -> Proc
     server
 }
 
+/// 50 connections looping over GETs to nginx (`http_load.py --loop`),
+/// from a client with `queues` queue pairs, until `stop` exists.
+fn start_looping(dir: &Path, net: &MemifNet, queues: usize, stop: &Path) -> Proc {
+    let script = repo("tests/programs/http_load.py");
+    let expect = dir.join("www/1k");
+    let py = python().to_str().unwrap();
+    let port = NGINX_PORT.to_string();
+    let args = [
+        py,
+        script.to_str().unwrap(),
+        "--loop",
+        stop.to_str().unwrap(),
+        "60",
+        net.server_ip(),
+        &port,
+        "/1k",
+        expect.to_str().unwrap(),
+        "50",
+    ];
+    let looping = Proc::spawn(
+        dir,
+        "looping",
+        &client_place(net, queues),
+        Duration::from_secs(90),
+        &args,
+    );
+    // It is under way once its stack is up and it connected.
+    std::thread::sleep(Duration::from_secs(3));
+    looping
+}
+
+/// Stops the looping client and says what it saw.
+fn stop_looping(looping: &mut Proc, stop: &Path) -> Seen {
+    std::fs::write(stop, b"").unwrap();
+    let status = looping.wait(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "{}", looping.report());
+    Seen::parse(&looping.stdout())
+}
+
 #[test]
 fn nginx_workers_each_serve_on_memif_queues_of_their_own() {
     let test = "nginx_workers_each_serve_on_memif_queues_of_their_own";
@@ -229,29 +271,7 @@ fn a_killed_worker_is_replaced_and_the_other_loses_nothing_on_memif() {
     assert_eq!(before.len(), 2, "{}", server.report());
     let (victim, survivor) = (before[0], before[1]);
     let stop = dir.join("stop");
-    let script = repo("tests/programs/http_load.py");
-    let expect = dir.join("www/1k");
-    let py = python().to_str().unwrap();
-    let port = NGINX_PORT.to_string();
-    let args = [
-        py,
-        script.to_str().unwrap(),
-        "--loop",
-        stop.to_str().unwrap(),
-        "60",
-        net.server_ip(),
-        &port,
-        "/1k",
-        expect.to_str().unwrap(),
-        "50",
-    ];
-    let mut looping = Proc::spawn(
-        &dir,
-        "looping",
-        &client_place(&net, 2),
-        Duration::from_secs(90),
-        &args,
-    );
+    let mut looping = start_looping(&dir, &net, 2, &stop);
     std::thread::sleep(Duration::from_secs(3));
     // SAFETY: kill(2) with plain integers; the victim is a worker of our
     // own nginx.
@@ -259,10 +279,7 @@ fn a_killed_worker_is_replaced_and_the_other_loses_nothing_on_memif() {
     let replaced = wait_until(Duration::from_secs(15), || attached_workers(&server).len() == 3);
     // The victim's connections reconnect to the replacement's queue pair.
     std::thread::sleep(Duration::from_secs(3));
-    std::fs::write(&stop, b"").unwrap();
-    let status = looping.wait(Duration::from_secs(30));
-    assert!(status.is_some_and(|s| s.success()), "{}", looping.report());
-    let seen = Seen::parse(&looping.stdout());
+    let seen = stop_looping(&mut looping, &stop);
     assert!(replaced, "no replacement attached: {}", server.report());
     let after = attached_workers(&server);
     let replacement = *after.iter().find(|p| !before.contains(p)).unwrap();
@@ -367,4 +384,69 @@ fn redis_and_nginx_share_one_address_on_memif() {
         redis.report()
     );
     assert!(!redis.exited() && !nginx.exited());
+}
+
+#[test]
+fn a_reload_under_load_fails_no_request_on_memif() {
+    let test = "a_reload_under_load_fails_no_request_on_memif";
+    if !runs(test) {
+        return;
+    }
+    let scratch = Scratch::new("procs-memif-reload");
+    let dir = scratch.join("run");
+    std::fs::create_dir_all(&dir).unwrap();
+    let net = MemifNet::new("pr", &dir);
+    let server = start_nginx(&dir, &net, "2", 2);
+    wait_until(Duration::from_secs(10), || attached_workers(&server).len() == 2);
+    let before = attached_workers(&server);
+    assert_eq!(before.len(), 2, "{}", server.report());
+    let stop = dir.join("stop");
+    let mut looping = start_looping(&dir, &net, 2, &stop);
+    let conf = dir.join("nginx.conf");
+    let prefix = dir.display().to_string();
+    accel_tests::net::run(
+        "nginx",
+        &["-p", &prefix, "-c", conf.to_str().unwrap(), "-s", "reload"],
+    );
+    // The new workers attach as the old ones leave.
+    let settled = wait_until(Duration::from_secs(30), || {
+        let log = server.accel_log();
+        attached_workers(&server).len() == 4
+            && before.iter().all(|p| log.contains(&format!("process {p} left")))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let seen = stop_looping(&mut looping, &stop);
+    let new: Vec<u32> = seen
+        .served
+        .keys()
+        .copied()
+        .filter(|p| !before.contains(p))
+        .collect();
+    let log = server.accel_log();
+    let waited: Vec<&str> = log.lines().filter(|l| l.contains("waited")).collect();
+    println!(
+        "procs_memif reload: served {:?}; failed {:?}; retried {} (idle keep-alive connections closed by old workers); {waited:?}",
+        seen.served, seen.failed, seen.retried
+    );
+    measured(
+        "procs_memif_reload",
+        "accel_failed",
+        seen.failed.len() as f64,
+        "req",
+    );
+    measured("procs_memif_reload", "accel_retried", seen.retried as f64, "req");
+    assert!(
+        settled,
+        "old workers did not leave or new ones did not attach: {}",
+        server.report()
+    );
+    assert!(
+        seen.failed.is_empty(),
+        "requests failed: {:?}: {}",
+        seen.failed,
+        server.report()
+    );
+    assert_eq!(new.len(), 2, "both new workers serve: {:?}", seen.served);
+    let mut server = server;
+    assert!(!server.exited(), "nginx died: {}", server.report());
 }

@@ -21,7 +21,9 @@
 //!    single-process start does.
 //! 3. It serves: `take N PID` gets the N lowest free queue pairs, which
 //!    are attached before the reply (frames that come before the process
-//!    polls wait in the queue), with their descriptors. When a process's
+//!    polls wait in the queue), with their descriptors. If fewer are free,
+//!    the process waits, first come first, until others leave (an nginx
+//!    reload's new workers, while the old ones finish), 20 s at most. When a process's
 //!    connection ends (exit, crash, `SIGKILL`: the kernel closes it; the
 //!    reaper holds a copy until it has reset the connections), its queues
 //!    are detached and free again. The last attached queue stays attached
@@ -58,7 +60,13 @@ struct Client {
     fd: i32,
     pid: i32,
     queues: Vec<u16>,
+    /// Queue pairs it asked for that were not free yet, and since when.
+    waiting: Option<(usize, Instant)>,
 }
+
+/// How long a process waits for queue pairs to come free (an nginx
+/// reload's new workers wait for the old ones to leave).
+const WAIT_MAX: Duration = Duration::from_secs(20);
 
 /// The port, once up.
 struct Port {
@@ -146,10 +154,22 @@ fn serve(cfg: &Config) -> Result<(), String> {
                 revents: 0,
             })
             .collect();
-        let timeout = idle_since.map(|(t, limit)| limit.saturating_sub(t.elapsed()));
-        if timeout.is_some_and(|t| t.is_zero()) {
+        let idle = idle_since.map(|(t, limit)| limit.saturating_sub(t.elapsed()));
+        if idle.is_some_and(|t| t.is_zero()) {
             break;
         }
+        // A wait that runs out is answered.
+        let wait = clients
+            .iter()
+            .filter_map(|c| {
+                c.waiting
+                    .map(|(_, since)| WAIT_MAX.saturating_sub(since.elapsed()))
+            })
+            .min();
+        let timeout = match (idle, wait) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         // SAFETY: a null mask: the thread's own.
         match unsafe { sys::ppoll(&mut fds, timeout, std::ptr::null()) } {
             Ok(_) | Err(libc::EINTR) => {}
@@ -182,12 +202,14 @@ fn serve(cfg: &Config) -> Result<(), String> {
             port.release(&c);
             sys::close(c.fd);
         }
+        port.serve_waiting(&mut clients);
         if fds.first().is_some_and(|p| p.revents != 0) {
             while let Some(fd) = accept(listener, Duration::ZERO) {
                 clients.push(Client {
                     fd,
                     pid: 0,
                     queues: Vec::new(),
+                    waiting: None,
                 });
             }
         }
@@ -451,20 +473,82 @@ impl Port {
         };
         let n: usize = n.parse().map_err(|_| "a bad count")?;
         c.pid = pid.parse().map_err(|_| "a bad pid")?;
-        if !c.queues.is_empty() {
+        if !c.queues.is_empty() || c.waiting.is_some() {
             return Err("this process holds queue pairs already".into());
         }
-        let free: Vec<u16> = (0..self.held.len() as u16)
-            .filter(|&q| self.held.get(usize::from(q)).is_some_and(Option::is_none))
-            .take(n)
-            .collect();
-        if n == 0 || free.len() < n {
+        if n == 0 || n > self.held.len() {
             return Err(format!(
-                "{n} queue pairs asked, {} of {} free (ACCEL_PORT_QUEUES sets how many the port has)",
-                free.len(),
+                "{n} queue pairs asked of {} (ACCEL_PORT_QUEUES sets how many the port has)",
                 self.held.len()
             ));
         }
+        if self.free(n).len() < n {
+            // Others hold them: wait (in the order asked) for some to
+            // leave, WAIT_MAX at most.
+            log!(
+                info,
+                "port owner: process {} waits for {n} queue pairs ({} of {} free)",
+                c.pid,
+                self.free(n).len(),
+                self.held.len()
+            );
+            c.waiting = Some((n, Instant::now()));
+            return Ok(());
+        }
+        self.grant(c, n)
+    }
+
+    /// The lowest `n` free queue pairs (fewer if fewer are free).
+    fn free(&self, n: usize) -> Vec<u16> {
+        (0..self.held.len() as u16)
+            .filter(|&q| self.held.get(usize::from(q)).is_some_and(Option::is_none))
+            .take(n)
+            .collect()
+    }
+
+    /// Answers the processes that wait for queue pairs, first come first:
+    /// with them if they are free now, with an error once they waited
+    /// [`WAIT_MAX`].
+    fn serve_waiting(&mut self, clients: &mut [Client]) {
+        let mut order: Vec<(Instant, usize)> = clients
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.waiting.map(|(_, since)| (since, i)))
+            .collect();
+        order.sort_unstable();
+        for (_, i) in order {
+            let Some(c) = clients.get_mut(i) else { continue };
+            let Some((n, since)) = c.waiting else { continue };
+            if self.free(n).len() >= n {
+                c.waiting = None;
+                log!(
+                    info,
+                    "port owner: process {} waited {} ms for its queue pairs",
+                    c.pid,
+                    since.elapsed().as_millis()
+                );
+                if let Err(why) = self.grant(c, n) {
+                    log!(warn, "port owner: process {}: {why}", c.pid);
+                    let _ = procs::send_msg(c.fd, format!("err {why}").as_bytes(), &[]);
+                }
+            } else if since.elapsed() >= WAIT_MAX {
+                c.waiting = None;
+                let why = format!(
+                    "{n} queue pairs asked, {} of {} free after waiting {} s for others to leave (ACCEL_PORT_QUEUES sets how many the port has)",
+                    self.free(n).len(),
+                    self.held.len(),
+                    WAIT_MAX.as_secs()
+                );
+                log!(warn, "port owner: process {}: {why}", c.pid);
+                let _ = procs::send_msg(c.fd, format!("err {why}").as_bytes(), &[]);
+            }
+        }
+    }
+
+    /// Gives `c` the lowest `n` free queue pairs (they are free) and tells
+    /// it.
+    fn grant(&mut self, c: &mut Client, n: usize) -> Result<(), String> {
+        let free = self.free(n);
         let mut fds = Vec::new();
         if let Some(t) = self.taps.as_mut() {
             for &q in &free {
