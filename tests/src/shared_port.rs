@@ -67,3 +67,29 @@ pub fn attached_workers(server: &Proc) -> Vec<u32> {
     pids.dedup();
     pids
 }
+
+/// CPU time (user + system, in clock ticks) of `pid`, 0 if it is gone.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    // After the name: state ppid pgrp session tty tpgid flags minflt
+    // cminflt majflt cmajflt utime stime (utime is the 12th number, the
+    // state being no number).
+    f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)
+}
+
+/// Every process whose command line starts with `prefix`.
+pub fn pids_named(prefix: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmd.starts_with(prefix.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}

@@ -32,7 +32,9 @@
 
 use accel_tests::clients::{dataset, redis_set_get};
 use accel_tests::net::{measured, root_or_skip, wait_for_port, wait_until, Leg, Place, Proc, TapNet};
-use accel_tests::shared_port::{attached_workers, body, nginx, redis_conf, NGINX_PORT, REDIS_PORT};
+use accel_tests::shared_port::{
+    attached_workers, body, cpu_ticks, nginx, pids_named, redis_conf, NGINX_PORT, REDIS_PORT,
+};
 use accel_tests::Scratch;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -493,32 +495,6 @@ fn redis_and_nginx_share_one_address() {
     assert!(!redis.exited() && !nginx.exited());
     drop((redis, nginx));
     net.clear();
-}
-
-/// CPU time (user + system, in clock ticks) of `pid`, 0 if it is gone.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest.split_whitespace().filter_map(|v| v.parse().ok()).collect();
-    // After the name: state ppid pgrp session tty tpgid flags minflt
-    // cminflt majflt cmajflt utime stime (utime is the 12th number, the
-    // state being no number).
-    f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)
-}
-
-/// Every process whose command line starts with `prefix`.
-fn pids_named(prefix: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if cmd.starts_with(prefix.as_bytes()) {
-            out.push(pid);
-        }
-    }
-    out
 }
 
 #[test]

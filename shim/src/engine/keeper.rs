@@ -266,7 +266,9 @@ fn on_device(parker: &Parker) -> bool {
         if progress {
             backoff = Duration::from_micros(50);
         }
-        let mut wait = if stacks::interrupts() {
+        fds.clear();
+        let armed = stacks::arm_rx_interrupts(&mut fds);
+        let mut wait = if armed {
             Duration::from_millis(100)
         } else {
             let w = backoff;
@@ -276,8 +278,6 @@ fn on_device(parker: &Parker) -> bool {
         if let Some(n) = next {
             wait = wait.min(n.saturating_since(now()));
         }
-        fds.clear();
-        stacks::arm_rx_interrupts(&mut fds);
         // SAFETY: no signal mask.
         if unsafe { parker.park_poll(&mut fds, Some(wait), std::ptr::null()) }.is_err() {
             std::thread::sleep(wait.min(Duration::from_millis(1)));
@@ -319,7 +319,7 @@ impl Halves {
         let halves = self.fds.len();
         let last = W.last_drive.load(Relaxed);
         if now().nanos().saturating_sub(last) >= period.as_nanos() as u64 {
-            stacks::arm_rx_interrupts(&mut self.fds);
+            let _ = stacks::arm_rx_interrupts(&mut self.fds);
         }
         if self.fds.is_empty() {
             std::thread::sleep(period);

@@ -16,9 +16,10 @@
 //! ([`on_want`]: each is forgotten here once sent), and that process makes
 //! them again under its listener, queued for `accept` ([`on_conn`]). Their
 //! next segments, which the device may still bring here, go round the
-//! processes to it like any stray. A process exiting waits (at most the
-//! exit's linger) until its connections adrift are taken; the stack
-//! resets those nobody takes within `accel_stack::iface::ADRIFT_MAX`.
+//! processes to it like any stray. A process exiting leaves those still
+//! adrift with the port owner, which offers them likewise
+//! ([`park_all`], [`crate::engine::parked`]); the stack resets those
+//! nobody takes within `accel_stack::iface::ADRIFT_MAX`.
 //!
 //! Messages travel over the forwarding sockets (see [`crate::engine::procs`]).
 //! A single process, or one that owns its port alone, closes a listener
@@ -124,6 +125,34 @@ pub fn on_want(to: u16, port: u16, t: Instant) {
         log!(
             info,
             "{moved} connections nobody accepted on port {port} handed to the process of queue {to}"
+        );
+    }
+}
+
+/// At exit: leaves the connections still adrift with the port owner, which
+/// offers them to the processes of the port until one that listens takes
+/// them ([`crate::engine::parked`]): an nginx reload's new workers may be
+/// waiting for this process's queue pairs to attach at all. Those the
+/// owner cannot take stay, and are reset with the rest.
+pub fn park_all(t: Instant) {
+    if !procs::attached() || !PENDING.load(Acquire) {
+        return;
+    }
+    let mut parked = 0;
+    for q in 0..stacks::count() as Q {
+        if let Some(mut s) = stacks::lock(q) {
+            for port in s.iface.tcp.adrift_ports() {
+                parked += s
+                    .iface
+                    .tcp
+                    .export_adrift(port, t, |image| procs::park(port, image));
+            }
+        }
+    }
+    if parked > 0 {
+        log!(
+            info,
+            "exit: {parked} connections nobody accepted left with the port owner for the next process that listens"
         );
     }
 }

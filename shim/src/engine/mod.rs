@@ -20,6 +20,7 @@ pub mod keeper;
 pub mod migrate;
 pub mod netns;
 pub mod owner;
+pub mod parked;
 pub mod procs;
 pub mod reaper;
 pub mod stacks;

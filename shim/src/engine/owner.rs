@@ -38,6 +38,7 @@
 //! process starts a new owner. Each logs that the owner went.
 
 use crate::config::{Cidr, Config};
+use crate::engine::parked::Parked;
 use crate::engine::procs::{self, Grant};
 use crate::logging::log;
 use crate::{engine::netns, engine::worker, sys};
@@ -145,15 +146,29 @@ fn serve(cfg: &Config) -> Result<(), String> {
     };
     let mut port = port;
     let mut idle_since = Some((Instant::now(), FIRST));
+    // Connections adrift that exiting processes leave here.
+    let mut parked = Parked::open(key)
+        .map_err(|e| {
+            log!(
+                warn,
+                "port owner: cannot keep connections for exiting processes: {e}"
+            )
+        })
+        .ok();
     loop {
         let mut fds: Vec<libc::pollfd> = std::iter::once(listener)
             .chain(clients.iter().map(|c| c.fd))
+            .chain(parked.as_ref().map(Parked::fd))
             .map(|fd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,
                 revents: 0,
             })
             .collect();
+        let held: Vec<u16> = (0..port.held.len() as u16)
+            .filter(|&q| port.held.get(usize::from(q)).is_some_and(Option::is_some))
+            .collect();
+        let offer = parked.as_mut().and_then(|p| p.tick(&held));
         let idle = idle_since.map(|(t, limit)| limit.saturating_sub(t.elapsed()));
         if idle.is_some_and(|t| t.is_zero()) {
             break;
@@ -166,18 +181,20 @@ fn serve(cfg: &Config) -> Result<(), String> {
                     .map(|(_, since)| WAIT_MAX.saturating_sub(since.elapsed()))
             })
             .min();
-        let timeout = match (idle, wait) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let timeout = [idle, wait, offer].into_iter().flatten().min();
         // SAFETY: a null mask: the thread's own.
         match unsafe { sys::ppoll(&mut fds, timeout, std::ptr::null()) } {
             Ok(_) | Err(libc::EINTR) => {}
             Err(e) => return Err(format!("ppoll: errno {e}")),
         }
+        if let (Some(p), Some(pfd)) = (parked.as_mut(), fds.last()) {
+            if pfd.revents != 0 {
+                p.on_readable();
+            }
+        }
         // Requests and departures, before new arrivals.
         let mut gone = Vec::new();
-        for (i, p) in fds.iter().enumerate().skip(1) {
+        for (i, p) in fds.iter().enumerate().skip(1).take(clients.len()) {
             if p.revents == 0 {
                 continue;
             }

@@ -245,7 +245,7 @@ struct Forwarding {
 static FORWARDING: OnceLock<Forwarding> = OnceLock::new();
 
 /// The abstract name of queue `q`'s forwarding socket on port `key`.
-fn forward_name(key: u64, q: u16) -> String {
+pub(crate) fn forward_name(key: u64, q: u16) -> String {
     format!("accel-fwd-{key:016x}-{q}")
 }
 
@@ -416,11 +416,18 @@ const KIND_PACKET: u16 = 0;
 const KIND_NEIGHBOUR: u16 = 1;
 /// A message: the sender has connections adrift on a port (see
 /// [`crate::engine::migrate`]).
-const KIND_OFFER: u16 = 2;
+pub(crate) const KIND_OFFER: u16 = 2;
 /// A message: the sender listens on the port offered; send them here.
 const KIND_WANT: u16 = 3;
 /// A message: a connection's image (`accel_stack::tcp::image`).
-const KIND_CONN: u16 = 4;
+pub(crate) const KIND_CONN: u16 = 4;
+/// A message to the port owner: keep this connection (port, image) for the
+/// next process that listens on its port (see [`crate::engine::parked`]).
+const KIND_PARK: u16 = 5;
+
+/// The forwarding "queue" of the port owner, where a process that exits
+/// with connections adrift leaves them ([`park`]).
+pub const OWNER_Q: u16 = u16::MAX;
 
 /// What another process sent to a stack of this one.
 #[derive(Debug, PartialEq, Eq)]
@@ -452,6 +459,14 @@ pub enum Message {
     /// A connection's image, at offset 4 of the buffer.
     Conn {
         /// The message's length (the image's plus 4).
+        len: usize,
+    },
+    /// To the owner: a connection on `port` to keep, its image at offset 6
+    /// of the buffer.
+    Park {
+        /// Its local port.
+        port: u16,
+        /// The message's length (the image's plus 6).
         len: usize,
     },
 }
@@ -487,11 +502,18 @@ fn send_kind(q: u16, from: usize, kind: u16, body: &[u8]) -> bool {
     let Some(&(me, fd)) = f.local.get(from) else {
         return false;
     };
+    send_from(fd, me, f.key, q, kind, body)
+}
+
+/// Sends a message of `kind` with `body` on socket `fd`, from `me` (a
+/// queue, or [`OWNER_Q`]) to the forwarding socket of queue `q` of port
+/// `key`; whether it was sent.
+pub(crate) fn send_from(fd: i32, me: u16, key: u64, q: u16, kind: u16, body: &[u8]) -> bool {
     let mut msg = Vec::with_capacity(body.len() + 4);
     msg.extend_from_slice(&me.to_le_bytes());
     msg.extend_from_slice(&kind.to_le_bytes());
     msg.extend_from_slice(body);
-    let (addr, len) = abstract_addr(&forward_name(f.key, q));
+    let (addr, len) = abstract_addr(&forward_name(key, q));
     // SAFETY: `msg` and `addr` are live for their lengths.
     let rc = unsafe {
         libc::syscall(
@@ -505,6 +527,15 @@ fn send_kind(q: u16, from: usize, kind: u16, body: &[u8]) -> bool {
         )
     };
     rc >= 0
+}
+
+/// Leaves a connection adrift on `port` (its image) with the port owner,
+/// for the next process that listens there; whether it went.
+pub fn park(port: u16, image: &[u8]) -> bool {
+    let mut body = Vec::with_capacity(image.len() + 2);
+    body.extend_from_slice(&port.to_le_bytes());
+    body.extend_from_slice(image);
+    send_kind(OWNER_Q, 0, KIND_PARK, &body)
 }
 
 /// Tells every other process of the port that this one has connections
@@ -542,6 +573,12 @@ pub fn receive_forwarded(i: usize, buf: &mut [u8]) -> Option<Message> {
             std::ptr::null_mut::<libc::socklen_t>(),
         )
     };
+    parse(buf.get(..usize::try_from(n).ok()?)?)
+}
+
+/// The message in `buf` (one datagram of a forwarding socket).
+pub fn parse(buf: &[u8]) -> Option<Message> {
+    let n = buf.len();
     if n < 4 {
         return None;
     }
@@ -560,11 +597,12 @@ pub fn receive_forwarded(i: usize, buf: &mut [u8]) -> Option<Message> {
                 Message::Want { from: origin, port }
             })
         }
-        KIND_CONN => Some(Message::Conn { len: n as usize }),
-        _ => Some(Message::Packet {
-            origin,
-            len: n as usize,
-        }),
+        KIND_CONN => Some(Message::Conn { len: n }),
+        KIND_PARK => {
+            let port = u16::from_le_bytes(buf.get(4..6)?.try_into().ok()?);
+            Some(Message::Park { port, len: n })
+        }
+        _ => Some(Message::Packet { origin, len: n }),
     }
 }
 
@@ -580,13 +618,34 @@ const CLOSED_GRACE_NS: u64 = 10_000_000_000;
 /// process). With the port shared, it may be handing the port over to
 /// processes that are only starting (an nginx reload: the old workers
 /// close their listeners as the new ones come up): see
-/// [`drop_unclaimed_syn`].
+/// [`drop_unclaimed`].
 pub fn listener_closed(port: u16) {
     if !attached() {
         return;
     }
+    note_port(&CLOSED_PORTS, port);
+}
+
+/// When this process attached to the port (ns of the stack's clock; 0:
+/// never).
+static ATTACHED_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Ports on which another process (or the owner) offered connections
+/// adrift lately, with when (ns of the monotonic clock).
+static OFFERED_PORTS: std::sync::Mutex<[(u16, u64); 8]> = std::sync::Mutex::new([(0, 0); 8]);
+
+/// How long after an offer on a port a segment there that nobody takes is
+/// dropped rather than reset.
+const OFFERED_GRACE_NS: u64 = 2_000_000_000;
+
+/// Notes an offer of connections adrift on `port` (see [`drop_unclaimed`]).
+pub fn offer_seen(port: u16) {
+    note_port(&OFFERED_PORTS, port);
+}
+
+fn note_port(list: &std::sync::Mutex<[(u16, u64); 8]>, port: u16) {
     let t = crate::engine::worker::now().nanos();
-    let mut ports = CLOSED_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut ports = list.lock().unwrap_or_else(|e| e.into_inner());
     let slot = ports
         .iter()
         .position(|&(p, _)| p == port)
@@ -596,20 +655,33 @@ pub fn listener_closed(port: u16) {
     }
 }
 
-/// When this process attached to the port (ns of the stack's clock; 0:
-/// never).
-static ATTACHED_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+fn noted_within(list: &std::sync::Mutex<[(u16, u64); 8]>, port: u16, grace: u64) -> bool {
+    let t = crate::engine::worker::now().nanos();
+    let ports = list.lock().unwrap_or_else(|e| e.into_inner());
+    ports
+        .iter()
+        .any(|&(p, at)| p == port && p != 0 && t.saturating_sub(at) < grace)
+}
 
-/// Whether IPv4 packet `packet`, which no process took, is a SYN for a
-/// port this process stopped listening on in the last 10 s, or any SYN in
-/// the first 10 s after this process attached (a worker just forked may
-/// not have made its inherited listeners live yet): it is then dropped,
-/// not reset, so that the client's retransmission (1 s later) finds the
-/// processes taking over the port, as the kernel's one listening socket
-/// shared by all the workers would have kept it.
-pub fn drop_unclaimed_syn(packet: &[u8]) -> bool {
+/// Whether IPv4 packet `packet`, which no process took, is to be dropped
+/// rather than reset, so that the client's retransmission finds the
+/// process taking the port or the connection over, as the kernel's one
+/// listening socket shared by all the workers would have kept it:
+/// - a SYN for a port this process stopped listening on in the last 10 s,
+///   or any SYN in the first 10 s after this process attached (a worker
+///   just forked may not have made its inherited listeners live yet);
+/// - any TCP segment but a reset for a port on which connections adrift
+///   were offered in the last 2 s: it may belong to one of them, on its
+///   way to another process (from a process that exited, through the
+///   owner: [`crate::engine::parked`]).
+pub fn drop_unclaimed(packet: &[u8]) -> bool {
     if !attached() {
         return false;
+    }
+    if let Some(port) = tcp_port(packet) {
+        if noted_within(&OFFERED_PORTS, port, OFFERED_GRACE_NS) {
+            return true;
+        }
     }
     let Some(port) = syn_port(packet) else {
         return false;
@@ -618,10 +690,20 @@ pub fn drop_unclaimed_syn(packet: &[u8]) -> bool {
     if t.saturating_sub(ATTACHED_AT.load(Acquire)) < CLOSED_GRACE_NS {
         return true;
     }
-    let ports = CLOSED_PORTS.lock().unwrap_or_else(|e| e.into_inner());
-    ports
-        .iter()
-        .any(|&(p, at)| p == port && p != 0 && t.saturating_sub(at) < CLOSED_GRACE_NS)
+    noted_within(&CLOSED_PORTS, port, CLOSED_GRACE_NS)
+}
+
+/// The destination port of IPv4 packet `packet` if it is a TCP segment
+/// other than a reset.
+fn tcp_port(packet: &[u8]) -> Option<u16> {
+    let ihl = usize::from(packet.first()? & 0x0f) * 4;
+    let (&proto, &d0, &d1, &flags) = (
+        packet.get(9)?,
+        packet.get(ihl + 2)?,
+        packet.get(ihl + 3)?,
+        packet.get(ihl + 13)?,
+    );
+    (ihl >= 20 && proto == 6 && flags & 0x04 == 0).then(|| u16::from_be_bytes([d0, d1]))
 }
 
 /// The destination port of IPv4 packet `packet` if it is a TCP SYN
@@ -1001,7 +1083,31 @@ mod tests {
         p[9] = 17; // UDP
         assert_eq!(syn_port(&p), None);
         assert_eq!(syn_port(&p[..30]), None, "too short");
-        assert!(!drop_unclaimed_syn(&p), "never without a port owner");
+        assert!(!drop_unclaimed(&p), "never without a port owner");
+    }
+
+    #[test]
+    fn any_segment_but_a_reset_names_its_port_and_messages_parse() {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x45;
+        p[9] = 6;
+        p[22..24].copy_from_slice(&80u16.to_be_bytes());
+        for flags in [0x02, 0x10, 0x18, 0x11] {
+            p[33] = flags;
+            assert_eq!(tcp_port(&p), Some(80), "flags {flags:#x}");
+        }
+        p[33] = 0x14; // RST-ACK
+        assert_eq!(tcp_port(&p), None);
+        let mut park = vec![0xff, 0xff, 5, 0];
+        park.extend_from_slice(&443u16.to_le_bytes());
+        park.extend_from_slice(b"image");
+        assert_eq!(parse(&park), Some(Message::Park { port: 443, len: 11 }));
+        assert_eq!(
+            parse(&[1, 0, 2, 0, 0x50, 0]),
+            Some(Message::Offer { from: 1, port: 80 })
+        );
+        assert_eq!(parse(&[1, 0, 5, 0, 1]), None, "a park too short for its port");
+        assert_eq!(parse(&[1, 0]), None);
     }
 
     #[test]

@@ -212,7 +212,7 @@ pub fn poll(q: Q) -> PollResult {
             ) != crate::engine::procs::Forwarded::Nobody => {}
             // A SYN for a port whose listener went here, while others take
             // the port over: the client's retransmission finds them.
-            None if crate::engine::procs::drop_unclaimed_syn(packet) => {}
+            None if crate::engine::procs::drop_unclaimed(packet) => {}
             None => {
                 if let Some(mut s) = lock(q) {
                     s.ingest(packet, t);
@@ -272,7 +272,7 @@ fn receive_forwarded(q: Q, t: accel_stack::Instant) {
     }
     cell.forward_read.store(t.nanos().max(1), Relaxed);
     crate::engine::procs::retry_forwarding(|packet, from| {
-        if crate::engine::procs::drop_unclaimed_syn(packet) {
+        if crate::engine::procs::drop_unclaimed(packet) {
             return;
         }
         if let Some(mut s) = lock(from as Q) {
@@ -318,6 +318,7 @@ fn read_forwarded(q: Q, t: accel_stack::Instant, buf: &mut [u8]) {
                 continue;
             }
             Message::Offer { from, port } => {
+                crate::engine::procs::offer_seen(port);
                 migrate::on_offer(from, port);
                 continue;
             }
@@ -331,6 +332,8 @@ fn read_forwarded(q: Q, t: accel_stack::Instant, buf: &mut [u8]) {
                 }
                 continue;
             }
+            // For the owner only.
+            Message::Park { .. } => continue,
         };
         let Some(packet) = buf.get(4..n) else { continue };
         let taker = (0..count() as Q).find_map(|o| lock(o).filter(|s| s.iface.would_take(packet, t)));
@@ -340,7 +343,7 @@ fn read_forwarded(q: Q, t: accel_stack::Instant, buf: &mut [u8]) {
                 != crate::engine::procs::Forwarded::Nobody => {}
             // A SYN for a port whose listener went here, while others take
             // the port over: the client's retransmission finds them.
-            None if crate::engine::procs::drop_unclaimed_syn(packet) => {}
+            None if crate::engine::procs::drop_unclaimed(packet) => {}
             None => {
                 if let Some(mut s) = lock(q) {
                     s.ingest(packet, t);
@@ -377,8 +380,11 @@ pub fn poll_all() -> PollResult {
     all
 }
 
-/// Arms the Rx interrupt of every stack that has one; their fds.
-pub fn arm_rx_interrupts(out: &mut Vec<libc::pollfd>) {
+/// Arms the Rx interrupt of every stack that has one; their fds. Returns
+/// whether every stack will wake a sleep on them when frames come (each
+/// has an interrupt, armed: a memif bell is armed only while the peer
+/// rings it); if not, the sleep must be short, as without interrupts.
+pub fn arm_rx_interrupts(out: &mut Vec<libc::pollfd>) -> bool {
     for q in 0..cells().len() {
         // Packets other processes forward to this stack (see `procs`); if
         // they wake the sleep, [`slept`] has the next poll read them.
@@ -390,12 +396,18 @@ pub fn arm_rx_interrupts(out: &mut Vec<libc::pollfd>) {
             });
         }
     }
+    let mut all = true;
     for (q, cell) in cells().iter().enumerate() {
         if cell.rx_fd < 0 {
+            all = false;
             continue;
         }
         if let Some(mut s) = lock(q as Q) {
-            let _ = s.device.dpdk.arm_rx_interrupt();
+            // A descriptor of the owner's (a shared tap queue) signals by
+            // itself; a bell only once armed, and only while the peer
+            // rings it.
+            let armed = s.device.dpdk.arm_rx_interrupt().is_ok();
+            all &= armed || !s.device.dpdk.has_bell();
         }
         out.push(libc::pollfd {
             fd: cell.rx_fd,
@@ -403,6 +415,7 @@ pub fn arm_rx_interrupts(out: &mut Vec<libc::pollfd>) {
             revents: 0,
         });
     }
+    all
 }
 
 /// After a sleep on `fds` (among them what [`arm_rx_interrupts`] gave):
@@ -416,11 +429,6 @@ pub fn slept(fds: &[libc::pollfd]) {
             }
         }
     }
-}
-
-/// Whether any stack has an Rx interrupt to sleep on.
-pub fn interrupts() -> bool {
-    cells().iter().any(|c| c.rx_fd >= 0)
 }
 
 /// The stacks' counters, for the log at exit: per queue pair, the frames

@@ -230,8 +230,8 @@ fn drive_inner<R>(
         }
         let woke = if roles.sleeper || (!long && !W.spinning.load(SeqCst) && roles.take_sleeper()) {
             // Asleep on the devices for everyone.
-            let interrupts = stacks::interrupts();
-            let mut wait = if interrupts || status() != Status::Up {
+            let armed = stacks::arm_rx_interrupts(&mut fds);
+            let mut wait = if armed || status() != Status::Up {
                 Duration::from_millis(100)
             } else {
                 let w = backoff;
@@ -244,7 +244,6 @@ fn drive_inner<R>(
             if let Some(l) = left {
                 wait = wait.min(l);
             }
-            stacks::arm_rx_interrupts(&mut fds);
             own = fds.len();
             fds.extend(extra.iter().map(|p| pollfd { revents: 0, ..*p }));
             // SAFETY: `mask` is null or a live signal set.

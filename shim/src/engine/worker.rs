@@ -250,6 +250,27 @@ pub fn eal_args(line: &str) -> (Vec<String>, String) {
     (args, vdev.unwrap_or_default() + "\0" + &port)
 }
 
+/// For a `net_memif` vdev: the name of its link's bells (from its socket,
+/// its interface id and the network namespace, the same at both ends) and
+/// whether this end is the server (memif's default role is client).
+fn memif_bells(vdev: &str) -> Option<(String, bool)> {
+    let mut parts = vdev.split(',');
+    if !parts.next()?.starts_with("net_memif") {
+        return None;
+    }
+    let (mut socket, mut id, mut server) = ("/run/memif.sock", "0", false);
+    for kv in parts {
+        match kv.split_once('=') {
+            Some(("socket", v)) => socket = v,
+            Some(("id", v)) => id = v,
+            Some(("role", v)) => server = v == "server" || v == "master",
+            _ => {}
+        }
+    }
+    let key = crate::engine::procs::key(&format!("memif-bell:{socket}:{id}"));
+    Some((format!("{key:016x}"), server))
+}
+
 /// Whether this process shares its port with others (`ACCEL_PROCS`):
 /// `multi`; `auto` where huge pages are ready; never for a port named by
 /// number (a PCI device: no owner creates it).
@@ -371,12 +392,26 @@ fn start() -> Result<(String, Eal), String> {
     let mut stacks = Vec::with_capacity(devs.len());
     let mut txqs = Vec::with_capacity(devs.len());
     let mut flights = crate::engine::flight::arenas(devs.len()).into_iter();
+    let bells = memif_bells(vdev);
     for (i, (q, mut dev)) in devs.drain(..).enumerate() {
-        let rx = match &shared {
+        let rx = match (&shared, &bells) {
+            // A memif link between two accel stacks: the queue pair's bell,
+            // which the peer rings while this end sleeps (without it, an
+            // idle end polls).
+            (_, Some((id, server))) => match dev.ring_bells(id, *server) {
+                Ok(fd) => {
+                    let _ = crate::fdtable::FDS.install(fd, crate::fdtable::State::Internal, 0);
+                    fd
+                }
+                Err(e) => {
+                    log!(info, "port {port}: queue pair {q} polls when idle: {e}");
+                    -1
+                }
+            },
             // The owner's copy of the queue's descriptor: readable when
             // frames wait (net_tap's Rx interrupt is that descriptor).
-            Some((_, fds)) => fds.get(i).copied().unwrap_or(-1),
-            None => match dev.rx_interrupt_fd() {
+            (Some((_, fds)), None) => fds.get(i).copied().unwrap_or(-1),
+            (None, None) => match dev.rx_interrupt_fd() {
                 Some(fd) if dev.arm_rx_interrupt().is_ok() => fd,
                 _ => -1,
             },
@@ -492,6 +527,20 @@ mod tests {
         assert_eq!(args.get(4).map(String::as_str), Some("-l"));
         assert_eq!(vp, "net_memif0,role=server,socket=/tmp/m\0net_memif0");
         let (_, vp) = eal_args("--no-pci --vdev net_tap1,iface=x");
+        let (id, server) = memif_bells("net_memif0,role=server,socket=/tmp/m").unwrap();
+        assert!(server);
+        assert_eq!(
+            memif_bells("net_memif1,socket=/tmp/m,role=client"),
+            Some((id.clone(), false))
+        );
+        assert_ne!(
+            memif_bells("net_memif0,role=client,socket=/tmp/m,id=1")
+                .unwrap()
+                .0,
+            id
+        );
+        assert_ne!(memif_bells("net_memif0,role=client").unwrap().0, id);
+        assert_eq!(memif_bells("net_tap0,iface=x"), None);
         assert_eq!(vp, "net_tap1,iface=x\0net_tap1");
         let (args, vp) = eal_args("");
         assert!(args.iter().any(|a| a == "--no-huge"));

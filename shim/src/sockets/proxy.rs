@@ -547,8 +547,9 @@ fn run() {
             });
         }
         let ours = fds.len();
-        if sleeper {
-            stacks::arm_rx_interrupts(&mut fds);
+        if sleeper && !stacks::arm_rx_interrupts(&mut fds) {
+            // A device that will not wake the sleep: look again soon.
+            wait = wait.min(Duration::from_millis(1));
         }
         // Spin first, as a waiting thread does (ACCEL_SPIN_US): the
         // child's answer, or the peer's next request, often comes within

@@ -160,6 +160,8 @@ pub fn close_all_at_exit(linger: std::time::Duration) -> usize {
             _ => {}
         }
     }
+    // What nobody accepted goes to the port owner, which outlives us.
+    crate::engine::migrate::park_all(t);
     loop {
         crate::engine::stacks::poll_all();
         crate::engine::device::flush_all_now();

@@ -46,6 +46,7 @@ use super::{Capabilities, Device, DeviceStats};
 use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
+mod bell;
 mod eal;
 mod link_watch;
 mod mbuf;
@@ -58,6 +59,7 @@ pub use mbuf::Mbuf;
 pub use port::{LinkStatus, PortStats};
 pub use tap_queues::TapQueues;
 
+use link_watch::LinkWatch;
 pub use offload::Offloads;
 use port::Port;
 
@@ -143,6 +145,12 @@ pub struct DpdkDevice {
     counters: DpdkCounters,
     /// The transmit side was split off ([`DpdkDevice::split_tx`]).
     tx_split: bool,
+    /// This queue pair's bell ([`DpdkDevice::ring_bells`]), -1 if none.
+    bell_fd: RawFd,
+    /// Whether this end is marked asleep on its bell.
+    armed: bool,
+    /// Frames received while arming the bell, for the next receive.
+    stash: Vec<Mbuf>,
 }
 
 /// The transmit side of one queue pair, split off a [`DpdkDevice`] by
@@ -240,6 +248,9 @@ impl DpdkDevice {
             stats: DeviceStats::default(),
             counters: DpdkCounters::default(),
             tx_split: false,
+            bell_fd: -1,
+            armed: false,
+            stash: Vec::new(),
         }
     }
 
@@ -348,7 +359,7 @@ impl DpdkDevice {
     /// [`arm_rx_interrupt`](Self::arm_rx_interrupt) before sleeping.
     pub fn rx_interrupt_fd(&self) -> Option<RawFd> {
         if !self.port.rx_interrupts {
-            return None;
+            return (self.bell_fd >= 0).then_some(self.bell_fd);
         }
         // SAFETY: the port is started and `queue` is one of its queues.
         let fd = unsafe { sys::rte_eth_dev_rx_intr_ctl_q_get_fd(self.port.id, self.queue) };
@@ -357,11 +368,13 @@ impl DpdkDevice {
 
     /// Asks the driver to signal [`rx_interrupt_fd`](Self::rx_interrupt_fd)
     /// on the next frame. Drivers that always signal (net_tap) accept this
-    /// as a no-op; fails with `ENOTSUP` when the port has no Rx interrupts.
+    /// as a no-op; fails with `ENOTSUP` when the port has no Rx interrupts
+    /// (nor a bell whose peer rings). With a bell, frames that came before
+    /// it was armed are kept for the next receive and the bell rings at
+    /// once: call it just before sleeping, and receive after.
     pub fn arm_rx_interrupt(&mut self) -> Result<(), DpdkError> {
         if !self.port.rx_interrupts {
-            return Err(DpdkError::new("rte_eth_dev_rx_intr_enable", libc::ENOTSUP)
-                .with("the port was started without Rx interrupts"));
+            return self.arm_bell();
         }
         // SAFETY: the port is started and `queue` is one of its queues,
         // driven by this handle alone.
@@ -387,11 +400,87 @@ impl fmt::Debug for DpdkDevice {
 
 impl Drop for DpdkDevice {
     fn drop(&mut self) {
+        // Before the port (and maybe its pool) goes with the last handle.
+        self.stash.clear();
+        if self.bell_fd >= 0 {
+            // SAFETY: the bell's socket is this handle's own.
+            unsafe { libc::syscall(libc::SYS_close, self.bell_fd) };
+        }
         self.port.release(self.queue);
     }
 }
 
 impl DpdkDevice {
+    /// Gives this queue pair a bell on a `net_memif` link named `id` whose
+    /// `server` (or client) end this is: [`rx_interrupt_fd`] is then its
+    /// socket, and an idle end sleeps on it while the peer's end rings
+    /// (see the bell module's documentation: both ends must be accel
+    /// stacks). Returns the bell's descriptor. Fails with the errno of the
+    /// set-up (`EADDRINUSE`: another process has this queue pair's bell).
+    ///
+    /// [`rx_interrupt_fd`]: Self::rx_interrupt_fd
+    pub fn ring_bells(&mut self, id: &str, server: bool) -> Result<RawFd, DpdkError> {
+        if self.bell_fd >= 0 {
+            return Ok(self.bell_fd);
+        }
+        let at = |e: i32| DpdkError::new("DpdkDevice::ring_bells", e).with(format_args!("bell {id}"));
+        if self.port.bell.get().is_none() {
+            let bell = bell::Bell::open(id, server).map_err(at)?;
+            let _ = self.port.bell.set(bell);
+        }
+        let Some(bell) = self.port.bell.get() else {
+            return Err(at(libc::EINVAL));
+        };
+        self.bell_fd = bell.listen(self.queue).map_err(at)?;
+        Ok(self.bell_fd)
+    }
+
+    /// Whether this queue pair has a bell ([`ring_bells`](Self::ring_bells)).
+    pub fn has_bell(&self) -> bool {
+        self.bell_fd >= 0
+    }
+
+    /// [`arm_rx_interrupt`](Self::arm_rx_interrupt) with a bell.
+    fn arm_bell(&mut self) -> Result<(), DpdkError> {
+        let not = |why: &str| Err(DpdkError::new("rte_eth_dev_rx_intr_enable", libc::ENOTSUP).with(why));
+        let port = Arc::clone(&self.port);
+        let (Some(bell), true) = (port.bell.get(), self.bell_fd >= 0) else {
+            return not("the port was started without Rx interrupts");
+        };
+        // No peer that rings, on a link that is up: a peer that is not
+        // accel, which must be polled. (On a link that is down, the next
+        // peer rings as it comes.)
+        let link_up = match &port.watch {
+            Some(watch) => watch.mapped(),
+            None => port.link().is_ok_and(|l| l.up),
+        };
+        if !bell.peer_rings(self.queue) && link_up {
+            return not("the peer rings no bell");
+        }
+        bell::Bell::drain(self.bell_fd);
+        bell.arm(self.queue);
+        self.armed = true;
+        // Frames may have come before the mark: take them now (none can
+        // while a secondary's view of the link is down: the peer that
+        // comes rings as it starts).
+        let guard = port.watch.as_ref().map(LinkWatch::burst);
+        let n = match guard {
+            Some(None) => 0,
+            _ => {
+                let mut stash = std::mem::take(&mut self.stash);
+                let n = self.receive_bursts(&mut stash, self.burst);
+                self.stash = stash;
+                n
+            }
+        };
+        if n > 0 {
+            bell.disarm(self.queue);
+            self.armed = false;
+            bell.ring_self(self.queue);
+        }
+        Ok(())
+    }
+
     /// Receives up to `max` frames in bursts (see [`Device::receive`]).
     fn receive_bursts(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize {
         let check = self.port.offloads.any_rx();
@@ -448,6 +537,17 @@ impl Device for DpdkDevice {
     }
 
     fn receive(&mut self, now: Instant, out: &mut Vec<Mbuf>, max: usize) -> usize {
+        if self.armed {
+            self.armed = false;
+            if let Some(bell) = self.port.bell.get() {
+                bell.disarm(self.queue);
+            }
+        }
+        if !self.stash.is_empty() {
+            let n = self.stash.len().min(max);
+            out.extend(self.stash.drain(..n));
+            return n;
+        }
         if self.port.watch.is_some() {
             let port = self.port.clone();
             let Some(watch) = &port.watch else { return 0 };
@@ -592,6 +692,11 @@ fn transmit_on(
             stats.tx_dropped += (n - sent) as u64;
         }
         accepted += sent;
+    }
+    if accepted > 0 {
+        if let Some(bell) = port.bell.get() {
+            bell.ring(queue);
+        }
     }
     accepted
 }

@@ -64,6 +64,11 @@ impl LinkWatch {
         self.mapped.load(Ordering::Acquire).then_some(guard)
     }
 
+    /// Whether the last check found the link up.
+    pub fn mapped(&self) -> bool {
+        self.mapped.load(Ordering::Acquire)
+    }
+
     /// Asks the driver about the link of port `id` if the last check was
     /// [`WATCH_NS`] or more before `now_ns` (or never): the driver maps or
     /// unmaps the regions as the link is up or down. Returns whether a

@@ -20,10 +20,11 @@ use std::ffi::{c_int, CString};
 use std::fmt;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use accel_dpdk_sys as sys;
 
+use super::bell::Bell;
 use super::eal::{self, DpdkError, Eal};
 use super::link_watch::LinkWatch;
 use super::offload::{self, Offloads};
@@ -91,6 +92,9 @@ pub(crate) struct Port {
     /// In a secondary process on a net_memif port: the watch that keeps
     /// the driver's memory regions right (see [`LinkWatch`]).
     pub watch: Option<LinkWatch>,
+    /// The bells of a memif link between two accel stacks, once a handle
+    /// asked for them (`DpdkDevice::ring_bells`).
+    pub bell: OnceLock<Bell>,
 }
 
 // SAFETY: the mempool pointer refers to DPDK shared memory that is valid on
@@ -245,6 +249,7 @@ impl Port {
             claimed: claims(rxq.min(txq)),
             control: Mutex::new(()),
             watch: None,
+            bell: OnceLock::new(),
         };
         if config.promiscuous {
             // SAFETY: the port is valid and started.
@@ -349,6 +354,7 @@ impl Port {
             claimed: claims(rxq.min(txq)),
             control: Mutex::new(()),
             watch,
+            bell: OnceLock::new(),
         })
     }
 
