@@ -147,8 +147,6 @@ pub struct DpdkDevice {
     tx_split: bool,
     /// This queue pair's bell ([`DpdkDevice::ring_bells`]), -1 if none.
     bell_fd: RawFd,
-    /// Whether this end is marked asleep on its bell.
-    armed: bool,
     /// Frames received while arming the bell, for the next receive.
     stash: Vec<Mbuf>,
 }
@@ -249,7 +247,6 @@ impl DpdkDevice {
             counters: DpdkCounters::default(),
             tx_split: false,
             bell_fd: -1,
-            armed: false,
             stash: Vec::new(),
         }
     }
@@ -459,7 +456,6 @@ impl DpdkDevice {
         }
         bell::Bell::drain(self.bell_fd);
         bell.arm(self.queue);
-        self.armed = true;
         // Frames may have come before the mark: take them now (none can
         // while a secondary's view of the link is down: the peer that
         // comes rings as it starts).
@@ -475,7 +471,6 @@ impl DpdkDevice {
         };
         if n > 0 {
             bell.disarm(self.queue);
-            self.armed = false;
             bell.ring_self(self.queue);
         }
         Ok(())
@@ -537,12 +532,9 @@ impl Device for DpdkDevice {
     }
 
     fn receive(&mut self, now: Instant, out: &mut Vec<Mbuf>, max: usize) -> usize {
-        if self.armed {
-            self.armed = false;
-            if let Some(bell) = self.port.bell.get() {
-                bell.disarm(self.queue);
-            }
-        }
+        // The bell's mark stays: another thread than the sleeper may poll
+        // here while it sleeps, and clearing the mark would leave it asleep
+        // with frames waiting. The peer clears it as it rings.
         if !self.stash.is_empty() {
             let n = self.stash.len().min(max);
             out.extend(self.stash.drain(..n));
