@@ -11,7 +11,7 @@
 //!    start one at once). It listens at once; requests wait until the port
 //!    is up, or are answered with the reason it could not start. Before
 //!    starting DPDK it waits for the previous owner of the port, which may
-//!    still be stopping (see [`outlive_predecessor`]).
+//!    still be stopping (see `outlive_predecessor`).
 //! 2. It removes the runtime files that killed owners left, starts DPDK
 //!    as the primary with huge pages (`--file-prefix` named by the key), opens the port with `ACCEL_PORT_QUEUES` queue
 //!    pairs, and on net_tap finds the queues' descriptors, stops their
