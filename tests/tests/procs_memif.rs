@@ -29,7 +29,6 @@
 //!   queue pair and nginx's two workers on the others: both serve (a SYN
 //!   that comes to the other program's queue is forwarded to the process
 //!   that listens), every value checked (`tests/programs/redis_check.py`).
-//!
 //! - an idle 2-worker nginx, the owner included, costs at most 1 % of a
 //!   core over 10 s, with no peer connected (DPDK 22.11's memif has no Rx
 //!   interrupt: an idle process sleeps on its bell, which the peer rings,
