@@ -278,7 +278,8 @@ fn multi_process(cfg: &crate::config::Config, vdev: &str) -> Result<bool, String
     use crate::config::Procs;
     // Shared ports are net_tap's and net_memif's (whose secondaries watch
     // the link: `LinkWatch` in the stack). `auto` shares tap ports only: a
-    // memif port shared loses the reload (README, "Many processes").
+    // shared memif port needs its peer to open as many queue pairs as the
+    // owner does (README, "Many processes"), which only the user knows.
     let tap = netns::tap_iface(vdev).is_some() || vdev.starts_with("net_tap");
     let memif = vdev.starts_with("net_memif");
     match cfg.procs {
