@@ -7,7 +7,7 @@
 //! over them by thread. Each client run is a new peer process: a reconnect.
 //!
 //! - nginx with `worker_processes 2`, then `auto` (as many queue pairs as
-//!   workers): 1,000 requests over 100 keep-alive connections, every byte
+//!   workers, 4 at most): 1,000 requests over 100 keep-alive connections, every byte
 //!   checked (`tests/programs/http_load.py`); every worker serves some, and
 //!   the count per worker is printed.
 //! - a worker killed with `SIGKILL` under load (50 looping connections):
@@ -230,7 +230,10 @@ fn nginx_workers_each_serve_on_memif_queues_of_their_own() {
         let dir = scratch.join(&format!("w{workers}"));
         std::fs::create_dir_all(&dir).unwrap();
         let net = MemifNet::new("pm", &dir);
-        let expect = if workers == "auto" { cpus } else { 2 };
+        // As on the tap, at most 4 queue pairs (the owner's huge pages hold
+        // the mbufs of so many); with more CPUs, the workers beyond wait
+        // for a queue pair and serve nothing.
+        let expect = if workers == "auto" { cpus.min(4) } else { 2 };
         let mut server = start_nginx(&dir, &net, workers, expect);
         let seen =
             fetch(&dir, &net, expect, "load", 100, 10).unwrap_or_else(|e| panic!("{e}\n{}", server.report()));
