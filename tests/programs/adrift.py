@@ -42,6 +42,18 @@ def first(port, go):
     sys.exit(0)
 
 
+def read_line(c, what):
+    """One line from socket `c`; exits saying so if `what` closes first."""
+    got = b""
+    while not got.endswith(b"\n"):
+        part = c.recv(100)
+        if not part:
+            print(f"{what} closed after {got!r}", flush=True)
+            sys.exit(1)
+        got += part
+    return got
+
+
 def second(port, n):
     s = listener(port)
     s.settimeout(30)
@@ -49,13 +61,7 @@ def second(port, n):
     for _ in range(n):
         c, _ = s.accept()
         c.settimeout(10)
-        got = b""
-        while not got.endswith(b"\n"):
-            part = c.recv(100)
-            if not part:
-                print(f"connection closed after {got!r}", flush=True)
-                sys.exit(1)
-            got += part
+        got = read_line(c, "connection")
         word, i = got.split()
         if word != b"hello":
             print(f"got {got!r}", flush=True)
@@ -74,13 +80,7 @@ def client(host, port, n):
     print("sent", n, flush=True)
     for i, c in enumerate(conns):
         c.settimeout(40)
-        got = b""
-        while not got.endswith(b"\n"):
-            part = c.recv(100)
-            if not part:
-                print(f"connection {i} closed after {got!r}", flush=True)
-                sys.exit(1)
-            got += part
+        got = read_line(c, f"connection {i}")
         if got != b"ok %d\n" % i:
             print(f"connection {i}: {got!r}", flush=True)
             sys.exit(1)

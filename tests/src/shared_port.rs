@@ -5,6 +5,7 @@
 
 use crate::bytes;
 use crate::net::Proc;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// nginx's port.
@@ -92,4 +93,65 @@ pub fn pids_named(prefix: &str) -> Vec<u32> {
         }
     }
     out
+}
+
+/// What looping HTTP clients saw: requests answered per pid; each failed
+/// connection with the pid that had answered it (if any) and why; and
+/// requests retried on a new connection because the server closed an
+/// idle keep-alive connection under them (nothing of the answer came, on
+/// a connection that had served: what every HTTP client retries).
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Requests answered, per worker pid.
+    pub served: BTreeMap<u32, usize>,
+    /// Failed connections: the pid that had answered on it, and why.
+    pub failed: Vec<(Option<u32>, String)>,
+    /// Requests retried after an idle keep-alive close.
+    pub retried: usize,
+}
+
+impl Outcome {
+    /// What `tests/programs/http_load.py` printed (`served PID N`,
+    /// `failed PID WHY`, `retried N` lines).
+    pub fn parse(out: &str) -> Outcome {
+        let mut seen = Outcome::default();
+        for line in out.lines() {
+            let mut w = line.splitn(3, ' ');
+            match (w.next(), w.next(), w.next()) {
+                (Some("served"), Some(pid), Some(n)) => {
+                    if let (Ok(pid), Ok(n)) = (pid.parse(), n.parse()) {
+                        seen.served.insert(pid, n);
+                    }
+                }
+                (Some("failed"), Some(pid), why) => {
+                    seen.failed.push((pid.parse().ok(), why.unwrap_or("").to_owned()));
+                }
+                (Some("retried"), Some(n), None) => seen.retried = n.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        seen
+    }
+
+    /// Requests answered.
+    pub fn total(&self) -> usize {
+        self.served.values().sum()
+    }
+
+    /// The failed connections counted by whose they were, with a worker
+    /// `victim` killed: `victim`, `SURVIVOR: why`, `pid P: why` (any other
+    /// worker), or `before any answer`.
+    pub fn failures_by_worker(&self, victim: u32, survivor: u32) -> BTreeMap<String, usize> {
+        let mut failures = BTreeMap::new();
+        for (p, e) in &self.failed {
+            let who = match p {
+                Some(p) if *p == victim => "victim".to_owned(),
+                Some(p) if *p == survivor => format!("SURVIVOR: {e}"),
+                Some(p) => format!("pid {p}: {e}"),
+                None => "before any answer".to_owned(),
+            };
+            *failures.entry(who).or_insert(0) += 1;
+        }
+        failures
+    }
 }

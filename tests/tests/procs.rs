@@ -33,7 +33,7 @@
 use accel_tests::clients::{dataset, redis_set_get};
 use accel_tests::net::{measured, root_or_skip, wait_for_port, wait_until, Leg, Place, Proc, TapNet};
 use accel_tests::shared_port::{
-    attached_workers, body, cpu_ticks, nginx, pids_named, redis_conf, NGINX_PORT, REDIS_PORT,
+    attached_workers, body, cpu_ticks, nginx, pids_named, redis_conf, Outcome, NGINX_PORT, REDIS_PORT,
 };
 use accel_tests::Scratch;
 use std::collections::BTreeMap;
@@ -178,18 +178,6 @@ fn nginx_workers_each_serve_on_queues_of_their_own() {
     }
 }
 
-/// What the looping clients saw: requests answered per pid; each failed
-/// connection with the pid that had answered it (if any) and why; and
-/// requests retried on a new connection because the server closed an
-/// idle keep-alive connection under them (nothing of the answer came, on
-/// a connection that had served: what every HTTP client retries).
-#[derive(Default)]
-struct Outcome {
-    served: BTreeMap<u32, usize>,
-    failed: Vec<(Option<u32>, String)>,
-    retried: usize,
-}
-
 /// `conns` connections to `addr` loop over GETs (reconnecting after a
 /// failure) while `act` runs on the calling thread, and for 60 s at most.
 fn looping(addr: SocketAddr, conns: usize, act: impl FnOnce()) -> Outcome {
@@ -285,16 +273,7 @@ fn a_killed_worker_is_replaced_and_the_other_loses_nothing() {
     assert!(replaced, "no replacement attached: {}", server.report());
     let after = attached_workers(&server);
     let replacement = *after.iter().find(|p| !before.contains(p)).unwrap();
-    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
-    for (p, e) in &out.failed {
-        let who = match p {
-            Some(p) if *p == victim => "victim".to_owned(),
-            Some(p) if *p == survivor => format!("SURVIVOR: {e}"),
-            Some(p) => format!("pid {p}: {e}"),
-            None => "before any answer".to_owned(),
-        };
-        *failures.entry(who).or_insert(0) += 1;
-    }
+    let failures = out.failures_by_worker(victim, survivor);
     let served = &out.served;
     println!(
         "procs_tap kill: victim {victim}, survivor {survivor}, replacement {replacement}; served {served:?}; \

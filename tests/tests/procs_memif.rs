@@ -39,10 +39,9 @@
 
 use accel_tests::net::{kernel_form, measured, repo, root_or_skip, skip, wait_until, MemifNet, Place, Proc};
 use accel_tests::shared_port::{
-    attached_workers, cpu_ticks, nginx, pids_named, redis_conf, NGINX_PORT, REDIS_PORT,
+    attached_workers, cpu_ticks, nginx, pids_named, redis_conf, Outcome, NGINX_PORT, REDIS_PORT,
 };
 use accel_tests::{python, Scratch};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -59,40 +58,6 @@ fn runs(test: &str) -> bool {
         return false;
     }
     true
-}
-
-/// What an `http_load.py` run saw.
-#[derive(Debug, Default)]
-struct Seen {
-    served: BTreeMap<u32, usize>,
-    failed: Vec<(Option<u32>, String)>,
-    retried: usize,
-}
-
-impl Seen {
-    fn parse(out: &str) -> Seen {
-        let mut seen = Seen::default();
-        for line in out.lines() {
-            let mut w = line.splitn(3, ' ');
-            match (w.next(), w.next(), w.next()) {
-                (Some("served"), Some(pid), Some(n)) => {
-                    if let (Ok(pid), Ok(n)) = (pid.parse(), n.parse()) {
-                        seen.served.insert(pid, n);
-                    }
-                }
-                (Some("failed"), Some(pid), why) => {
-                    seen.failed.push((pid.parse().ok(), why.unwrap_or("").to_owned()));
-                }
-                (Some("retried"), Some(n), None) => seen.retried = n.parse().unwrap_or(0),
-                _ => {}
-            }
-        }
-        seen
-    }
-
-    fn total(&self) -> usize {
-        self.served.values().sum()
-    }
 }
 
 /// The servers' placement: sharing the port, whose owner opens `queues`
@@ -136,7 +101,7 @@ fn fetch(
     name: &str,
     conns: usize,
     per_conn: usize,
-) -> Result<Seen, String> {
+) -> Result<Outcome, String> {
     let script = repo("tests/programs/http_load.py");
     let expect = dir.join("www/1k");
     let (conns, per) = (conns.to_string(), per_conn.to_string());
@@ -149,7 +114,7 @@ fn fetch(
         &conns,
         &per,
     ];
-    client(dir, net, queues, name, &args).map(|out| Seen::parse(&out))
+    client(dir, net, queues, name, &args).map(|out| Outcome::parse(&out))
 }
 
 /// nginx (`workers`) sharing the port of `queues` queue pairs, once it
@@ -211,11 +176,11 @@ fn start_looping(dir: &Path, net: &MemifNet, queues: usize, stop: &Path) -> Proc
 }
 
 /// Stops the looping client and says what it saw.
-fn stop_looping(looping: &mut Proc, stop: &Path) -> Seen {
+fn stop_looping(looping: &mut Proc, stop: &Path) -> Outcome {
     std::fs::write(stop, b"").unwrap();
     let status = looping.wait(Duration::from_secs(30));
     assert!(status.is_some_and(|s| s.success()), "{}", looping.report());
-    Seen::parse(&looping.stdout())
+    Outcome::parse(&looping.stdout())
 }
 
 #[test]
@@ -295,16 +260,7 @@ fn a_killed_worker_is_replaced_and_the_other_loses_nothing_on_memif() {
     assert!(replaced, "no replacement attached: {}", server.report());
     let after = attached_workers(&server);
     let replacement = *after.iter().find(|p| !before.contains(p)).unwrap();
-    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
-    for (p, e) in &seen.failed {
-        let who = match p {
-            Some(p) if *p == victim => "victim".to_owned(),
-            Some(p) if *p == survivor => format!("SURVIVOR: {e}"),
-            Some(p) => format!("pid {p}: {e}"),
-            None => "before any answer".to_owned(),
-        };
-        *failures.entry(who).or_insert(0) += 1;
-    }
+    let failures = seen.failures_by_worker(victim, survivor);
     println!(
         "procs_memif kill: victim {victim}, survivor {survivor}, replacement {replacement}; served {:?}; \
          failed connections {failures:?}; retried {}",

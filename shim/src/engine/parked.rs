@@ -37,28 +37,7 @@ const MSG_MAX: usize = 64 * 1024;
 impl Parked {
     /// Binds the owner's forwarding socket for port `key`.
     pub fn open(key: u64) -> Result<Parked, String> {
-        // SAFETY: socket takes no pointers.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_socket,
-                libc::AF_UNIX,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                0,
-            )
-        };
-        if fd < 0 {
-            return Err(format!("forwarding socket: errno {}", sys::errno()));
-        }
-        let fd = fd as i32;
-        let name = procs::forward_name(key, procs::OWNER_Q);
-        let (addr, len) = procs::abstract_addr(&name);
-        // SAFETY: `addr` is a sockaddr_un of `len` bytes.
-        let rc = unsafe { libc::syscall(libc::SYS_bind, fd, &addr as *const libc::sockaddr_un, len) };
-        if rc != 0 {
-            let e = sys::errno();
-            sys::close(fd);
-            return Err(format!("bind {name}: errno {e}"));
-        }
+        let fd = procs::bind_forwarding(key, procs::OWNER_Q)?;
         // Room for a burst of images (the default is about 200 KiB).
         let room: libc::c_int = 4 << 20;
         // SAFETY: `room` is a live c_int of the size given.

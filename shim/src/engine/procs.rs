@@ -254,36 +254,42 @@ pub(crate) fn forward_name(key: u64, q: u16) -> String {
 pub fn open_forwarding(key: u64, total: u16, qs: &[u16]) -> Result<(), String> {
     let mut local = Vec::with_capacity(qs.len());
     for &q in qs {
-        // SAFETY: socket takes no pointers.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_socket,
-                libc::AF_UNIX,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                0,
-            )
-        };
-        if fd < 0 {
-            return Err(format!("forwarding socket: errno {}", sys::errno()));
-        }
-        let fd = fd as i32;
-        let name = forward_name(key, q);
-        let (addr, len) = abstract_addr(&name);
-        // SAFETY: `addr` is a sockaddr_un of `len` bytes.
-        let rc = unsafe { libc::syscall(libc::SYS_bind, fd, &addr as *const libc::sockaddr_un, len) };
-        if rc != 0 {
-            let e = sys::errno();
-            sys::close(fd);
-            return Err(format!(
-                "bind {name}: errno {e} (a process that held queue {q} still runs?)"
-            ));
-        }
+        let fd = bind_forwarding(key, q)
+            .map_err(|e| format!("{e} (a process that held queue {q} still runs?)"))?;
         let _ = crate::fdtable::FDS.install(fd, crate::fdtable::State::Internal, 0);
         local.push((q, fd));
     }
     FORWARDING
         .set(Forwarding { key, total, local })
         .map_err(|_| "forwarding is set up already".to_owned())
+}
+
+/// A nonblocking datagram socket bound to the forwarding name of queue `q`
+/// (or [`OWNER_Q`]) of port `key`.
+pub(crate) fn bind_forwarding(key: u64, q: u16) -> Result<i32, String> {
+    // SAFETY: socket takes no pointers.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_socket,
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(format!("forwarding socket: errno {}", sys::errno()));
+    }
+    let fd = fd as i32;
+    let name = forward_name(key, q);
+    let (addr, len) = abstract_addr(&name);
+    // SAFETY: `addr` is a sockaddr_un of `len` bytes.
+    let rc = unsafe { libc::syscall(libc::SYS_bind, fd, &addr as *const libc::sockaddr_un, len) };
+    if rc != 0 {
+        let e = sys::errno();
+        sys::close(fd);
+        return Err(format!("bind {name}: errno {e}"));
+    }
+    Ok(fd)
 }
 
 /// Local stack `i`'s queue on the port (`i` without forwarding).
@@ -696,19 +702,17 @@ pub fn drop_unclaimed(packet: &[u8]) -> bool {
 /// The destination port of IPv4 packet `packet` if it is a TCP segment
 /// other than a reset.
 fn tcp_port(packet: &[u8]) -> Option<u16> {
-    let ihl = usize::from(packet.first()? & 0x0f) * 4;
-    let (&proto, &d0, &d1, &flags) = (
-        packet.get(9)?,
-        packet.get(ihl + 2)?,
-        packet.get(ihl + 3)?,
-        packet.get(ihl + 13)?,
-    );
-    (ihl >= 20 && proto == 6 && flags & 0x04 == 0).then(|| u16::from_be_bytes([d0, d1]))
+    tcp_dest(packet).and_then(|(port, flags)| (flags & 0x04 == 0).then_some(port))
 }
 
 /// The destination port of IPv4 packet `packet` if it is a TCP SYN
 /// (without ACK).
 fn syn_port(packet: &[u8]) -> Option<u16> {
+    tcp_dest(packet).and_then(|(port, flags)| (flags & 0x12 == 0x02).then_some(port))
+}
+
+/// The destination port and flags of IPv4 packet `packet` if it is TCP.
+fn tcp_dest(packet: &[u8]) -> Option<(u16, u8)> {
     let ihl = usize::from(packet.first()? & 0x0f) * 4;
     let (&proto, &d0, &d1, &flags) = (
         packet.get(9)?,
@@ -716,7 +720,7 @@ fn syn_port(packet: &[u8]) -> Option<u16> {
         packet.get(ihl + 3)?,
         packet.get(ihl + 13)?,
     );
-    (ihl >= 20 && proto == 6 && flags & 0x12 == 0x02).then(|| u16::from_be_bytes([d0, d1]))
+    (ihl >= 20 && proto == 6).then(|| (u16::from_be_bytes([d0, d1]), flags))
 }
 
 /// What the owner gave this process.
