@@ -263,7 +263,19 @@ fn a_killed_worker_is_replaced_and_the_other_loses_nothing() {
             // SAFETY: kill(2) with plain integers; the victim is a worker
             // of our own nginx.
             assert_eq!(unsafe { libc::kill(victim as i32, libc::SIGKILL) }, 0);
-            replaced = wait_until(Duration::from_secs(15), || attached_workers(&server).len() == 3);
+            // The replacement attached and its inherited listener is live
+            // (until then, a SYN on its queue goes to the survivor, which
+            // listens: under load, all 40 did once).
+            replaced = wait_until(Duration::from_secs(15), || {
+                let log = server.accel_log();
+                attached_workers(&server).iter().any(|p| {
+                    !before.contains(p)
+                        && log.lines().any(|l| {
+                            l.starts_with(&format!("accel[{p}]"))
+                                && l.contains(&format!("listening on 0.0.0.0:{NGINX_PORT}"))
+                        })
+                })
+            });
             // New connections, spread over the survivor's and the
             // replacement's queues (the looping ones reconnected at once).
             fresh = load(addr, 40, 5);
