@@ -50,11 +50,26 @@ const LINGER: Duration = Duration::from_secs(1);
 /// How long it waits for a first process.
 const FIRST: Duration = Duration::from_secs(30);
 
-/// Most queue pairs of a net_tap port shared by processes: DPDK 22.11's
-/// net_tap passes each queue's two descriptors to the secondaries in one
-/// message, which carries 8 at most (with more, the primary crashes when
-/// the port starts).
-const TAP_MAX_QUEUES: u16 = 4;
+/// Most queue pairs of a net_tap port, shared or not: DPDK 22.11's net_tap
+/// passes each queue's two descriptors to the secondaries in one message,
+/// which carries 8 at most, and it does so whenever the port starts, with
+/// secondaries or without; with more queues it writes past that message
+/// and the process aborts ("stack smashing detected").
+pub const TAP_MAX_QUEUES: u16 = 4;
+
+/// The queue pairs to open `vdev` with when `want` are asked for by
+/// `setting`: `want`, or [`TAP_MAX_QUEUES`] on a net_tap port asked for
+/// more, with a line saying so.
+pub fn queues_for(vdev: &str, want: u16, setting: &str) -> u16 {
+    if vdev.starts_with("net_tap") && want > TAP_MAX_QUEUES {
+        log!(
+            warn,
+            "{setting}={want}, but a net_tap port has at most {TAP_MAX_QUEUES} queue pairs (DPDK 22.11 passes their descriptors to other processes in one message of at most 8, and aborts with more); using {TAP_MAX_QUEUES}"
+        );
+        return TAP_MAX_QUEUES;
+    }
+    want.max(1)
+}
 
 /// A process holding queue pairs.
 struct Client {
@@ -413,14 +428,7 @@ fn accept(listener: i32, limit: Duration) -> Option<i32> {
 fn start(cfg: &Config, vdev: &str, port: &str, key: u64) -> Result<Port, String> {
     hugepages_ready(procs::OWNER_MEM_MB)?;
     sweep_stale_runtime_dirs(&procs::file_prefix(key));
-    let mut queues = cfg.port_queues.max(1);
-    if netns::tap_iface(vdev).is_some() && queues > TAP_MAX_QUEUES {
-        log!(
-            warn,
-            "port owner: ACCEL_PORT_QUEUES={queues}, but a shared net_tap port has at most {TAP_MAX_QUEUES} queue pairs (DPDK 22.11 passes their descriptors to other processes in one message of at most 8); using {TAP_MAX_QUEUES}"
-        );
-        queues = TAP_MAX_QUEUES;
-    }
+    let queues = queues_for(vdev, cfg.port_queues, "port owner: ACCEL_PORT_QUEUES");
     let prefix = procs::file_prefix(key);
     let mut args = Eal::multi_process_args(&prefix, false, procs::OWNER_MEM_MB, &[vdev]);
     args.extend([
@@ -493,12 +501,20 @@ impl Port {
         if !c.queues.is_empty() || c.waiting.is_some() {
             return Err("this process holds queue pairs already".into());
         }
-        if n == 0 || n > self.held.len() {
-            return Err(format!(
-                "{n} queue pairs asked of {} (ACCEL_PORT_QUEUES sets how many the port has)",
-                self.held.len()
-            ));
+        if n == 0 {
+            return Err("0 queue pairs asked".into());
         }
+        if n > self.held.len() {
+            // As a port of its own would be opened: with what there is.
+            log!(
+                warn,
+                "port owner: process {} asked for {n} queue pairs of {}; it gets {} (ACCEL_PORT_QUEUES sets how many the port has)",
+                c.pid,
+                self.held.len(),
+                self.held.len()
+            );
+        }
+        let n = n.min(self.held.len());
         if self.free(n).len() < n {
             // Others hold them: wait (in the order asked) for some to
             // leave, WAIT_MAX at most.
@@ -630,6 +646,16 @@ impl Port {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_net_tap_port_is_opened_with_at_most_four_queue_pairs() {
+        let tap = "net_tap0,iface=acc-x";
+        assert_eq!(queues_for(tap, 8, "ACCEL_QUEUES"), TAP_MAX_QUEUES);
+        assert_eq!(queues_for(tap, 3, "ACCEL_QUEUES"), 3);
+        assert_eq!(queues_for(tap, 0, "ACCEL_QUEUES"), 1);
+        // memif has no such limit.
+        assert_eq!(queues_for("net_memif0,role=server", 8, "ACCEL_QUEUES"), 8);
+    }
 
     #[test]
     fn a_new_owner_waits_for_the_previous_one_to_be_gone() {

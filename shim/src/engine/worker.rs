@@ -353,7 +353,7 @@ fn start() -> Result<(String, Eal), String> {
         eal = Eal::init(&args).map_err(|e| format!("DPDK did not start ({}): {e}", args.join(" ")))?;
         // One queue pair unless asked for more (see `stacks`: on net_tap
         // more queues cost more, and on two cores one stack is as fast).
-        let want = cfg.queues.max(1);
+        let want = crate::engine::owner::queues_for(vdev, cfg.queues, "ACCEL_QUEUES");
         let dpdk = DpdkConfig {
             rx_queues: want,
             tx_queues: want,
