@@ -9,6 +9,7 @@
 //! instead of killing the harness. Children use their own `--file-prefix`
 //! (removed afterwards) so parallel EALs never share runtime files.
 //!
+//! Our Toeplitz hash (`iface::rss`) gives what DPDK's `rte_softrss` gives.
 //! Scenarios: a bad `--vdev` (and a driver rejecting its arguments) is a
 //! clear error carrying DPDK's reason; `net_ring` loops transmitted frames
 //! back, full rings drop and count, and every mbuf returns to the pool;
@@ -108,6 +109,41 @@ fn child() {
         "memif_member" => memif_member(),
         "memif_peer" => memif_peer(),
         other => panic!("unknown scenario {other}"),
+    }
+}
+
+#[test]
+fn our_toeplitz_hash_is_dpdks_rte_softrss() {
+    use accel_stack::iface::rss::{hash_v4, SYMMETRIC_KEY};
+    use std::net::SocketAddrV4;
+    // Another key than the symmetric one: Microsoft's, bytes rotated.
+    let mut other = SYMMETRIC_KEY;
+    for (i, b) in other.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(37).wrapping_add(0x5b);
+    }
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for key in [SYMMETRIC_KEY, other] {
+        for _ in 0..2000 {
+            let r = next();
+            let src = SocketAddrV4::new(Ipv4Addr::from((r >> 32) as u32), r as u16);
+            let r = next();
+            let dst = SocketAddrV4::new(Ipv4Addr::from((r >> 32) as u32), r as u16);
+            // rte_ipv4_tuple in host order: src, dst, then sport:dport.
+            let mut tuple = [
+                u32::from(*src.ip()),
+                u32::from(*dst.ip()),
+                (u32::from(src.port()) << 16) | u32::from(dst.port()),
+            ];
+            // SAFETY: three words of input, a 40-byte key.
+            let dpdk = unsafe { accel_dpdk_sys::rte_softrss(tuple.as_mut_ptr(), 3, key.as_ptr()) };
+            assert_eq!(hash_v4(&key, src, dst), dpdk, "{src} -> {dst}");
+        }
     }
 }
 
@@ -337,6 +373,8 @@ fn ring_loopback() {
     let mut q0 = DpdkDevice::open(&eal, "net_ring1", two).expect("open net_ring1");
     let mut q1 = q0.queue_pair(1).expect("queue pair 1");
     assert_eq!((q1.queue(), q1.queue_counts(), q1.rss()), (1, (2, 2), false));
+    // net_ring does not hash flows: its stacks do not steer `connect`.
+    assert_eq!((q0.rss_steering(), q1.rss_steering()), (None, None));
     assert_eq!(q0.queue_pair(1).unwrap_err().errno(), libc::EBUSY);
     assert_eq!(q0.queue_pair(2).unwrap_err().errno(), libc::EINVAL);
     let mut batch = vec![q1.alloc_tx(100).unwrap()];
@@ -765,6 +803,8 @@ fn tap_owner() {
         ..DpdkConfig::default()
     };
     let dev = DpdkDevice::open(&eal, "net_tap_mp0", config).expect("open net_tap_mp0 with 4 queues");
+    // Whatever RSS net_tap reports, the kernel picks its queues: no steering.
+    assert_eq!(dev.rss_steering(), None);
     let mut queues = TapQueues::find(&iface, 4).expect("the port's queue descriptors");
     for q in [0, 1, 3] {
         queues.set_attached(q, false).unwrap();

@@ -423,6 +423,15 @@ fn start() -> Result<(String, Eal), String> {
             .iface
             .set_port_share(q, of)
             .map_err(|e| format!("port {port}: {e}"))?;
+        // An RSS NIC: connect from ports whose replies come to this queue.
+        let steering = stack.device.dpdk.rss_steering();
+        if q == 0 && steering.is_some() {
+            log!(
+                info,
+                "port {port}: RSS steers flows; connects pick source ports answered on their own queue"
+            );
+        }
+        stack.iface.set_rss_steering(steering);
         if let Some(slots) = flights.next() {
             stack.iface.set_flight_recorder(slots);
         }

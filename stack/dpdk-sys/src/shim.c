@@ -124,3 +124,8 @@ FILE *accel_log_stream_open(ssize_t (*write)(void *cookie, const char *buf, size
 
 	return fopencookie(cookie, "w", io);
 }
+
+uint32_t accel_rte_softrss(uint32_t *input_tuple, uint32_t input_len, const uint8_t *rss_key)
+{
+	return rte_softrss(input_tuple, input_len, rss_key);
+}

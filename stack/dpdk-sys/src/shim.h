@@ -20,6 +20,7 @@
 #include <rte_mempool.h>
 #include <rte_bus_vdev.h>
 #include <rte_dev.h>
+#include <rte_thash.h>
 
 uint16_t accel_rte_eth_rx_burst(uint16_t port_id, uint16_t queue_id,
                                 struct rte_mbuf **rx_pkts, uint16_t nb_pkts);
@@ -62,5 +63,11 @@ FILE *accel_log_stream_open(ssize_t (*write)(void *cookie, const char *buf, size
                             void *cookie);
 /* Sets the calling thread's rte_errno (tests use it to check rte_strerror). */
 void accel_rte_errno_set(int value);
+/*
+ * rte_softrss: the Toeplitz hash of `input_len` 32-bit words of
+ * `input_tuple` (host order; rte_ipv4_tuple's layout) under the
+ * `rss_key` (40 bytes for IPv4), as a NIC computes it.
+ */
+uint32_t accel_rte_softrss(uint32_t *input_tuple, uint32_t input_len, const uint8_t *rss_key);
 
 #endif

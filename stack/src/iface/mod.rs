@@ -18,6 +18,7 @@
 pub mod arp;
 pub mod hash;
 pub mod net;
+pub mod rss;
 pub mod tcp_table;
 
 use core::net::{Ipv4Addr, SocketAddrV4};
@@ -308,6 +309,14 @@ impl Interface {
         }
         self.tcp.share = (index, of);
         Ok(())
+    }
+
+    /// How the port steers received flows to its queues, and this
+    /// stack's queue there (an RSS NIC; see [`rss`]): `connect` then picks
+    /// source ports whose replies arrive on this stack's queue. `None`
+    /// (the default): ports are picked by [`Self::set_port_share`] alone.
+    pub fn set_rss_steering(&mut self, steering: Option<rss::Steering>) {
+        self.tcp.steering = steering;
     }
 
     /// Neighbour `ip`'s MAC address, if ARP knows it now.
@@ -1153,6 +1162,49 @@ mod tests {
         // Source routes, loose and strict.
         assert!(!options_acceptable(&[0x83, 0x07, 0x04, 198, 18, 0, 1, 0]));
         assert!(!options_acceptable(&[0x89, 0x07, 0x04, 198, 18, 0, 1, 0]));
+    }
+
+    #[test]
+    fn under_rss_steering_each_stack_connects_from_ports_answered_on_its_queue() {
+        // Four stacks on the queues of one port, as the shim makes them.
+        let reta: Vec<u16> = (0..128).map(|i| i % 4).collect();
+        let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 6379);
+        let mut seen = std::collections::HashSet::new();
+        for q in 0..4u16 {
+            let cfg = IfaceConfig::new(
+                EthernetAddress([2, 0, 0, 0, 0, 1]),
+                Ipv4Addr::new(198, 18, 0, 2),
+                24,
+            );
+            let mut i = Interface::new(cfg, TcpConfig::default(), crate::phy::Capabilities::default());
+            i.set_port_share(q, 4).unwrap();
+            let steering = rss::Steering {
+                key: rss::SYMMETRIC_KEY.to_vec(),
+                reta: reta.clone(),
+                queue: q,
+            };
+            i.set_rss_steering(Some(steering.clone()));
+            for _ in 0..50 {
+                let h = i.tcp.socket_new();
+                i.tcp_connect(h, remote, Instant::ZERO).unwrap();
+                let local = i.tcp.local_addr(h).unwrap().unwrap();
+                // The SYN-ACK comes back on this stack's queue...
+                assert_eq!(steering.queue_of(local, remote), q, "{local} on stack {q}");
+                // ... and no two stacks make the same 4-tuple.
+                assert!(seen.insert(local.port()), "port {} twice", local.port());
+            }
+        }
+        // Without steering, the ports are the stack's share.
+        let cfg = IfaceConfig::new(
+            EthernetAddress([2, 0, 0, 0, 0, 1]),
+            Ipv4Addr::new(198, 18, 0, 2),
+            24,
+        );
+        let mut i = Interface::new(cfg, TcpConfig::default(), crate::phy::Capabilities::default());
+        i.set_port_share(3, 4).unwrap();
+        let h = i.tcp.socket_new();
+        i.tcp_connect(h, remote, Instant::ZERO).unwrap();
+        assert_eq!(i.tcp.local_addr(h).unwrap().unwrap().port() % 4, 3);
     }
 
     #[test]

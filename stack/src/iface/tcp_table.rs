@@ -120,6 +120,10 @@ pub struct TcpTable {
     /// Ephemeral ports are those `p` with `p % share.1 == share.0` (see
     /// [`super::Interface::set_port_share`]).
     pub(crate) share: (u16, u16),
+    /// How the port steers flows to queues, when it is known (an RSS NIC):
+    /// `connect` then picks a port whose replies arrive on this stack's
+    /// queue (see [`super::rss`]), instead of one of its `share`.
+    pub(crate) steering: Option<super::rss::Steering>,
     tw_max: usize,
     /// TIME-WAIT entries evicted because the table was full.
     pub(crate) tw_evicted: u64,
@@ -163,6 +167,7 @@ impl TcpTable {
             key,
             next_port: *EPHEMERAL.start() + (key.hash_one_keyed(0u8) % 28000) as u16,
             share: (0, 1),
+            steering: None,
             tw_max: 16384,
             tw_evicted: 0,
             tw_entered: 0,
@@ -523,7 +528,7 @@ impl TcpTable {
             _ => return Err(Errno::EINVAL),
         }
         let port = if addr.port() == 0 {
-            self.ephemeral(|t, p| t.port_free(*addr.ip(), p, false, false))?
+            self.ephemeral(true, |t, p| t.port_free(*addr.ip(), p, false, false))?
         } else if self.port_free(*addr.ip(), addr.port(), reuse, reuse_port) {
             addr.port()
         } else {
@@ -546,7 +551,9 @@ impl TcpTable {
         }
     }
 
-    fn ephemeral(&mut self, mut ok: impl FnMut(&TcpTable, u16) -> bool) -> Result<u16> {
+    /// The next free ephemeral port that `ok` accepts; `shared`: only
+    /// among this stack's share of them.
+    fn ephemeral(&mut self, shared: bool, mut ok: impl FnMut(&TcpTable, u16) -> bool) -> Result<u16> {
         let span = (*EPHEMERAL.end() - *EPHEMERAL.start()) as u32 + 1;
         for _ in 0..span {
             let p = self.next_port;
@@ -555,7 +562,7 @@ impl TcpTable {
             } else {
                 p + 1
             };
-            if p % self.share.1 == self.share.0 && ok(self, p) {
+            if (!shared || p % self.share.1 == self.share.0) && ok(self, p) {
                 return Ok(p);
             }
         }
@@ -701,11 +708,15 @@ impl TcpTable {
                 l
             }
             None => {
-                let port = self.ephemeral(|t, p| {
+                // Under RSS steering, a 4-tuple hashes to one queue only,
+                // so the stacks of a port cannot pick the same one: each
+                // takes ports whose replies come to it.
+                let port = self.ephemeral(self.steering.is_none(), |t, p| {
                     let l = SocketAddrV4::new(local_ip, p);
                     !t.ports.contains_key(&p)
                         && !t.conns.contains_key(&(l, remote))
                         && !t.time_wait.contains_key(&(l, remote))
+                        && t.steering.as_ref().is_none_or(|s| s.lands_here(l, remote))
                 })?;
                 *self.ports.entry(port).or_insert(0) += 1;
                 SocketAddrV4::new(local_ip, port)

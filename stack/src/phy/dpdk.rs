@@ -52,6 +52,7 @@ mod link_watch;
 mod mbuf;
 mod offload;
 mod port;
+mod steering;
 mod tap_queues;
 
 pub use eal::{hugepages_ready, set_log_echo, DpdkError, Eal};
@@ -311,6 +312,21 @@ impl DpdkDevice {
     /// Whether RSS spreads received flows over the receive queues.
     pub fn rss(&self) -> bool {
         self.port.rss
+    }
+
+    /// How the port steers received flows to its queues, with this
+    /// handle's queue: where it is a NIC that hashes them by RSS and tells
+    /// its key and redirection table (see [`crate::iface::rss`]); `None`
+    /// for virtual devices (net_tap, net_memif, ...) and ports with one
+    /// receive queue. A stack on this queue can then `connect` from ports
+    /// whose replies come back to it ([`crate::iface::Interface::set_rss_steering`]).
+    pub fn rss_steering(&self) -> Option<crate::iface::rss::Steering> {
+        let (key, reta) = self.port.steering.clone()?;
+        Some(crate::iface::rss::Steering {
+            key,
+            reta,
+            queue: self.queue,
+        })
     }
 
     /// Drops this device has counted beyond [`DeviceStats`].

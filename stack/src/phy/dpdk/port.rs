@@ -28,6 +28,7 @@ use super::bell::Bell;
 use super::eal::{self, DpdkError, Eal};
 use super::link_watch::LinkWatch;
 use super::offload::{self, Offloads};
+use super::steering;
 use super::{c_text, claims, mark_closed, mark_open, pool_name, DpdkConfig, MAX_BURST};
 use crate::wire::EthernetAddress;
 
@@ -82,6 +83,9 @@ pub(crate) struct Port {
     pub mac: EthernetAddress,
     pub offloads: Offloads,
     pub rss: bool,
+    /// The RSS key and redirection table the port hashes received flows
+    /// with, where it does so and tells them (see `steering`).
+    pub steering: Option<(Vec<u8>, Vec<u16>)>,
     pub rx_interrupts: bool,
     pub rx_queues: u16,
     pub tx_queues: u16,
@@ -189,10 +193,18 @@ impl Port {
         let rss_hf =
             (sys::RTE_ETH_RSS_IP | sys::RTE_ETH_RSS_TCP | sys::RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
         let rss = rxq > 1 && rss_hf != 0;
+        // The symmetric key, where the NIC hashes by it (see `steering`);
+        // it must live until the port is configured.
+        let mut key = if rss && steering::hashes(&info) {
+            steering::key_for(&info)
+        } else {
+            None
+        };
         if rss {
             conf.rxmode.mq_mode = sys::RTE_ETH_MQ_RX_RSS;
             conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
-            conf.rx_adv_conf.rss_conf.rss_key = ptr::null_mut();
+            conf.rx_adv_conf.rss_conf.rss_key = key.as_mut().map_or(ptr::null_mut(), |k| k.as_mut_ptr());
+            conf.rx_adv_conf.rss_conf.rss_key_len = key.as_ref().map_or(0, |k| k.len() as u8);
         }
 
         let mut pool = PoolGuard {
@@ -215,6 +227,13 @@ impl Port {
                 .map_err(|e| e.with(format_args!("(with Rx interrupts: {first})")));
         }
         started.map_err(at)?;
+        drop(key);
+        let steering = if rss && steering::hashes(&info) {
+            steering::program(id, info.reta_size, rxq);
+            steering::read(id, info.reta_size, rxq)
+        } else {
+            None
+        };
         let Some(pool_ptr) = pool.pool else {
             return Err(at(DpdkError::new("rte_pktmbuf_pool_create", libc::ENOMEM)));
         };
@@ -243,6 +262,7 @@ impl Port {
             mac: EthernetAddress([0; 6]),
             offloads: Offloads::from_flags(conf.rxmode.offloads, conf.txmode.offloads),
             rss,
+            steering,
             rx_interrupts,
             rx_queues: rxq,
             tx_queues: txq,
@@ -348,6 +368,11 @@ impl Port {
             mac: EthernetAddress(mac.addr_bytes),
             offloads: Offloads::from_flags(conf.rxmode.offloads, conf.txmode.offloads),
             rss: conf.rxmode.mq_mode == sys::RTE_ETH_MQ_RX_RSS,
+            steering: if conf.rxmode.mq_mode == sys::RTE_ETH_MQ_RX_RSS && steering::hashes(&info) {
+                steering::read(id, info.reta_size, rxq)
+            } else {
+                None
+            },
             rx_interrupts: false,
             rx_queues: rxq,
             tx_queues: txq,
