@@ -195,11 +195,8 @@ impl Port {
         let rss = rxq > 1 && rss_hf != 0;
         // The symmetric key, where the NIC hashes by it (see `steering`);
         // it must live until the port is configured.
-        let mut key = if rss && steering::hashes(&info) {
-            steering::key_for(&info)
-        } else {
-            None
-        };
+        let steered = rss && steering::hashes(&info);
+        let mut key = if steered { steering::key_for(&info) } else { None };
         if rss {
             conf.rxmode.mq_mode = sys::RTE_ETH_MQ_RX_RSS;
             conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
@@ -228,7 +225,7 @@ impl Port {
         }
         started.map_err(at)?;
         drop(key);
-        let steering = if rss && steering::hashes(&info) {
+        let steering = if steered {
             steering::program(id, info.reta_size, rxq);
             steering::read(id, info.reta_size, rxq)
         } else {
