@@ -2218,8 +2218,11 @@ static void fork_child_serves(void)
 	}
 	close(go[0]);
 	S(close(a));
-	S(write(go[1], "g", 1));
+	/* Shown after the child's lines: the child prints as soon as it
+	   reads this, and both write to the same stdout. */
+	ssize_t went = write(go[1], "g", 1);
 	S(waitpid(pid, &status, 0) == pid);
+	V("go", "%zd", went);
 	V("child", "exit=%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 	/* Both copies closed: the peer saw the end, and ended its control
 	 * connection. */
@@ -2291,8 +2294,11 @@ static void fork_child_shutdown_wr(void)
 	}
 	close(go[0]);
 	S(close(a));
-	S(write(go[1], "g", 1));
+	/* Shown after the child's lines: the child prints as soon as it
+	   reads this, and both write to the same stdout. */
+	ssize_t went = write(go[1], "g", 1);
 	S(waitpid(pid, &status, 0) == pid);
+	V("go", "%zd", went);
 	V("child", "exit=%d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 	V("peer_done", "%s", evs(wait_ev(c, POLLIN | POLLRDHUP, POLLRDHUP)));
 	close(go[1]);
