@@ -441,3 +441,25 @@ pub fn gettid() -> libc::pid_t {
     // SAFETY: gettid has no preconditions.
     unsafe { libc::syscall(libc::SYS_gettid) as libc::pid_t }
 }
+
+/// How many times the kernel has preempted the calling thread (switched it
+/// out while it could still run: `ru_nivcsw` of `getrusage(RUSAGE_THREAD)`).
+pub fn preemptions() -> u64 {
+    keep_errno(|| {
+        // SAFETY: an all-zero rusage is a valid value.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: getrusage writes one struct rusage, which `usage` is.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_getrusage,
+                libc::RUSAGE_THREAD,
+                &mut usage as *mut libc::rusage,
+            )
+        };
+        if r < 0 {
+            0
+        } else {
+            usage.ru_nivcsw.max(0) as u64
+        }
+    })
+}

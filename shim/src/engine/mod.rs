@@ -14,6 +14,7 @@
 //! | [`reaper`], [`flight`] | resets for a process that died; the per-connection flight recorder |
 //! | [`netns`], [`stats`] | moving a tap into a namespace; the counters file |
 
+pub mod contention;
 pub mod device;
 pub mod flight;
 pub mod keeper;

@@ -17,7 +17,8 @@
 //! - the *spinner*: at most one thread polls the device in a loop for
 //!   `ACCEL_SPIN_US` after it enters or wakes (on two cores, two spinners
 //!   starve the peer), while no more threads wait than there are CPUs
-//!   (`SpinCredit`);
+//!   (`SpinCredit`) and the kernel does not keep preempting it for threads
+//!   that could run on its core ([`crate::engine::contention`]);
 //! - the *sleeper*: at most one thread sleeps on the device for everyone,
 //!   in `ppoll` on the port's Rx interrupt fd (without one: a back-off of
 //!   50 µs doubling to 1 ms), never past the stack's next timer; it drives
@@ -43,6 +44,7 @@
 //! wake-up is lost. A signal handler that runs ends the wait as
 //! [`WaitEnd::Interrupted`], with the kernel's restart rule.
 
+use crate::engine::contention::Contention;
 use crate::engine::keeper;
 use crate::engine::stacks;
 use crate::engine::worker::{now, status, Sleeper, Status, W};
@@ -325,7 +327,9 @@ impl Drop for Roles {
 /// thread per core) spins, and gets its next request without a sleep; a
 /// thread-per-connection server with more waiting threads than cores does
 /// not, since each spin would take a core that its clients and its other
-/// threads need. (A moving average of each thread's waits was tried
+/// threads need. Nor does a thread that the kernel keeps preempting
+/// ([`Contention`]): other processes' threads need its core (a client's
+/// event loop beside the threads of the server it loads, on two cores). (A moving average of each thread's waits was tried
 /// first: it collapsed redis over memif to 40 %, since the waits of a
 /// thread that stops spinning grow, and so it never spins again.)
 struct SpinCredit;
@@ -334,7 +338,20 @@ impl SpinCredit {
     /// Whether to spin now.
     fn ask() -> bool {
         static CPUS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        thread_local! {
+            static CONTENTION: std::cell::Cell<Contention> = const {
+                std::cell::Cell::new(Contention::new())
+            };
+        }
         let cpus = *CPUS.get_or_init(crate::engine::worker::cpus);
         W.waiters.load(Relaxed) <= cpus
+            && CONTENTION
+                .try_with(|c| {
+                    let mut mine = c.get();
+                    let yes = mine.may_spin(now().nanos(), crate::sys::preemptions);
+                    c.set(mine);
+                    yes
+                })
+                .unwrap_or(true)
     }
 }
