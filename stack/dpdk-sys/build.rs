@@ -156,6 +156,7 @@ fn bindings(cflags: &[String]) {
         .allowlist_function("rte_vdev_uninit")
         // Memory pools and mbufs.
         .allowlist_function("rte_pktmbuf_pool_create")
+        .allowlist_function("rte_pktmbuf_pool_create_by_ops")
         .allowlist_function("rte_mempool_avail_count")
         .allowlist_function("rte_mempool_in_use_count")
         .allowlist_function("rte_mempool_free")

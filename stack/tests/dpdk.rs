@@ -268,6 +268,11 @@ fn ring_loopback() {
 
     let (size, free0) = dev.mempool_free();
     assert!(free0 > 4096 && free0 <= size, "{free0} of {size}");
+    assert_eq!(
+        dev.mempool_ops(),
+        "ring_mp_mc",
+        "one queue pair: DPDK's default pool"
+    );
     println!(
         "port open with {size} mbufs: RSS {:.1} MB",
         rss_bytes() as f64 / 1e6
@@ -375,6 +380,9 @@ fn ring_loopback() {
     assert_eq!((q1.queue(), q1.queue_counts(), q1.rss()), (1, (2, 2), false));
     // net_ring does not hash flows: its stacks do not steer `connect`.
     assert_eq!((q0.rss_steering(), q1.rss_steering()), (None, None));
+    // Threads of two queue pairs share the pool: a put that one of them
+    // cannot finish (preempted) must not hold the others.
+    assert_eq!(q1.mempool_ops(), "ring_mt_rts");
     assert_eq!(q0.queue_pair(1).unwrap_err().errno(), libc::EBUSY);
     assert_eq!(q0.queue_pair(2).unwrap_err().errno(), libc::EINVAL);
     let mut batch = vec![q1.alloc_tx(100).unwrap()];

@@ -129,3 +129,8 @@ uint32_t accel_rte_softrss(uint32_t *input_tuple, uint32_t input_len, const uint
 {
 	return rte_softrss(input_tuple, input_len, rss_key);
 }
+
+const char *accel_rte_mempool_ops_name(const struct rte_mempool *mp)
+{
+	return rte_mempool_get_ops(mp->ops_index)->name;
+}

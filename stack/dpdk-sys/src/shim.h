@@ -69,5 +69,10 @@ void accel_rte_errno_set(int value);
  * `rss_key` (40 bytes for IPv4), as a NIC computes it.
  */
 uint32_t accel_rte_softrss(uint32_t *input_tuple, uint32_t input_len, const uint8_t *rss_key);
+/*
+ * rte_mempool_get_ops(mp->ops_index)->name: the name of the handler that
+ * holds the pool's free objects ("ring_mp_mc", "ring_mt_rts", ...).
+ */
+const char *accel_rte_mempool_ops_name(const struct rte_mempool *mp);
 
 #endif

@@ -340,6 +340,13 @@ impl DpdkDevice {
         (self.port.pool_size, self.port.pool_available())
     }
 
+    /// The handler of the port's mbuf pool: `ring_mt_rts` for a port of
+    /// several queue pairs (whose threads may be preempted mid-put
+    /// without stalling the others), DPDK's default `ring_mp_mc` for one.
+    pub fn mempool_ops(&self) -> String {
+        self.port.pool_ops()
+    }
+
     /// The link's state, without waiting.
     pub fn link(&self) -> Result<LinkStatus, DpdkError> {
         self.port.link()
