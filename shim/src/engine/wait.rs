@@ -329,9 +329,10 @@ impl Drop for Roles {
 /// not, since each spin would take a core that its clients and its other
 /// threads need. Nor does a thread that the kernel keeps preempting
 /// ([`Contention`]): other processes' threads need its core (a client's
-/// event loop beside the threads of the server it loads, on two cores). (A moving average of each thread's waits was tried
-/// first: it collapsed redis over memif to 40 %, since the waits of a
-/// thread that stops spinning grow, and so it never spins again.)
+/// event loop beside the threads of the server it loads, on two cores).
+/// (A moving average of each thread's waits was tried first: it collapsed
+/// redis over memif to 40 %, since the waits of a thread that stops
+/// spinning grow, and so it never spins again.)
 struct SpinCredit;
 
 impl SpinCredit {
