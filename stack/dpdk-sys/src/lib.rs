@@ -5,9 +5,9 @@
 //! with `pkg-config libdpdk`) and limited by an allow-list to what accel
 //! uses: EAL start and stop, `rte_errno`/`rte_strerror`, mbuf pools, the
 //! `rte_eth_*` port calls and structs, xstats, Rx interrupts, RSS's
-//! redirection table and key, and the offload and RSS constants. DPDK's `static inline` functions
-//! (`rte_eth_rx_burst`, `rte_pktmbuf_alloc`, `rte_pktmbuf_free`, ...) are
-//! compiled out of line by a small C file and re-exported here under their
+//! redirection table and key, and the offload and RSS constants. DPDK's
+//! `static inline` functions (`rte_eth_rx_burst`, `rte_pktmbuf_alloc`,
+//! `rte_pktmbuf_free`, ...) are compiled out of line by a small C file and re-exported here under their
 //! real names, with DPDK's contracts unchanged; `rte_pktmbuf_mtod` (a macro)
 //! is a function returning the data pointer, and `rte_errno` (a per-thread
 //! variable) a function returning its value, with `rte_errno_set` to set

@@ -1169,8 +1169,7 @@ mod tests {
         // Four stacks on the queues of one port, as the shim makes them.
         let reta: Vec<u16> = (0..128).map(|i| i % 4).collect();
         let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 6379);
-        let mut seen = std::collections::HashSet::new();
-        for q in 0..4u16 {
+        let stack = |q: u16| {
             let cfg = IfaceConfig::new(
                 EthernetAddress([2, 0, 0, 0, 0, 1]),
                 Ipv4Addr::new(198, 18, 0, 2),
@@ -1178,6 +1177,11 @@ mod tests {
             );
             let mut i = Interface::new(cfg, TcpConfig::default(), crate::phy::Capabilities::default());
             i.set_port_share(q, 4).unwrap();
+            i
+        };
+        let mut seen = std::collections::HashSet::new();
+        for q in 0..4u16 {
+            let mut i = stack(q);
             let steering = rss::Steering {
                 key: rss::SYMMETRIC_KEY.to_vec(),
                 reta: reta.clone(),
@@ -1195,13 +1199,7 @@ mod tests {
             }
         }
         // Without steering, the ports are the stack's share.
-        let cfg = IfaceConfig::new(
-            EthernetAddress([2, 0, 0, 0, 0, 1]),
-            Ipv4Addr::new(198, 18, 0, 2),
-            24,
-        );
-        let mut i = Interface::new(cfg, TcpConfig::default(), crate::phy::Capabilities::default());
-        i.set_port_share(3, 4).unwrap();
+        let mut i = stack(3);
         let h = i.tcp.socket_new();
         i.tcp_connect(h, remote, Instant::ZERO).unwrap();
         assert_eq!(i.tcp.local_addr(h).unwrap().unwrap().port() % 4, 3);
