@@ -47,6 +47,7 @@ use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
 mod bell;
+mod bell_page;
 mod eal;
 mod link_watch;
 mod mbuf;

@@ -39,6 +39,9 @@ struct Page {
 /// One end's view of a link's bells; see the module documentation.
 pub(crate) struct Bell {
     page: *const Page,
+    /// The page's file, open (and so locked shared: see
+    /// [`bell_page`](super::bell_page)) while the page is mapped.
+    file: i32,
     /// 0 if this end is the memif server, 1 if the client.
     role: usize,
     /// The link's name in the bells' names.
@@ -91,9 +94,28 @@ fn dgram() -> Result<i32, i32> {
     }
 }
 
-fn close(fd: i32) {
-    // SAFETY: closing a descriptor of ours.
-    unsafe { libc::syscall(libc::SYS_close, fd) };
+use super::bell_page::{self, close};
+
+/// Where the pages are.
+const DIR: &str = "/dev/shm";
+
+/// Whether no process rings in the page open as `fd` any more: each
+/// ringer is unset or names a process that is gone (see
+/// [`bell_page::sweep`]). A page too short to hold the ringers has none.
+fn ringers_gone(fd: i32) -> bool {
+    let mut buf = vec![0u8; std::mem::size_of::<Page>()];
+    // SAFETY: `buf` is writable for its length.
+    let n = unsafe { libc::syscall(libc::SYS_pread64, fd, buf.as_mut_ptr(), buf.len(), 0) };
+    let Ok(n) = usize::try_from(n) else {
+        return false;
+    };
+    let ringers = buf.get(std::mem::offset_of!(Page, ringer)..n).unwrap_or_default();
+    ringers.chunks_exact(4).all(|b| {
+        let pid = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        // SAFETY: kill with signal 0 only checks that the process exists
+        // (EPERM: it does, as another user's).
+        pid <= 0 || (unsafe { libc::syscall(libc::SYS_kill, pid, 0) } != 0 && errno() == libc::ESRCH)
+    })
 }
 
 impl Bell {
@@ -103,21 +125,8 @@ impl Bell {
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return Err(libc::EINVAL);
         }
-        let path = std::ffi::CString::new(format!("/dev/shm/accel-bell-{id}")).map_err(|_| libc::EINVAL)?;
-        // SAFETY: a NUL-terminated path; flags and mode are plain integers.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat,
-                libc::AT_FDCWD,
-                path.as_ptr(),
-                libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC,
-                0o600,
-            )
-        };
-        if fd < 0 {
-            return Err(errno());
-        }
-        let fd = fd as i32;
+        let name = format!("{}{id}", bell_page::PREFIX);
+        let fd = bell_page::open(DIR, &name)?;
         let size = std::mem::size_of::<Page>();
         // SAFETY: ftruncate and mmap on our descriptor; growing a new file
         // zero-fills it (no mark set, no ringer), an existing one keeps
@@ -136,9 +145,9 @@ impl Bell {
                 fd,
                 0,
             );
-            let e = errno();
-            close(fd);
             if p == libc::MAP_FAILED {
+                let e = errno();
+                close(fd);
                 return Err(e);
             }
             p as *const Page
@@ -148,11 +157,15 @@ impl Bell {
             Err(e) => {
                 // SAFETY: the mapping made above, unused.
                 unsafe { libc::munmap(page as *mut libc::c_void, size) };
+                close(fd);
                 return Err(e);
             }
         };
+        // Pages of links whose processes are all gone go now.
+        bell_page::sweep(DIR, &name, ringers_gone);
         Ok(Bell {
             page,
+            file: fd,
             role: usize::from(!server),
             id: id.to_owned(),
             sender,
@@ -285,6 +298,7 @@ impl Bell {
 impl Drop for Bell {
     fn drop(&mut self) {
         close(self.sender);
+        close(self.file);
         // SAFETY: the mapping made in `open`, no longer used.
         unsafe { libc::munmap(self.page as *mut libc::c_void, std::mem::size_of::<Page>()) };
     }
@@ -357,6 +371,19 @@ mod tests {
         assert_eq!(a.listen(MAX_QUEUES as u16).err(), Some(libc::EINVAL));
         assert_eq!(Bell::open("a/b", true).err(), Some(libc::EINVAL));
         assert_eq!(Bell::open("", true).err(), Some(libc::EINVAL));
+        close(fd);
+        let _ = std::fs::remove_file(format!("/dev/shm/accel-bell-{id}"));
+    }
+
+    #[test]
+    fn a_page_is_gone_for_the_sweep_once_its_ringers_are() {
+        let id = id();
+        let bell = Bell::open(&id, true).unwrap();
+        assert!(ringers_gone(bell.file), "nobody rings yet");
+        bell.page().ringer[1][7].store(i32::MAX, Ordering::SeqCst);
+        assert!(ringers_gone(bell.file), "a ringer that is not alive");
+        let fd = bell.listen(7).unwrap();
+        assert!(!ringers_gone(bell.file), "this process rings");
         close(fd);
         let _ = std::fs::remove_file(format!("/dev/shm/accel-bell-{id}"));
     }
