@@ -32,7 +32,9 @@
  * Clients print `key value` lines: requests, seconds, rps, p50_us, p99_us
  * (round trips counted and timed after WARM seconds, until SECS more have
  * passed), or bytes, seconds, gbps; conn adds errors (connections that
- * failed and were replaced). Every loop is bounded in time; a wrong byte,
+ * failed and were replaced); rr and mc add all_requests (every round trip,
+ * the warm-up's too: the divisor for a server's CPU time over the whole
+ * run). Every loop is bounded in time; a wrong byte,
  * a lost connection or 10 s without progress exits with status 1 and a
  * line on stderr. An epoll event for a connection already closed (which
  * the kernel never reports) is counted and ignored: the server and conn
@@ -365,7 +367,7 @@ static int request_response(struct load *l, const char *host, const char *port, 
     }
     uint64_t start = now_ns();
     uint64_t t_warm = start + (uint64_t)(warm * 1e9), t_end = t_warm + (uint64_t)(secs * 1e9);
-    uint64_t measured = 0, nsamples = 0, last_progress = start, t_first = 0, t_last = 0;
+    uint64_t measured = 0, all = 0, nsamples = 0, last_progress = start, t_first = 0, t_last = 0;
     for (int i = 0; i < conns; i++) {
         next_request(l, &cs[i], i);
         cs[i].sent_at = now_ns();
@@ -405,6 +407,7 @@ static int request_response(struct load *l, const char *host, const char *port, 
             if (c->got < c->expect_len) continue;
             t = now_ns();
             last_progress = t;
+            all++;
             if (c->sent_at >= t_warm && t <= t_end) {
                 if (!t_first) t_first = c->sent_at;
                 t_last = t;
@@ -431,9 +434,9 @@ static int request_response(struct load *l, const char *host, const char *port, 
     }
     qsort(samples, nsamples, sizeof *samples, cmp_u32);
     double elapsed = (double)(t_last - t_first) / 1e9;
-    printf("requests %llu\nseconds %.3f\nrps %.1f\np50_us %.2f\np99_us %.2f\n", (unsigned long long)measured,
-           elapsed, elapsed > 0 ? (double)measured / elapsed : 0.0, samples[nsamples / 2] / 1e3,
-           samples[(uint64_t)(nsamples * 0.99)] / 1e3);
+    printf("requests %llu\nseconds %.3f\nrps %.1f\np50_us %.2f\np99_us %.2f\nall_requests %llu\n",
+           (unsigned long long)measured, elapsed, elapsed > 0 ? (double)measured / elapsed : 0.0,
+           samples[nsamples / 2] / 1e3, samples[(uint64_t)(nsamples * 0.99)] / 1e3, (unsigned long long)all);
     for (int i = 0; i < conns; i++) close(cs[i].fd);
     return 0;
 }
