@@ -448,9 +448,10 @@ mod tests {
     use std::time::Duration;
 
     /// The pool is process-wide and tests run in parallel: a test that
-    /// fills every pool thread on purpose takes this exclusively, the
-    /// others that use the pool share it, so none waits behind another's
-    /// deliberately blocked calls.
+    /// fills every pool thread on purpose, or counts the pool's
+    /// submissions, takes this exclusively; the others that use the pool
+    /// share it, so none waits behind another's deliberately blocked calls
+    /// or adds to another's count.
     static POOL: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
     fn shared_pool() -> std::sync::RwLockReadGuard<'static, ()> {
@@ -470,6 +471,8 @@ mod tests {
 
     #[test]
     fn outside_a_coroutine_calls_go_straight_to_libc() {
+        // Alone: the count of submissions is process-wide.
+        let _pool = exclusive_pool();
         let before = stats().submitted.load(Ordering::Relaxed);
         let (r, w) = pipe();
         assert_eq!(write(w, b"abc").unwrap(), 3);
