@@ -69,14 +69,13 @@ fn flock(fd: i32, how: i32) -> bool {
 }
 
 /// Opens (creating it) the page file `name` in `dir` for reading and
-/// writing, with a shared lock held until the descriptor is closed.
+/// writing, with a shared lock held until the descriptor is closed, and
+/// marks it opened now (its modification time).
 pub fn open(dir: &str, name: &str) -> Result<i32, i32> {
-    let dir_c = CString::new(dir).map_err(|_| libc::EINVAL)?;
-    let name_c = CString::new(name).map_err(|_| libc::EINVAL)?;
     let path = CString::new(format!("{dir}/{name}")).map_err(|_| libc::EINVAL)?;
-    // A sweep can remove the file between our open and our lock, each
-    // time; it only removes files nobody opened for a minute, so a second
-    // try finds our own new file.
+    // A sweep can remove the file between our open and our lock; it only
+    // removes files nobody opened for a minute, so the next try makes a
+    // new file that no sweep takes.
     for _ in 0..8 {
         // SAFETY: a NUL-terminated path; flags and mode are integers.
         let fd = unsafe {
@@ -92,28 +91,26 @@ pub fn open(dir: &str, name: &str) -> Result<i32, i32> {
             return Err(errno());
         }
         let fd = fd as i32;
-        if !flock(fd, libc::LOCK_SH) {
+        // A sweep holds its exclusive lock for a few system calls: wait.
+        while !flock(fd, libc::LOCK_SH) {
             let e = errno();
-            close(fd);
-            return Err(e);
+            if e != libc::EINTR {
+                close(fd);
+                return Err(e);
+            }
         }
-        let named = fstat(fd).is_some_and(|st| {
-            // SAFETY: a NUL-terminated path; no flags.
-            let d = unsafe {
+        if fstat(fd).is_some_and(|st| still_named(libc::AT_FDCWD, &path, &st)) {
+            // SAFETY: a null path and null times: the open file's times
+            // become now.
+            unsafe {
                 libc::syscall(
-                    libc::SYS_openat,
-                    libc::AT_FDCWD,
-                    dir_c.as_ptr(),
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    libc::SYS_utimensat,
+                    fd,
+                    std::ptr::null::<libc::c_char>(),
+                    std::ptr::null::<libc::timespec>(),
+                    0,
                 )
             };
-            let yes = d >= 0 && still_named(d as i32, &name_c, &st);
-            if d >= 0 {
-                close(d as i32);
-            }
-            yes
-        });
-        if named {
             return Ok(fd);
         }
         close(fd);
@@ -278,11 +275,15 @@ mod tests {
             "accel-bell-fresh",
             "accel-bell-keep",
         ];
-        for n in [stale, held, rings, keep, "other-file"] {
+        for n in [stale, rings, keep, "other-file"] {
             dir.leave(n);
         }
+        // An old page opened again is fresh.
+        dir.leave(fresh);
         close(open(&dir.0, fresh).unwrap());
+        // A page held, however old it looks.
         let held_fd = open(&dir.0, held).unwrap();
+        dir.leave(held);
         let rings_ino = std::fs::metadata(dir.path(rings)).unwrap().ino();
         let gone = |fd: i32| fstat(fd).is_some_and(|st| st.st_ino != rings_ino);
         assert_eq!(sweep(&dir.0, keep, gone), 1);
