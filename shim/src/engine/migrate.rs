@@ -122,6 +122,7 @@ pub fn on_want(to: u16, port: u16, t: Instant) {
         }
     }
     if moved > 0 {
+        procs::handed_away(port);
         log!(
             info,
             "{moved} connections nobody accepted on port {port} handed to the process of queue {to}"
@@ -142,10 +143,20 @@ pub fn park_all(t: Instant) {
     for q in 0..stacks::count() as Q {
         if let Some(mut s) = stacks::lock(q) {
             for port in s.iface.tcp.adrift_ports() {
-                parked += s
+                let n = s
                     .iface
                     .tcp
                     .export_adrift(port, t, |image| procs::park(port, image));
+                if n > 0 {
+                    // Segments for them that come here meanwhile go round
+                    // the other processes and end in the last one: it
+                    // must drop them too, not reset them. An offer notes
+                    // the port there (a process that listens asks for
+                    // the connections, and gets none from here).
+                    procs::handed_away(port);
+                    procs::offer(port);
+                }
+                parked += n;
             }
         }
     }

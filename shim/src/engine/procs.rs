@@ -649,6 +649,16 @@ pub fn offer_seen(port: u16) {
     note_port(&OFFERED_PORTS, port);
 }
 
+/// Notes that this process handed connections adrift on `port` to another
+/// process or to the port owner. Their segments may still come here (a
+/// process that exits polls on while its other connections close): they
+/// go round the processes, and one that finds no process with the
+/// connection yet is dropped rather than reset ([`drop_unclaimed`]), as
+/// after an offer. The peer retransmits to the connection's new home.
+pub fn handed_away(port: u16) {
+    note_port(&OFFERED_PORTS, port);
+}
+
 fn note_port(list: &std::sync::Mutex<[(u16, u64); 8]>, port: u16) {
     let t = crate::engine::worker::now().nanos();
     let mut ports = list.lock().unwrap_or_else(|e| e.into_inner());
