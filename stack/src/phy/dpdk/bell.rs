@@ -56,12 +56,6 @@ unsafe impl Send for Bell {}
 // SAFETY: as for Send.
 unsafe impl Sync for Bell {}
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
 /// An abstract `sockaddr_un` for `name`, and its length.
 fn abstract_addr(name: &str) -> (libc::sockaddr_un, libc::socklen_t) {
     // SAFETY: all zeroes is a valid sockaddr_un.
@@ -94,7 +88,7 @@ fn dgram() -> Result<i32, i32> {
     }
 }
 
-use super::bell_page::{self, close};
+use super::bell_page::{self, close, errno};
 
 /// Where the pages are.
 const DIR: &str = "/dev/shm";

@@ -24,10 +24,21 @@ pub const STALE_AFTER: Duration = Duration::from_secs(60);
 /// The pages' names begin with this.
 pub const PREFIX: &str = "accel-bell-";
 
-fn errno() -> i32 {
+pub(super) fn errno() -> i32 {
     std::io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(libc::EIO)
+}
+
+/// `openat(dir, name, flags, 0600)`: the descriptor, or the errno.
+fn open_at(dir: i32, name: &CStr, flags: i32) -> Result<i32, i32> {
+    // SAFETY: a NUL-terminated name; flags and mode are integers.
+    let fd = unsafe { libc::syscall(libc::SYS_openat, dir, name.as_ptr(), flags, 0o600) };
+    if fd < 0 {
+        Err(errno())
+    } else {
+        Ok(fd as i32)
+    }
 }
 
 pub(super) fn close(fd: i32) {
@@ -77,20 +88,11 @@ pub fn open(dir: &str, name: &str) -> Result<i32, i32> {
     // removes files nobody opened for a minute, so the next try makes a
     // new file that no sweep takes.
     for _ in 0..8 {
-        // SAFETY: a NUL-terminated path; flags and mode are integers.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat,
-                libc::AT_FDCWD,
-                path.as_ptr(),
-                libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-                0o600,
-            )
-        };
-        if fd < 0 {
-            return Err(errno());
-        }
-        let fd = fd as i32;
+        let fd = open_at(
+            libc::AT_FDCWD,
+            &path,
+            libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        )?;
         // A sweep holds its exclusive lock for a few system calls: wait.
         while !flock(fd, libc::LOCK_SH) {
             let e = errno();
@@ -124,19 +126,13 @@ pub fn open(dir: &str, name: &str) -> Result<i32, i32> {
 /// many it removed. Errors skip the page they concern.
 pub fn sweep(dir: &str, keep: &str, gone: impl Fn(i32) -> bool) -> usize {
     let Ok(dir_c) = CString::new(dir) else { return 0 };
-    // SAFETY: a NUL-terminated path; flags are integers.
-    let d = unsafe {
-        libc::syscall(
-            libc::SYS_openat,
-            libc::AT_FDCWD,
-            dir_c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if d < 0 {
+    let Ok(d) = open_at(
+        libc::AT_FDCWD,
+        &dir_c,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+    ) else {
         return 0;
-    }
-    let d = d as i32;
+    };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let mut removed = 0;
     let mut buf = [0u8; 4096];
@@ -161,19 +157,13 @@ pub fn sweep(dir: &str, keep: &str, gone: impl Fn(i32) -> bool) -> usize {
 
 /// Removes page `name` of directory `d` if it is stale (see [`sweep`]).
 fn remove_if_stale(d: i32, name: &CStr, now: Duration, gone: &impl Fn(i32) -> bool) -> bool {
-    // SAFETY: a NUL-terminated name relative to our directory descriptor.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat,
-            d,
-            name.as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK,
-        )
-    };
-    if fd < 0 {
+    let Ok(fd) = open_at(
+        d,
+        name,
+        libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+    ) else {
         return false;
-    }
-    let fd = fd as i32;
+    };
     // The exclusive lock fails while anybody holds the page; held, it
     // keeps an opener from taking the page until the file is gone.
     let stale = flock(fd, libc::LOCK_EX | libc::LOCK_NB)
