@@ -689,24 +689,47 @@ fn noted_within(list: &std::sync::Mutex<[(u16, u64); 8]>, port: u16, grace: u64)
 /// - any TCP segment but a reset for a port on which connections adrift
 ///   were offered in the last 2 s: it may belong to one of them, on its
 ///   way to another process (from a process that exited, through the
-///   owner: [`crate::engine::parked`]).
+///   owner: [`crate::engine::parked`]);
+/// - any TCP segment but a reset in the first 2 s after this process
+///   attached: the owner offers the connections it keeps every
+///   [`crate::engine::migrate::OFFER_EVERY`], and a segment for one of
+///   them may come to a process that has not read an offer yet (the
+///   process that takes the queue pair of an exited one, in an nginx
+///   reload). The cost: a peer of a connection that died with its process
+///   gets its reset up to 2 s later.
 pub fn drop_unclaimed(packet: &[u8]) -> bool {
     if !attached() {
         return false;
     }
+    let since_attach = crate::engine::worker::now()
+        .nanos()
+        .saturating_sub(ATTACHED_AT.load(Acquire));
+    unclaimed_dropped(
+        packet,
+        since_attach,
+        |port| noted_within(&OFFERED_PORTS, port, OFFERED_GRACE_NS),
+        |port| noted_within(&CLOSED_PORTS, port, CLOSED_GRACE_NS),
+    )
+}
+
+/// [`drop_unclaimed`]'s rule, for a process that attached `since_attach`
+/// ns ago, given whether connections adrift were `offered` on a port
+/// lately and whether it `closed` its listener there lately.
+fn unclaimed_dropped(
+    packet: &[u8],
+    since_attach: u64,
+    offered: impl Fn(u16) -> bool,
+    closed: impl Fn(u16) -> bool,
+) -> bool {
     if let Some(port) = tcp_port(packet) {
-        if noted_within(&OFFERED_PORTS, port, OFFERED_GRACE_NS) {
+        if since_attach < OFFERED_GRACE_NS || offered(port) {
             return true;
         }
     }
-    let Some(port) = syn_port(packet) else {
-        return false;
-    };
-    let t = crate::engine::worker::now().nanos();
-    if t.saturating_sub(ATTACHED_AT.load(Acquire)) < CLOSED_GRACE_NS {
-        return true;
+    match syn_port(packet) {
+        Some(port) => since_attach < CLOSED_GRACE_NS || closed(port),
+        None => false,
     }
-    noted_within(&CLOSED_PORTS, port, CLOSED_GRACE_NS)
 }
 
 /// The destination port of IPv4 packet `packet` if it is a TCP segment
@@ -1122,6 +1145,40 @@ mod tests {
         );
         assert_eq!(parse(&[1, 0, 5, 0, 1]), None, "a park too short for its port");
         assert_eq!(parse(&[1, 0]), None);
+    }
+
+    #[test]
+    fn an_unclaimed_segment_is_dropped_while_its_connection_may_be_on_its_way() {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x45;
+        p[9] = 6;
+        p[22..24].copy_from_slice(&80u16.to_be_bytes());
+        let (no, yes) = (|_: u16| false, |port: u16| port == 80);
+        let s = 1_000_000_000u64;
+        for (flags, what) in [(0x10, "an ACK"), (0x18, "data"), (0x11, "a FIN")] {
+            p[33] = flags;
+            assert!(unclaimed_dropped(&p, s, no, no), "{what} just after attaching");
+            assert!(!unclaimed_dropped(&p, 3 * s, no, no), "{what} later: reset");
+            assert!(
+                unclaimed_dropped(&p, 3 * s, yes, no),
+                "{what} on a port offered lately"
+            );
+            assert!(
+                !unclaimed_dropped(&p, 3 * s, no, yes),
+                "a closed listener keeps SYNs only"
+            );
+        }
+        p[33] = 0x02;
+        assert!(unclaimed_dropped(&p, 5 * s, no, no), "a SYN in the first 10 s");
+        assert!(!unclaimed_dropped(&p, 11 * s, no, no));
+        assert!(
+            unclaimed_dropped(&p, 11 * s, no, yes),
+            "a SYN for a listener closed lately"
+        );
+        p[33] = 0x14;
+        assert!(!unclaimed_dropped(&p, 0, yes, yes), "a reset is never kept");
+        p[9] = 17;
+        assert!(!unclaimed_dropped(&p, 0, yes, yes), "nor anything but TCP");
     }
 
     #[test]
