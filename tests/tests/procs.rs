@@ -142,12 +142,18 @@ fn nginx_workers_each_serve_on_queues_of_their_own() {
         std::fs::create_dir_all(&dir).unwrap();
         let mut server = start_nginx(&mut net, &dir, workers);
         let addr = format!("{}:{NGINX_PORT}", net.server_ip()).parse().unwrap();
+        let expect = if workers == "auto" { cpus.min(4) } else { 2 };
+        // The port answers once one worker listens; until the others do,
+        // the SYNs on their queues go to it (and all 100 connections did,
+        // once, under parallel tests). Every worker listens first.
+        wait_until(Duration::from_secs(30), || {
+            listening_workers(&server).len() >= expect
+        });
         let t = Instant::now();
         let per_pid = net.clients.enter(|| load(addr, 100, 10));
         let secs = t.elapsed().as_secs_f64();
         let total: usize = per_pid.values().sum();
         assert_eq!(total, 1000, "{per_pid:?}");
-        let expect = if workers == "auto" { cpus.min(4) } else { 2 };
         let attached = attached_workers(&server);
         println!(
             "procs_tap: nginx worker_processes {workers}: 1000 requests over 100 connections in {secs:.2} s; \
@@ -176,6 +182,20 @@ fn nginx_workers_each_serve_on_queues_of_their_own() {
         drop(server);
         net.clear();
     }
+}
+
+/// The attached workers of `server` whose listener on the port is live.
+fn listening_workers(server: &Proc) -> Vec<u32> {
+    let log = server.accel_log();
+    attached_workers(server)
+        .into_iter()
+        .filter(|p| {
+            log.lines().any(|l| {
+                l.starts_with(&format!("accel[{p}]"))
+                    && l.contains(&format!("listening on 0.0.0.0:{NGINX_PORT}"))
+            })
+        })
+        .collect()
 }
 
 /// `conns` connections to `addr` loop over GETs (reconnecting after a
@@ -267,14 +287,7 @@ fn a_killed_worker_is_replaced_and_the_other_loses_nothing() {
             // (until then, a SYN on its queue goes to the survivor, which
             // listens: under load, all 40 did once).
             replaced = wait_until(Duration::from_secs(15), || {
-                let log = server.accel_log();
-                attached_workers(&server).iter().any(|p| {
-                    !before.contains(p)
-                        && log.lines().any(|l| {
-                            l.starts_with(&format!("accel[{p}]"))
-                                && l.contains(&format!("listening on 0.0.0.0:{NGINX_PORT}"))
-                        })
-                })
+                listening_workers(&server).iter().any(|p| !before.contains(p))
             });
             // New connections, spread over the survivor's and the
             // replacement's queues (the looping ones reconnected at once).
