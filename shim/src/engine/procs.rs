@@ -1104,12 +1104,18 @@ mod tests {
         assert!(Grant::parse("hello").is_err());
     }
 
-    #[test]
-    fn only_a_syn_without_ack_names_its_port() {
+    /// A 40-byte IPv4/TCP packet to `port`, flags at byte 33 (0).
+    fn tcp_packet(port: u16) -> Vec<u8> {
         let mut p = vec![0u8; 40];
         p[0] = 0x45;
         p[9] = 6;
-        p[22..24].copy_from_slice(&8080u16.to_be_bytes());
+        p[22..24].copy_from_slice(&port.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn only_a_syn_without_ack_names_its_port() {
+        let mut p = tcp_packet(8080);
         p[33] = 0x02;
         assert_eq!(syn_port(&p), Some(8080));
         p[33] = 0x12; // SYN-ACK
@@ -1125,10 +1131,7 @@ mod tests {
 
     #[test]
     fn any_segment_but_a_reset_names_its_port_and_messages_parse() {
-        let mut p = vec![0u8; 40];
-        p[0] = 0x45;
-        p[9] = 6;
-        p[22..24].copy_from_slice(&80u16.to_be_bytes());
+        let mut p = tcp_packet(80);
         for flags in [0x02, 0x10, 0x18, 0x11] {
             p[33] = flags;
             assert_eq!(tcp_port(&p), Some(80), "flags {flags:#x}");
@@ -1149,10 +1152,7 @@ mod tests {
 
     #[test]
     fn an_unclaimed_segment_is_dropped_while_its_connection_may_be_on_its_way() {
-        let mut p = vec![0u8; 40];
-        p[0] = 0x45;
-        p[9] = 6;
-        p[22..24].copy_from_slice(&80u16.to_be_bytes());
+        let mut p = tcp_packet(80);
         let (no, yes) = (|_: u16| false, |port: u16| port == 80);
         let s = 1_000_000_000u64;
         for (flags, what) in [(0x10, "an ACK"), (0x18, "data"), (0x11, "a FIN")] {
