@@ -160,6 +160,8 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         self.sched.abandon_all();
+        // Spawns still queued never run: dropping them abandons their joins.
+        self.sched.remote().drain(|_| {}, drop);
         Scheduler::clear_current();
     }
 }

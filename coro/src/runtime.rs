@@ -7,7 +7,8 @@
 //! A full job queue pushes back on the spawner (it yields or backs off and
 //! retries), never grows without bound. Dropping the runtime stops every
 //! worker; coroutines still parked then are leaked, never unwound, and
-//! their join handles report [`crate::JoinError::Abandoned`].
+//! their join handles report [`crate::JoinError::Abandoned`], as do those of
+//! spawns still queued (they never run).
 
 use std::borrow::Cow;
 use std::io;
@@ -104,6 +105,19 @@ fn worker_main(config: Config, pin: Option<usize>, tx: std::sync::mpsc::SyncSend
     }
 }
 
+/// The worker's half of a remote spawn's join handle. A job dropped before
+/// it ran (its worker stopped first) completes the join with
+/// [`JoinError::Abandoned`], so no `join` waits for a task that never comes.
+struct Unrun<T>(Option<JoinHandle<T>>);
+
+impl<T> Drop for Unrun<T> {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.fail(JoinError::Abandoned);
+        }
+    }
+}
+
 struct WorkerThread {
     remote: Arc<Remote>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -156,13 +170,16 @@ impl Runtime {
         F: FnOnce() -> T + Send + 'static,
     {
         let handle = task::unstarted::<T>();
-        let theirs = handle.share();
+        let mut theirs = Unrun(Some(handle.share()));
         let name = name.into();
-        let mut job: crate::waker::RemoteJob = Box::new(move || match Scheduler::current() {
-            Some(s) => {
-                let _ = task::start(s, name, None, &theirs, f);
+        let mut job: crate::waker::RemoteJob = Box::new(move || {
+            let Some(theirs) = theirs.0.take() else { return };
+            match Scheduler::current() {
+                Some(s) => {
+                    let _ = task::start(s, name, None, &theirs, f);
+                }
+                None => theirs.fail(JoinError::Spawn("no worker on this thread".into())),
             }
-            None => theirs.fail(JoinError::Spawn("no worker on this thread".into())),
         });
         let remote = &self.workers[worker % self.workers.len()].remote;
         loop {
@@ -287,6 +304,18 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         rt.shutdown();
         assert!(matches!(h.join(), Err(JoinError::Abandoned)));
+    }
+
+    #[test]
+    fn shutdown_abandons_spawns_still_queued() {
+        for _ in 0..200 {
+            let rt = Runtime::new(1).unwrap();
+            let handles: Vec<_> = (0..8).map(|_| rt.spawn_on(0, "late", || 1)).collect();
+            rt.shutdown();
+            for h in handles {
+                assert!(matches!(h.join(), Ok(1) | Err(JoinError::Abandoned)));
+            }
+        }
     }
 
     #[test]
