@@ -300,8 +300,18 @@ mod tests {
     #[test]
     fn shutdown_abandons_parked_tasks() {
         let rt = Runtime::new(1).unwrap();
-        let h = rt.spawn_on(0, "stuck", || crate::sleep(std::time::Duration::from_secs(3600)));
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        // The shutdown comes once the task runs (it then parks before its
+        // worker looks at the flag again): a fixed pause let a loaded
+        // machine shut down before the worker ran the spawn, which tests
+        // the queued case instead (shutdown_abandons_spawns_still_queued).
+        let (started, running) = std::sync::mpsc::channel();
+        let h = rt.spawn_on(0, "stuck", move || {
+            started.send(()).unwrap();
+            crate::sleep(std::time::Duration::from_secs(3600))
+        });
+        running
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the task did not start within 10 s");
         rt.shutdown();
         assert!(matches!(h.join(), Err(JoinError::Abandoned)));
     }

@@ -233,8 +233,10 @@ mod tests {
             let mut wl = WaitList::new();
             wl.recv(&rx);
             wl.fd(r, Readiness::READ);
-            let t = wl.timeout(Duration::from_millis(3));
+            // Before the timeout is armed: its deadline counts from there,
+            // and a thread preempted in between would see less than 3 ms.
             let start = time::now_ns();
+            let t = wl.timeout(Duration::from_millis(3));
             assert_eq!(wl.wait(), Ok(t));
             assert!(time::now_ns() - start >= 3_000_000);
             // SAFETY: closing our own pipe.

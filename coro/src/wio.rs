@@ -445,7 +445,8 @@ mod tests {
     use crate::{block_on, spawn, time, yield_now, Signal};
     use std::cell::Cell;
     use std::rc::Rc;
-    use std::time::Duration;
+    use std::sync::atomic::AtomicU32;
+    use std::time::{Duration, Instant};
 
     /// The pool is process-wide and tests run in parallel: a test that
     /// fills every pool thread on purpose, or counts the pool's
@@ -492,21 +493,30 @@ mod tests {
     #[test]
     fn a_worker_keeps_running_while_a_pool_thread_blocks() {
         let _pool = shared_pool();
-        // A read on a pipe that is filled 50 ms later, from a thread.
+        // A read on a pipe that a thread fills once the worker has ticked
+        // 10 times while the read blocked (or after 10 s: the test then
+        // fails). It used to be filled 50 ms later, and a loaded machine
+        // ran only 6 ticks of 1 ms in those 50 ms.
         let (r, w) = pipe();
+        let ticks = Arc::new(AtomicU32::new(0));
+        let seen = ticks.clone();
         let filler = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(50));
+            let give_up = Instant::now() + Duration::from_secs(10);
+            while seen.load(Ordering::Acquire) < 10 && Instant::now() < give_up {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             // SAFETY: writing from a valid buffer to our pipe.
             unsafe { libc::write(w, b"late".as_ptr().cast(), 4) };
             w
         });
-        let (n, ticks, data) = block_on(move || {
-            let ticks = Rc::new(Cell::new(0u32));
+        let t2 = ticks.clone();
+        let (n, data) = block_on(move || {
             let done = Rc::new(Cell::new(false));
-            let (t2, d2) = (ticks.clone(), done.clone());
+            let d2 = done.clone();
+            // Runs only once this coroutine is parked in the read below.
             let ticker = spawn("ticker", move || {
                 while !d2.get() {
-                    t2.set(t2.get() + 1);
+                    t2.fetch_add(1, Ordering::Release);
                     time::sleep(Duration::from_millis(1)).unwrap();
                 }
             });
@@ -514,12 +524,13 @@ mod tests {
             let n = read(r, &mut buf).unwrap();
             done.set(true);
             ticker.join().unwrap();
-            (n, ticks.get(), buf[..n].to_vec())
+            (n, buf[..n].to_vec())
         });
         assert_eq!((n, data.as_slice()), (4, &b"late"[..]));
+        let ticks = ticks.load(Ordering::Acquire);
         assert!(
             ticks >= 10,
-            "the worker ran only {ticks} ticks during a 50 ms blocking read"
+            "the worker ran only {ticks} ticks during a blocking read (10 s)"
         );
         close(r).unwrap();
         close(filler.join().unwrap()).unwrap();
