@@ -863,9 +863,17 @@ mod tests {
             flag.store(true, std::sync::atomic::Ordering::Release);
             waker.wake();
         });
-        // Sleeps in epoll (no timers, no spin) until the other thread rings.
+        // Sleeps in epoll (no timers, no spin) until the other thread rings;
+        // a wake that never arrives fails the test after 10 s instead of
+        // hanging it.
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
         while !h.is_finished() {
-            w.turn(None).unwrap();
+            let left = give_up.saturating_duration_since(std::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "the other thread's wake never reached the worker"
+            );
+            w.turn(Some(left.as_nanos() as u64)).unwrap();
         }
         t.join().unwrap();
         assert_eq!(h.join().unwrap(), 7);

@@ -172,7 +172,12 @@ mod tests {
         let q = Arc::new(WaitQueue::new());
         let q2 = q.clone();
         let t = std::thread::spawn(move || q2.wait(Wait::forever()));
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
         while q.is_empty() {
+            assert!(
+                !t.is_finished() && std::time::Instant::now() < give_up,
+                "the thread never queued"
+            );
             std::thread::yield_now();
         }
         q.notify_one();
