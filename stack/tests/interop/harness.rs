@@ -74,7 +74,14 @@ pub fn try_run_until_exit<D: TapLike>(
         // Reaping is a system call per program: not on every poll.
         if checked.elapsed() >= Duration::from_millis(2) {
             checked = Clock::now();
-            if procs.iter_mut().all(|p| p.exited()) && done() {
+            // Each program is reaped as soon as it ends (`all` would stop
+            // at the first one still running), so its `elapsed` is its own
+            // run time, which a test may bound.
+            let mut all = true;
+            for p in procs.iter_mut() {
+                all &= p.exited();
+            }
+            if all && done() {
                 return ControlFlow::Break(());
             }
         }
