@@ -176,6 +176,15 @@ pub struct Config {
     /// `ACCEL_OWNER=1`: this process is a port owner started by the
     /// library (see `owner`), not a program.
     pub owner: bool,
+    /// `ACCEL_FLIGHT_SLOTS`: connections the flight recorder keeps at
+    /// once; 0: off.
+    pub flight_slots: u32,
+    /// `ACCEL_FLIGHT_DIR`: where a dead process's flight record goes;
+    /// empty: `/tmp`.
+    /// Read at load, like every variable here: a program may clear its
+    /// environment before the stack starts (nginx's workers keep only
+    /// `TZ` and what its `env` directives name).
+    pub flight_dir: Text<200>,
 }
 
 /// One bad value, as passed to the `report` function of [`Config::parse`].
@@ -222,6 +231,8 @@ impl Config {
         procs: Procs::Single,
         port_queues: 4,
         owner: false,
+        flight_slots: 4096,
+        flight_dir: Text::empty(),
     };
 
     /// Reads the configuration through `lookup` (a variable's value, or
@@ -302,6 +313,16 @@ impl Config {
         c.owner = env.read("ACCEL_OWNER", "1", "not an owner", |v| {
             (v == b"1").then_some(true)
         }) == Some(true);
+        let expected = "a number of connections from 0 to 1048576";
+        if let Some(v) = env.read("ACCEL_FLIGHT_SLOTS", expected, "4096", |v| {
+            parse_u32(v).filter(|&n| n <= 1 << 20)
+        }) {
+            c.flight_slots = v;
+        }
+        let expected = "a directory path shorter than 200 bytes";
+        if let Some(v) = env.read("ACCEL_FLIGHT_DIR", expected, "/tmp", Text::new) {
+            c.flight_dir = v;
+        }
         c
     }
 }
@@ -443,6 +464,7 @@ mod tests {
         assert_eq!(config.log_level, Level::Warn);
         assert_eq!(config.fallback, Fallback::Kernel);
         assert!(config.ip.is_none() && config.log_file.is_empty());
+        assert_eq!((config.flight_slots, config.flight_dir.is_empty()), (4096, true));
     }
 
     #[test]
@@ -464,8 +486,12 @@ mod tests {
             ("ACCEL_TAP_PEER", "198.18.0.1/24"),
             ("ACCEL_PROCS", "Multi"),
             ("ACCEL_PORT_QUEUES", "4"),
+            ("ACCEL_FLIGHT_SLOTS", "0"),
+            ("ACCEL_FLIGHT_DIR", "/var/tmp/flights"),
         ]);
         assert!(reports.is_empty(), "{reports:?}");
+        assert_eq!(config.flight_slots, 0);
+        assert_eq!(config.flight_dir.as_bytes(), b"/var/tmp/flights");
         assert_eq!(
             (config.procs, config.port_queues, config.owner),
             (Procs::Multi, 4, false)
@@ -510,9 +536,11 @@ mod tests {
             ("ACCEL_FALLBACK", "panic"),
             ("ACCEL_PROCS", "many"),
             ("ACCEL_PORT_QUEUES", "0"),
+            ("ACCEL_FLIGHT_SLOTS", "2000000"),
+            ("ACCEL_FLIGHT_DIR", &"d".repeat(200)),
         ]);
         assert_eq!(config, Config::DEFAULT);
-        assert_eq!(reports.len(), 11, "{reports:?}");
+        assert_eq!(reports.len(), 13, "{reports:?}");
         assert!(reports
             .iter()
             .any(|r| r == "ACCEL_PROCS=\"many\": expected single, multi or auto; using single"));

@@ -26,26 +26,21 @@ static COUNT: AtomicUsize = AtomicUsize::new(0);
 /// reads it without allocating or locking.
 static DIR: std::sync::OnceLock<[u8; 200]> = std::sync::OnceLock::new();
 
-/// Default number of slots.
-const DEFAULT_SLOTS: usize = 4096;
-
 /// Maps the recorder's memory and splits it among `stacks` stacks (none
 /// when off or when the mapping fails, which is logged).
 pub fn arenas(stacks: usize) -> Vec<&'static mut [FlightSlot]> {
-    let total = std::env::var("ACCEL_FLIGHT_SLOTS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(DEFAULT_SLOTS)
-        .min(1 << 20);
+    let cfg = crate::startup::config();
+    let total = cfg.flight_slots as usize;
     if total == 0 || stacks == 0 || !SLOTS.load(Acquire).is_null() {
         return Vec::new();
     }
-    let dir = std::env::var("ACCEL_FLIGHT_DIR").unwrap_or_else(|_| "/tmp".into());
     let mut d = [0u8; 200];
-    if dir.len() < d.len() && !dir.as_bytes().contains(&0) {
-        for (to, from) in d.iter_mut().zip(dir.as_bytes()) {
-            *to = *from;
-        }
+    let dir = match cfg.flight_dir.as_bytes() {
+        b"" => b"/tmp",
+        dir => dir,
+    };
+    for (to, from) in d.iter_mut().zip(dir) {
+        *to = *from;
     }
     let _ = DIR.set(d);
     let len = total * size_of::<FlightSlot>();
