@@ -3,7 +3,9 @@
 //!
 //! - While no thread waits in the shim (the program computes), it polls the
 //!   stack every `ACCEL_KEEPER_US` that nobody else did, so ACKs,
-//!   retransmissions and ARP go on. Between rounds it sleeps in `ppoll` on
+//!   retransmissions and ARP go on. (A program that computes between
+//!   calls of the shim, an event loop serving many sockets, polls the
+//!   stack itself after a period: `stacks::output_or_poll`.) Between rounds it sleeps in `ppoll` on
 //!   the epoll fds of the shim's sets, so that a kernel member that becomes
 //!   ready is noted in order among the stack's events (see `epoll`'s module
 //!   docs on order).

@@ -365,6 +365,35 @@ pub fn output(q: Q) {
     }
 }
 
+/// [`output`] after a program's read or write, unless nobody watches the
+/// devices (no thread spins or sleeps on them) and no thread of the
+/// program has polled them for a keeper period: then every stack is
+/// polled instead (which sends too). An event loop that works through
+/// many ready sockets before it waits again (nginx with 50 busy
+/// connections: often more than a millisecond) thus takes the frames that
+/// came meanwhile itself, between its own calls, and the keeper stays
+/// parked. The keeper polling beside a busy thread took a core its
+/// clients need, woke for frames the thread was about to take anyway, and
+/// contended with it for the stack: preempted while it held the lock, it
+/// stalled the thread's writes. nginx on net_tap, a second: the keeper
+/// switched about 3,400 times (920 now: its rounds) and used 9 % of a core
+/// (3 %); nginx waited 1,400 times (110), mostly for the stack's lock.
+/// Half a period was tried too: redis, whose loop of 50 requests takes
+/// about 400 us there, then polled in mid-loop and served 10 % fewer.
+pub fn output_or_poll(q: Q) {
+    let t = now();
+    let period = u64::from(crate::startup::config().keeper_us.max(1)) * 1000;
+    if t.nanos().saturating_sub(W.last_drive.load(Relaxed)) >= period
+        && !W.device_watched()
+        && !W.spinning.load(Relaxed)
+        && !crate::engine::keeper::on_keeper()
+    {
+        poll_all();
+    } else if let Some(mut s) = lock(q) {
+        s.output(t);
+    }
+}
+
 /// Polls every stack once; the union of what they did.
 pub fn poll_all() -> PollResult {
     let mut all = PollResult::default();

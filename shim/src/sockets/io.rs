@@ -190,7 +190,7 @@ unsafe fn write_and_send(q: Q, h: TcpHandle, iov: Iov<'_>, skip: usize) -> Resul
     let first = unsafe { tcp_write_on(q, h, iov, skip) };
     let took = match first {
         Ok(n) if n >= want => {
-            stacks::output(q);
+            stacks::output_or_poll(q);
             return first;
         }
         Ok(n) => n,
@@ -205,7 +205,7 @@ unsafe fn write_and_send(q: Q, h: TcpHandle, iov: Iov<'_>, skip: usize) -> Resul
         Err(e) => Err(e),
     };
     if matches!(r, Ok(n) if n > took) {
-        stacks::output(q);
+        stacks::output_or_poll(q);
     }
     r
 }
@@ -276,7 +276,7 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
                 }
                 if matches!(r, Ok(n) if n > 0) {
                     // The window update goes out now.
-                    stacks::output(q);
+                    stacks::output_or_poll(q);
                 }
                 r
             }
