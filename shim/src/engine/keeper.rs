@@ -5,10 +5,10 @@
 //!   stack every `ACCEL_KEEPER_US` that nobody else did, so ACKs,
 //!   retransmissions and ARP go on. (A program that computes between
 //!   calls of the shim, an event loop serving many sockets, polls the
-//!   stack itself after a period: `stacks::output_or_poll`.) Between rounds it sleeps in `ppoll` on
-//!   the epoll fds of the shim's sets, so that a kernel member that becomes
-//!   ready is noted in order among the stack's events (see `epoll`'s module
-//!   docs on order).
+//!   stack itself after a period: `stacks::output_or_poll`.) Between
+//!   rounds it sleeps in `ppoll` on the epoll fds of the shim's sets, so
+//!   that a kernel member that becomes ready is noted in order among the
+//!   stack's events (see `epoll`'s module docs on order).
 //! - While threads wait and one of them spins or sleeps on the device for
 //!   everyone (`wait`'s spinner and sleeper), it parks. While the program's
 //!   waits come and go (a busy server), it parks one period at a time and

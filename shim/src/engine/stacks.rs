@@ -379,7 +379,7 @@ pub fn output(q: Q) {
 /// switched about 3,400 times (920 now: its rounds) and used 9 % of a core
 /// (3 %); nginx waited 1,400 times (110), mostly for the stack's lock.
 /// Half a period was tried too: redis, whose loop of 50 requests takes
-/// about 400 us there, then polled in mid-loop and served 10 % fewer.
+/// about 400 us there, then polled in mid-loop and served 4-10 % fewer.
 pub fn output_or_poll(q: Q) {
     let t = now();
     let period = u64::from(crate::startup::config().keeper_us.max(1)) * 1000;
