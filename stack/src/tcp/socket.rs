@@ -725,6 +725,11 @@ impl TcpSocket {
         self.touch();
     }
 
+    /// The pending error (`SO_ERROR`), left pending.
+    pub fn error(&self) -> Option<Errno> {
+        self.error
+    }
+
     /// Takes the pending error (`SO_ERROR`).
     pub fn take_error(&mut self) -> Option<Errno> {
         let e = self.error.take();
