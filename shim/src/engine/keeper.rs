@@ -3,14 +3,12 @@
 //!
 //! - While no thread waits in the shim (the program computes), it polls the
 //!   stack every `ACCEL_KEEPER_US` that nobody else did, so ACKs,
-//!   retransmissions and ARP go on; with every device's Rx interrupt
-//!   armed, when frames come or the next timer is due (within 10
-//!   periods). (A program that computes between calls of the shim, an
-//!   event loop serving many sockets, polls the stack itself after a
-//!   period: `stacks::output_or_poll`.) Between rounds it sleeps in
-//!   `ppoll` on the epoll fds of the shim's sets, so that a kernel member
-//!   that becomes ready is noted in order among the stack's events (see
-//!   `epoll`'s module docs on order).
+//!   retransmissions and ARP go on. (A program that computes between
+//!   calls of the shim, an event loop serving many sockets, polls the
+//!   stack itself after a period: `stacks::output_or_poll`.) Between
+//!   rounds it sleeps in `ppoll` on the epoll fds of the shim's sets, so
+//!   that a kernel member that becomes ready is noted in order among the
+//!   stack's events (see `epoll`'s module docs on order).
 //! - While threads wait and one of them spins or sleeps on the device for
 //!   everyone (`wait`'s spinner and sleeper), it parks. While the program's
 //!   waits come and go (a busy server), it parks one period at a time and
@@ -298,14 +296,7 @@ struct Halves {
     sets: Vec<u32>,
     /// The kernel halves the sockets layer gave last (fd, set).
     list: Vec<(libc::c_int, u32)>,
-    /// When the stacks' next timer is due, as the keeper's last poll said.
-    next: Option<accel_stack::Instant>,
 }
-
-/// How many periods a round may sleep while every device will wake it when
-/// frames come: timers that the program's own calls arm meanwhile (the
-/// keeper knows those of its last poll) fire at most this late.
-const ARMED_PERIODS: u32 = 10;
 
 impl Halves {
     fn clear(&mut self) {
@@ -316,12 +307,6 @@ impl Halves {
     /// Sleeps `period` (watching the kernel halves), then polls the stack
     /// if nobody did in that time, and notes the kernel halves seen ready:
     /// after that poll, so that frames that came before are ordered first.
-    /// While the program stays away and every device's Rx interrupt is
-    /// armed, a round sleeps until the stacks' next timer instead, up to
-    /// `ARMED_PERIODS` periods: a frame wakes it anyway. A program that
-    /// keeps connections open while it computes or sleeps elsewhere (an
-    /// idle client in `nanosleep`) cost a poll every period: 3.2 % of a
-    /// core over memif.
     fn round(&mut self, period: Duration) {
         // The devices' Rx interrupts too, once the program has not driven
         // the stacks for a period (it computes, or waits on kernel fds
@@ -335,21 +320,14 @@ impl Halves {
         // need.
         let halves = self.fds.len();
         let last = W.last_drive.load(Relaxed);
-        let t = now();
-        let mut sleep = period;
-        if t.nanos().saturating_sub(last) >= period.as_nanos() as u64
-            && stacks::arm_rx_interrupts(&mut self.fds)
-        {
-            sleep = period * ARMED_PERIODS;
-            if let Some(n) = self.next {
-                sleep = sleep.min(n.saturating_since(t));
-            }
+        if now().nanos().saturating_sub(last) >= period.as_nanos() as u64 {
+            let _ = stacks::arm_rx_interrupts(&mut self.fds);
         }
         if self.fds.is_empty() {
-            std::thread::sleep(sleep);
+            std::thread::sleep(period);
         } else {
             // SAFETY: no signal mask pointer.
-            let _ = unsafe { sys::ppoll(&mut self.fds, Some(sleep), std::ptr::null()) };
+            let _ = unsafe { sys::ppoll(&mut self.fds, Some(period), std::ptr::null()) };
         }
         stacks::slept(self.fds.get(halves..).unwrap_or_default());
         let rx = self.fds.iter().skip(halves).any(|p| p.revents != 0);
@@ -361,7 +339,7 @@ impl Halves {
         let last = W.last_drive.load(Relaxed);
         let due = now().nanos().saturating_sub(last) >= period.as_nanos() as u64;
         if due || seen || rx {
-            self.next = stacks::poll_all().next;
+            stacks::poll_all();
         }
         let Some(above) = crate::engine::above() else {
             return;
