@@ -111,8 +111,9 @@ pub(crate) struct Worker {
     /// How many waits began: the keeper on the device steps aside when a
     /// program thread comes to wait (it takes the device itself).
     pub(crate) entered: AtomicU64,
-    /// The keeper is parked for longer than its period: the thread that
-    /// leaves the last wait must nudge it (see `keeper`).
+    /// The keeper is parked, or sleeps a round, for longer than its
+    /// period: a thread that leaves the device to nobody must nudge it
+    /// (see `keeper`).
     pub(crate) keeper_away: AtomicBool,
 }
 
