@@ -30,6 +30,7 @@
  *   loadgen idle HOST PORT SECS    one connection, silent for SECS
  *
  * Clients print `key value` lines: requests, seconds, rps, p50_us, p99_us
+ * (rr also p90_us, p999_us, max_us)
  * (round trips counted and timed after WARM seconds, until SECS more have
  * passed), or bytes, seconds, gbps; conn adds errors (connections that
  * failed and were replaced); rr and mc add all_requests (every round trip,
@@ -437,6 +438,8 @@ static int request_response(struct load *l, const char *host, const char *port, 
     printf("requests %llu\nseconds %.3f\nrps %.1f\np50_us %.2f\np99_us %.2f\nall_requests %llu\n",
            (unsigned long long)measured, elapsed, elapsed > 0 ? (double)measured / elapsed : 0.0,
            samples[nsamples / 2] / 1e3, samples[(uint64_t)(nsamples * 0.99)] / 1e3, (unsigned long long)all);
+    printf("p90_us %.2f\np999_us %.2f\nmax_us %.2f\n", samples[(uint64_t)(nsamples * 0.9)] / 1e3,
+           samples[(uint64_t)(nsamples * 0.999)] / 1e3, samples[nsamples - 1] / 1e3);
     for (int i = 0; i < conns; i++) close(cs[i].fd);
     return 0;
 }
