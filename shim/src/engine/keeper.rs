@@ -32,6 +32,7 @@
 //! it), so it never interrupts the program's calls.
 
 use crate::engine::stacks;
+use crate::engine::stats::{self, Driver};
 use crate::engine::worker::{now, status, Sleeper, Status, W};
 use crate::logging::log;
 use crate::{signals, startup, sys};
@@ -132,7 +133,7 @@ fn keeper(period: Duration) {
         if status() != Status::Up {
             return;
         }
-        crate::engine::stats::tick();
+        stats::tick();
         if W.waiters.load(SeqCst) == 0 {
             away.reset();
             halves.round(period, &parker);
@@ -256,10 +257,10 @@ fn on_device(parker: &Parker) -> bool {
         {
             return true;
         }
-        crate::engine::stats::tick();
+        stats::tick();
         let _ = crate::engine::wait::take_woken();
         let (progress, next) = {
-            let r = stacks::poll_all();
+            let r = stats::as_driver(Driver::Keeper, stacks::poll_all);
             if let Some(above) = crate::engine::above() {
                 above.hand_out(true);
             }
@@ -376,7 +377,7 @@ impl Halves {
         let last = W.last_drive.load(Relaxed);
         let due = now().nanos().saturating_sub(last) >= period.as_nanos() as u64;
         if due || seen || rx {
-            self.next = stacks::poll_all().next;
+            self.next = stats::as_driver(Driver::Round, stacks::poll_all).next;
         }
         let Some(above) = crate::engine::above() else {
             return;

@@ -51,6 +51,13 @@ pub struct Cell {
     /// When its forwarding socket was last read (ns of [`now`]; 0: read
     /// it at the next poll): see [`receive_forwarded`].
     forward_read: AtomicU64,
+    /// A poll that finds no frame is a system call (net_tap's `readv`):
+    /// see [`poll_unless_fresh`].
+    costly: bool,
+    /// When its last poll began (ns of [`now`]; 0: never).
+    polled_at: AtomicU64,
+    /// Its next timer as that poll said (ns of [`now`]; 0: none).
+    next_at: AtomicU64,
 }
 
 static CELLS: OnceLock<Box<[Cell]>> = OnceLock::new();
@@ -58,6 +65,11 @@ static CELLS: OnceLock<Box<[Cell]>> = OnceLock::new();
 /// How often a thread that polls without sleeping reads the forwarding
 /// sockets (see [`receive_forwarded`]), ns.
 const FORWARD_READ_NS: u64 = 100_000;
+
+/// How recent a poll of a costly device makes another needless for a
+/// call that only looks whether something came ([`poll_unless_fresh`]),
+/// ns: about a NIC's interrupt moderation.
+const FRESH_NS: u64 = 20_000;
 
 /// Installs the stacks (once, at start).
 pub fn install(stacks: Vec<(ShimStack, i32)>) -> Result<(), String> {
@@ -69,10 +81,16 @@ pub fn install(stacks: Vec<(ShimStack, i32)>) -> Result<(), String> {
             // A segment may come in on another queue than its connection's
             // (see `poll`).
             s.iface.set_handover(several);
+            // An Rx interrupt fd without a bell is a kernel queue's (net_tap,
+            // or an owner's shared tap queue): reading it is a system call.
+            let costly = rx_fd >= 0 && !s.device.dpdk.has_bell();
             Cell {
                 stack: Mutex::new(s),
                 rx_fd,
                 forward_read: AtomicU64::new(0),
+                costly,
+                polled_at: AtomicU64::new(0),
+                next_at: AtomicU64::new(0),
             }
         })
         .collect();
@@ -188,6 +206,12 @@ pub fn poll(q: Q) -> PollResult {
     };
     let t = now();
     let r = s.poll(t);
+    crate::engine::stats::drove(r.rx);
+    if let Some(cell) = cells().get(usize::from(q)) {
+        cell.polled_at.store(t.nanos().max(1), Relaxed);
+        cell.next_at
+            .store(r.next.map_or(0, |n| n.nanos().max(1)), Relaxed);
+    }
     if !crate::engine::keeper::on_keeper() {
         W.last_drive.store(t.nanos(), Relaxed);
     }
@@ -394,8 +418,45 @@ pub fn output_or_poll(q: Q) {
     }
 }
 
+/// As [`poll`], unless the stack's device is one whose empty poll is a
+/// system call (net_tap) and a poll of it began less than `FRESH_NS` ago:
+/// for calls that only look whether something came (a non-blocking read
+/// or accept that found nothing, `epoll_wait`, a wait's first look).
+/// nginx's calls on a connection used to read the tap about ten times per
+/// request, half of them finding nothing. A frame that came since is
+/// taken by the next poll (a thread that sleeps on the device finds its
+/// fd ready at once); the skipped poll's result is the stack's next timer
+/// as the last poll said.
+pub fn poll_unless_fresh(q: Q) -> PollResult {
+    if let Some(cell) = cells().get(usize::from(q)) {
+        if fresh(cell.costly, cell.polled_at.load(Relaxed), now().nanos()) {
+            let next = cell.next_at.load(Relaxed);
+            return PollResult {
+                next: (next != 0).then(|| accel_stack::Instant::from_nanos(next)),
+                ..PollResult::default()
+            };
+        }
+    }
+    poll(q)
+}
+
+/// Whether a poll that began at `polled_at` (0: never) stands at `now`
+/// for a device whose empty poll is `costly`.
+fn fresh(costly: bool, polled_at: u64, now: u64) -> bool {
+    costly && polled_at != 0 && now.saturating_sub(polled_at) < FRESH_NS
+}
+
+/// [`poll_unless_fresh`] on every stack.
+pub fn poll_all_unless_fresh() -> PollResult {
+    poll_each(poll_unless_fresh)
+}
+
 /// Polls every stack once; the union of what they did.
 pub fn poll_all() -> PollResult {
+    poll_each(poll)
+}
+
+fn poll_each(poll: fn(Q) -> PollResult) -> PollResult {
     let mut all = PollResult::default();
     for q in 0..count() as Q {
         let r = poll(q);
@@ -489,5 +550,24 @@ impl std::fmt::Display for Summary {
             write!(f, ";")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_recent_poll_of_a_costly_device_stands() {
+        let t = 5_000_000_000;
+        // net_tap, polled 5 us ago: the look skips the device.
+        assert!(fresh(true, t - 5_000, t));
+        // Polled FRESH_NS ago or longer, or never: it polls.
+        assert!(!fresh(true, t - FRESH_NS, t));
+        assert!(!fresh(true, 0, t));
+        // memif (a poll reads shared memory): it always polls.
+        assert!(!fresh(false, t - 1_000, t));
+        // A clock read before the poll's own (another thread's) stands.
+        assert!(fresh(true, t + 1_000, t));
     }
 }

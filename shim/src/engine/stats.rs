@@ -6,7 +6,9 @@
 //! checksum offload found bad, segments handed between stacks), and,
 //! under `iface`, every counter of the stacks' interfaces summed (each
 //! drop by its reason: SYN cookies, ARP, checksums, RFC 5961's
-//! challenges...).
+//! challenges...), and under `drivers` who took the frames in (a
+//! program's call, a thread entering a wait, the spinner, the sleeper,
+//! the keeper for parked threads, the keeper's rounds).
 //!
 //! The keeper calls [`tick`]; the file is opened, appended to and closed
 //! each time with raw system calls (the shim never calls what it
@@ -22,6 +24,57 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// When the last line was written (ns of the monotonic clock).
 static LAST: AtomicU64 = AtomicU64::new(0);
+
+/// Who polled the stacks: the frames each took in are counted (under
+/// `drivers` in the line), which says who moves the frames of a workload:
+/// frames the keeper took waited for it, up to a period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Driver {
+    /// A program's call outside a wait (a read, write, `epoll_wait`'s
+    /// first look).
+    Call = 0,
+    /// A thread entering a wait (its first poll).
+    Enter = 1,
+    /// The spinning thread.
+    Spin = 2,
+    /// The thread asleep on the device for everyone.
+    Sleep = 3,
+    /// The keeper, on the device for parked threads.
+    Keeper = 4,
+    /// The keeper's rounds while no thread waits.
+    Round = 5,
+}
+
+const DRIVER_NAMES: [&str; 6] = ["call", "enter", "spin", "sleep", "keeper", "round"];
+
+/// Frames taken in, and polls that took some, by driver.
+static DRIVEN: [[AtomicU64; 2]; 6] = [const { [const { AtomicU64::new(0) }; 2] }; 6];
+
+thread_local! {
+    static DRIVER: std::cell::Cell<Driver> = const { std::cell::Cell::new(Driver::Call) };
+}
+
+/// Runs `f` with the calling thread's polls counted as `d`'s.
+pub(crate) fn as_driver<R>(d: Driver, f: impl FnOnce() -> R) -> R {
+    let before = DRIVER.try_with(|c| c.replace(d)).unwrap_or(Driver::Call);
+    let r = f();
+    let _ = DRIVER.try_with(|c| c.set(before));
+    r
+}
+
+/// Counts a poll that took `rx` frames in, as the calling thread's
+/// driver's (only while the counters are written somewhere).
+pub(crate) fn drove(rx: usize) {
+    if rx == 0 || startup::config().stats_file.is_empty() {
+        return;
+    }
+    let d = DRIVER.try_with(|c| c.get()).unwrap_or(Driver::Call) as usize;
+    if let Some([frames, polls]) = DRIVEN.get(d) {
+        frames.fetch_add(rx as u64, Relaxed);
+        polls.fetch_add(1, Relaxed);
+    }
+}
 
 /// Writes a line if a second has passed since the last one.
 pub fn tick() {
@@ -85,6 +138,17 @@ fn snapshot(t: u64) -> Option<String> {
     // reason (SYN cookies, ARP, checksums, ...).
     for (i, (name, v)) in all.fields().enumerate() {
         let _ = write!(line, "{}\"{name}\":{v}", if i == 0 { "" } else { "," });
+    }
+    // Who took the frames in: [frames, polls that took some].
+    line.push_str("},\"drivers\":{");
+    for (i, (name, [frames, polls])) in DRIVER_NAMES.iter().zip(&DRIVEN).enumerate() {
+        let _ = write!(
+            line,
+            "{}\"{name}\":[{},{}]",
+            if i == 0 { "" } else { "," },
+            frames.load(Relaxed),
+            polls.load(Relaxed)
+        );
     }
     line.push_str("}}\n");
     Some(line)

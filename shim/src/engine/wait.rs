@@ -47,6 +47,7 @@
 use crate::engine::contention::Contention;
 use crate::engine::keeper;
 use crate::engine::stacks;
+use crate::engine::stats::{self, Driver};
 use crate::engine::worker::{now, status, Sleeper, Status, W};
 use crate::signals;
 use crate::startup;
@@ -173,8 +174,14 @@ fn drive_inner<R>(
         first = false;
         // The devices are polled without the sockets' lock; `look` hands
         // out what they signalled under it, before it looks.
-        let res = if drive {
-            stacks::poll_all()
+        let res = if drive && roles.spinner {
+            stats::as_driver(Driver::Spin, stacks::poll_all)
+        } else if drive && roles.sleeper {
+            stats::as_driver(Driver::Sleep, stacks::poll_all)
+        } else if drive {
+            // A thread entering: the call that brought it here has just
+            // polled, as a rule (see `poll_unless_fresh`).
+            stats::as_driver(Driver::Enter, stacks::poll_all_unless_fresh)
         } else {
             accel_stack::iface::PollResult::default()
         };

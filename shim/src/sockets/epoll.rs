@@ -701,8 +701,9 @@ pub unsafe fn wait(
     };
     let h = entry.handle();
     {
-        // The devices polled without the worker's lock.
-        crate::engine::stacks::poll_all();
+        // The devices polled without the worker's lock (a poll that just
+        // happened on net_tap stands: see `poll_unless_fresh`).
+        crate::engine::stacks::poll_all_unless_fresh();
         let mut core = crate::sockets::table::lock();
         distribute(&mut core);
         match gather(&mut core, h, epfd, out) {

@@ -270,7 +270,7 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
                 // SAFETY: the caller's contract.
                 let mut r = unsafe { tcp_read_on(q, h, iov, peek, trunc) };
                 if r == Err(Errno(libc::EAGAIN)) && nonblock {
-                    stacks::poll(q);
+                    stacks::poll_unless_fresh(q);
                     // SAFETY: as above.
                     r = unsafe { tcp_read_on(q, h, iov, peek, trunc) };
                 }

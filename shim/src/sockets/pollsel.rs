@@ -150,7 +150,7 @@ fn poll_fds_masked(
         Ok(n)
     };
     {
-        crate::engine::stacks::poll_all();
+        crate::engine::stacks::poll_all_unless_fresh();
         let mut core = crate::sockets::table::lock();
         match attempt(&mut core, &mut kernel) {
             Ok(0) => {}
