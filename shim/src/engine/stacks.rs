@@ -116,8 +116,18 @@ pub fn count() -> usize {
 /// Stack `q`, locked; `None` before start or past the last.
 pub fn lock(q: Q) -> Option<StackGuard> {
     let cell = cells().get(usize::from(q))?;
+    if let Ok(g) = cell.stack.try_lock() {
+        return Some(StackGuard {
+            guard: ManuallyDrop::new(g),
+            q,
+        });
+    }
+    // Held: how long the wait lasts is counted (the counters file).
+    let since = now();
+    let g = cell.stack.lock().unwrap_or_else(|e| e.into_inner());
+    crate::engine::stats::lock_waited(crate::engine::stats::Lock::Stack, since);
     Some(StackGuard {
-        guard: ManuallyDrop::new(cell.stack.lock().unwrap_or_else(|e| e.into_inner())),
+        guard: ManuallyDrop::new(g),
         q,
     })
 }

@@ -8,7 +8,9 @@
 //! drop by its reason: SYN cookies, ARP, checksums, RFC 5961's
 //! challenges...), and under `drivers` who took the frames in (a
 //! program's call, a thread entering a wait, the spinner, the sleeper,
-//! the keeper for parked threads, the keeper's rounds).
+//! the keeper for parked threads, the keeper's rounds), and under
+//! `lock_waits` how long threads waited for the sockets' lock and the
+//! stacks' locks when another held them.
 //!
 //! The keeper calls [`tick`]; the file is opened, appended to and closed
 //! each time with raw system calls (the shim never calls what it
@@ -47,6 +49,36 @@ pub(crate) enum Driver {
 }
 
 const DRIVER_NAMES: [&str; 6] = ["call", "enter", "spin", "sleep", "keeper", "round"];
+
+/// A lock whose waits are counted (under `lock_waits` in the line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Lock {
+    /// The sockets layer's lock (`sockets::table::lock`).
+    Sockets = 0,
+    /// A stack's lock (any queue pair's).
+    Stack = 1,
+}
+
+/// Waits for a lock that another thread held, by how long they lasted:
+/// bucket 0 under 1 us, bucket i from 2^(i-1) to 2^i us, the last 16 ms
+/// and over. A thread preempted while it holds a lock makes the others
+/// wait for as long as it is off its CPU.
+static LOCK_WAITS: [[AtomicU64; 16]; 2] = [const { [const { AtomicU64::new(0) }; 16] }; 2];
+
+/// Counts a wait for `lock` that began at `since` and ends now (the lock
+/// was held by another thread: the caller's `try_lock` failed).
+pub(crate) fn lock_waited(lock: Lock, since: accel_stack::Instant) {
+    let us = now().saturating_since(since).as_micros() as u64;
+    if let Some(b) = LOCK_WAITS.get(lock as usize).and_then(|w| w.get(bucket(us))) {
+        b.fetch_add(1, Relaxed);
+    }
+}
+
+/// The bucket of a wait of `us` microseconds (see `LOCK_WAITS`).
+fn bucket(us: u64) -> usize {
+    (64 - us.leading_zeros()).min(15) as usize
+}
 
 /// Frames taken in, and polls that took some, by driver.
 static DRIVEN: [[AtomicU64; 2]; 6] = [const { [const { AtomicU64::new(0) }; 2] }; 6];
@@ -150,6 +182,30 @@ fn snapshot(t: u64) -> Option<String> {
             polls.load(Relaxed)
         );
     }
+    // Waits for a lock another thread held, by log2 of their microseconds.
+    line.push_str("},\"lock_waits\":{");
+    for (i, (name, waits)) in ["sockets", "stacks"].iter().zip(&LOCK_WAITS).enumerate() {
+        let _ = write!(line, "{}\"{name}\":[", if i == 0 { "" } else { "," });
+        for (j, w) in waits.iter().enumerate() {
+            let _ = write!(line, "{}{}", if j == 0 { "" } else { "," }, w.load(Relaxed));
+        }
+        line.push(']');
+    }
     line.push_str("}}\n");
     Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bucket;
+
+    #[test]
+    fn lock_waits_go_by_powers_of_two() {
+        assert_eq!(bucket(0), 0);
+        assert_eq!(bucket(1), 1);
+        assert_eq!((bucket(2), bucket(3)), (2, 2));
+        assert_eq!((bucket(64), bucket(127)), (7, 7));
+        assert_eq!(bucket(16_383), 14);
+        assert_eq!((bucket(16_384), bucket(u64::MAX)), (15, 15));
+    }
 }

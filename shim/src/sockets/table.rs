@@ -50,8 +50,15 @@ static CORE: Mutex<Core> = Mutex::new(Core {
 /// The worker's state, locked. Threads that the holder's work woke are
 /// woken when the guard is dropped, after the lock.
 pub fn lock() -> CoreGuard {
+    if let Ok(g) = CORE.try_lock() {
+        return CoreGuard::new(g);
+    }
+    // Held: how long the wait lasts is counted (the counters file).
+    let since = crate::engine::worker::now();
     // A panic is an abort here: the lock is never poisoned.
-    CoreGuard::new(CORE.lock().unwrap_or_else(|e| e.into_inner()))
+    let g = CoreGuard::new(CORE.lock().unwrap_or_else(|e| e.into_inner()));
+    crate::engine::stats::lock_waited(crate::engine::stats::Lock::Sockets, since);
+    g
 }
 
 /// As [`lock`], if nobody holds it.
