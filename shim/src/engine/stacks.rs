@@ -54,6 +54,8 @@ pub struct Cell {
     /// A poll that finds no frame is a system call (net_tap's `readv`):
     /// see [`poll_unless_fresh`].
     costly: bool,
+    /// `rx_fd` is a memif bell: a sleeper it wakes empties it ([`slept`]).
+    bell: bool,
     /// When its last poll began (ns of [`now`]; 0: never).
     polled_at: AtomicU64,
     /// Its next timer as that poll said (ns of [`now`]; 0: none).
@@ -83,12 +85,14 @@ pub fn install(stacks: Vec<(ShimStack, i32)>) -> Result<(), String> {
             s.iface.set_handover(several);
             // An Rx interrupt fd without a bell is a kernel queue's (net_tap,
             // or an owner's shared tap queue): reading it is a system call.
-            let costly = rx_fd >= 0 && !s.device.dpdk.has_bell();
+            let bell = s.device.dpdk.has_bell();
+            let costly = rx_fd >= 0 && !bell;
             Cell {
                 stack: Mutex::new(s),
                 rx_fd,
                 forward_read: AtomicU64::new(0),
                 costly,
+                bell: bell && rx_fd >= 0,
                 polled_at: AtomicU64::new(0),
                 next_at: AtomicU64::new(0),
             }
@@ -519,9 +523,17 @@ pub fn arm_rx_interrupts(out: &mut Vec<libc::pollfd>) -> bool {
 }
 
 /// After a sleep on `fds` (among them what [`arm_rx_interrupts`] gave):
-/// a forwarding socket that woke it is read at the next poll, not after
-/// the wait between two reads of a thread that polls in a loop.
+/// a bell that woke it is emptied here, without the stack's lock (arming
+/// makes no system call: a thread that sleeps often holds the lock
+/// shorter, and is less often preempted while it holds it); a forwarding
+/// socket that woke it is read at the next poll, not after the wait
+/// between two reads of a thread that polls in a loop.
 pub fn slept(fds: &[libc::pollfd]) {
+    for cell in cells().iter().filter(|c| c.bell) {
+        if fds.iter().any(|p| p.fd == cell.rx_fd && p.revents != 0) {
+            accel_stack::phy::dpdk::drain_bell(cell.rx_fd);
+        }
+    }
     for (q, cell) in cells().iter().enumerate() {
         if let Some(fd) = crate::engine::procs::forward_fd(q) {
             if fds.iter().any(|p| p.fd == fd && p.revents != 0) {

@@ -63,6 +63,12 @@ pub use tap_queues::TapQueues;
 
 use link_watch::LinkWatch;
 pub use offload::Offloads;
+
+/// Empties a bell ([`DpdkDevice::rx_interrupt_fd`] of a queue pair that
+/// has one) after a sleep it woke, so that the next sleep waits.
+pub fn drain_bell(fd: RawFd) {
+    bell::Bell::drain(fd);
+}
 use port::Port;
 
 /// Received mbufs a queue keeps to build frames in (see
@@ -392,7 +398,10 @@ impl DpdkDevice {
     /// as a no-op; fails with `ENOTSUP` when the port has no Rx interrupts
     /// (nor a bell whose peer rings). With a bell, frames that came before
     /// it was armed are kept for the next receive and the bell rings at
-    /// once: call it just before sleeping, and receive after.
+    /// once: call it just before sleeping, and receive after. A bell that
+    /// woke a sleep is emptied by the sleeper ([`drain_bell`]), without the
+    /// device: arming makes no system call while frames do not wait (the
+    /// shim arms under the stack's lock before every sleep).
     pub fn arm_rx_interrupt(&mut self) -> Result<(), DpdkError> {
         if !self.port.rx_interrupts {
             return self.arm_bell();
@@ -478,7 +487,6 @@ impl DpdkDevice {
         if !bell.peer_rings(self.queue) && link_up {
             return not("the peer rings no bell");
         }
-        bell::Bell::drain(self.bell_fd);
         bell.arm(self.queue);
         // Frames may have come before the mark: take them now (none can
         // while a secondary's view of the link is down: the peer that

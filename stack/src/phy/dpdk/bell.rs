@@ -22,7 +22,7 @@
 //! the shim, which must not call what it intercepts on its own behalf.
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{fence, AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{fence, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 /// Queue pairs a page has marks for (memif's own limit is 255).
 pub const MAX_QUEUES: usize = 256;
@@ -48,6 +48,27 @@ pub(crate) struct Bell {
     id: String,
     /// An unbound socket to ring the peer's bells from.
     sender: i32,
+    /// Per queue pair, the peer's ringer last seen alive: its pid (high 32
+    /// bits) and when (the coarse clock's milliseconds, low 32 bits), so
+    /// that arming, which the shim does under the stack's lock before
+    /// every sleep, makes no system call (see [`Bell::peer_rings`]).
+    alive: Box<[AtomicU64]>,
+}
+
+/// How long a ringer seen alive is taken to be (ms): a peer that died is
+/// noticed within this, and the end then polls as with a peer that is not
+/// accel.
+const ALIVE_FOR_MS: u32 = 100;
+
+/// The coarse monotonic clock, in milliseconds (wrapping).
+fn coarse_ms() -> u32 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is writable; CLOCK_MONOTONIC_COARSE always exists (vDSO).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    (ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000) as u32
 }
 
 // SAFETY: the page is shared memory of atomics, valid until drop; the
@@ -163,6 +184,7 @@ impl Bell {
             role: usize::from(!server),
             id: id.to_owned(),
             sender,
+            alive: (0..MAX_QUEUES).map(|_| AtomicU64::new(0)).collect(),
         })
     }
 
@@ -208,8 +230,23 @@ impl Bell {
             return false;
         };
         let pid = r.load(Ordering::SeqCst);
+        if pid <= 0 {
+            return false;
+        }
+        let now = coarse_ms();
+        let seen = self.alive.get(usize::from(q));
+        if let Some(seen) = seen {
+            let v = seen.load(Ordering::Relaxed);
+            if (v >> 32) as u32 == pid as u32 && now.wrapping_sub(v as u32) < ALIVE_FOR_MS {
+                return true;
+            }
+        }
         // SAFETY: kill with signal 0 only checks that the process exists.
-        pid > 0 && unsafe { libc::syscall(libc::SYS_kill, pid, 0) } == 0
+        let alive = unsafe { libc::syscall(libc::SYS_kill, pid, 0) } == 0;
+        if let (true, Some(seen)) = (alive, seen) {
+            seen.store(u64::from(pid as u32) << 32 | u64::from(now), Ordering::Relaxed);
+        }
+        alive
     }
 
     /// Marks this end asleep on queue pair `q` (then check the queue once
@@ -389,6 +426,23 @@ mod tests {
         // A pid that is not alive (the highest possible, never a process).
         server.page().ringer[1][5].store(i32::MAX, Ordering::SeqCst);
         assert!(!server.peer_rings(5));
+        let _ = std::fs::remove_file(format!("/dev/shm/accel-bell-{id}"));
+    }
+
+    #[test]
+    fn a_ringer_seen_alive_is_not_asked_again_but_a_new_one_is() {
+        let id = id();
+        let server = Bell::open(&id, true).unwrap();
+        let me = std::process::id() as i32;
+        server.page().ringer[1][6].store(me, Ordering::SeqCst);
+        assert!(server.peer_rings(6));
+        let seen = server.alive[6].load(Ordering::Relaxed);
+        assert_eq!((seen >> 32) as i32, me, "the live ringer is remembered");
+        // Within ALIVE_FOR_MS the same ringer is taken as alive.
+        assert!(server.peer_rings(6));
+        // Another ringer (the peer restarted, or a dead one) is asked.
+        server.page().ringer[1][6].store(i32::MAX, Ordering::SeqCst);
+        assert!(!server.peer_rings(6), "a new ringer that is not alive");
         let _ = std::fs::remove_file(format!("/dev/shm/accel-bell-{id}"));
     }
 }
