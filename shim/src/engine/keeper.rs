@@ -6,12 +6,13 @@
 //!   retransmissions and ARP go on; with every device's Rx interrupt
 //!   armed, when frames come or the next timer is due (within 10
 //!   periods), or when a thread of the program leaves the device to
-//!   nobody (as it nudges a keeper parked for long: `W.keeper_away`). (A program that computes between calls of the shim, an
-//!   event loop serving many sockets, polls the stack itself after a
-//!   period: `stacks::output_or_poll`.) Between rounds it sleeps in
-//!   `ppoll` on the epoll fds of the shim's sets, so that a kernel member
-//!   that becomes ready is noted in order among the stack's events (see
-//!   `epoll`'s module docs on order).
+//!   nobody (as it nudges a keeper parked for long: `W.keeper_away`).
+//!   (A program that computes between calls of the shim, an event loop
+//!   serving many sockets, polls the stack itself after a period:
+//!   `stacks::output_or_poll`.) Between rounds it sleeps in `ppoll` on the
+//!   epoll fds of the shim's sets, so that a kernel member that becomes
+//!   ready is noted in order among the stack's events (see `epoll`'s
+//!   module docs on order).
 //! - While threads wait and one of them spins or sleeps on the device for
 //!   everyone (`wait`'s spinner and sleeper), it parks. While the program's
 //!   waits come and go (a busy server), it parks one period at a time and
