@@ -63,13 +63,13 @@ pub use tap_queues::TapQueues;
 
 use link_watch::LinkWatch;
 pub use offload::Offloads;
+use port::Port;
 
 /// Empties a bell ([`DpdkDevice::rx_interrupt_fd`] of a queue pair that
 /// has one) after a sleep it woke, so that the next sleep waits.
 pub fn drain_bell(fd: RawFd) {
     bell::Bell::drain(fd);
 }
-use port::Port;
 
 /// Received mbufs a queue keeps to build frames in (see
 /// [`DpdkDevice::recycle`]). Covered by the pool's margin of a burst in

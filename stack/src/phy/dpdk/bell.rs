@@ -14,7 +14,8 @@
 //! between: one of the two sees the other, so no frame sleeps unnoticed.
 //!
 //! A receiver sleeps on the bell only while the process that sends to it
-//! on that queue pair rings (it wrote its pid in the page, and lives), or
+//! on that queue pair rings (it wrote its pid in the page, and lives: as
+//! seen within the last 100 ms, so that arming makes no system call), or
 //! while the link is down (a peer that comes rings every bell of its
 //! queue pairs once, as it starts); otherwise (a peer that is not accel)
 //! it keeps polling.
