@@ -221,7 +221,9 @@ pub fn poll(q: Q) -> PollResult {
     let t = now();
     let r = s.poll(t);
     crate::engine::stats::drove(r.rx);
-    if let Some(cell) = cells().get(usize::from(q)) {
+    // Only a costly device's polls are skipped (`poll_unless_fresh`): the
+    // others need no record.
+    if let Some(cell) = cells().get(usize::from(q)).filter(|c| c.costly) {
         cell.polled_at.store(t.nanos().max(1), Relaxed);
         cell.next_at
             .store(r.next.map_or(0, |n| n.nanos().max(1)), Relaxed);
