@@ -223,6 +223,18 @@ pub fn memcached_set_get(addr: SocketAddr, items: &[Item]) -> Transfer {
     }
 }
 
+/// Opens `conns` connections at once (each its own source port, so its
+/// own flow hash) and asks memcached's `version` on each; panics unless
+/// every one answers. Spreads flows over a multi-queue device's queues.
+pub fn memcached_versions(addr: SocketAddr, conns: usize) {
+    let open: Vec<TcpStream> = (0..conns).map(|_| connect(addr)).collect();
+    for (i, s) in open.iter().enumerate() {
+        (&*s).write_all(b"version\r\n").expect("send version");
+        let l = line(&mut BufReader::new(s), &format!("version on connection {i}"));
+        assert!(l.starts_with("VERSION "), "version on connection {i}: {l:?}");
+    }
+}
+
 /// What a round-trip run measured.
 pub struct RoundTrips {
     /// Round trips completed (every one checked).
