@@ -405,14 +405,15 @@ pub fn output(q: Q) {
     }
 }
 
-/// [`output`] after a program's read or write, unless nobody watches the
-/// devices (no thread spins or sleeps on them) and no thread of the
-/// program has polled them for a keeper period: then every stack is
-/// polled instead (which sends too). An event loop that works through
-/// many ready sockets before it waits again (nginx with 50 busy
-/// connections: often more than a millisecond) thus takes the frames that
-/// came meanwhile itself, between its own calls, and the keeper stays
-/// parked. The keeper polling beside a busy thread took a core its
+/// [`output`] after a program's read or write, under the stack's lock that
+/// the read or write took (one acquisition for both), unless nobody
+/// watches the devices (no thread spins or sleeps on them) and no thread
+/// of the program has polled them for a keeper period: then the lock is
+/// let go and every stack is polled instead (which sends too). An event
+/// loop that works through many ready sockets before it waits again
+/// (nginx with 50 busy connections: often more than a millisecond) thus
+/// takes the frames that came meanwhile itself, between its own calls,
+/// and the keeper stays parked. The keeper polling beside a busy thread took a core its
 /// clients need, woke for frames the thread was about to take anyway, and
 /// contended with it for the stack: preempted while it held the lock, it
 /// stalled the thread's writes. nginx on net_tap, a second: the keeper
@@ -420,7 +421,7 @@ pub fn output(q: Q) {
 /// (3 %); nginx waited 1,400 times (110), mostly for the stack's lock.
 /// Half a period was tried too: redis, whose loop of 50 requests takes
 /// about 400 us there, then polled in mid-loop and served 4-10 % fewer.
-pub fn output_or_poll(q: Q) {
+pub fn output_or_poll(mut s: StackGuard) {
     let t = now();
     let period = u64::from(crate::startup::config().keeper_us.max(1)) * 1000;
     if t.nanos().saturating_sub(W.last_drive.load(Relaxed)) >= period
@@ -428,8 +429,9 @@ pub fn output_or_poll(q: Q) {
         && !W.spinning.load(Relaxed)
         && !crate::engine::keeper::on_keeper()
     {
+        drop(s);
         poll_all();
-    } else if let Some(mut s) = lock(q) {
+    } else {
         s.output(t);
     }
 }

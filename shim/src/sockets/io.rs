@@ -62,15 +62,46 @@ unsafe fn tcp_read(
 ) -> Result<usize, Errno> {
     let (q, h) = conn_of(core, entry)?;
     // SAFETY: the caller's contract.
-    unsafe { tcp_read_on(q, h, iov, peek, discard) }
+    unsafe { tcp_read_on(q, h, iov, peek, discard, Then::Output) }
 }
 
-/// [`tcp_read`] of connection `h` of stack `q` (without the worker's lock).
+/// What a read that took bytes, or a write that queued them, does next
+/// with the stack's lock it holds (one acquisition for both: with ten
+/// threads on two cores each acquisition is a chance to be preempted
+/// holding it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// Sends what the stack has to send: the window update after a read.
+    Output,
+    /// [`stacks::output_or_poll`].
+    OutputOrPoll,
+}
+
+impl Then {
+    fn run(self, mut stack: stacks::StackGuard) {
+        match self {
+            Then::Output => {
+                stack.output(crate::engine::worker::now());
+            }
+            Then::OutputOrPoll => stacks::output_or_poll(stack),
+        }
+    }
+}
+
+/// [`tcp_read`] of connection `h` of stack `q` (without the worker's lock);
+/// if it read something, `then` runs under the same lock.
 ///
 /// # Safety
 ///
 /// As for [`tcp_read`].
-unsafe fn tcp_read_on(q: Q, h: TcpHandle, iov: Iov<'_>, peek: bool, discard: bool) -> Result<usize, Errno> {
+unsafe fn tcp_read_on(
+    q: Q,
+    h: TcpHandle,
+    iov: Iov<'_>,
+    peek: bool,
+    discard: bool,
+    then: Then,
+) -> Result<usize, Errno> {
     let mut stack = socket::stack(q)?;
     let mut total = 0;
     let mut scratch = Vec::new();
@@ -107,6 +138,9 @@ unsafe fn tcp_read_on(q: Q, h: TcpHandle, iov: Iov<'_>, peek: bool, discard: boo
         // A zero-length read: 0, or the pending error.
         return stack.iface.tcp.recv(h, &mut []).map_err(se);
     }
+    if total > 0 {
+        then.run(stack);
+    }
     Ok(total)
 }
 
@@ -129,12 +163,20 @@ unsafe fn tcp_write(core: &mut Core, entry: Entry, iov: Iov<'_>, skip: usize) ->
     unsafe { write_and_send(q, h, iov, skip) }
 }
 
-/// [`tcp_write`] on connection `h` of stack `q` (without the worker's lock).
+/// [`tcp_write`] on connection `h` of stack `q` (without the worker's lock);
+/// if it queued `send_from` bytes or more, what it queued goes out under
+/// the same lock ([`stacks::output_or_poll`]).
 ///
 /// # Safety
 ///
 /// As for [`tcp_write`].
-unsafe fn tcp_write_on(q: Q, h: TcpHandle, iov: Iov<'_>, mut skip: usize) -> Result<usize, Errno> {
+unsafe fn tcp_write_on(
+    q: Q,
+    h: TcpHandle,
+    iov: Iov<'_>,
+    mut skip: usize,
+    send_from: usize,
+) -> Result<usize, Errno> {
     let mut stack = socket::stack(q)?;
     let mut total = 0;
     let mut any = false;
@@ -161,18 +203,12 @@ unsafe fn tcp_write_on(q: Q, h: TcpHandle, iov: Iov<'_>, mut skip: usize) -> Res
     }
     if !any {
         // Nothing to send: 0, or the error a send would report.
-        return stack.iface.tcp.send(h, &[]).map_err(se);
+        total = stack.iface.tcp.send(h, &[]).map_err(se)?;
+    }
+    if total >= send_from {
+        Then::OutputOrPoll.run(stack);
     }
     Ok(total)
-}
-
-/// Sends what the stack of `entry`'s connection has to send (after a
-/// read: the window update goes out).
-fn output_of(entry: Entry) {
-    let conn = conn_of(&crate::sockets::table::lock(), entry);
-    if let Ok((q, _)) = conn {
-        stacks::output(q);
-    }
 }
 
 /// [`tcp_write_on`], then what it queued goes out. A write the buffer
@@ -187,27 +223,20 @@ fn output_of(entry: Entry) {
 unsafe fn write_and_send(q: Q, h: TcpHandle, iov: Iov<'_>, skip: usize) -> Result<usize, Errno> {
     let want = iov_len(iov).saturating_sub(skip);
     // SAFETY: the caller's contract.
-    let first = unsafe { tcp_write_on(q, h, iov, skip) };
+    let first = unsafe { tcp_write_on(q, h, iov, skip, want) };
     let took = match first {
-        Ok(n) if n >= want => {
-            stacks::output_or_poll(q);
-            return first;
-        }
+        Ok(n) if n >= want => return first,
         Ok(n) => n,
         Err(Errno(libc::EAGAIN)) => 0,
         Err(e) => return Err(e),
     };
     stacks::poll(q);
     // SAFETY: as above.
-    let r = match unsafe { tcp_write_on(q, h, iov, skip + took) } {
+    match unsafe { tcp_write_on(q, h, iov, skip + took, 1) } {
         Ok(n) => Ok(took + n),
         Err(_) if took > 0 => Ok(took),
         Err(e) => Err(e),
-    };
-    if matches!(r, Ok(n) if n > took) {
-        stacks::output_or_poll(q);
     }
-    r
 }
 
 /// Total length of `iov`.
@@ -266,17 +295,15 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
                 // What the socket holds first; the device only when it
                 // holds nothing and the call would fail (on net_tap a poll
                 // that finds no frame is a system call; a blocking read's
-                // wait polls first anyway).
+                // wait polls first anyway). A read that takes bytes sends
+                // the window update at once.
+                let then = Then::OutputOrPoll;
                 // SAFETY: the caller's contract.
-                let mut r = unsafe { tcp_read_on(q, h, iov, peek, trunc) };
+                let mut r = unsafe { tcp_read_on(q, h, iov, peek, trunc, then) };
                 if r == Err(Errno(libc::EAGAIN)) && nonblock {
                     stacks::poll_unless_fresh(q);
                     // SAFETY: as above.
-                    r = unsafe { tcp_read_on(q, h, iov, peek, trunc) };
-                }
-                if matches!(r, Ok(n) if n > 0) {
-                    // The window update goes out now.
-                    stacks::output_or_poll(q);
+                    r = unsafe { tcp_read_on(q, h, iov, peek, trunc, then) };
                 }
                 r
             }
@@ -310,10 +337,8 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
                 // SAFETY: the caller's contract.
                 return unsafe { recv_rest(entry, iov, n, timeout) };
             }
-            Ok(r) => {
-                output_of(entry);
-                return Dispatch::Done(r.map(|n| n as isize));
-            }
+            // A read that took bytes sent the window update.
+            Ok(r) => return Dispatch::Done(r.map(|n| n as isize)),
             Err(WaitEnd::TimedOut) => return fail(libc::EAGAIN),
             Err(WaitEnd::Interrupted { restart: false }) => return fail(libc::EINTR),
             Err(WaitEnd::Interrupted { .. }) => {}
@@ -347,7 +372,6 @@ unsafe fn recv_rest(entry: Entry, iov: Iov<'_>, mut got: usize, timeout: Option<
             Err(_) => break,
         }
     }
-    output_of(entry);
     ok(got as isize)
 }
 
