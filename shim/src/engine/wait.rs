@@ -91,14 +91,16 @@ pub enum WaitEnd {
 /// passes or a signal arrives (see the module documentation). `look` runs
 /// right after a poll of the stacks (or, when the caller's kernel fds woke
 /// the sleep, without one); it takes the sockets' lock, registers the
-/// thread where it waits and tries its condition. `extra` are kernel fds
+/// thread where it waits and tries its condition. Its argument says that
+/// the thread's own waker ended the sleep before it: what it waits for is
+/// likely ready. `extra` are kernel fds
 /// to sleep on as well (their `revents` are overwritten); `sigmask` is the
 /// mask to sleep with (`ppoll`'s).
 pub fn drive_until<R>(
     deadline: Option<Instant>,
     extra: &mut [pollfd],
     sigmask: Option<&sigset_t>,
-    mut look: impl FnMut() -> Option<R>,
+    mut look: impl FnMut(bool) -> Option<R>,
 ) -> Result<R, WaitEnd> {
     W.waiters.fetch_add(1, SeqCst);
     W.entered.fetch_add(1, Relaxed);
@@ -129,7 +131,7 @@ fn drive_inner<R>(
     deadline: Option<Instant>,
     extra: &mut [pollfd],
     sigmask: Option<&sigset_t>,
-    look: &mut impl FnMut() -> Option<R>,
+    look: &mut impl FnMut(bool) -> Option<R>,
     roles: &mut Roles,
 ) -> Result<R, WaitEnd> {
     let spin = Duration::from_micros(u64::from(startup::config().spin_us));
@@ -157,12 +159,14 @@ fn drive_inner<R>(
     // whatever frames the device holds now, so they are looked at first.
     let mut kernel_first = false;
     let mut first = true;
+    // The thread's waker ended its last sleep.
+    let mut notified = false;
     // Whether this thread's spins pay off lately (asked once per spin).
     let mut spin_now: Option<bool> = None;
     loop {
         if std::mem::take(&mut kernel_first) {
             // Once without a poll of the stack; then as usual.
-            if let Some(r) = look() {
+            if let Some(r) = look(false) {
                 return Ok(r);
             }
         }
@@ -185,7 +189,7 @@ fn drive_inner<R>(
         } else {
             accel_stack::iface::PollResult::default()
         };
-        if let Some(r) = look() {
+        if let Some(r) = look(std::mem::take(&mut notified)) {
             return Ok(r);
         }
         let (progress, next) = (res.progress, res.next);
@@ -280,6 +284,7 @@ fn drive_inner<R>(
         if woke == Woke::Interrupted {
             return Err(interrupted(true));
         }
+        notified = woke == Woke::Notified;
         idle_since = None;
     }
 }

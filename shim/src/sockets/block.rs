@@ -53,9 +53,10 @@ impl Core {
 
 /// Waits until `attempt` returns a result, the `deadline` passes or a
 /// signal arrives. `attempt` runs with the lock held, right after a poll
-/// of the stacks and the registration of this thread on `on`; `extra` are
-/// kernel fds to sleep on as well (their `revents` are overwritten);
-/// `sigmask` is the mask to sleep with (`ppoll`'s).
+/// of the stacks and the registration of this thread on `on` (a thread
+/// woken for the sockets it waits on tries once before it registers);
+/// `extra` are kernel fds to sleep on as well (their `revents` are
+/// overwritten); `sigmask` is the mask to sleep with (`ppoll`'s).
 pub fn block<R>(
     deadline: Option<Instant>,
     on: &[WaitOn],
@@ -64,13 +65,28 @@ pub fn block<R>(
     mut attempt: impl FnMut(&mut Core) -> Option<R>,
 ) -> Result<R, WaitEnd> {
     let waker = Parker::current_waker();
-    crate::engine::wait::drive_until(deadline, extra, sigmask, || {
+    let socks_only = on.iter().all(|o| matches!(o, WaitOn::Sock(_)));
+    crate::engine::wait::drive_until(deadline, extra, sigmask, |notified| {
         let mut core = lock();
         crate::sockets::epoll::distribute(&mut core);
-        for &o in on {
-            core.register(o, &waker);
-        }
-        let r = attempt(&mut core)?;
+        // Woken for its socket, the thread tries first: a registration
+        // takes the socket's stack lock, and is needed only if the socket
+        // is not ready after all (then it registers and tries again, so
+        // that nothing that comes meanwhile is missed).
+        let early = if notified && socks_only {
+            attempt(&mut core)
+        } else {
+            None
+        };
+        let r = match early {
+            Some(r) => r,
+            None => {
+                for &o in on {
+                    core.register(o, &waker);
+                }
+                attempt(&mut core)?
+            }
+        };
         for &o in on {
             core.unregister(o, &waker);
         }
