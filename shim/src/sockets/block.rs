@@ -24,6 +24,12 @@ pub use crate::engine::wait::WaitEnd;
 pub enum WaitOn {
     /// A socket (by handle): data, room, a connection, an error, the end.
     Sock(u32),
+    /// A TCP connection (by socket handle) whose `attempt` arms the
+    /// socket's stack wakers itself whenever it fails, under the stack's
+    /// lock it tried with (a read: `Watch::arm_conn`); registering only
+    /// puts the thread on the socket's list, which spares a stack lock per
+    /// wait.
+    Conn(u32),
     /// An epoll set (by handle): a member may be ready.
     Set(u32),
 }
@@ -38,6 +44,7 @@ impl Core {
                 watch.arm(socks, h);
                 watch.wait_sock(h, waker);
             }
+            WaitOn::Conn(h) => self.watch.wait_sock(h, waker),
             WaitOn::Set(h) => self.watch.wait_set(h, waker),
         }
     }
@@ -45,7 +52,7 @@ impl Core {
     /// The thread with `waker` no longer waits for `on`.
     pub fn unregister(&mut self, on: WaitOn, waker: &Waker) {
         match on {
-            WaitOn::Sock(h) => self.watch.unwait_sock(h, waker),
+            WaitOn::Sock(h) | WaitOn::Conn(h) => self.watch.unwait_sock(h, waker),
             WaitOn::Set(h) => self.watch.unwait_set(h, waker),
         }
     }
@@ -65,7 +72,7 @@ pub fn block<R>(
     mut attempt: impl FnMut(&mut Core) -> Option<R>,
 ) -> Result<R, WaitEnd> {
     let waker = Parker::current_waker();
-    let socks_only = on.iter().all(|o| matches!(o, WaitOn::Sock(_)));
+    let socks_only = on.iter().all(|o| matches!(o, WaitOn::Sock(_) | WaitOn::Conn(_)));
     crate::engine::wait::drive_until(deadline, extra, sigmask, |notified| {
         let mut core = lock();
         crate::sockets::epoll::distribute(&mut core);

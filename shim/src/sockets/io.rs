@@ -61,8 +61,9 @@ unsafe fn tcp_read(
     discard: bool,
 ) -> Result<usize, Errno> {
     let (q, h) = conn_of(core, entry)?;
+    let arm = Some((&mut core.watch, entry.handle()));
     // SAFETY: the caller's contract.
-    unsafe { tcp_read_on(q, h, iov, peek, discard, Then::Output) }
+    unsafe { tcp_read_on(q, h, iov, peek, discard, Then::Output, arm) }
 }
 
 /// What a read that took bytes, or a write that queued them, does next
@@ -89,7 +90,9 @@ impl Then {
 }
 
 /// [`tcp_read`] of connection `h` of stack `q` (without the worker's lock);
-/// if it read something, `then` runs under the same lock.
+/// if it read something, `then` runs under the same lock; if it would
+/// block, the socket's wakers are armed under it (`arm`: the watch and the
+/// socket's handle, for a wait on [`WaitOn::Conn`]).
 ///
 /// # Safety
 ///
@@ -101,9 +104,11 @@ unsafe fn tcp_read_on(
     peek: bool,
     discard: bool,
     then: Then,
+    arm: Option<(&mut crate::sockets::ready::Watch, u32)>,
 ) -> Result<usize, Errno> {
     let mut stack = socket::stack(q)?;
     let mut total = 0;
+    let mut failed = None;
     let mut scratch = Vec::new();
     for v in iov {
         let b = if discard {
@@ -131,17 +136,26 @@ unsafe fn tcp_read_on(
                 }
             }
             Err(_) if total > 0 => break,
-            Err(e) => return Err(se(e)),
+            Err(e) => {
+                failed = Some(se(e));
+                break;
+            }
         }
     }
-    if total == 0 && iov.iter().all(|v| v.iov_len == 0) {
+    let r = match failed {
+        Some(e) => Err(e),
         // A zero-length read: 0, or the pending error.
-        return stack.iface.tcp.recv(h, &mut []).map_err(se);
+        None if total == 0 && iov.iter().all(|v| v.iov_len == 0) => {
+            stack.iface.tcp.recv(h, &mut []).map_err(se)
+        }
+        None => Ok(total),
+    };
+    match (r, arm) {
+        (Ok(n), _) if n > 0 => then.run(stack),
+        (Err(Errno(libc::EAGAIN)), Some((watch, sock))) => watch.arm_conn(sock, &mut stack, h),
+        _ => {}
     }
-    if total > 0 {
-        then.run(stack);
-    }
-    Ok(total)
+    r
 }
 
 /// One try at queueing `iov` (from byte `skip` on) on a TCP connection,
@@ -299,11 +313,11 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
                 // the window update at once.
                 let then = Then::OutputOrPoll;
                 // SAFETY: the caller's contract.
-                let mut r = unsafe { tcp_read_on(q, h, iov, peek, trunc, then) };
+                let mut r = unsafe { tcp_read_on(q, h, iov, peek, trunc, then, None) };
                 if r == Err(Errno(libc::EAGAIN)) && nonblock {
                     stacks::poll_unless_fresh(q);
                     // SAFETY: as above.
-                    r = unsafe { tcp_read_on(q, h, iov, peek, trunc, then) };
+                    r = unsafe { tcp_read_on(q, h, iov, peek, trunc, then, None) };
                 }
                 r
             }
@@ -332,7 +346,7 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
         }
     };
     loop {
-        match block(dl, &[WaitOn::Sock(entry.handle())], &mut [], None, &mut f) {
+        match block(dl, &[WaitOn::Conn(entry.handle())], &mut [], None, &mut f) {
             Ok(Ok(n)) if waitall && n > 0 && n < want => {
                 // SAFETY: the caller's contract.
                 return unsafe { recv_rest(entry, iov, n, timeout) };
@@ -365,7 +379,7 @@ unsafe fn recv_rest(entry: Entry, iov: Iov<'_>, mut got: usize, timeout: Option<
                 r => Some(r),
             }
         };
-        match block(dl, &[WaitOn::Sock(entry.handle())], &mut [], None, &mut f) {
+        match block(dl, &[WaitOn::Conn(entry.handle())], &mut [], None, &mut f) {
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => got += n,
             Err(WaitEnd::Interrupted { restart: true }) => {}

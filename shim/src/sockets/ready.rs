@@ -30,6 +30,8 @@
 //! worker's lock.
 
 use crate::engine::stacks;
+use crate::engine::worker::ShimStack;
+use accel_stack::iface::TcpHandle;
 use libc::c_int;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering::*};
@@ -280,25 +282,28 @@ impl Watch {
         self.spare = buf;
     }
 
-    /// Arms socket `sock`'s wakers on its stacks (again: they fire once).
-    /// With the worker's lock held (it takes the stacks' locks).
-    pub fn arm(&mut self, socks: &Slab<Sock>, sock: u32) {
-        let Some(s) = socks.get(sock) else { return };
+    /// Socket `sock`'s waker, made at its first use.
+    fn waker(&mut self, sock: u32) -> Option<&Waker> {
         let i = sock as usize;
         if self.wakers.len() <= i {
             self.wakers.resize_with(i + 1, || None);
         }
-        let Some(slot) = self.wakers.get_mut(i) else {
-            return;
-        };
-        let waker = slot.get_or_insert_with(|| Waker::from(Arc::new(SockWaker(sock))));
-        match &s.kind {
-            Kind::Tcp(q, h) => {
-                if let Some(mut stack) = stacks::lock(*q) {
-                    let _ = stack.iface.tcp.register_recv_waker(*h, waker);
-                    let _ = stack.iface.tcp.register_send_waker(*h, waker);
-                }
+        let slot = self.wakers.get_mut(i)?;
+        Some(slot.get_or_insert_with(|| Waker::from(Arc::new(SockWaker(sock)))))
+    }
+
+    /// Arms socket `sock`'s wakers on its stacks (again: they fire once).
+    /// With the worker's lock held (it takes the stacks' locks).
+    pub fn arm(&mut self, socks: &Slab<Sock>, sock: u32) {
+        let Some(s) = socks.get(sock) else { return };
+        if let Kind::Tcp(q, h) = s.kind {
+            if let Some(mut stack) = stacks::lock(q) {
+                self.arm_conn(sock, &mut stack, h);
             }
+            return;
+        }
+        let Some(waker) = self.waker(sock) else { return };
+        match &s.kind {
             Kind::Listener { tcp: Some(hs), .. } => {
                 for (q, h) in hs.iter().enumerate() {
                     if let Some(mut stack) = stacks::lock(q as stacks::Q) {
@@ -317,6 +322,17 @@ impl Watch {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Arms the wakers of socket `sock`, connection `h` of `stack`, which
+    /// the caller holds locked: a read that found nothing arms them under
+    /// the lock it read with, so nothing can come in between
+    /// (`block::WaitOn::Conn`).
+    pub fn arm_conn(&mut self, sock: u32, stack: &mut ShimStack, h: TcpHandle) {
+        if let Some(waker) = self.waker(sock) {
+            let _ = stack.iface.tcp.register_recv_waker(h, waker);
+            let _ = stack.iface.tcp.register_send_waker(h, waker);
         }
     }
 }
