@@ -413,12 +413,13 @@ pub fn output(q: Q) {
 /// loop that works through many ready sockets before it waits again
 /// (nginx with 50 busy connections: often more than a millisecond) thus
 /// takes the frames that came meanwhile itself, between its own calls,
-/// and the keeper stays parked. The keeper polling beside a busy thread took a core its
-/// clients need, woke for frames the thread was about to take anyway, and
-/// contended with it for the stack: preempted while it held the lock, it
-/// stalled the thread's writes. nginx on net_tap, a second: the keeper
-/// switched about 3,400 times (920 now: its rounds) and used 9 % of a core
-/// (3 %); nginx waited 1,400 times (110), mostly for the stack's lock.
+/// and the keeper stays parked. The keeper polling beside a busy thread
+/// took a core its clients need, woke for frames the thread was about to
+/// take anyway, and contended with it for the stack: preempted while it
+/// held the lock, it stalled the thread's writes. nginx on net_tap, a
+/// second: the keeper switched about 3,400 times (920 now: its rounds) and
+/// used 9 % of a core (3 %); nginx waited 1,400 times (110), mostly for
+/// the stack's lock.
 /// Half a period was tried too: redis, whose loop of 50 requests takes
 /// about 400 us there, then polled in mid-loop and served 4-10 % fewer.
 pub fn output_or_poll(mut s: StackGuard) {

@@ -93,9 +93,9 @@ pub enum WaitEnd {
 /// the sleep, without one); it takes the sockets' lock, registers the
 /// thread where it waits and tries its condition. Its argument says that
 /// the thread's own waker ended the sleep before it: what it waits for is
-/// likely ready. `extra` are kernel fds
-/// to sleep on as well (their `revents` are overwritten); `sigmask` is the
-/// mask to sleep with (`ppoll`'s).
+/// likely ready. `extra` are kernel fds to sleep on as well (their
+/// `revents` are overwritten); `sigmask` is the mask to sleep with
+/// (`ppoll`'s).
 pub fn drive_until<R>(
     deadline: Option<Instant>,
     extra: &mut [pollfd],
