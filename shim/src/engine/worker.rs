@@ -94,6 +94,9 @@ pub(crate) struct Worker {
     /// Threads inside [`crate::engine::wait::drive_until`] (waiting on the shim); the
     /// keeper drives the stack while it is zero.
     pub(crate) waiters: AtomicU32,
+    /// The program's threads that have waited in the shim and live (the
+    /// spinner's rule, in `wait`).
+    pub(crate) threads: AtomicU32,
     /// A thread is spinning on the device (at most one).
     pub(crate) spinning: AtomicBool,
     /// Who sleeps on the device's Rx interrupt (or backs off polling it)
@@ -120,6 +123,7 @@ pub(crate) struct Worker {
 pub(crate) static W: Worker = Worker {
     status: AtomicU8::new(Status::Off as u8),
     waiters: AtomicU32::new(0),
+    threads: AtomicU32::new(0),
     spinning: AtomicBool::new(false),
     sleeping: AtomicU8::new(Sleeper::Nobody as u8),
     last_drive: AtomicU64::new(0),
@@ -507,6 +511,7 @@ pub fn after_fork_in_child() {
     W.spinning.store(false, Release);
     W.sleeping.store(Sleeper::Nobody as u8, Release);
     W.waiters.store(0, Release);
+    crate::engine::wait::after_fork();
     accel_coro::park::Parker::current().after_fork();
     keeper::after_fork();
     device::after_fork();
