@@ -430,11 +430,12 @@ mod tests {
         // A thread per connection, ten of them: never, however many wait.
         assert!(!SpinCredit::room(2, 10, 2), "eight busy threads need the cores");
         assert!(!SpinCredit::room(9, 10, 2), "more waiters than CPUs");
-        // memcached -t 4 with its accept thread: one busy is room, two not.
+        // memcached -t 4 and its accept thread: on two CPUs, not with
+        // three busy; on four, with one busy but not with four.
         assert!(!SpinCredit::room(2, 5, 2));
         assert!(SpinCredit::room(4, 5, 4));
         assert!(!SpinCredit::room(1, 5, 4));
-        // A thread not counted yet (its first wait) is not a busy one.
+        // Fewer threads than waiters (the counts read apart): none busy.
         assert!(SpinCredit::room(1, 0, 1));
     }
 }
