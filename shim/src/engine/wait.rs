@@ -61,6 +61,53 @@ use std::time::Duration;
 thread_local! {
     /// Waiting threads this thread woke (see [`note_woken`]).
     static WOKE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// The look running now follows a sleep that the caller's kernel fds
+    /// ended (see [`KernelLooks`]).
+    static KERNEL_WOKE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// How long a wait that looks again and again (a spin, wake-ups for its
+/// sockets) trusts the kernel's last "nothing ready" about the caller's
+/// kernel fds, ns: about a NIC's interrupt moderation, as for net_tap's
+/// empty polls (`stacks::FRESH_NS`).
+const KERNEL_RECHECK_NS: u64 = 20_000;
+
+/// When the looks of one blocking call ask the kernel about its kernel fds
+/// (an epoll set's kernel half, `poll`'s kernel fds): each look used to ask
+/// with a zero-timeout `epoll_wait` or `ppoll`, and a look runs after every
+/// poll of a spin. redis over memif, whose set holds its wildcard
+/// listener's kernel half, made about 190,000 such calls a second, three
+/// in four of them inside its waits. Now the call's first look asks (so
+/// an event that came before the call is reported by it, as the kernel
+/// would), and a later look asks only if the last answer was something,
+/// or is `KERNEL_RECHECK_NS` old, or the kernel fds ended the thread's
+/// sleep (it sleeps on them: an event is never left there, only seen up
+/// to `KERNEL_RECHECK_NS` late while the thread spins).
+#[derive(Debug, Default)]
+pub struct KernelLooks {
+    /// When the kernel last said nothing was ready (ns of the monotonic
+    /// clock; 0: ask).
+    quiet_since: u64,
+}
+
+impl KernelLooks {
+    /// Whether this look asks the kernel.
+    pub fn due(&self) -> bool {
+        self.quiet_since == 0
+            || KERNEL_WOKE.try_with(|k| k.get()).unwrap_or(true)
+            || Self::stale(self.quiet_since, now().nanos())
+    }
+
+    /// What the kernel answered: something was `ready` (or the call
+    /// failed: ask again next time).
+    pub fn answered(&mut self, ready: bool) {
+        self.quiet_since = if ready { 0 } else { now().nanos().max(1) };
+    }
+
+    /// Whether a "nothing ready" of `quiet_since` is too old at `now`.
+    fn stale(quiet_since: u64, now: u64) -> bool {
+        now.saturating_sub(quiet_since) >= KERNEL_RECHECK_NS
+    }
 }
 
 /// The layer above woke `n` waiting threads, from this thread: what it
@@ -197,8 +244,12 @@ fn drive_inner<R>(
     let mut spin_now: Option<bool> = None;
     loop {
         if std::mem::take(&mut kernel_first) {
-            // Once without a poll of the stack; then as usual.
-            if let Some(r) = look(false) {
+            // Once without a poll of the stack; then as usual. The look
+            // asks the kernel (`KernelLooks`).
+            let _ = KERNEL_WOKE.try_with(|k| k.set(true));
+            let r = look(false);
+            let _ = KERNEL_WOKE.try_with(|k| k.set(false));
+            if let Some(r) = r {
                 return Ok(r);
             }
         }
@@ -211,7 +262,7 @@ fn drive_inner<R>(
         // The devices are polled without the sockets' lock; `look` hands
         // out what they signalled under it, before it looks.
         let res = if drive && roles.spinner {
-            stats::as_driver(Driver::Spin, stacks::poll_all)
+            stats::as_driver(Driver::Spin, stacks::poll_all_spinning)
         } else if drive && roles.sleeper {
             stats::as_driver(Driver::Sleep, stacks::poll_all)
         } else if drive {
@@ -418,7 +469,27 @@ impl SpinCredit {
 
 #[cfg(test)]
 mod tests {
-    use super::SpinCredit;
+    use super::{KernelLooks, SpinCredit, KERNEL_RECHECK_NS};
+
+    #[test]
+    fn a_look_trusts_the_kernels_nothing_for_a_while_only() {
+        let t = 7_000_000_000;
+        assert!(!KernelLooks::stale(t - 5_000, t));
+        assert!(KernelLooks::stale(t - KERNEL_RECHECK_NS, t));
+        // A clock read before the answer's (another thread's) is fresh.
+        assert!(!KernelLooks::stale(t + 1_000, t));
+        // The first look asks; after "something" the next asks too; after
+        // "nothing" it does not, unless the kernel fds woke the sleep.
+        let mut k = KernelLooks::default();
+        assert!(k.due());
+        k.answered(true);
+        assert!(k.due());
+        k.answered(false);
+        assert!(!k.due());
+        super::KERNEL_WOKE.with(|w| w.set(true));
+        assert!(k.due());
+        super::KERNEL_WOKE.with(|w| w.set(false));
+    }
 
     #[test]
     fn a_spinner_needs_a_core_no_busy_thread_wants() {

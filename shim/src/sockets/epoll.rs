@@ -25,7 +25,8 @@
 //! `epoll_wait` polls the stack, collects ready members, adds the kernel's
 //! ready events with a zero-timeout `epoll_wait`, and if nothing is ready
 //! drives the worker and sleeps with the epoll fd among the fds it sleeps
-//! on. It looks only at members that may be ready (a set's ready queue, as
+//! on (its looks while it waits ask the kernel only now and then, or when
+//! the epoll fd woke it: [`KernelLooks`]). It looks only at members that may be ready (a set's ready queue, as
 //! the kernel's ready list): those the stack's wakers reported
 //! ([`crate::sockets::ready`]), those just added or modified, and level-triggered
 //! ones that were ready when last reported (they go to the back, so more
@@ -46,6 +47,7 @@
 //! keeper's period, `ACCEL_KEEPER_US`); two kernel events on either side of
 //! a stack event that nobody watched in between come together.
 
+use crate::engine::wait::KernelLooks;
 use crate::fdtable::{Entry, State, FDS};
 use crate::interpose::real;
 use crate::interpose::skeleton::{Dispatch, Errno};
@@ -631,8 +633,15 @@ pub fn moved_to_shim(core: &mut Core, fd: c_int, entry: Entry, regs: &[(c_int, u
 
 /// Collects ready events of the set `h` into `out`, the kernel's among
 /// them where its half was seen ready, else after them (see the module
-/// docs on order).
-fn gather(core: &mut Core, h: u32, epfd: c_int, out: &mut [epoll_event]) -> Result<usize, Errno> {
+/// docs on order); `looks` says whether to ask the kernel when its half
+/// was not seen ready.
+fn gather(
+    core: &mut Core,
+    h: u32,
+    epfd: c_int,
+    out: &mut [epoll_event],
+    looks: &mut KernelLooks,
+) -> Result<usize, Errno> {
     distribute(core);
     // The set is taken out while its members' readiness is read from the
     // rest of the core, then put back in its slot.
@@ -641,6 +650,8 @@ fn gather(core: &mut Core, h: u32, epfd: c_int, out: &mut [epoll_event]) -> Resu
     };
     let mut set = std::mem::take(slot);
     let mut failed = None;
+    // What the kernel said, if asked: whether anything was ready.
+    let mut answer: Option<bool> = None;
     let mut kernel = |rest: &mut [epoll_event]| -> usize {
         let Some(kwait) = real::epoll_wait.get() else {
             return 0;
@@ -652,12 +663,14 @@ fn gather(core: &mut Core, h: u32, epfd: c_int, out: &mut [epoll_event]) -> Resu
         let k = unsafe { kwait(epfd, rest.as_mut_ptr(), rest.len() as c_int, 0) };
         if k < 0 {
             failed = Some(sys::errno());
+            answer = Some(true);
             return 0;
         }
+        answer = Some(answer.unwrap_or(false) || k > 0);
         k as usize
     };
     let (mut n, asked) = set.collect(core, out, &mut kernel);
-    if !asked {
+    if !asked && looks.due() {
         let k = kernel(out.get_mut(n..).unwrap_or_default());
         n += k;
         if k > 0 {
@@ -665,6 +678,9 @@ fn gather(core: &mut Core, h: u32, epfd: c_int, out: &mut [epoll_event]) -> Resu
             // kernel re-queues its level-triggered members.
             set.queue_kernel();
         }
+    }
+    if let Some(ready) = answer {
+        looks.answered(ready);
     }
     // The keeper watches the kernel half again, for the next events.
     core.watch.watch_kernel(epfd, h);
@@ -700,13 +716,15 @@ pub unsafe fn wait(
         Err(e) => return Dispatch::Done(Err(e)),
     };
     let h = entry.handle();
+    // The call's first look asks the kernel; its wait's looks now and then.
+    let mut looks = KernelLooks::default();
     {
         // The devices polled without the worker's lock (a poll that just
         // happened on net_tap stands: see `poll_unless_fresh`).
         crate::engine::stacks::poll_all_unless_fresh();
         let mut core = crate::sockets::table::lock();
         distribute(&mut core);
-        match gather(&mut core, h, epfd, out) {
+        match gather(&mut core, h, epfd, out, &mut looks) {
             Ok(0) => {}
             r => return Dispatch::Done(r.map(|n| n as c_int)),
         }
@@ -720,7 +738,7 @@ pub unsafe fn wait(
         events: libc::POLLIN,
         revents: 0,
     }];
-    let mut f = |core: &mut Core| match gather(core, h, epfd, out) {
+    let mut f = |core: &mut Core| match gather(core, h, epfd, out, &mut looks) {
         Ok(0) => None,
         r => Some(r),
     };

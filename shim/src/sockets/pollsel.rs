@@ -12,6 +12,7 @@
 //! both sides. Timeouts are rounded up to the next microsecond, never
 //! down; `select` writes back the time left, as Linux does.
 
+use crate::engine::wait::KernelLooks;
 use crate::engine::worker::{self};
 use crate::fdtable::{State, FDS};
 use crate::interpose::skeleton::{Dispatch, Errno};
@@ -119,14 +120,22 @@ fn poll_fds_masked(
         .filter(|(_, side)| matches!(side, Side::Stack | Side::Both(_)))
         .map(|(p, _)| WaitOn::Sock(FDS.get(p.fd).handle()))
         .collect();
+    // The call's first look asks the kernel; its wait's looks now and then.
+    let mut looks = KernelLooks::default();
     let mut attempt = |core: &mut Core, kernel: &mut [pollfd]| -> Result<c_int, Errno> {
         if !kernel.is_empty() {
-            // SAFETY: a null mask leaves the thread's own.
-            let r = unsafe { sys::ppoll(kernel, Some(Duration::ZERO), std::ptr::null()) };
-            if let Err(e) = r {
-                if e != libc::EINTR {
-                    return Err(Errno(e));
+            if looks.due() {
+                // SAFETY: a null mask leaves the thread's own.
+                let r = unsafe { sys::ppoll(kernel, Some(Duration::ZERO), std::ptr::null()) };
+                looks.answered(!matches!(r, Ok(0)));
+                if let Err(e) = r {
+                    if e != libc::EINTR {
+                        return Err(Errno(e));
+                    }
                 }
+            } else {
+                // Nothing was ready when last asked, a moment ago.
+                kernel.iter_mut().for_each(|k| k.revents = 0);
             }
         }
         let mut n = 0;
