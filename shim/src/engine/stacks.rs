@@ -3,12 +3,12 @@
 //! do not wait for each other.
 //!
 //! The port is opened with `ACCEL_QUEUES` queue pairs (default one); each
-//! gets a stack with the same address and MAC. (On net_tap every received
-//! frame makes every queue read, since DPDK's tap driver has one Rx
-//! trigger for all queues: measured on two cores, a thread-per-connection
-//! server over two queues made 10-30 % fewer round trips than over one;
-//! over memif, 5-10 % more.) A connection lives on the stack of the
-//! queue its flow arrives on, for life (the device's flow steering decides:
+//! gets a stack with the same address and MAC. (Measured on two cores, a
+//! thread-per-connection server over two queues made 6-16 % fewer round
+//! trips than over one on net_tap and 0-4 % fewer on memif; memcached -t 4
+//! on net_tap served 15 % more: README, "Threads and queues".) A
+//! connection lives on the stack of the queue its flow arrives on, for
+//! life (the device's flow steering decides:
 //! net_tap learns from what we send which queue a flow is on, memif's queue
 //! i talks to the peer's queue i, an RSS NIC hashes); a listening or UDP
 //! socket is present in every stack. Each thread is bound to one queue

@@ -66,6 +66,32 @@ thread_local! {
     static KERNEL_WOKE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+thread_local! {
+    /// The stack the calling thread's waits are for, if one ([`Focus`]).
+    static FOCUS: std::cell::Cell<Option<stacks::Q>> = const { std::cell::Cell::new(None) };
+}
+
+/// While it lives, the calling thread's waits are for a socket of stack
+/// `q` alone (a read on a connection): a thread that comes to wait polls
+/// that stack only, not every stack. The frames of the others are for
+/// other sockets, and the threads that wait for those (or the spinner, or
+/// the sleeper, which poll every stack) take them; with a queue pair per
+/// core, a wait then costs one stack's poll and lock, not one per queue.
+pub struct Focus(Option<stacks::Q>);
+
+impl Focus {
+    /// Waits of this thread are for stack `q` until the guard drops.
+    pub fn on(q: stacks::Q) -> Focus {
+        Focus(FOCUS.try_with(|f| f.replace(Some(q))).unwrap_or(None))
+    }
+}
+
+impl Drop for Focus {
+    fn drop(&mut self) {
+        let _ = FOCUS.try_with(|f| f.set(self.0));
+    }
+}
+
 /// How long a wait that looks again and again (a spin, wake-ups for its
 /// sockets) trusts the kernel's last "nothing ready" about the caller's
 /// kernel fds, ns: about a NIC's interrupt moderation, as for net_tap's
@@ -267,8 +293,13 @@ fn drive_inner<R>(
             stats::as_driver(Driver::Sleep, stacks::poll_all)
         } else if drive {
             // A thread entering: the call that brought it here has just
-            // polled, as a rule (see `poll_unless_fresh`).
-            stats::as_driver(Driver::Enter, stacks::poll_all_unless_fresh)
+            // polled, as a rule (see `poll_unless_fresh`); the stack it
+            // waits for alone, if it waits for one (`Focus`).
+            let focus = FOCUS.try_with(|f| f.get()).unwrap_or(None);
+            stats::as_driver(Driver::Enter, || match focus {
+                Some(q) => stacks::poll_unless_fresh(q),
+                None => stacks::poll_all_unless_fresh(),
+            })
         } else {
             accel_stack::iface::PollResult::default()
         };

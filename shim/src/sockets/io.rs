@@ -292,6 +292,8 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
     let trunc = flags & libc::MSG_TRUNC != 0 && !peek;
     let waitall = flags & libc::MSG_WAITALL != 0 && !peek;
     let want = iov_len(iov);
+    // The connection's stack, for the wait.
+    let focus;
     let timeout = {
         // The socket's stack and mode under the worker's lock; the poll and
         // the read under the stack's alone.
@@ -304,6 +306,7 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
             Err(e) => return Dispatch::Done(Err(e)),
         };
         let nonblock = nb || flags & libc::MSG_DONTWAIT != 0;
+        focus = conn.as_ref().ok().map(|&(q, _)| q);
         let r = match conn {
             Ok((q, h)) => {
                 // What the socket holds first; the device only when it
@@ -345,6 +348,8 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
             r => Some(r),
         }
     };
+    // Only the connection's stack can ready it.
+    let _focus = focus.map(crate::engine::wait::Focus::on);
     loop {
         match block(dl, &[WaitOn::Conn(entry.handle())], &mut [], None, &mut f) {
             Ok(Ok(n)) if waitall && n > 0 && n < want => {
