@@ -64,9 +64,6 @@ thread_local! {
     /// The look running now follows a sleep that the caller's kernel fds
     /// ended (see [`KernelLooks`]).
     static KERNEL_WOKE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-thread_local! {
     /// The stack the calling thread's waits are for, if one ([`Focus`]).
     static FOCUS: std::cell::Cell<Option<stacks::Q>> = const { std::cell::Cell::new(None) };
 }
@@ -102,8 +99,8 @@ const KERNEL_RECHECK_NS: u64 = 20_000;
 /// (an epoll set's kernel half, `poll`'s kernel fds): each look used to ask
 /// with a zero-timeout `epoll_wait` or `ppoll`, and a look runs after every
 /// poll of a spin. redis over memif, whose set holds its wildcard
-/// listener's kernel half, made about 190,000 such calls a second, three
-/// in four of them inside its waits. Now the call's first look asks (so
+/// listener's kernel half, made about 360,000 such calls a second, three
+/// in four of them inside its waits (about 45,000 now). Now the call's first look asks (so
 /// an event that came before the call is reported by it, as the kernel
 /// would), and a later look asks only if the last answer was something,
 /// or is `KERNEL_RECHECK_NS` old, or the kernel fds ended the thread's

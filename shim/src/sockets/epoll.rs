@@ -26,10 +26,11 @@
 //! ready events with a zero-timeout `epoll_wait`, and if nothing is ready
 //! drives the worker and sleeps with the epoll fd among the fds it sleeps
 //! on (its looks while it waits ask the kernel only now and then, or when
-//! the epoll fd woke it: [`KernelLooks`]). It looks only at members that may be ready (a set's ready queue, as
-//! the kernel's ready list): those the stack's wakers reported
-//! ([`crate::sockets::ready`]), those just added or modified, and level-triggered
-//! ones that were ready when last reported (they go to the back, so more
+//! the epoll fd woke it: [`KernelLooks`]). It looks only at members that
+//! may be ready (a set's ready queue, as the kernel's ready list): those
+//! the stack's wakers reported ([`crate::sockets::ready`]), those just
+//! added or modified, and level-triggered ones that were ready when last
+//! reported (they go to the back, so more
 //! ready members than `maxevents` take turns). UDP members are looked at
 //! on every wait (their room for sending changes without an event). A wait
 //! costs O(ready members), not O(members).
