@@ -100,12 +100,12 @@ const KERNEL_RECHECK_NS: u64 = 20_000;
 /// with a zero-timeout `epoll_wait` or `ppoll`, and a look runs after every
 /// poll of a spin. redis over memif, whose set holds its wildcard
 /// listener's kernel half, made about 360,000 such calls a second, three
-/// in four of them inside its waits (about 45,000 now). Now the call's first look asks (so
-/// an event that came before the call is reported by it, as the kernel
-/// would), and a later look asks only if the last answer was something,
-/// or is `KERNEL_RECHECK_NS` old, or the kernel fds ended the thread's
-/// sleep (it sleeps on them: an event is never left there, only seen up
-/// to `KERNEL_RECHECK_NS` late while the thread spins).
+/// in four of them inside its waits; about 45,000 now. The call's first
+/// look asks (so an event that came before the call is reported by it,
+/// as the kernel would), and a later look asks only if the last answer
+/// was something, or is `KERNEL_RECHECK_NS` old, or the kernel fds ended
+/// the thread's sleep (it sleeps on them: an event is never left there,
+/// only seen up to `KERNEL_RECHECK_NS` late while the thread spins).
 #[derive(Debug, Default)]
 pub struct KernelLooks {
     /// When the kernel last said nothing was ready (ns of the monotonic
@@ -504,7 +504,7 @@ mod tests {
         let t = 7_000_000_000;
         assert!(!KernelLooks::stale(t - 5_000, t));
         assert!(KernelLooks::stale(t - KERNEL_RECHECK_NS, t));
-        // A clock read before the answer's (another thread's) is fresh.
+        // An answer stamped after the clock read is fresh, not stale.
         assert!(!KernelLooks::stale(t + 1_000, t));
         // The first look asks; after "something" the next asks too; after
         // "nothing" it does not, unless the kernel fds woke the sleep.
