@@ -143,6 +143,36 @@ impl<D: Device> Stack<D> {
         self.iface.poll(&mut io, &mut self.rx)
     }
 
+    /// [`Stack::poll`] with the frames `next` yields instead of the
+    /// device's (whole Ethernet frames, each in the buffer `next` fills,
+    /// its length returned; `None` ends them, at most `max`): for frames
+    /// that came past the device, such as the shim's own net_tap queues.
+    /// Each is received as if from the device (counted, checked, handed
+    /// over if another stack's); then the timers and the sockets' output
+    /// run, as in a poll.
+    pub fn receive_frames(
+        &mut self,
+        now: Instant,
+        max: usize,
+        buf: &mut [u8],
+        mut next: impl FnMut(&mut [u8]) -> Option<usize>,
+    ) -> PollResult {
+        let mut io = Io {
+            dev: &mut self.device,
+            batch: &mut self.tx,
+            now,
+        };
+        let mut res = PollResult::default();
+        while res.rx < max {
+            let Some(n) = next(buf) else { break };
+            res.rx += 1;
+            self.iface.ingress(&mut io, buf.get(..n).unwrap_or(buf));
+        }
+        res.progress = res.rx > 0;
+        self.iface.send_due(&mut io, &mut res);
+        res
+    }
+
     /// [`Stack::poll`] without receiving: runs the due timers, lets the
     /// sockets send and hands the frames to the device. `progress` says
     /// whether anything was sent or a timer ran; `rx` is 0.

@@ -627,6 +627,12 @@ impl TcpTable {
             .count()
     }
 
+    /// Whether a connection (in any state but TIME-WAIT) joins `local` and
+    /// `remote`.
+    pub fn has_conn(&self, local: SocketAddrV4, remote: SocketAddrV4) -> bool {
+        self.conns.contains_key(&(local, remote))
+    }
+
     /// How many connections (every state but TIME-WAIT), listeners and
     /// TIME-WAIT entries the table holds.
     pub fn counts(&self) -> (usize, usize, usize) {

@@ -62,7 +62,7 @@ pub use port::{LinkStatus, PortStats};
 pub use tap_queues::TapQueues;
 
 use link_watch::LinkWatch;
-pub use offload::Offloads;
+pub use offload::{fill_tx_in_software, rx_ok_in_software, Offloads};
 use port::Port;
 
 /// Empties a bell ([`DpdkDevice::rx_interrupt_fd`] of a queue pair that

@@ -128,6 +128,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// Reads a big-endian `u16` from a two-byte field. Panics if out of bounds.
+#[inline]
 fn get_u16(data: &[u8], field: Range<usize>) -> u16 {
     let mut bytes = [0; 2];
     bytes.copy_from_slice(&data[field]);
@@ -135,6 +136,7 @@ fn get_u16(data: &[u8], field: Range<usize>) -> u16 {
 }
 
 /// Reads a big-endian `u32` from a four-byte field. Panics if out of bounds.
+#[inline]
 fn get_u32(data: &[u8], field: Range<usize>) -> u32 {
     let mut bytes = [0; 4];
     bytes.copy_from_slice(&data[field]);
@@ -142,11 +144,13 @@ fn get_u32(data: &[u8], field: Range<usize>) -> u32 {
 }
 
 /// Writes a big-endian `u16` into a two-byte field. Panics if out of bounds.
+#[inline]
 fn set_u16(data: &mut [u8], field: Range<usize>, value: u16) {
     data[field].copy_from_slice(&value.to_be_bytes());
 }
 
 /// Writes a big-endian `u32` into a four-byte field. Panics if out of bounds.
+#[inline]
 fn set_u32(data: &mut [u8], field: Range<usize>, value: u32) {
     data[field].copy_from_slice(&value.to_be_bytes());
 }

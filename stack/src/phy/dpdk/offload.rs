@@ -181,6 +181,64 @@ pub(crate) fn rx_ok(off: &Offloads, ol_flags: u64, frame: &[u8]) -> bool {
     }
 }
 
+/// Whether a frame that reached us past the port (a net_tap queue the shim
+/// reads itself: no checksum flags) may go to the stack, which trusts the
+/// port for the checksums in `off`: those are verified here in software.
+pub fn rx_ok_in_software(off: &Offloads, frame: &[u8]) -> bool {
+    rx_ok(off, 0, frame)
+}
+
+/// Fills, in software, the checksums of outgoing frame `frame` that the
+/// stack left to the port (`off`'s transmit offloads): for a frame that
+/// leaves past the port (a net_tap queue the shim writes itself). Frames
+/// that are not IPv4, and fragments' transport headers, are left alone.
+pub fn fill_tx_in_software(off: &Offloads, frame: &mut [u8]) {
+    if !off.any_tx() {
+        return;
+    }
+    let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
+        return;
+    };
+    if eth.ethertype() != EtherType::Ipv4 {
+        return;
+    }
+    let Ok(packet) = Ipv4Packet::new_checked(&frame[ETH_LEN..]) else {
+        return;
+    };
+    let l3_len = usize::from(packet.header_len());
+    let total = usize::from(packet.total_len());
+    let whole = !packet.more_frags() && packet.frag_offset() == 0;
+    let (src, dst) = (IpAddr::V4(packet.src_addr()), IpAddr::V4(packet.dst_addr()));
+    let protocol = packet.protocol();
+    let l4 = ETH_LEN + l3_len..ETH_LEN + total;
+    if l4.end > frame.len() || l4.start > l4.end {
+        return;
+    }
+    let l4_len = l4.end - l4.start;
+    let field = match protocol {
+        IpProtocol::Tcp if whole && off.tx_tcp && l4_len >= 20 => Some(TCP_CHECKSUM),
+        IpProtocol::Udp if whole && off.tx_udp && l4_len >= 8 => Some(UDP_CHECKSUM),
+        _ => None,
+    };
+    if let Some(offset) = field {
+        let at = l4.start + offset;
+        frame[at..at + 2].copy_from_slice(&[0, 0]);
+        let pseudo = checksum::pseudo_header(src, dst, protocol, l4_len as u32);
+        let mut sum = !checksum::combine(&[pseudo, checksum::sum(&frame[l4.clone()])]);
+        // UDP sends an all-zero sum as all ones (zero: no checksum).
+        if protocol == IpProtocol::Udp && sum == 0 {
+            sum = 0xffff;
+        }
+        frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    }
+    if off.tx_ipv4 {
+        let header = ETH_LEN..ETH_LEN + l3_len;
+        frame[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&[0, 0]);
+        let sum = !checksum::sum(&frame[header]);
+        frame[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&sum.to_be_bytes());
+    }
+}
+
 /// The transmit offload request for an outgoing frame: `(ol_flags, l2_len,
 /// l3_len)` for the mbuf, having written the pseudo-header sum into the
 /// TCP or UDP checksum field where that checksum is offloaded. `None` when
@@ -296,6 +354,45 @@ mod tests {
         bad_ip[22] = 63; // TTL changed, IP checksum now wrong
         assert!(!rx_ok(&ALL, l4_good, &bad_ip));
         assert!(rx_ok(&ALL, 0, &[1, 2, 3]), "malformed: left to the stack");
+    }
+
+    #[test]
+    fn software_fills_what_was_left_to_the_port() {
+        let good = udp_frame();
+        let mut left = good.clone();
+        left[24..26].copy_from_slice(&[0, 0]); // IPv4 header checksum
+        left[40..42].copy_from_slice(&[0, 0]); // UDP checksum
+        let mut frame = left.clone();
+        fill_tx_in_software(&ALL, &mut frame);
+        assert_eq!(frame, good);
+        // Nothing offloaded: the stack filled them; untouched.
+        let mut frame = left.clone();
+        fill_tx_in_software(&Offloads::default(), &mut frame);
+        assert_eq!(frame, left);
+        // The IPv4 header's alone.
+        let ip_only = Offloads {
+            tx_ipv4: true,
+            ..Offloads::default()
+        };
+        let mut frame = left.clone();
+        fill_tx_in_software(&ip_only, &mut frame);
+        assert_eq!(frame[24..26], good[24..26]);
+        assert_eq!(frame[40..42], [0, 0]);
+        // Truncated or not IPv4: no panic, nothing written past the frame.
+        let mut short = good[..30].to_vec();
+        fill_tx_in_software(&ALL, &mut short);
+        fill_tx_in_software(&ALL, &mut [0u8; 3]);
+        // What software filled, software verifies.
+        assert!(rx_ok_in_software(&ALL, &frame_filled(&left)));
+        let mut bad = good.clone();
+        bad[43] ^= 1;
+        assert!(!rx_ok_in_software(&ALL, &bad));
+    }
+
+    fn frame_filled(left: &[u8]) -> Vec<u8> {
+        let mut f = left.to_vec();
+        fill_tx_in_software(&ALL, &mut f);
+        f
     }
 
     #[test]
