@@ -150,6 +150,10 @@ pub struct Config {
     /// `ACCEL_QUEUES`: queue pairs (and stacks) to open the port with; 0
     /// (unset): one.
     pub queues: u16,
+    /// `ACCEL_LANES`: on net_tap, queues of the TAP interface opened for
+    /// the program's waiting threads, one each (`engine::lanes`); 0 (the
+    /// default): none.
+    pub lanes: u16,
     /// `ACCEL_LOSS`: frames dropped per million received and per million
     /// sent (a lossy link, for tests and the soak).
     pub loss_ppm: u32,
@@ -221,6 +225,7 @@ impl Config {
         spin_us: 50,
         keeper_us: 1000,
         queues: 0,
+        lanes: 0,
         loss_ppm: 0,
         stats_file: Text::empty(),
         log_level: Level::Warn,
@@ -274,6 +279,12 @@ impl Config {
             parse_u32(v).filter(|&n| (1..=64).contains(&n))
         }) {
             c.queues = v as u16;
+        }
+        let expected = "a number of lanes from 0 to 200";
+        if let Some(v) = env.read("ACCEL_LANES", expected, "0", |v| {
+            parse_u32(v).filter(|&n| n <= 200)
+        }) {
+            c.lanes = v as u16;
         }
         let expected = "a share of frames from 0 to 0.5, like 0.01";
         if let Some(v) = env.read("ACCEL_LOSS", expected, "0", parse_share_ppm) {
@@ -461,6 +472,7 @@ mod tests {
         assert!(reports.is_empty());
         assert_eq!(config.spin_us, 50);
         assert_eq!(config.keeper_us, 1000);
+        assert_eq!(config.lanes, 0);
         assert_eq!(config.log_level, Level::Warn);
         assert_eq!(config.fallback, Fallback::Kernel);
         assert!(config.ip.is_none() && config.log_file.is_empty());
@@ -477,6 +489,7 @@ mod tests {
             ("ACCEL_SPIN_US", "0"),
             ("ACCEL_KEEPER_US", "250"),
             ("ACCEL_QUEUES", "3"),
+            ("ACCEL_LANES", "32"),
             ("ACCEL_LOSS", "0.01"),
             ("ACCEL_STATS_FILE", "/tmp/accel.stats"),
             ("ACCEL_LOG", "DEBUG"),
@@ -515,6 +528,7 @@ mod tests {
         assert_eq!(config.gateway, Some(Ipv4Addr::new(198, 18, 0, 1)));
         assert_eq!(config.mac, Some([2, 0, 0, 0xab, 0xcd, 1]));
         assert_eq!((config.spin_us, config.keeper_us, config.queues), (0, 250, 3));
+        assert_eq!(config.lanes, 32);
         assert_eq!(config.loss_ppm, 10_000);
         assert_eq!(config.stats_file.as_bytes(), b"/tmp/accel.stats");
         assert_eq!(config.log_level, Level::Debug);
@@ -531,6 +545,7 @@ mod tests {
             ("ACCEL_SPIN_US", "-5"),
             ("ACCEL_KEEPER_US", "0"),
             ("ACCEL_QUEUES", "65"),
+            ("ACCEL_LANES", "201"),
             ("ACCEL_LOSS", "0.6"),
             ("ACCEL_LOG", "verbose"),
             ("ACCEL_FALLBACK", "panic"),
@@ -540,7 +555,7 @@ mod tests {
             ("ACCEL_FLIGHT_DIR", &"d".repeat(200)),
         ]);
         assert_eq!(config, Config::DEFAULT);
-        assert_eq!(reports.len(), 13, "{reports:?}");
+        assert_eq!(reports.len(), 14, "{reports:?}");
         assert!(reports
             .iter()
             .any(|r| r == "ACCEL_PROCS=\"many\": expected single, multi or auto; using single"));

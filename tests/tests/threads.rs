@@ -22,7 +22,11 @@
 //! have carried frames (the shim's exit line says how many each). The
 //! echo server also runs with `ACCEL_QUEUES=8`: net_tap takes 4 at most,
 //! so it gets 4 with a warning (DPDK 22.11 aborted with more), and all 4
-//! must carry frames.
+//! must carry frames. And once more as one process alone on its tap
+//! (`ACCEL_PROCS=single`, where a port owner would share it otherwise)
+//! with `ACCEL_LANES=64`: there each waiting thread gets a lane, a queue of
+//! the tap of its own (the shim's `engine::lanes`), and the lanes must
+//! have carried the frames, both ways.
 //!
 //! Ports: 17101 (echo), 17102 (memcached), 17103 (redis), 17104
 //! (reuseport echo).
@@ -92,6 +96,37 @@ fn every_queue_served(server: &mut Proc, sig: libc::c_int, queues: u8) {
     assert!(rx.iter().all(|&n| n > 0), "a stack carried nothing: {line}");
 }
 
+/// After a run alone on the tap: stops `server` and checks that its
+/// threads' lanes carried frames both ways (most of them: every
+/// connection's after its first reply).
+fn lanes_carried(server: &mut Proc) {
+    assert!(
+        server.stop(libc::SIGTERM, Duration::from_secs(20)).is_some(),
+        "{} did not stop: {}",
+        server.name,
+        server.report()
+    );
+    let log = server.accel_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("exit: stacks:"))
+        .unwrap_or_else(|| panic!("no exit line of the stacks: {}", server.report()));
+    println!("{}: {line}", server.name);
+    let count = |key: &str| -> u64 {
+        line.split(key)
+            .nth(1)
+            .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {line}"))
+    };
+    let (rx, lane_rx, lane_tx) = (count(" rx="), count("lane_rx="), count("lane_tx="));
+    // 10 × 400 and 200 × 20 requests, each a frame at least.
+    assert!(
+        lane_rx > 4_000 && lane_tx > 4_000,
+        "the lanes carried too little: {line}"
+    );
+    assert!(lane_rx <= rx, "{line}");
+}
+
 /// Stores and fetches `items` over `conns` connections at once (each its
 /// share of the keys); the requests per second of the whole.
 fn memcached_parallel(ns: &Netns, addr: SocketAddr, items: &[Item], conns: usize) -> f64 {
@@ -121,12 +156,23 @@ fn a_thread_per_connection_server_serves_10_and_200_connections() {
     let script = repo("tests/programs/threaded_echo.py");
     let python = python().to_str().unwrap().to_owned();
     // And with more queue pairs than net_tap takes: 4, with a warning
-    // (DPDK 22.11 aborts a tap started with more).
-    for (leg, queues) in LEGS.into_iter().chain([(Leg::Accel, 8)]) {
-        let name = leg_name(leg, queues);
+    // (DPDK 22.11 aborts a tap started with more); and alone on its tap,
+    // with lanes.
+    let legs = LEGS.into_iter().map(|(l, q)| (l, q, false));
+    for (leg, queues, lanes) in legs.chain([(Leg::Accel, 8, false), (Leg::Accel, 1, true)]) {
+        let name = if lanes {
+            "accel_lanes".into()
+        } else {
+            leg_name(leg, queues)
+        };
         let dir = scratch.join(&name);
         std::fs::create_dir_all(&dir).unwrap();
-        let place = place(&mut net, leg, queues);
+        let mut place = place(&mut net, leg, queues);
+        if lanes {
+            place = place
+                .with_env("ACCEL_PROCS", "single")
+                .with_env("ACCEL_LANES", "64");
+        }
         let mut server = Proc::spawn(
             &dir,
             "echo",
@@ -168,6 +214,9 @@ fn a_thread_per_connection_server_serves_10_and_200_connections() {
         assert!(!server.exited(), "the echo server died: {}", server.report());
         if queues > 1 {
             every_queue_served(&mut server, libc::SIGTERM, queues.min(TAP_MAX_QUEUES));
+        }
+        if lanes {
+            lanes_carried(&mut server);
         }
         if queues > TAP_MAX_QUEUES {
             let log = server.accel_log();

@@ -20,10 +20,18 @@
 //! lets go and sends them too. (Ten threads of a thread-per-connection
 //! server each sending a reply spent 15 % of their futex calls queueing
 //! on this lock, a sleep and a wake-up each, behind a `writev`.)
+//!
+//! Routes: on net_tap, a connection routed to a lane
+//! ([`crate::engine::lanes`]) has its frames written on the lane instead
+//! of the queue pair's transmit queue, so that the kernel sends the flow's
+//! frames to the lane. They are staged and flushed the same way, in order.
 
+use accel_stack::iface::hash::{DemuxHash, KeyedHash};
 use accel_stack::phy::dpdk::{DpdkDevice, DpdkTx, Mbuf};
 use accel_stack::phy::{Capabilities, Device, DeviceStats};
 use accel_stack::Instant;
+use core::net::{Ipv4Addr, SocketAddrV4};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -40,12 +48,33 @@ pub struct ShimDevice {
     rng: u64,
     /// Frames dropped on purpose: received, sent.
     pub lost: (u64, u64),
+    /// Connections (local, remote) whose frames go out on a lane (keyed
+    /// hashing: the remote's ports are the peer's to choose).
+    routes: HashMap<(SocketAddrV4, SocketAddrV4), u16, DemuxHash>,
+    /// How many routes there were after the last pruning.
+    routes_kept: usize,
+    /// Frames for lanes built since the last [`ShimDevice::stage`].
+    staged_lanes: Vec<(Mbuf, u16)>,
+    /// Frames written on lanes, taken back from the transmit queue (an
+    /// empty buffer, swapped with the queue's).
+    spent: Vec<Mbuf>,
 }
 
 /// A queue pair's transmit queue: the frames staged, and the transmit side.
 pub struct TxQueue {
     /// Frames staged, oldest first.
     pending: Mutex<Vec<Mbuf>>,
+    /// Frames staged for lanes, oldest first.
+    lane_pending: Mutex<Vec<(Mbuf, u16)>>,
+    /// `lane_pending` may hold frames (without lanes, a flush takes no
+    /// lock of theirs).
+    any_lanes: AtomicBool,
+    /// Frames written on lanes, for the stack to build its next frames in
+    /// (a fresh mbuf from the pool costs more: its ring is shared by every
+    /// thread, without a per-thread cache).
+    spent: Mutex<Vec<Mbuf>>,
+    /// `spent` holds some.
+    any_spent: AtomicBool,
     /// `pending` may hold frames.
     any: AtomicBool,
     /// The queue pair's transmit side; held while sending.
@@ -59,6 +88,10 @@ impl ShimDevice {
         let side = dpdk.split_tx().map_err(|e| e.to_string())?;
         let tx = Arc::new(TxQueue {
             pending: Mutex::new(Vec::new()),
+            lane_pending: Mutex::new(Vec::new()),
+            any_lanes: AtomicBool::new(false),
+            spent: Mutex::new(Vec::new()),
+            any_spent: AtomicBool::new(false),
             any: AtomicBool::new(false),
             side: Mutex::new(Some(side)),
         });
@@ -72,8 +105,47 @@ impl ShimDevice {
                 seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
             ]) | 1,
             lost: (0, 0),
+            routes: HashMap::with_hasher(DemuxHash::from_key(&KeyedHash::new(crate::sys::random16()))),
+            routes_kept: 0,
+            staged_lanes: Vec::new(),
+            spent: Vec::new(),
         };
         Ok((dev, tx))
+    }
+
+    /// Sends the frames of connection `local`-`remote` on lane `lane` from
+    /// now on.
+    pub fn route(&mut self, local: SocketAddrV4, remote: SocketAddrV4, lane: u16) {
+        if self.routes.get(&(local, remote)) != Some(&lane) {
+            self.routes.insert((local, remote), lane);
+        }
+    }
+
+    /// Whether the routes have doubled since they were last pruned (and
+    /// are more than a few).
+    pub fn routes_need_pruning(&self) -> bool {
+        self.routes.len() > 64 && self.routes.len() >= 2 * self.routes_kept
+    }
+
+    /// Keeps the routes of connections that `live` says still exist.
+    pub fn prune_routes(&mut self, live: impl Fn(SocketAddrV4, SocketAddrV4) -> bool) {
+        self.routes.retain(|&(l, r), _| live(l, r));
+        self.routes_kept = self.routes.len();
+    }
+
+    /// Forgets the routes to lane `lane` (given back).
+    pub fn unroute_lane(&mut self, lane: u16) {
+        self.routes.retain(|_, &mut l| l != lane);
+    }
+
+    /// The lane outgoing frame `frame` goes out on, if its connection is
+    /// routed to one.
+    fn lane_of(&self, frame: &[u8]) -> Option<u16> {
+        if self.routes.is_empty() {
+            return None;
+        }
+        let (local, remote) = tcp_tuple(frame)?;
+        self.routes.get(&(local, remote)).copied()
     }
 
     /// Whether to drop the next frame (`ACCEL_LOSS`).
@@ -91,15 +163,33 @@ impl ShimDevice {
     /// Moves the frames built since the last call to the transmit queue
     /// (with the stack's lock held: see the module docs on order).
     pub fn stage(&mut self) {
-        if self.staged.is_empty() {
+        if self.staged.is_empty() && self.staged_lanes.is_empty() {
             return;
         }
-        self.tx
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .append(&mut self.staged);
+        if !self.staged.is_empty() {
+            self.tx
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .append(&mut self.staged);
+        }
+        if !self.staged_lanes.is_empty() {
+            self.tx
+                .lane_pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .append(&mut self.staged_lanes);
+            self.tx.any_lanes.store(true, SeqCst);
+        }
         self.tx.any.store(true, SeqCst);
+    }
+
+    /// Stages `frame` for the transmit queue, or for its connection's lane.
+    fn stage_one(&mut self, frame: Mbuf) {
+        match self.lane_of(frame.as_ref()) {
+            Some(lane) if frame.segments() == 1 => self.staged_lanes.push((frame, lane)),
+            _ => self.staged.push(frame),
+        }
     }
 }
 
@@ -133,6 +223,17 @@ impl Device for ShimDevice {
     }
 
     fn alloc_tx(&mut self, len: usize) -> Option<Mbuf> {
+        if self.tx.any_spent.load(Relaxed) {
+            // Frames a flush wrote on lanes: the device's spares again.
+            std::mem::swap(
+                &mut self.spent,
+                &mut *self.tx.spent.lock().unwrap_or_else(|e| e.into_inner()),
+            );
+            self.tx.any_spent.store(false, Relaxed);
+            for m in self.spent.drain(..) {
+                self.dpdk.recycle(m);
+            }
+        }
         self.dpdk.alloc_tx(len)
     }
 
@@ -147,11 +248,15 @@ impl Device for ShimDevice {
                 if self.lose() {
                     self.lost.1 += 1;
                 } else {
-                    self.staged.push(frame);
+                    self.stage_one(frame);
                 }
             }
-        } else {
+        } else if self.routes.is_empty() {
             self.staged.append(batch);
+        } else {
+            for frame in batch.drain(..) {
+                self.stage_one(frame);
+            }
         }
         n
     }
@@ -198,12 +303,32 @@ impl TxQueue {
                 Err(std::sync::TryLockError::WouldBlock) => return,
             };
             let mut batch = Vec::new();
+            let mut lanes = Vec::new();
             loop {
                 self.any.store(false, SeqCst);
                 std::mem::swap(
                     &mut batch,
                     &mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()),
                 );
+                if self.any_lanes.swap(false, SeqCst) {
+                    std::mem::swap(
+                        &mut lanes,
+                        &mut *self.lane_pending.lock().unwrap_or_else(|e| e.into_inner()),
+                    );
+                }
+                if !lanes.is_empty() {
+                    for (frame, lane) in lanes.iter_mut() {
+                        crate::engine::lanes::send(*lane, frame.as_mut());
+                    }
+                    // Kept for the stack's next frames, as many as the
+                    // device keeps spare; the rest go back to the pool.
+                    let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+                    let room = 64usize.saturating_sub(spent.len());
+                    spent.extend(lanes.drain(..).map(|(f, _)| f).take(room));
+                    self.any_spent.store(true, Relaxed);
+                    drop(spent);
+                    lanes.clear();
+                }
                 if batch.is_empty() {
                     break;
                 }
@@ -214,10 +339,17 @@ impl TxQueue {
                     None => batch.clear(),
                 }
             }
-            // Hand the (empty, grown) buffer back for the next frames.
+            // Hand the (empty, grown) buffers back for the next frames.
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             if pending.is_empty() && pending.capacity() < batch.capacity() {
                 std::mem::swap(&mut batch, &mut *pending);
+            }
+            drop(pending);
+            if lanes.capacity() > 0 {
+                let mut pending = self.lane_pending.lock().unwrap_or_else(|e| e.into_inner());
+                if pending.is_empty() && pending.capacity() < lanes.capacity() {
+                    std::mem::swap(&mut lanes, &mut *pending);
+                }
             }
         }
     }
@@ -289,10 +421,76 @@ pub fn after_fork() {
         if let Ok(mut pending) = t.pending.try_lock() {
             std::mem::forget(std::mem::take(&mut *pending));
         }
+        if let Ok(mut pending) = t.lane_pending.try_lock() {
+            std::mem::forget(std::mem::take(&mut *pending));
+        }
+        if let Ok(mut spent) = t.spent.try_lock() {
+            std::mem::forget(std::mem::take(&mut *spent));
+        }
         if let Ok(mut side) = t.side.try_lock() {
             if let Some(side) = side.take() {
                 std::mem::forget(side);
             }
         }
+    }
+}
+
+/// The (local, remote) addresses of outgoing Ethernet frame `frame`, if
+/// it carries a TCP segment over IPv4 (not a fragment past the first).
+fn tcp_tuple(frame: &[u8]) -> Option<(SocketAddrV4, SocketAddrV4)> {
+    if frame.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    let ip = frame.get(14..)?;
+    let ihl = usize::from(ip.first()? & 0x0f) * 4;
+    let frag = u16::from_be_bytes(ip.get(6..8)?.try_into().ok()?) & 0x1fff;
+    if ip.get(9) != Some(&6) || ihl < 20 || frag != 0 {
+        return None;
+    }
+    let addr = |at: usize| -> Option<Ipv4Addr> {
+        let b: [u8; 4] = ip.get(at..at + 4)?.try_into().ok()?;
+        Some(Ipv4Addr::from(b))
+    };
+    let port = |at: usize| -> Option<u16> {
+        Some(u16::from_be_bytes(
+            ip.get(ihl + at..ihl + at + 2)?.try_into().ok()?,
+        ))
+    };
+    Some((
+        SocketAddrV4::new(addr(12)?, port(0)?),
+        SocketAddrV4::new(addr(16)?, port(2)?),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tcp_tuple;
+    use core::net::{Ipv4Addr, SocketAddrV4};
+
+    #[test]
+    fn a_frames_connection_is_read_from_its_headers() {
+        let mut f = vec![0u8; 14 + 20 + 20];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[14 + 9] = 6;
+        f[14 + 12..14 + 16].copy_from_slice(&[198, 18, 0, 2]);
+        f[14 + 16..14 + 20].copy_from_slice(&[198, 18, 0, 1]);
+        f[34..36].copy_from_slice(&17300u16.to_be_bytes());
+        f[36..38].copy_from_slice(&40000u16.to_be_bytes());
+        let local = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 17300);
+        let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 40000);
+        assert_eq!(tcp_tuple(&f), Some((local, remote)));
+        // UDP, ARP, a later fragment, a truncated frame: none.
+        let mut udp = f.clone();
+        udp[14 + 9] = 17;
+        assert_eq!(tcp_tuple(&udp), None);
+        let mut arp = f.clone();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(tcp_tuple(&arp), None);
+        let mut frag = f.clone();
+        frag[14 + 7] = 8;
+        assert_eq!(tcp_tuple(&frag), None);
+        assert_eq!(tcp_tuple(&f[..36]), None);
+        assert_eq!(tcp_tuple(&[]), None);
     }
 }

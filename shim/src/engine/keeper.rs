@@ -56,6 +56,11 @@ pub fn on_keeper() -> bool {
     KEEPER.try_with(|k| k.get()).unwrap_or(false)
 }
 
+/// Whether the keeper thread runs.
+pub fn running() -> bool {
+    PARKER.get().is_some()
+}
+
 /// Tells the keeper that the waiting threads changed (none waits now, or
 /// the one on the device left): it looks at once.
 pub fn nudge() {
@@ -135,6 +140,7 @@ fn keeper(period: Duration) {
             return;
         }
         stats::tick();
+        crate::engine::lanes::keep();
         if W.waiters.load(SeqCst) == 0 {
             away.reset();
             halves.round(period, &parker);
@@ -285,6 +291,9 @@ fn on_device(parker: &Parker) -> bool {
         if let Some(n) = next {
             wait = wait.min(n.saturating_since(now()));
         }
+        if let Some(c) = crate::engine::lanes::sleep_cap() {
+            wait = wait.min(c);
+        }
         // SAFETY: no signal mask.
         if unsafe { parker.park_poll(&mut fds, Some(wait), std::ptr::null()) }.is_err() {
             std::thread::sleep(wait.min(Duration::from_millis(1)));
@@ -346,6 +355,9 @@ impl Halves {
             sleep = period * ARMED_PERIODS;
             if let Some(n) = self.next {
                 sleep = sleep.min(n.saturating_since(t));
+            }
+            if let Some(c) = crate::engine::lanes::sleep_cap() {
+                sleep = sleep.min(c).max(period);
             }
         }
         if sleep > period {

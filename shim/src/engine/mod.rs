@@ -10,6 +10,7 @@
 //! | [`stacks`], [`device`] | one stack per queue pair, each behind its own lock; the DPDK device under them |
 //! | [`wait`] | how a thread waits: spinner, sleeper, parked, with accel-coro's parker |
 //! | [`keeper`] | the thread that drives the stacks while the program computes |
+//! | [`lanes`] | on net_tap, a queue of the TAP interface per waiting thread, so the kernel wakes the thread a frame is for |
 //! | [`procs`], [`owner`], [`migrate`] | many processes on one port: a process's attachment, the port owner, and connections a closing listener hands to another process |
 //! | [`reaper`], [`flight`] | resets for a process that died; the per-connection flight recorder |
 //! | [`netns`], [`stats`] | moving a tap into a namespace; the counters file |
@@ -18,6 +19,7 @@ pub mod contention;
 pub mod device;
 pub mod flight;
 pub mod keeper;
+pub mod lanes;
 pub mod migrate;
 pub mod netns;
 pub mod owner;

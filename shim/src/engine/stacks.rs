@@ -269,6 +269,8 @@ pub fn poll(q: Q) -> PollResult {
         }
     }
     receive_forwarded(q, t);
+    // Lanes whose threads are away, and lanes given back.
+    crate::engine::lanes::sweep(t.nanos());
     let mut r = r;
     if crate::engine::migrate::pending() {
         // Connections adrift are offered again soon.
@@ -510,10 +512,12 @@ fn poll_each(poll: fn(Q) -> PollResult) -> PollResult {
     all
 }
 
-/// Arms the Rx interrupt of every stack that has one; their fds. Returns
-/// whether every stack will wake a sleep on them when frames come (each
-/// has an interrupt, armed: a memif bell is armed only while the peer
-/// rings it); if not, the sleep must be short, as without interrupts.
+/// Arms the Rx interrupt of every stack that has one; their fds (and the
+/// stranded lanes', [`crate::engine::lanes::arm`]: a sleep on them lasts
+/// at most [`crate::engine::lanes::sleep_cap`]). Returns whether every
+/// stack will wake a sleep on them when frames come (each has an
+/// interrupt, armed: a memif bell is armed only while the peer rings it);
+/// if not, the sleep must be short, as without interrupts.
 pub fn arm_rx_interrupts(out: &mut Vec<libc::pollfd>) -> bool {
     for q in 0..cells().len() {
         // Packets other processes forward to this stack (see `procs`); if
@@ -526,6 +530,7 @@ pub fn arm_rx_interrupts(out: &mut Vec<libc::pollfd>) -> bool {
             });
         }
     }
+    crate::engine::lanes::arm(out);
     let mut all = true;
     for (q, cell) in cells().iter().enumerate() {
         if cell.rx_fd < 0 {
@@ -553,8 +558,10 @@ pub fn arm_rx_interrupts(out: &mut Vec<libc::pollfd>) -> bool {
 /// makes no system call: a thread that sleeps often holds the lock
 /// shorter, and is less often preempted while it holds it); a forwarding
 /// socket that woke it is read at the next poll, not after the wait
-/// between two reads of a thread that polls in a loop.
+/// between two reads of a thread that polls in a loop; so is a stranded
+/// lane.
 pub fn slept(fds: &[libc::pollfd]) {
+    crate::engine::lanes::slept(fds);
     for cell in cells().iter().filter(|c| c.bell) {
         if fds.iter().any(|p| p.fd == cell.rx_fd && p.revents != 0) {
             accel_stack::phy::dpdk::drain_bell(cell.rx_fd);
@@ -571,7 +578,8 @@ pub fn slept(fds: &[libc::pollfd]) {
 
 /// The stacks' counters, for the log at exit: per queue pair, the frames
 /// received and sent, the segments handed to another stack, and every
-/// other interface counter that is not zero (drops by reason, SYN cookies).
+/// other interface counter that is not zero (drops by reason, SYN cookies);
+/// then the lanes' (`lanes`), if there are lanes.
 pub struct Summary;
 
 impl std::fmt::Display for Summary {
@@ -594,6 +602,14 @@ impl std::fmt::Display for Summary {
                 if v > 0 && !shown && !name.ends_with("_bytes") {
                     write!(f, " {name}={v}")?;
                 }
+            }
+            write!(f, ";")?;
+        }
+        if crate::engine::lanes::on() {
+            let (taken, rx, tx, bad) = crate::engine::lanes::counters();
+            write!(f, " lanes: taken={taken} lane_rx={rx} lane_tx={tx}")?;
+            if bad > 0 {
+                write!(f, " rx_checksum_dropped={bad}")?;
             }
             write!(f, ";")?;
         }

@@ -8,7 +8,8 @@
 //! drop by its reason: SYN cookies, ARP, checksums, RFC 5961's
 //! challenges...), and under `drivers` who took the frames in (a
 //! program's call, a thread entering a wait, the spinner, the sleeper,
-//! the keeper for parked threads, the keeper's rounds), and under
+//! the keeper for parked threads, the keeper's rounds, a thread reading a
+//! lane), under `lanes` the net_tap lanes in use and their frames, and under
 //! `lock_waits` how long threads waited for the sockets' lock and the
 //! stacks' locks when another held them.
 //!
@@ -46,9 +47,12 @@ pub(crate) enum Driver {
     Keeper = 4,
     /// The keeper's rounds while no thread waits.
     Round = 5,
+    /// A thread reading a lane, its own or a stranded one
+    /// ([`crate::engine::lanes`]).
+    Lane = 6,
 }
 
-const DRIVER_NAMES: [&str; 6] = ["call", "enter", "spin", "sleep", "keeper", "round"];
+const DRIVER_NAMES: [&str; 7] = ["call", "enter", "spin", "sleep", "keeper", "round", "lane"];
 
 /// A lock whose waits are counted (under `lock_waits` in the line).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +85,7 @@ fn bucket(us: u64) -> usize {
 }
 
 /// Frames taken in, and polls that took some, by driver.
-static DRIVEN: [[AtomicU64; 2]; 6] = [const { [const { AtomicU64::new(0) }; 2] }; 6];
+static DRIVEN: [[AtomicU64; 2]; 7] = [const { [const { AtomicU64::new(0) }; 2] }; 7];
 
 thread_local! {
     static DRIVER: std::cell::Cell<Driver> = const { std::cell::Cell::new(Driver::Call) };
@@ -182,6 +186,13 @@ fn snapshot(t: u64) -> Option<String> {
             polls.load(Relaxed)
         );
     }
+    // Lanes in use, frames read from and written to them, and read
+    // frames dropped for a bad checksum.
+    let (taken, lrx, ltx, lbad) = crate::engine::lanes::counters();
+    let _ = write!(
+        line,
+        "}},\"lanes\":{{\"taken\":{taken},\"rx\":{lrx},\"tx\":{ltx},\"rx_checksum_dropped\":{lbad}"
+    );
     // Waits for a lock another thread held, by log2 of their microseconds.
     line.push_str("},\"lock_waits\":{");
     for (i, (name, waits)) in ["sockets", "stacks"].iter().zip(&LOCK_WAITS).enumerate() {

@@ -29,6 +29,12 @@
 //!   every frame that the spinner takes anyway);
 //! - everyone else parks, woken only for its own socket or set.
 //!
+//! With lanes (net_tap, `ACCEL_LANES`: [`crate::engine::lanes`]), a
+//! waiting thread of a program with several also sleeps on its own queue
+//! of the tap, where the kernel sends its connections' frames, and reads
+//! it when it wakes or spins; it does not poll the port's queue as it
+//! enters (the sleeper does).
+//!
 //! A single-threaded program's thread is its own sleeper, as before: one
 //! wake-up per frame. The role goes to the busy thread: a thread that has
 //! waited a whole keeper period while others wait too gives it up and
@@ -242,8 +248,9 @@ fn drive_inner<R>(
     let parker = Parker::current();
     let mut idle_since: Option<Instant> = None;
     let mut backoff = Duration::from_micros(50);
-    // Filled (and allocated) only if the wait comes to sleeping in ppoll.
-    let mut fds: Vec<pollfd> = Vec::new();
+    // Filled only if the wait comes to sleeping in ppoll (the thread's
+    // buffer: a thread that sleeps on its lane sleeps in ppoll every wait).
+    let mut fds = FdsBuf::take();
     let start = signals::epoch();
     // A call with a timeout is never restarted (signal(7)).
     let interrupted = |known: bool| {
@@ -265,7 +272,17 @@ fn drive_inner<R>(
     let mut notified = false;
     // Whether this thread's spins pay off lately (asked once per spin).
     let mut spin_now: Option<bool> = None;
+    // On net_tap, with several threads: the thread's own queue, where its
+    // connections' frames come (`lanes`); it sleeps on it too.
+    let lane = crate::engine::lanes::take_mine();
+    let _watching = lane.map(Watching::new);
+    // The lane woke the last sleep; when the spinner last read it.
+    let mut lane_due = false;
+    let mut lane_read_at = 0u64;
     loop {
+        if std::mem::take(&mut lane_due) {
+            crate::engine::lanes::read_mine(focused());
+        }
         if std::mem::take(&mut kernel_first) {
             // Once without a poll of the stack; then as usual. The look
             // asks the kernel (`KernelLooks`).
@@ -280,7 +297,10 @@ fn drive_inner<R>(
         // looks (the driver that woke it has polled), unless it spins or
         // sleeps on the device; a thread entering polls once, unless
         // another spins.
-        let drive = roles.spinner || roles.sleeper || (first && !W.spinning.load(Relaxed));
+        // A thread with a lane does not poll as it enters: its frames come
+        // to the lane, which its sleep hears (the port's queue has a
+        // sleeper of its own).
+        let drive = roles.spinner || roles.sleeper || (first && lane.is_none() && !W.spinning.load(Relaxed));
         first = false;
         // The devices are polled without the sockets' lock; `look` hands
         // out what they signalled under it, before it looks.
@@ -300,6 +320,15 @@ fn drive_inner<R>(
         } else {
             accel_stack::iface::PollResult::default()
         };
+        let mut res = res;
+        if drive && roles.spinner && lane.is_some() {
+            // The spinner reads its lane at the pace it polls the tap.
+            let t = now().nanos();
+            if t.saturating_sub(lane_read_at) >= LANE_SPIN_PACE_NS {
+                lane_read_at = t;
+                res.progress |= crate::engine::lanes::read_mine(false) > 0;
+            }
+        }
         if let Some(r) = look(std::mem::take(&mut notified)) {
             return Ok(r);
         }
@@ -368,21 +397,30 @@ fn drive_inner<R>(
             if let Some(l) = left {
                 wait = wait.min(l);
             }
+            if let Some(c) = crate::engine::lanes::sleep_cap() {
+                wait = wait.min(c);
+            }
             own = fds.len();
+            push_lane(&mut fds, lane);
             fds.extend(extra.iter().map(|p| pollfd { revents: 0, ..*p }));
             // SAFETY: `mask` is null or a live signal set.
             let woke = unsafe { parker.park_poll(&mut fds, Some(wait), mask) };
             stacks::slept(fds.get(..own).unwrap_or_default());
             woke
-        } else if extra.is_empty() && mask.is_null() {
+        } else if extra.is_empty() && mask.is_null() && lane.is_none() {
             own = 0;
             Ok(parker.park(left))
         } else {
             own = 0;
+            push_lane(&mut fds, lane);
             fds.extend(extra.iter().map(|p| pollfd { revents: 0, ..*p }));
             // SAFETY: as above.
             unsafe { parker.park_poll(&mut fds, left, mask) }
         };
+        // The lane's fd follows the device's, before the caller's.
+        let own_lane = usize::from(lane.is_some());
+        lane_due = lane.is_some() && fds.get(own).is_some_and(|p| p.revents != 0);
+        let own = own + own_lane;
         // Without an eventfd (out of fds) the thread naps instead, briefly.
         let woke = woke.unwrap_or_else(|_| {
             std::thread::sleep(Duration::from_micros(200));
@@ -397,6 +435,79 @@ fn drive_inner<R>(
         }
         notified = woke == Woke::Notified;
         idle_since = None;
+    }
+}
+
+/// Whether the calling thread waits for one connection's bytes ([`Focus`]).
+fn focused() -> bool {
+    FOCUS.try_with(|f| f.get().is_some()).unwrap_or(false)
+}
+
+/// How often a spinning thread reads its lane, ns: as often as it polls
+/// net_tap's queue (`stacks::SPIN_PACE_NS`).
+const LANE_SPIN_PACE_NS: u64 = 1_500;
+
+/// While it lives, the thread's lane is watched: the thread waits and will
+/// read it (see `lanes`).
+struct Watching(&'static crate::engine::lanes::Lane);
+
+impl Watching {
+    fn new(lane: &'static crate::engine::lanes::Lane) -> Watching {
+        lane.watch();
+        Watching(lane)
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.unwatch();
+    }
+}
+
+thread_local! {
+    /// The calling thread's buffer of pollfds for its sleeps.
+    static FDS: std::cell::Cell<Vec<pollfd>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A wait's pollfds: the thread's buffer, given back when the wait ends
+/// (a wait within a signal handler's finds it taken and makes its own).
+struct FdsBuf(Vec<pollfd>);
+
+impl FdsBuf {
+    fn take() -> FdsBuf {
+        FdsBuf(FDS.try_with(|f| f.take()).unwrap_or_default())
+    }
+}
+
+impl std::ops::Deref for FdsBuf {
+    type Target = Vec<pollfd>;
+    fn deref(&self) -> &Vec<pollfd> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for FdsBuf {
+    fn deref_mut(&mut self) -> &mut Vec<pollfd> {
+        &mut self.0
+    }
+}
+
+impl Drop for FdsBuf {
+    fn drop(&mut self) {
+        let mut v = std::mem::take(&mut self.0);
+        v.clear();
+        let _ = FDS.try_with(|f| f.set(v));
+    }
+}
+
+/// Adds `lane`'s fd to a sleep's fds.
+fn push_lane(fds: &mut Vec<pollfd>, lane: Option<&crate::engine::lanes::Lane>) {
+    if let Some(l) = lane {
+        fds.push(pollfd {
+            fd: l.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
     }
 }
 

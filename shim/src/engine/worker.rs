@@ -329,6 +329,7 @@ fn start() -> Result<(String, Eal), String> {
     let mut moved = String::new();
     let eal;
     let mut secret = None;
+    let mut lanes = String::new();
     let shared: Option<(u16, Vec<i32>)>;
     let attached = if multi_process(cfg, vdev)? {
         match crate::engine::procs::attach(vdev, cfg.queues.max(1), first_cpu()) {
@@ -365,6 +366,7 @@ fn start() -> Result<(String, Eal), String> {
             ..DpdkConfig::default()
         };
         let dev = DpdkDevice::open(&eal, port, dpdk).map_err(|e| format!("port {port}: {e}"))?;
+        lanes = open_lanes(cfg, &dev, vdev);
         let ns = String::from_utf8_lossy(cfg.tap_netns.as_bytes()).into_owned();
         if !ns.is_empty() {
             let iface = netns::tap_iface(vdev).ok_or_else(|| {
@@ -457,9 +459,33 @@ fn start() -> Result<(String, Eal), String> {
         crate::engine::reaper::start(&taps, ip.addr, mac.0);
     }
     Ok((
-        format!("{name} at {ip}, mac {mac}, {n} queue pair(s), {wait}{moved}"),
+        format!("{name} at {ip}, mac {mac}, {n} queue pair(s), {wait}{lanes}{moved}"),
         eal,
     ))
+}
+
+/// Opens the lanes of a net_tap port (`lanes`), while its interface is
+/// still in this namespace: only for a port of one queue pair that this
+/// process alone uses. What the start line says of them.
+fn open_lanes(cfg: &crate::config::Config, dev: &DpdkDevice, vdev: &str) -> String {
+    let tap = netns::tap_iface(vdev).is_some() || vdev.starts_with("net_tap");
+    if !tap || cfg.lanes == 0 {
+        return String::new();
+    }
+    let (rxq, txq) = dev.queue_counts();
+    if rxq != 1 || txq != 1 {
+        return "; no lanes (more than one queue pair)".into();
+    }
+    let Some(fd) = dev.rx_interrupt_fd() else {
+        return "; no lanes (no queue descriptor)".into();
+    };
+    match crate::engine::lanes::prepare(fd, cfg.lanes, dev.offloads()) {
+        Ok(n) => format!(", {n} lanes"),
+        Err(why) => {
+            log!(info, "net_tap without lanes: {why}");
+            "; no lanes".into()
+        }
+    }
 }
 
 /// How many CPUs the calling thread may run on (at least 1).
@@ -517,6 +543,7 @@ pub fn after_fork_in_child() {
     device::after_fork();
     crate::engine::reaper::after_fork();
     crate::engine::procs::after_fork();
+    crate::engine::lanes::after_fork();
     if status() == Status::Up {
         // The stacks (in a static, never dropped) are the parent's: with
         // the status Forked nothing reaches them ([`crate::engine::stacks::cells`]

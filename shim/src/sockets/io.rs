@@ -107,6 +107,10 @@ unsafe fn tcp_read_on(
     arm: Option<(&mut crate::sockets::ready::Watch, u32)>,
 ) -> Result<usize, Errno> {
     let mut stack = socket::stack(q)?;
+    // A reader with a lane waits there for the connection's next frames.
+    if crate::engine::lanes::mine_index().is_some() {
+        crate::engine::lanes::route(&mut stack, h);
+    }
     let mut total = 0;
     let mut failed = None;
     let mut scratch = Vec::new();
@@ -292,8 +296,8 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
     let trunc = flags & libc::MSG_TRUNC != 0 && !peek;
     let waitall = flags & libc::MSG_WAITALL != 0 && !peek;
     let want = iov_len(iov);
-    // The connection's stack, for the wait.
-    let focus;
+    // The connection (its stack and handle), for the wait.
+    let focus: Option<(Q, TcpHandle)>;
     let timeout = {
         // The socket's stack and mode under the worker's lock; the poll and
         // the read under the stack's alone.
@@ -306,7 +310,7 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
             Err(e) => return Dispatch::Done(Err(e)),
         };
         let nonblock = nb || flags & libc::MSG_DONTWAIT != 0;
-        focus = conn.as_ref().ok().map(|&(q, _)| q);
+        focus = conn.as_ref().ok().copied();
         let r = match conn {
             Ok((q, h)) => {
                 // What the socket holds first; the device only when it
@@ -349,7 +353,19 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
         }
     };
     // Only the connection's stack can ready it.
-    let _focus = focus.map(crate::engine::wait::Focus::on);
+    let _focus = focus.map(|(q, _)| crate::engine::wait::Focus::on(q));
+    if let Some((q, h)) =
+        focus.filter(|_| crate::engine::lanes::on() && crate::engine::lanes::mine_index().is_none())
+    {
+        // The connection's frames come to the lane this thread will sleep
+        // on (taken now, at its first blocking read).
+        // (Taken before the stack's lock: attaching is a system call.)
+        if crate::engine::lanes::take_mine().is_some() {
+            if let Some(mut s) = stacks::lock(q) {
+                crate::engine::lanes::route(&mut s, h);
+            }
+        }
+    }
     loop {
         match block(dl, &[WaitOn::Conn(entry.handle())], &mut [], None, &mut f) {
             Ok(Ok(n)) if waitall && n > 0 && n < want => {

@@ -1,0 +1,732 @@
+//! Lanes: on net_tap, each waiting thread of a program with several
+//! threads gets a queue of the TAP interface of its own, so that the
+//! kernel wakes the thread a frame is for, and no other.
+//!
+//! Without lanes, every frame the kernel sends to the tap lands on the
+//! port's queue: one thread sleeps on it for everyone (`wait`'s sleeper),
+//! reads the frame and wakes the thread whose socket it readied. Two
+//! wake-ups per request where the kernel's own server pays one: a
+//! thread-per-connection echo over net_tap ran at 0.6-0.67 of the kernel
+//! with twice its CPU per round trip.
+//!
+//! A multi-queue TAP interface hands each frame to one of its attached
+//! queues: the queue the flow's last frame from us was written on (it
+//! learns from what we send), else one by the flow's hash. So:
+//! - at start, before the tap moves into its namespace (where its name no
+//!   longer reaches it), the pool opens `ACCEL_LANES` more queues of the
+//!   interface and detaches them ([`prepare`]): a detached queue gets no
+//!   frames;
+//! - a thread that comes to wait while others use the shim too takes a
+//!   lane and attaches it ([`take_mine`]); it gives it back when it ends;
+//! - a read on a connection *routes* the connection to the reader's lane
+//!   ([`route`]): the connection's frames are written on the lane
+//!   ([`crate::engine::device`]), and the kernel sends the flow's frames
+//!   there, where the reader sleeps (`wait` puts the lane among its fds);
+//! - frames of flows no lane was written for come by hash to any attached
+//!   queue, lanes too (a SYN, an ARP reply): each thread reads its own lane
+//!   when it wakes or spins, and feeds what it reads to the stack.
+//!
+//! Liveness: a lane whose thread is away (computing, or in a call that is
+//! not the shim's) is nobody's to read. Once it has been away for
+//! `AWAY_NS`, it is *stranded*: whoever sleeps on the device sleeps on it
+//! too, and any poll of the stacks reads it (at most every `AWAY_NS`,
+//! [`sweep`]). Until then, sleeps on the device are short (as without an
+//! Rx interrupt), so a frame waits at most about `AWAY_NS` plus a back-off.
+//! A lane given back is read once more and detached: frames that come in
+//! between are lost to the queue, and TCP's retransmission brings them
+//! again (the kernel purges a detached queue).
+//!
+//! Frames on a lane pass no DPDK offload: the checksums the stack leaves
+//! to the port are filled here before a write, and those it trusts the
+//! port to verify are verified here after a read.
+//!
+//! One stack, one process: with `ACCEL_QUEUES` above 1, or a port shared
+//! by several processes (`ACCEL_PROCS`), there are no lanes.
+//!
+//! Off unless `ACCEL_LANES` asks (README, "Threads and queues"): measured
+//! on two cores, the thread-per-connection echo at 10 connections served
+//! about 1.07 times as many round trips with 0.85 times the p99, with 3.5
+//! system calls a round trip in the server against 5.8, and memcached -t 1
+//! and -t 4 as many as without; but new connections come slower (200
+//! connects in 32-58 ms against 17-26): a SYN, whose flow no lane was
+//! written for, lands by hash on a lane as often as not, and wakes that
+//! lane's thread before the accepting one. Steering such flows to the
+//! port's queue (a `TUNSETSTEERINGEBPF` program, with the routes in its
+//! map) would remove that cost.
+#![allow(unsafe_code)]
+
+use crate::engine::stats::{self, Driver};
+use crate::engine::worker::{now, ShimStack, W};
+use crate::logging::log;
+use crate::sys;
+use accel_stack::phy::dpdk::Offloads;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
+use std::sync::{Mutex, OnceLock};
+
+/// `TUNSETIFF`: `_IOW('T', 202, int)`.
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+/// `TUNGETIFF`: `_IOR('T', 210, unsigned int)`.
+const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
+/// `TUNSETQUEUE`: `_IOW('T', 217, int)`.
+const TUNSETQUEUE: libc::c_ulong = 0x4004_54d9;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+const IFF_ATTACH_QUEUE: libc::c_short = 0x0200;
+const IFF_DETACH_QUEUE: libc::c_short = 0x0400;
+
+/// How long a lane's thread may be away before its lane is read by others,
+/// ns (see the module docs).
+const AWAY_NS: u64 = 1_000_000;
+
+/// The most frames one read of a lane takes in.
+const READ_MAX: usize = 64;
+
+/// `struct ifreq` as the TUN ioctls use it: the name, then the flags.
+#[repr(C)]
+struct IfReq {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _rest: [u8; 22],
+}
+
+impl IfReq {
+    fn new(flags: libc::c_short) -> IfReq {
+        IfReq {
+            name: [0; libc::IFNAMSIZ],
+            flags,
+            _rest: [0; 22],
+        }
+    }
+}
+
+/// `ioctl(fd, req, ifr)`, raw.
+fn ioctl(fd: i32, req: libc::c_ulong, ifr: &mut IfReq) -> Result<(), i32> {
+    sys::keep_errno(|| {
+        // SAFETY: `ifr` is a live, writable `struct ifreq` (40 bytes), all
+        // the TUN ioctls read or write.
+        let r = unsafe { libc::syscall(libc::SYS_ioctl, fd, req, ifr as *mut IfReq) };
+        if r < 0 {
+            Err(sys::errno())
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// One lane: a queue of the TAP interface that the shim reads and writes
+/// itself.
+pub struct Lane {
+    fd: i32,
+    /// Its thread waits in the shim now, and hears the lane.
+    watched: AtomicBool,
+    /// When its thread last left a wait (ns of [`now`]); 1: it is being
+    /// given back; 0: free.
+    away_since: AtomicU64,
+    /// A thread reads it (one at a time: a flow's frames keep their order).
+    reading: AtomicBool,
+    /// A sleep it woke: the next poll reads it ([`sweep`]).
+    due: AtomicBool,
+}
+
+/// The lanes of the process, and their counters.
+struct Pool {
+    lanes: Box<[Lane]>,
+    free: Mutex<Vec<u16>>,
+    /// Lanes being given back, read once more and detached by the keeper
+    /// ([`keep`]).
+    retiring: Mutex<Vec<u16>>,
+    /// `retiring` may hold some.
+    retiring_any: AtomicBool,
+    /// An attach failed: no more lanes are taken.
+    broken: AtomicBool,
+    offloads: Offloads,
+    /// Frames come and go with a `struct tun_pi` before them.
+    pi: bool,
+    /// When stranded lanes were last looked at (ns of [`now`]).
+    swept_at: AtomicU64,
+    taken: AtomicU32,
+    rx: AtomicU64,
+    tx: AtomicU64,
+    bad: AtomicU64,
+}
+
+static POOL: OnceLock<Pool> = OnceLock::new();
+/// In the child of a fork: the lanes are the parent's.
+static GONE: AtomicBool = AtomicBool::new(false);
+
+fn pool() -> Option<&'static Pool> {
+    if GONE.load(Relaxed) {
+        return None;
+    }
+    POOL.get()
+}
+
+/// Whether lanes are in use (a pool was opened).
+pub fn on() -> bool {
+    pool().is_some()
+}
+
+/// Opens the pool: `n` queues of the TAP interface of queue descriptor
+/// `queue_fd` (the port's queue 0), detached; `offloads` are the port's.
+/// Called once, at start, while the interface is still in this process's
+/// namespace. Returns how many lanes it opened.
+pub fn prepare(queue_fd: i32, n: u16, offloads: Offloads) -> Result<u16, String> {
+    let mut ifr = IfReq::new(0);
+    ioctl(queue_fd, TUNGETIFF, &mut ifr).map_err(|e| format!("TUNGETIFF: errno {e}"))?;
+    let name = ifr.name;
+    // The interface's own flags (TUNGETIFF's are the descriptor's view:
+    // its 0x1000 there means "no filter", not IFF_NO_PI).
+    let flags = device_flags(&name)?;
+    if flags & IFF_TAP == 0 || flags & IFF_MULTI_QUEUE == 0 || flags & IFF_VNET_HDR != 0 {
+        return Err(format!(
+            "the TAP interface's flags are {flags:#x}, not a plain multi-queue TAP"
+        ));
+    }
+    // net_tap makes it with packet information (`struct tun_pi`) before
+    // each frame.
+    let pi = flags & IFF_NO_PI == 0;
+    let mut lanes = Vec::with_capacity(usize::from(n));
+    let mut why = None;
+    for _ in 0..n {
+        match open_detached(&name) {
+            Ok(fd) => lanes.push(Lane {
+                fd,
+                watched: AtomicBool::new(false),
+                away_since: AtomicU64::new(0),
+                reading: AtomicBool::new(false),
+                due: AtomicBool::new(false),
+            }),
+            Err(e) => {
+                why = Some(e);
+                break;
+            }
+        }
+    }
+    if lanes.is_empty() {
+        return Err(why.unwrap_or_else(|| "none asked for".into()));
+    }
+    if let Some(why) = why {
+        log!(info, "{} lanes of {n} ({why})", lanes.len());
+    }
+    let count = lanes.len() as u16;
+    let pool = Pool {
+        lanes: lanes.into_boxed_slice(),
+        // Taken from the end: lane 0 first.
+        free: Mutex::new((0..count).rev().collect()),
+        retiring: Mutex::new(Vec::new()),
+        retiring_any: AtomicBool::new(false),
+        broken: AtomicBool::new(false),
+        offloads,
+        pi,
+        swept_at: AtomicU64::new(0),
+        taken: AtomicU32::new(0),
+        rx: AtomicU64::new(0),
+        tx: AtomicU64::new(0),
+        bad: AtomicU64::new(0),
+    };
+    POOL.set(pool)
+        .map_err(|_| "the lanes are open already".to_owned())?;
+    Ok(count)
+}
+
+/// The TAP interface `name`'s flags, from sysfs.
+fn device_flags(name: &[libc::c_char; libc::IFNAMSIZ]) -> Result<libc::c_short, String> {
+    let name: Vec<u8> = name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    let mut path = b"/sys/class/net/".to_vec();
+    path.extend_from_slice(&name);
+    path.extend_from_slice(b"/tun_flags\0");
+    let path = std::ffi::CStr::from_bytes_with_nul(&path).map_err(|_| "a bad interface name".to_owned())?;
+    let fd =
+        sys::open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0).map_err(|e| format!("{path:?}: errno {e}"))?;
+    let mut buf = [0u8; 32];
+    let n = sys::read(fd, &mut buf);
+    sys::close(fd);
+    let n = n.map_err(|e| format!("{path:?}: errno {e}"))?;
+    parse_flags(buf.get(..n).unwrap_or_default()).ok_or_else(|| format!("{path:?}: not a number"))
+}
+
+/// `0x1102\n` as sysfs writes a TAP interface's flags.
+fn parse_flags(text: &[u8]) -> Option<libc::c_short> {
+    let t = std::str::from_utf8(text).ok()?.trim();
+    let hex = t.strip_prefix("0x")?;
+    u16::from_str_radix(hex, 16).ok().map(|v| v as libc::c_short)
+}
+
+/// A new queue of interface `name`, detached, non-blocking, close-on-exec,
+/// recorded as the shim's own fd.
+fn open_detached(name: &[libc::c_char; libc::IFNAMSIZ]) -> Result<i32, String> {
+    let path = c"/dev/net/tun";
+    let fd = sys::open(path, libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC, 0)
+        .map_err(|e| format!("open /dev/net/tun: errno {e}"))?;
+    // The flags must agree with the interface's on the queue count; the
+    // rest are the interface's (set when it was made).
+    let mut ifr = IfReq::new(IFF_TAP | IFF_MULTI_QUEUE);
+    ifr.name = *name;
+    let r = ioctl(fd, TUNSETIFF, &mut ifr)
+        .map_err(|e| format!("TUNSETIFF: errno {e}"))
+        .and_then(|()| {
+            ioctl(fd, TUNSETQUEUE, &mut IfReq::new(IFF_DETACH_QUEUE))
+                .map_err(|e| format!("detach: errno {e}"))
+        });
+    if let Err(e) = r {
+        sys::close(fd);
+        return Err(e);
+    }
+    let _ = crate::fdtable::FDS.install(fd, crate::fdtable::State::Internal, 0);
+    Ok(fd)
+}
+
+/// `readv(fd, [head, body])`, raw: the bytes read in all.
+fn readv(fd: i32, head: &mut [u8], body: &mut [u8]) -> Result<usize, i32> {
+    let iov = [
+        libc::iovec {
+            iov_base: head.as_mut_ptr().cast(),
+            iov_len: head.len(),
+        },
+        libc::iovec {
+            iov_base: body.as_mut_ptr().cast(),
+            iov_len: body.len(),
+        },
+    ];
+    sys::keep_errno(|| {
+        // SAFETY: both iovecs describe live, writable buffers.
+        let r = unsafe { libc::syscall(libc::SYS_readv, fd, iov.as_ptr(), 2) };
+        if r < 0 {
+            Err(sys::errno())
+        } else {
+            Ok(r as usize)
+        }
+    })
+}
+
+/// `writev(fd, [head, body])`, raw.
+fn writev(fd: i32, head: &[u8], body: &[u8]) -> Result<usize, i32> {
+    let iov = [
+        libc::iovec {
+            iov_base: head.as_ptr() as *mut libc::c_void,
+            iov_len: head.len(),
+        },
+        libc::iovec {
+            iov_base: body.as_ptr() as *mut libc::c_void,
+            iov_len: body.len(),
+        },
+    ];
+    sys::keep_errno(|| {
+        // SAFETY: both iovecs describe live buffers, which the kernel only
+        // reads.
+        let r = unsafe { libc::syscall(libc::SYS_writev, fd, iov.as_ptr(), 2) };
+        if r < 0 {
+            Err(sys::errno())
+        } else {
+            Ok(r as usize)
+        }
+    })
+}
+
+/// The calling thread's lane; given back when the thread ends.
+struct Mine(std::cell::Cell<u16>);
+
+const NONE: u16 = u16::MAX;
+
+impl Drop for Mine {
+    fn drop(&mut self) {
+        let i = self.0.replace(NONE);
+        let Some(p) = pool() else { return };
+        if let Some(lane) = p.lanes.get(usize::from(i)) {
+            // Read once more and detached by the keeper ([`keep`]; not
+            // here: a thread that ends may have lost the thread-locals a
+            // read needs). Stranded at once meanwhile.
+            lane.watched.store(false, SeqCst);
+            lane.away_since.store(1, SeqCst);
+            p.retiring.lock().unwrap_or_else(|e| e.into_inner()).push(i);
+            p.retiring_any.store(true, Release);
+            p.swept_at.store(0, Relaxed);
+            crate::engine::keeper::nudge();
+        }
+    }
+}
+
+thread_local! {
+    static MINE: Mine = const { Mine(std::cell::Cell::new(NONE)) };
+}
+
+/// The calling thread's lane index, if it has one.
+pub fn mine_index() -> Option<u16> {
+    pool()?;
+    MINE.try_with(|m| m.0.get()).ok().filter(|&i| i != NONE)
+}
+
+/// The calling thread's lane, if it has one.
+fn mine() -> Option<&'static Lane> {
+    let i = mine_index()?;
+    pool()?.lanes.get(usize::from(i))
+}
+
+/// The calling thread's lane, taken now if it has none, while more than
+/// one thread of the program uses the shim (a single-threaded program's
+/// thread sleeps on the port's queue itself: a lane would change nothing)
+/// and a lane is free.
+pub fn take_mine() -> Option<&'static Lane> {
+    let p = pool()?;
+    if let Some(l) = mine() {
+        return Some(l);
+    }
+    if W.threads.load(Relaxed) < 2
+        || p.taken.load(Relaxed) as usize >= p.lanes.len()
+        || p.broken.load(Relaxed)
+        || crate::engine::keeper::on_keeper()
+    {
+        return None;
+    }
+    let i = p.free.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+    let lane = p.lanes.get(usize::from(i))?;
+    if let Err(e) = ioctl(lane.fd, TUNSETQUEUE, &mut IfReq::new(IFF_ATTACH_QUEUE)) {
+        // Not tried again: threads go without from now on.
+        p.free.lock().unwrap_or_else(|e| e.into_inner()).push(i);
+        if !p.broken.swap(true, Relaxed) {
+            log!(
+                warn,
+                "lane {i}: attach failed (errno {e}); no more lanes are taken"
+            );
+        }
+        return None;
+    }
+    lane.away_since.store(now().nanos().max(2), SeqCst);
+    if MINE.try_with(|m| m.0.set(i)).is_err() {
+        // The thread is ending: give it back at once.
+        let _ = ioctl(lane.fd, TUNSETQUEUE, &mut IfReq::new(IFF_DETACH_QUEUE));
+        lane.away_since.store(0, SeqCst);
+        p.free.lock().unwrap_or_else(|e| e.into_inner()).push(i);
+        return None;
+    }
+    p.taken.fetch_add(1, Relaxed);
+    Some(lane)
+}
+
+impl Lane {
+    /// Its fd, to sleep on.
+    pub fn fd(&self) -> i32 {
+        self.fd
+    }
+
+    /// Its thread begins a wait that hears it.
+    pub fn watch(&self) {
+        self.watched.store(true, SeqCst);
+        self.away_since.store(0, SeqCst);
+    }
+
+    /// Its thread's wait ended.
+    pub fn unwatch(&self) {
+        self.away_since.store(now().nanos().max(2), SeqCst);
+        self.watched.store(false, SeqCst);
+    }
+}
+
+/// Routes connection `h` of stack `s` to the calling thread's lane, if it
+/// has one (a read on it: the reader waits for its next bytes; a thread
+/// about to block in a read takes a lane first, [`take_mine`]).
+pub fn route(s: &mut ShimStack, h: accel_stack::iface::TcpHandle) {
+    let Some(i) = mine_index() else { return };
+    let tcp = &s.iface.tcp;
+    let (Ok(Some(local)), Ok(remote)) = (tcp.local_addr(h), tcp.peer_addr(h)) else {
+        return;
+    };
+    s.device.route(local, remote, i);
+    if s.device.routes_need_pruning() {
+        let tcp = &s.iface.tcp;
+        s.device.prune_routes(|l, r| tcp.has_conn(l, r));
+    }
+}
+
+/// Writes frame `frame` on lane `i` (its checksums filled first). Counted;
+/// a lane gone or full drops it, as a full transmit queue would.
+pub fn send(i: u16, frame: &mut [u8]) {
+    let Some(p) = pool() else { return };
+    let Some(lane) = p.lanes.get(usize::from(i)) else {
+        return;
+    };
+    accel_stack::phy::dpdk::fill_tx_in_software(&p.offloads, frame);
+    // The packet information: no flags, the frame's EtherType.
+    let proto: [u8; 2] = frame
+        .get(12..14)
+        .and_then(|t| t.try_into().ok())
+        .unwrap_or([0, 0]);
+    let pi = [0, 0, proto[0], proto[1]];
+    let head: &[u8] = if p.pi { &pi } else { &[] };
+    if writev(lane.fd, head, frame).is_ok() {
+        p.tx.fetch_add(1, Relaxed);
+    }
+}
+
+/// Reads up to `max` frames of lane `lane` into the stack, unless
+/// another thread reads it now. Each frame is read before the stack's
+/// lock is taken (a `readv` is a system call: others' work on the stack
+/// goes on meanwhile). What the frames signalled is handed out by the
+/// caller (a wait looks next; a poll hands out after its sweep). Returns
+/// the frames taken in.
+fn read(lane: &Lane, max: usize) -> usize {
+    let Some(p) = pool() else { return 0 };
+    if lane.reading.swap(true, Acquire) {
+        return 0;
+    }
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let mut taken = 0;
+    let _ = BUF.try_with(|b| {
+        let Ok(mut buf) = b.try_borrow_mut() else { return };
+        if buf.is_empty() {
+            // The largest frame a TAP queue hands out (64 KiB MTU).
+            buf.resize(65_550, 0);
+        }
+        let mut pi = [0u8; 4];
+        let head: &mut [u8] = if p.pi { &mut pi } else { &mut [] };
+        while taken < max {
+            let n = match readv(lane.fd, head, &mut buf) {
+                Ok(n) if n >= head.len() => n - head.len(),
+                Ok(_) => continue,
+                Err(_) => break,
+            };
+            if !accel_stack::phy::dpdk::rx_ok_in_software(&p.offloads, buf.get(..n).unwrap_or_default()) {
+                p.bad.fetch_add(1, Relaxed);
+                continue;
+            }
+            let Some(mut s) = crate::engine::stacks::lock(0) else {
+                break;
+            };
+            let mut once = Some(n);
+            s.receive_frames(now(), 1, &mut buf, |_| once.take());
+            drop(s);
+            taken += 1;
+        }
+    });
+    lane.reading.store(false, Release);
+    if taken > 0 {
+        p.rx.fetch_add(taken as u64, Relaxed);
+        stats::as_driver(Driver::Lane, || stats::drove(taken));
+        if !crate::engine::keeper::on_keeper() {
+            W.last_drive.store(now().nanos(), Relaxed);
+        }
+    }
+    taken
+}
+
+/// Reads the calling thread's lane (it woke the thread's sleep, or the
+/// thread spins): one frame for a thread that waits for one connection's
+/// bytes (with more, its next sleep ends at once, and no `readv` is spent
+/// finding the lane empty), all it holds for one that waits on a set (an
+/// event loop's connections: memcached -t 1 over net_tap served 40 %
+/// fewer requests reading one frame per wake).
+pub fn read_mine(one: bool) -> usize {
+    mine().map_or(0, |l| read(l, if one { 1 } else { READ_MAX }))
+}
+
+/// Whether lane `l` has been away long enough to be read by others, at
+/// `t`.
+fn stranded(l: &Lane, t: u64) -> bool {
+    let since = l.away_since.load(SeqCst);
+    since == 1 || (since != 0 && !l.watched.load(SeqCst) && t.saturating_sub(since) >= AWAY_NS)
+}
+
+/// Adds the stranded lanes' fds to a sleep on the device (`out`).
+pub fn arm(out: &mut Vec<libc::pollfd>) {
+    let Some(p) = pool() else { return };
+    if p.taken.load(Relaxed) == 0 {
+        return;
+    }
+    let t = now().nanos();
+    for l in p.lanes.iter().filter(|l| stranded(l, t)) {
+        out.push(libc::pollfd {
+            fd: l.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+    }
+}
+
+/// How long a sleep on the device may last, if a lane's thread is away
+/// but its lane not yet stranded: until it is (then the next sleep hears
+/// it, and the next poll reads it).
+pub fn sleep_cap() -> Option<std::time::Duration> {
+    let p = pool()?;
+    if p.taken.load(Relaxed) == 0 {
+        return None;
+    }
+    let t = now().nanos();
+    p.lanes
+        .iter()
+        .filter_map(|l| {
+            let since = l.away_since.load(Relaxed);
+            (since > 1 && !l.watched.load(Relaxed) && !stranded(l, t))
+                .then(|| AWAY_NS.saturating_sub(t.saturating_sub(since)))
+        })
+        .min()
+        .map(|ns| std::time::Duration::from_nanos(ns + 50_000))
+}
+
+/// After a sleep on `fds`: the lanes among them that woke it are read at
+/// the next poll.
+pub fn slept(fds: &[libc::pollfd]) {
+    let Some(p) = pool() else { return };
+    for pfd in fds.iter().filter(|f| f.revents != 0) {
+        if let Some(l) = p.lanes.iter().find(|l| l.fd == pfd.fd) {
+            l.due.store(true, Relaxed);
+            p.swept_at.store(0, Relaxed);
+        }
+    }
+}
+
+/// Reads the stranded lanes that hold frames, and gives back the lanes of
+/// threads that ended: at most every `AWAY_NS`, or at once after a sleep
+/// that one woke (see the module docs). Called after a poll of the stacks.
+pub fn sweep(t: u64) {
+    let Some(p) = pool() else { return };
+    let last = p.swept_at.load(Relaxed);
+    if last != 0 && t.saturating_sub(last) < AWAY_NS {
+        return;
+    }
+    if p.swept_at
+        .compare_exchange(last, t.max(1), AcqRel, Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    let mut fds: Vec<libc::pollfd> = Vec::new();
+    let mut which: Vec<&Lane> = Vec::new();
+    for l in p.lanes.iter() {
+        if l.due.swap(false, Relaxed) || stranded(l, t) {
+            fds.push(libc::pollfd {
+                fd: l.fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            which.push(l);
+        }
+    }
+    if !fds.is_empty() {
+        // SAFETY: no signal mask pointer.
+        let ready = unsafe { sys::ppoll(&mut fds, Some(std::time::Duration::ZERO), std::ptr::null()) };
+        if ready.is_ok_and(|n| n > 0) {
+            for (l, f) in which.iter().zip(&fds) {
+                if f.revents != 0 {
+                    read(l, READ_MAX);
+                }
+            }
+        }
+    }
+    // The keeper gives lanes back ([`keep`]): a detach waits for the
+    // kernel's RCU grace period (about 0.2 ms here), which no request
+    // should pay.
+    if !crate::engine::keeper::running() {
+        retire(p);
+    }
+}
+
+/// The keeper's part: gives back the lanes of threads that ended.
+pub fn keep() {
+    if let Some(p) = pool() {
+        if p.retiring_any.load(Acquire) {
+            retire(p);
+        }
+    }
+}
+
+/// Gives back the lanes of threads that ended: read once more, detached,
+/// unrouted, free.
+fn retire(p: &Pool) {
+    let gone: Vec<u16> = {
+        let mut r = p.retiring.lock().unwrap_or_else(|e| e.into_inner());
+        p.retiring_any.store(false, Release);
+        std::mem::take(&mut *r)
+    };
+    for i in gone {
+        let Some(l) = p.lanes.get(usize::from(i)) else {
+            continue;
+        };
+        read(l, READ_MAX);
+        // The kernel purges what came since (TCP sends it again).
+        let _ = ioctl(l.fd, TUNSETQUEUE, &mut IfReq::new(IFF_DETACH_QUEUE));
+        if let Some(mut s) = crate::engine::stacks::lock(0) {
+            s.device.unroute_lane(i);
+        }
+        l.due.store(false, Relaxed);
+        l.away_since.store(0, SeqCst);
+        p.taken.fetch_sub(1, Relaxed);
+        p.free.lock().unwrap_or_else(|e| e.into_inner()).push(i);
+    }
+}
+
+/// The counters: lanes in use, frames read, written, and dropped for a
+/// bad checksum.
+pub fn counters() -> (u32, u64, u64, u64) {
+    pool().map_or((0, 0, 0, 0), |p| {
+        (
+            p.taken.load(Relaxed),
+            p.rx.load(Relaxed),
+            p.tx.load(Relaxed),
+            p.bad.load(Relaxed),
+        )
+    })
+}
+
+/// In the child of `fork`: the lanes are the parent's; the child's copies
+/// of their fds are closed (the queues stay the parent's).
+pub fn after_fork() {
+    if let Some(p) = POOL.get() {
+        if !GONE.swap(true, SeqCst) {
+            for l in p.lanes.iter() {
+                sys::close(l.fd);
+                let _ = crate::fdtable::FDS.clear(l.fd);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lane(away_since: u64, watched: bool) -> Lane {
+        Lane {
+            fd: -1,
+            watched: AtomicBool::new(watched),
+            away_since: AtomicU64::new(away_since),
+            reading: AtomicBool::new(false),
+            due: AtomicBool::new(false),
+        }
+    }
+
+    #[test]
+    fn a_lane_is_read_by_others_only_once_its_thread_stays_away() {
+        let t = 9_000_000_000;
+        // Free, or watched by its waiting thread: never.
+        assert!(!stranded(&lane(0, false), t));
+        assert!(!stranded(&lane(0, true), t));
+        // Away for less than AWAY_NS: its thread is likely back soon.
+        assert!(!stranded(&lane(t - AWAY_NS / 2, false), t));
+        // Away for AWAY_NS or longer, or being given back: yes.
+        assert!(stranded(&lane(t - AWAY_NS, false), t));
+        assert!(stranded(&lane(1, false), t));
+        // Back in a wait since (the stamp is stale): no.
+        assert!(!stranded(&lane(t - 2 * AWAY_NS, true), t));
+    }
+
+    #[test]
+    fn sysfs_flags_are_read_as_written() {
+        assert_eq!(parse_flags(b"0x1102\n"), Some(0x1102));
+        assert_eq!(parse_flags(b"0x902"), Some(0x902));
+        assert_eq!(parse_flags(b"1102"), None);
+        assert_eq!(parse_flags(b""), None);
+        assert_eq!(parse_flags(b"0xzz"), None);
+    }
+
+    #[test]
+    fn ifreq_is_what_the_tun_ioctls_take() {
+        assert_eq!(std::mem::size_of::<IfReq>(), 40);
+        assert_eq!(TUNSETIFF, libc::TUNSETIFF as libc::c_ulong);
+        assert_eq!(TUNGETIFF, libc::TUNGETIFF as libc::c_ulong);
+        assert_eq!(TUNSETQUEUE, libc::TUNSETQUEUE as libc::c_ulong);
+    }
+}
