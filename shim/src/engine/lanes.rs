@@ -583,6 +583,9 @@ pub fn slept(fds: &[libc::pollfd]) {
 /// that one woke (see the module docs). Called after a poll of the stacks.
 pub fn sweep(t: u64) {
     let Some(p) = pool() else { return };
+    if p.taken.load(Relaxed) == 0 {
+        return;
+    }
     let last = p.swept_at.load(Relaxed);
     if last != 0 && t.saturating_sub(last) < AWAY_NS {
         return;
