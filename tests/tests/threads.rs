@@ -125,6 +125,12 @@ fn lanes_carried(server: &mut Proc) {
         "the lanes carried too little: {line}"
     );
     assert!(lane_rx <= rx, "{line}");
+    // The kernel took the steering program (SYNs to the port's queue).
+    assert!(
+        !log.contains("without a steering program"),
+        "no steering: {}",
+        server.report()
+    );
 }
 
 /// Stores and fetches `items` over `conns` connections at once (each its

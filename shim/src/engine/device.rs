@@ -114,11 +114,13 @@ impl ShimDevice {
     }
 
     /// Sends the frames of connection `local`-`remote` on lane `lane` from
-    /// now on.
-    pub fn route(&mut self, local: SocketAddrV4, remote: SocketAddrV4, lane: u16) {
-        if self.routes.get(&(local, remote)) != Some(&lane) {
-            self.routes.insert((local, remote), lane);
+    /// now on; whether that is new.
+    pub fn route(&mut self, local: SocketAddrV4, remote: SocketAddrV4, lane: u16) -> bool {
+        if self.routes.get(&(local, remote)) == Some(&lane) {
+            return false;
         }
+        self.routes.insert((local, remote), lane);
+        true
     }
 
     /// Whether the routes have doubled since they were last pruned (and
@@ -127,15 +129,31 @@ impl ShimDevice {
         self.routes.len() > 64 && self.routes.len() >= 2 * self.routes_kept
     }
 
-    /// Keeps the routes of connections that `live` says still exist.
-    pub fn prune_routes(&mut self, live: impl Fn(SocketAddrV4, SocketAddrV4) -> bool) {
-        self.routes.retain(|&(l, r), _| live(l, r));
+    /// Keeps the routes of connections that `live` says still exist;
+    /// tells `gone` the others.
+    pub fn prune_routes(
+        &mut self,
+        live: impl Fn(SocketAddrV4, SocketAddrV4) -> bool,
+        mut gone: impl FnMut(SocketAddrV4, SocketAddrV4),
+    ) {
+        self.routes.retain(|&(l, r), _| {
+            let keep = live(l, r);
+            if !keep {
+                gone(l, r);
+            }
+            keep
+        });
         self.routes_kept = self.routes.len();
     }
 
-    /// Forgets the routes to lane `lane` (given back).
-    pub fn unroute_lane(&mut self, lane: u16) {
-        self.routes.retain(|_, &mut l| l != lane);
+    /// Forgets the routes to lane `lane` (given back), telling `gone`.
+    pub fn unroute_lane(&mut self, lane: u16, mut gone: impl FnMut(SocketAddrV4, SocketAddrV4)) {
+        self.routes.retain(|&(l, r), &mut to| {
+            if to == lane {
+                gone(l, r);
+            }
+            to != lane
+        });
     }
 
     /// The lane outgoing frame `frame` goes out on, if its connection is

@@ -10,8 +10,9 @@
 //! with twice its CPU per round trip.
 //!
 //! A multi-queue TAP interface hands each frame to one of its attached
-//! queues: the queue the flow's last frame from us was written on (it
-//! learns from what we send), else one by the flow's hash. So:
+//! queues: by a steering program if it has one, else the queue the flow's
+//! last frame from us was written on (it learns from what we send), else
+//! one by the flow's hash. So:
 //! - at start, before the tap moves into its namespace (where its name no
 //!   longer reaches it), the pool opens `ACCEL_LANES` more queues of the
 //!   interface and detaches them ([`prepare`]): a detached queue gets no
@@ -19,12 +20,16 @@
 //! - a thread that comes to wait while others use the shim too takes a
 //!   lane and attaches it ([`take_mine`]); it gives it back when it ends;
 //! - a read on a connection *routes* the connection to the reader's lane
-//!   ([`route`]): the connection's frames are written on the lane
-//!   ([`crate::engine::device`]), and the kernel sends the flow's frames
-//!   there, where the reader sleeps (`wait` puts the lane among its fds);
-//! - frames of flows no lane was written for come by hash to any attached
-//!   queue, lanes too (a SYN, an ARP reply): each thread reads its own lane
-//!   when it wakes or spins, and feeds what it reads to the stack.
+//!   ([`route`]): the steering program ([`crate::engine::steer`]) sends
+//!   the flow's frames there, where the reader sleeps (`wait` puts the
+//!   lane among its fds), and every frame of no routed connection (a SYN,
+//!   an ARP reply) to the port's queue. The connection's frames are also
+//!   written on the lane ([`crate::engine::device`]), so that without the
+//!   program (a kernel that refuses it) the interface learns the flow's
+//!   queue from them; frames of flows no lane was written for then come by
+//!   hash to any queue, lanes too;
+//! - each thread reads its own lane when it wakes or spins, and feeds what
+//!   it reads to the stack.
 //!
 //! Liveness: a lane whose thread is away (computing, or in a call that is
 //! not the shim's) is nobody's to read. Once it has been away for
@@ -43,19 +48,15 @@
 //! One stack, one process: with `ACCEL_QUEUES` above 1, or a port shared
 //! by several processes (`ACCEL_PROCS`), there are no lanes.
 //!
-//! Off unless `ACCEL_LANES` asks (README, "Threads and queues"): measured
-//! on two cores, the thread-per-connection echo at 10 connections served
-//! about 1.07 times as many round trips with 0.85 times the p99, with 3.5
-//! system calls a round trip in the server against 5.8, and memcached -t 1
-//! and -t 4 as many as without; but new connections come slower (200
-//! connects in 32-58 ms against 17-26): a SYN, whose flow no lane was
-//! written for, lands by hash on a lane as often as not, and wakes that
-//! lane's thread before the accepting one. Steering such flows to the
-//! port's queue (a `TUNSETSTEERINGEBPF` program, with the routes in its
-//! map) would remove that cost.
+//! Off unless `ACCEL_LANES` asks (README, "Threads and queues" has the
+//! figures): alternating runs of the thread-per-connection echo at 10
+//! connections served 1.15-1.25 times as many round trips with lanes, with
+//! a lower p99, but `scripts/bench`'s own runs of it were within noise, and
+//! they cost every such process its fds and up to 20 ms of start.
 #![allow(unsafe_code)]
 
 use crate::engine::stats::{self, Driver};
+use crate::engine::steer::Steering;
 use crate::engine::worker::{now, ShimStack, W};
 use crate::logging::log;
 use crate::sys;
@@ -141,6 +142,9 @@ struct Pool {
     retiring_any: AtomicBool,
     /// An attach failed: no more lanes are taken.
     broken: AtomicBool,
+    /// The interface's steering program, if the kernel took it
+    /// ([`crate::engine::steer`]); else the interface's own choice.
+    steer: Mutex<Option<Steering>>,
     offloads: Offloads,
     /// Frames come and go with a `struct tun_pi` before them.
     pi: bool,
@@ -211,6 +215,16 @@ pub fn prepare(queue_fd: i32, n: u16, offloads: Offloads) -> Result<u16, String>
         log!(info, "{} lanes of {n} ({why})", lanes.len());
     }
     let count = lanes.len() as u16;
+    let steer = match Steering::install(queue_fd, count) {
+        Ok(s) => Some(s),
+        Err(why) => {
+            log!(
+                info,
+                "lanes without a steering program ({why}): a SYN may wake a lane's thread"
+            );
+            None
+        }
+    };
     let pool = Pool {
         lanes: lanes.into_boxed_slice(),
         // Taken from the end: lane 0 first.
@@ -218,6 +232,7 @@ pub fn prepare(queue_fd: i32, n: u16, offloads: Offloads) -> Result<u16, String>
         retiring: Mutex::new(Vec::new()),
         retiring_any: AtomicBool::new(false),
         broken: AtomicBool::new(false),
+        steer: Mutex::new(steer),
         offloads,
         pi,
         swept_at: AtomicU64::new(0),
@@ -393,10 +408,16 @@ pub fn take_mine() -> Option<&'static Lane> {
         }
         return None;
     }
+    if let Some(s) = p.steer.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        s.attached(i);
+    }
     lane.away_since.store(now().nanos().max(2), SeqCst);
     if MINE.try_with(|m| m.0.set(i)).is_err() {
         // The thread is ending: give it back at once.
         let _ = ioctl(lane.fd, TUNSETQUEUE, &mut IfReq::new(IFF_DETACH_QUEUE));
+        if let Some(s) = p.steer.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            s.detached(i);
+        }
         lane.away_since.store(0, SeqCst);
         p.free.lock().unwrap_or_else(|e| e.into_inner()).push(i);
         return None;
@@ -433,10 +454,24 @@ pub fn route(s: &mut ShimStack, h: accel_stack::iface::TcpHandle) {
     let (Ok(Some(local)), Ok(remote)) = (tcp.local_addr(h), tcp.peer_addr(h)) else {
         return;
     };
-    s.device.route(local, remote, i);
+    if s.device.route(local, remote, i) {
+        with_steering(|st| st.route(local, remote, i));
+    }
     if s.device.routes_need_pruning() {
         let tcp = &s.iface.tcp;
-        s.device.prune_routes(|l, r| tcp.has_conn(l, r));
+        s.device.prune_routes(
+            |l, r| tcp.has_conn(l, r),
+            |l, r| with_steering(|st| st.unroute(l, r)),
+        );
+    }
+}
+
+/// Runs `f` on the steering program's maps, if there is one.
+fn with_steering(f: impl FnOnce(&mut Steering)) {
+    if let Some(p) = pool() {
+        if let Some(s) = p.steer.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            f(s);
+        }
     }
 }
 
@@ -651,8 +686,10 @@ fn retire(p: &Pool) {
         read(l, READ_MAX);
         // The kernel purges what came since (TCP sends it again).
         let _ = ioctl(l.fd, TUNSETQUEUE, &mut IfReq::new(IFF_DETACH_QUEUE));
+        with_steering(|st| st.detached(i));
         if let Some(mut s) = crate::engine::stacks::lock(0) {
-            s.device.unroute_lane(i);
+            s.device
+                .unroute_lane(i, |l, r| with_steering(|st| st.unroute(l, r)));
         }
         l.due.store(false, Relaxed);
         l.away_since.store(0, SeqCst);
@@ -682,6 +719,11 @@ pub fn after_fork() {
             for l in p.lanes.iter() {
                 sys::close(l.fd);
                 let _ = crate::fdtable::FDS.clear(l.fd);
+            }
+            if let Ok(s) = p.steer.try_lock() {
+                if let Some(s) = s.as_ref() {
+                    s.forget();
+                }
             }
         }
     }
