@@ -50,7 +50,7 @@
 //!
 //! Off unless `ACCEL_LANES` asks (README, "Threads and queues" has the
 //! figures): alternating runs of the thread-per-connection echo at 10
-//! connections served 1.15-1.25 times as many round trips with lanes, with
+//! connections served 1.09-1.26 times as many round trips with lanes, with
 //! a lower p99, but `scripts/bench`'s own runs of it were within noise, and
 //! they cost every such process its fds and up to 20 ms of start.
 #![allow(unsafe_code)]
