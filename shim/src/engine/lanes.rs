@@ -49,8 +49,8 @@
 //! by several processes (`ACCEL_PROCS`), there are no lanes.
 //!
 //! Off unless `ACCEL_LANES` asks (README, "Threads and queues" has the
-//! figures): alternating runs of the thread-per-connection echo at 10
-//! connections served 1.09-1.26 times as many round trips with lanes, with
+//! figures): in eight pairs of runs of the thread-per-connection echo at
+//! 10 connections, lanes served 1.11-1.53 times as many round trips, with
 //! a lower p99, but `scripts/bench`'s own runs of it were within noise, and
 //! they cost every such process its fds and up to 20 ms of start.
 #![allow(unsafe_code)]
