@@ -35,11 +35,12 @@
 //! not the shim's) is nobody's to read. Once it has been away for
 //! `AWAY_NS`, it is *stranded*: whoever sleeps on the device sleeps on it
 //! too, and any poll of the stacks reads it (at most every `AWAY_NS`,
-//! [`sweep`]). Until then, sleeps on the device are short (as without an
-//! Rx interrupt), so a frame waits at most about `AWAY_NS` plus a back-off.
-//! A lane given back is read once more and detached: frames that come in
-//! between are lost to the queue, and TCP's retransmission brings them
-//! again (the kernel purges a detached queue).
+//! [`sweep`]). Until then, a sleep on the device lasts at most until the
+//! lane is stranded ([`sleep_cap`]), so a frame waits about `AWAY_NS` at
+//! most. A lane given back (its thread ended) is read once more and
+//! detached by the keeper ([`keep`]): frames that come in between are lost
+//! to the queue, and TCP's retransmission brings them again (the kernel
+//! purges a detached queue).
 //!
 //! Frames on a lane pass no DPDK offload: the checksums the stack leaves
 //! to the port are filled here before a write, and those it trusts the
