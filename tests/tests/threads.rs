@@ -71,10 +71,9 @@ fn place(net: &mut TapNet, leg: Leg, queues: u8) -> Place {
     }
 }
 
-/// After a run with several queue pairs: stops `server` with `sig` (so
-/// that the shim writes its exit line) and checks that every stack
-/// carried frames: the steering spread the connections.
-fn every_queue_served(server: &mut Proc, sig: libc::c_int, queues: u8) {
+/// Stops `server` with `sig` (so that the shim writes its exit line); its
+/// shim's log, and the exit line of its stacks.
+fn stopped_exit_line(server: &mut Proc, sig: libc::c_int) -> (String, String) {
     assert!(
         server.stop(sig, Duration::from_secs(20)).is_some(),
         "{} did not stop: {}",
@@ -85,7 +84,16 @@ fn every_queue_served(server: &mut Proc, sig: libc::c_int, queues: u8) {
     let line = log
         .lines()
         .find(|l| l.contains("exit: stacks:"))
-        .unwrap_or_else(|| panic!("no exit line of the stacks: {}", server.report()));
+        .unwrap_or_else(|| panic!("no exit line of the stacks: {}", server.report()))
+        .to_owned();
+    (log, line)
+}
+
+/// After a run with several queue pairs: stops `server` with `sig` (so
+/// that the shim writes its exit line) and checks that every stack
+/// carried frames: the steering spread the connections.
+fn every_queue_served(server: &mut Proc, sig: libc::c_int, queues: u8) {
+    let (_, line) = stopped_exit_line(server, sig);
     let rx: Vec<u64> = line
         .split("rx=")
         .skip(1)
@@ -100,17 +108,7 @@ fn every_queue_served(server: &mut Proc, sig: libc::c_int, queues: u8) {
 /// threads' lanes carried frames both ways (most of them: every
 /// connection's after its first reply).
 fn lanes_carried(server: &mut Proc) {
-    assert!(
-        server.stop(libc::SIGTERM, Duration::from_secs(20)).is_some(),
-        "{} did not stop: {}",
-        server.name,
-        server.report()
-    );
-    let log = server.accel_log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("exit: stacks:"))
-        .unwrap_or_else(|| panic!("no exit line of the stacks: {}", server.report()));
+    let (log, line) = stopped_exit_line(server, libc::SIGTERM);
     println!("{}: {line}", server.name);
     let count = |key: &str| -> u64 {
         line.split(key)

@@ -65,18 +65,12 @@ use accel_stack::phy::dpdk::Offloads;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::{Mutex, OnceLock};
 
-/// `TUNSETIFF`: `_IOW('T', 202, int)`.
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-/// `TUNGETIFF`: `_IOR('T', 210, unsigned int)`.
-const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
-/// `TUNSETQUEUE`: `_IOW('T', 217, int)`.
-const TUNSETQUEUE: libc::c_ulong = 0x4004_54d9;
+use accel_stack::phy::dpdk::tap_queues;
+
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
-const IFF_ATTACH_QUEUE: libc::c_short = 0x0200;
-const IFF_DETACH_QUEUE: libc::c_short = 0x0400;
 
 /// How long a lane's thread may be away before its lane is read by others,
 /// ns (see the module docs).
@@ -84,38 +78,6 @@ const AWAY_NS: u64 = 1_000_000;
 
 /// The most frames one read of a lane takes in.
 const READ_MAX: usize = 64;
-
-/// `struct ifreq` as the TUN ioctls use it: the name, then the flags.
-#[repr(C)]
-struct IfReq {
-    name: [libc::c_char; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _rest: [u8; 22],
-}
-
-impl IfReq {
-    fn new(flags: libc::c_short) -> IfReq {
-        IfReq {
-            name: [0; libc::IFNAMSIZ],
-            flags,
-            _rest: [0; 22],
-        }
-    }
-}
-
-/// `ioctl(fd, req, ifr)`, raw.
-fn ioctl(fd: i32, req: libc::c_ulong, ifr: &mut IfReq) -> Result<(), i32> {
-    sys::keep_errno(|| {
-        // SAFETY: `ifr` is a live, writable `struct ifreq` (40 bytes), all
-        // the TUN ioctls read or write.
-        let r = unsafe { libc::syscall(libc::SYS_ioctl, fd, req, ifr as *mut IfReq) };
-        if r < 0 {
-            Err(sys::errno())
-        } else {
-            Ok(())
-        }
-    })
-}
 
 /// One lane: a queue of the TAP interface that the shim reads and writes
 /// itself.
@@ -178,9 +140,7 @@ pub fn on() -> bool {
 /// Called once, at start, while the interface is still in this process's
 /// namespace. Returns how many lanes it opened.
 pub fn prepare(queue_fd: i32, n: u16, offloads: Offloads) -> Result<u16, String> {
-    let mut ifr = IfReq::new(0);
-    ioctl(queue_fd, TUNGETIFF, &mut ifr).map_err(|e| format!("TUNGETIFF: errno {e}"))?;
-    let name = ifr.name;
+    let name = tap_queues::interface_of(queue_fd).ok_or("its queue names no TAP interface")?;
     // The interface's own flags (TUNGETIFF's are the descriptor's view:
     // its 0x1000 there means "no filter", not IFF_NO_PI).
     let flags = device_flags(&name)?;
@@ -248,10 +208,9 @@ pub fn prepare(queue_fd: i32, n: u16, offloads: Offloads) -> Result<u16, String>
 }
 
 /// The TAP interface `name`'s flags, from sysfs.
-fn device_flags(name: &[libc::c_char; libc::IFNAMSIZ]) -> Result<libc::c_short, String> {
-    let name: Vec<u8> = name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+fn device_flags(name: &str) -> Result<libc::c_short, String> {
     let mut path = b"/sys/class/net/".to_vec();
-    path.extend_from_slice(&name);
+    path.extend_from_slice(name.as_bytes());
     path.extend_from_slice(b"/tun_flags\0");
     let path = std::ffi::CStr::from_bytes_with_nul(&path).map_err(|_| "a bad interface name".to_owned())?;
     let fd =
@@ -270,26 +229,10 @@ fn parse_flags(text: &[u8]) -> Option<libc::c_short> {
     u16::from_str_radix(hex, 16).ok().map(|v| v as libc::c_short)
 }
 
-/// A new queue of interface `name`, detached, non-blocking, close-on-exec,
-/// recorded as the shim's own fd.
-fn open_detached(name: &[libc::c_char; libc::IFNAMSIZ]) -> Result<i32, String> {
-    let path = c"/dev/net/tun";
-    let fd = sys::open(path, libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC, 0)
-        .map_err(|e| format!("open /dev/net/tun: errno {e}"))?;
-    // The flags must agree with the interface's on the queue count; the
-    // rest are the interface's (set when it was made).
-    let mut ifr = IfReq::new(IFF_TAP | IFF_MULTI_QUEUE);
-    ifr.name = *name;
-    let r = ioctl(fd, TUNSETIFF, &mut ifr)
-        .map_err(|e| format!("TUNSETIFF: errno {e}"))
-        .and_then(|()| {
-            ioctl(fd, TUNSETQUEUE, &mut IfReq::new(IFF_DETACH_QUEUE))
-                .map_err(|e| format!("detach: errno {e}"))
-        });
-    if let Err(e) = r {
-        sys::close(fd);
-        return Err(e);
-    }
+/// A new queue of interface `name`, detached, recorded as the shim's own
+/// fd.
+fn open_detached(name: &str) -> Result<i32, String> {
+    let fd = tap_queues::open_queue(name).map_err(|e| format!("a queue of {name}: errno {e}"))?;
     let _ = crate::fdtable::FDS.install(fd, crate::fdtable::State::Internal, 0);
     Ok(fd)
 }
@@ -398,7 +341,7 @@ pub fn take_mine() -> Option<&'static Lane> {
     }
     let i = p.free.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
     let lane = p.lanes.get(usize::from(i))?;
-    if let Err(e) = ioctl(lane.fd, TUNSETQUEUE, &mut IfReq::new(IFF_ATTACH_QUEUE)) {
+    if let Err(e) = tap_queues::set_queue(lane.fd, true) {
         // Not tried again: threads go without from now on.
         p.free.lock().unwrap_or_else(|e| e.into_inner()).push(i);
         if !p.broken.swap(true, Relaxed) {
@@ -415,7 +358,7 @@ pub fn take_mine() -> Option<&'static Lane> {
     lane.away_since.store(now().nanos().max(2), SeqCst);
     if MINE.try_with(|m| m.0.set(i)).is_err() {
         // The thread is ending: give it back at once.
-        let _ = ioctl(lane.fd, TUNSETQUEUE, &mut IfReq::new(IFF_DETACH_QUEUE));
+        let _ = tap_queues::set_queue(lane.fd, false);
         if let Some(s) = p.steer.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             s.detached(i);
         }
@@ -686,7 +629,7 @@ fn retire(p: &Pool) {
         };
         read(l, READ_MAX);
         // The kernel purges what came since (TCP sends it again).
-        let _ = ioctl(l.fd, TUNSETQUEUE, &mut IfReq::new(IFF_DETACH_QUEUE));
+        let _ = tap_queues::set_queue(l.fd, false);
         with_steering(|st| st.detached(i));
         if let Some(mut s) = crate::engine::stacks::lock(0) {
             s.device
@@ -769,10 +712,16 @@ mod tests {
     }
 
     #[test]
-    fn ifreq_is_what_the_tun_ioctls_take() {
-        assert_eq!(std::mem::size_of::<IfReq>(), 40);
-        assert_eq!(TUNSETIFF, libc::TUNSETIFF as libc::c_ulong);
-        assert_eq!(TUNGETIFF, libc::TUNGETIFF as libc::c_ulong);
-        assert_eq!(TUNSETQUEUE, libc::TUNSETQUEUE as libc::c_ulong);
+    fn the_flags_are_the_kernels() {
+        let f = |v: libc::c_int| v as libc::c_short;
+        assert_eq!(
+            (IFF_TAP, IFF_NO_PI, IFF_MULTI_QUEUE, IFF_VNET_HDR),
+            (
+                f(libc::IFF_TAP),
+                f(libc::IFF_NO_PI),
+                f(libc::IFF_MULTI_QUEUE),
+                f(libc::IFF_VNET_HDR)
+            )
+        );
     }
 }

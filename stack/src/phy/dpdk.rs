@@ -54,7 +54,7 @@ mod mbuf;
 mod offload;
 mod port;
 mod steering;
-mod tap_queues;
+pub mod tap_queues;
 
 pub use eal::{hugepages_ready, set_log_echo, DpdkError, Eal};
 pub use mbuf::Mbuf;

@@ -24,10 +24,14 @@ use std::os::fd::RawFd;
 
 use super::eal::DpdkError;
 
+/// `TUNSETIFF`: `_IOW('T', 202, int)`.
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 /// `TUNGETIFF`: `_IOR('T', 210, unsigned int)`.
 const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
 /// `TUNSETQUEUE`: `_IOW('T', 217, int)`.
 const TUNSETQUEUE: libc::c_ulong = 0x4004_54d9;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
 const IFF_ATTACH_QUEUE: libc::c_short = 0x0200;
 const IFF_DETACH_QUEUE: libc::c_short = 0x0400;
 
@@ -215,13 +219,12 @@ fn same_file(a: RawFd, b: RawFd) -> bool {
     rc == 0
 }
 
-/// Attaches (`on`) or detaches TUN queue descriptor `fd`; the errno.
-fn set_queue(fd: RawFd, on: bool) -> Result<(), i32> {
-    let mut req = IfReq::new();
-    req.flags = if on { IFF_ATTACH_QUEUE } else { IFF_DETACH_QUEUE };
-    // SAFETY: TUNSETQUEUE reads a `struct ifreq`, which `req` is; on a
-    // descriptor that is not a TUN queue it fails.
-    let rc = unsafe { libc::ioctl(fd, TUNSETQUEUE as _, &mut req) };
+/// `ioctl(fd, req, ifr)` as a raw system call (the shim, which calls
+/// these, intercepts `ioctl`); the errno.
+fn tun_ioctl(fd: RawFd, req: libc::c_ulong, ifr: &mut IfReq) -> Result<(), i32> {
+    // SAFETY: the TUN ioctls read or write one `struct ifreq`, which `ifr`
+    // is; on a descriptor that is not a TUN queue they fail.
+    let rc = unsafe { libc::syscall(libc::SYS_ioctl, fd, req, ifr as *mut IfReq) };
     if rc < 0 {
         return Err(std::io::Error::last_os_error()
             .raw_os_error()
@@ -230,16 +233,51 @@ fn set_queue(fd: RawFd, on: bool) -> Result<(), i32> {
     Ok(())
 }
 
+/// Attaches (`on`) or detaches TUN queue descriptor `fd`; the errno.
+pub fn set_queue(fd: RawFd, on: bool) -> Result<(), i32> {
+    let mut req = IfReq::new();
+    req.flags = if on { IFF_ATTACH_QUEUE } else { IFF_DETACH_QUEUE };
+    tun_ioctl(fd, TUNSETQUEUE, &mut req)
+}
+
+/// A new queue of the multi-queue TAP interface `iface` (opened
+/// non-blocking and close-on-exec, with raw system calls), detached: it
+/// gets no frames until [`set_queue`] attaches it. The errno.
+pub fn open_queue(iface: &str) -> Result<RawFd, i32> {
+    let mut req = IfReq::new();
+    if iface.len() >= req.name.len() || iface.contains('\0') {
+        return Err(libc::EINVAL);
+    }
+    for (d, s) in req.name.iter_mut().zip(iface.bytes()) {
+        *d = s as c_char;
+    }
+    // Only the queue count must agree with the interface's flags; the rest
+    // are the interface's, set when it was made.
+    req.flags = IFF_TAP | IFF_MULTI_QUEUE;
+    let path = c"/dev/net/tun";
+    let flags = libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    let fd = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), flags, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
+    }
+    let fd = fd as RawFd;
+    let r = tun_ioctl(fd, TUNSETIFF, &mut req).and_then(|()| set_queue(fd, false));
+    if let Err(e) = r {
+        // SAFETY: ours, unused.
+        unsafe { libc::syscall(libc::SYS_close, fd) };
+        return Err(e);
+    }
+    Ok(fd)
+}
+
 /// The interface of TUN descriptor `fd` (attached or detached), `None` if
 /// it is not one.
-fn interface_of(fd: RawFd) -> Option<String> {
+pub fn interface_of(fd: RawFd) -> Option<String> {
     let mut req = IfReq::new();
-    // SAFETY: TUNGETIFF writes a `struct ifreq` into `req`, which is one;
-    // on a descriptor that is not a TUN queue it fails and writes nothing.
-    let rc = unsafe { libc::ioctl(fd, TUNGETIFF as _, &mut req) };
-    if rc < 0 {
-        return None;
-    }
+    tun_ioctl(fd, TUNGETIFF, &mut req).ok()?;
     let bytes: Vec<u8> = req
         .name
         .iter()
