@@ -76,6 +76,13 @@ pub fn block<R>(
     crate::engine::wait::drive_until(deadline, extra, sigmask, |notified| {
         let mut core = lock();
         crate::sockets::epoll::distribute(&mut core);
+        // The thread is awake and tries next, under this lock: a wake of
+        // its own that the hand-out just queued would only leave a permit
+        // that ends its next sleep at once, for a look that finds nothing
+        // (a thread that reads its lane readied its socket itself; each
+        // wait used to cost a second look). Wakes queued after the try
+        // (when the lock is let go) stay.
+        core.to_wake.retain(|w| !w.will_wake(&waker));
         // Woken for its socket, the thread tries first: a registration
         // takes the socket's stack lock, and is needed only if the socket
         // is not ready after all (then it registers and tries again, so
