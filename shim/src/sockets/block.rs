@@ -69,11 +69,40 @@ pub fn block<R>(
     on: &[WaitOn],
     extra: &mut [pollfd],
     sigmask: Option<&sigset_t>,
+    attempt: impl FnMut(&mut Core) -> Option<R>,
+) -> Result<R, WaitEnd> {
+    wait(deadline, on, extra, sigmask, false, attempt)
+}
+
+/// As [`block`], for a caller that has registered the thread on `on`
+/// ([`Core::register`] with [`Parker::current_waker`]) and tried its
+/// condition after, under one hold of the sockets' lock (a blocking read
+/// that found nothing): the first look is left out unless a stack
+/// signalled a socket since (the thread registered is woken for its own;
+/// a look after that would find what the try found). It spares a read
+/// that waits the sockets' lock and a stack's.
+pub fn block_registered<R>(
+    deadline: Option<Instant>,
+    on: &[WaitOn],
+    attempt: impl FnMut(&mut Core) -> Option<R>,
+) -> Result<R, WaitEnd> {
+    wait(deadline, on, &mut [], None, true, attempt)
+}
+
+fn wait<R>(
+    deadline: Option<Instant>,
+    on: &[WaitOn],
+    extra: &mut [pollfd],
+    sigmask: Option<&sigset_t>,
+    mut registered: bool,
     mut attempt: impl FnMut(&mut Core) -> Option<R>,
 ) -> Result<R, WaitEnd> {
     let waker = Parker::current_waker();
     let socks_only = on.iter().all(|o| matches!(o, WaitOn::Sock(_) | WaitOn::Conn(_)));
     crate::engine::wait::drive_until(deadline, extra, sigmask, |notified| {
+        if std::mem::take(&mut registered) && !crate::sockets::ready::pending() {
+            return None;
+        }
         let mut core = lock();
         crate::sockets::epoll::distribute(&mut core);
         // The thread is awake and tries next, under this lock: a wake of

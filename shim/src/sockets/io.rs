@@ -18,7 +18,7 @@ use crate::engine::worker::{self};
 use crate::fdtable::{Entry, State};
 use crate::interpose::skeleton::{Dispatch, Errno};
 use crate::logging::log;
-use crate::sockets::block::{block, WaitEnd, WaitOn};
+use crate::sockets::block::{block, block_registered, WaitEnd, WaitOn};
 use crate::sockets::sock::{Kind, Sock};
 use crate::sockets::sockaddr as sa;
 use crate::sockets::socket::{self, conn_of, deadline, fail, ok, se, sock_mut, Answer};
@@ -298,21 +298,51 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
     let want = iov_len(iov);
     // The connection (its stack and handle), for the wait.
     let focus: Option<(Q, TcpHandle)>;
+    // The thread tried and registered on the socket under one hold of the
+    // sockets' lock (see below).
+    let mut registered = false;
     let timeout = {
         // The socket's stack and mode under the worker's lock; the poll and
         // the read under the stack's alone.
-        let (conn, mode) = {
-            let mut core = crate::sockets::table::lock();
-            (conn_of(&core, entry), mode(&mut core, entry))
-        };
-        let (nb, rt, _) = match mode {
+        let mut core = crate::sockets::table::lock();
+        let conn = conn_of(&core, entry);
+        let (nb, rt, _) = match mode(&mut core, entry) {
             Ok(m) => m,
             Err(e) => return Dispatch::Done(Err(e)),
         };
         let nonblock = nb || flags & libc::MSG_DONTWAIT != 0;
         focus = conn.as_ref().ok().copied();
-        let r = match conn {
-            Ok((q, h)) => {
+        // A blocking read (a thread per connection) reads under the
+        // sockets' lock too, and if it finds nothing, arms the socket under
+        // the stack's and registers the thread before it lets go: its
+        // wait then starts asleep, not with a look that takes both locks
+        // again to find the same nothing. (Not before the thread has its
+        // lane: taking one is a system call.) What it read is sent on
+        // (the window update) without a poll of the device under the lock.
+        let lane_ready = !crate::engine::lanes::on() || crate::engine::lanes::mine_index().is_some();
+        let held = (!nonblock && lane_ready).then_some(core);
+        let r = match (conn, held) {
+            (Ok((q, h)), Some(mut core)) => {
+                let sock = entry.handle();
+                // SAFETY: the caller's contract.
+                let r = unsafe {
+                    tcp_read_on(
+                        q,
+                        h,
+                        iov,
+                        peek,
+                        trunc,
+                        Then::Output,
+                        Some((&mut core.watch, sock)),
+                    )
+                };
+                if r == Err(Errno(libc::EAGAIN)) {
+                    core.register(WaitOn::Conn(sock), &accel_coro::park::Parker::current_waker());
+                    registered = true;
+                }
+                r
+            }
+            (Ok((q, h)), _) => {
                 // What the socket holds first; the device only when it
                 // holds nothing and the call would fail (on net_tap a poll
                 // that finds no frame is a system call; a blocking read's
@@ -328,7 +358,7 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
                 }
                 r
             }
-            Err(e) => Err(e),
+            (Err(e), _) => Err(e),
         };
         match r {
             Ok(n) if n > 0 && (!waitall || n == want || nonblock) => {
@@ -367,7 +397,13 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
         }
     }
     loop {
-        match block(dl, &[WaitOn::Conn(entry.handle())], &mut [], None, &mut f) {
+        let on = [WaitOn::Conn(entry.handle())];
+        let waited = if std::mem::take(&mut registered) {
+            block_registered(dl, &on, &mut f)
+        } else {
+            block(dl, &on, &mut [], None, &mut f)
+        };
+        match waited {
             Ok(Ok(n)) if waitall && n > 0 && n < want => {
                 // SAFETY: the caller's contract.
                 return unsafe { recv_rest(entry, iov, n, timeout) };
