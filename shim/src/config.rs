@@ -9,6 +9,7 @@
 //! | `ACCEL_SPIN_US` | how long a waiting thread polls the device before sleeping, µs | 50 |
 //! | `ACCEL_KEEPER_US` | a worker nobody drove for this long is driven by the keeper thread, µs | 1000 |
 //! | `ACCEL_QUEUES` | queue pairs of the port, one stack each, 1 to 64 | 1 |
+//! | `ACCEL_LANES` | on net_tap with one queue pair: queues of the TAP interface for the waiting threads of a program with several, one each (`engine::lanes`), 0 to 200 | 64 |
 //! | `ACCEL_LOSS` | drop this share of the frames received and sent, like a lossy link (tests, soak) | 0 |
 //! | `ACCEL_STATS_FILE` | write the engine's counters there every second, one JSON object per line | none |
 //! | `ACCEL_LOG` | `error`, `warn`, `info` or `debug` | `warn` |
@@ -151,8 +152,8 @@ pub struct Config {
     /// (unset): one.
     pub queues: u16,
     /// `ACCEL_LANES`: on net_tap, queues of the TAP interface opened for
-    /// the program's waiting threads, one each (`engine::lanes`); 0 (the
-    /// default): none.
+    /// the program's waiting threads, one each (`engine::lanes`); 0: none.
+    /// 64 unless set.
     pub lanes: u16,
     /// `ACCEL_LOSS`: frames dropped per million received and per million
     /// sent (a lossy link, for tests and the soak).
@@ -225,7 +226,7 @@ impl Config {
         spin_us: 50,
         keeper_us: 1000,
         queues: 0,
-        lanes: 0,
+        lanes: 64,
         loss_ppm: 0,
         stats_file: Text::empty(),
         log_level: Level::Warn,
@@ -281,7 +282,7 @@ impl Config {
             c.queues = v as u16;
         }
         let expected = "a number of lanes from 0 to 200";
-        if let Some(v) = env.read("ACCEL_LANES", expected, "0", |v| {
+        if let Some(v) = env.read("ACCEL_LANES", expected, "64", |v| {
             parse_u32(v).filter(|&n| n <= 200)
         }) {
             c.lanes = v as u16;
@@ -472,7 +473,7 @@ mod tests {
         assert!(reports.is_empty());
         assert_eq!(config.spin_us, 50);
         assert_eq!(config.keeper_us, 1000);
-        assert_eq!(config.lanes, 0);
+        assert_eq!(config.lanes, 64);
         assert_eq!(config.log_level, Level::Warn);
         assert_eq!(config.fallback, Fallback::Kernel);
         assert!(config.ip.is_none() && config.log_file.is_empty());

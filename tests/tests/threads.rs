@@ -22,11 +22,14 @@
 //! have carried frames (the shim's exit line says how many each). The
 //! echo server also runs with `ACCEL_QUEUES=8`: net_tap takes 4 at most,
 //! so it gets 4 with a warning (DPDK 22.11 aborted with more), and all 4
-//! must carry frames. And once more as one process alone on its tap
-//! (`ACCEL_PROCS=single`, where a port owner would share it otherwise)
-//! with `ACCEL_LANES=64`: there each waiting thread gets a lane, a queue of
-//! the tap of its own (the shim's `engine::lanes`), and the lanes must
-//! have carried the frames, both ways.
+//! must carry frames. With one queue pair each waiting thread gets a
+//! lane, a queue of the tap of its own (the shim's `engine::lanes`, 64 by
+//! default, from the port's owner under `scripts/accel`'s
+//! `ACCEL_PROCS=auto`), and the lanes must have carried the frames, both
+//! ways; the echo server runs once more as one process alone on its tap
+//! (`ACCEL_PROCS=single`: it opens its lanes itself), and once without
+//! lanes (`ACCEL_LANES=0`: the port's queue and its sleeper for every
+//! thread).
 //!
 //! Ports: 17101 (echo), 17102 (memcached), 17103 (redis), 17104
 //! (reuseport echo).
@@ -104,12 +107,17 @@ fn every_queue_served(server: &mut Proc, sig: libc::c_int, queues: u8) {
     assert!(rx.iter().all(|&n| n > 0), "a stack carried nothing: {line}");
 }
 
-/// After a run alone on the tap: stops `server` and checks that its
+/// After a run with one queue pair: stops `server` and checks that its
 /// threads' lanes carried frames both ways (most of them: every
-/// connection's after its first reply).
-fn lanes_carried(server: &mut Proc) {
+/// connection's after its first reply), or, without `lanes`, that it had
+/// none.
+fn lanes_carried(server: &mut Proc, lanes: bool) {
     let (log, line) = stopped_exit_line(server, libc::SIGTERM);
     println!("{}: {line}", server.name);
+    if !lanes {
+        assert!(!line.contains("lane_rx="), "lanes, though ACCEL_LANES=0: {line}");
+        return;
+    }
     let count = |key: &str| -> u64 {
         line.split(key)
             .nth(1)
@@ -160,22 +168,27 @@ fn a_thread_per_connection_server_serves_10_and_200_connections() {
     let script = repo("tests/programs/threaded_echo.py");
     let python = python().to_str().unwrap().to_owned();
     // And with more queue pairs than net_tap takes: 4, with a warning
-    // (DPDK 22.11 aborts a tap started with more); and alone on its tap,
-    // with lanes.
-    let legs = LEGS.into_iter().map(|(l, q)| (l, q, false));
-    for (leg, queues, lanes) in legs.chain([(Leg::Accel, 8, false), (Leg::Accel, 1, true)]) {
-        let name = if lanes {
-            "accel_lanes".into()
-        } else {
+    // (DPDK 22.11 aborts a tap started with more); alone on its tap; and
+    // without lanes.
+    let legs = LEGS.into_iter().map(|(l, q)| (l, q, ""));
+    let more = [
+        (Leg::Accel, 8, ""),
+        (Leg::Accel, 1, "single"),
+        (Leg::Accel, 1, "nolanes"),
+    ];
+    for (leg, queues, variant) in legs.chain(more) {
+        let name = if variant.is_empty() {
             leg_name(leg, queues)
+        } else {
+            format!("accel_{variant}")
         };
         let dir = scratch.join(&name);
         std::fs::create_dir_all(&dir).unwrap();
         let mut place = place(&mut net, leg, queues);
-        if lanes {
-            place = place
-                .with_env("ACCEL_PROCS", "single")
-                .with_env("ACCEL_LANES", "64");
+        match variant {
+            "single" => place = place.with_env("ACCEL_PROCS", "single"),
+            "nolanes" => place = place.with_env("ACCEL_LANES", "0"),
+            _ => {}
         }
         let mut server = Proc::spawn(
             &dir,
@@ -219,8 +232,8 @@ fn a_thread_per_connection_server_serves_10_and_200_connections() {
         if queues > 1 {
             every_queue_served(&mut server, libc::SIGTERM, queues.min(TAP_MAX_QUEUES));
         }
-        if lanes {
-            lanes_carried(&mut server);
+        if leg == Leg::Accel && queues == 1 {
+            lanes_carried(&mut server, variant != "nolanes");
         }
         if queues > TAP_MAX_QUEUES {
             let log = server.accel_log();

@@ -46,14 +46,19 @@
 //! to the port are filled here before a write, and those it trusts the
 //! port to verify are verified here after a read.
 //!
-//! One stack, one process: with `ACCEL_QUEUES` above 1, or a port shared
-//! by several processes (`ACCEL_PROCS`), there are no lanes.
+//! One stack, one process on the interface: with `ACCEL_QUEUES` above 1
+//! there are no lanes. Behind a port owner (`ACCEL_PROCS=multi`, or
+//! `auto` with huge pages) the owner opens the lanes before it moves the
+//! tap, and gives them with its queue pair to a process alone on the port
+//! that asks (`procs::attach`, which hands them to [`install`]); when a
+//! second process comes, the owner turns the steering program off (it
+//! would send the newcomer nothing), and the lanes go on with the
+//! interface's own choice of queue.
 //!
-//! Off unless `ACCEL_LANES` asks (README, "Threads and queues" has the
-//! figures): in eight pairs of runs of the thread-per-connection echo at
-//! 10 connections, lanes served 1.11-1.53 times as many round trips, with
-//! a lower p99, but `scripts/bench`'s own runs of it were within noise, and
-//! they cost every such process its fds and up to 20 ms of start.
+//! On by default (`ACCEL_LANES`, 64): a program with one thread never
+//! takes one, and pays their fds and a few ms of start (up to 20 for 64;
+//! once per port behind an owner). README, "Threads and queues", has the
+//! figures.
 #![allow(unsafe_code)]
 
 use crate::engine::stats::{self, Driver};
@@ -138,50 +143,104 @@ pub fn on() -> bool {
 /// Opens the pool: `n` queues of the TAP interface of queue descriptor
 /// `queue_fd` (the port's queue 0), detached; `offloads` are the port's.
 /// Called once, at start, while the interface is still in this process's
-/// namespace. Returns how many lanes it opened.
+/// namespace (a process with a port of its own). Returns how many lanes
+/// it opened.
 pub fn prepare(queue_fd: i32, n: u16, offloads: Offloads) -> Result<u16, String> {
     let name = tap_queues::interface_of(queue_fd).ok_or("its queue names no TAP interface")?;
+    let pi = check(&name)?;
+    let fds = open(&name, n)?;
+    for &fd in &fds {
+        let _ = crate::fdtable::FDS.install(fd, crate::fdtable::State::Internal, 0);
+    }
+    install(queue_fd, fds, pi, offloads, Steer::Install)
+}
+
+/// Who sets the lanes' steering program ([`crate::engine::steer`]).
+pub enum Steer {
+    /// This process, on its interface (a port of its own).
+    Install,
+    /// The port's owner did: its maps' descriptors (flows, queue indices).
+    Given(i32, i32),
+    /// Nobody: the interface's own choice of queue.
+    Without,
+}
+
+/// Whether TAP interface `name` can have lanes (a plain multi-queue TAP);
+/// if so, whether its frames carry packet information (`struct tun_pi`,
+/// as net_tap makes it). Read from sysfs: in this namespace only.
+pub fn check(name: &str) -> Result<bool, String> {
     // The interface's own flags (TUNGETIFF's are the descriptor's view:
     // its 0x1000 there means "no filter", not IFF_NO_PI).
-    let flags = device_flags(&name)?;
+    let flags = device_flags(name)?;
     if flags & IFF_TAP == 0 || flags & IFF_MULTI_QUEUE == 0 || flags & IFF_VNET_HDR != 0 {
         return Err(format!(
             "the TAP interface's flags are {flags:#x}, not a plain multi-queue TAP"
         ));
     }
-    // net_tap makes it with packet information (`struct tun_pi`) before
-    // each frame.
-    let pi = flags & IFF_NO_PI == 0;
-    let mut lanes = Vec::with_capacity(usize::from(n));
-    let mut why = None;
+    Ok(flags & IFF_NO_PI == 0)
+}
+
+/// `n` new queues of TAP interface `name`, detached (fewer if the kernel
+/// refuses more: said in the log; an error if it refuses the first).
+pub fn open(name: &str, n: u16) -> Result<Vec<i32>, String> {
+    let mut fds = Vec::with_capacity(usize::from(n));
     for _ in 0..n {
-        match open_detached(&name) {
-            Ok(fd) => lanes.push(Lane {
-                fd,
-                watched: AtomicBool::new(false),
-                away_since: AtomicU64::new(0),
-                reading: AtomicBool::new(false),
-                due: AtomicBool::new(false),
-            }),
+        match tap_queues::open_queue(name) {
+            Ok(fd) => fds.push(fd),
+            Err(e) if fds.is_empty() => return Err(format!("a queue of {name}: errno {e}")),
             Err(e) => {
-                why = Some(e);
+                log!(info, "{} lanes of {n} (a queue of {name}: errno {e})", fds.len());
                 break;
             }
         }
     }
-    if lanes.is_empty() {
-        return Err(why.unwrap_or_else(|| "none asked for".into()));
+    if fds.is_empty() {
+        return Err("none asked for".into());
     }
-    if let Some(why) = why {
-        log!(info, "{} lanes of {n} ({why})", lanes.len());
+    Ok(fds)
+}
+
+/// Makes the pool of lanes `fds` (queues of the interface of `queue_fd`,
+/// the port's queue or this process's, detached; the process's own fds),
+/// with packet information if `pi`, steered as `steer` says. Returns how
+/// many lanes there are.
+pub fn install(
+    queue_fd: i32,
+    fds: Vec<i32>,
+    pi: bool,
+    offloads: Offloads,
+    steer: Steer,
+) -> Result<u16, String> {
+    let lanes: Vec<Lane> = fds
+        .into_iter()
+        .map(|fd| Lane {
+            fd,
+            watched: AtomicBool::new(false),
+            away_since: AtomicU64::new(0),
+            reading: AtomicBool::new(false),
+            due: AtomicBool::new(false),
+        })
+        .collect();
+    if lanes.is_empty() {
+        return Err("none given".into());
     }
     let count = lanes.len() as u16;
-    let steer = match Steering::install(queue_fd, count) {
-        Ok(s) => Some(s),
-        Err(why) => {
+    let steer = match steer {
+        Steer::Install => match Steering::install(queue_fd, count) {
+            Ok(s) => Some(s),
+            Err(why) => {
+                log!(
+                    info,
+                    "lanes without a steering program ({why}): a SYN may wake a lane's thread"
+                );
+                None
+            }
+        },
+        Steer::Given(flows, queues) => Some(Steering::with_maps(flows, queues, count)),
+        Steer::Without => {
             log!(
                 info,
-                "lanes without a steering program ({why}): a SYN may wake a lane's thread"
+                "lanes without a steering program (the port's owner set none): a SYN may wake a lane's thread"
             );
             None
         }
@@ -227,14 +286,6 @@ fn parse_flags(text: &[u8]) -> Option<libc::c_short> {
     let t = std::str::from_utf8(text).ok()?.trim();
     let hex = t.strip_prefix("0x")?;
     u16::from_str_radix(hex, 16).ok().map(|v| v as libc::c_short)
-}
-
-/// A new queue of interface `name`, detached, recorded as the shim's own
-/// fd.
-fn open_detached(name: &str) -> Result<i32, String> {
-    let fd = tap_queues::open_queue(name).map_err(|e| format!("a queue of {name}: errno {e}"))?;
-    let _ = crate::fdtable::FDS.install(fd, crate::fdtable::State::Internal, 0);
-    Ok(fd)
 }
 
 /// `readv(fd, [head, body])`, raw: the bytes read in all.

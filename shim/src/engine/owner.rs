@@ -18,7 +18,9 @@
 //!    per-frame signal, detaches every queue but one (the kernel sends
 //!    frames only to attached queues: an attached queue nobody polls loses
 //!    its flows) and moves the kernel side into `ACCEL_TAP_NETNS` as the
-//!    single-process start does.
+//!    single-process start does. Before the move it opens `ACCEL_LANES`
+//!    more queues, detached: lanes (`engine::lanes`), for a process with
+//!    several threads alone on the port.
 //! 3. It serves: `take N PID` gets the N lowest free queue pairs, which
 //!    are attached before the reply (frames that come before the process
 //!    polls wait in the queue), with their descriptors. If fewer are free,
@@ -27,7 +29,12 @@
 //!    connection ends (exit, crash, `SIGKILL`: the kernel closes it; the
 //!    reaper holds a copy until it has reset the connections), its queues
 //!    are detached and free again. The last attached queue stays attached
-//!    (the kernel refuses to detach it).
+//!    (the kernel refuses to detach it). `take N PID lanes=M` also asks
+//!    for lanes: a process that takes one queue pair and is alone on the
+//!    port gets them (their descriptors follow the queue's), and holds
+//!    them until it leaves, when they are detached again. A process that
+//!    comes to share the port with it ends the lanes' steering program
+//!    (which sends every frame of no lane to the holder's queue).
 //! 4. One second after the last process left (30 s if none ever came),
 //!    it closes the control socket, stops the port (the tap goes), removes
 //!    DPDK's runtime files of its prefix and exits.
@@ -78,6 +85,8 @@ struct Client {
     queues: Vec<u16>,
     /// Queue pairs it asked for that were not free yet, and since when.
     waiting: Option<(usize, Instant)>,
+    /// Lanes it asked for (`take N PID lanes=M`).
+    lanes: u16,
 }
 
 /// How long a process waits for queue pairs to come free (an nginx
@@ -95,6 +104,16 @@ struct Port {
     held: Vec<Option<i32>>,
     /// The secret the processes' stacks share.
     secret: [u8; 16],
+    /// Lanes (`engine::lanes`): queues of the TAP interface opened before
+    /// it moved, detached, for one process alone on the port (a process
+    /// of several threads under `ACCEL_PROCS=auto`); with packet
+    /// information if `pi`.
+    lanes: Vec<i32>,
+    pi: bool,
+    /// The connection of the process that holds the lanes.
+    lane_holder: Option<i32>,
+    /// The lanes' steering program is on the interface.
+    steered: bool,
 }
 
 /// Runs the owner and exits the process; never returns.
@@ -242,6 +261,7 @@ fn serve(cfg: &Config) -> Result<(), String> {
                     pid: 0,
                     queues: Vec::new(),
                     waiting: None,
+                    lanes: 0,
                 });
             }
         }
@@ -453,6 +473,8 @@ fn start(cfg: &Config, vdev: &str, port: &str, key: u64) -> Result<Port, String>
     };
     let dev = DpdkDevice::open(&eal, port, config).map_err(|e| format!("port {port}: {e}"))?;
     let mut taps = None;
+    let mut lanes = Vec::new();
+    let mut lanes_pi = false;
     if let Some(iface) = netns::tap_iface(vdev) {
         let mut t = TapQueues::find(iface, queues).map_err(|e| format!("port {port}: {e}"))?;
         t.quiet_signals().map_err(|e| format!("port {port}: {e}"))?;
@@ -461,6 +483,21 @@ fn start(cfg: &Config, vdev: &str, port: &str, key: u64) -> Result<Port, String>
                 .map_err(|e| format!("port {port}: {e}"))?;
         }
         taps = Some(t);
+        if cfg.lanes > 0 {
+            // Before the move: there the name no longer reaches it.
+            let opened = crate::engine::lanes::check(iface).and_then(|pi| {
+                let n = cfg.lanes.min((procs::MAX_FDS - usize::from(queues)) as u16);
+                crate::engine::lanes::open(iface, n).map(|fds| (fds, pi))
+            });
+            match opened {
+                Ok((fds, pi)) => {
+                    log!(info, "port owner: {} lanes of {iface}", fds.len());
+                    lanes = fds;
+                    lanes_pi = pi;
+                }
+                Err(why) => log!(info, "port owner: no lanes: {why}"),
+            }
+        }
         let ns = String::from_utf8_lossy(cfg.tap_netns.as_bytes()).into_owned();
         if !ns.is_empty() {
             let ip = cfg
@@ -486,6 +523,10 @@ fn start(cfg: &Config, vdev: &str, port: &str, key: u64) -> Result<Port, String>
         prefix,
         held: vec![None; usize::from(queues)],
         secret: sys::random16(),
+        lanes,
+        pi: lanes_pi,
+        lane_holder: None,
+        steered: false,
     })
 }
 
@@ -498,6 +539,11 @@ impl Port {
         };
         let n: usize = n.parse().map_err(|_| "a bad count")?;
         c.pid = pid.parse().map_err(|_| "a bad pid")?;
+        c.lanes = match words.next().map(|w| w.strip_prefix("lanes=")) {
+            None => 0,
+            Some(Some(m)) => m.parse().map_err(|_| "a bad lane count")?,
+            Some(None) => return Err("not a request".into()),
+        };
         if !c.queues.is_empty() || c.waiting.is_some() {
             return Err("this process holds queue pairs already".into());
         }
@@ -596,6 +642,25 @@ impl Port {
         }
         c.queues = free.clone();
         self.detach_unheld();
+        let lanes = self.lanes_for(c, fds.len());
+        fds.extend(self.lanes.iter().take(usize::from(lanes)));
+        // The owner sets the lanes' steering program (the holder gets its
+        // maps): so it alone takes it off when another process comes,
+        // whatever the holder is doing then.
+        let maps = match fds.first() {
+            Some(&queue_fd) if lanes > 0 => match crate::engine::steer::load(queue_fd, lanes) {
+                Ok(m) => Some(m),
+                Err(why) => {
+                    log!(info, "port owner: lanes without a steering program ({why})");
+                    None
+                }
+            },
+            _ => None,
+        };
+        if let Some((flows, queues)) = maps {
+            fds.extend([flows, queues]);
+            self.steered = true;
+        }
         let grant = Grant {
             port: self.dev.name().to_owned(),
             pool: self.dev.mempool_name().to_owned(),
@@ -603,6 +668,9 @@ impl Port {
             queues: self.held.len() as u16,
             take: free,
             secret: self.secret,
+            lanes,
+            pi: self.pi,
+            steer: maps.is_some(),
         };
         log!(
             info,
@@ -610,7 +678,57 @@ impl Port {
             c.pid,
             grant.take
         );
-        procs::send_msg(c.fd, grant.reply().as_bytes(), &fds).map_err(|e| format!("send: errno {e}"))
+        let sent =
+            procs::send_msg(c.fd, grant.reply().as_bytes(), &fds).map_err(|e| format!("send: errno {e}"));
+        // The holder's copies and the program keep the maps.
+        if let Some((flows, queues)) = maps {
+            sys::close(flows);
+            sys::close(queues);
+        }
+        sent
+    }
+
+    /// How many lanes `c`, just granted its queue pairs, gets along with
+    /// them (`fds` descriptors go already): those it asked for, if it is
+    /// alone on the port with one queue pair and nobody holds the lanes.
+    /// A process that comes to share the port with the lanes' holder ends
+    /// their steering program, which would send it no frame (every frame
+    /// of no lane goes to the holder's queue): the lanes go on with the
+    /// interface's own choice of queue.
+    fn lanes_for(&mut self, c: &Client, fds: usize) -> u16 {
+        let alone = self.held.iter().all(|h| h.is_none() || *h == Some(c.pid));
+        if c.lanes > 0 && alone && c.queues.len() == 1 && self.lane_holder.is_none() && !self.lanes.is_empty()
+        {
+            self.lane_holder = Some(c.fd);
+            let room = procs::MAX_FDS.saturating_sub(fds);
+            return c.lanes.min(self.lanes.len() as u16).min(room as u16);
+        }
+        if !alone {
+            self.unsteer("another process shares the port");
+        }
+        0
+    }
+
+    /// Removes the lanes' steering program, if it is on, for `why`.
+    fn unsteer(&mut self, why: &str) {
+        if !std::mem::take(&mut self.steered) {
+            return;
+        }
+        // Through an attached queue (a detached one has no interface).
+        let Some(t) = self.taps.as_ref() else { return };
+        let Some(fd) = (0..self.held.len() as u16)
+            .find(|&q| t.is_attached(q))
+            .and_then(|q| t.fd(q))
+        else {
+            return;
+        };
+        match crate::engine::steer::Steering::remove(fd) {
+            Ok(()) => log!(info, "port owner: the lanes' steering program is off: {why}"),
+            Err(e) => log!(
+                info,
+                "port owner: removing the lanes' steering program: errno {e}"
+            ),
+        }
     }
 
     /// Gives back what `c` held.
@@ -619,6 +737,14 @@ impl Port {
             if let Some(h) = self.held.get_mut(usize::from(q)) {
                 *h = None;
             }
+        }
+        if self.lane_holder == Some(c.fd) {
+            self.unsteer("the process that held the lanes left");
+            // Frames the interface would hand to them now reach nobody.
+            for &fd in &self.lanes {
+                let _ = accel_stack::phy::dpdk::tap_queues::set_queue(fd, false);
+            }
+            self.lane_holder = None;
         }
         self.detach_unheld();
         if !c.queues.is_empty() {

@@ -36,10 +36,12 @@
 //! the reply to a request comes in on one queue only.
 //!
 //! The protocol is one request and one reply, text in `SOCK_SEQPACKET`
-//! messages: `take N PID`; `ok port=P pool=M prefix=F queues=T
-//! take=Q1,Q2 secret=HEX` with, on a net_tap port, each queue's descriptor
-//! (`SCM_RIGHTS`: the process polls it for frames, and the reaper writes its
-//! resets there), or `err WHY`.
+//! messages: `take N PID [lanes=M]`; `ok port=P pool=M prefix=F
+//! queues=T take=Q1,Q2 secret=HEX [lanes=K pi=0|1 steer=0|1]` with, on a
+//! net_tap port, each queue's descriptor (`SCM_RIGHTS`: the process polls
+//! it for frames, and the reaper writes its resets there), then the K
+//! lanes' and, with `steer=1`, the steering program's two maps' (see
+//! `owner`), or `err WHY`.
 //!
 //! Every system call here is raw (`libc::syscall`): the shim does not call
 //! what it intercepts on its own behalf.
@@ -757,7 +759,7 @@ fn tcp_dest(packet: &[u8]) -> Option<(u16, u8)> {
 }
 
 /// What the owner gave this process.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
     /// The port's name (`net_tap0`).
     pub port: String,
@@ -772,6 +774,14 @@ pub struct Grant {
     /// The secret every process's stacks share (initial sequence numbers,
     /// SYN cookies: the ACK of a cookie may reach another process).
     pub secret: [u8; 16],
+    /// Lanes given with the queue (`engine::lanes`): their descriptors
+    /// follow the queues'. 0 unless asked for.
+    pub lanes: u16,
+    /// The lanes' frames carry packet information (`struct tun_pi`).
+    pub pi: bool,
+    /// The owner set the lanes' steering program on the interface: its
+    /// two maps' descriptors follow the lanes' (`engine::steer`).
+    pub steer: bool,
 }
 
 impl Grant {
@@ -779,8 +789,18 @@ impl Grant {
     pub fn reply(&self) -> String {
         let take: Vec<String> = self.take.iter().map(u16::to_string).collect();
         let secret: String = self.secret.iter().map(|b| format!("{b:02x}")).collect();
+        let lanes = if self.lanes > 0 {
+            format!(
+                " lanes={} pi={} steer={}",
+                self.lanes,
+                u8::from(self.pi),
+                u8::from(self.steer)
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "ok port={} pool={} prefix={} queues={} take={} secret={secret}",
+            "ok port={} pool={} prefix={} queues={} take={} secret={secret}{lanes}",
             self.port,
             self.pool,
             self.prefix,
@@ -820,6 +840,13 @@ impl Grant {
             let pair = hex.get(2 * i..2 * i + 2).ok_or_else(|| bad("secret"))?;
             *b = u8::from_str_radix(pair, 16).map_err(|_| bad("secret"))?;
         }
+        // Lanes are optional (an owner gives them only to who asks).
+        let lanes = match field("lanes") {
+            Ok(v) => v.parse().map_err(|_| bad("lanes"))?,
+            Err(_) => 0,
+        };
+        let pi = lanes > 0 && field("pi")? == "1";
+        let steer = lanes > 0 && field("steer")? == "1";
         Ok(Grant {
             secret,
             port: field("port")?.to_owned(),
@@ -827,6 +854,9 @@ impl Grant {
             prefix: field("prefix")?.to_owned(),
             queues,
             take,
+            lanes,
+            pi,
+            steer,
         })
     }
 }
@@ -843,15 +873,25 @@ pub struct Attached {
     pub grant: Grant,
     /// Each queue's descriptor (net_tap), in the order of `devs`.
     pub fds: Vec<i32>,
+    /// The lanes' descriptors (`grant.lanes` of them).
+    pub lane_fds: Vec<i32>,
+    /// The steering program's maps (flows, queue indices), if the owner
+    /// set one.
+    pub steer_fds: Option<(i32, i32)>,
 }
 
 /// Attaches this process to the port of `vdev` with `want` queue pairs,
-/// starting its owner if there is none; see the module documentation.
-pub fn attach(vdev: &str, want: u16, cpu: usize) -> Result<Attached, String> {
+/// starting its owner if there is none, and asks for `lanes` lanes (see
+/// `engine::lanes`; the owner gives them to a process alone on the port);
+/// see the module documentation.
+pub fn attach(vdev: &str, want: u16, lanes: u16, cpu: usize) -> Result<Attached, String> {
     let key = key(vdev);
     let name = control_name(key);
     let fd = connect_or_start(&name)?;
-    let request = format!("take {want} {}", sys::getpid());
+    let mut request = format!("take {want} {}", sys::getpid());
+    if lanes > 0 {
+        request.push_str(&format!(" lanes={lanes}"));
+    }
     let got = send_msg(fd, request.as_bytes(), &[]).and_then(|()| {
         let mut buf = [0u8; MSG_MAX];
         recv_msg(fd, &mut buf, Some(Duration::from_secs(60))).map(|(n, fds)| {
@@ -871,7 +911,23 @@ pub fn attach(vdev: &str, want: u16, cpu: usize) -> Result<Attached, String> {
             ));
         }
     };
+    let mut fds = fds;
     let grant = match Grant::parse(&reply) {
+        Ok(g)
+            if g.lanes > 0 && fds.len() != g.take.len() + usize::from(g.lanes) + 2 * usize::from(g.steer) =>
+        {
+            let why = format!(
+                "the port owner sent {} descriptors for {} queue pairs and {} lanes",
+                fds.len(),
+                g.take.len(),
+                g.lanes
+            );
+            sys::close(fd);
+            for f in fds {
+                sys::close(f);
+            }
+            return Err(why);
+        }
         Ok(g) => g,
         Err(why) => {
             sys::close(fd);
@@ -915,12 +971,25 @@ pub fn attach(vdev: &str, want: u16, cpu: usize) -> Result<Attached, String> {
         devs.push((q, more));
     }
     devs.insert(0, (first, dev));
+    let mut lane_fds = if grant.lanes > 0 {
+        fds.split_off(grant.take.len())
+    } else {
+        Vec::new()
+    };
+    let steer_fds = if grant.steer {
+        let maps = lane_fds.split_off(usize::from(grant.lanes));
+        maps.first().copied().zip(maps.get(1).copied())
+    } else {
+        None
+    };
     Ok(Attached {
         key,
         eal,
         devs,
         grant,
         fds,
+        lane_fds,
+        steer_fds,
     })
 }
 
@@ -991,6 +1060,8 @@ fn spawn_owner(name: &str) -> Result<(), String> {
     put("ACCEL_DPDK_ARGS", &cfg.dpdk_args);
     put("ACCEL_LOG", &cfg.log_level.name());
     put("ACCEL_PORT_QUEUES", &cfg.port_queues);
+    // The owner opens the lanes before the tap moves (see `owner`).
+    put("ACCEL_LANES", &cfg.lanes);
     if !cfg.log_file.is_empty() {
         put("ACCEL_LOG_FILE", &cfg.log_file);
     }
@@ -1074,6 +1145,9 @@ mod tests {
             queues: 8,
             take: vec![3, 5],
             secret: [0xa5; 16],
+            lanes: 0,
+            pi: false,
+            steer: false,
         };
         let text = g.reply();
         assert_eq!(
@@ -1083,12 +1157,32 @@ mod tests {
                 "a5".repeat(16)
             )
         );
-        assert_eq!(Grant::parse(&text), Ok(g));
+        assert_eq!(Grant::parse(&text), Ok(g.clone()));
         let none = format!(
             "ok port=p pool=m prefix=f queues=2 take=1 secret={}",
             "00".repeat(16)
         );
         assert_eq!(Grant::parse(&none).map(|g| g.take), Ok(vec![1]));
+        // Lanes, with packet information or without.
+        for (pi, steer) in [(true, true), (false, true), (true, false)] {
+            let laned = Grant {
+                take: vec![0],
+                lanes: 12,
+                pi,
+                steer,
+                ..g.clone()
+            };
+            let text = laned.reply();
+            let tail = format!(" lanes=12 pi={} steer={}", u8::from(pi), u8::from(steer));
+            assert!(text.ends_with(&tail), "{text}");
+            assert_eq!(Grant::parse(&text), Ok(laned));
+        }
+        let bad = format!("{none} lanes=x pi=1");
+        assert!(Grant::parse(&bad).is_err());
+        let no_pi = format!("{none} lanes=3 steer=1");
+        assert!(Grant::parse(&no_pi).is_err());
+        let no_steer = format!("{none} lanes=3 pi=1");
+        assert!(Grant::parse(&no_steer).is_err());
         assert!(Grant::parse("ok port=p pool=m prefix=f queues=2 take=1 secret=abc").is_err());
     }
 

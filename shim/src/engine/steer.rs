@@ -37,6 +37,67 @@ const PSEUDO_MAP_FD: u8 = 1;
 /// Connections routed at most.
 const FLOWS_MAX: u32 = 65_536;
 
+/// Loads the steering program for `lanes` lanes and sets it on the
+/// interface of queue descriptor `queue_fd` (attached); its maps' fds
+/// (connection → lane, lane → queue index).
+pub fn load(queue_fd: i32, lanes: u16) -> Result<(i32, i32), String> {
+    let flows = map_create(BPF_MAP_TYPE_HASH, 8, 4, FLOWS_MAX)?;
+    let queues = match map_create(BPF_MAP_TYPE_ARRAY, 4, 4, u32::from(lanes.max(1))) {
+        Ok(fd) => fd,
+        Err(e) => {
+            sys::close(flows);
+            return Err(e);
+        }
+    };
+    let close = |e: String| {
+        sys::close(flows);
+        sys::close(queues);
+        e
+    };
+    let prog = program(flows, queues);
+    let license = c"GPL";
+    let mut log = vec![0u8; 4096];
+    let mut a = Vec::with_capacity(48);
+    a.extend_from_slice(&BPF_PROG_TYPE_SOCKET_FILTER.to_ne_bytes());
+    a.extend_from_slice(&(prog.len() as u32).to_ne_bytes());
+    a.extend_from_slice(&(prog.as_ptr() as u64).to_ne_bytes());
+    a.extend_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+    a.extend_from_slice(&1u32.to_ne_bytes()); // log_level
+    a.extend_from_slice(&(log.len() as u32).to_ne_bytes());
+    a.extend_from_slice(&(log.as_mut_ptr() as u64).to_ne_bytes());
+    let fd = bpf(BPF_PROG_LOAD, &a).map_err(|e| {
+        let text = String::from_utf8_lossy(log.split(|&b| b == 0).next().unwrap_or_default()).into_owned();
+        close(format!("BPF_PROG_LOAD: errno {e}: {}", text.trim()))
+    })?;
+    let set = set_program(queue_fd, fd);
+    // The interface holds the program now (or refused it).
+    sys::close(fd);
+    set.map_err(|e| close(format!("TUNSETSTEERINGEBPF: errno {e}")))?;
+    Ok((flows, queues))
+}
+
+/// Sets the steering program of the interface of queue descriptor
+/// `queue_fd` to program `prog` (-1: none).
+fn set_program(queue_fd: i32, prog: i32) -> Result<(), i32> {
+    let mut prog_fd: libc::c_int = prog;
+    sys::keep_errno(|| {
+        // SAFETY: TUNSETSTEERINGEBPF reads one int, the program's fd.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_ioctl,
+                queue_fd,
+                TUNSETSTEERINGEBPF,
+                &mut prog_fd as *mut libc::c_int,
+            )
+        };
+        if r < 0 {
+            Err(sys::errno())
+        } else {
+            Ok(())
+        }
+    })
+}
+
 /// One eBPF instruction (`struct bpf_insn`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,60 +255,27 @@ impl Steering {
     /// Loads the program for `lanes` lanes and sets it on the interface
     /// of queue descriptor `queue_fd`.
     pub fn install(queue_fd: i32, lanes: u16) -> Result<Steering, String> {
-        let flows = map_create(BPF_MAP_TYPE_HASH, 8, 4, FLOWS_MAX)?;
-        let queues = match map_create(BPF_MAP_TYPE_ARRAY, 4, 4, u32::from(lanes.max(1))) {
-            Ok(fd) => fd,
-            Err(e) => {
-                sys::close(flows);
-                return Err(e);
-            }
-        };
-        let close = |e: String| {
-            sys::close(flows);
-            sys::close(queues);
-            e
-        };
-        let prog = program(flows, queues);
-        let license = c"GPL";
-        let mut log = vec![0u8; 4096];
-        let mut a = Vec::with_capacity(48);
-        a.extend_from_slice(&BPF_PROG_TYPE_SOCKET_FILTER.to_ne_bytes());
-        a.extend_from_slice(&(prog.len() as u32).to_ne_bytes());
-        a.extend_from_slice(&(prog.as_ptr() as u64).to_ne_bytes());
-        a.extend_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
-        a.extend_from_slice(&1u32.to_ne_bytes()); // log_level
-        a.extend_from_slice(&(log.len() as u32).to_ne_bytes());
-        a.extend_from_slice(&(log.as_mut_ptr() as u64).to_ne_bytes());
-        let fd = bpf(BPF_PROG_LOAD, &a).map_err(|e| {
-            let text =
-                String::from_utf8_lossy(log.split(|&b| b == 0).next().unwrap_or_default()).into_owned();
-            close(format!("BPF_PROG_LOAD: errno {e}: {}", text.trim()))
-        })?;
-        let mut prog_fd: libc::c_int = fd;
-        let set = sys::keep_errno(|| {
-            // SAFETY: TUNSETSTEERINGEBPF reads one int, the program's fd.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_ioctl,
-                    queue_fd,
-                    TUNSETSTEERINGEBPF,
-                    &mut prog_fd as *mut libc::c_int,
-                )
-            };
-            if r < 0 {
-                Err(sys::errno())
-            } else {
-                Ok(())
-            }
-        });
-        // The interface holds the program now (or refused it).
-        sys::close(fd);
-        set.map_err(|e| close(format!("TUNSETSTEERINGEBPF: errno {e}")))?;
-        Ok(Steering {
+        let (flows, queues) = load(queue_fd, lanes)?;
+        Ok(Steering::with_maps(flows, queues, lanes))
+    }
+
+    /// The steering of a program that another process loaded and set on
+    /// the interface ([`load`]: the port's owner, which can then take it
+    /// off whatever this process does), by its maps' descriptors.
+    pub fn with_maps(flows: i32, queues: i32, lanes: u16) -> Steering {
+        Steering {
             flows,
             queues,
             order: Vec::with_capacity(usize::from(lanes)),
-        })
+        }
+    }
+
+    /// Removes the steering program of the interface of queue descriptor
+    /// `queue_fd`, if it has one: the interface picks queues by itself
+    /// again (the port's owner, when another process shares the port with
+    /// one that has lanes, or when that one leaves).
+    pub fn remove(queue_fd: i32) -> Result<(), i32> {
+        set_program(queue_fd, -1)
     }
 
     /// Lane `lane` was attached: it has the next queue index.

@@ -329,10 +329,14 @@ fn start() -> Result<(String, Eal), String> {
     let mut moved = String::new();
     let eal;
     let mut secret = None;
-    let mut lanes = String::new();
+    let lanes;
     let shared: Option<(u16, Vec<i32>)>;
     let attached = if multi_process(cfg, vdev)? {
-        match crate::engine::procs::attach(vdev, cfg.queues.max(1), first_cpu()) {
+        // Lanes for a process of one queue pair on net_tap (the owner gives
+        // them to a process alone on the port).
+        let tap = netns::tap_iface(vdev).is_some() || vdev.starts_with("net_tap");
+        let lanes = if tap && cfg.queues <= 1 { cfg.lanes } else { 0 };
+        match crate::engine::procs::attach(vdev, cfg.queues.max(1), lanes, first_cpu()) {
             Ok(a) => Some(a),
             Err(why) if cfg.procs == crate::config::Procs::Auto && !crate::engine::procs::attached() => {
                 log!(info, "ACCEL_PROCS=auto: one process on the port ({why})");
@@ -351,6 +355,7 @@ fn start() -> Result<(String, Eal), String> {
         let qs: Vec<u16> = a.devs.iter().map(|(q, _)| *q).collect();
         crate::engine::procs::open_forwarding(a.key, a.grant.queues, &qs)?;
         secret = Some(a.grant.secret);
+        lanes = given_lanes(&a);
         shared = Some((a.grant.queues, a.fds));
         devs = a.devs;
         eal = a.eal;
@@ -483,6 +488,32 @@ fn open_lanes(cfg: &crate::config::Config, dev: &DpdkDevice, vdev: &str) -> Stri
         Ok(n) => format!(", {n} lanes"),
         Err(why) => {
             log!(info, "net_tap without lanes: {why}");
+            "; no lanes".into()
+        }
+    }
+}
+
+/// Makes the pool of the lanes the port's owner gave with the queue pair
+/// (`procs::attach`). What the start line says of them.
+fn given_lanes(a: &crate::engine::procs::Attached) -> String {
+    let (Some(&queue_fd), Some((_, dev))) = (a.fds.first(), a.devs.first()) else {
+        return String::new();
+    };
+    if a.lane_fds.is_empty() {
+        return String::new();
+    }
+    let steer = match a.steer_fds {
+        Some((flows, queues)) => crate::engine::lanes::Steer::Given(flows, queues),
+        None => crate::engine::lanes::Steer::Without,
+    };
+    match crate::engine::lanes::install(queue_fd, a.lane_fds.clone(), a.grant.pi, dev.offloads(), steer) {
+        Ok(n) => format!(", {n} lanes from the port's owner"),
+        Err(why) => {
+            log!(info, "net_tap without lanes: {why}");
+            let maps = a.steer_fds.map_or([-1, -1], |(f, q)| [f, q]);
+            for &fd in a.lane_fds.iter().chain(maps.iter().filter(|&&fd| fd >= 0)) {
+                sys::close(fd);
+            }
             "; no lanes".into()
         }
     }
