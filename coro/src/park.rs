@@ -78,6 +78,20 @@ impl Parker {
         CURRENT.with(|c| c.1.get_or_init(|| Waker::from(c.0.clone())).clone())
     }
 
+    /// Drops a permit waiting in the calling thread's parker, if any: for
+    /// a caller about to register its waker anew, to whom a wake that came
+    /// before is stale (it was for what the thread waited for last), and
+    /// would only end its next park at once, for nothing.
+    pub fn forget_current_permit() {
+        let _ = CURRENT.try_with(|c| c.0.forget_permit());
+    }
+
+    /// Drops a permit waiting in this parker, if any (see
+    /// [`Parker::forget_current_permit`]).
+    pub fn forget_permit(&self) {
+        let _ = self.state.compare_exchange(NOTIFIED, EMPTY, Acquire, Relaxed);
+    }
+
     /// Sleeps until unparked, a signal handler runs, or `timeout` passes
     /// (`None`: no limit). Returns at once if a permit is waiting.
     pub fn park(&self, timeout: Option<Duration>) -> Woke {
@@ -363,6 +377,25 @@ mod tests {
             "the permit was used"
         );
         assert!(t.elapsed() >= Duration::from_millis(19));
+    }
+
+    #[test]
+    fn a_forgotten_permit_is_gone_and_a_later_one_is_kept() {
+        let p = Parker::new();
+        p.unpark();
+        p.forget_permit();
+        assert_eq!(p.park(Some(Duration::from_millis(10))), Woke::TimedOut);
+        // Nothing to forget: nothing changes.
+        p.forget_permit();
+        p.unpark();
+        assert_eq!(p.park(Some(Duration::from_secs(5))), Woke::Notified);
+        // The calling thread's own.
+        Parker::current().unpark();
+        Parker::forget_current_permit();
+        assert_eq!(
+            Parker::current().park(Some(Duration::from_millis(10))),
+            Woke::TimedOut
+        );
     }
 
     #[test]

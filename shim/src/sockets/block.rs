@@ -71,12 +71,18 @@ pub fn block<R>(
     sigmask: Option<&sigset_t>,
     attempt: impl FnMut(&mut Core) -> Option<R>,
 ) -> Result<R, WaitEnd> {
+    // What woke the thread before it registers anew was for its last wait
+    // (wakers reach a thread only through its registrations): a permit
+    // left would end the first sleep at once for nothing (8 % of the
+    // threaded echo's waits did).
+    Parker::forget_current_permit();
     wait(deadline, on, extra, sigmask, false, attempt)
 }
 
 /// As [`block`], for a caller that has registered the thread on `on`
-/// ([`Core::register`] with [`Parker::current_waker`]) and tried its
-/// condition after, under one hold of the sockets' lock (a blocking read
+/// ([`Core::register`] with [`Parker::current_waker`], after
+/// [`Parker::forget_current_permit`]) and tried its condition after, under
+/// one hold of the sockets' lock (a blocking read
 /// that found nothing): the first look is left out unless a stack
 /// signalled a socket since (the thread registered is woken for its own;
 /// a look after that would find what the try found). It spares a read

@@ -337,6 +337,8 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
                     )
                 };
                 if r == Err(Errno(libc::EAGAIN)) {
+                    // A permit from before is stale (see `block`).
+                    accel_coro::park::Parker::forget_current_permit();
                     core.register(WaitOn::Conn(sock), &accel_coro::park::Parker::current_waker());
                     registered = true;
                 }
