@@ -699,9 +699,14 @@ impl Port {
         let alone = self.held.iter().all(|h| h.is_none() || *h == Some(c.pid));
         if c.lanes > 0 && alone && c.queues.len() == 1 && self.lane_holder.is_none() && !self.lanes.is_empty()
         {
-            self.lane_holder = Some(c.fd);
-            let room = procs::MAX_FDS.saturating_sub(fds);
-            return c.lanes.min(self.lanes.len() as u16).min(room as u16);
+            // One message carries them all, and the steering program's two
+            // maps after them.
+            let room = procs::MAX_FDS.saturating_sub(fds + 2);
+            let n = c.lanes.min(self.lanes.len() as u16).min(room as u16);
+            if n > 0 {
+                self.lane_holder = Some(c.fd);
+            }
+            return n;
         }
         if !alone {
             self.unsteer("another process shares the port");
