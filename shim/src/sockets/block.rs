@@ -82,11 +82,11 @@ pub fn block<R>(
 /// As [`block`], for a caller that has registered the thread on `on`
 /// ([`Core::register`] with [`Parker::current_waker`], after
 /// [`Parker::forget_current_permit`]) and tried its condition after, under
-/// one hold of the sockets' lock (a blocking read
-/// that found nothing): the first look is left out unless a stack
-/// signalled a socket since (the thread registered is woken for its own;
-/// a look after that would find what the try found). It spares a read
-/// that waits the sockets' lock and a stack's.
+/// one hold of the sockets' lock (a blocking read that found nothing): the
+/// first look is left out unless a stack signalled a socket since (the
+/// thread registered is woken for its own; a look after that would find
+/// what the try found). It spares a read that waits the sockets' lock and
+/// a stack's.
 pub fn block_registered<R>(
     deadline: Option<Instant>,
     on: &[WaitOn],
