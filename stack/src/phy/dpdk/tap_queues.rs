@@ -30,10 +30,10 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
 /// `TUNSETQUEUE`: `_IOW('T', 217, int)`.
 const TUNSETQUEUE: libc::c_ulong = 0x4004_54d9;
-const IFF_TAP: libc::c_short = 0x0002;
-const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
-const IFF_ATTACH_QUEUE: libc::c_short = 0x0200;
-const IFF_DETACH_QUEUE: libc::c_short = 0x0400;
+const IFF_TAP: libc::c_short = libc::IFF_TAP as libc::c_short;
+const IFF_MULTI_QUEUE: libc::c_short = libc::IFF_MULTI_QUEUE as libc::c_short;
+const IFF_ATTACH_QUEUE: libc::c_short = libc::IFF_ATTACH_QUEUE as libc::c_short;
+const IFF_DETACH_QUEUE: libc::c_short = libc::IFF_DETACH_QUEUE as libc::c_short;
 
 /// `struct ifreq` as the TUN ioctls use it: the name, then the flags.
 #[repr(C)]
