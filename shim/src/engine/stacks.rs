@@ -154,6 +154,21 @@ pub fn try_lock(q: Q) -> Option<StackGuard> {
     })
 }
 
+/// As [`try_lock`], after a short spin if another thread holds it (as
+/// long as std's mutex spins before it sleeps): for a thread that holds
+/// the sockets' lock and would rather let it go than sleep for the
+/// stack's. A holder that is running lets go within the spin; one that is
+/// off its CPU does not.
+pub fn try_lock_briefly(q: Q) -> Option<StackGuard> {
+    for _ in 0..100 {
+        if let Some(g) = try_lock(q) {
+            return Some(g);
+        }
+        std::hint::spin_loop();
+    }
+    None
+}
+
 /// A locked stack. Dropped, it unlocks, then sends the frames built
 /// meanwhile, unless the thread holds the worker's lock (whose guard sends
 /// them once it is dropped).
