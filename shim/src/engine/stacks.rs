@@ -476,7 +476,7 @@ pub fn output_or_poll(mut s: StackGuard) {
 /// device: the port's queue carries none of its connections' frames (they
 /// come to its lane), and what it does carry wakes the sleeper, who takes
 /// it in and hands it out. memcached -t 4's `epoll_wait`s read the port's
-/// queue 0.16 times per request, finding nothing.
+/// queue 0.19 times per request, finding nothing.
 pub fn poll_unless_fresh(q: Q) -> PollResult {
     let watched = crate::engine::lanes::mine_index().is_some() && W.device_watched();
     poll_unless_within(q, if watched { u64::MAX } else { FRESH_NS })

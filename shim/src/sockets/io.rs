@@ -343,7 +343,13 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
         // sockets' lock); it reads under the stack's alone then.
         let lane_ready = !crate::engine::lanes::on() || crate::engine::lanes::mine_index().is_some();
         let held = match &conn {
-            Ok((q, _)) if !nonblock && lane_ready => stacks::try_lock_briefly(*q).map(|s| (core, s)),
+            Ok((q, _)) if !nonblock && lane_ready => match stacks::try_lock_briefly(*q) {
+                Some(stack) => Some((core, stack)),
+                None => {
+                    drop(core);
+                    None
+                }
+            },
             _ => {
                 drop(core);
                 None
