@@ -492,45 +492,70 @@ pub fn send(i: u16, frame: &mut [u8]) {
 }
 
 /// Reads up to `max` frames of lane `lane` into the stack, unless
-/// another thread reads it now. Each frame is read before the stack's
+/// another thread reads it now. The frames are read before the stack's
 /// lock is taken (a `readv` is a system call: others' work on the stack
-/// goes on meanwhile). What the frames signalled is handed out by the
-/// caller (a wait looks next; a poll hands out after its sweep). Returns
-/// the frames taken in.
+/// goes on meanwhile), up to `BATCH` at a time, and taken in under one
+/// hold of it, which also sends what they made the stack send once: an
+/// event loop's wake brings several (memcached -t 4: 3.5 on average),
+/// and each used to take the lock and run the stack's output on its own.
+/// What the frames signalled is handed out by the caller (a wait looks
+/// next; a poll hands out after its sweep). Returns the frames taken in.
 fn read(lane: &Lane, max: usize) -> usize {
     let Some(p) = pool() else { return 0 };
     if lane.reading.swap(true, Acquire) {
         return 0;
     }
     thread_local! {
-        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        static BUF: std::cell::RefCell<Batch> = const { std::cell::RefCell::new(Batch::new()) };
     }
     let mut taken = 0;
     let _ = BUF.try_with(|b| {
-        let Ok(mut buf) = b.try_borrow_mut() else { return };
+        let Ok(mut batch) = b.try_borrow_mut() else { return };
+        let Batch { buf, frames, lens } = &mut *batch;
         if buf.is_empty() {
             // The largest frame a TAP queue hands out (64 KiB MTU).
             buf.resize(65_550, 0);
         }
         let mut pi = [0u8; 4];
-        let head: &mut [u8] = if p.pi { &mut pi } else { &mut [] };
-        while taken < max {
-            let n = match readv(lane.fd, head, &mut buf) {
-                Ok(n) if n >= head.len() => n - head.len(),
-                Ok(_) => continue,
-                Err(_) => break,
-            };
-            if !accel_stack::phy::dpdk::rx_ok_in_software(&p.offloads, buf.get(..n).unwrap_or_default()) {
-                p.bad.fetch_add(1, Relaxed);
-                continue;
+        let mut more = true;
+        while more && taken < max {
+            frames.clear();
+            lens.clear();
+            while lens.len() < BATCH && taken + lens.len() < max && frames.len() < BATCH_BYTES {
+                let head: &mut [u8] = if p.pi { &mut pi } else { &mut [] };
+                let n = match readv(lane.fd, head, buf) {
+                    Ok(n) if n >= head.len() => n - head.len(),
+                    Ok(_) => continue,
+                    Err(_) => {
+                        more = false;
+                        break;
+                    }
+                };
+                let frame = buf.get(..n).unwrap_or_default();
+                if !accel_stack::phy::dpdk::rx_ok_in_software(&p.offloads, frame) {
+                    p.bad.fetch_add(1, Relaxed);
+                    continue;
+                }
+                frames.extend_from_slice(frame);
+                lens.push(n);
+            }
+            if lens.is_empty() {
+                break;
             }
             let Some(mut s) = crate::engine::stacks::lock(0) else {
                 break;
             };
-            let mut once = Some(n);
-            s.receive_frames(now(), 1, &mut buf, |_| once.take());
+            let (mut i, mut at) = (0, 0);
+            s.receive_frames(now(), lens.len(), buf, |into| {
+                let n = *lens.get(i)?;
+                let frame = frames.get(at..at + n)?;
+                into.get_mut(..n)?.copy_from_slice(frame);
+                i += 1;
+                at += n;
+                Some(n)
+            });
             drop(s);
-            taken += 1;
+            taken += lens.len();
         }
     });
     lane.reading.store(false, Release);
@@ -542,6 +567,31 @@ fn read(lane: &Lane, max: usize) -> usize {
         }
     }
     taken
+}
+
+/// The frames a lane read holds before it takes the stack's lock: at most
+/// this many, so the first waits for the stack no longer than a few
+/// `readv`s...
+const BATCH: usize = 16;
+/// ...and about this many bytes.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// A lane reader's buffers (one per thread): the frame being read, and the
+/// frames read so far (their bytes one after another, and their lengths).
+struct Batch {
+    buf: Vec<u8>,
+    frames: Vec<u8>,
+    lens: Vec<usize>,
+}
+
+impl Batch {
+    const fn new() -> Batch {
+        Batch {
+            buf: Vec::new(),
+            frames: Vec::new(),
+            lens: Vec::new(),
+        }
+    }
 }
 
 /// Reads the calling thread's lane (it woke the thread's sleep, or the
