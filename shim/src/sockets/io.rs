@@ -61,9 +61,10 @@ unsafe fn tcp_read(
     discard: bool,
 ) -> Result<usize, Errno> {
     let (q, h) = conn_of(core, entry)?;
+    let stack = socket::stack(q)?;
     let arm = Some((&mut core.watch, entry.handle()));
     // SAFETY: the caller's contract.
-    unsafe { tcp_read_on(q, h, iov, peek, discard, Then::Output, arm) }
+    unsafe { tcp_read_on(stack, h, iov, peek, discard, Then::Output, arm) }
 }
 
 /// What a read that took bytes, or a write that queued them, does next
@@ -89,34 +90,15 @@ impl Then {
     }
 }
 
-/// [`tcp_read`] of connection `h` of stack `q` (without the worker's lock);
-/// if it read something, `then` runs under the same lock; if it would
-/// block, the socket's wakers are armed under it (`arm`: the watch and the
-/// socket's handle, for a wait on [`WaitOn::Conn`]).
+/// [`tcp_read`] of connection `h` of the locked `stack` (without the
+/// worker's lock); if it read something, `then` runs under the same lock;
+/// if it would block, the socket's wakers are armed under it (`arm`: the
+/// watch and the socket's handle, for a wait on [`WaitOn::Conn`]).
 ///
 /// # Safety
 ///
 /// As for [`tcp_read`].
 unsafe fn tcp_read_on(
-    q: Q,
-    h: TcpHandle,
-    iov: Iov<'_>,
-    peek: bool,
-    discard: bool,
-    then: Then,
-    arm: Option<(&mut crate::sockets::ready::Watch, u32)>,
-) -> Result<usize, Errno> {
-    let stack = socket::stack(q)?;
-    // SAFETY: the caller's contract.
-    unsafe { tcp_read_locked(stack, h, iov, peek, discard, then, arm) }
-}
-
-/// [`tcp_read_on`] with the stack's lock taken.
-///
-/// # Safety
-///
-/// As for [`tcp_read`].
-unsafe fn tcp_read_locked(
     mut stack: stacks::StackGuard,
     h: TcpHandle,
     iov: Iov<'_>,
@@ -360,7 +342,7 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
                 let sock = entry.handle();
                 // SAFETY: the caller's contract.
                 let r = unsafe {
-                    tcp_read_locked(
+                    tcp_read_on(
                         stack,
                         h,
                         iov,
@@ -385,12 +367,14 @@ pub unsafe fn recv(entry: Entry, fd: c_int, iov: Iov<'_>, flags: c_int) -> Answe
                 // wait polls first anyway). A read that takes bytes sends
                 // the window update at once.
                 let then = Then::OutputOrPoll;
-                // SAFETY: the caller's contract.
-                let mut r = unsafe { tcp_read_on(q, h, iov, peek, trunc, then, None) };
+                let read = || {
+                    // SAFETY: the caller's contract.
+                    socket::stack(q).and_then(|s| unsafe { tcp_read_on(s, h, iov, peek, trunc, then, None) })
+                };
+                let mut r = read();
                 if r == Err(Errno(libc::EAGAIN)) && nonblock {
                     stacks::poll_unless_fresh(q);
-                    // SAFETY: as above.
-                    r = unsafe { tcp_read_on(q, h, iov, peek, trunc, then, None) };
+                    r = read();
                 }
                 r
             }
