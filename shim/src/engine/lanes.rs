@@ -46,8 +46,14 @@
 //! to the port are filled here before a write, and those it trusts the
 //! port to verify are verified here after a read.
 //!
-//! One stack, one process on the interface: with `ACCEL_QUEUES` above 1
-//! there are no lanes. Behind a port owner (`ACCEL_PROCS=multi`, or
+//! Several queue pairs (`ACCEL_QUEUES`, a port of this process's own):
+//! the port's queues are the interface's first, and the steering program
+//! sends each flow that no lane has to the port's queue of its RSS hash
+//! with the symmetric key ([`crate::engine::steer`]), which the stacks are
+//! told ([`rss`]): `connect` picks source ports answered on the caller's
+//! queue, as on a NIC. A lane's frames go each to the stack of its flow's
+//! queue, by the same hash ([`read`]). Without the program (a kernel that
+//! refuses it) such a port has no lanes. Behind a port owner (`ACCEL_PROCS=multi`, or
 //! `auto` with huge pages) the owner opens the lanes before it moves the
 //! tap, and gives them with its queue pair to a process alone on the port
 //! that asks (`procs::attach`, which hands them to [`install`]); when a
@@ -67,6 +73,7 @@ use crate::engine::worker::{now, ShimStack, W};
 use crate::logging::log;
 use crate::sys;
 use accel_stack::phy::dpdk::Offloads;
+use core::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::{Mutex, OnceLock};
 
@@ -117,6 +124,9 @@ struct Pool {
     offloads: Offloads,
     /// Frames come and go with a `struct tun_pi` before them.
     pi: bool,
+    /// With several port queues, how the steering program spreads the
+    /// flows of no lane over them (the stack of a lane's frame).
+    rss: Option<accel_stack::iface::rss::Steering>,
     /// When stranded lanes were last looked at (ns of [`now`]).
     swept_at: AtomicU64,
     taken: AtomicU32,
@@ -142,18 +152,24 @@ pub fn on() -> bool {
 }
 
 /// Opens the pool: `n` queues of the TAP interface of queue descriptor
-/// `queue_fd` (the port's queue 0), detached; `offloads` are the port's.
-/// Called once, at start, while the interface is still in this process's
-/// namespace (a process with a port of its own). Returns how many lanes
-/// it opened.
-pub fn prepare(queue_fd: i32, n: u16, offloads: Offloads) -> Result<u16, String> {
+/// `queue_fd` (the port's queue 0 of `ports`, the interface's first),
+/// detached; `offloads` are the port's. Called once, at start, while the
+/// interface is still in this process's namespace (a process with a port
+/// of its own). Returns how many lanes it opened.
+pub fn prepare(queue_fd: i32, n: u16, ports: u16, offloads: Offloads) -> Result<u16, String> {
     let name = tap_queues::interface_of(queue_fd).ok_or("its queue names no TAP interface")?;
     let pi = check(&name)?;
     let fds = open(&name, n)?;
     for &fd in &fds {
         let _ = crate::fdtable::FDS.install(fd, crate::fdtable::State::Internal, 0);
     }
-    install(queue_fd, fds, pi, offloads, Steer::Install)
+    let keep = fds.clone();
+    install(queue_fd, fds, pi, offloads, Steer::Install, ports).inspect_err(|_| {
+        for fd in keep {
+            sys::close(fd);
+            let _ = crate::fdtable::FDS.clear(fd);
+        }
+    })
 }
 
 /// Who sets the lanes' steering program ([`crate::engine::steer`]).
@@ -203,14 +219,15 @@ pub fn open(name: &str, n: u16) -> Result<Vec<i32>, String> {
 
 /// Makes the pool of lanes `fds` (queues of the interface of `queue_fd`,
 /// the port's queue or this process's, detached; the process's own fds),
-/// with packet information if `pi`, steered as `steer` says. Returns how
-/// many lanes there are.
+/// with packet information if `pi`, steered as `steer` says, beside
+/// `ports` port queues. Returns how many lanes there are.
 pub fn install(
     queue_fd: i32,
     fds: Vec<i32>,
     pi: bool,
     offloads: Offloads,
     steer: Steer,
+    ports: u16,
 ) -> Result<u16, String> {
     let lanes: Vec<Lane> = fds
         .into_iter()
@@ -227,17 +244,23 @@ pub fn install(
     }
     let count = lanes.len() as u16;
     let steer = match steer {
-        Steer::Install => match Steering::install(queue_fd, count) {
-            Ok(s) => Some(s),
-            Err(why) => {
-                log!(
-                    info,
-                    "lanes without a steering program ({why}): a SYN may wake a lane's thread"
-                );
-                None
+        Steer::Install => {
+            match Steering::install(queue_fd, count, &(0..u32::from(ports)).collect::<Vec<_>>()) {
+                Ok(s) => Some(s),
+                Err(why) if ports > 1 => {
+                    return Err(format!("{ports} queue pairs need the steering program: {why}"))
+                }
+                Err(why) => {
+                    log!(
+                        info,
+                        "lanes without a steering program ({why}): a SYN may wake a lane's thread"
+                    );
+                    None
+                }
             }
-        },
-        Steer::Given(flows, queues) => Some(Steering::with_maps(flows, queues, count)),
+        }
+        Steer::Given(flows, queues) => Some(Steering::with_maps(flows, queues, count, ports)),
+        Steer::Without if ports > 1 => return Err(format!("{ports} queue pairs need the steering program")),
         Steer::Without => {
             log!(
                 info,
@@ -256,6 +279,11 @@ pub fn install(
         steer: Mutex::new(steer),
         offloads,
         pi,
+        rss: (ports > 1).then(|| accel_stack::iface::rss::Steering {
+            key: accel_stack::iface::rss::SYMMETRIC_KEY.to_vec(),
+            reta: (0..ports).collect(),
+            queue: 0,
+        }),
         swept_at: AtomicU64::new(0),
         taken: AtomicU32::new(0),
         rx: AtomicU64::new(0),
@@ -265,6 +293,37 @@ pub fn install(
     POOL.set(pool)
         .map_err(|_| "the lanes are open already".to_owned())?;
     Ok(count)
+}
+
+/// How the steering program spreads the flows of no lane over the port's
+/// queues, for the stack of queue `q` (`connect` picks ports answered
+/// there): with lanes and several port queues only.
+pub fn rss(q: u16) -> Option<accel_stack::iface::rss::Steering> {
+    let mut s = pool()?.rss.clone()?;
+    s.queue = q;
+    Some(s)
+}
+
+/// The stack whose queue frame `frame` is for: the port's queue of its
+/// flow's hash, as the steering program gives it (a lane holds only TCP
+/// segments over IPv4, of routed connections); 0 for anything else.
+fn stack_of(rss: Option<&accel_stack::iface::rss::Steering>, frame: &[u8]) -> crate::engine::stacks::Q {
+    let Some(rss) = rss else { return 0 };
+    let at = |i: usize| frame.get(i).copied().map_or(0, usize::from);
+    if frame.get(12..14) != Some(&[0x08, 0x00]) || at(23) != 6 {
+        return 0;
+    }
+    let ip = |i: usize| {
+        frame
+            .get(i..i + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(core::net::Ipv4Addr::UNSPECIFIED, core::net::Ipv4Addr::from)
+    };
+    let port = |i: usize| u16::from_be_bytes([at(i) as u8, at(i + 1) as u8]);
+    let l4 = 14 + (at(14) & 0x0f) * 4;
+    let remote = SocketAddrV4::new(ip(26), port(l4));
+    let local = SocketAddrV4::new(ip(30), port(l4 + 2));
+    rss.queue_of(local, remote)
 }
 
 /// The TAP interface `name`'s flags, from sysfs.
@@ -511,7 +570,12 @@ fn read(lane: &Lane, max: usize) -> usize {
     let mut taken = 0;
     let _ = BUF.try_with(|b| {
         let Ok(mut batch) = b.try_borrow_mut() else { return };
-        let Batch { buf, frames, lens } = &mut *batch;
+        let Batch {
+            buf,
+            frames,
+            lens,
+            stacks,
+        } = &mut *batch;
         if buf.is_empty() {
             // The largest frame a TAP queue hands out (64 KiB MTU).
             buf.resize(65_550, 0);
@@ -521,6 +585,7 @@ fn read(lane: &Lane, max: usize) -> usize {
         while more && taken < max {
             frames.clear();
             lens.clear();
+            stacks.clear();
             while lens.len() < BATCH && taken + lens.len() < max && frames.len() < BATCH_BYTES {
                 let head: &mut [u8] = if p.pi { &mut pi } else { &mut [] };
                 let n = match readv(lane.fd, head, buf) {
@@ -536,25 +601,49 @@ fn read(lane: &Lane, max: usize) -> usize {
                     p.bad.fetch_add(1, Relaxed);
                     continue;
                 }
+                stacks.push(stack_of(p.rss.as_ref(), frame));
                 frames.extend_from_slice(frame);
                 lens.push(n);
             }
             if lens.is_empty() {
                 break;
             }
-            let Some(mut s) = crate::engine::stacks::lock(0) else {
-                break;
-            };
+            // Each run of frames for one stack under one hold of its lock
+            // (a flow's frames all go to one stack, in order).
             let (mut i, mut at) = (0, 0);
-            s.receive_frames(now(), lens.len(), buf, |into| {
-                let n = *lens.get(i)?;
-                let frame = frames.get(at..at + n)?;
-                into.get_mut(..n)?.copy_from_slice(frame);
-                i += 1;
-                at += n;
-                Some(n)
-            });
-            drop(s);
+            while let Some(&q) = stacks.get(i) {
+                let run = stacks
+                    .get(i..)
+                    .unwrap_or_default()
+                    .iter()
+                    .take_while(|&&s| s == q)
+                    .count();
+                let Some(mut s) = crate::engine::stacks::lock(q) else {
+                    break;
+                };
+                let end = i + run;
+                s.receive_frames(now(), run, buf, |into| {
+                    if i >= end {
+                        return None;
+                    }
+                    let n = *lens.get(i)?;
+                    let frame = frames.get(at..at + n)?;
+                    into.get_mut(..n)?.copy_from_slice(frame);
+                    i += 1;
+                    at += n;
+                    Some(n)
+                });
+                // Segments of no connection of this stack: to the stack
+                // that has theirs now, not at this one's next poll.
+                let strays = s.iface.take_handover();
+                drop(s);
+                if !strays.is_empty() {
+                    crate::engine::stacks::hand_over(q, &strays, now());
+                }
+                if i < end {
+                    break;
+                }
+            }
             taken += lens.len();
         }
     });
@@ -577,11 +666,13 @@ const BATCH: usize = 16;
 const BATCH_BYTES: usize = 64 * 1024;
 
 /// A lane reader's buffers (one per thread): the frame being read, and the
-/// frames read so far (their bytes one after another, and their lengths).
+/// frames read so far (their bytes one after another, their lengths and
+/// their stacks).
 struct Batch {
     buf: Vec<u8>,
     frames: Vec<u8>,
     lens: Vec<usize>,
+    stacks: Vec<crate::engine::stacks::Q>,
 }
 
 impl Batch {
@@ -590,6 +681,7 @@ impl Batch {
             buf: Vec::new(),
             frames: Vec::new(),
             lens: Vec::new(),
+            stacks: Vec::new(),
         }
     }
 }
@@ -729,14 +821,19 @@ fn retire(p: &Pool) {
         let Some(l) = p.lanes.get(usize::from(i)) else {
             continue;
         };
+        // Unrouted first: what comes from now on goes to the port's queues
+        // (a route to a detached lane would send it to whatever queue has
+        // the index the lane had).
+        for q in 0..crate::engine::stacks::count() as crate::engine::stacks::Q {
+            if let Some(mut s) = crate::engine::stacks::lock(q) {
+                s.device
+                    .unroute_lane(i, |l, r| with_steering(|st| st.unroute(l, r)));
+            }
+        }
         read(l, READ_MAX);
         // The kernel purges what came since (TCP sends it again).
         let _ = tap_queues::set_queue(l.fd, false);
         with_steering(|st| st.detached(i));
-        if let Some(mut s) = crate::engine::stacks::lock(0) {
-            s.device
-                .unroute_lane(i, |l, r| with_steering(|st| st.unroute(l, r)));
-        }
         l.due.store(false, Relaxed);
         l.away_since.store(0, SeqCst);
         p.taken.fetch_sub(1, Relaxed);

@@ -648,7 +648,10 @@ impl Port {
         // maps): so it alone takes it off when another process comes,
         // whatever the holder is doing then.
         let maps = match fds.first() {
-            Some(&queue_fd) if lanes > 0 => match crate::engine::steer::load(queue_fd, lanes) {
+            Some(&queue_fd) if lanes > 0 => match self
+                .line_up(&free)
+                .and_then(|ports| crate::engine::steer::load(queue_fd, lanes, &ports))
+            {
                 Ok(m) => Some(m),
                 Err(why) => {
                     log!(info, "port owner: lanes without a steering program ({why})");
@@ -697,8 +700,7 @@ impl Port {
     /// interface's own choice of queue.
     fn lanes_for(&mut self, c: &Client, fds: usize) -> u16 {
         let alone = self.held.iter().all(|h| h.is_none() || *h == Some(c.pid));
-        if c.lanes > 0 && alone && c.queues.len() == 1 && self.lane_holder.is_none() && !self.lanes.is_empty()
-        {
+        if c.lanes > 0 && alone && self.lane_holder.is_none() && !self.lanes.is_empty() {
             // One message carries them all, and the steering program's two
             // maps after them.
             let room = procs::MAX_FDS.saturating_sub(fds + 2);
@@ -712,6 +714,43 @@ impl Port {
             self.unsteer("another process shares the port");
         }
         0
+    }
+
+    /// The interface's queue index of each of `queues` (the queue pairs of a
+    /// process alone on the port, attached, every other one detached), for
+    /// the lanes' steering program. The kernel numbers a TAP's attached
+    /// queues in the order they were attached, and a detach moves the last
+    /// into the gap, so after the port's history the order is unknown:
+    /// all but the last are detached and attached again in order, which
+    /// makes the last index 0 and the others 1, 2, ... Frames that come to
+    /// a queue while it is detached are lost (TCP sends them again); the
+    /// holder has not started on them yet.
+    fn line_up(&mut self, queues: &[u16]) -> Result<Vec<u32>, String> {
+        let Some((_, rest)) = queues.split_last() else {
+            return Err("no queue pair".into());
+        };
+        if rest.is_empty() {
+            return Ok(vec![0]);
+        }
+        let t = self.taps.as_mut().ok_or("no TAP queues")?;
+        let attached: Vec<u16> = (0..self.held.len() as u16)
+            .filter(|&q| t.is_attached(q))
+            .collect();
+        let mut mine = queues.to_vec();
+        mine.sort_unstable();
+        if attached != mine {
+            return Err(format!(
+                "queues {attached:?} attached, the holder's are {queues:?}"
+            ));
+        }
+        for on in [false, true] {
+            for &q in rest {
+                t.set_attached(q, on).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok((0..queues.len() as u32)
+            .map(|i| (i + 1) % queues.len() as u32)
+            .collect())
     }
 
     /// Removes the lanes' steering program, if it is on, for `why`.

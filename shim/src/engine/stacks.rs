@@ -257,33 +257,9 @@ pub fn poll(q: Q) -> PollResult {
     let learned = s.iface.take_learned_neighbours();
     let strays = s.iface.take_handover();
     drop(s);
-    // Segments of another stack's connections: net_tap delivers a
-    // connection's first answer (a SYN-ACK) on the queue of its hash, before
-    // it has learned the connection's queue from what we sent. Each goes to
-    // the stack that has the connection, or back to this one (a reset).
-    for packet in &strays {
-        let owner = (0..count() as Q)
-            .filter(|&o| o != q)
-            .find_map(|o| lock(o).filter(|s| s.iface.would_take(packet, t)));
-        match owner {
-            Some(mut s) => s.ingest(packet, t),
-            // Another process's, maybe (see `procs`); else a reset here.
-            None if crate::engine::procs::forward(
-                packet,
-                crate::engine::procs::global(usize::from(q)),
-                usize::from(q),
-            ) != crate::engine::procs::Forwarded::Nobody => {}
-            // A SYN for a port whose listener went here, while others take
-            // the port over: the client's retransmission finds them.
-            None if crate::engine::procs::drop_unclaimed(packet) => {}
-            None => {
-                if let Some(mut s) = lock(q) {
-                    s.ingest(packet, t);
-                }
-            }
-        }
-    }
+    hand_over(q, &strays, t);
     receive_forwarded(q, t);
+
     // Lanes whose threads are away, and lanes given back.
     crate::engine::lanes::sweep(t.nanos());
     let mut r = r;
@@ -314,6 +290,36 @@ pub fn poll(q: Q) -> PollResult {
         above.hand_out(true);
     }
     r
+}
+
+/// Segments of another stack's connections that stack `q` took in
+/// (`strays`): net_tap delivers a connection's first answer (a SYN-ACK) on
+/// the queue of its hash, before it has learned the connection's queue
+/// from what we sent. Each goes to the stack that has the connection, or
+/// back to `q` (a reset). Called without `q`'s lock.
+pub fn hand_over(q: Q, strays: &[Vec<u8>], t: accel_stack::Instant) {
+    for packet in strays {
+        let owner = (0..count() as Q)
+            .filter(|&o| o != q)
+            .find_map(|o| lock(o).filter(|s| s.iface.would_take(packet, t)));
+        match owner {
+            Some(mut s) => s.ingest(packet, t),
+            // Another process's, maybe (see `procs`); else a reset here.
+            None if crate::engine::procs::forward(
+                packet,
+                crate::engine::procs::global(usize::from(q)),
+                usize::from(q),
+            ) != crate::engine::procs::Forwarded::Nobody => {}
+            // A SYN for a port whose listener went here, while others take
+            // the port over: the client's retransmission finds them.
+            None if crate::engine::procs::drop_unclaimed(packet) => {}
+            None => {
+                if let Some(mut s) = lock(q) {
+                    s.ingest(packet, t);
+                }
+            }
+        }
+    }
 }
 
 /// Takes the packets other processes forwarded to stack `q` (see

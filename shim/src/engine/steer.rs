@@ -6,17 +6,29 @@
 //! as often as not, and wakes that lane's thread before the accepting one
 //! (200 new connections took 32-58 ms against 17-26 without lanes). With
 //! it, a TCP segment whose connection is routed to a lane goes to that
-//! lane's queue, and every other frame to queue 0, the port's, where the
-//! sleeper is.
+//! lane's queue, and every other frame to a port's queue, where the
+//! sleeper is: with one queue pair queue 0; with several, a TCP segment
+//! over IPv4 goes to the queue a NIC would give it by RSS with the
+//! symmetric key ([`accel_stack::iface::rss`], redirection table `0..n`),
+//! so that `connect` can pick source ports answered on the caller's queue
+//! as on such a NIC, and every other frame to queue 0.
 //!
 //! The program (classic packet loads, so it needs no BTF) reads the
 //! segment's source address and ports, looks the connection up in a hash
 //! map (connection → lane) and the lane in an array (lane → queue index).
-//! The queue indices are the interface's: the port's queue is 0, and a
-//! lane attached gets the next; a lane detached gives its index to the
-//! last one, as the kernel does (`__tun_detach`), which [`Steering`]
-//! mirrors. If the kernel refuses anything here, the lanes run without
-//! (on the interface's own choice), and the start says so.
+//! The queue indices are the interface's: the port's queues are `0..n`
+//! (attached first, in order), and a lane attached gets the next; a lane
+//! detached gives its index to the last one, as the kernel does
+//! (`__tun_detach`), which [`Steering`] mirrors. If the kernel refuses
+//! anything here, the lanes run without (on the interface's own choice),
+//! and the start says so.
+//!
+//! The RSS hash in eBPF: under the symmetric key (0x6d5a repeated, a
+//! period of 16 bits) the key's window for input bit `i` is that for bit
+//! `i mod 16`, so the Toeplitz hash of the addresses and ports is the hash
+//! of their 16-bit words XORed together ([`fold`]), and that, being
+//! linear, the XOR of the hashes of that fold's set bits ([`unit_hashes`]):
+//! sixteen conditional XORs of constants.
 #![allow(unsafe_code)]
 
 use crate::sys;
@@ -37,10 +49,12 @@ const PSEUDO_MAP_FD: u8 = 1;
 /// Connections routed at most.
 const FLOWS_MAX: u32 = 65_536;
 
-/// Loads the steering program for `lanes` lanes and sets it on the
-/// interface of queue descriptor `queue_fd` (attached); its maps' fds
-/// (connection → lane, lane → queue index).
-pub fn load(queue_fd: i32, lanes: u16) -> Result<(i32, i32), String> {
+/// Loads the steering program for `lanes` lanes beside the port's queues
+/// (the interface's first queues: `ports[i]` is the queue index of the
+/// process's queue pair `i`) and sets it on the interface of queue
+/// descriptor `queue_fd` (attached); its maps' fds (connection → lane,
+/// lane → queue index).
+pub fn load(queue_fd: i32, lanes: u16, ports: &[u32]) -> Result<(i32, i32), String> {
     let flows = map_create(BPF_MAP_TYPE_HASH, 8, 4, FLOWS_MAX)?;
     let queues = match map_create(BPF_MAP_TYPE_ARRAY, 4, 4, u32::from(lanes.max(1))) {
         Ok(fd) => fd,
@@ -54,26 +68,45 @@ pub fn load(queue_fd: i32, lanes: u16) -> Result<(i32, i32), String> {
         sys::close(queues);
         e
     };
-    let prog = program(flows, queues);
-    let license = c"GPL";
-    let mut log = vec![0u8; 4096];
-    let mut a = Vec::with_capacity(48);
-    a.extend_from_slice(&BPF_PROG_TYPE_SOCKET_FILTER.to_ne_bytes());
-    a.extend_from_slice(&(prog.len() as u32).to_ne_bytes());
-    a.extend_from_slice(&(prog.as_ptr() as u64).to_ne_bytes());
-    a.extend_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
-    a.extend_from_slice(&1u32.to_ne_bytes()); // log_level
-    a.extend_from_slice(&(log.len() as u32).to_ne_bytes());
-    a.extend_from_slice(&(log.as_mut_ptr() as u64).to_ne_bytes());
-    let fd = bpf(BPF_PROG_LOAD, &a).map_err(|e| {
-        let text = String::from_utf8_lossy(log.split(|&b| b == 0).next().unwrap_or_default()).into_owned();
-        close(format!("BPF_PROG_LOAD: errno {e}: {}", text.trim()))
-    })?;
-    let set = set_program(queue_fd, fd);
+    let prog = match prog_load(&program(flows, queues, ports)) {
+        Ok(fd) => fd,
+        Err(e) => return Err(close(e)),
+    };
+    let set = set_program(queue_fd, prog);
     // The interface holds the program now (or refused it).
-    sys::close(fd);
+    sys::close(prog);
     set.map_err(|e| close(format!("TUNSETSTEERINGEBPF: errno {e}")))?;
     Ok((flows, queues))
+}
+
+/// Loads program `prog` (a socket filter); its fd. The verifier's log is
+/// asked for only if it refuses the program (a log too small for what it
+/// writes fails the load: `ENOSPC`), and its end goes into the error.
+fn prog_load(prog: &[Insn]) -> Result<i32, String> {
+    let try_load = |log: &mut [u8]| {
+        let license = c"GPL";
+        let mut a = Vec::with_capacity(48);
+        a.extend_from_slice(&BPF_PROG_TYPE_SOCKET_FILTER.to_ne_bytes());
+        a.extend_from_slice(&(prog.len() as u32).to_ne_bytes());
+        a.extend_from_slice(&(prog.as_ptr() as u64).to_ne_bytes());
+        a.extend_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+        a.extend_from_slice(&u32::from(!log.is_empty()).to_ne_bytes()); // log_level
+        a.extend_from_slice(&(log.len() as u32).to_ne_bytes());
+        a.extend_from_slice(&(log.as_mut_ptr() as u64).to_ne_bytes());
+        bpf(BPF_PROG_LOAD, &a)
+    };
+    try_load(&mut []).or_else(|_| {
+        let mut log = vec![0u8; 1 << 16];
+        try_load(&mut log).map_err(|e| {
+            let text =
+                String::from_utf8_lossy(log.split(|&b| b == 0).next().unwrap_or_default()).into_owned();
+            let tail: Vec<&str> = text.trim().lines().rev().take(4).collect();
+            format!(
+                "BPF_PROG_LOAD: errno {e}: {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("; ")
+            )
+        })
+    })
 }
 
 /// Sets the steering program of the interface of queue descriptor
@@ -125,6 +158,10 @@ const LD_ABS_W: u8 = 0x20;
 const LD_IND_H: u8 = 0x48;
 const LD_IMM_DW: u8 = 0x18;
 const LDX_MEM_W: u8 = 0x61;
+const XOR64_X: u8 = 0xaf;
+const RSH64_K: u8 = 0x77;
+const XOR32_K: u8 = 0xa4;
+const MOD32_K: u8 = 0x94;
 const STX_MEM_W: u8 = 0x63;
 const STX_MEM_H: u8 = 0x6b;
 const MOV64_X: u8 = 0xbf;
@@ -134,6 +171,7 @@ const AND64_K: u8 = 0x57;
 const LSH64_K: u8 = 0x67;
 const JEQ_K: u8 = 0x15;
 const JNE_K: u8 = 0x55;
+const JA: u8 = 0x05;
 const CALL: u8 = 0x85;
 const EXIT: u8 = 0x95;
 /// `BPF_FUNC_map_lookup_elem`.
@@ -141,46 +179,109 @@ const MAP_LOOKUP: i32 = 1;
 
 /// The program, for the maps `flows` (key: the segment's source address,
 /// source port and destination port, in host order as the packet loads
-/// give them; value: a lane) and `queues` (lane → queue index). Every
-/// frame that is not a routed connection's goes to queue 0 (a load past
-/// the frame's end ends the program with 0, too).
-fn program(flows: i32, queues: i32) -> [Insn; 33] {
-    const OUT: i16 = 31;
-    [
-        insn(MOV64_X, 6, 1, 0, 0),                    // 0: r6 = ctx (the packet loads use it)
-        insn(LD_ABS_H, 0, 0, 0, 12),                  // 1: r0 = EtherType
-        insn(JNE_K, 0, 0, OUT - 3, 0x0800),           // 2: not IPv4
-        insn(LD_ABS_B, 0, 0, 0, 23),                  // 3: r0 = protocol
-        insn(JNE_K, 0, 0, OUT - 5, 6),                // 4: not TCP
-        insn(LD_ABS_W, 0, 0, 0, 26),                  // 5: r0 = source address
-        insn(STX_MEM_W, 10, 0, -8, 0),                // 6: key[0..4]
-        insn(LD_ABS_B, 0, 0, 0, 14),                  // 7: r0 = version, IHL
-        insn(AND64_K, 0, 0, 0, 0x0f),                 // 8
-        insn(LSH64_K, 0, 0, 0, 2),                    // 9: the IPv4 header's length
-        insn(MOV64_X, 7, 0, 0, 0),                    // 10: r7 = it
-        insn(LD_IND_H, 0, 7, 0, 14),                  // 11: r0 = source port
-        insn(STX_MEM_H, 10, 0, -4, 0),                // 12: key[4..6]
-        insn(LD_IND_H, 0, 7, 0, 16),                  // 13: r0 = destination port
-        insn(STX_MEM_H, 10, 0, -2, 0),                // 14: key[6..8]
-        insn(LD_IMM_DW, 1, PSEUDO_MAP_FD, 0, flows),  // 15: r1 = flows
-        insn(0, 0, 0, 0, 0),                          // 16
-        insn(MOV64_X, 2, 10, 0, 0),                   // 17: r2 = &key
-        insn(ADD64_K, 2, 0, 0, -8),                   // 18
-        insn(CALL, 0, 0, 0, MAP_LOOKUP),              // 19: r0 = &lane or null
-        insn(JEQ_K, 0, 0, OUT - 21, 0),               // 20: not routed
-        insn(LDX_MEM_W, 1, 0, 0, 0),                  // 21: r1 = lane
-        insn(STX_MEM_W, 10, 1, -12, 0),               // 22: key2 = lane
-        insn(LD_IMM_DW, 1, PSEUDO_MAP_FD, 0, queues), // 23: r1 = queues
-        insn(0, 0, 0, 0, 0),                          // 24
-        insn(MOV64_X, 2, 10, 0, 0),                   // 25: r2 = &key2
-        insn(ADD64_K, 2, 0, 0, -12),                  // 26
-        insn(CALL, 0, 0, 0, MAP_LOOKUP),              // 27: r0 = &queue or null
-        insn(JEQ_K, 0, 0, OUT - 29, 0),               // 28
-        insn(LDX_MEM_W, 0, 0, 0, 0),                  // 29: r0 = the lane's queue
-        insn(EXIT, 0, 0, 0, 0),                       // 30
-        insn(MOV64_K, 0, 0, 0, 0),                    // 31 (OUT): queue 0
-        insn(EXIT, 0, 0, 0, 0),                       // 32
-    ]
+/// give them; value: a lane) and `queues` (lane → queue index), on an
+/// interface whose queue `ports[i]` is the port's queue pair `i`. A TCP
+/// segment over IPv4 of no routed connection goes to the queue pair that
+/// its RSS hash names (see the module docs), every other frame to queue
+/// pair 0's (a load past the frame's end ends the program there, too).
+fn program(flows: i32, queues: i32, ports: &[u32]) -> Vec<Insn> {
+    let mut p = vec![
+        insn(MOV64_X, 6, 1, 0, 0),                    // r6 = ctx (the packet loads use it)
+        insn(LD_ABS_H, 0, 0, 0, 12),                  // r0 = EtherType
+        insn(JNE_K, 0, 0, FIRST, 0x0800),             // not IPv4
+        insn(LD_ABS_B, 0, 0, 0, 23),                  // r0 = protocol
+        insn(JNE_K, 0, 0, FIRST, 6),                  // not TCP
+        insn(LD_ABS_W, 0, 0, 0, 26),                  // r0 = source address
+        insn(STX_MEM_W, 10, 0, -8, 0),                // key[0..4]
+        insn(MOV64_X, 9, 0, 0, 0),                    // r9: the fold (its low 16 bits)
+        insn(RSH64_K, 0, 0, 0, 16),                   //
+        insn(XOR64_X, 9, 0, 0, 0),                    // r9 ^= address >> 16
+        insn(LD_ABS_W, 0, 0, 0, 30),                  // r0 = destination address
+        insn(XOR64_X, 9, 0, 0, 0),                    //
+        insn(RSH64_K, 0, 0, 0, 16),                   //
+        insn(XOR64_X, 9, 0, 0, 0),                    //
+        insn(LD_ABS_B, 0, 0, 0, 14),                  // r0 = version, IHL
+        insn(AND64_K, 0, 0, 0, 0x0f),                 //
+        insn(LSH64_K, 0, 0, 0, 2),                    // the IPv4 header's length
+        insn(MOV64_X, 7, 0, 0, 0),                    // r7 = it
+        insn(LD_IND_H, 0, 7, 0, 14),                  // r0 = source port
+        insn(STX_MEM_H, 10, 0, -4, 0),                // key[4..6]
+        insn(XOR64_X, 9, 0, 0, 0),                    //
+        insn(LD_IND_H, 0, 7, 0, 16),                  // r0 = destination port
+        insn(STX_MEM_H, 10, 0, -2, 0),                // key[6..8]
+        insn(XOR64_X, 9, 0, 0, 0),                    //
+        insn(AND64_K, 9, 0, 0, 0xffff),               // r9 = the fold
+        insn(LD_IMM_DW, 1, PSEUDO_MAP_FD, 0, flows),  // r1 = flows
+        insn(0, 0, 0, 0, 0),                          //
+        insn(MOV64_X, 2, 10, 0, 0),                   // r2 = &key
+        insn(ADD64_K, 2, 0, 0, -8),                   //
+        insn(CALL, 0, 0, 0, MAP_LOOKUP),              // r0 = &lane or null
+        insn(JEQ_K, 0, 0, SPREAD, 0),                 // not routed
+        insn(LDX_MEM_W, 1, 0, 0, 0),                  // r1 = lane
+        insn(STX_MEM_W, 10, 1, -12, 0),               // key2 = lane
+        insn(LD_IMM_DW, 1, PSEUDO_MAP_FD, 0, queues), // r1 = queues
+        insn(0, 0, 0, 0, 0),                          //
+        insn(MOV64_X, 2, 10, 0, 0),                   // r2 = &key2
+        insn(ADD64_K, 2, 0, 0, -12),                  //
+        insn(CALL, 0, 0, 0, MAP_LOOKUP),              // r0 = &queue or null
+        insn(JEQ_K, 0, 0, FIRST, 0),                  //
+        insn(LDX_MEM_W, 0, 0, 0, 0),                  // r0 = the lane's queue
+        insn(EXIT, 0, 0, 0, 0),                       //
+    ];
+    // SPREAD: r0 = the queue pair of the fold's hash (the redirection
+    // table's entry: the hash modulo their number)...
+    let spread = p.len();
+    p.push(insn(MOV64_K, 0, 0, 0, 0));
+    if ports.len() > 1 {
+        for (bit, h) in unit_hashes().iter().enumerate() {
+            p.push(insn(MOV64_X, 1, 9, 0, 0));
+            p.push(insn(AND64_K, 1, 0, 0, 1 << bit));
+            p.push(insn(JEQ_K, 1, 0, 1, 0));
+            p.push(insn(XOR32_K, 0, 0, 0, *h as i32));
+        }
+        p.push(insn(MOD32_K, 0, 0, 0, ports.len() as i32));
+    }
+    p.push(insn(JA, 0, 0, 1, 0));
+    // FIRST: queue pair 0.
+    let first = p.len();
+    p.push(insn(MOV64_K, 0, 0, 0, 0));
+    // ...and the queue pair's index on the interface.
+    for (pair, &index) in ports.iter().enumerate() {
+        p.push(insn(JNE_K, 0, 0, 2, pair as i32));
+        p.push(insn(MOV64_K, 0, 0, 0, index as i32));
+        p.push(insn(EXIT, 0, 0, 0, 0));
+    }
+    p.push(insn(MOV64_K, 0, 0, 0, 0));
+    p.push(insn(EXIT, 0, 0, 0, 0));
+    // The placeholders become the jumps' offsets.
+    for (pc, i) in p.iter_mut().enumerate() {
+        let to = match i.off {
+            FIRST if matches!(i.code, JEQ_K | JNE_K) => first,
+            SPREAD if matches!(i.code, JEQ_K | JNE_K) => spread,
+            _ => continue,
+        };
+        i.off = (to as i64 - pc as i64 - 1) as i16;
+    }
+    p
+}
+
+/// Jump placeholders in [`program`]: to the queue index of queue pair 0,
+/// and to the part that picks a queue pair by the hash.
+const FIRST: i16 = i16::MAX;
+const SPREAD: i16 = i16::MAX - 1;
+
+/// The RSS hash (symmetric key) of each 16-bit fold with one bit set,
+/// bit 0 first.
+fn unit_hashes() -> [u32; 16] {
+    let key = accel_stack::iface::rss::SYMMETRIC_KEY;
+    core::array::from_fn(|bit| accel_stack::iface::rss::toeplitz(&key, &(1u16 << bit).to_be_bytes()))
+}
+
+/// The 16-bit words of a flow's addresses and ports XORed together: the
+/// symmetric key's Toeplitz hash of a flow is that of this fold.
+pub fn fold(a: SocketAddrV4, b: SocketAddrV4) -> u16 {
+    let (x, y) = (u32::from(*a.ip()), u32::from(*b.ip()));
+    (x ^ (x >> 16) ^ y ^ (y >> 16)) as u16 ^ a.port() ^ b.port()
 }
 
 /// `bpf(cmd, attr)`, raw, with `attr` zero-padded to 128 bytes.
@@ -246,27 +347,30 @@ fn flow_key(local: SocketAddrV4, remote: SocketAddrV4) -> [u8; 8] {
 pub struct Steering {
     flows: i32,
     queues: i32,
-    /// The lanes attached, by queue index less one (index 0 is the port's
-    /// queue).
+    /// The lanes attached, by queue index less `ports` (the port's queues
+    /// come first).
     order: Vec<u16>,
+    ports: u16,
 }
 
 impl Steering {
-    /// Loads the program for `lanes` lanes and sets it on the interface
-    /// of queue descriptor `queue_fd`.
-    pub fn install(queue_fd: i32, lanes: u16) -> Result<Steering, String> {
-        let (flows, queues) = load(queue_fd, lanes)?;
-        Ok(Steering::with_maps(flows, queues, lanes))
+    /// Loads the program for `lanes` lanes beside the port's queues (queue
+    /// pair `i` is the interface's queue `ports[i]`) and sets it on the
+    /// interface of queue descriptor `queue_fd`.
+    pub fn install(queue_fd: i32, lanes: u16, ports: &[u32]) -> Result<Steering, String> {
+        let (flows, queues) = load(queue_fd, lanes, ports)?;
+        Ok(Steering::with_maps(flows, queues, lanes, ports.len() as u16))
     }
 
     /// The steering of a program that another process loaded and set on
     /// the interface ([`load`]: the port's owner, which can then take it
     /// off whatever this process does), by its maps' descriptors.
-    pub fn with_maps(flows: i32, queues: i32, lanes: u16) -> Steering {
+    pub fn with_maps(flows: i32, queues: i32, lanes: u16, ports: u16) -> Steering {
         Steering {
             flows,
             queues,
             order: Vec::with_capacity(usize::from(lanes)),
+            ports,
         }
     }
 
@@ -281,7 +385,7 @@ impl Steering {
     /// Lane `lane` was attached: it has the next queue index.
     pub fn attached(&mut self, lane: u16) {
         self.order.push(lane);
-        self.set_queue(lane, self.order.len() as u32);
+        self.set_queue(lane, u32::from(self.ports) + self.order.len() as u32 - 1);
     }
 
     /// Lane `lane` was detached: the last lane takes its queue index.
@@ -292,7 +396,7 @@ impl Steering {
         self.order.swap_remove(pos);
         self.set_queue(lane, 0);
         if let Some(&moved) = self.order.get(pos) {
-            self.set_queue(moved, pos as u32 + 1);
+            self.set_queue(moved, u32::from(self.ports) + pos as u32);
         }
     }
 
@@ -329,18 +433,170 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_programs_jumps_land_on_its_exits() {
-        let p = program(3, 4);
-        assert_eq!(std::mem::size_of::<Insn>(), 8);
-        for (pc, i) in p.iter().enumerate() {
-            if matches!(i.code, JEQ_K | JNE_K) {
-                let target = pc as i64 + 1 + i64::from(i.off);
-                assert_eq!(target, 31, "insn {pc} jumps to {target}");
+    fn the_programs_jumps_land_on_instructions_and_it_ends_in_exits() {
+        for ports in [1, 2, 4] {
+            let p = program(3, 4, &(0..ports).collect::<Vec<u32>>());
+            assert_eq!(std::mem::size_of::<Insn>(), 8);
+            // The second halves of the 64-bit loads are no instructions.
+            let halves: Vec<usize> = (0..p.len())
+                .filter(|&pc| pc > 0 && p[pc - 1].code == LD_IMM_DW)
+                .collect();
+            for (pc, i) in p.iter().enumerate() {
+                if matches!(i.code, JEQ_K | JNE_K | JA) {
+                    let to = pc as i64 + 1 + i64::from(i.off);
+                    assert!(
+                        to > pc as i64 && (to as usize) < p.len(),
+                        "insn {pc} jumps to {to}"
+                    );
+                    assert!(!halves.contains(&(to as usize)), "insn {pc} jumps into a load");
+                }
             }
+            assert_eq!(p.last().map(|i| i.code), Some(EXIT));
+            let maps: Vec<i32> = p.iter().filter(|i| i.code == LD_IMM_DW).map(|i| i.imm).collect();
+            assert_eq!(maps, [3, 4]);
+            assert!(p
+                .iter()
+                .filter(|i| i.code == LD_IMM_DW)
+                .all(|i| i.regs >> 4 == PSEUDO_MAP_FD));
         }
-        assert_eq!(p.last().map(|i| i.code), Some(EXIT));
-        assert_eq!((p[15].regs >> 4, p[15].imm), (PSEUDO_MAP_FD, 3));
-        assert_eq!((p[23].regs >> 4, p[23].imm), (PSEUDO_MAP_FD, 4));
+    }
+
+    /// A small deterministic generator of test flows.
+    fn flows(n: usize) -> Vec<(SocketAddrV4, SocketAddrV4)> {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        (0..n)
+            .map(|_| {
+                let (a, b) = (next(), next());
+                (
+                    SocketAddrV4::new((a as u32).into(), (a >> 32) as u16),
+                    SocketAddrV4::new((b as u32).into(), (b >> 32) as u16),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_folds_hash_is_the_flows_rss_hash() {
+        use accel_stack::iface::rss::{hash_v4, toeplitz, SYMMETRIC_KEY};
+        let units = unit_hashes();
+        for (local, remote) in flows(2000) {
+            let f = fold(remote, local);
+            assert_eq!(f, fold(local, remote));
+            let whole = hash_v4(&SYMMETRIC_KEY, remote, local);
+            assert_eq!(toeplitz(&SYMMETRIC_KEY, &f.to_be_bytes()), whole);
+            // What the program computes: the units' XOR over the set bits.
+            let bits = (0..16).filter(|b| f & (1 << b) != 0).fold(0, |h, b| h ^ units[b]);
+            assert_eq!(bits, whole, "{remote} -> {local}");
+        }
+    }
+
+    /// A TCP segment over IPv4 from `src` to `dst` (headers only), after
+    /// 14 bytes that a test run strips (it takes the first Ethernet header
+    /// off a socket filter's packet, where the interface leaves it on).
+    fn test_frame(src: SocketAddrV4, dst: SocketAddrV4, ether_type: u16, ihl: u8) -> Vec<u8> {
+        let mut f = vec![0u8; 14];
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2]);
+        f.extend_from_slice(&ether_type.to_be_bytes());
+        let mut ip = vec![0x40 | ihl, 0, 0, 0, 0, 0, 0, 0, 64, 6, 0, 0];
+        ip.extend_from_slice(&src.ip().octets());
+        ip.extend_from_slice(&dst.ip().octets());
+        ip.resize(usize::from(ihl) * 4, 1);
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&src.port().to_be_bytes());
+        f.extend_from_slice(&dst.port().to_be_bytes());
+        f.resize(f.len() + 16, 0);
+        f
+    }
+
+    /// Runs program `fd` once on `frame` (`BPF_PROG_TEST_RUN`): its result.
+    fn run(fd: i32, frame: &[u8]) -> u32 {
+        let mut a = Vec::with_capacity(40);
+        a.extend_from_slice(&(fd as u32).to_ne_bytes());
+        a.extend_from_slice(&0u32.to_ne_bytes()); // retval
+        a.extend_from_slice(&(frame.len() as u32).to_ne_bytes());
+        a.extend_from_slice(&0u32.to_ne_bytes()); // data_size_out
+        a.extend_from_slice(&(frame.as_ptr() as u64).to_ne_bytes());
+        a.extend_from_slice(&0u64.to_ne_bytes()); // data_out
+        a.extend_from_slice(&1u32.to_ne_bytes()); // repeat
+        let mut buf = [0u8; 128];
+        buf[..a.len()].copy_from_slice(&a);
+        // SAFETY: `buf` is a live `union bpf_attr`; `frame` outlives the
+        // call.
+        let r = unsafe { libc::syscall(libc::SYS_bpf, 10, buf.as_mut_ptr(), buf.len()) };
+        assert_eq!(r, 0, "BPF_PROG_TEST_RUN: errno {}", sys::errno());
+        u32::from_ne_bytes(buf[4..8].try_into().unwrap_or_default())
+    }
+
+    #[test]
+    fn the_program_sends_routed_flows_to_lanes_and_the_rest_by_rss() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: loading eBPF needs root");
+            return;
+        }
+        for ports in [1u16, 2, 4] {
+            let flows_map = map_create(BPF_MAP_TYPE_HASH, 8, 4, 64).expect("flows map");
+            let queues_map = map_create(BPF_MAP_TYPE_ARRAY, 4, 4, 8).expect("queues map");
+            // As the port's owner lines a holder's queue pairs up: the last
+            // first ([`crate::engine::owner`]).
+            let index: Vec<u32> = (0..u32::from(ports))
+                .map(|i| (i + 1) % u32::from(ports))
+                .collect();
+            let fd = prog_load(&program(flows_map, queues_map, &index)).expect("the program loads");
+            let mut st = Steering::with_maps(flows_map, queues_map, 8, ports);
+            let rss = accel_stack::iface::rss::Steering {
+                key: accel_stack::iface::rss::SYMMETRIC_KEY.to_vec(),
+                reta: (0..ports).collect(),
+                queue: 0,
+            };
+            let all = flows(300);
+            let mut seen = vec![0; usize::from(ports)];
+            for &(local, remote) in &all {
+                for ihl in [5, 7] {
+                    let q = run(fd, &test_frame(remote, local, 0x0800, ihl));
+                    let pair = rss.queue_of(local, remote);
+                    assert_eq!(q, index[usize::from(pair)], "{remote} -> {local}, {ports} ports");
+                    seen[usize::from(pair)] += 1;
+                }
+                assert_eq!(
+                    run(fd, &test_frame(remote, local, 0x0806, 5)),
+                    index[0],
+                    "not IPv4"
+                );
+            }
+            assert!(
+                seen.iter().all(|&n| n > 2 * 300 / usize::from(ports) / 2),
+                "{seen:?}"
+            );
+            // Lanes 5 then 2 attached: queue indices ports and ports + 1.
+            st.attached(5);
+            st.attached(2);
+            let (l0, r0) = all[0];
+            let (l1, r1) = all[1];
+            st.route(l0, r0, 5);
+            st.route(l1, r1, 2);
+            assert_eq!(run(fd, &test_frame(r0, l0, 0x0800, 5)), u32::from(ports));
+            assert_eq!(run(fd, &test_frame(r1, l1, 0x0800, 5)), u32::from(ports) + 1);
+            st.detached(5);
+            assert_eq!(
+                run(fd, &test_frame(r1, l1, 0x0800, 5)),
+                u32::from(ports),
+                "lane 2 took 5's index"
+            );
+            st.unroute(l1, r1);
+            assert_eq!(
+                run(fd, &test_frame(r1, l1, 0x0800, 5)),
+                index[usize::from(rss.queue_of(l1, r1))]
+            );
+            sys::close(fd);
+            st.forget();
+        }
     }
 
     #[test]
@@ -360,6 +616,7 @@ mod tests {
             flows: -1,
             queues: -1,
             order: Vec::new(),
+            ports: 1,
         };
         for l in [4, 7, 9, 2] {
             s.attached(l);

@@ -332,10 +332,10 @@ fn start() -> Result<(String, Eal), String> {
     let lanes;
     let shared: Option<(u16, Vec<i32>)>;
     let attached = if multi_process(cfg, vdev)? {
-        // Lanes for a process of one queue pair on net_tap (the owner gives
-        // them to a process alone on the port).
+        // Lanes on net_tap (the owner gives them to a process alone on the
+        // port).
         let tap = netns::tap_iface(vdev).is_some() || vdev.starts_with("net_tap");
-        let lanes = if tap && cfg.queues <= 1 { cfg.lanes } else { 0 };
+        let lanes = if tap { cfg.lanes } else { 0 };
         match crate::engine::procs::attach(vdev, cfg.queues.max(1), lanes, first_cpu()) {
             Ok(a) => Some(a),
             Err(why) if cfg.procs == crate::config::Procs::Auto && !crate::engine::procs::attached() => {
@@ -435,8 +435,13 @@ fn start() -> Result<(String, Eal), String> {
             .iface
             .set_port_share(q, of)
             .map_err(|e| format!("port {port}: {e}"))?;
-        // An RSS NIC: connect from ports whose replies come to this queue.
-        let steering = stack.device.dpdk.rss_steering();
+        // An RSS NIC, or a TAP's steering program that hashes as one:
+        // connect from ports whose replies come to this queue.
+        let steering = stack
+            .device
+            .dpdk
+            .rss_steering()
+            .or_else(|| crate::engine::lanes::rss(i as u16));
         if q == 0 && steering.is_some() {
             log!(
                 info,
@@ -470,21 +475,21 @@ fn start() -> Result<(String, Eal), String> {
 }
 
 /// Opens the lanes of a net_tap port (`lanes`), while its interface is
-/// still in this namespace: only for a port of one queue pair that this
-/// process alone uses. What the start line says of them.
+/// still in this namespace: only for a port that this process alone uses.
+/// What the start line says of them.
 fn open_lanes(cfg: &crate::config::Config, dev: &DpdkDevice, vdev: &str) -> String {
     let tap = netns::tap_iface(vdev).is_some() || vdev.starts_with("net_tap");
     if !tap || cfg.lanes == 0 {
         return String::new();
     }
     let (rxq, txq) = dev.queue_counts();
-    if rxq != 1 || txq != 1 {
-        return "; no lanes (more than one queue pair)".into();
+    if rxq != txq {
+        return "; no lanes (as many receive as transmit queues needed)".into();
     }
     let Some(fd) = dev.rx_interrupt_fd() else {
         return "; no lanes (no queue descriptor)".into();
     };
-    match crate::engine::lanes::prepare(fd, cfg.lanes, dev.offloads()) {
+    match crate::engine::lanes::prepare(fd, cfg.lanes, rxq, dev.offloads()) {
         Ok(n) => format!(", {n} lanes"),
         Err(why) => {
             log!(info, "net_tap without lanes: {why}");
@@ -506,7 +511,15 @@ fn given_lanes(a: &crate::engine::procs::Attached) -> String {
         Some((flows, queues)) => crate::engine::lanes::Steer::Given(flows, queues),
         None => crate::engine::lanes::Steer::Without,
     };
-    match crate::engine::lanes::install(queue_fd, a.lane_fds.clone(), a.grant.pi, dev.offloads(), steer) {
+    let ports = a.devs.len() as u16;
+    match crate::engine::lanes::install(
+        queue_fd,
+        a.lane_fds.clone(),
+        a.grant.pi,
+        dev.offloads(),
+        steer,
+        ports,
+    ) {
         Ok(n) => format!(", {n} lanes from the port's owner"),
         Err(why) => {
             log!(info, "net_tap without lanes: {why}");
