@@ -273,6 +273,33 @@ impl<const N: usize> FdTable<N> {
         }
     }
 
+    /// Clears `fd`'s entry if it is the shim's own ([`State::Internal`]):
+    /// the shim closes it (see `sys::close`). An entry left behind would
+    /// have the program's `close` of the number, reused by its next
+    /// `open`, refused (`interpose::hooks`).
+    pub fn clear_internal(&self, fd: i32) {
+        let Some(slot) = self.slot(fd) else { return };
+        let old = Entry(slot.load(Ordering::Acquire));
+        if old.state() == State::Internal {
+            let new = old.next(State::Kernel, 0);
+            let _ = slot.compare_exchange(old.0, new.0, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
+    /// The fds in `first..=last` that are the shim's own
+    /// ([`State::Internal`]), lowest first, each passed to `each`.
+    pub fn internal_in(&self, first: u32, last: u32, mut each: impl FnMut(u32)) {
+        let end = (last as usize)
+            .saturating_add(1)
+            .min(self.high_water.load(Ordering::Acquire))
+            .min(N);
+        for fd in (first as usize)..end {
+            if self.get(fd as i32).state() == State::Internal {
+                each(fd as u32);
+            }
+        }
+    }
+
     /// In a child process after `fork`: every accelerated socket becomes
     /// [`State::Inert`] (it lives in the parent's stack), or
     /// [`State::Inherited`] where `connection(handle)` says it is a TCP

@@ -74,8 +74,10 @@ pub fn open(path: &CStr, flags: c_int, mode: libc::mode_t) -> Result<c_int, c_in
     })
 }
 
-/// `close(2)` of an fd the shim opened for itself.
+/// `close(2)` of an fd the shim opened for itself (its entry, if it has
+/// one as the shim's own, cleared first: see [`crate::fdtable::FdTable::clear_internal`]).
 pub fn close(fd: c_int) {
+    crate::fdtable::FDS.clear_internal(fd);
     keep_errno(|| {
         // SAFETY: closing an fd has no memory-safety preconditions.
         unsafe { libc::syscall(libc::SYS_close, fd) };

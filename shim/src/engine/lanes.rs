@@ -52,7 +52,7 @@
 //! with the symmetric key ([`crate::engine::steer`]), which the stacks are
 //! told ([`rss`]): `connect` picks source ports answered on the caller's
 //! queue, as on a NIC. A lane's frames go each to the stack of its flow's
-//! queue, by the same hash ([`read`]). Without the program (a kernel that
+//! queue, by the same hash (a lane's read). Without the program (a kernel that
 //! refuses it) such a port has no lanes. Behind a port owner (`ACCEL_PROCS=multi`, or
 //! `auto` with huge pages) the owner opens the lanes before it moves the
 //! tap, and gives them with its queue pair to a process alone on the port

@@ -244,10 +244,17 @@ pub fn exec_failed() {
     }
 }
 
-/// In the child of `fork`: the reaper watches the parent, not this child.
+/// In the child of `fork`: the reaper watches the parent, not this child,
+/// whose copy of the pipe's end is closed (held open here, it would hide
+/// the parent's death from the reaper while this child lives; the program
+/// cannot close it: the shim keeps its own fds, see `interpose::hooks`).
 pub fn after_fork() {
     SHARED.store(std::ptr::null_mut(), Release);
-    PIPE.store(-1, Release);
+    let fd = PIPE.swap(-1, AcqRel);
+    if fd >= 0 {
+        let _ = crate::fdtable::FDS.clear(fd);
+        sys_close(fd);
+    }
 }
 
 // ----- the reaper process: raw system calls, stack buffers only -----------

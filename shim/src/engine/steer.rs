@@ -27,7 +27,7 @@
 //! period of 16 bits) the key's window for input bit `i` is that for bit
 //! `i mod 16`, so the Toeplitz hash of the addresses and ports is the hash
 //! of their 16-bit words XORed together ([`fold`]), and that, being
-//! linear, the XOR of the hashes of that fold's set bits ([`unit_hashes`]):
+//! linear, the XOR of the hashes of that fold's set bits (`unit_hashes`):
 //! sixteen conditional XORs of constants.
 #![allow(unsafe_code)]
 

@@ -21,7 +21,7 @@
 //! Cost for plain kernel fds: one table load per fd argument, as for every
 //! other intercept.
 
-use crate::fdtable::{Entry, FDS};
+use crate::fdtable::{Entry, State, FDS};
 use crate::interpose::ops::{self, ACTIVE};
 use crate::interpose::skeleton;
 use crate::interpose::{call_real, real, Call, Ops};
@@ -115,6 +115,18 @@ fn duplicated(src: Entry, dst: Entry, new_fd: c_int) {
     }
 }
 
+/// Whether the program (not the shim, nor a library in a call of the
+/// shim's) asks to close `entry`, one of the shim's own fds (a lane, the
+/// steering program's maps, the log file, the port owner's channel):
+/// a program that closes every fd it does not know (a daemon's
+/// `closefrom(3)`, a loop over `/proc/self/fd`) would otherwise take it,
+/// and the number, reused by the program's next `open`, would have the
+/// shim write frames into the program's file. The kernel's answer for an
+/// fd the program never opened is `EBADF`, and the fd stays open.
+fn the_shims_own(entry: Entry) -> bool {
+    entry.state() == State::Internal && !skeleton::InShim::active()
+}
+
 /// `close(2)`.
 ///
 /// # Safety
@@ -122,6 +134,10 @@ fn duplicated(src: Entry, dst: Entry, new_fd: c_int) {
 /// None beyond `close`'s: the argument is a number.
 pub(crate) unsafe fn close(fd: c_int) -> c_int {
     let entry = FDS.get(fd);
+    if the_shims_own(entry) {
+        crate::sys::set_errno(libc::EBADF);
+        return -1;
+    }
     if !entry.is_kernel() {
         forget(fd);
     }
@@ -240,43 +256,92 @@ pub(crate) unsafe fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
     r
 }
 
-/// `close_range(2)`.
+/// The parts of `first..=last` between the shim's own fds (see
+/// [`the_shims_own`]), each passed to `close`, which closes it; the first
+/// error, if any. The shim's own fds are left open, as if the program had
+/// never had them.
+fn around_the_shims_own(
+    first: c_uint,
+    last: c_uint,
+    mut close: impl FnMut(c_uint, c_uint) -> c_int,
+) -> c_int {
+    let mut from = first;
+    let mut r = 0;
+    if !skeleton::InShim::active() {
+        FDS.internal_in(first, last, |own| {
+            if own > from {
+                let e = close(from, own - 1);
+                if r == 0 {
+                    r = e;
+                }
+            }
+            from = own.saturating_add(1);
+        });
+    }
+    if from <= last {
+        let e = close(from, last);
+        if r == 0 {
+            r = e;
+        }
+    }
+    r
+}
+
+/// `close_range(2)`, around the shim's own fds (see [`the_shims_own`];
+/// marking them close-on-exec is left to the kernel).
 ///
 /// # Safety
 ///
 /// None beyond `close_range`'s: the arguments are numbers.
 pub(crate) unsafe fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
-    let r = skeleton::any(
-        Call::close_range,
-        // SAFETY: the program's arguments, passed on.
-        || unsafe { ACTIVE.close_range(first, last, flags) },
-        call_real!(close_range [first, last, flags] []),
-    );
-    if r == 0 && flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
-        FDS.clear_range(first, last, ops::fd_dropped);
+    let cloexec = flags & libc::CLOSE_RANGE_CLOEXEC as c_int != 0;
+    let one = |first: c_uint, last: c_uint| {
+        let r = skeleton::any(
+            Call::close_range,
+            // SAFETY: the program's arguments, passed on.
+            || unsafe { ACTIVE.close_range(first, last, flags) },
+            call_real!(close_range [first, last, flags] []),
+        );
+        if r == 0 && !cloexec {
+            FDS.clear_range(first, last, ops::fd_dropped);
+        }
+        r
+    };
+    if cloexec || first > last {
+        return one(first, last);
     }
-    r
+    around_the_shims_own(first, last, one)
 }
 
-/// `closefrom(3)`.
+/// `closefrom(3)`, around the shim's own fds (see [`the_shims_own`]).
 ///
 /// # Safety
 ///
 /// None beyond `closefrom`'s: the argument is a number.
 pub(crate) unsafe fn closefrom(lowfd: c_int) {
-    skeleton::any(
-        Call::closefrom,
-        // SAFETY: the program's argument, passed on.
-        || unsafe { ACTIVE.closefrom(lowfd) },
-        call_real!(closefrom [lowfd] []),
-    );
-    FDS.clear_range(lowfd.max(0) as u32, u32::MAX, ops::fd_dropped);
+    let low = lowfd.max(0) as c_uint;
+    around_the_shims_own(low, c_uint::MAX, |first, last| {
+        if last == c_uint::MAX {
+            let lowfd = first as c_int;
+            skeleton::any(
+                Call::closefrom,
+                // SAFETY: the program's argument, passed on.
+                || unsafe { ACTIVE.closefrom(lowfd) },
+                call_real!(closefrom [lowfd] []),
+            );
+        } else {
+            // SAFETY: close_range takes plain integers (the kernel's, as
+            // glibc's closefrom calls it).
+            unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+        }
+        FDS.clear_range(first, last, ops::fd_dropped);
+        0
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fdtable::State;
     use std::sync::Mutex;
 
     /// These tests give real fds entries in the process's table: one at a
@@ -331,6 +396,92 @@ mod tests {
             unsafe { close(fd) };
         }
         assert!(FDS.get(r2).is_kernel());
+    }
+
+    /// Four fds made from one pipe at `base..base + 4` (numbers no other
+    /// test uses, so that closing a range of them closes nothing else).
+    fn four_at(base: c_int) -> [c_int; 4] {
+        let (r, w) = pipe();
+        let fds = [base, base + 1, base + 2, base + 3];
+        for (i, &fd) in fds.iter().enumerate() {
+            // SAFETY: fds this test owns; `fd` is free (a fixed high number).
+            assert_eq!(unsafe { libc::dup2(if i % 2 == 0 { r } else { w }, fd) }, fd);
+        }
+        // SAFETY: as above.
+        unsafe {
+            libc::close(r);
+            libc::close(w);
+        }
+        fds
+    }
+
+    fn is_open(fd: c_int) -> bool {
+        // SAFETY: F_GETFD takes no argument.
+        unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+    }
+
+    #[test]
+    fn the_program_cannot_close_the_shims_own_fds() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let [a, b, c, d] = four_at(900);
+        FDS.install(b, State::Internal, 0).unwrap();
+        FDS.install(d, State::Internal, 0).unwrap();
+        // SAFETY: fds this test owns.
+        assert_eq!(unsafe { close(b) }, -1);
+        assert_eq!(crate::sys::errno(), libc::EBADF);
+        assert!(is_open(b) && FDS.get(b).state() == State::Internal);
+        // A range over them closes the others only.
+        FDS.install(c, State::Udp, 3).unwrap();
+        // SAFETY: as above.
+        assert_eq!(unsafe { close_range(a as c_uint, d as c_uint, 0) }, 0);
+        assert!(!is_open(a) && !is_open(c) && FDS.get(c).is_kernel());
+        assert!(is_open(b) && is_open(d));
+        // Marking them close-on-exec is the kernel's affair.
+        let cloexec = libc::CLOSE_RANGE_CLOEXEC as c_int;
+        // SAFETY: as above.
+        let r = unsafe { close_range(b as c_uint, d as c_uint, cloexec) };
+        assert_eq!(r, 0);
+        assert!(is_open(b) && is_open(d));
+        // The shim itself (a call inside one of its own) closes them.
+        let mark = skeleton::InShim::enter().expect("not inside the shim");
+        // SAFETY: as above.
+        assert_eq!(unsafe { close(b) }, 0);
+        drop(mark);
+        assert!(!is_open(b));
+        let _ = FDS.clear(d);
+        crate::sys::close(d);
+    }
+
+    #[test]
+    fn a_range_is_closed_around_the_shims_own_fds() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let [a, b, c, d] = four_at(920);
+        for fd in [a, c] {
+            FDS.install(fd, State::Internal, 0).unwrap();
+        }
+        let mut parts = Vec::new();
+        let r = around_the_shims_own(a as c_uint, c_uint::MAX, |x, y| {
+            parts.push((x, y));
+            0
+        });
+        assert_eq!(r, 0);
+        let (b, d) = (b as c_uint, d as c_uint);
+        assert_eq!(parts, [(b, b), (d, c_uint::MAX)]);
+        // An error of one part is the answer; the others are still closed.
+        parts.clear();
+        let r = around_the_shims_own(b, d, |x, y| {
+            parts.push((x, y));
+            if x == b {
+                libc::EINVAL
+            } else {
+                0
+            }
+        });
+        assert_eq!((r, parts), (libc::EINVAL, vec![(b, b), (d, d)]));
+        for fd in [a, b as c_int, c, d as c_int] {
+            let _ = FDS.clear(fd);
+            crate::sys::close(fd);
+        }
     }
 
     #[test]
