@@ -12,9 +12,10 @@
 //! dropped. A disabled level costs one relaxed load. Safe in a `vfork` child
 //! and in a signal handler.
 //!
-//! The log fd is the shim's own: if the program closes it (or `dup2`s over
-//! it), the fd table's bookkeeping calls [`fd_lost`] and the log goes back to
-//! stderr.
+//! The log fd is the shim's own: the program's `close`, `close_range` and
+//! `closefrom` leave it open (`interpose::hooks`); if the program `dup2`s
+//! over it, the fd table's bookkeeping calls [`fd_lost`] and the log goes
+//! back to stderr.
 
 use crate::sys;
 use libc::c_int;
@@ -83,8 +84,8 @@ pub fn file_fd() -> Option<c_int> {
     (fd != libc::STDERR_FILENO).then_some(fd)
 }
 
-/// The program closed (or replaced) fd `fd`: if it was the log file, log to
-/// stderr from now on.
+/// The program replaced fd `fd` (`dup2` onto it): if it was the log file,
+/// log to stderr from now on.
 pub fn fd_lost(fd: c_int) {
     let _ = FD.compare_exchange(fd, libc::STDERR_FILENO, Relaxed, Relaxed);
 }
