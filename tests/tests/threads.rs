@@ -128,7 +128,7 @@ fn stacks_served(line: &str, queues: u8) {
 /// the last lane takes its queue index, and until the program's map says
 /// so, that lane's frames go to the index the kernel now has too few
 /// queues for, which it takes modulo their number: the interface's queue
-/// 0, a port's queue. 38-80 in a run here, none of them from a lane.)
+/// 0, a port's queue. 38-108 in a run here, none of them from a lane.)
 fn lanes_carried(server: &mut Proc, lanes: bool, queues: u8) {
     let (log, line) = stopped_exit_line(server, libc::SIGTERM);
     println!("{}: {line}", server.name);
@@ -151,10 +151,9 @@ fn lanes_carried(server: &mut Proc, lanes: bool, queues: u8) {
         "the lanes carried too little: {line}"
     );
     assert!(lane_rx <= rx, "{line}");
-    assert!(
-        handed <= 20 + lane_rx / 100,
-        "frames went to the wrong stack: {line}"
-    );
+    // A lane's frames sent to the wrong stack would be about half of them
+    // with two stacks; the retirements' are 0.5-1.4 % (38-108 a run).
+    assert!(handed <= lane_rx / 20, "frames went to the wrong stack: {line}");
     // The kernel took the steering program (SYNs to the port's queues).
     assert!(
         !log.contains("without a steering program") && !log.contains("no lanes"),
