@@ -124,11 +124,12 @@ fn stacks_served(line: &str, queues: u8) {
 /// that it had none. With several stacks, a lane's frames go each to its
 /// flow's stack, as the steering program spreads the flows of no lane:
 /// a frame taken in by the wrong stack is handed over to the right one,
-/// so the handovers must be few. (Some are: when a lane is given back,
-/// the last lane takes its queue index, and until the program's map says
-/// so, that lane's frames go to the index the kernel now has too few
-/// queues for, which it takes modulo their number: the interface's queue
-/// 0, a port's queue. 38-108 in a run here, none of them from a lane.)
+/// so the handovers must be few. (When a lane is given back, the last
+/// lane takes its queue index; until the program's map said so, that
+/// lane's frames went to an index the kernel then had one queue too few
+/// for, which it took modulo their number: queue 0, a port's queue, and
+/// 38-108 segments a run were handed over. Its connections are now
+/// unrouted around the detach: 0-1.)
 fn lanes_carried(server: &mut Proc, lanes: bool, queues: u8) {
     let (log, line) = stopped_exit_line(server, libc::SIGTERM);
     println!("{}: {line}", server.name);
@@ -152,8 +153,8 @@ fn lanes_carried(server: &mut Proc, lanes: bool, queues: u8) {
     );
     assert!(lane_rx <= rx, "{line}");
     // A lane's frames sent to the wrong stack would be about half of them
-    // with two stacks; the retirements' are 0.5-1.4 % (38-108 a run).
-    assert!(handed <= lane_rx / 20, "frames went to the wrong stack: {line}");
+    // with two stacks.
+    assert!(handed <= 20, "frames went to the wrong stack: {line}");
     // The kernel took the steering program (SYNs to the port's queues).
     assert!(
         !log.contains("without a steering program") && !log.contains("no lanes"),

@@ -156,6 +156,15 @@ impl ShimDevice {
         });
     }
 
+    /// The connections routed to lane `lane`.
+    pub fn routes_to(&self, lane: u16) -> Vec<(SocketAddrV4, SocketAddrV4)> {
+        self.routes
+            .iter()
+            .filter(|&(_, &to)| to == lane)
+            .map(|(&flow, _)| flow)
+            .collect()
+    }
+
     /// The lane outgoing frame `frame` goes out on, if its connection is
     /// routed to one.
     fn lane_of(&self, frame: &[u8]) -> Option<u16> {

@@ -452,27 +452,30 @@ pub fn take_mine() -> Option<&'static Lane> {
     }
     let i = p.free.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
     let lane = p.lanes.get(usize::from(i))?;
-    if let Err(e) = tap_queues::set_queue(lane.fd, true) {
-        // Not tried again: threads go without from now on.
-        p.free.lock().unwrap_or_else(|e| e.into_inner()).push(i);
-        if !p.broken.swap(true, Relaxed) {
-            log!(
-                warn,
-                "lane {i}: attach failed (errno {e}); no more lanes are taken"
-            );
+    {
+        // The kernel's order and the steering's record of it change
+        // together ([`detach`]).
+        let mut steer = p.steer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = tap_queues::set_queue(lane.fd, true) {
+            drop(steer);
+            // Not tried again: threads go without from now on.
+            p.free.lock().unwrap_or_else(|e| e.into_inner()).push(i);
+            if !p.broken.swap(true, Relaxed) {
+                log!(
+                    warn,
+                    "lane {i}: attach failed (errno {e}); no more lanes are taken"
+                );
+            }
+            return None;
         }
-        return None;
-    }
-    if let Some(s) = p.steer.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-        s.attached(i);
+        if let Some(s) = steer.as_mut() {
+            s.attached(i);
+        }
     }
     lane.away_since.store(now().nanos().max(2), SeqCst);
     if MINE.try_with(|m| m.0.set(i)).is_err() {
         // The thread is ending: give it back at once.
-        let _ = tap_queues::set_queue(lane.fd, false);
-        if let Some(s) = p.steer.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            s.detached(i);
-        }
+        detach(p, lane, i);
         lane.away_since.store(0, SeqCst);
         p.free.lock().unwrap_or_else(|e| e.into_inner()).push(i);
         return None;
@@ -831,13 +834,57 @@ fn retire(p: &Pool) {
             }
         }
         read(l, READ_MAX);
-        // The kernel purges what came since (TCP sends it again).
-        let _ = tap_queues::set_queue(l.fd, false);
-        with_steering(|st| st.detached(i));
+        detach(p, l, i);
         l.due.store(false, Relaxed);
         l.away_since.store(0, SeqCst);
         p.taken.fetch_sub(1, Relaxed);
         p.free.lock().unwrap_or_else(|e| e.into_inner()).push(i);
+    }
+}
+
+/// Detaches lane `l` (index `i`), unrouted and read. The kernel purges
+/// what came to it since (TCP sends it again), and moves the last lane
+/// attached into its queue index: until the steering program's map says
+/// so, that lane's frames would carry an index the kernel now has one
+/// queue too few for, which it takes modulo their number (queue 0, a port
+/// queue whose stack may not have their connections). So that lane's
+/// connections are unrouted around the detach: meanwhile their frames go
+/// to their port queues. The steering's lock is held throughout, so that
+/// its record of the kernel's order follows the kernel's (an attach
+/// holds it too, [`take_mine`]).
+fn detach(p: &Pool, l: &Lane, i: u16) {
+    let successor = p
+        .steer
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|st| st.successor(i));
+    // The stacks' locks are taken before the steering's, as a read's
+    // routing does ([`route`]): not under it.
+    let moving: Vec<(SocketAddrV4, SocketAddrV4)> = successor.map_or_else(Vec::new, |y| {
+        (0..crate::engine::stacks::count() as crate::engine::stacks::Q)
+            .filter_map(crate::engine::stacks::lock)
+            .flat_map(|s| s.device.routes_to(y))
+            .collect()
+    });
+    let mut steer = p.steer.lock().unwrap_or_else(|e| e.into_inner());
+    let unrouted = match (steer.as_mut(), successor) {
+        (Some(st), Some(_)) if st.successor(i) == successor => {
+            for &(local, remote) in &moving {
+                st.unroute(local, remote);
+            }
+            true
+        }
+        _ => false,
+    };
+    let _ = tap_queues::set_queue(l.fd, false);
+    if let Some(st) = steer.as_mut() {
+        st.detached(i);
+        if let (true, Some(y)) = (unrouted, successor) {
+            for &(local, remote) in &moving {
+                st.route(local, remote, y);
+            }
+        }
     }
 }
 

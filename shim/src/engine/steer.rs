@@ -400,6 +400,13 @@ impl Steering {
         }
     }
 
+    /// The lane that takes lane `lane`'s queue index when `lane` is
+    /// detached (the last attached), if another.
+    pub fn successor(&self, lane: u16) -> Option<u16> {
+        let last = *self.order.last()?;
+        (last != lane && self.order.contains(&lane)).then_some(last)
+    }
+
     fn set_queue(&self, lane: u16, queue: u32) {
         let _ = map_update(self.queues, &u32::from(lane).to_ne_bytes(), &queue.to_ne_bytes());
     }
@@ -621,6 +628,9 @@ mod tests {
         for l in [4, 7, 9, 2] {
             s.attached(l);
         }
+        assert_eq!(s.successor(7), Some(2));
+        assert_eq!(s.successor(2), None, "the last moves nowhere");
+        assert_eq!(s.successor(5), None, "not attached");
         s.detached(7);
         assert_eq!(s.order, [4, 2, 9], "the last (2) took index 2");
         s.detached(9);
