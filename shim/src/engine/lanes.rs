@@ -46,20 +46,26 @@
 //! to the port are filled here before a write, and those it trusts the
 //! port to verify are verified here after a read.
 //!
-//! Several queue pairs (`ACCEL_QUEUES`, a port of this process's own):
-//! the port's queues are the interface's first, and the steering program
-//! sends each flow that no lane has to the port's queue of its RSS hash
-//! with the symmetric key ([`crate::engine::steer`]), which the stacks are
-//! told ([`rss`]): `connect` picks source ports answered on the caller's
-//! queue, as on a NIC. A lane's frames go each to the stack of its flow's
-//! queue, by the same hash (a lane's read). Without the program (a kernel that
-//! refuses it) such a port has no lanes. Behind a port owner (`ACCEL_PROCS=multi`, or
-//! `auto` with huge pages) the owner opens the lanes before it moves the
-//! tap, and gives them with its queue pair to a process alone on the port
-//! that asks (`procs::attach`, which hands them to [`install`]); when a
-//! second process comes, the owner turns the steering program off (it
+//! Several queue pairs (`ACCEL_QUEUES`): the port's queues are the
+//! interface's first, and the steering program sends each flow that no
+//! lane has to the port's queue of its RSS hash with the symmetric key
+//! ([`crate::engine::steer`]), which the stacks are told ([`rss`]):
+//! `connect` picks source ports answered on the caller's queue, as on a
+//! NIC. A lane's frames go each to the stack of their flow's queue, by the
+//! same hash. Without the program (a kernel that refuses it) such a port
+//! has no lanes. When a lane is detached, the kernel gives its queue
+//! index to the last lane attached, whose connections are unrouted
+//! meanwhile (`detach`).
+//!
+//! Behind a port owner (`ACCEL_PROCS=multi`, or `auto` with huge pages)
+//! the owner opens the lanes before it moves the tap, and gives them with
+//! its queue pairs (lined up first: `owner`) to a process alone on the
+//! port that asks (`procs::attach`, which hands them to [`install`]); when
+//! a second process comes, the owner turns the steering program off (it
 //! would send the newcomer nothing), and the lanes go on with the
-//! interface's own choice of queue.
+//! interface's own choice of queue (a holder of several queue pairs hands
+//! the segments that choice sends to the wrong stack over to the right
+//! one).
 //!
 //! On by default (`ACCEL_LANES`, 64): a program with one thread never
 //! takes one, and pays their fds and a few ms of start (up to 20 for 64;
@@ -167,7 +173,6 @@ pub fn prepare(queue_fd: i32, n: u16, ports: u16, offloads: Offloads) -> Result<
     install(queue_fd, fds, pi, offloads, Steer::Install, ports).inspect_err(|_| {
         for fd in keep {
             sys::close(fd);
-            let _ = crate::fdtable::FDS.clear(fd);
         }
     })
 }
@@ -849,9 +854,9 @@ fn retire(p: &Pool) {
 /// queue too few for, which it takes modulo their number (queue 0, a port
 /// queue whose stack may not have their connections). So that lane's
 /// connections are unrouted around the detach: meanwhile their frames go
-/// to their port queues. The steering's lock is held throughout, so that
-/// its record of the kernel's order follows the kernel's (an attach
-/// holds it too, [`take_mine`]).
+/// to their port queues. The steering's lock is held across the detach
+/// and the record's update, so that its record of the kernel's order
+/// follows the kernel's (an attach holds it too, [`take_mine`]).
 fn detach(p: &Pool, l: &Lane, i: u16) {
     let successor = p
         .steer
