@@ -259,7 +259,6 @@ pub fn poll(q: Q) -> PollResult {
     drop(s);
     hand_over(q, &strays, t);
     receive_forwarded(q, t);
-
     // Lanes whose threads are away, and lanes given back.
     crate::engine::lanes::sweep(t.nanos());
     let mut r = r;
