@@ -508,16 +508,7 @@ mod tests {
     /// off a socket filter's packet, where the interface leaves it on).
     fn test_frame(src: SocketAddrV4, dst: SocketAddrV4, ether_type: u16, ihl: u8) -> Vec<u8> {
         let mut f = vec![0u8; 14];
-        f.extend_from_slice(&[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2]);
-        f.extend_from_slice(&ether_type.to_be_bytes());
-        let mut ip = vec![0x40 | ihl, 0, 0, 0, 0, 0, 0, 0, 64, 6, 0, 0];
-        ip.extend_from_slice(&src.ip().octets());
-        ip.extend_from_slice(&dst.ip().octets());
-        ip.resize(usize::from(ihl) * 4, 1);
-        f.extend_from_slice(&ip);
-        f.extend_from_slice(&src.port().to_be_bytes());
-        f.extend_from_slice(&dst.port().to_be_bytes());
-        f.resize(f.len() + 16, 0);
+        f.extend(crate::engine::lanes::test_segment(src, dst, ether_type, ihl));
         f
     }
 
