@@ -60,6 +60,9 @@ pub struct Cell {
     polled_at: AtomicU64,
     /// Its next timer as that poll said (ns of [`now`]; 0: none).
     next_at: AtomicU64,
+    /// When a poll of it last took frames in (ns of [`now`]; 0: never):
+    /// see [`cold_window`].
+    rx_at: AtomicU64,
 }
 
 static CELLS: OnceLock<Box<[Cell]>> = OnceLock::new();
@@ -80,6 +83,14 @@ const FRESH_NS: u64 = 20_000;
 /// spin's pace on the tap what it was, while its looks (no system call)
 /// go on in between.
 const SPIN_PACE_NS: u64 = 1_500;
+
+/// How long a queue stays hot after a poll took frames from it, ns (see
+/// [`cold_window`]).
+const HOT_NS: u64 = 1_000_000;
+
+/// How often a caller that only looks polls a cold queue of a port with a
+/// hot one, ns (see [`cold_window`]).
+const COLD_NS: u64 = 50_000;
 
 /// Installs the stacks (once, at start).
 pub fn install(stacks: Vec<(ShimStack, i32)>) -> Result<(), String> {
@@ -103,6 +114,7 @@ pub fn install(stacks: Vec<(ShimStack, i32)>) -> Result<(), String> {
                 bell: bell && rx_fd >= 0,
                 polled_at: AtomicU64::new(0),
                 next_at: AtomicU64::new(0),
+                rx_at: AtomicU64::new(0),
             }
         })
         .collect();
@@ -250,6 +262,9 @@ pub fn poll(q: Q) -> PollResult {
         cell.polled_at.store(t.nanos().max(1), Relaxed);
         cell.next_at
             .store(r.next.map_or(0, |n| n.nanos().max(1)), Relaxed);
+        if r.rx > 0 {
+            cell.rx_at.store(t.nanos().max(1), Relaxed);
+        }
     }
     if !crate::engine::keeper::on_keeper() {
         W.last_drive.store(t.nanos(), Relaxed);
@@ -488,10 +503,12 @@ pub fn poll_unless_fresh(q: Q) -> PollResult {
 }
 
 /// As [`poll`], unless the stack's device is costly and a poll of it
-/// began less than `window` ns ago.
+/// began less than `window` ns ago (or [`cold_window`], if longer).
 fn poll_unless_within(q: Q, window: u64) -> PollResult {
     if let Some(cell) = cells().get(usize::from(q)) {
-        if fresh(cell.costly, cell.polled_at.load(Relaxed), now().nanos(), window) {
+        let t = now().nanos();
+        let window = window.max(cold_window(q, t));
+        if fresh(cell.costly, cell.polled_at.load(Relaxed), t, window) {
             let next = cell.next_at.load(Relaxed);
             return PollResult {
                 next: (next != 0).then(|| accel_stack::Instant::from_nanos(next)),
@@ -500,6 +517,51 @@ fn poll_unless_within(q: Q, window: u64) -> PollResult {
         }
     }
     poll(q)
+}
+
+/// How long a poll of costly queue `q` stands at `now` for a caller that
+/// only looks (a spin, a first look) while the queue is *cold* (no frame
+/// came for `HOT_NS`) and another queue of the port is hot: `COLD_NS`;
+/// else 0. A thread whose traffic is on one queue of several then pays a
+/// system call per poll on that queue alone, as with one queue: an event
+/// loop's spin over two tap queues read each in turn, and rr64 over two
+/// queues made 1.2 `readv`s more a round trip and 10 % fewer round trips
+/// than over one. A frame on the cold queue (a SYN) waits `COLD_NS` at
+/// most, as behind a NIC's interrupt moderation; the queue is hot once it
+/// comes. A sleep on the device hears every queue.
+fn cold_window(q: Q, now: u64) -> u64 {
+    let cells = cells();
+    if cells.len() < 2 {
+        return 0;
+    }
+    let queue = |c: &Cell| (c.costly, c.rx_at.load(Relaxed));
+    cold(usize::from(q), cells.iter().map(queue), now)
+}
+
+/// [`cold_window`] over the port's queues, each (whether costly, when a
+/// poll last took frames from it).
+fn cold(q: usize, queues: impl Iterator<Item = (bool, u64)>, now: u64) -> u64 {
+    let hot = |at: u64| at != 0 && now.saturating_sub(at) < HOT_NS;
+    let (mut mine_cold, mut others_hot) = (false, false);
+    for (i, (costly, at)) in queues.enumerate() {
+        if i == q {
+            mine_cold = costly && !hot(at);
+        } else {
+            others_hot |= hot(at);
+        }
+    }
+    if mine_cold && others_hot {
+        COLD_NS
+    } else {
+        0
+    }
+}
+
+/// Whether [`poll_signalled`] polls a queue: one whose interrupt `spoke`,
+/// one that is not `costly`, one never polled (`polled_at` 0), one whose
+/// timer (`next_at`, 0: none) is due at `now`.
+fn must_poll(costly: bool, spoke: bool, polled_at: u64, next_at: u64, now: u64) -> bool {
+    !costly || spoke || polled_at == 0 || (next_at != 0 && next_at <= now)
 }
 
 /// Whether a poll that began at `polled_at` (0: never) stands at `now`
@@ -528,13 +590,65 @@ pub fn poll_all_spinning() -> PollResult {
 fn poll_each(poll: fn(Q) -> PollResult) -> PollResult {
     let mut all = PollResult::default();
     for q in 0..count() as Q {
-        let r = poll(q);
-        all.rx += r.rx;
-        all.progress |= r.progress;
-        all.next = match (all.next, r.next) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        merge(&mut all, poll(q));
+    }
+    all
+}
+
+/// Adds what one stack's poll did to `all`.
+fn merge(all: &mut PollResult, r: PollResult) {
+    all.rx += r.rx;
+    all.progress |= r.progress;
+    all.next = match (all.next, r.next) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+}
+
+/// The costly stacks whose Rx interrupt ended a sleep on `fds` (what
+/// [`arm_rx_interrupts`] gave, after the sleep), as a mask of queue
+/// pairs; `None` if something else of the device's woke it too (a
+/// forwarding socket, a stranded lane, a bell): see [`poll_signalled`].
+pub fn signalled(fds: &[libc::pollfd]) -> Option<u64> {
+    let cells = cells();
+    mask_of(fds, |fd| cells.iter().position(|c| c.costly && c.rx_fd == fd))
+}
+
+/// The mask of the queues (`queue_of` an fd) whose fds in `fds` spoke;
+/// `None` if an fd that is no queue's spoke.
+fn mask_of(fds: &[libc::pollfd], queue_of: impl Fn(i32) -> Option<usize>) -> Option<u64> {
+    let mut mask = 0u64;
+    for p in fds.iter().filter(|p| p.revents != 0) {
+        mask |= 1u64.checked_shl(u32::try_from(queue_of(p.fd)?).ok()?)?;
+    }
+    Some(mask)
+}
+
+/// After a sleep on every stack's armed Rx interrupt that a waker or the
+/// caller's kernel fds ended: polls the stacks whose interrupt spoke
+/// (`mask`, from [`signalled`]), those whose device is not costly (a
+/// memif bell armed while frames came may stay silent) and those whose
+/// timers are due. The other queues are empty (a tap queue's fd is
+/// level-triggered: what comes after the sleep wakes the next), and a
+/// poll of one is a `readv` that finds nothing; their timers stay due at
+/// their last poll's word. A thread-per-connection server's sleeper read
+/// an empty port queue 0.2 times a round trip when its own lane or waker
+/// woke it, and a sleeper over two queue pairs read both when one spoke.
+pub fn poll_signalled(mask: u64) -> PollResult {
+    let t = now().nanos();
+    let mut all = PollResult::default();
+    for (q, cell) in cells().iter().enumerate() {
+        let next = cell.next_at.load(Relaxed);
+        let spoke = 1u64.checked_shl(q as u32).is_some_and(|b| mask & b != 0);
+        let r = if must_poll(cell.costly, spoke, cell.polled_at.load(Relaxed), next, t) {
+            poll(q as Q)
+        } else {
+            PollResult {
+                next: (next != 0).then(|| accel_stack::Instant::from_nanos(next)),
+                ..PollResult::default()
+            }
         };
+        merge(&mut all, r);
     }
     all
 }
@@ -663,5 +777,55 @@ mod tests {
         // A spinner's window is shorter: 5 us old is stale for it.
         assert!(!fresh(true, t - 5_000, t, SPIN_PACE_NS));
         assert!(fresh(true, t - 1_000, t, SPIN_PACE_NS));
+    }
+
+    #[test]
+    fn a_cold_tap_queue_waits_while_another_is_hot() {
+        let t = 5_000_000_000;
+        let hot = t - 10_000;
+        let cold_since = t - HOT_NS;
+        // Queue 1 cold (its last frame HOT_NS ago), queue 0 hot: 1 waits.
+        let two = [(true, hot), (true, cold_since)];
+        assert_eq!(cold(1, two.into_iter(), t), COLD_NS);
+        assert_eq!(cold(0, two.into_iter(), t), 0);
+        // Never a frame on it counts as cold too.
+        assert_eq!(cold(1, [(true, hot), (true, 0)].into_iter(), t), COLD_NS);
+        // All cold (a quiet port, the first frame after quiet): each is
+        // polled at the caller's pace.
+        assert_eq!(cold(1, [(true, 0), (true, cold_since)].into_iter(), t), 0);
+        // Both hot.
+        assert_eq!(cold(1, [(true, hot), (true, hot)].into_iter(), t), 0);
+        // memif (no system call to poll): never held back.
+        assert_eq!(cold(1, [(false, hot), (false, 0)].into_iter(), t), 0);
+        // One queue: nothing else can be hot.
+        assert_eq!(cold(0, [(true, 0)].into_iter(), t), 0);
+    }
+
+    #[test]
+    fn a_sleeper_polls_the_queues_that_spoke_and_the_due_ones() {
+        let fd = |fd: i32, revents: i16| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents,
+        };
+        let queue_of = |fd: i32| (10..14).contains(&fd).then(|| (fd - 10) as usize);
+        // Queues 1 and 3 spoke.
+        let fds = [fd(10, 0), fd(11, 1), fd(12, 0), fd(13, 1)];
+        assert_eq!(mask_of(&fds, queue_of), Some(0b1010));
+        // Nothing spoke (the waker ended the sleep).
+        assert_eq!(mask_of(&fds[..1], queue_of), Some(0));
+        // Another fd of the device's spoke (a stranded lane): poll all.
+        assert_eq!(mask_of(&[fd(10, 1), fd(20, 1)], queue_of), None);
+        // A queue past the mask's width: poll all.
+        assert_eq!(mask_of(&[fd(99, 1)], |_| Some(64)), None);
+        let t = 5_000_000_000;
+        // A tap queue that did not speak, with its timer ahead: skipped.
+        assert!(!must_poll(true, false, t - 1_000, t + 1_000, t));
+        assert!(!must_poll(true, false, t - 1_000, 0, t));
+        // Its timer due, or it spoke, or never polled, or memif: polled.
+        assert!(must_poll(true, false, t - 1_000, t, t));
+        assert!(must_poll(true, true, t - 1_000, 0, t));
+        assert!(must_poll(true, false, 0, 0, t));
+        assert!(must_poll(false, false, t - 1_000, 0, t));
     }
 }

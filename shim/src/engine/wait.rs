@@ -279,15 +279,11 @@ fn drive_inner<R>(
     // The lane woke the last sleep; when the spinner last read it.
     let mut lane_due = false;
     let mut lane_read_at = 0u64;
-    // The sleeper's last sleep, on a tap with lanes, ended with the port's
-    // queue quiet (its lane or its waker woke it): the queue holds nothing
-    // new, and its next poll is skipped (a `readv` that finds it empty:
-    // 0.2 per round trip of the threaded echo at 10 connections, 0.4 at
-    // 4). Its timers stay due at
-    // `next_timer`, from the last poll. (A tap queue's fd is
-    // level-triggered; a memif bell armed while frames came may stay
-    // silent, so a sleep on one is always followed by a poll.)
-    let mut device_quiet = false;
+    // The sleeper's last sleep, every Rx interrupt armed, ended by its
+    // waker or the caller's fds: the stacks whose interrupt spoke
+    // (`stacks::poll_signalled` polls those, and skips the tap queues that
+    // hold nothing new).
+    let mut device_signalled: Option<u64> = None;
     let mut next_timer: Option<Instant> = None;
     loop {
         if std::mem::take(&mut lane_due) {
@@ -310,17 +306,18 @@ fn drive_inner<R>(
         // A thread with a lane does not poll as it enters: its frames come
         // to the lane, which its sleep hears (the port's queue has a
         // sleeper of its own).
-        let quiet = std::mem::take(&mut device_quiet);
-        let drive = roles.spinner
-            || (roles.sleeper && !quiet)
-            || (first && lane.is_none() && !W.spinning.load(Relaxed));
+        let signalled = device_signalled.take();
+        let drive = roles.spinner || roles.sleeper || (first && lane.is_none() && !W.spinning.load(Relaxed));
         first = false;
         // The devices are polled without the sockets' lock; `look` hands
         // out what they signalled under it, before it looks.
         let res = if drive && roles.spinner {
             stats::as_driver(Driver::Spin, stacks::poll_all_spinning)
         } else if drive && roles.sleeper {
-            stats::as_driver(Driver::Sleep, stacks::poll_all)
+            stats::as_driver(Driver::Sleep, || match signalled {
+                Some(mask) => stacks::poll_signalled(mask),
+                None => stacks::poll_all(),
+            })
         } else if drive {
             // A thread entering: the call that brought it here has just
             // polled, as a rule (see `poll_unless_fresh`); the stack it
@@ -423,10 +420,9 @@ fn drive_inner<R>(
             let woke = unsafe { parker.park_poll(&mut fds, Some(wait), mask) };
             let device = fds.get(..own).unwrap_or_default();
             stacks::slept(device);
-            device_quiet = lane.is_some()
-                && armed
-                && matches!(woke, Ok(Woke::Notified | Woke::Fds))
-                && device.iter().all(|p| p.revents == 0);
+            device_signalled = (armed && matches!(woke, Ok(Woke::Notified | Woke::Fds)))
+                .then(|| stacks::signalled(device))
+                .flatten();
             woke
         } else if extra.is_empty() && mask.is_null() && lane.is_none() {
             own = 0;
