@@ -122,15 +122,25 @@ pub struct KernelLooks {
 impl KernelLooks {
     /// Whether this look asks the kernel.
     pub fn due(&self) -> bool {
+        self.due_at(now().nanos())
+    }
+
+    /// Whether a look at `now` asks the kernel.
+    fn due_at(&self, now: u64) -> bool {
         self.quiet_since == 0
             || KERNEL_WOKE.try_with(|k| k.get()).unwrap_or(true)
-            || Self::stale(self.quiet_since, now().nanos())
+            || Self::stale(self.quiet_since, now)
     }
 
     /// What the kernel answered: something was `ready` (or the call
     /// failed: ask again next time).
     pub fn answered(&mut self, ready: bool) {
-        self.quiet_since = if ready { 0 } else { now().nanos().max(1) };
+        self.answered_at(ready, now().nanos());
+    }
+
+    /// What the kernel answered at `now`.
+    fn answered_at(&mut self, ready: bool, now: u64) {
+        self.quiet_since = if ready { 0 } else { now.max(1) };
     }
 
     /// Whether a "nothing ready" of `quiet_since` is too old at `now`.
@@ -636,14 +646,17 @@ mod tests {
         assert!(!KernelLooks::stale(t + 1_000, t));
         // The first look asks; after "something" the next asks too; after
         // "nothing" it does not, unless the kernel fds woke the sleep.
+        // (At fixed times: a thread of a loaded machine may be off its
+        // CPU for longer than KERNEL_RECHECK_NS between two clock reads.)
         let mut k = KernelLooks::default();
-        assert!(k.due());
-        k.answered(true);
-        assert!(k.due());
-        k.answered(false);
-        assert!(!k.due());
+        assert!(k.due_at(t));
+        k.answered_at(true, t);
+        assert!(k.due_at(t + 1_000));
+        k.answered_at(false, t);
+        assert!(!k.due_at(t + 1_000));
+        assert!(k.due_at(t + KERNEL_RECHECK_NS));
         super::KERNEL_WOKE.with(|w| w.set(true));
-        assert!(k.due());
+        assert!(k.due_at(t + 1_000));
         super::KERNEL_WOKE.with(|w| w.set(false));
     }
 
