@@ -8,7 +8,7 @@
 //! | `ACCEL_MAC` | the interface's MAC (`02:00:00:00:00:01`) | the device's own |
 //! | `ACCEL_SPIN_US` | how long a waiting thread polls the device before sleeping, µs | 50 |
 //! | `ACCEL_KEEPER_US` | a worker nobody drove for this long is driven by the keeper thread, µs | 1000 |
-//! | `ACCEL_QUEUES` | queue pairs of the port, one stack each, 1 to 64 | 1 |
+//! | `ACCEL_QUEUES` | queue pairs of the port, one stack each, 1 to 64; `auto`: one per CPU (at most 4) on net_tap for a program with several threads as its stack starts, else 1 | `auto` |
 //! | `ACCEL_LANES` | on net_tap with one queue pair: queues of the TAP interface for the waiting threads of a program with several, one each (`engine::lanes`), 0 to 200 | 64 |
 //! | `ACCEL_LOSS` | drop this share of the frames received and sent, like a lossy link (tests, soak) | 0 |
 //! | `ACCEL_STATS_FILE` | write the engine's counters there every second, one JSON object per line | none |
@@ -149,7 +149,8 @@ pub struct Config {
     /// undriven worker.
     pub keeper_us: u32,
     /// `ACCEL_QUEUES`: queue pairs (and stacks) to open the port with; 0
-    /// (unset): one.
+    /// (unset, or `auto`): one per CPU on net_tap for a program with
+    /// threads as its stack starts, else one (`worker::queues_wanted`).
     pub queues: u16,
     /// `ACCEL_LANES`: on net_tap, queues of the TAP interface opened for
     /// the program's waiting threads, one each (`engine::lanes`); 0: none.
@@ -275,8 +276,11 @@ impl Config {
         }) {
             c.keeper_us = v;
         }
-        let expected = "a number of queue pairs from 1 to 64";
-        if let Some(v) = env.read("ACCEL_QUEUES", expected, "1", |v| {
+        let expected = "a number of queue pairs from 1 to 64, or auto";
+        if let Some(v) = env.read("ACCEL_QUEUES", expected, "auto", |v| {
+            if v.eq_ignore_ascii_case(b"auto") {
+                return Some(0);
+            }
             parse_u32(v).filter(|&n| (1..=64).contains(&n))
         }) {
             c.queues = v as u16;
@@ -573,6 +577,10 @@ mod tests {
         assert!(reports
             .iter()
             .any(|r| r == "ACCEL_SPIN_US=\"-5\": expected a whole number of microseconds; using 50"));
+        assert!(reports.iter().any(|r| r
+            == "ACCEL_QUEUES=\"65\": expected a number of queue pairs from 1 to 64, or auto; using auto"));
+        let (auto, none) = parse(&[("ACCEL_QUEUES", "Auto")]);
+        assert_eq!((auto.queues, none.len()), (0, 0));
         assert!(reports
             .iter()
             .any(|r| r.starts_with("ACCEL_FALLBACK=\"panic\"") && r.ends_with("using kernel")));

@@ -186,12 +186,15 @@ pub unsafe extern "C" fn __libc_start_main(
     unsafe { real(main, argc, argv, init, fini, rtld_fini, stack_end) }
 }
 
-/// `ACCEL_QUEUES` as shown (unset: 1).
+/// `ACCEL_QUEUES` as shown (unset: `auto`, see `worker::queues_wanted`).
 struct Queues(u16);
 
 impl fmt::Display for Queues {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.max(1))
+        match self.0 {
+            0 => write!(f, "auto"),
+            n => write!(f, "{n}"),
+        }
     }
 }
 
@@ -352,7 +355,7 @@ mod tests {
         let line = Summary(&Config::DEFAULT).to_string();
         assert_eq!(
             line,
-            "ip=none (every socket stays in the kernel) gw=none mac=device spin_us=50 keeper_us=1000 queues=1 \
+            "ip=none (every socket stays in the kernel) gw=none mac=device spin_us=50 keeper_us=1000 queues=auto \
              fallback=Kernel log=warn"
         );
     }

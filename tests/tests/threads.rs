@@ -60,19 +60,28 @@ const TAP_MAX_QUEUES: u8 = 4;
 fn leg_name(leg: Leg, queues: u8) -> String {
     match (leg, queues) {
         (Leg::Kernel, _) => "kernel".into(),
+        (_, 0) => "accel_auto".into(),
         (_, 1) => "accel".into(),
         (_, q) => format!("accel_{q}q"),
     }
 }
 
-/// The placement of a leg.
+/// The placement of a leg: `queues` queue pairs, 0 for the default
+/// (`ACCEL_QUEUES` unset: one per CPU for a program with threads).
 fn place(net: &mut TapNet, leg: Leg, queues: u8) -> Place {
     let p = net.place(leg);
-    if leg == Leg::Accel && queues > 1 {
+    if leg == Leg::Accel && queues > 0 {
         p.with_env("ACCEL_QUEUES", &queues.to_string())
     } else {
         p
     }
+}
+
+/// The queue pairs the shim opens a tap with, unset, for a program that
+/// has threads when its stack starts: one per CPU, at most 4.
+fn auto_queues() -> u8 {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cpus.min(usize::from(TAP_MAX_QUEUES)) as u8
 }
 
 /// Stops `server` with `sig` (so that the shim writes its exit line); its
@@ -309,7 +318,10 @@ fn memcached_with_1_2_and_4_threads_stores_and_returns_every_key() {
     let port = MEMCACHED_PORT.to_string();
     for threads in ["1", "2", "4"] {
         let items = dataset(10_000, 64 << 10, 11 + threads.len() as u64);
-        for (leg, queues) in LEGS {
+        // With 4 threads, also the default: memcached starts its threads
+        // before it listens, and gets a queue pair per CPU.
+        let auto = (threads == "4").then_some((Leg::Accel, 0));
+        for (leg, queues) in LEGS.into_iter().chain(auto) {
             let name = leg_name(leg, queues);
             let dir = scratch.join(&format!("{name}-{threads}"));
             std::fs::create_dir_all(&dir).unwrap();
@@ -339,6 +351,18 @@ fn memcached_with_1_2_and_4_threads_stores_and_returns_every_key() {
             let rps = memcached_parallel(&net.clients, addr, &items, 4);
             measured(test, &format!("{name}_t{threads}_rps"), rps, "req/s");
             assert!(!server.exited(), "memcached died: {}", server.report());
+            let queues = if leg == Leg::Accel && queues == 0 {
+                let n = auto_queues();
+                let log = server.accel_log();
+                assert!(
+                    n < 2 || log.contains(&format!("ACCEL_QUEUES=auto: {n} queue pairs, one per CPU")),
+                    "{}",
+                    server.report()
+                );
+                n
+            } else {
+                queues
+            };
             if queues > 1 {
                 // 4 flows all land on one of 2 queues one time in 8: 32
                 // more make that one in 2^31.

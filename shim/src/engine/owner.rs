@@ -25,13 +25,16 @@
 //!    are attached before the reply (frames that come before the process
 //!    polls wait in the queue), with their descriptors. If fewer are free,
 //!    the process waits, first come first, until others leave (an nginx
-//!    reload's new workers, while the old ones finish), 20 s at most. When a process's
-//!    connection ends (exit, crash, `SIGKILL`: the kernel closes it; the
-//!    reaper holds a copy until it has reset the connections), its queues
-//!    are detached and free again. The last attached queue stays attached
-//!    (the kernel refuses to detach it). `take N PID lanes=M` also asks
-//!    for lanes: a process that takes one queue pair and is alone on the
-//!    port gets them (their descriptors follow the queue's), and holds
+//!    reload's new workers, while the old ones finish), 20 s at most.
+//!    `take N PID upto` (a process that did not set `ACCEL_QUEUES`) gets
+//!    as many of the N as are free, at most half the port's, so that
+//!    processes that come later find some; it waits only if none is
+//!    free, for one. When a process's connection ends (exit, crash,
+//!    `SIGKILL`: the kernel closes it; the reaper holds a copy until it
+//!    has reset the connections), its queues are detached and free again.
+//!    The last attached queue stays attached (the kernel refuses to detach
+//!    it). `take N PID lanes=M` also asks for lanes: a process alone on
+//!    the port gets them (their descriptors follow the queues'), and holds
 //!    them until it leaves, when they are detached again. A process that
 //!    comes to share the port with it ends the lanes' steering program
 //!    (which sends every frame of no lane to the holder's queue).
@@ -76,6 +79,13 @@ pub fn queues_for(vdev: &str, want: u16, setting: &str) -> u16 {
         return TAP_MAX_QUEUES;
     }
     want.max(1)
+}
+
+/// How many queue pairs `take N PID upto` gets with `free` of the port's
+/// `port` free: what is free, at most half the port's, and one (waited
+/// for) if none is.
+fn upto_count(n: usize, free: usize, port: usize) -> usize {
+    n.min(free).min(port.div_ceil(2)).max(1)
 }
 
 /// A process holding queue pairs.
@@ -539,16 +549,36 @@ impl Port {
         };
         let n: usize = n.parse().map_err(|_| "a bad count")?;
         c.pid = pid.parse().map_err(|_| "a bad pid")?;
-        c.lanes = match words.next().map(|w| w.strip_prefix("lanes=")) {
-            None => 0,
-            Some(Some(m)) => m.parse().map_err(|_| "a bad lane count")?,
-            Some(None) => return Err("not a request".into()),
-        };
+        c.lanes = 0;
+        // `upto`: as many of the n as are free, one at least (a process
+        // that did not set ACCEL_QUEUES).
+        let mut upto = false;
+        for w in words {
+            match w.strip_prefix("lanes=") {
+                Some(m) => c.lanes = m.parse().map_err(|_| "a bad lane count")?,
+                None if w == "upto" => upto = true,
+                None => return Err("not a request".into()),
+            }
+        }
         if !c.queues.is_empty() || c.waiting.is_some() {
             return Err("this process holds queue pairs already".into());
         }
         if n == 0 {
             return Err("0 queue pairs asked".into());
+        }
+        if upto {
+            let n = upto_count(n, self.free(n).len(), self.held.len());
+            if self.free(n).len() < n {
+                log!(
+                    info,
+                    "port owner: process {} waits for a queue pair (none of {} free)",
+                    c.pid,
+                    self.held.len()
+                );
+                c.waiting = Some((n, Instant::now()));
+                return Ok(());
+            }
+            return self.grant(c, n);
         }
         if n > self.held.len() {
             // As a port of its own would be opened: with what there is.
@@ -693,7 +723,7 @@ impl Port {
 
     /// How many lanes `c`, just granted its queue pairs, gets along with
     /// them (`fds` descriptors go already): those it asked for, if it is
-    /// alone on the port with one queue pair and nobody holds the lanes.
+    /// alone on the port and nobody holds the lanes.
     /// A process that comes to share the port with the lanes' holder ends
     /// their steering program, which would send it no frame (every frame
     /// of no lane goes to the holder's queue): the lanes go on with the
@@ -825,6 +855,20 @@ mod tests {
         assert_eq!(queues_for(tap, 0, "ACCEL_QUEUES"), 1);
         // memif has no such limit.
         assert_eq!(queues_for("net_memif0,role=server", 8, "ACCEL_QUEUES"), 8);
+    }
+
+    #[test]
+    fn a_process_that_did_not_set_its_queues_takes_what_is_free_up_to_half() {
+        // Two of four, all free: two.
+        assert_eq!(upto_count(2, 4, 4), 2);
+        // One free: one; none: one, waited for.
+        assert_eq!(upto_count(2, 1, 4), 1);
+        assert_eq!(upto_count(2, 0, 4), 1);
+        // Four asked of four: half, the rest for those who come later.
+        assert_eq!(upto_count(4, 4, 4), 2);
+        // A port of one queue pair, or three.
+        assert_eq!(upto_count(2, 1, 1), 1);
+        assert_eq!(upto_count(4, 3, 3), 2);
     }
 
     #[test]

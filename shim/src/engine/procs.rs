@@ -36,7 +36,7 @@
 //! the reply to a request comes in on one queue only.
 //!
 //! The protocol is one request and one reply, text in `SOCK_SEQPACKET`
-//! messages: `take N PID [lanes=M]`; `ok port=P pool=M prefix=F
+//! messages: `take N PID [lanes=M] [upto]`; `ok port=P pool=M prefix=F
 //! queues=T take=Q1,Q2 secret=HEX [lanes=K pi=0|1 steer=0|1]` with, on a
 //! net_tap port, each queue's descriptor (`SCM_RIGHTS`: the process polls
 //! it for frames, and the reaper writes its resets there), then the K
@@ -880,17 +880,21 @@ pub struct Attached {
     pub steer_fds: Option<(i32, i32)>,
 }
 
-/// Attaches this process to the port of `vdev` with `want` queue pairs,
-/// starting its owner if there is none, and asks for `lanes` lanes (see
-/// `engine::lanes`; the owner gives them to a process alone on the port);
-/// see the module documentation.
-pub fn attach(vdev: &str, want: u16, lanes: u16, cpu: usize) -> Result<Attached, String> {
+/// Attaches this process to the port of `vdev` with `want` queue pairs
+/// (`upto`: as many as are free, one at least), starting its owner if
+/// there is none, and asks for `lanes` lanes (see `engine::lanes`; the
+/// owner gives them to a process alone on the port); see the module
+/// documentation.
+pub fn attach(vdev: &str, want: u16, upto: bool, lanes: u16, cpu: usize) -> Result<Attached, String> {
     let key = key(vdev);
     let name = control_name(key);
     let fd = connect_or_start(&name)?;
     let mut request = format!("take {want} {}", sys::getpid());
     if lanes > 0 {
         request.push_str(&format!(" lanes={lanes}"));
+    }
+    if upto {
+        request.push_str(" upto");
     }
     let got = send_msg(fd, request.as_bytes(), &[]).and_then(|()| {
         let mut buf = [0u8; MSG_MAX];

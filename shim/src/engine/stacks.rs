@@ -2,11 +2,12 @@
 //! own lock, so that threads working on connections of different queues
 //! do not wait for each other.
 //!
-//! The port is opened with `ACCEL_QUEUES` queue pairs (default one); each
-//! gets a stack with the same address and MAC. (Measured on two cores, a
-//! thread-per-connection server over two queues made 6-16 % fewer round
-//! trips than over one on net_tap and 0-4 % fewer on memif; memcached -t 4
-//! on net_tap served 15 % more: README, "Threads and queues".) A
+//! The port is opened with `ACCEL_QUEUES` queue pairs (unset: on net_tap
+//! one per CPU for a program with threads as its stack starts, else one:
+//! `worker::queues_wanted`); each gets a stack with the same address and
+//! MAC. (Measured on two cores: memcached -t 4 on net_tap served 28 % more
+//! over two than over one, and a thread-per-connection server as many:
+//! README, "Threads and queues".) A
 //! connection lives on the stack of the queue its flow arrives on, for
 //! life (the device's flow steering decides:
 //! net_tap learns from what we send which queue a flow is on, memif's queue

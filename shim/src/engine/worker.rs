@@ -331,12 +331,14 @@ fn start() -> Result<(String, Eal), String> {
     let mut secret = None;
     let lanes;
     let shared: Option<(u16, Vec<i32>)>;
+    let want = queues_wanted(cfg.queues, vdev);
     let attached = if multi_process(cfg, vdev)? {
         // Lanes on net_tap (the owner gives them to a process alone on the
         // port).
         let tap = netns::tap_iface(vdev).is_some() || vdev.starts_with("net_tap");
         let lanes = if tap { cfg.lanes } else { 0 };
-        match crate::engine::procs::attach(vdev, cfg.queues.max(1), lanes, first_cpu()) {
+        // Unset, the count is a wish: what is free, one at least.
+        match crate::engine::procs::attach(vdev, want, cfg.queues == 0, lanes, first_cpu()) {
             Ok(a) => Some(a),
             Err(why) if cfg.procs == crate::config::Procs::Auto && !crate::engine::procs::attached() => {
                 log!(info, "ACCEL_PROCS=auto: one process on the port ({why})");
@@ -362,9 +364,7 @@ fn start() -> Result<(String, Eal), String> {
     } else {
         shared = None;
         eal = Eal::init(&args).map_err(|e| format!("DPDK did not start ({}): {e}", args.join(" ")))?;
-        // One queue pair unless asked for more (see `stacks`: on net_tap
-        // more queues cost more, and on two cores one stack is as fast).
-        let want = crate::engine::owner::queues_for(vdev, cfg.queues, "ACCEL_QUEUES");
+        let want = crate::engine::owner::queues_for(vdev, want, "ACCEL_QUEUES");
         let dpdk = DpdkConfig {
             rx_queues: want,
             tx_queues: want,
@@ -532,6 +532,62 @@ fn given_lanes(a: &crate::engine::procs::Attached) -> String {
     }
 }
 
+/// The queue pairs to open the port with: `ACCEL_QUEUES` (`set`), or,
+/// unset (0), on net_tap one per CPU (net_tap's most at most) if the
+/// program has several threads as its stack starts, else one. A program
+/// that starts its workers before its first socket (memcached's `-t N`, a
+/// pool of event loops) gets a stack (a lock) per core, which its threads
+/// share the calls of; a single-threaded event loop, or a server that
+/// starts a thread per connection once it listens (each thread's
+/// connection then has a lane), pays nothing for more stacks, and gets
+/// one. Other devices get one: memif's threaded servers are faster than
+/// the kernel with one, and its peer must open as many (README, "Threads
+/// and queues").
+fn queues_wanted(set: u16, vdev: &str) -> u16 {
+    if set > 0 {
+        return set;
+    }
+    let tap = netns::tap_iface(vdev).is_some() || vdev.starts_with("net_tap");
+    let threads = threads_now();
+    let n = auto_queues(tap, threads, cpus());
+    if n > 1 {
+        log!(
+            info,
+            "ACCEL_QUEUES=auto: {n} queue pairs, one per CPU (the program has {} threads as its stack starts)",
+            threads.unwrap_or(0)
+        );
+    }
+    n
+}
+
+/// [`queues_wanted`]'s rule: on a tap, with `threads` (if known) above
+/// one, one per CPU up to net_tap's most; else one.
+fn auto_queues(tap: bool, threads: Option<u32>, cpus: u32) -> u16 {
+    if tap && threads.is_some_and(|t| t > 1) {
+        (cpus.min(u32::from(crate::engine::owner::TAP_MAX_QUEUES)) as u16).max(1)
+    } else {
+        1
+    }
+}
+
+/// The threads of this process now (`/proc/self/stat`), if it can be read.
+fn threads_now() -> Option<u32> {
+    let fd = sys::open(c"/proc/self/stat", libc::O_RDONLY | libc::O_CLOEXEC, 0).ok()?;
+    let mut buf = [0u8; 1024];
+    let n = sys::read(fd, &mut buf);
+    sys::close(fd);
+    stat_threads(buf.get(..n.ok()?)?)
+}
+
+/// The thread count in the text of a `/proc/PID/stat` (its 20th field;
+/// the second, the command's name in parentheses, may hold spaces and
+/// parentheses itself).
+fn stat_threads(stat: &[u8]) -> Option<u32> {
+    let after = stat.get(stat.iter().rposition(|&b| b == b')')? + 1..)?;
+    let text = std::str::from_utf8(after).ok()?;
+    text.split_ascii_whitespace().nth(17)?.parse().ok()
+}
+
 /// How many CPUs the calling thread may run on (at least 1).
 pub fn cpus() -> u32 {
     // SAFETY: an all-zero cpu_set_t is the empty set; sched_getaffinity
@@ -606,6 +662,31 @@ pub fn after_fork_in_child() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unset_a_tap_gets_a_queue_pair_per_cpu_for_a_program_with_threads() {
+        let tap = true;
+        assert_eq!(auto_queues(tap, Some(9), 2), 2);
+        assert_eq!(
+            auto_queues(tap, Some(9), 16),
+            crate::engine::owner::TAP_MAX_QUEUES
+        );
+        // One thread, or unknown, or memif: one.
+        assert_eq!(auto_queues(tap, Some(1), 2), 1);
+        assert_eq!(auto_queues(tap, None, 2), 1);
+        assert_eq!(auto_queues(!tap, Some(9), 2), 1);
+        // Set, it is what was set.
+        assert_eq!(queues_wanted(3, "net_memif0"), 3);
+    }
+
+    #[test]
+    fn the_thread_count_is_read_past_the_commands_name() {
+        let stat = b"4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 7 0 123 4096 300 18446744073709551615";
+        assert_eq!(stat_threads(stat), Some(7));
+        assert_eq!(stat_threads(b"4242 (short) S 1"), None);
+        // This test's own process has the test harness's threads, one at least.
+        assert!(threads_now().is_some_and(|t| t >= 1));
+    }
 
     #[test]
     fn eal_arguments_name_their_port() {
