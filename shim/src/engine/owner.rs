@@ -566,20 +566,12 @@ impl Port {
         if n == 0 {
             return Err("0 queue pairs asked".into());
         }
-        if upto {
-            let n = upto_count(n, self.free(n).len(), self.held.len());
-            if self.free(n).len() < n {
-                log!(
-                    info,
-                    "port owner: process {} waits for a queue pair (none of {} free)",
-                    c.pid,
-                    self.held.len()
-                );
-                c.waiting = Some((n, Instant::now()));
-                return Ok(());
-            }
-            return self.grant(c, n);
-        }
+        // Without ACCEL_QUEUES: what is free (waited for below if none is).
+        let n = if upto {
+            upto_count(n, self.free(n).len(), self.held.len())
+        } else {
+            n
+        };
         if n > self.held.len() {
             // As a port of its own would be opened: with what there is.
             log!(
