@@ -66,6 +66,18 @@ pub struct Cell {
     rx_at: AtomicU64,
 }
 
+impl Cell {
+    /// What a skipped poll returns: nothing taken in, the timer of the
+    /// last poll.
+    fn last_word(&self) -> PollResult {
+        let next = self.next_at.load(Relaxed);
+        PollResult {
+            next: (next != 0).then(|| accel_stack::Instant::from_nanos(next)),
+            ..PollResult::default()
+        }
+    }
+}
+
 static CELLS: OnceLock<Box<[Cell]>> = OnceLock::new();
 
 /// How often a thread that polls without sleeping reads the forwarding
@@ -506,15 +518,11 @@ pub fn poll_unless_fresh(q: Q) -> PollResult {
 /// As [`poll`], unless the stack's device is costly and a poll of it
 /// began less than `window` ns ago (or [`cold_window`], if longer).
 fn poll_unless_within(q: Q, window: u64) -> PollResult {
-    if let Some(cell) = cells().get(usize::from(q)) {
+    if let Some(cell) = cells().get(usize::from(q)).filter(|c| c.costly) {
         let t = now().nanos();
         let window = window.max(cold_window(q, t));
         if fresh(cell.costly, cell.polled_at.load(Relaxed), t, window) {
-            let next = cell.next_at.load(Relaxed);
-            return PollResult {
-                next: (next != 0).then(|| accel_stack::Instant::from_nanos(next)),
-                ..PollResult::default()
-            };
+            return cell.last_word();
         }
     }
     poll(q)
@@ -644,10 +652,7 @@ pub fn poll_signalled(mask: u64) -> PollResult {
         let r = if must_poll(cell.costly, spoke, cell.polled_at.load(Relaxed), next, t) {
             poll(q as Q)
         } else {
-            PollResult {
-                next: (next != 0).then(|| accel_stack::Instant::from_nanos(next)),
-                ..PollResult::default()
-            }
+            cell.last_word()
         };
         merge(&mut all, r);
     }
