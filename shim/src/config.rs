@@ -8,6 +8,7 @@
 //! | `ACCEL_MAC` | the interface's MAC (`02:00:00:00:00:01`) | the device's own |
 //! | `ACCEL_SPIN_US` | how long a waiting thread polls the device before sleeping, µs | 50 |
 //! | `ACCEL_KEEPER_US` | a worker nobody drove for this long is driven by the keeper thread, µs | 1000 |
+//! | `ACCEL_TX_STINT_US` | on net_tap: how long a thread sends frames the others staged before it hands them to the relay thread (`engine::relay`), µs; 0: the relay sends them all | 200 |
 //! | `ACCEL_QUEUES` | queue pairs of the port, one stack each, 1 to 64; `auto`: one per CPU (at most 4) on net_tap for a program with several threads as its stack starts, else 1 | `auto` |
 //! | `ACCEL_LANES` | on net_tap with one queue pair: queues of the TAP interface for the waiting threads of a program with several, one each (`engine::lanes`), 0 to 200 | 64 |
 //! | `ACCEL_LOSS` | drop this share of the frames received and sent, like a lossy link (tests, soak) | 0 |
@@ -148,6 +149,10 @@ pub struct Config {
     /// `ACCEL_KEEPER_US`: microseconds after which the keeper drives an
     /// undriven worker.
     pub keeper_us: u32,
+    /// `ACCEL_TX_STINT_US`: microseconds a program thread sends the frames
+    /// others staged before it hands them to the relay thread
+    /// (`engine::device`, `engine::relay`).
+    pub tx_stint_us: u32,
     /// `ACCEL_QUEUES`: queue pairs (and stacks) to open the port with; 0
     /// (unset, or `auto`): one per CPU on net_tap for a program with
     /// threads as its stack starts, else one (`worker::queues_wanted`).
@@ -226,6 +231,7 @@ impl Config {
         mac: None,
         spin_us: 50,
         keeper_us: 1000,
+        tx_stint_us: 200,
         queues: 0,
         lanes: 64,
         loss_ppm: 0,
@@ -275,6 +281,10 @@ impl Config {
             parse_u32(v).filter(|&us| us > 0)
         }) {
             c.keeper_us = v;
+        }
+        let expected = "a whole number of microseconds";
+        if let Some(v) = env.read("ACCEL_TX_STINT_US", expected, "200", parse_u32) {
+            c.tx_stint_us = v;
         }
         let expected = "a number of queue pairs from 1 to 64, or auto";
         if let Some(v) = env.read("ACCEL_QUEUES", expected, "auto", |v| {
@@ -493,6 +503,7 @@ mod tests {
             ("ACCEL_MAC", "02:00:00:AB:cd:01"),
             ("ACCEL_SPIN_US", "0"),
             ("ACCEL_KEEPER_US", "250"),
+            ("ACCEL_TX_STINT_US", "0"),
             ("ACCEL_QUEUES", "3"),
             ("ACCEL_LANES", "32"),
             ("ACCEL_LOSS", "0.01"),
@@ -533,6 +544,7 @@ mod tests {
         assert_eq!(config.gateway, Some(Ipv4Addr::new(198, 18, 0, 1)));
         assert_eq!(config.mac, Some([2, 0, 0, 0xab, 0xcd, 1]));
         assert_eq!((config.spin_us, config.keeper_us, config.queues), (0, 250, 3));
+        assert_eq!(config.tx_stint_us, 0);
         assert_eq!(config.lanes, 32);
         assert_eq!(config.loss_ppm, 10_000);
         assert_eq!(config.stats_file.as_bytes(), b"/tmp/accel.stats");
@@ -549,6 +561,7 @@ mod tests {
             ("ACCEL_MAC", "01:00:5e:00:00:01"),
             ("ACCEL_SPIN_US", "-5"),
             ("ACCEL_KEEPER_US", "0"),
+            ("ACCEL_TX_STINT_US", "-1"),
             ("ACCEL_QUEUES", "65"),
             ("ACCEL_LANES", "201"),
             ("ACCEL_LOSS", "0.6"),
@@ -560,7 +573,7 @@ mod tests {
             ("ACCEL_FLIGHT_DIR", &"d".repeat(200)),
         ]);
         assert_eq!(config, Config::DEFAULT);
-        assert_eq!(reports.len(), 14, "{reports:?}");
+        assert_eq!(reports.len(), 15, "{reports:?}");
         assert!(reports
             .iter()
             .any(|r| r == "ACCEL_PROCS=\"many\": expected single, multi or auto; using single"));

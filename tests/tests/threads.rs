@@ -29,8 +29,10 @@
 //! must have carried the frames, both ways, each to its flow's stack (few
 //! handed over between stacks); the echo server runs once more as one
 //! process alone on its tap (`ACCEL_PROCS=single`: it opens its lanes
-//! itself), with one queue pair and with two, and once without lanes
-//! (`ACCEL_LANES=0`: the port's queue and its sleeper for every thread).
+//! itself), with one queue pair and with two, once without lanes
+//! (`ACCEL_LANES=0`: the port's queue and its sleeper for every thread),
+//! and once with `ACCEL_TX_STINT_US=0`, where the relay thread
+//! (`engine::relay`) sends every frame the threads stage.
 //!
 //! Ports: 17101 (echo), 17102 (memcached), 17103 (redis), 17104
 //! (reuseport echo).
@@ -139,13 +141,13 @@ fn stacks_served(line: &str, queues: u8) {
 /// for, which it took modulo their number: queue 0, a port's queue, and
 /// 38-108 segments a run were handed over. Its connections are now
 /// unrouted around the detach: 0-1.)
-fn lanes_carried(server: &mut Proc, lanes: bool, queues: u8) {
+fn lanes_carried(server: &mut Proc, lanes: bool, queues: u8) -> String {
     let (log, line) = stopped_exit_line(server, libc::SIGTERM);
     println!("{}: {line}", server.name);
     stacks_served(&line, queues);
     if !lanes {
         assert!(!line.contains("lane_rx="), "lanes, though ACCEL_LANES=0: {line}");
-        return;
+        return line;
     }
     let one = |key: &str| -> u64 {
         *counts(&line, key)
@@ -170,6 +172,7 @@ fn lanes_carried(server: &mut Proc, lanes: bool, queues: u8) {
         "no steering: {}",
         server.report()
     );
+    line
 }
 
 /// Stores and fetches `items` over `conns` connections at once (each its
@@ -209,6 +212,7 @@ fn a_thread_per_connection_server_serves_10_and_200_connections() {
         (Leg::Accel, 1, "single"),
         (Leg::Accel, 2, "single"),
         (Leg::Accel, 1, "nolanes"),
+        (Leg::Accel, 1, "relay"),
     ];
     for (leg, queues, variant) in legs.chain(more) {
         let name = match variant {
@@ -229,6 +233,7 @@ fn a_thread_per_connection_server_serves_10_and_200_connections() {
                     .with_env("ECHO_CLOSE_OTHER_FDS", "1")
             }
             "nolanes" => place = place.with_env("ACCEL_LANES", "0"),
+            "relay" => place = place.with_env("ACCEL_TX_STINT_US", "0"),
             _ => {}
         }
         let mut server = Proc::spawn(
@@ -299,7 +304,12 @@ fn a_thread_per_connection_server_serves_10_and_200_connections() {
             );
         }
         if leg == Leg::Accel {
-            lanes_carried(&mut server, variant != "nolanes", queues.min(TAP_MAX_QUEUES));
+            let line = lanes_carried(&mut server, variant != "nolanes", queues.min(TAP_MAX_QUEUES));
+            if variant == "relay" {
+                // With a stint of 0, every flush hands its frames over.
+                let relayed: u64 = counts(&line, "hand_overs=").iter().sum();
+                assert!(relayed > 0, "nothing was handed to the relay: {line}");
+            }
         }
         drop(server);
         net.clear();

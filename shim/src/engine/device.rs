@@ -21,6 +21,16 @@
 //! server each sending a reply spent 15 % of their futex calls queueing
 //! on this lock, a sleep and a wake-up each, behind a `writev`.)
 //!
+//! But a program thread's stint as the holder is bounded: after
+//! `ACCEL_TX_STINT_US` (200 µs), if frames are still coming, it lets go
+//! and hands them to the relay thread ([`crate::engine::relay`]), which
+//! holds on for as long as they come. Without the bound, one thread of such a server wrote
+//! everyone's replies, a `writev` each in which the kernel runs the peer's
+//! receive and often hands the core to it: it could not keep up with the
+//! others' staging, never got out, and its own connection waited. Python's
+//! thread-per-connection echo over 10 connections had round trips of
+//! 20-70 ms, one connection at a time.
+//!
 //! Routes: on net_tap, a connection routed to a lane
 //! ([`crate::engine::lanes`]) has its frames written on the lane instead
 //! of the queue pair's transmit queue, so that the kernel sends the flow's
@@ -79,6 +89,13 @@ pub struct TxQueue {
     any: AtomicBool,
     /// The queue pair's transmit side; held while sending.
     side: Mutex<Option<DpdkTx>>,
+}
+
+/// How long a program thread holds the transmit side while frames keep
+/// coming before it hands them to the relay, ns (`ACCEL_TX_STINT_US`; see
+/// the module docs).
+fn stint_ns() -> u64 {
+    u64::from(crate::startup::config().tx_stint_us) * 1000
 }
 
 impl ShimDevice {
@@ -316,6 +333,10 @@ impl TxQueue {
     /// `wait`: for the holder of the transmit side, rather than leave the
     /// frames to it (the process is about to end).
     fn flush(&self, wait: bool) {
+        // The stint is bounded only where a relay can take over (net_tap),
+        // and not for the relay.
+        let mut bounded = !wait && crate::engine::relay::can_take_over();
+        let since = if bounded { clock_ns() } else { 0 };
         // Frames staged after the holder's last look set `any` before their
         // stager tried the lock, so before the holder lets go: the holder
         // sees them when it looks again, after it let go.
@@ -331,7 +352,14 @@ impl TxQueue {
             };
             let mut batch = Vec::new();
             let mut lanes = Vec::new();
+            // The stint ended with frames still coming (see the module
+            // docs).
+            let mut ended = false;
             loop {
+                if bounded && clock_ns().saturating_sub(since) >= stint_ns() && self.any.load(SeqCst) {
+                    ended = true;
+                    break;
+                }
                 self.any.store(false, SeqCst);
                 std::mem::swap(
                     &mut batch,
@@ -378,8 +406,23 @@ impl TxQueue {
                     std::mem::swap(&mut lanes, &mut *pending);
                 }
             }
+            drop(side);
+            // Handed over once the side is free, so the relay finds it
+            // so (or a thread that took it meanwhile, which sends them).
+            // If the relay is gone, the holder goes on, unbounded.
+            if ended {
+                if crate::engine::relay::hand_over() {
+                    return;
+                }
+                bounded = false;
+            }
         }
     }
+}
+
+/// The monotonic clock, ns.
+fn clock_ns() -> u64 {
+    crate::engine::worker::now().nanos()
 }
 
 thread_local! {

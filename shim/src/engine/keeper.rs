@@ -85,7 +85,7 @@ pub fn spawn() -> Option<libc::pid_t> {
     let spawned = std::thread::Builder::new()
         .name("accel-keeper".into())
         .spawn(move || {
-            keeper_signals();
+            program_signals_off();
             let _ = KEEPER.try_with(|k| k.set(true));
             let _ = PARKER.set(Parker::current());
             TID.store(sys::gettid(), Release);
@@ -108,11 +108,12 @@ pub fn spawn() -> Option<libc::pid_t> {
     None
 }
 
-/// The keeper takes no signal of the program's (they go to the
-/// program's threads), only DPDK's own (net_tap's Rx trigger, a realtime
-/// signal set with F_SETSIG; it must be taken, or the queue of pending
-/// ones overflows into a SIGIO that would end the process) and SIGIO.
-fn keeper_signals() {
+/// The keeper (and the relay) take no signal of the program's (they go
+/// to the program's threads), only DPDK's own (net_tap's Rx trigger, a
+/// realtime signal set with F_SETSIG; it must be taken, or the queue of
+/// pending ones overflows into a SIGIO that would end the process) and
+/// SIGIO.
+pub(crate) fn program_signals_off() {
     // SAFETY: sigset operations on a local set; pthread_sigmask changes
     // only this thread's mask.
     unsafe {

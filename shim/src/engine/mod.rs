@@ -10,6 +10,7 @@
 //! | [`stacks`], [`device`] | one stack per queue pair, each behind its own lock; the DPDK device under them |
 //! | [`wait`] | how a thread waits: spinner, sleeper, parked, with accel-coro's parker |
 //! | [`keeper`] | the thread that drives the stacks while the program computes |
+//! | [`relay`] | the thread that sends the frames a program thread leaves when its stint as a transmit side's holder ends (net_tap) |
 //! | [`lanes`], [`steer`] | on net_tap, a queue of the TAP interface per waiting thread, so the kernel wakes the thread a frame is for; the program that steers frames to them |
 //! | [`procs`], [`owner`], [`migrate`] | many processes on one port: a process's attachment, the port owner, and connections a closing listener hands to another process |
 //! | [`reaper`], [`flight`] | resets for a process that died; the per-connection flight recorder |
@@ -26,6 +27,7 @@ pub mod owner;
 pub mod parked;
 pub mod procs;
 pub mod reaper;
+pub mod relay;
 pub mod stacks;
 pub mod stats;
 pub mod steer;

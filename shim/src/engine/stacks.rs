@@ -67,6 +67,11 @@ pub struct Cell {
 }
 
 impl Cell {
+    /// Whether a poll (and a transmit) of its device is a system call.
+    pub fn costly(&self) -> bool {
+        self.costly
+    }
+
     /// What a skipped poll returns: nothing taken in, the timer of the
     /// last poll.
     fn last_word(&self) -> PollResult {
@@ -726,7 +731,8 @@ pub fn slept(fds: &[libc::pollfd]) {
 /// The stacks' counters, for the log at exit: per queue pair, the frames
 /// received and sent, the segments handed to another stack, and every
 /// other interface counter that is not zero (drops by reason, SYN cookies);
-/// then the lanes' (`lanes`), if there are lanes.
+/// then the lanes' (`lanes`), if there are lanes, and the relay's hand-overs
+/// (`relay`), if there were some.
 pub struct Summary;
 
 impl std::fmt::Display for Summary {
@@ -759,6 +765,10 @@ impl std::fmt::Display for Summary {
                 write!(f, " rx_checksum_dropped={bad}")?;
             }
             write!(f, ";")?;
+        }
+        let relayed = crate::engine::relay::hand_overs();
+        if relayed > 0 {
+            write!(f, " relay: hand_overs={relayed};")?;
         }
         Ok(())
     }

@@ -3,7 +3,8 @@
 //! run: what must not grow without bound (mbufs in use, sockets, epoll
 //! sets, connections, TIME-WAIT entries), what the link did (frames,
 //! frames dropped on purpose by `ACCEL_LOSS`, frames the device's
-//! checksum offload found bad, segments handed between stacks), and,
+//! checksum offload found bad, segments handed between stacks, stints of
+//! sending others' frames handed to the relay thread), and,
 //! under `iface`, every counter of the stacks' interfaces summed (each
 //! drop by its reason: SYN cookies, ARP, checksums, RFC 5961's
 //! challenges...), and under `drivers` who took the frames in (a
@@ -165,10 +166,11 @@ fn snapshot(t: u64) -> Option<String> {
         line,
         "{{\"t_ms\":{},\"pid\":{},\"sockets\":{sockets},\"epoll_sets\":{sets},\"tcp_conns\":{conns},\
          \"tcp_listeners\":{listeners},\"time_wait\":{time_wait},\"mbufs_in_use\":{},\"rx_frames\":{rx},\
-         \"tx_frames\":{tx},\"rx_checksum_dropped\":{bad_sum},\"lost_rx\":{lost_rx},\"lost_tx\":{lost_tx},\"handed_over\":{handed},\"iface\":{{",
+         \"tx_frames\":{tx},\"rx_checksum_dropped\":{bad_sum},\"lost_rx\":{lost_rx},\"lost_tx\":{lost_tx},\"handed_over\":{handed},\"tx_relayed\":{},\"iface\":{{",
         t / 1_000_000,
         sys::getpid(),
         mbufs.saturating_sub(mbufs_free),
+        crate::engine::relay::hand_overs(),
     );
     // Every interface counter, summed over the stacks: each drop by its
     // reason (SYN cookies, ARP, checksums, ...).

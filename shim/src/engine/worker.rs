@@ -182,6 +182,9 @@ pub fn ensure_started() -> bool {
             let ms = now().saturating_since(t0).as_millis();
             log!(info, "stack up in {ms} ms: {what}");
             let keeper = keeper::spawn();
+            if crate::engine::stacks::cells().iter().any(|c| c.costly()) {
+                crate::engine::relay::spawn();
+            }
             // A shared port's queues signal nobody (the owner turned it
             // off): pointing them at this process would kill it with a
             // signal it has no handler for.
@@ -640,6 +643,7 @@ pub fn after_fork_in_child() {
     crate::engine::wait::after_fork();
     accel_coro::park::Parker::current().after_fork();
     keeper::after_fork();
+    crate::engine::relay::after_fork();
     device::after_fork();
     crate::engine::reaper::after_fork();
     crate::engine::procs::after_fork();
