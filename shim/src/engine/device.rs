@@ -36,6 +36,7 @@
 //! of the queue pair's transmit queue, so that the kernel sends the flow's
 //! frames to the lane. They are staged and flushed the same way, in order.
 
+use crate::engine::worker::now;
 use accel_stack::iface::hash::{DemuxHash, KeyedHash};
 use accel_stack::phy::dpdk::{DpdkDevice, DpdkTx, Mbuf};
 use accel_stack::phy::{Capabilities, Device, DeviceStats};
@@ -336,7 +337,9 @@ impl TxQueue {
         // The stint is bounded only where a relay can take over (net_tap),
         // and not for the relay.
         let mut bounded = !wait && crate::engine::relay::can_take_over();
-        let since = if bounded { clock_ns() } else { 0 };
+        // When this thread first held the side (read only once it does:
+        // most flushes find nothing staged).
+        let mut since = None;
         // Frames staged after the holder's last look set `any` before their
         // stager tried the lock, so before the holder lets go: the holder
         // sees them when it looks again, after it let go.
@@ -350,13 +353,14 @@ impl TxQueue {
                 // The holder sends ours too (see the module docs).
                 Err(std::sync::TryLockError::WouldBlock) => return,
             };
+            let since = *since.get_or_insert_with(|| if bounded { now().nanos() } else { 0 });
             let mut batch = Vec::new();
             let mut lanes = Vec::new();
             // The stint ended with frames still coming (see the module
             // docs).
             let mut ended = false;
             loop {
-                if bounded && clock_ns().saturating_sub(since) >= stint_ns() && self.any.load(SeqCst) {
+                if bounded && self.any.load(SeqCst) && now().nanos().saturating_sub(since) >= stint_ns() {
                     ended = true;
                     break;
                 }
@@ -418,11 +422,6 @@ impl TxQueue {
             }
         }
     }
-}
-
-/// The monotonic clock, ns.
-fn clock_ns() -> u64 {
-    crate::engine::worker::now().nanos()
 }
 
 thread_local! {

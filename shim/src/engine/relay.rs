@@ -31,7 +31,7 @@ static PARKER: OnceLock<Arc<Parker>> = OnceLock::new();
 static HANDED: AtomicBool = AtomicBool::new(false);
 /// The relay runs in this process (not in the child of a fork).
 static RUNNING: AtomicBool = AtomicBool::new(false);
-/// Hand-overs so far (the stats' `tx_relayed`).
+/// Hand-overs so far (the stats' `tx_hand_overs`).
 static HAND_OVERS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {

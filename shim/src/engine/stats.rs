@@ -166,7 +166,7 @@ fn snapshot(t: u64) -> Option<String> {
         line,
         "{{\"t_ms\":{},\"pid\":{},\"sockets\":{sockets},\"epoll_sets\":{sets},\"tcp_conns\":{conns},\
          \"tcp_listeners\":{listeners},\"time_wait\":{time_wait},\"mbufs_in_use\":{},\"rx_frames\":{rx},\
-         \"tx_frames\":{tx},\"rx_checksum_dropped\":{bad_sum},\"lost_rx\":{lost_rx},\"lost_tx\":{lost_tx},\"handed_over\":{handed},\"tx_relayed\":{},\"iface\":{{",
+         \"tx_frames\":{tx},\"rx_checksum_dropped\":{bad_sum},\"lost_rx\":{lost_rx},\"lost_tx\":{lost_tx},\"handed_over\":{handed},\"tx_hand_overs\":{},\"iface\":{{",
         t / 1_000_000,
         sys::getpid(),
         mbufs.saturating_sub(mbufs_free),
