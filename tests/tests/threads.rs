@@ -6,6 +6,14 @@
 //!   `socketserver.ThreadingTCPServer`, `tests/programs/threaded_echo.py`):
 //!   10 connections × 400 round trips and 200 connections × 20 round trips
 //!   of 64 bytes, every byte checked; req/s and p99 printed for both;
+//! - the same server in C (`tests/programs/threaded_echo.c`: a detached
+//!   pthread per connection, blocking `recv`/`send`), which has no
+//!   interpreter lock to serialise its threads: the same round trips, and
+//!   the server's own count of the connections and bytes it echoed must
+//!   match the clients' exactly; once more with `ACCEL_LANES=200`, which
+//!   the port's owner must open and hand over whole (one message carries
+//!   up to 253 descriptors: it was 64, and the lanes beyond 60 were
+//!   dropped without a word);
 //! - memcached with `-t 1`, `-t 2` and `-t 4` worker threads: 10,000 keys
 //!   stored and read back over 4 connections at once, every value checked
 //!   (and 32 more connections each asking `version`, to spread the flows);
@@ -35,7 +43,7 @@
 //! (`engine::relay`) sends every frame the threads stage.
 //!
 //! Ports: 17101 (echo), 17102 (memcached), 17103 (redis), 17104
-//! (reuseport echo).
+//! (reuseport echo), 17105 (the echo in C).
 
 use accel_tests::clients::{dataset, echo_rr, memcached_set_get, memcached_versions, redis_set_get, Item};
 use accel_tests::net::{
@@ -49,6 +57,7 @@ const ECHO_PORT: u16 = 17101;
 const MEMCACHED_PORT: u16 = 17102;
 const REDIS_PORT: u16 = 17103;
 const REUSEPORT_PORT: u16 = 17104;
+const C_ECHO_PORT: u16 = 17105;
 const LIMIT: Duration = Duration::from_secs(300);
 
 /// The legs of each test: the kernel, then the shim with one queue pair
@@ -311,6 +320,123 @@ fn a_thread_per_connection_server_serves_10_and_200_connections() {
                 assert!(relayed > 0, "nothing was handed to the relay: {line}");
             }
         }
+        drop(server);
+        net.clear();
+    }
+}
+
+/// The numbers of a `served: connections=N bytes=B open=K` line.
+fn served_line(out: &str) -> (u64, u64, u64) {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("served:"))
+        .unwrap_or_else(|| panic!("no served line in: {out}"));
+    let field = |key: &str| -> u64 {
+        line.split(key)
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {line}"))
+    };
+    (field("connections="), field("bytes="), field("open="))
+}
+
+#[test]
+fn a_thread_per_connection_server_in_c_echoes_every_byte() {
+    if !root_or_skip("a_thread_per_connection_server_in_c_echoes_every_byte") {
+        return;
+    }
+    let test = "threaded_echo_c";
+    let scratch = Scratch::new("threaded-echo-c");
+    let exe = scratch.join("threaded_echo");
+    let built = output(
+        command("cc")
+            .args(["-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
+            .arg(&exe)
+            .arg(repo("tests/programs/threaded_echo.c")),
+    );
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let mut net = TapNet::new("tc");
+    let addr: SocketAddr = format!("{}:{C_ECHO_PORT}", net.server_ip()).parse().unwrap();
+    const SIZE: usize = 64;
+    let runs = [(10, 400), (200, 20)];
+    let legs = LEGS.into_iter().map(|(l, q)| (l, q, 0));
+    for (leg, queues, lanes) in legs.chain([(Leg::Accel, 1, 200)]) {
+        let name = match lanes {
+            0 => leg_name(leg, queues),
+            n => format!("accel_lanes{n}"),
+        };
+        let dir = scratch.join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut place = place(&mut net, leg, queues);
+        if lanes > 0 {
+            place = place.with_env("ACCEL_LANES", &lanes.to_string());
+        }
+        let mut server = Proc::spawn(
+            &dir,
+            "threaded_echo",
+            &place,
+            LIMIT,
+            &[exe.to_str().unwrap(), "0.0.0.0", &C_ECHO_PORT.to_string()],
+        );
+        assert!(
+            wait_until(Duration::from_secs(30), || server.stdout().contains("echo ready")),
+            "the echo server did not start: {}",
+            server.report()
+        );
+        wait_for_port(&net.clients, addr, &mut server, Duration::from_secs(60));
+        for (conns, rounds) in runs {
+            let rt = net.clients.enter(|| echo_rr(addr, conns, rounds, SIZE));
+            assert_eq!(rt.count, (conns * rounds) as u64);
+            let what = format!("{name}_{conns}c");
+            println!(
+                "{test} {what}: {} round trips in {:.2?}, p50 {:?}, p99 {:?}",
+                rt.count,
+                rt.elapsed,
+                rt.quantile(0.5),
+                rt.quantile(0.99)
+            );
+            measured(test, &format!("{what}_rps"), rt.rps(), "req/s");
+            measured(
+                test,
+                &format!("{what}_p99_us"),
+                rt.quantile(0.99).as_secs_f64() * 1e6,
+                "us",
+            );
+        }
+        assert!(!server.exited(), "the echo server died: {}", server.report());
+        if lanes > 0 {
+            // The owner opened them all, and this process got them all.
+            let log = server.accel_log();
+            assert!(
+                log.contains(&format!("port owner: {lanes} lanes of"))
+                    && log.contains(&format!("{lanes} lanes from the port's owner")),
+                "not {lanes} lanes: {}",
+                server.report()
+            );
+        }
+        if leg == Leg::Accel {
+            // Stops it (SIGTERM); the lanes carried the frames.
+            lanes_carried(&mut server, true, queues);
+        } else {
+            assert!(
+                server.stop(libc::SIGTERM, Duration::from_secs(20)).is_some(),
+                "the echo server did not stop: {}",
+                server.report()
+            );
+        }
+        // What the server says it echoed is what the clients got back:
+        // every connection ended (the port probes' too), every byte once.
+        let (served, bytes, open) = served_line(&server.stdout());
+        let want: usize = runs.iter().map(|(c, r)| c * r * SIZE).sum();
+        let conns: usize = runs.iter().map(|(c, _)| c).sum();
+        println!("{test} {name}: served {served} connections, {bytes} bytes, {open} open");
+        assert_eq!(open, 0, "connections never ended: {}", server.report());
+        assert_eq!(bytes, want as u64, "{}", server.report());
+        assert!(served >= conns as u64, "{}", server.report());
         drop(server);
         net.clear();
     }

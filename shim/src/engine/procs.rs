@@ -56,8 +56,10 @@ use std::time::{Duration, Instant};
 
 /// Huge-page memory the owner gives DPDK, MB.
 pub const OWNER_MEM_MB: u32 = 64;
-/// Most queue descriptors one reply carries.
-pub const MAX_FDS: usize = 64;
+/// Most descriptors one message carries: the kernel's own limit
+/// (`SCM_MAX_FD`), so that a reply holds the queue pairs, up to 200 lanes
+/// (`ACCEL_LANES`'s most) and the steering program's two maps.
+pub const MAX_FDS: usize = 253;
 /// Longest message.
 pub const MSG_MAX: usize = 1024;
 
