@@ -10,6 +10,11 @@
 //! A registration outlives a failed look (the thread sleeps on it) and is
 //! removed once the condition is met, so a later event is not this
 //! thread's.
+//!
+//! A read's try does not sleep for its stack's lock under the sockets'
+//! lock (every call of the program needs that one): if another thread
+//! holds the stack, the look lets the sockets' lock go, waits for the
+//! stack's alone, and tries again (`stacks::lock_or_mark_busy`).
 
 use crate::sockets::table::{lock, Core};
 use accel_coro::park::Parker;
@@ -109,36 +114,56 @@ fn wait<R>(
         if std::mem::take(&mut registered) && !crate::sockets::ready::pending() {
             return None;
         }
-        let mut core = lock();
-        crate::sockets::epoll::distribute(&mut core);
-        // The thread is awake and tries next, under this lock: a wake of
-        // its own that the hand-out just queued would only leave a permit
-        // that ends its next sleep at once, for a look that finds nothing
-        // (a thread that reads its lane readied its socket itself; each
-        // wait used to cost a second look). Wakes queued after the try
-        // (when the lock is let go) stay.
-        core.to_wake.retain(|w| !w.will_wake(&waker));
-        // Woken for its socket, the thread tries first: a registration
-        // takes the socket's stack lock, and is needed only if the socket
-        // is not ready after all (then it registers and tries again, so
-        // that nothing that comes meanwhile is missed).
-        let early = if notified && socks_only {
-            attempt(&mut core)
-        } else {
-            None
-        };
-        let r = match early {
-            Some(r) => r,
-            None => {
-                for &o in on {
-                    core.register(o, &waker);
+        let mut notified = notified;
+        loop {
+            let mut core = lock();
+            crate::sockets::epoll::distribute(&mut core);
+            // The thread is awake and tries next, under this lock: a wake of
+            // its own that the hand-out just queued would only leave a permit
+            // that ends its next sleep at once, for a look that finds nothing
+            // (a thread that reads its lane readied its socket itself; each
+            // wait used to cost a second look). Wakes queued after the try
+            // (when the lock is let go) stay.
+            core.to_wake.retain(|w| !w.will_wake(&waker));
+            let _ = crate::engine::stacks::take_busy();
+            // Woken for its socket, the thread tries first: a registration
+            // takes the socket's stack lock, and is needed only if the socket
+            // is not ready after all (then it registers and tries again, so
+            // that nothing that comes meanwhile is missed).
+            let early = if notified && socks_only {
+                attempt(&mut core)
+            } else {
+                None
+            };
+            let r = match early {
+                Some(r) => r,
+                None => {
+                    for &o in on {
+                        core.register(o, &waker);
+                    }
+                    let _ = crate::engine::stacks::take_busy();
+                    match attempt(&mut core) {
+                        Some(r) => r,
+                        None => {
+                            // If the try found the socket's stack held
+                            // (`stacks::lock_or_mark_busy`), the thread waits
+                            // for that lock without this one, and tries again
+                            // (registered already: anything that comes
+                            // meanwhile wakes it, and the next try finds it).
+                            let busy = crate::engine::stacks::take_busy();
+                            drop(core);
+                            let q = busy?;
+                            drop(crate::engine::stacks::lock(q));
+                            notified = true;
+                            continue;
+                        }
+                    }
                 }
-                attempt(&mut core)?
+            };
+            for &o in on {
+                core.unregister(o, &waker);
             }
-        };
-        for &o in on {
-            core.unregister(o, &waker);
+            return Some(r);
         }
-        Some(r)
     })
 }

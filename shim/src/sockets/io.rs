@@ -61,7 +61,13 @@ unsafe fn tcp_read(
     discard: bool,
 ) -> Result<usize, Errno> {
     let (q, h) = conn_of(core, entry)?;
-    let stack = socket::stack(q)?;
+    // Held by another thread: not waited for under the sockets' lock (the
+    // wait lets that go first, then tries again: `block`).
+    let stack = match stacks::lock_or_mark_busy(q) {
+        Ok(s) => s,
+        Err(stacks::NotLocked::Held) => return Err(Errno(libc::EAGAIN)),
+        Err(stacks::NotLocked::Gone) => return Err(Errno(libc::EBADF)),
+    };
     let arm = Some((&mut core.watch, entry.handle()));
     // SAFETY: the caller's contract.
     unsafe { tcp_read_on(stack, h, iov, peek, discard, Then::Output, arm) }
