@@ -281,25 +281,7 @@ fn a_thread_per_connection_server_serves_10_and_200_connections() {
         if leg == Leg::Accel {
             assert!(server.accel_log().contains("stack up"), "{}", server.report());
         }
-        for (conns, rounds) in [(10, 400), (200, 20)] {
-            let rt = net.clients.enter(|| echo_rr(addr, conns, rounds, 64));
-            assert_eq!(rt.count, (conns * rounds) as u64);
-            let what = format!("{name}_{conns}c");
-            println!(
-                "{test} {what}: {} round trips in {:.2?}, p50 {:?}, p99 {:?}",
-                rt.count,
-                rt.elapsed,
-                rt.quantile(0.5),
-                rt.quantile(0.99)
-            );
-            measured(test, &format!("{what}_rps"), rt.rps(), "req/s");
-            measured(
-                test,
-                &format!("{what}_p99_us"),
-                rt.quantile(0.99).as_secs_f64() * 1e6,
-                "us",
-            );
-        }
+        echo_rounds(&net, addr, test, &name, &[(10, 400), (200, 20)], 64);
         assert!(!server.exited(), "the echo server died: {}", server.report());
         if queues > TAP_MAX_QUEUES {
             let log = server.accel_log();
@@ -325,6 +307,50 @@ fn a_thread_per_connection_server_serves_10_and_200_connections() {
     }
 }
 
+/// Builds `tests/programs/NAME.c` (with threads, warnings as errors) into
+/// `scratch`; the program's path.
+fn build_c(scratch: &Scratch, name: &str) -> std::path::PathBuf {
+    let exe = scratch.join(name);
+    let built = output(
+        command("cc")
+            .args(["-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
+            .arg(&exe)
+            .arg(repo(&format!("tests/programs/{name}.c"))),
+    );
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    exe
+}
+
+/// Each of `runs` (connections, round trips each) of `size` bytes against
+/// the echo server at `addr`, from the clients' namespace: every byte
+/// checked, every round trip counted; req/s and p99 printed as leg
+/// `name`'s figures of `test`.
+fn echo_rounds(net: &TapNet, addr: SocketAddr, test: &str, name: &str, runs: &[(usize, usize)], size: usize) {
+    for &(conns, rounds) in runs {
+        let rt = net.clients.enter(|| echo_rr(addr, conns, rounds, size));
+        assert_eq!(rt.count, (conns * rounds) as u64);
+        let what = format!("{name}_{conns}c");
+        println!(
+            "{test} {what}: {} round trips in {:.2?}, p50 {:?}, p99 {:?}",
+            rt.count,
+            rt.elapsed,
+            rt.quantile(0.5),
+            rt.quantile(0.99)
+        );
+        measured(test, &format!("{what}_rps"), rt.rps(), "req/s");
+        measured(
+            test,
+            &format!("{what}_p99_us"),
+            rt.quantile(0.99).as_secs_f64() * 1e6,
+            "us",
+        );
+    }
+}
+
 /// The numbers of a `served: connections=N bytes=B open=K` line.
 fn served_line(out: &str) -> (u64, u64, u64) {
     let line = out
@@ -347,18 +373,7 @@ fn a_thread_per_connection_server_in_c_echoes_every_byte() {
     }
     let test = "threaded_echo_c";
     let scratch = Scratch::new("threaded-echo-c");
-    let exe = scratch.join("threaded_echo");
-    let built = output(
-        command("cc")
-            .args(["-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
-            .arg(&exe)
-            .arg(repo("tests/programs/threaded_echo.c")),
-    );
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    let exe = build_c(&scratch, "threaded_echo");
     let mut net = TapNet::new("tc");
     let addr: SocketAddr = format!("{}:{C_ECHO_PORT}", net.server_ip()).parse().unwrap();
     const SIZE: usize = 64;
@@ -388,25 +403,7 @@ fn a_thread_per_connection_server_in_c_echoes_every_byte() {
             server.report()
         );
         wait_for_port(&net.clients, addr, &mut server, Duration::from_secs(60));
-        for (conns, rounds) in runs {
-            let rt = net.clients.enter(|| echo_rr(addr, conns, rounds, SIZE));
-            assert_eq!(rt.count, (conns * rounds) as u64);
-            let what = format!("{name}_{conns}c");
-            println!(
-                "{test} {what}: {} round trips in {:.2?}, p50 {:?}, p99 {:?}",
-                rt.count,
-                rt.elapsed,
-                rt.quantile(0.5),
-                rt.quantile(0.99)
-            );
-            measured(test, &format!("{what}_rps"), rt.rps(), "req/s");
-            measured(
-                test,
-                &format!("{what}_p99_us"),
-                rt.quantile(0.99).as_secs_f64() * 1e6,
-                "us",
-            );
-        }
+        echo_rounds(&net, addr, test, &name, &runs, SIZE);
         assert!(!server.exited(), "the echo server died: {}", server.report());
         if lanes > 0 {
             // The owner opened them all, and this process got them all.
@@ -614,18 +611,7 @@ fn threads_each_with_an_epoll_loop_share_a_reuseport_port() {
     }
     let test = "reuseport_threads";
     let scratch = Scratch::new("reuseport-threads");
-    let exe = scratch.join("reuseport_echo");
-    let built = output(
-        command("cc")
-            .args(["-O2", "-Wall", "-Werror", "-pthread", "-o"])
-            .arg(&exe)
-            .arg(repo("tests/programs/reuseport_echo.c")),
-    );
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    let exe = build_c(&scratch, "reuseport_echo");
     let mut net = TapNet::new("rp");
     let addr: SocketAddr = format!("{}:{REUSEPORT_PORT}", net.server_ip()).parse().unwrap();
     const THREADS: usize = 4;
